@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up (idempotently) and run the whole test suite: unit tests, flow
+# validation and flow tests, and the integration tests against real SIP
+# peers (sipp, baresip) with real audio (sox, espeak-ng).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_debs gcc libc6-dev pkg-config sip-tester baresip-core sox libsox-fmt-base espeak-ng iproute2 util-linux
+need_rust
+cd "$ROOT"
+export CARGO_TERM_COLOR=never
+
+log "building (tests and release binary)"
+cargo build --release --locked --quiet
+cargo test --release --locked --no-run --quiet 2>/dev/null || cargo test --release --locked --no-run
+
+log "validating the shipped flows"
+./target/release/voxgate validate flows --prompts prompts
+
+log "running the shipped flows' tests"
+./target/release/voxgate test flows
+
+# Tests talk to loopback only; inside a fresh network namespace nothing
+# else even exists, so a stray packet fails instead of leaving the machine.
+run_tests() { cargo test --release --locked -- --test-threads=2 "$@"; }
+if [ "$(id -u)" -eq 0 ] && unshare -n true 2>/dev/null; then
+    log "running cargo tests inside a private network namespace (loopback only)"
+    unshare -n bash -c 'ip link set lo up && cargo test --release --locked --offline -- --test-threads=2'
+else
+    log "cannot create a network namespace here; running tests on the host loopback"
+    run_tests
+fi

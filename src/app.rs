@@ -1,0 +1,338 @@
+//! What the subcommands do, at the CLI edge (anyhow errors, process setup).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::{bail, Context};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::call::sip::SipCall;
+use crate::call::CallChannel;
+use crate::config::{self, Config};
+use crate::events::{Event, EventSink};
+use crate::flow::diag::Diagnostic;
+use crate::flow::model::Flow;
+use crate::flow::services::Services;
+use crate::flow::{engine, load, testing, validate as fvalidate};
+use crate::media::prompt::PromptCache;
+use crate::media::session::SessionConfig;
+use crate::sip::endpoint::{self, CallRunner, Endpoint, EndpointConfig};
+
+pub struct ServeArgs {
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub flows: Option<PathBuf>,
+    pub prompts: Option<PathBuf>,
+    pub events: Option<PathBuf>,
+}
+
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    // rsipstack logs raw messages (INFO bodies carry digits) at info: keep it quiet.
+    let filter = EnvFilter::try_from_env("VOXGATE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,rsipstack=warn"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+/// Flows by name, swapped whole on reload so running calls keep their version.
+pub struct FlowSet {
+    flows: RwLock<Arc<HashMap<String, Arc<Flow>>>>,
+    routes: std::collections::BTreeMap<String, String>,
+    by_name: bool,
+}
+
+impl FlowSet {
+    fn get(&self, name: &str) -> Option<Arc<Flow>> {
+        self.flows.read().ok()?.get(name).cloned()
+    }
+
+    fn replace(&self, flows: Vec<Flow>) {
+        let map: HashMap<String, Arc<Flow>> = flows
+            .into_iter()
+            .map(|f| (f.name.clone(), Arc::new(f)))
+            .collect();
+        if let Ok(mut g) = self.flows.write() {
+            *g = Arc::new(map);
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.flows
+            .read()
+            .map(|g| g.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Load and validate every flow of a directory; any diagnostic is fatal.
+fn load_valid_flows(dir: &Path, prompts: &Path) -> Result<Vec<Flow>, Vec<Diagnostic>> {
+    let (flows, mut diags) = load::load_dir(dir);
+    let opts = fvalidate::ValidateOptions {
+        prompts_dir: prompts.to_path_buf(),
+    };
+    for f in &flows {
+        diags.extend(fvalidate::validate(f, &opts));
+    }
+    if diags.is_empty() {
+        Ok(flows)
+    } else {
+        Err(diags)
+    }
+}
+
+/// Events of live calls as JSON lines (one writer shared by all calls).
+#[derive(Clone)]
+struct JsonLines {
+    out: Option<Arc<Mutex<Box<dyn Write + Send>>>>,
+    call_id: String,
+}
+
+impl EventSink for JsonLines {
+    fn emit(&mut self, ev: Event) {
+        tracing::info!(
+            event = ev.name(),
+            "{}",
+            serde_json::to_string(&ev).unwrap_or_default()
+        );
+        if let Some(out) = &self.out {
+            let line = serde_json::json!({ "call_id": self.call_id, "event": ev });
+            if let Ok(mut w) = out.lock() {
+                let _ = writeln!(w, "{line}");
+                let _ = w.flush();
+            }
+        }
+    }
+}
+
+struct FlowRunner {
+    flows: Arc<FlowSet>,
+    services: Arc<Services>,
+    events: Option<Arc<Mutex<Box<dyn Write + Send>>>>,
+}
+
+impl CallRunner for FlowRunner {
+    fn route(&self, dialled: &str) -> Option<String> {
+        let name = match self.flows.routes.get(dialled) {
+            Some(n) => n.clone(),
+            None if self.flows.by_name => dialled.to_string(),
+            None => return None,
+        };
+        self.flows.get(&name).map(|_| name)
+    }
+
+    fn run(
+        &self,
+        flow: String,
+        mut call: SipCall,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let flows = self.flows.clone();
+        let services = self.services.clone();
+        let mut sink = JsonLines {
+            out: self.events.clone(),
+            call_id: call.info().call_id.clone(),
+        };
+        Box::pin(async move {
+            let Some(flow) = flows.get(&flow) else {
+                error!(%flow, "flow vanished before the call started");
+                call.hangup().await;
+                return;
+            };
+            if !call.wait_confirmed(std::time::Duration::from_secs(5)).await {
+                return;
+            }
+            let outcome = engine::run_flow(&flow, &mut call, &services, &mut sink).await;
+            info!(flow = %flow.name, outcome = ?outcome.disposition, "flow finished");
+            call.hangup().await;
+        })
+    }
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (mut cfg, base) = match &args.config {
+        Some(p) => {
+            let c = Config::load(p)?;
+            (c, p.parent().map(Path::to_path_buf).unwrap_or_default())
+        }
+        None => (Config::default(), PathBuf::from(".")),
+    };
+    cfg.resolve_relative_to(&base);
+    if let Some(l) = &args.listen {
+        cfg.listen = l
+            .parse()
+            .with_context(|| format!("--listen `{l}` is not ADDR:PORT (e.g. 0.0.0.0:5060)"))?;
+    }
+    if let Some(f) = args.flows {
+        cfg.flows_dir = f;
+    }
+    if let Some(p) = args.prompts {
+        cfg.prompts_dir = p;
+    }
+    init_logging(cfg.json_logs);
+    config::check_rtp_range(cfg.rtp_ports).map_err(|e| anyhow::anyhow!(e))?;
+
+    let flows = match load_valid_flows(&cfg.flows_dir, &cfg.prompts_dir) {
+        Ok(f) => f,
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            bail!(
+                "{} problem(s) in the flows under {}; not starting",
+                diags.len(),
+                cfg.flows_dir.display()
+            );
+        }
+    };
+    if flows.is_empty() {
+        bail!("no flows in {}", cfg.flows_dir.display());
+    }
+    for (number, flow) in &cfg.routes {
+        if !flows.iter().any(|f| &f.name == flow) {
+            bail!(
+                "routes: `{number}` points at flow `{flow}`, which is not in {}",
+                cfg.flows_dir.display()
+            );
+        }
+    }
+    let flow_set = Arc::new(FlowSet {
+        flows: RwLock::new(Arc::new(HashMap::new())),
+        routes: cfg.routes.clone(),
+        by_name: cfg.route_by_flow_name,
+    });
+    flow_set.replace(flows);
+
+    let events: Option<Arc<Mutex<Box<dyn Write + Send>>>> = match &args.events {
+        None => None,
+        Some(p) if p.as_os_str() == "-" => Some(Arc::new(Mutex::new(Box::new(std::io::stdout())))),
+        Some(p) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("--events {}", p.display()))?;
+            Some(Arc::new(Mutex::new(Box::new(f))))
+        }
+    };
+
+    let advertised_ip = match cfg.public_ip {
+        Some(ip) => ip,
+        None if !cfg.listen.ip().is_unspecified() => cfg.listen.ip(),
+        None => {
+            warn!("listening on {} without public_ip: advertising 127.0.0.1 in SDP and Contact; set public_ip for remote callers", cfg.listen);
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        }
+    };
+    let prompts = Arc::new(PromptCache::new(cfg.prompts_dir.clone()));
+    let runner = Arc::new(FlowRunner {
+        flows: flow_set.clone(),
+        services: Arc::new(Services::unavailable()),
+        events,
+    });
+    let ep_cfg = EndpointConfig {
+        listen: cfg.listen,
+        advertised_ip,
+        rtp: cfg.rtp_ports,
+        session: SessionConfig {
+            rtp_timeout: cfg.rtp_timeout,
+            inband_dtmf: cfg.inband_dtmf,
+            jitter_frames: 3,
+        },
+        max_call_duration: cfg.max_call_duration,
+        shutdown_grace: cfg.shutdown_grace,
+        ring_time: cfg.ring_time,
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let bound = endpoint::bind(cfg.listen).await.with_context(|| format!("binding SIP UDP+TCP on {}", cfg.listen))?;
+        let local: SocketAddr = bound.udp.local_addr()?;
+        let (ep, tcp) = Endpoint::new(ep_cfg, bound, prompts, runner)?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        info!(listen = %local, flows = ?flow_set.names(), "voxgate ready (SIP over UDP and TCP)");
+        let reload_set = flow_set.clone();
+        let (flows_dir, prompts_dir) = (cfg.flows_dir.clone(), cfg.prompts_dir.clone());
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+            else {
+                error!("cannot install signal handlers");
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { let _ = stop_tx.send(true); }
+                    _ = int.recv() => { let _ = stop_tx.send(true); }
+                    _ = hup.recv() => {
+                        match load_valid_flows(&flows_dir, &prompts_dir) {
+                            Ok(flows) => {
+                                let n = flows.len();
+                                reload_set.replace(flows);
+                                info!(flows = n, "flows reloaded (SIGHUP); running calls keep their version");
+                            }
+                            Err(diags) => {
+                                for d in &diags { error!("{d}"); }
+                                error!(problems = diags.len(), "flow reload refused; the previous flows stay in service");
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        ep.run(tcp, stop_rx).await;
+        anyhow::Ok(())
+    })
+}
+
+pub fn validate(paths: &[PathBuf], prompts: &Path) -> ExitCode {
+    let paths: Vec<PathBuf> = if paths.is_empty() {
+        vec![PathBuf::from("flows")]
+    } else {
+        paths.to_vec()
+    };
+    let opts = fvalidate::ValidateOptions {
+        prompts_dir: prompts.to_path_buf(),
+    };
+    let (files, diags) = fvalidate::validate_paths(&paths, &opts);
+    for d in &diags {
+        println!("{d}");
+    }
+    if diags.is_empty() {
+        println!("{files} flow file(s) OK");
+        ExitCode::SUCCESS
+    } else {
+        println!("{} problem(s) in {files} flow file(s)", diags.len());
+        ExitCode::from(1)
+    }
+}
+
+pub fn test(paths: &[PathBuf]) -> ExitCode {
+    let paths: Vec<PathBuf> = if paths.is_empty() {
+        vec![PathBuf::from("flows")]
+    } else {
+        paths.to_vec()
+    };
+    let summary = testing::run_paths(&paths);
+    if summary.failed == 0 && summary.passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

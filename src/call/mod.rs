@@ -1,0 +1,151 @@
+//! The one door between a flow and a live call.
+//!
+//! The flow engine drives a call only through [`CallChannel`]; the SIP/RTP
+//! call and the scripted test caller both implement it, so every flow runs
+//! offline in tests exactly as it runs on the phone network. The trait is
+//! deliberately low level (start a prompt, wait for the next input with a
+//! deadline): timeouts, retries and barge-in policy live once, in the steps.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+/// How a key press reached us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DigitSource {
+    Rfc4733,
+    SipInfo,
+    Inband,
+    /// Scripted test caller.
+    Script,
+}
+
+impl DigitSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigitSource::Rfc4733 => "rfc4733",
+            DigitSource::SipInfo => "sip_info",
+            DigitSource::Inband => "inband",
+            DigitSource::Script => "script",
+        }
+    }
+}
+
+/// Facts about the call known at answer time.
+#[derive(Clone, Debug, Default)]
+pub struct CallInfo {
+    /// Our call id (also in every log line of the call).
+    pub call_id: String,
+    /// Caller number/user (From or trusted P-Asserted-Identity).
+    pub caller: String,
+    /// Dialled user part of the Request-URI.
+    pub dialled: String,
+    /// Selected request headers the flow may read (lower-case names).
+    pub headers: BTreeMap<String, String>,
+}
+
+/// What speech recognition should listen for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecognitionSpec {
+    pub phrases: Vec<String>,
+    pub digits_only: bool,
+    pub language: Option<String>,
+    pub no_input_timeout: Duration,
+    pub end_of_speech_timeout: Duration,
+    pub max_duration: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpeechResult {
+    /// Transcript (a secret when recognising a passphrase: never logged).
+    pub text: String,
+    /// 0.0 – 1.0.
+    pub confidence: f32,
+}
+
+/// Something that happened on the call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallInput {
+    /// One key press (already de-duplicated across DTMF methods).
+    Digit { digit: char, source: DigitSource },
+    /// The prompts started by the last `play` have all been sent.
+    PlaybackDone,
+    /// Voice activity started (speech barge-in).
+    SpeechStarted,
+    /// Final recognition result of the running recognition.
+    Speech(SpeechResult),
+    /// Recognition ended without speech (its own no-input timer).
+    NoSpeech,
+    /// The caller hung up (or the call was torn down).
+    HungUp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransferRequest {
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub refer: bool,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TransferOutcome {
+    /// The agent has the call; this leg is done.
+    Transferred,
+    /// The target refused or failed (SIP status if any).
+    Failed { status: Option<u16>, reason: String },
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum CallError {
+    #[error("caller hung up")]
+    HungUp,
+    #[error("{0} is not available on this call: {1}")]
+    Unsupported(&'static str, String),
+    #[error("prompt {0}: {1}")]
+    Prompt(String, String),
+    #[error("call failed: {0}")]
+    Failed(String),
+}
+
+/// A live (or scripted) call as the flow engine sees it.
+///
+/// Futures are `Send` so one tokio task can run each call.
+pub trait CallChannel: Send {
+    fn info(&self) -> &CallInfo;
+
+    /// Time since the call was answered (virtual in tests).
+    fn elapsed(&self) -> Duration;
+
+    /// Start playing prompts in order (replacing anything playing);
+    /// `CallInput::PlaybackDone` follows when the last frame is sent.
+    fn play(&mut self, prompts: &[String]) -> impl Future<Output = Result<(), CallError>> + Send;
+
+    /// Stop playback at once (barge-in).
+    fn stop_playback(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Start listening for speech; results arrive as `CallInput::Speech`/`NoSpeech`.
+    fn start_recognition(
+        &mut self,
+        spec: &RecognitionSpec,
+    ) -> impl Future<Output = Result<(), CallError>> + Send;
+
+    fn stop_recognition(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Wait for the next input, at most `timeout` (None = no limit).
+    /// `Ok(None)` means the timeout passed with no input.
+    fn next_input(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<Option<CallInput>, CallError>> + Send;
+
+    fn transfer(
+        &mut self,
+        req: &TransferRequest,
+    ) -> impl Future<Output = Result<TransferOutcome, CallError>> + Send;
+
+    /// End the call from our side (BYE).
+    fn hangup(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+pub mod sip;

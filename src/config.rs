@@ -1,0 +1,319 @@
+//! Typed configuration, loaded from YAML with errors that point at
+//! `file:line:col`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{col}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Semantic { path: String, message: String },
+}
+
+/// `20000-29999`: the RTP port range (even ports are used for RTP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("`{s}` is not a port range; write e.g. 20000-29999"))?;
+        let first: u16 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{a}` is not a port number"))?;
+        let last: u16 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{b}` is not a port number"))?;
+        if first < 1024 || first > last || last - first < 1 {
+            return Err(format!(
+                "port range {first}-{last} must be ascending, above 1023 and hold at least 2 ports"
+            ));
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+/// Human durations: `500ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, ""), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; write e.g. 500ms, 30s, 5m"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("`{s}`: unknown unit `{other}`; use ms, s, m or h")),
+    };
+    if !secs.is_finite() || !(0.0..=86_400.0 * 7.0).contains(&secs) {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    public_ip: Option<String>,
+    rtp_ports: Option<String>,
+    flows_dir: Option<String>,
+    prompts_dir: Option<String>,
+    routes: Option<BTreeMap<String, String>>,
+    route_by_flow_name: Option<bool>,
+    rtp_timeout: Option<String>,
+    max_call_duration: Option<String>,
+    shutdown_grace: Option<String>,
+    inband_dtmf: Option<bool>,
+    log_format: Option<String>,
+    ring_time: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Address written into SDP/Contact; defaults to the listen address.
+    pub public_ip: Option<std::net::IpAddr>,
+    pub rtp_ports: PortRange,
+    pub flows_dir: PathBuf,
+    pub prompts_dir: PathBuf,
+    /// Dialled user → flow name.
+    pub routes: BTreeMap<String, String>,
+    /// `sip:bank@…` reaches the flow named `bank` with no explicit route.
+    pub route_by_flow_name: bool,
+    /// No RTP for this long → BYE.
+    pub rtp_timeout: Duration,
+    pub max_call_duration: Duration,
+    /// After SIGTERM, running calls get this long to finish.
+    pub shutdown_grace: Duration,
+    pub inband_dtmf: bool,
+    pub json_logs: bool,
+    /// Ring (180) this long before answering; 0 answers at once.
+    pub ring_time: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:5060".parse().expect("static address"),
+            public_ip: None,
+            rtp_ports: PortRange {
+                first: 20000,
+                last: 29999,
+            },
+            flows_dir: PathBuf::from("flows"),
+            prompts_dir: PathBuf::from("prompts"),
+            routes: BTreeMap::new(),
+            route_by_flow_name: true,
+            rtp_timeout: Duration::from_secs(30),
+            max_call_duration: Duration::from_secs(3600),
+            shutdown_grace: Duration::from_secs(30),
+            inband_dtmf: true,
+            json_logs: false,
+            ring_time: Duration::ZERO,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        Self::parse(&p, &text)
+    }
+
+    pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = if text.trim().is_empty() {
+            RawConfig::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| {
+                let (line, col) = e
+                    .location()
+                    .map(|l| (l.line() as usize, l.column() as usize))
+                    .unwrap_or((1, 1));
+                ConfigError::Invalid {
+                    path: path.to_string(),
+                    line,
+                    col,
+                    message: first_line(&e.to_string()),
+                }
+            })?
+        };
+        let sem = |message: String| ConfigError::Semantic {
+            path: path.to_string(),
+            message,
+        };
+        let mut c = Config::default();
+        if let Some(l) = raw.listen {
+            c.listen = l.parse().map_err(|_| {
+                sem(format!(
+                    "listen: `{l}` is not ADDR:PORT (e.g. 0.0.0.0:5060)"
+                ))
+            })?;
+        }
+        if let Some(ip) = raw.public_ip {
+            c.public_ip = Some(
+                ip.parse()
+                    .map_err(|_| sem(format!("public_ip: `{ip}` is not an IP address")))?,
+            );
+        }
+        if let Some(r) = raw.rtp_ports {
+            c.rtp_ports = r.parse().map_err(|e| sem(format!("rtp_ports: {e}")))?;
+        }
+        if let Some(d) = raw.flows_dir {
+            c.flows_dir = PathBuf::from(d);
+        }
+        if let Some(d) = raw.prompts_dir {
+            c.prompts_dir = PathBuf::from(d);
+        }
+        if let Some(r) = raw.routes {
+            c.routes = r;
+        }
+        if let Some(b) = raw.route_by_flow_name {
+            c.route_by_flow_name = b;
+        }
+        let dur = |name: &str, v: Option<String>, d: Duration| -> Result<Duration, ConfigError> {
+            match v {
+                None => Ok(d),
+                Some(s) => parse_duration(&s).map_err(|e| sem(format!("{name}: {e}"))),
+            }
+        };
+        c.rtp_timeout = dur("rtp_timeout", raw.rtp_timeout, c.rtp_timeout)?;
+        c.max_call_duration = dur(
+            "max_call_duration",
+            raw.max_call_duration,
+            c.max_call_duration,
+        )?;
+        c.shutdown_grace = dur("shutdown_grace", raw.shutdown_grace, c.shutdown_grace)?;
+        c.ring_time = dur("ring_time", raw.ring_time, c.ring_time)?;
+        if c.ring_time > Duration::from_secs(30) {
+            return Err(sem(
+                "ring_time: at most 30s (callers hang up on long rings)".into(),
+            ));
+        }
+        if let Some(b) = raw.inband_dtmf {
+            c.inband_dtmf = b;
+        }
+        match raw.log_format.as_deref() {
+            None | Some("text") => {}
+            Some("json") => c.json_logs = true,
+            Some(o) => return Err(sem(format!("log_format: `{o}`; expected text or json"))),
+        }
+        Ok(c)
+    }
+
+    /// Relative directories are taken from the config file's folder.
+    pub fn resolve_relative_to(&mut self, base: &Path) {
+        if self.flows_dir.is_relative() {
+            self.flows_dir = base.join(&self.flows_dir);
+        }
+        if self.prompts_dir.is_relative() {
+            self.prompts_dir = base.join(&self.prompts_dir);
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).to_string()
+}
+
+/// The kernel hands out ephemeral ports from this range; RTP ports inside it
+/// may collide with outgoing connections, so `serve` refuses such a config.
+pub fn ephemeral_range() -> Option<(u16, u16)> {
+    let s = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = s.split_whitespace().filter_map(|x| x.parse().ok());
+    Some((it.next()?, it.next()?))
+}
+
+pub fn check_rtp_range(r: PortRange) -> Result<(), String> {
+    if let Some((lo, hi)) = ephemeral_range() {
+        if r.first <= hi && lo <= r.last {
+            return Err(format!(
+                "rtp_ports {}-{} overlaps the kernel's ephemeral port range {lo}-{hi} (/proc/sys/net/ipv4/ip_local_port_range); choose ports below {lo}",
+                r.first, r.last
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn unknown_field_has_location() {
+        let e = Config::parse("c.yaml", "listen: 127.0.0.1:5060\nlisen: x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.yaml:2:"), "{e}");
+        assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_say_what() {
+        let e = Config::parse("c.yaml", "rtp_ports: 30000-20000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rtp_ports"), "{e}");
+        let e = Config::parse("c.yaml", "listen: nowhere\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ADDR:PORT"), "{e}");
+    }
+
+    #[test]
+    fn defaults_and_routes() {
+        let c = Config::parse(
+            "c.yaml",
+            "routes:\n  \"18005550100\": bank\nrtp_timeout: 10s\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.routes.get("18005550100").map(String::as_str),
+            Some("bank")
+        );
+        assert_eq!(c.rtp_timeout, Duration::from_secs(10));
+        assert!(c.route_by_flow_name);
+    }
+}

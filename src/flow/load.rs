@@ -1,0 +1,2446 @@
+//! Flow loader: YAML text → typed [`Flow`], or every problem found on the way.
+//!
+//! YAML crate choice: `serde-saphyr`. Its `Spanned<T>` wrapper gives the
+//! line/column of any value, so we deserialize the whole document into a
+//! small span-carrying tree ([`Node`]) and then build the typed model by hand.
+//! Walking a tree ourselves (instead of `#[derive(Deserialize)]` on the model)
+//! is what lets us collect *all* mistakes in one pass — serde stops at the
+//! first — and word each message for flow authors rather than for Rust types.
+//! Options used: `strict_booleans` (so a key `on:` or `no:` stays a string, as
+//! YAML 1.2 says), duplicate keys passed through (so we can report duplicate
+//! step ids with both positions), leading-zero numbers kept as strings (phone
+//! numbers like `0123…`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::flow::diag::{self, Diagnostic};
+use crate::flow::expr;
+use crate::flow::model::*;
+
+// ---------------------------------------------------------------------------
+// Field tables: the single source of truth for which keys each kind accepts.
+// The JSON-schema test compares docs/flow.schema.json against these.
+// ---------------------------------------------------------------------------
+
+/// Top-level keys of a flow file.
+pub const FLOW_FIELDS: &[&str] = &[
+    "flow",
+    "description",
+    "start",
+    "max_duration",
+    "vars",
+    "steps",
+];
+/// Keys a step may have besides its one kind key.
+pub const STEP_COMMON_FIELDS: &[&str] = &["next", "on", "description"];
+
+/// Input fields shared by collect_digits, verify_code and verify_totp.
+const DIGIT_INPUT: [&str; 10] = [
+    "prompts",
+    "min",
+    "max",
+    "terminator",
+    "first_digit_timeout",
+    "inter_digit_timeout",
+    "tries",
+    "no_input_prompts",
+    "invalid_prompts",
+    "barge_in",
+];
+
+pub const PLAY_FIELDS: &[&str] = &["prompts", "barge_in"];
+pub const SAY_FIELDS: &[&str] = &["value", "as", "count", "before", "after", "barge_in"];
+pub const COLLECT_DIGITS_FIELDS: &[&str] = &[
+    DIGIT_INPUT[0],
+    DIGIT_INPUT[1],
+    DIGIT_INPUT[2],
+    DIGIT_INPUT[3],
+    DIGIT_INPUT[4],
+    DIGIT_INPUT[5],
+    DIGIT_INPUT[6],
+    DIGIT_INPUT[7],
+    DIGIT_INPUT[8],
+    DIGIT_INPUT[9],
+    "pattern",
+    "into",
+    "secret",
+];
+pub const RECOGNIZE_FIELDS: &[&str] = &[
+    "prompts",
+    "phrases",
+    "digits_only",
+    "language",
+    "no_input_timeout",
+    "end_of_speech_timeout",
+    "max_duration",
+    "min_confidence",
+    "tries",
+    "no_input_prompts",
+    "no_match_prompts",
+    "barge_in",
+    "into",
+];
+pub const LOOKUP_CALLER_FIELDS: &[&str] = &["number"];
+pub const VERIFY_PASSPHRASE_FIELDS: &[&str] = &[
+    "prompts",
+    "tries",
+    "no_input_timeout",
+    "end_of_speech_timeout",
+    "max_duration",
+    "no_input_prompts",
+    "retry_prompts",
+];
+pub const SEND_CODE_FIELDS: &[&str] = &[
+    "channel",
+    "to",
+    "length",
+    "ttl",
+    "max_attempts",
+    "resend_cooldown",
+];
+pub const VERIFY_CODE_FIELDS: &[&str] = &DIGIT_INPUT;
+pub const VERIFY_TOTP_FIELDS: &[&str] = &[
+    DIGIT_INPUT[0],
+    DIGIT_INPUT[1],
+    DIGIT_INPUT[2],
+    DIGIT_INPUT[3],
+    DIGIT_INPUT[4],
+    DIGIT_INPUT[5],
+    DIGIT_INPUT[6],
+    DIGIT_INPUT[7],
+    DIGIT_INPUT[8],
+    DIGIT_INPUT[9],
+    "window",
+];
+pub const TRANSFER_FIELDS: &[&str] = &["target", "mode", "timeout", "headers"];
+pub const WEBHOOK_FIELDS: &[&str] = &["url", "method", "timeout", "headers", "body", "into"];
+/// `set:` takes any variable names as keys.
+pub const SET_FIELDS: &[&str] = &[];
+/// Keys of one `branch:` case.
+pub const BRANCH_FIELDS: &[&str] = &["if", "goto", "else"];
+/// `goto:` takes a step id, not a mapping.
+pub const GOTO_FIELDS: &[&str] = &[];
+pub const HANGUP_FIELDS: &[&str] = &["reason"];
+
+/// Every step kind with the fields it accepts, in documentation order.
+pub const STEP_KINDS: &[(&str, &[&str])] = &[
+    ("play", PLAY_FIELDS),
+    ("say", SAY_FIELDS),
+    ("collect_digits", COLLECT_DIGITS_FIELDS),
+    ("recognize", RECOGNIZE_FIELDS),
+    ("lookup_caller", LOOKUP_CALLER_FIELDS),
+    ("verify_passphrase", VERIFY_PASSPHRASE_FIELDS),
+    ("send_code", SEND_CODE_FIELDS),
+    ("verify_code", VERIFY_CODE_FIELDS),
+    ("verify_totp", VERIFY_TOTP_FIELDS),
+    ("transfer", TRANSFER_FIELDS),
+    ("webhook", WEBHOOK_FIELDS),
+    ("set", SET_FIELDS),
+    ("branch", BRANCH_FIELDS),
+    ("goto", GOTO_FIELDS),
+    ("hangup", HANGUP_FIELDS),
+];
+
+fn kind_names() -> String {
+    STEP_KINDS
+        .iter()
+        .map(|(k, _)| *k)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------------------
+// Span-carrying YAML tree
+// ---------------------------------------------------------------------------
+
+/// A YAML node with the position it was written at.
+#[derive(Debug)]
+struct Node {
+    val: Val,
+    span: Span,
+}
+
+#[derive(Debug)]
+enum Val {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+impl<'de> Deserialize<'de> for Val {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Val;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_unit<E>(self) -> Result<Val, E> {
+                Ok(Val::Null)
+            }
+            fn visit_none<E>(self) -> Result<Val, E> {
+                Ok(Val::Null)
+            }
+            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Val, D2::Error> {
+                Val::deserialize(d)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Val, E> {
+                Ok(Val::Bool(b))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Val, E> {
+                Ok(Val::Int(n))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Val, E> {
+                Ok(i64::try_from(n).map_or_else(|_| Val::Str(n.to_string()), Val::Int))
+            }
+            fn visit_i128<E>(self, n: i128) -> Result<Val, E> {
+                Ok(Val::Str(n.to_string()))
+            }
+            fn visit_u128<E>(self, n: u128) -> Result<Val, E> {
+                Ok(Val::Str(n.to_string()))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Val, E> {
+                Ok(Val::Float(n))
+            }
+            fn visit_char<E>(self, c: char) -> Result<Val, E> {
+                Ok(Val::Str(c.to_string()))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Val, E> {
+                Ok(Val::Str(s.to_string()))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Val, E> {
+                Ok(Val::Str(s))
+            }
+            fn visit_bytes<E>(self, b: &[u8]) -> Result<Val, E> {
+                Ok(Val::Str(String::from_utf8_lossy(b).into_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Val, A::Error> {
+                let mut v = Vec::new();
+                while let Some(x) = a.next_element()? {
+                    v.push(x);
+                }
+                Ok(Val::Seq(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Val, A::Error> {
+                let mut v = Vec::new();
+                while let Some(k) = a.next_key()? {
+                    let val = a.next_value()?;
+                    v.push((k, val));
+                }
+                Ok(Val::Map(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = serde_saphyr::Spanned::<Val>::deserialize(d)?;
+        Ok(Node {
+            val: s.value,
+            span: to_span(s.referenced),
+        })
+    }
+}
+
+fn to_span(l: serde_saphyr::Location) -> Span {
+    Span {
+        line: u32::try_from(l.line()).unwrap_or(u32::MAX),
+        col: u32::try_from(l.column()).unwrap_or(u32::MAX),
+    }
+}
+
+impl Node {
+    /// A scalar as text (numbers and booleans written the way YAML would).
+    fn scalar_text(&self) -> Option<String> {
+        match &self.val {
+            Val::Str(s) => Some(s.clone()),
+            Val::Int(n) => Some(n.to_string()),
+            Val::Float(f) => Some(f.to_string()),
+            Val::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    /// How the value looks, for "got …" in messages.
+    fn shown(&self) -> String {
+        match &self.val {
+            Val::Null => "nothing".into(),
+            Val::Str(s) => format!("{s:?}"),
+            Val::Seq(_) => "a list".into(),
+            Val::Map(_) => "a mapping".into(),
+            _ => self.scalar_text().unwrap_or_default(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Loader context
+// ---------------------------------------------------------------------------
+
+/// Edit distance, for "did you mean" suggestions.
+pub(crate) fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The closest candidate, if it is close enough to be a plausible typo.
+pub(crate) fn nearest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|c| (levenshtein(word, c), c))
+        // Also never "correct" a word into something it shares nothing with.
+        .filter(|(d, c)| *d <= limit && *d < word.chars().count().max(c.chars().count()))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn did_you_mean(word: &str, candidates: &[&str]) -> String {
+    nearest(word, candidates.iter().copied())
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default()
+}
+
+struct Ctx<'p> {
+    path: &'p Path,
+    diags: Vec<Diagnostic>,
+    /// "step `x` (kind)" while building a step, so field messages say where they are.
+    scope: String,
+}
+
+/// A mapping's entries by key, after unknown/duplicate keys were reported.
+struct Fields<'n> {
+    entries: Vec<(String, &'n Node, Span)>,
+}
+
+impl<'n> Fields<'n> {
+    fn get(&self, name: &str) -> Option<&'n Node> {
+        self.entries.iter().find(|e| e.0 == name).map(|e| e.1)
+    }
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, span: Span, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::new(self.path, span, msg));
+    }
+
+    /// A field-level error, prefixed with the current step.
+    fn ferr(&mut self, span: Span, msg: impl Into<String>) {
+        let msg = msg.into();
+        let msg = if self.scope.is_empty() {
+            msg
+        } else {
+            format!("{}: {msg}", self.scope)
+        };
+        self.diags.push(Diagnostic::new(self.path, span, msg));
+    }
+
+    /// Check a mapping's keys against `allowed` and index them. `what` names
+    /// the place for messages (e.g. "step `greet` (play)").
+    fn fields<'n>(&mut self, node: &'n Node, what: &str, allowed: &[&str]) -> Option<Fields<'n>> {
+        let entries = match &node.val {
+            Val::Map(m) => m,
+            Val::Null => return Some(Fields { entries: vec![] }),
+            _ => {
+                self.err(
+                    node.span,
+                    format!(
+                        "{what} must be a mapping of fields ({}), got {}",
+                        allowed.join(", "),
+                        node.shown()
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut out: Vec<(String, &'n Node, Span)> = Vec::new();
+        for (k, v) in entries {
+            let Some(name) = k.scalar_text() else {
+                self.err(
+                    k.span,
+                    format!("{what}: a key must be a plain name, got {}", k.shown()),
+                );
+                continue;
+            };
+            if !allowed.contains(&name.as_str()) {
+                self.err(
+                    k.span,
+                    format!(
+                        "{what}: unknown field `{name}`{}; allowed fields: {}",
+                        did_you_mean(&name, allowed),
+                        allowed.join(", ")
+                    ),
+                );
+                continue;
+            }
+            if let Some(prev) = out.iter().find(|e| e.0 == name) {
+                let line = prev.2.line;
+                self.err(
+                    k.span,
+                    format!("{what}: field `{name}` is given twice (first on line {line})"),
+                );
+                continue;
+            }
+            out.push((name, v, k.span));
+        }
+        Some(Fields { entries: out })
+    }
+
+    fn string(&mut self, node: &Node, field: &str) -> Option<Spanned<String>> {
+        match node.scalar_text() {
+            Some(s) => Some(Spanned::new(s, node.span)),
+            None => {
+                self.ferr(
+                    node.span,
+                    format!("`{field}` must be text, got {}", node.shown()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A template string; `${…}` syntax is checked here so typos surface at load.
+    fn template(&mut self, node: &Node, field: &str) -> Option<Template> {
+        let t = self.string(node, field)?;
+        if let Err(e) = expr::template_vars(&t.value) {
+            self.ferr(node.span, format!("`{field}`: {e}"));
+            return None;
+        }
+        Some(t)
+    }
+
+    fn uint(&mut self, node: &Node, field: &str) -> Option<Spanned<u32>> {
+        let parsed = match &node.val {
+            Val::Int(n) => u32::try_from(*n).ok(),
+            Val::Str(s) => s.trim().parse::<u32>().ok(),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.ferr(
+                node.span,
+                format!("`{field}` must be a whole number, got {}", node.shown()),
+            );
+        }
+        parsed.map(|n| Spanned::new(n, node.span))
+    }
+
+    fn float(&mut self, node: &Node, field: &str) -> Option<Spanned<f32>> {
+        let parsed = match &node.val {
+            Val::Int(n) => Some(*n as f32),
+            Val::Float(f) => Some(*f as f32),
+            Val::Str(s) => s.trim().parse::<f32>().ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(f) if f.is_finite() => Some(Spanned::new(f, node.span)),
+            _ => {
+                self.ferr(
+                    node.span,
+                    format!(
+                        "`{field}` must be a number such as 0.5, got {}",
+                        node.shown()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: &Node, field: &str) -> Option<bool> {
+        match &node.val {
+            Val::Bool(b) => Some(*b),
+            _ => {
+                self.ferr(
+                    node.span,
+                    format!("`{field}` must be true or false, got {}", node.shown()),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Node, field: &str) -> Option<Spanned<Duration>> {
+        let parsed = match &node.val {
+            Val::Int(n) if *n >= 0 => u64::try_from(*n).ok().map(Duration::from_secs),
+            Val::Float(f) if f.is_finite() && *f >= 0.0 && *f < 1e9 => {
+                Some(Duration::from_secs_f64(*f))
+            }
+            Val::Str(s) => parse_duration(s),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.ferr(
+                node.span,
+                format!(
+                    "`{field}`: {} is not a duration; write e.g. 500ms, 5s, 2m",
+                    node.shown()
+                ),
+            );
+        }
+        parsed.map(|d| Spanned::new(d, node.span))
+    }
+
+    /// A list of prompt names; a single name is accepted as a one-item list.
+    fn prompts(&mut self, node: &Node, field: &str) -> Vec<PromptRef> {
+        match &node.val {
+            Val::Null => vec![],
+            Val::Seq(items) => items
+                .iter()
+                .filter_map(|n| {
+                    let t = self.template(n, field)?;
+                    if t.value.trim().is_empty() {
+                        self.ferr(n.span, format!("`{field}`: empty prompt name"));
+                        return None;
+                    }
+                    Some(t)
+                })
+                .collect(),
+            Val::Str(_) => self.template(node, field).into_iter().collect(),
+            _ => {
+                self.ferr(
+                    node.span,
+                    format!(
+                        "`{field}` must be a list of prompt names like [welcome, menu], got {}",
+                        node.shown()
+                    ),
+                );
+                vec![]
+            }
+        }
+    }
+
+    /// A mapping of names to templates (headers, body, set, vars), in file order.
+    fn template_map(&mut self, node: &Node, field: &str) -> Vec<(Spanned<String>, Template)> {
+        let entries = match &node.val {
+            Val::Map(m) => m,
+            Val::Null => return vec![],
+            _ => {
+                self.ferr(
+                    node.span,
+                    format!(
+                        "`{field}` must be a mapping of name: value, got {}",
+                        node.shown()
+                    ),
+                );
+                return vec![];
+            }
+        };
+        let mut out: Vec<(Spanned<String>, Template)> = Vec::new();
+        for (k, v) in entries {
+            let Some(name) = k.scalar_text() else {
+                self.ferr(
+                    k.span,
+                    format!("`{field}`: a key must be a plain name, got {}", k.shown()),
+                );
+                continue;
+            };
+            if let Some(prev) = out.iter().find(|(n, _)| n.value == name) {
+                let line = prev.0.span.line;
+                self.ferr(
+                    k.span,
+                    format!("`{field}`: `{name}` is given twice (first on line {line})"),
+                );
+                continue;
+            }
+            let label = format!("{field}.{name}");
+            if let Some(t) = self.template(v, &label) {
+                out.push((Spanned::new(name, k.span), t));
+            }
+        }
+        out
+    }
+
+    fn barge_in(&mut self, node: &Node, default: BargeIn) -> BargeIn {
+        match &node.val {
+            Val::Bool(b) => BargeIn {
+                digits: *b,
+                speech: *b,
+            },
+            Val::Map(_) => {
+                let mut out = default;
+                if let Some(f) = self.fields(node, "`barge_in`", &["digits", "speech"]) {
+                    if let Some(n) = f.get("digits") {
+                        out.digits = self.boolean(n, "barge_in.digits").unwrap_or(out.digits);
+                    }
+                    if let Some(n) = f.get("speech") {
+                        out.speech = self.boolean(n, "barge_in.speech").unwrap_or(out.speech);
+                    }
+                }
+                out
+            }
+            _ => {
+                self.ferr(
+                    node.span,
+                    format!("`barge_in` must be true, false or {{ digits: true, speech: false }}, got {}", node.shown()),
+                );
+                default
+            }
+        }
+    }
+
+    /// Parse a one-of-these-words field (`as`, `mode`, `method`, `channel`).
+    fn choice<T: Copy>(&mut self, node: &Node, field: &str, options: &[(&str, T)]) -> Option<T> {
+        let text = node.scalar_text().unwrap_or_default();
+        if let Some((_, v)) = options
+            .iter()
+            .find(|(n, _)| *n == text.to_ascii_lowercase())
+        {
+            return Some(*v);
+        }
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        self.ferr(
+            node.span,
+            format!(
+                "`{field}` must be one of {}, got {}",
+                names.join(", "),
+                node.shown()
+            ),
+        );
+        None
+    }
+}
+
+/// Durations: `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds (`5`, `0.5`).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    if num.is_empty() {
+        return None;
+    }
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    (secs.is_finite() && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+}
+
+// ---------------------------------------------------------------------------
+// Flow building
+// ---------------------------------------------------------------------------
+
+fn yaml_error_message(e: &serde_saphyr::Error) -> String {
+    // Display carries a "line X column Y:" prefix and a source snippet; keep
+    // only the message, as our Diagnostic prints the position itself.
+    let full = e.to_string();
+    let first = full.lines().next().unwrap_or("").trim();
+    let first = first.strip_prefix("error:").unwrap_or(first).trim();
+    let msg = match first.strip_prefix("line ") {
+        Some(rest) => match rest.find(": ") {
+            Some(i) if rest[..i].contains("column") => &rest[i + 2..],
+            _ => first,
+        },
+        None => first,
+    };
+    format!("YAML syntax error: {msg}")
+}
+
+/// Load one flow from text. `path` is used for messages and the default name.
+pub fn load_flow_str(path: &Path, text: &str) -> Result<Flow, Vec<Diagnostic>> {
+    let mut ctx = Ctx {
+        path,
+        diags: Vec::new(),
+        scope: String::new(),
+    };
+    let mut opts = serde_saphyr::Options::default();
+    opts.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
+    opts.strict_booleans = true;
+    opts.leading_zero_numbers_as_strings = true;
+    let root: Node = match serde_saphyr::from_str_with_options::<Option<Node>>(text, opts) {
+        Ok(Some(n)) => n,
+        Ok(None) => {
+            ctx.err(
+                Span { line: 1, col: 1 },
+                "the file is empty; a flow needs at least `steps:`",
+            );
+            return Err(ctx.diags);
+        }
+        Err(e) => {
+            let span = e
+                .location()
+                .map(to_span)
+                .unwrap_or(Span { line: 1, col: 1 });
+            ctx.err(span, yaml_error_message(&e));
+            return Err(ctx.diags);
+        }
+    };
+    let flow = build_flow(&mut ctx, &root);
+    match flow {
+        Some(f) if ctx.diags.is_empty() => Ok(f),
+        _ => {
+            if ctx.diags.is_empty() {
+                ctx.err(root.span, "flow could not be loaded");
+            }
+            diag::sort(&mut ctx.diags);
+            Err(ctx.diags)
+        }
+    }
+}
+
+/// Load one flow file. An unreadable file is a diagnostic at 1:1.
+pub fn load_flow(path: &Path) -> Result<Flow, Vec<Diagnostic>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_flow_str(path, &text),
+        Err(e) => Err(vec![Diagnostic::new(
+            path,
+            Span { line: 1, col: 1 },
+            format!("cannot read flow file: {e}"),
+        )]),
+    }
+}
+
+/// Whether a file name is a flow (`*.yaml`/`*.yml`, but not a `*.test.yaml` test).
+pub fn is_flow_file(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    (name.ends_with(".yaml") || name.ends_with(".yml"))
+        && !name.ends_with(".test.yaml")
+        && !name.ends_with(".test.yml")
+}
+
+/// Load every flow in a directory (not recursive), in file-name order.
+/// Two files declaring the same flow name are reported too.
+pub fn load_dir(dir: &Path) -> (Vec<Flow>, Vec<Diagnostic>) {
+    let mut flows: Vec<Flow> = Vec::new();
+    let mut diags = Vec::new();
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && is_flow_file(p))
+            .collect(),
+        Err(e) => {
+            diags.push(Diagnostic::new(
+                dir,
+                Span { line: 1, col: 1 },
+                format!("cannot read flow directory: {e}"),
+            ));
+            return (flows, diags);
+        }
+    };
+    paths.sort();
+    for p in paths {
+        match load_flow(&p) {
+            Ok(f) => {
+                if let Some(other) = flows.iter().find(|o| o.name == f.name) {
+                    diags.push(Diagnostic::new(
+                        &f.path,
+                        Span { line: 1, col: 1 },
+                        format!(
+                            "flow name `{}` is also used by {}; flow names must be unique",
+                            f.name,
+                            other.path.display()
+                        ),
+                    ));
+                    continue;
+                }
+                flows.push(f);
+            }
+            Err(mut d) => diags.append(&mut d),
+        }
+    }
+    (flows, diags)
+}
+
+fn build_flow(ctx: &mut Ctx, root: &Node) -> Option<Flow> {
+    let top = ctx.fields(root, "the flow file", FLOW_FIELDS)?;
+    let default_name = ctx
+        .path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("flow")
+        .to_string();
+    let name = top
+        .get("flow")
+        .and_then(|n| ctx.string(n, "flow"))
+        .map_or(default_name, |s| s.value);
+    let description = top
+        .get("description")
+        .and_then(|n| ctx.string(n, "description"))
+        .map(|s| s.value);
+    let max_duration = top
+        .get("max_duration")
+        .and_then(|n| ctx.duration(n, "max_duration"))
+        .map(|d| d.value);
+    let vars: BTreeMap<String, Template> = top
+        .get("vars")
+        .map(|n| ctx.template_map(n, "vars"))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.value, v))
+        .collect();
+
+    let mut steps: Vec<Step> = Vec::new();
+    let mut seen_ids: Vec<(String, u32)> = Vec::new();
+    match top.get("steps") {
+        None => ctx.err(root.span, "the flow has no `steps:`; add a mapping of step ids to steps"),
+        Some(n) => match &n.val {
+            Val::Map(entries) if !entries.is_empty() => {
+                for (k, v) in entries {
+                    let Some(id) = k.scalar_text() else {
+                        ctx.err(k.span, format!("a step id must be a plain name, got {}", k.shown()));
+                        continue;
+                    };
+                    if let Some((_, line)) = seen_ids.iter().find(|(s, _)| *s == id) {
+                        ctx.err(k.span, format!("duplicate step id `{id}` (first defined on line {line}); step ids must be unique"));
+                        continue;
+                    }
+                    seen_ids.push((id.clone(), k.span.line));
+                    if let Some(step) = build_step(ctx, Spanned::new(id, k.span), v) {
+                        steps.push(step);
+                    }
+                }
+            }
+            Val::Map(_) | Val::Null => ctx.err(n.span, "`steps` is empty; a flow needs at least one step"),
+            _ => ctx.err(
+                n.span,
+                format!("`steps` must be a mapping of step id → step (e.g. `greet: {{ play: [welcome], next: menu }}`), got {}", n.shown()),
+            ),
+        },
+    }
+
+    let start = match top.get("start") {
+        Some(n) => ctx.string(n, "start")?,
+        None => {
+            let first = steps.first()?;
+            Spanned::new(first.id.value.clone(), first.id.span)
+        }
+    };
+    Some(Flow {
+        name,
+        path: ctx.path.to_path_buf(),
+        description,
+        start,
+        vars,
+        max_duration,
+        steps,
+    })
+}
+
+fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Option<Step> {
+    let entries = match &node.val {
+        Val::Map(m) => m,
+        _ => {
+            ctx.err(
+                id.span,
+                format!(
+                    "step `{}` must be a mapping with one step kind ({}) and `next`/`on`, got {}",
+                    id.value,
+                    kind_names(),
+                    node.shown()
+                ),
+            );
+            return None;
+        }
+    };
+    let sid = id.value.clone();
+    let mut kinds: Vec<(&str, &Node, Span)> = Vec::new();
+    let mut next: Option<&Node> = None;
+    let mut on: Option<&Node> = None;
+    let mut unknown: Vec<(String, Span)> = Vec::new();
+    let mut seen: Vec<(String, u32)> = Vec::new();
+    for (k, v) in entries {
+        let Some(key) = k.scalar_text() else {
+            ctx.err(
+                k.span,
+                format!(
+                    "step `{sid}`: a key must be a plain name, got {}",
+                    k.shown()
+                ),
+            );
+            continue;
+        };
+        if let Some((_, line)) = seen.iter().find(|(s, _)| *s == key) {
+            ctx.err(
+                k.span,
+                format!("step `{sid}`: `{key}` is given twice (first on line {line})"),
+            );
+            continue;
+        }
+        seen.push((key.clone(), k.span.line));
+        match key.as_str() {
+            "next" => next = Some(v),
+            "on" => on = Some(v),
+            "description" => {
+                ctx.string(v, "description");
+            }
+            _ => match STEP_KINDS.iter().find(|(n, _)| *n == key) {
+                Some((n, _)) => kinds.push((n, v, k.span)),
+                None => unknown.push((key, k.span)),
+            },
+        }
+    }
+
+    let all_kinds: Vec<&str> = STEP_KINDS.iter().map(|(k, _)| *k).collect();
+    for (key, span) in &unknown {
+        if kinds.is_empty() {
+            ctx.err(
+                *span,
+                format!(
+                    "step `{sid}`: unknown step kind `{key}`{}; expected one of {}",
+                    did_you_mean(key, &all_kinds),
+                    kind_names()
+                ),
+            );
+        } else {
+            let kind = kinds[0].0;
+            let fields = STEP_KINDS
+                .iter()
+                .find(|(n, _)| *n == kind)
+                .map_or(&[][..], |k| k.1);
+            let hint = if fields.contains(&key.as_str()) {
+                format!("; `{key}` belongs inside `{kind}:` — indent it under the kind")
+            } else {
+                did_you_mean(key, STEP_COMMON_FIELDS)
+            };
+            ctx.err(
+                *span,
+                format!(
+                    "step `{sid}` ({kind}): unknown key `{key}`{hint}; a step has one kind key plus next, on, description"
+                ),
+            );
+        }
+    }
+    if kinds.len() > 1 {
+        let names: Vec<String> = kinds.iter().map(|k| format!("`{}`", k.0)).collect();
+        ctx.err(
+            kinds[1].2,
+            format!(
+                "step `{sid}` has {} step kinds ({}); a step does exactly one thing — split it into separate steps",
+                kinds.len(),
+                names.join(", ")
+            ),
+        );
+        return None;
+    }
+    let Some(&(kind_name, body, kind_span)) = kinds.first() else {
+        if unknown.is_empty() {
+            ctx.err(
+                id.span,
+                format!("step `{sid}` has no step kind; add one of {}", kind_names()),
+            );
+        }
+        return None;
+    };
+
+    let kind = build_kind(ctx, &sid, kind_name, body, kind_span);
+
+    let mut exits: BTreeMap<Exit, Spanned<StepId>> = BTreeMap::new();
+    if kind_name == "goto" {
+        if let Some(t) = body.scalar_text() {
+            exits.insert(Exit::Next, Spanned::new(t, body.span));
+        }
+    }
+    let allowed: &[Exit] = match &kind {
+        Some(k) => k.exits(),
+        None => exits_of_name(kind_name),
+    };
+    let has = || {
+        if allowed.is_empty() {
+            "none (it ends the call or picks its own target)".to_string()
+        } else {
+            allowed
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let mut add_exit = |ctx: &mut Ctx, exit: Exit, key_span: Span, target: &Node| {
+        if !allowed.contains(&exit) {
+            ctx.err(
+                key_span,
+                format!(
+                    "step `{sid}` ({kind_name}) has no exit `{}`; it has: {}",
+                    exit.as_str(),
+                    has()
+                ),
+            );
+            return;
+        }
+        let Some(t) = target.scalar_text().filter(|t| !t.is_empty()) else {
+            ctx.err(
+                target.span,
+                format!(
+                    "step `{sid}`: exit `{}` must name a step id, got {}",
+                    exit.as_str(),
+                    target.shown()
+                ),
+            );
+            return;
+        };
+        if exits.contains_key(&exit) {
+            ctx.err(
+                key_span,
+                format!("step `{sid}`: exit `{}` is given twice", exit.as_str()),
+            );
+            return;
+        }
+        exits.insert(exit, Spanned::new(t, target.span));
+    };
+    if let Some(n) = next {
+        if kind_name == "goto" {
+            ctx.err(
+                n.span,
+                format!("step `{sid}` (goto): `goto:` already names the next step; remove `next:`"),
+            );
+        } else {
+            // Point at the `next` key: the value position is the target.
+            add_exit(ctx, Exit::Next, n.span, n);
+        }
+    }
+    if let Some(n) = on {
+        match &n.val {
+            Val::Map(m) => {
+                let all_exits = [
+                    "next", "success", "failure", "no_input", "no_match", "max_attempts", "error", "found",
+                    "not_found", "expired", "rate_limited", "timeout",
+                ];
+                for (k, v) in m {
+                    let name = k.scalar_text().unwrap_or_default();
+                    match Exit::parse(&name) {
+                        Some(Exit::Next) => ctx.err(k.span, format!("step `{sid}`: write `next:` beside the kind, not inside `on:`")),
+                        Some(e) => add_exit(ctx, e, k.span, v),
+                        None => ctx.err(
+                            k.span,
+                            format!(
+                                "step `{sid}` ({kind_name}): unknown exit `{name}`{}; it has: {}",
+                                did_you_mean(&name, &all_exits),
+                                has()
+                            ),
+                        ),
+                    }
+                }
+            }
+            _ => ctx.err(
+                n.span,
+                format!("step `{sid}`: `on` must be a mapping of exit → step id (e.g. {{ success: next_step }}), got {}", n.shown()),
+            ),
+        }
+    }
+
+    Some(Step {
+        span: id.span,
+        id,
+        kind: kind?,
+        exits,
+    })
+}
+
+/// Exits of a kind by name, for checking `on:` even when the kind's body had errors.
+fn exits_of_name(name: &str) -> &'static [Exit] {
+    use Exit::*;
+    match name {
+        "play" | "say" | "set" | "goto" => &[Next],
+        "collect_digits" | "recognize" => &[Success, NoInput, NoMatch, MaxAttempts, Error],
+        "lookup_caller" => &[Found, NotFound, Error],
+        "verify_passphrase" | "verify_totp" => &[Success, Failure, NoInput, MaxAttempts, Error],
+        "send_code" => &[Success, RateLimited, Error],
+        "verify_code" => &[Success, Failure, Expired, NoInput, MaxAttempts, Error],
+        "transfer" => &[Success, Failure, Error],
+        "webhook" => &[Success, Failure, Timeout, Error],
+        _ => &[],
+    }
+}
+
+fn dur(secs: u64, millis: u64, span: Span) -> Spanned<Duration> {
+    Spanned::new(
+        Duration::from_secs(secs) + Duration::from_millis(millis),
+        span,
+    )
+}
+
+fn digit_input(ctx: &mut Ctx, f: &Fields, span: Span, default_len: Option<u32>) -> DigitInput {
+    let (dmin, dmax) = default_len.map_or((1, 20), |n| (n, n));
+    let prompts = f
+        .get("prompts")
+        .map(|n| ctx.prompts(n, "prompts"))
+        .unwrap_or_default();
+    let min = f
+        .get("min")
+        .and_then(|n| ctx.uint(n, "min"))
+        .map_or(dmin, |s| s.value);
+    let max = f
+        .get("max")
+        .and_then(|n| ctx.uint(n, "max"))
+        .map_or(dmax, |s| s.value);
+    let terminator = f.get("terminator").and_then(|n| {
+        let t = n.scalar_text().unwrap_or_default();
+        let mut chars = t.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) if c.is_ascii_digit() || c == '*' || c == '#' => Some(c),
+            _ => {
+                ctx.ferr(
+                    n.span,
+                    format!(
+                        "`terminator` must be one key: a digit, * or # (quote it: \"#\"), got {}",
+                        n.shown()
+                    ),
+                );
+                None
+            }
+        }
+    });
+    DigitInput {
+        prompts,
+        min,
+        max,
+        terminator,
+        first_digit_timeout: f
+            .get("first_digit_timeout")
+            .and_then(|n| ctx.duration(n, "first_digit_timeout"))
+            .unwrap_or_else(|| dur(5, 0, span)),
+        inter_digit_timeout: f
+            .get("inter_digit_timeout")
+            .and_then(|n| ctx.duration(n, "inter_digit_timeout"))
+            .unwrap_or_else(|| dur(3, 0, span)),
+        tries: f
+            .get("tries")
+            .and_then(|n| ctx.uint(n, "tries"))
+            .unwrap_or(Spanned::new(3, span)),
+        no_input_prompts: f
+            .get("no_input_prompts")
+            .map(|n| ctx.prompts(n, "no_input_prompts"))
+            .unwrap_or_default(),
+        invalid_prompts: f
+            .get("invalid_prompts")
+            .map(|n| ctx.prompts(n, "invalid_prompts"))
+            .unwrap_or_default(),
+        barge_in: f
+            .get("barge_in")
+            .and_then(|n| ctx.boolean(n, "barge_in"))
+            .unwrap_or(true),
+    }
+}
+
+fn speech_timers(ctx: &mut Ctx, f: &Fields, span: Span, max_secs: u64) -> SpeechTimers {
+    SpeechTimers {
+        no_input_timeout: f
+            .get("no_input_timeout")
+            .and_then(|n| ctx.duration(n, "no_input_timeout"))
+            .unwrap_or_else(|| dur(5, 0, span)),
+        end_of_speech_timeout: f
+            .get("end_of_speech_timeout")
+            .and_then(|n| ctx.duration(n, "end_of_speech_timeout"))
+            .unwrap_or_else(|| dur(0, 800, span)),
+        max_duration: f
+            .get("max_duration")
+            .and_then(|n| ctx.duration(n, "max_duration"))
+            .unwrap_or_else(|| dur(max_secs, 0, span)),
+    }
+}
+
+/// `into:` variable name; defaults to the step id.
+fn into_var(ctx: &mut Ctx, f: &Fields, sid: &str, span: Span) -> Spanned<String> {
+    match f.get("into").and_then(|n| ctx.string(n, "into")) {
+        Some(s) if is_var_name(&s.value) => s,
+        Some(s) => {
+            ctx.ferr(
+                s.span,
+                format!("`into`: `{}` is not a variable name; use letters, digits, `_` and dots (e.g. entered_number)", s.value),
+            );
+            s
+        }
+        None => Spanned::new(sid.to_string(), span),
+    }
+}
+
+fn is_var_name(s: &str) -> bool {
+    expr::template_vars(&format!("${{{s}}}")).is_ok_and(|v| v.len() == 1 && v[0] == s)
+}
+
+fn build_kind(ctx: &mut Ctx, sid: &str, kind: &str, body: &Node, span: Span) -> Option<StepKind> {
+    let what = format!("step `{sid}` ({kind})");
+    ctx.scope = what.clone();
+    let k = build_kind_inner(ctx, sid, kind, body, span, &what);
+    ctx.scope.clear();
+    k
+}
+
+fn build_kind_inner(
+    ctx: &mut Ctx,
+    sid: &str,
+    kind: &str,
+    body: &Node,
+    span: Span,
+    what: &str,
+) -> Option<StepKind> {
+    let n_before = ctx.diags.len();
+    let k = match kind {
+        "play" => {
+            // Short form: `play: [welcome, menu]` (or one name).
+            if matches!(body.val, Val::Seq(_) | Val::Str(_)) {
+                let prompts = ctx.prompts(body, "play");
+                StepKind::Play(Play {
+                    prompts,
+                    barge_in: BargeIn {
+                        digits: true,
+                        speech: false,
+                    },
+                })
+            } else {
+                let f = ctx.fields(body, what, PLAY_FIELDS)?;
+                let prompts = f
+                    .get("prompts")
+                    .map(|n| ctx.prompts(n, "prompts"))
+                    .unwrap_or_default();
+                let barge_in = f.get("barge_in").map_or(
+                    BargeIn {
+                        digits: true,
+                        speech: false,
+                    },
+                    |n| {
+                        ctx.barge_in(
+                            n,
+                            BargeIn {
+                                digits: true,
+                                speech: false,
+                            },
+                        )
+                    },
+                );
+                if prompts.is_empty() {
+                    ctx.err(
+                        span,
+                        format!("{what} plays nothing; give `prompts: [name, …]`"),
+                    );
+                }
+                StepKind::Play(Play { prompts, barge_in })
+            }
+        }
+        "say" => {
+            let f = ctx.fields(body, what, SAY_FIELDS)?;
+            let value = match f.get("value") {
+                Some(n) => ctx.template(n, "value")?,
+                None => {
+                    ctx.err(
+                        span,
+                        format!(
+                            "{what} needs `value:` (what to say, e.g. \"${{entered_number}}\")"
+                        ),
+                    );
+                    return None;
+                }
+            };
+            let say_as = f.get("as").and_then(|n| {
+                ctx.choice(
+                    n,
+                    "as",
+                    &[("digits", 0u8), ("number", 1), ("last_digits", 2)],
+                )
+            });
+            let count = f.get("count").and_then(|n| {
+                let c = ctx.uint(n, "count")?;
+                match u8::try_from(c.value) {
+                    Ok(v) if v >= 1 => Some((v, c.span)),
+                    _ => {
+                        ctx.ferr(
+                            c.span,
+                            format!("`count` must be between 1 and 255, got {}", c.value),
+                        );
+                        None
+                    }
+                }
+            });
+            let say_as = match say_as.unwrap_or(0) {
+                2 => SayAs::LastDigits(count.map_or(4, |c| c.0)),
+                other => {
+                    if let Some((_, cspan)) = count {
+                        ctx.ferr(cspan, "`count` only applies to `as: last_digits`");
+                    }
+                    if other == 1 {
+                        SayAs::Number
+                    } else {
+                        SayAs::Digits
+                    }
+                }
+            };
+            StepKind::Say(Say {
+                value,
+                say_as,
+                before: f
+                    .get("before")
+                    .map(|n| ctx.prompts(n, "before"))
+                    .unwrap_or_default(),
+                after: f
+                    .get("after")
+                    .map(|n| ctx.prompts(n, "after"))
+                    .unwrap_or_default(),
+                barge_in: f.get("barge_in").map_or(
+                    BargeIn {
+                        digits: true,
+                        speech: false,
+                    },
+                    |n| {
+                        ctx.barge_in(
+                            n,
+                            BargeIn {
+                                digits: true,
+                                speech: false,
+                            },
+                        )
+                    },
+                ),
+            })
+        }
+        "collect_digits" => {
+            let f = ctx.fields(body, what, COLLECT_DIGITS_FIELDS)?;
+            let input = digit_input(ctx, &f, span, None);
+            let pattern = f.get("pattern").and_then(|n| {
+                let s = ctx.string(n, "pattern")?;
+                match regex::Regex::new(&format!("^(?:{})$", s.value)) {
+                    Ok(_) => Some(s),
+                    Err(e) => {
+                        let detail = e.to_string();
+                        let last = detail
+                            .lines()
+                            .last()
+                            .unwrap_or("")
+                            .trim()
+                            .trim_start_matches("error: ");
+                        ctx.ferr(
+                            s.span,
+                            format!(
+                                "`pattern`: {:?} is not a valid regular expression: {last}",
+                                s.value
+                            ),
+                        );
+                        None
+                    }
+                }
+            });
+            let into = into_var(ctx, &f, sid, span);
+            let secret = f
+                .get("secret")
+                .and_then(|n| ctx.boolean(n, "secret"))
+                .unwrap_or(false);
+            StepKind::CollectDigits(CollectDigits {
+                input,
+                pattern,
+                into,
+                secret,
+            })
+        }
+        "recognize" => {
+            let f = ctx.fields(body, what, RECOGNIZE_FIELDS)?;
+            let phrases = match f.get("phrases") {
+                None => vec![],
+                Some(n) => {
+                    match &n.val {
+                        Val::Seq(items) => items
+                            .iter()
+                            .filter_map(|i| ctx.string(i, "phrases"))
+                            .collect(),
+                        _ => {
+                            ctx.err(n.span, format!("`phrases` must be a list like [\"checking\", \"savings\"], got {}", n.shown()));
+                            vec![]
+                        }
+                    }
+                }
+            };
+            StepKind::Recognize(Recognize {
+                prompts: f
+                    .get("prompts")
+                    .map(|n| ctx.prompts(n, "prompts"))
+                    .unwrap_or_default(),
+                phrases,
+                digits_only: f
+                    .get("digits_only")
+                    .and_then(|n| ctx.boolean(n, "digits_only"))
+                    .unwrap_or(false),
+                language: f
+                    .get("language")
+                    .and_then(|n| ctx.string(n, "language"))
+                    .map(|s| s.value),
+                timers: speech_timers(ctx, &f, span, 15),
+                min_confidence: f
+                    .get("min_confidence")
+                    .and_then(|n| ctx.float(n, "min_confidence"))
+                    .unwrap_or(Spanned::new(0.5, span)),
+                tries: f
+                    .get("tries")
+                    .and_then(|n| ctx.uint(n, "tries"))
+                    .unwrap_or(Spanned::new(2, span)),
+                no_input_prompts: f
+                    .get("no_input_prompts")
+                    .map(|n| ctx.prompts(n, "no_input_prompts"))
+                    .unwrap_or_default(),
+                no_match_prompts: f
+                    .get("no_match_prompts")
+                    .map(|n| ctx.prompts(n, "no_match_prompts"))
+                    .unwrap_or_default(),
+                barge_in: f.get("barge_in").map_or(
+                    BargeIn {
+                        digits: true,
+                        speech: true,
+                    },
+                    |n| {
+                        ctx.barge_in(
+                            n,
+                            BargeIn {
+                                digits: true,
+                                speech: true,
+                            },
+                        )
+                    },
+                ),
+                into: into_var(ctx, &f, sid, span),
+            })
+        }
+        "lookup_caller" => {
+            let f = ctx.fields(body, what, LOOKUP_CALLER_FIELDS)?;
+            let number = f
+                .get("number")
+                .and_then(|n| ctx.template(n, "number"))
+                .unwrap_or_else(|| Spanned::new("${caller}".into(), span));
+            StepKind::LookupCaller(LookupCaller { number })
+        }
+        "verify_passphrase" => {
+            let f = ctx.fields(body, what, VERIFY_PASSPHRASE_FIELDS)?;
+            StepKind::VerifyPassphrase(VerifyPassphrase {
+                prompts: f
+                    .get("prompts")
+                    .map(|n| ctx.prompts(n, "prompts"))
+                    .unwrap_or_default(),
+                timers: speech_timers(ctx, &f, span, 10),
+                tries: f
+                    .get("tries")
+                    .and_then(|n| ctx.uint(n, "tries"))
+                    .unwrap_or(Spanned::new(2, span)),
+                no_input_prompts: f
+                    .get("no_input_prompts")
+                    .map(|n| ctx.prompts(n, "no_input_prompts"))
+                    .unwrap_or_default(),
+                retry_prompts: f
+                    .get("retry_prompts")
+                    .map(|n| ctx.prompts(n, "retry_prompts"))
+                    .unwrap_or_default(),
+            })
+        }
+        "send_code" => {
+            let f = ctx.fields(body, what, SEND_CODE_FIELDS)?;
+            StepKind::SendCode(SendCode {
+                channel: f
+                    .get("channel")
+                    .and_then(|n| {
+                        ctx.choice(
+                            n,
+                            "channel",
+                            &[("sms", CodeChannel::Sms), ("voice", CodeChannel::Voice)],
+                        )
+                    })
+                    .unwrap_or(CodeChannel::Sms),
+                to: f
+                    .get("to")
+                    .and_then(|n| ctx.template(n, "to"))
+                    .unwrap_or_else(|| Spanned::new("${account.phone}".into(), span)),
+                length: f
+                    .get("length")
+                    .and_then(|n| ctx.uint(n, "length"))
+                    .unwrap_or(Spanned::new(6, span)),
+                ttl: f
+                    .get("ttl")
+                    .and_then(|n| ctx.duration(n, "ttl"))
+                    .unwrap_or_else(|| dur(60, 0, span)),
+                max_attempts: f
+                    .get("max_attempts")
+                    .and_then(|n| ctx.uint(n, "max_attempts"))
+                    .unwrap_or(Spanned::new(3, span)),
+                resend_cooldown: f
+                    .get("resend_cooldown")
+                    .and_then(|n| ctx.duration(n, "resend_cooldown"))
+                    .unwrap_or_else(|| dur(30, 0, span)),
+            })
+        }
+        "verify_code" => {
+            let f = ctx.fields(body, what, VERIFY_CODE_FIELDS)?;
+            StepKind::VerifyCode(VerifyCode {
+                input: digit_input(ctx, &f, span, Some(6)),
+            })
+        }
+        "verify_totp" => {
+            let f = ctx.fields(body, what, VERIFY_TOTP_FIELDS)?;
+            StepKind::VerifyTotp(VerifyTotp {
+                input: digit_input(ctx, &f, span, Some(6)),
+                window: f
+                    .get("window")
+                    .and_then(|n| ctx.uint(n, "window"))
+                    .unwrap_or(Spanned::new(1, span)),
+            })
+        }
+        "transfer" => {
+            let f = ctx.fields(body, what, TRANSFER_FIELDS)?;
+            let target = match f.get("target") {
+                Some(n) => ctx.template(n, "target")?,
+                None => {
+                    ctx.err(span, format!("{what} needs `target:` (a SIP URI such as \"sip:agents@10.0.0.5:5060\")"));
+                    return None;
+                }
+            };
+            StepKind::Transfer(Transfer {
+                target,
+                headers: f
+                    .get("headers")
+                    .map(|n| ctx.template_map(n, "headers"))
+                    .unwrap_or_default(),
+                mode: f
+                    .get("mode")
+                    .and_then(|n| {
+                        ctx.choice(
+                            n,
+                            "mode",
+                            &[
+                                ("refer", TransferMode::Refer),
+                                ("bridge", TransferMode::Bridge),
+                            ],
+                        )
+                    })
+                    .unwrap_or(TransferMode::Refer),
+                timeout: f
+                    .get("timeout")
+                    .and_then(|n| ctx.duration(n, "timeout"))
+                    .unwrap_or_else(|| dur(30, 0, span)),
+            })
+        }
+        "webhook" => {
+            let f = ctx.fields(body, what, WEBHOOK_FIELDS)?;
+            let url = match f.get("url") {
+                Some(n) => ctx.template(n, "url")?,
+                None => {
+                    ctx.err(span, format!("{what} needs `url:` (e.g. \"http://127.0.0.1:8080/crm?n=${{caller}}\")"));
+                    return None;
+                }
+            };
+            StepKind::Webhook(Webhook {
+                url,
+                method: f
+                    .get("method")
+                    .and_then(|n| {
+                        ctx.choice(
+                            n,
+                            "method",
+                            &[("get", HttpMethod::Get), ("post", HttpMethod::Post)],
+                        )
+                    })
+                    .unwrap_or(HttpMethod::Post),
+                headers: f
+                    .get("headers")
+                    .map(|n| ctx.template_map(n, "headers"))
+                    .unwrap_or_default(),
+                body: f
+                    .get("body")
+                    .map(|n| ctx.template_map(n, "body"))
+                    .unwrap_or_default(),
+                timeout: f
+                    .get("timeout")
+                    .and_then(|n| ctx.duration(n, "timeout"))
+                    .unwrap_or_else(|| dur(3, 0, span)),
+                into: into_var(ctx, &f, sid, span),
+            })
+        }
+        "set" => {
+            if !matches!(body.val, Val::Map(_)) {
+                ctx.err(body.span, format!("{what} must be a mapping of variable: value (e.g. {{ auth.result: passed }}), got {}", body.shown()));
+                return None;
+            }
+            let vars = ctx.template_map(body, "set");
+            for (k, _) in &vars {
+                if !is_var_name(&k.value) {
+                    ctx.err(k.span, format!("{what}: `{}` is not a variable name; use letters, digits, `_` and dots", k.value));
+                }
+            }
+            StepKind::Set(Set { vars })
+        }
+        "branch" => build_branch(ctx, sid, body, span)?,
+        "goto" => {
+            if body.scalar_text().is_none_or(|t| t.is_empty()) {
+                ctx.err(
+                    body.span,
+                    format!("{what}: `goto` must name a step id, got {}", body.shown()),
+                );
+                return None;
+            }
+            StepKind::Goto
+        }
+        "hangup" => {
+            let reason = match &body.val {
+                Val::Str(s) => Some(s.clone()),
+                _ => {
+                    let f = ctx.fields(body, what, HANGUP_FIELDS)?;
+                    f.get("reason")
+                        .and_then(|n| ctx.string(n, "reason"))
+                        .map(|s| s.value)
+                }
+            };
+            StepKind::Hangup(Hangup { reason })
+        }
+        _ => return None,
+    };
+    // Field-level errors were reported; a kind with errors yields no step.
+    (ctx.diags.len() == n_before).then_some(k)
+}
+
+fn build_branch(ctx: &mut Ctx, sid: &str, body: &Node, span: Span) -> Option<StepKind> {
+    let Val::Seq(items) = &body.val else {
+        ctx.err(
+            body.span,
+            format!("step `{sid}` (branch) must be a list of cases: `- if: <condition>` with `goto: <step>`, ending with `- else: <step>`; got {}", body.shown()),
+        );
+        return None;
+    };
+    let mut cases = Vec::new();
+    let mut otherwise: Option<Spanned<StepId>> = None;
+    let what = format!("step `{sid}` (branch)");
+    for item in items {
+        let Some(f) = ctx.fields(item, &format!("{what} case"), BRANCH_FIELDS) else {
+            continue;
+        };
+        if otherwise.is_some() {
+            ctx.err(
+                item.span,
+                format!("{what}: a case after `else` is never tried; move `else` to the end"),
+            );
+            continue;
+        }
+        match (f.get("if"), f.get("goto"), f.get("else")) {
+            (None, None, Some(e)) => {
+                if let Some(t) = ctx.string(e, "else") {
+                    otherwise = Some(t);
+                }
+            }
+            (Some(c), Some(g), None) => {
+                let (Some(cond), Some(target)) = (ctx.string(c, "if"), ctx.string(g, "goto"))
+                else {
+                    continue;
+                };
+                if let Err(e) = expr::Condition::parse(&cond.value) {
+                    ctx.err(
+                        cond.span,
+                        format!("{what}: condition {:?}: {e}", cond.value),
+                    );
+                    continue;
+                }
+                cases.push((cond, target));
+            }
+            (Some(_), None, None) => {
+                ctx.err(item.span, format!("{what}: case has `if:` but no `goto:`"))
+            }
+            (None, Some(_), None) => ctx.err(
+                item.span,
+                format!(
+                    "{what}: case has `goto:` but no `if:`; use `- else: <step>` for the default"
+                ),
+            ),
+            _ => ctx.err(
+                item.span,
+                format!("{what}: each case is either `if:` + `goto:` or a lone `else:`"),
+            ),
+        }
+    }
+    let Some(otherwise) = otherwise else {
+        ctx.err(
+            span,
+            format!(
+                "{what} has no `- else: <step>` case; add one so every call has somewhere to go"
+            ),
+        );
+        return None;
+    };
+    Some(StepKind::Branch(Branch { cases, otherwise }))
+}
+
+/// Render a list of diagnostics one per line, for CLIs and test failure output.
+pub fn render_diagnostics(diags: &[Diagnostic]) -> String {
+    let mut s = String::new();
+    for d in diags {
+        let _ = writeln!(s, "{d}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Flow, Vec<Diagnostic>> {
+        load_flow_str(Path::new("flows/bank.yaml"), text)
+    }
+
+    fn ok(text: &str) -> Flow {
+        load(text).unwrap_or_else(|d| panic!("unexpected errors:\n{}", render_diagnostics(&d)))
+    }
+
+    /// All diagnostics as `line:col: message` lines.
+    fn errs(text: &str) -> Vec<String> {
+        match load(text) {
+            Ok(_) => panic!("expected errors for:\n{text}"),
+            Err(d) => d
+                .iter()
+                .map(|d| format!("{}:{}: {}", d.span.line, d.span.col, d.message))
+                .collect(),
+        }
+    }
+
+    fn has(errors: &[String], needle: &str) {
+        assert!(
+            errors.iter().any(|e| e.contains(needle)),
+            "no error contains {needle:?}; got:\n{}",
+            errors.join("\n")
+        );
+    }
+
+    const FULL: &str = r##"
+flow: bank
+description: Bank authentication line
+start: greet
+max_duration: 10m
+vars: { brand: "Example Bank", zero: 0123 }
+steps:
+  greet:
+    play: [welcome]
+    next: intro
+  intro:
+    description: the menu
+    play: { prompts: [welcome, menu], barge_in: { digits: true, speech: false } }
+    next: lookup
+  lookup:
+    lookup_caller: {}
+    on: { found: passphrase, not_found: ask_number, error: agent }
+  ask_number:
+    collect_digits:
+      prompts: [enter_phone]
+      min: 10
+      max: 11
+      terminator: "#"
+      first_digit_timeout: 5s
+      inter_digit_timeout: 3
+      tries: 3
+      no_input_prompts: [no_input]
+      invalid_prompts: [invalid_entry]
+      pattern: "^[0-9]{10,11}$"
+      into: entered_number
+      secret: false
+      barge_in: true
+    on: { success: readback, no_input: agent, no_match: agent, max_attempts: agent, error: agent }
+  readback:
+    say: { value: "${entered_number}", as: last_digits, count: 4, before: [number_ends_in], after: [] }
+    next: speak
+  speak:
+    recognize: { prompts: [say_account], phrases: ["checking", "savings"], digits_only: false, language: en, no_input_timeout: 5s, end_of_speech_timeout: 800ms, max_duration: 15s, min_confidence: 0.5, tries: 2, no_input_prompts: [a], no_match_prompts: [b], barge_in: {digits: true, speech: true}, into: choice }
+    on: { success: passphrase, no_input: agent, no_match: agent, max_attempts: agent, error: agent }
+  passphrase:
+    verify_passphrase: { prompts: [say_passphrase], tries: 2, no_input_timeout: 5s, end_of_speech_timeout: 800ms, max_duration: 10s, no_input_prompts: [x], retry_prompts: [y] }
+    on: { success: send, failure: agent, no_input: agent, max_attempts: agent, error: agent }
+  send:
+    send_code: { channel: sms, to: "${account.phone}", length: 6, ttl: 60s, max_attempts: 3, resend_cooldown: 30s }
+    on: { success: code, rate_limited: agent, error: agent }
+  code:
+    verify_code: { prompts: [enter_code], terminator: "#", tries: 3 }
+    on: { success: totp, failure: agent, expired: send, no_input: agent, max_attempts: agent, error: agent }
+  totp:
+    verify_totp: { prompts: [enter_totp], window: 1 }
+    on: { success: crm, failure: agent, no_input: agent, max_attempts: agent, error: agent }
+  agent:
+    transfer: { target: "sip:agents@127.0.0.1:5080", mode: refer, timeout: 30s, headers: { X-Auth-Result: "${auth.result}", X-Account: "${account.id}" } }
+    on: { success: bye, failure: bye, error: bye }
+  crm:
+    webhook: { url: "http://127.0.0.1:8080/crm?n=${caller}", method: post, timeout: 3s, headers: { X-Key: abc }, body: { caller: "${caller}" }, into: crm }
+    on: { success: mark, failure: mark, timeout: mark, error: mark }
+  mark:
+    set: { auth.result: passed, tries_left: "2", n: 5 }
+    next: route
+  route:
+    branch:
+      - if: 'account.status == "locked" && caller_trust != "high"'
+        goto: bye
+      - else: jump
+  jump:
+    goto: bye
+  bye:
+    hangup: {}
+"##;
+
+    #[test]
+    fn full_example_loads_with_values_and_defaults() {
+        let f = ok(FULL);
+        assert_eq!(f.name, "bank");
+        assert_eq!(f.description.as_deref(), Some("Bank authentication line"));
+        assert_eq!(f.start.value, "greet");
+        assert_eq!(f.start.span, Span { line: 4, col: 8 });
+        assert_eq!(f.max_duration, Some(Duration::from_secs(600)));
+        assert_eq!(f.vars["brand"].value, "Example Bank");
+        assert_eq!(f.vars["zero"].value, "0123", "leading zeros kept");
+        let ids: Vec<&str> = f.steps.iter().map(|s| s.id.value.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "greet",
+                "intro",
+                "lookup",
+                "ask_number",
+                "readback",
+                "speak",
+                "passphrase",
+                "send",
+                "code",
+                "totp",
+                "agent",
+                "crm",
+                "mark",
+                "route",
+                "jump",
+                "bye"
+            ]
+        );
+        let greet = f.step("greet").unwrap();
+        assert_eq!(greet.span, Span { line: 8, col: 3 });
+        assert_eq!(greet.exits[&Exit::Next].value, "intro");
+        assert_eq!(greet.exits[&Exit::Next].span, Span { line: 10, col: 11 });
+        let StepKind::Play(p) = &greet.kind else {
+            panic!()
+        };
+        assert_eq!(p.prompts[0].value, "welcome");
+        assert_eq!(p.prompts[0].span, Span { line: 9, col: 12 });
+        assert_eq!(
+            p.barge_in,
+            BargeIn {
+                digits: true,
+                speech: false
+            }
+        );
+
+        let StepKind::LookupCaller(l) = &f.step("lookup").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(l.number.value, "${caller}");
+
+        let StepKind::CollectDigits(c) = &f.step("ask_number").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!((c.input.min, c.input.max), (10, 11));
+        assert_eq!(c.input.terminator, Some('#'));
+        assert_eq!(c.input.inter_digit_timeout.value, Duration::from_secs(3));
+        assert_eq!(c.pattern.as_ref().unwrap().value, "^[0-9]{10,11}$");
+        assert_eq!(c.into.value, "entered_number");
+
+        let StepKind::Say(s) = &f.step("readback").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(s.say_as, SayAs::LastDigits(4));
+
+        let StepKind::Recognize(r) = &f.step("speak").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(
+            r.timers.end_of_speech_timeout.value,
+            Duration::from_millis(800)
+        );
+        assert_eq!(r.phrases.len(), 2);
+        assert_eq!(r.language.as_deref(), Some("en"));
+
+        let StepKind::VerifyCode(v) = &f.step("code").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!((v.input.min, v.input.max), (6, 6));
+        assert_eq!(f.step("code").unwrap().exits[&Exit::Expired].value, "send");
+
+        let StepKind::Transfer(t) = &f.step("agent").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(t.headers[0].0.value, "X-Auth-Result");
+        assert_eq!(t.mode, TransferMode::Refer);
+
+        let StepKind::Webhook(w) = &f.step("crm").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(w.body[0].1.value, "${caller}");
+        assert_eq!(w.into.value, "crm");
+
+        let StepKind::Set(set) = &f.step("mark").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(set.vars[2].1.value, "5");
+
+        let route = f.step("route").unwrap();
+        let StepKind::Branch(b) = &route.kind else {
+            panic!()
+        };
+        assert_eq!(b.cases[0].1.value, "bye");
+        assert_eq!(b.otherwise.value, "jump");
+        assert!(route.exits.is_empty());
+        assert_eq!(route.targets().len(), 2);
+
+        let jump = f.step("jump").unwrap();
+        assert_eq!(jump.kind, StepKind::Goto);
+        assert_eq!(jump.exits[&Exit::Next].value, "bye");
+        assert_eq!(
+            f.step("bye").unwrap().kind,
+            StepKind::Hangup(Hangup { reason: None })
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        let f = ok(r#"
+steps:
+  a: { collect_digits: {}, on: { success: z } }
+  b: { recognize: {}, on: { success: z } }
+  c: { send_code: {}, on: { success: z } }
+  d: { verify_totp: {}, on: { success: z } }
+  e: { transfer: { target: "sip:x@y" }, on: { success: z } }
+  f: { webhook: { url: "http://h/" }, on: { success: z } }
+  g: { verify_passphrase: {}, on: { success: z } }
+  h: { say: { value: "1" }, next: z }
+  z: { hangup: { reason: done } }
+"#);
+        assert_eq!(f.name, "bank", "defaults to file stem");
+        assert_eq!(f.start.value, "a", "defaults to first step");
+        let StepKind::CollectDigits(c) = &f.step("a").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!((c.input.min, c.input.max, c.input.tries.value), (1, 20, 3));
+        assert_eq!(c.input.first_digit_timeout.value, Duration::from_secs(5));
+        assert_eq!(c.input.inter_digit_timeout.value, Duration::from_secs(3));
+        assert!(c.input.barge_in);
+        assert!(!c.secret);
+        assert_eq!(c.into.value, "a");
+        let StepKind::Recognize(r) = &f.step("b").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(r.timers.no_input_timeout.value, Duration::from_secs(5));
+        assert_eq!(
+            r.timers.end_of_speech_timeout.value,
+            Duration::from_millis(800)
+        );
+        assert_eq!(r.timers.max_duration.value, Duration::from_secs(15));
+        assert_eq!(r.min_confidence.value, 0.5);
+        assert_eq!(r.tries.value, 2);
+        let StepKind::SendCode(s) = &f.step("c").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(s.channel, CodeChannel::Sms);
+        assert_eq!(s.to.value, "${account.phone}");
+        assert_eq!(s.length.value, 6);
+        assert_eq!(s.ttl.value, Duration::from_secs(60));
+        assert_eq!(s.max_attempts.value, 3);
+        assert_eq!(s.resend_cooldown.value, Duration::from_secs(30));
+        let StepKind::VerifyTotp(t) = &f.step("d").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!((t.input.min, t.input.max, t.window.value), (6, 6, 1));
+        let StepKind::Transfer(t) = &f.step("e").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(
+            (t.mode, t.timeout.value),
+            (TransferMode::Refer, Duration::from_secs(30))
+        );
+        let StepKind::Webhook(w) = &f.step("f").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(w.method, HttpMethod::Post);
+        assert_eq!(w.timeout.value, Duration::from_secs(3));
+        assert_eq!(w.into.value, "f", "webhook into defaults to step id");
+        let StepKind::VerifyPassphrase(p) = &f.step("g").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(p.timers.max_duration.value, Duration::from_secs(10));
+        assert_eq!(p.tries.value, 2);
+        let StepKind::Say(s) = &f.step("h").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(s.say_as, SayAs::Digits);
+        assert_eq!(
+            f.step("z").unwrap().kind,
+            StepKind::Hangup(Hangup {
+                reason: Some("done".into())
+            })
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        for bad in ["5 sec", "", "s", "5x", "-1s", "1e99s", "..s", "5S"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_step_kind_suggests_nearest() {
+        let e = errs("steps:\n  greet:\n    plya: [welcome]\n    next: x\n");
+        assert_eq!(
+            e,
+            ["3:5: step `greet`: unknown step kind `plya` (did you mean `play`?); expected one of play, say, collect_digits, recognize, lookup_caller, verify_passphrase, send_code, verify_code, verify_totp, transfer, webhook, set, branch, goto, hangup"]
+        );
+    }
+
+    #[test]
+    fn unknown_field_lists_allowed() {
+        let e = errs("steps:\n  a:\n    play: { prompts: [x], bargein: true }\n    next: a\n");
+        assert_eq!(
+            e,
+            ["3:27: step `a` (play): unknown field `bargein` (did you mean `barge_in`?); allowed fields: prompts, barge_in"]
+        );
+        let e = errs("steps:\n  a:\n    play: [x]\n    tries: 3\n    next: a\n");
+        has(&e, "4:5: step `a` (play): unknown key `tries`; a step has one kind key plus next, on, description");
+        let e =
+            errs("steps:\n  a:\n    collect_digits: {}\n    tries: 3\n    on: { success: a }\n");
+        has(&e, "unknown key `tries`; `tries` belongs inside `collect_digits:` — indent it under the kind");
+        let e = errs("flw: x\nsteps: { a: { hangup: {} } }\n");
+        has(&e, "1:1: the flow file: unknown field `flw` (did you mean `flow`?); allowed fields: flow, description, start, max_duration, vars, steps");
+    }
+
+    #[test]
+    fn wrong_types() {
+        let e = errs("steps:\n  a:\n    collect_digits: { tries: three, secret: yes, min: -1, barge_in: 1 }\n    on: { success: a }\n");
+        has(
+            &e,
+            "step `a` (collect_digits): `tries` must be a whole number, got \"three\"",
+        );
+        has(&e, "`secret` must be true or false, got \"yes\"");
+        has(&e, "`min` must be a whole number, got -1");
+        has(&e, "`barge_in` must be true or false, got 1");
+        let e = errs("steps:\n  a:\n    recognize: { min_confidence: high, phrases: x, barge_in: maybe }\n    on: { success: a }\n");
+        has(
+            &e,
+            "`min_confidence` must be a number such as 0.5, got \"high\"",
+        );
+        has(
+            &e,
+            "`phrases` must be a list like [\"checking\", \"savings\"], got \"x\"",
+        );
+        has(
+            &e,
+            "`barge_in` must be true, false or { digits: true, speech: false }, got \"maybe\"",
+        );
+        let e = errs("steps:\n  a:\n    play: { prompts: { a: b } }\n    next: a\n");
+        has(
+            &e,
+            "`prompts` must be a list of prompt names like [welcome, menu], got a mapping",
+        );
+        let e = errs("steps:\n  a:\n    transfer: { target: x, mode: blind, headers: [a] }\n    on: { success: a }\n");
+        has(&e, "`mode` must be one of refer, bridge, got \"blind\"");
+        has(&e, "`headers` must be a mapping of name: value, got a list");
+        let e = errs("steps:\n  a:\n    say: { value: x, as: words }\n    next: a\n");
+        has(
+            &e,
+            "`as` must be one of digits, number, last_digits, got \"words\"",
+        );
+        let e = errs("steps:\n  a:\n    say: { value: x, as: digits, count: 3 }\n    next: a\n");
+        has(&e, "`count` only applies to `as: last_digits`");
+        let e = errs(
+            "steps:\n  a:\n    collect_digits: { terminator: \"##\" }\n    on: { success: a }\n",
+        );
+        has(
+            &e,
+            "`terminator` must be one key: a digit, * or # (quote it: \"#\"), got \"##\"",
+        );
+        let e = errs("steps:\n  a:\n    play: 5\n    next: a\n");
+        has(
+            &e,
+            "step `a` (play) must be a mapping of fields (prompts, barge_in), got 5",
+        );
+    }
+
+    #[test]
+    fn bad_durations() {
+        let e = errs("steps:\n  a:\n    collect_digits: { first_digit_timeout: 5 sec, inter_digit_timeout: [1] }\n    on: { success: a }\n");
+        has(&e, "3:44: step `a` (collect_digits): `first_digit_timeout`: \"5 sec\" is not a duration; write e.g. 500ms, 5s, 2m");
+        has(
+            &e,
+            "`inter_digit_timeout`: a list is not a duration; write e.g. 500ms, 5s, 2m",
+        );
+        let e = errs("max_duration: forever\nsteps: { a: { hangup: {} } }\n");
+        has(&e, "1:15: `max_duration`: \"forever\" is not a duration");
+    }
+
+    #[test]
+    fn kind_count() {
+        let e = errs("steps:\n  a:\n    play: [x]\n    say: { value: y }\n    next: b\n");
+        has(&e, "4:5: step `a` has 2 step kinds (`play`, `say`); a step does exactly one thing — split it into separate steps");
+        let e = errs("steps:\n  a:\n    next: b\n");
+        has(&e, "2:3: step `a` has no step kind; add one of play, say,");
+        let e = errs("steps:\n  a: hello\n");
+        has(
+            &e,
+            "2:3: step `a` must be a mapping with one step kind (play, say,",
+        );
+    }
+
+    #[test]
+    fn exits_checked_against_kind() {
+        let e = errs("steps:\n  greet:\n    play: [x]\n    on: { success: greet }\n");
+        assert_eq!(
+            e,
+            ["4:11: step `greet` (play) has no exit `success`; it has: next"]
+        );
+        let e = errs("steps:\n  a:\n    collect_digits: {}\n    next: a\n");
+        has(&e, "step `a` (collect_digits) has no exit `next`; it has: success, no_input, no_match, max_attempts, error");
+        let e = errs("steps:\n  a:\n    collect_digits: {}\n    on: { sucess: a }\n");
+        has(&e, "step `a` (collect_digits): unknown exit `sucess` (did you mean `success`?); it has: success, no_input");
+        let e = errs("steps:\n  a:\n    hangup: {}\n    next: a\n");
+        has(&e, "step `a` (hangup) has no exit `next`; it has: none");
+        let e = errs("steps:\n  a:\n    goto: b\n    next: c\n  b: { hangup: {} }\n");
+        has(
+            &e,
+            "step `a` (goto): `goto:` already names the next step; remove `next:`",
+        );
+        let e = errs("steps:\n  a:\n    play: [x]\n    on: { next: a }\n");
+        has(&e, "write `next:` beside the kind, not inside `on:`");
+        let e = errs("steps:\n  a:\n    play: [x]\n    next: [a]\n");
+        has(&e, "step `a`: exit `next` must name a step id, got a list");
+        let e = errs("steps:\n  a:\n    lookup_caller: {}\n    on: [found]\n");
+        has(&e, "`on` must be a mapping of exit → step id");
+        // Exits are checked even when the kind's own fields are wrong.
+        let e = errs("steps:\n  a:\n    play: { prompts: 3 }\n    on: { success: a }\n");
+        has(&e, "has no exit `success`");
+    }
+
+    #[test]
+    fn yaml_syntax_error_has_position() {
+        let e = errs("steps:\n  a: [1, 2\n  b: c\n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("3:4: YAML syntax error: "), "{e:?}");
+        assert!(
+            !e[0].contains("line 3"),
+            "position not repeated in text: {e:?}"
+        );
+        let e = errs("a: b: c\n");
+        assert_eq!(
+            e,
+            ["1:5: YAML syntax error: mapping values are not allowed in this context"]
+        );
+    }
+
+    #[test]
+    fn duplicates() {
+        let e = errs("steps:\n  a: { hangup: {} }\n  a: { hangup: {} }\n");
+        assert_eq!(
+            e,
+            ["3:3: duplicate step id `a` (first defined on line 2); step ids must be unique"]
+        );
+        let e =
+            errs("steps:\n  a:\n    collect_digits: { min: 1, min: 2 }\n    on: { success: a }\n");
+        has(&e, "field `min` is given twice (first on line 3)");
+        let e = errs("steps:\n  a:\n    play: [x]\n    next: a\n    next: a\n");
+        has(&e, "5:5: step `a`: `next` is given twice (first on line 4)");
+        let e = errs("steps:\n  a:\n    set: { x: 1, x: 2 }\n    next: a\n");
+        has(&e, "`set`: `x` is given twice");
+    }
+
+    #[test]
+    fn bad_regex() {
+        let e = errs(
+            "steps:\n  a:\n    collect_digits: { pattern: \"[0-9\" }\n    on: { success: a }\n",
+        );
+        has(&e, "3:32: step `a` (collect_digits): `pattern`: \"[0-9\" is not a valid regular expression: unclosed character class");
+    }
+
+    #[test]
+    fn templates_and_conditions_checked() {
+        let e = errs("steps:\n  a:\n    say: { value: \"${oops\" }\n    next: a\n");
+        has(&e, "`value`: `${` at column 1 has no closing `}`");
+        let e = errs("steps:\n  a:\n    transfer: { target: x, headers: { X-A: \"${a b}\" } }\n    on: { success: a }\n");
+        has(
+            &e,
+            "`headers.X-A`: `a b` at column 3 is not a variable name",
+        );
+        let e = errs(
+            "steps:\n  a:\n    branch:\n      - if: 'a = 1'\n        goto: a\n      - else: a\n",
+        );
+        has(&e, "4:13: step `a` (branch): condition \"a = 1\": unexpected `=` (use `==` to compare) at column 3");
+        let e = errs("steps:\n  a:\n    branch:\n      - if: 'a'\n        goto: a\n");
+        has(&e, "step `a` (branch) has no `- else: <step>` case");
+        let e =
+            errs("steps:\n  a:\n    branch:\n      - else: a\n      - if: b\n        goto: a\n");
+        has(&e, "a case after `else` is never tried");
+        let e = errs("steps:\n  a:\n    branch:\n      - if: b\n      - else: a\n");
+        has(&e, "case has `if:` but no `goto:`");
+        let e = errs("steps:\n  a:\n    branch: { if: b }\n");
+        has(&e, "step `a` (branch) must be a list of cases");
+        let e = errs("steps:\n  a:\n    set: { \"bad name\": 1 }\n    next: a\n");
+        has(&e, "`bad name` is not a variable name");
+        let e =
+            errs("steps:\n  a:\n    collect_digits: { into: \"x y\" }\n    on: { success: a }\n");
+        has(&e, "`into`: `x y` is not a variable name");
+    }
+
+    #[test]
+    fn required_fields() {
+        let e = errs("steps:\n  a:\n    transfer: {}\n    on: { success: a }\n");
+        has(&e, "3:5: step `a` (transfer) needs `target:`");
+        let e = errs("steps:\n  a:\n    webhook: {}\n    on: { success: a }\n");
+        has(&e, "step `a` (webhook) needs `url:`");
+        let e = errs("steps:\n  a:\n    say: {}\n    next: a\n");
+        has(&e, "step `a` (say) needs `value:`");
+        let e = errs("steps:\n  a:\n    play: {}\n    next: a\n");
+        has(&e, "step `a` (play) plays nothing");
+        let e = errs("steps:\n  a:\n    goto: {}\n");
+        has(&e, "`goto` must name a step id, got a mapping");
+    }
+
+    #[test]
+    fn file_level_errors() {
+        assert_eq!(
+            errs(""),
+            ["1:1: the file is empty; a flow needs at least `steps:`"]
+        );
+        has(&errs("flow: x\n"), "the flow has no `steps:`");
+        has(&errs("steps: {}\n"), "`steps` is empty");
+        has(
+            &errs("steps: [a, b]\n"),
+            "`steps` must be a mapping of step id → step",
+        );
+        has(
+            &errs("- a\n- b\n"),
+            "the flow file must be a mapping of fields (flow, description",
+        );
+        has(&errs("a\n---\nb\n"), "YAML syntax error");
+    }
+
+    #[test]
+    fn collects_many_errors_in_one_pass() {
+        let e = errs(
+            "steps:\n  a:\n    plya: [x]\n  b:\n    collect_digits: { tries: x }\n    on: { success: a }\n  b: { hangup: {} }\n  c:\n    play: [x]\n    on: { found: a }\n",
+        );
+        assert!(e.len() >= 4, "{e:#?}");
+        // sorted by position
+        let lines: Vec<u32> = e
+            .iter()
+            .map(|l| l.split(':').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{e:#?}");
+    }
+
+    #[test]
+    fn yaml_11_booleans_do_not_eat_keys() {
+        // `on`, `no`, `y` are plain strings in YAML 1.2; `on:` must work as the exits key.
+        let f = ok("steps:\n  y:\n    play: [no]\n    next: n\n  n: { hangup: {} }\n");
+        let StepKind::Play(p) = &f.step("y").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(p.prompts[0].value, "no");
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        let mut samples: Vec<String> = vec![
+            "\0".into(),
+            "{{{{".into(),
+            "steps: &a [*a]".into(),
+            "steps:\n  a: &x { play: [x], next: *x }".into(),
+            "!!binary AAAA".into(),
+            "steps: { a: { play: [x], next: 1e999 } }".into(),
+            "steps: { 1: { goto: 2 }, 2: { hangup: } }".into(),
+            "steps: { a: { branch: [ null, 3, [], { if: '(((' , goto: a }, { else: null } ] } }"
+                .into(),
+            "\u{feff}steps: {}".into(),
+            "steps:\n\t- a".into(),
+            format!("{}x{}", "[".repeat(5000), "]".repeat(5000)),
+        ];
+        // Every prefix of the full example (truncated files).
+        for cut in (0..FULL.len()).step_by(7) {
+            if FULL.is_char_boundary(cut) {
+                samples.push(FULL[..cut].to_string());
+            }
+        }
+        // Garble: swap characters around.
+        let bytes: Vec<char> = FULL.chars().collect();
+        for i in (0..bytes.len()).step_by(13) {
+            let mut b = bytes.clone();
+            b[i] = ['{', ':', '-', '"', '\n', ' '][i % 6];
+            samples.push(b.into_iter().collect());
+        }
+        for s in &samples {
+            let _ = load_flow_str(Path::new("g.yaml"), s);
+        }
+    }
+
+    #[test]
+    fn load_flow_io_error_and_dir() {
+        let dir = std::env::temp_dir().join(format!("flowcheck-load-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.yaml");
+        let e = load_flow(&missing).unwrap_err();
+        assert_eq!(e[0].span, Span { line: 1, col: 1 });
+        assert!(
+            e[0].message.starts_with("cannot read flow file: "),
+            "{}",
+            e[0]
+        );
+
+        std::fs::write(dir.join("a.yaml"), "steps: { s: { hangup: {} } }\n").unwrap();
+        std::fs::write(dir.join("b.yml"), "flow: a\nsteps: { s: { hangup: {} } }\n").unwrap();
+        std::fs::write(dir.join("c.yaml"), "steps: { s: { plya: {} } }\n").unwrap();
+        std::fs::write(dir.join("a.test.yaml"), "not: a flow\n").unwrap();
+        std::fs::write(dir.join("notes.txt"), "x").unwrap();
+        let (flows, diags) = load_dir(&dir);
+        let names: Vec<&str> = flows.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["a"]);
+        assert_eq!(diags.len(), 2, "{}", render_diagnostics(&diags));
+        assert!(diags[0].path.ends_with("b.yml"), "{}", diags[0]);
+        assert!(
+            diags[0]
+                .message
+                .starts_with("flow name `a` is also used by "),
+            "{}",
+            diags[0]
+        );
+        assert!(
+            diags[0]
+                .message
+                .ends_with("a.yaml; flow names must be unique"),
+            "{}",
+            diags[0]
+        );
+        assert!(diags[1].message.contains("unknown step kind `plya`"));
+        let (_, d) = load_dir(&dir.join("nope"));
+        assert!(d[0].message.starts_with("cannot read flow directory"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn nearest_suggestions() {
+        assert_eq!(nearest("plya", ["play", "say"]), Some("play"));
+        assert_eq!(nearest("zzzzzz", ["play", "say"]), None);
+        assert_eq!(nearest("zz", ["a"]), None);
+        assert_eq!(nearest("bb", ["b"]), Some("b"));
+        assert_eq!(levenshtein("kitten", "sitting"), 3);
+    }
+
+    /// docs/flow.schema.json must describe exactly what the loader accepts, so a
+    /// YAML language server neither rejects valid flows nor misses fields.
+    #[test]
+    fn json_schema_matches_loader_tables() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/flow.schema.json");
+        let text = std::fs::read_to_string(&path).expect("docs/flow.schema.json");
+        let schema: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            let mut k: Vec<String> = v
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            k.sort();
+            k
+        };
+        let sorted = |v: &[&str]| -> Vec<String> {
+            let mut k: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&schema["properties"]), sorted(FLOW_FIELDS));
+        let defs = &schema["$defs"];
+        let step_refs: Vec<&str> = schema["$defs"]["step"]["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["$ref"].as_str())
+            .collect();
+        assert_eq!(step_refs.len(), STEP_KINDS.len());
+        for (kind, fields) in STEP_KINDS {
+            assert!(
+                step_refs.contains(&format!("#/$defs/step_{kind}").as_str()),
+                "{kind}"
+            );
+            let step = &defs[format!("step_{kind}")];
+            let props = keys(&step["properties"]);
+            assert!(props.contains(&kind.to_string()), "{kind}");
+            assert!(props.contains(&"description".to_string()), "{kind}");
+            for p in &props {
+                assert!(
+                    p == kind || STEP_COMMON_FIELDS.contains(&p.as_str()),
+                    "step_{kind} has unexpected key {p}"
+                );
+            }
+            let exits = exits_of_name(kind);
+            // `goto:` itself names the next step; a `next:` beside it is an error.
+            let takes_next = exits.contains(&Exit::Next) && *kind != "goto";
+            assert_eq!(props.contains(&"next".to_string()), takes_next, "{kind}");
+            let on: Vec<&str> = exits
+                .iter()
+                .filter(|e| **e != Exit::Next)
+                .map(|e| e.as_str())
+                .collect();
+            assert_eq!(
+                keys(&step["properties"]["on"]["properties"]),
+                sorted(&on),
+                "{kind} exits"
+            );
+            let body = &defs[format!("kind_{kind}")];
+            let field_keys = match *kind {
+                "play" => keys(&body["oneOf"][0]["properties"]),
+                "branch" => {
+                    let mut k: Vec<String> = body["items"]["oneOf"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .flat_map(|c| keys(&c["properties"]))
+                        .collect();
+                    k.sort();
+                    k
+                }
+                "hangup" => keys(&body["oneOf"][2]["properties"]),
+                _ => keys(&body["properties"]),
+            };
+            assert_eq!(field_keys, sorted(fields), "fields of {kind}");
+        }
+        // The model's own exit lists agree with the loader's by-name table.
+        let flow = ok(FULL);
+        let mut seen = std::collections::BTreeSet::new();
+        for step in &flow.steps {
+            assert_eq!(
+                step.kind.exits(),
+                exits_of_name(step.kind.name()),
+                "{}",
+                step.kind.name()
+            );
+            seen.insert(step.kind.name());
+        }
+        assert_eq!(seen.len(), STEP_KINDS.len(), "FULL uses every kind");
+    }
+
+    #[test]
+    fn field_tables_cover_every_kind() {
+        let names: Vec<&str> = STEP_KINDS.iter().map(|k| k.0).collect();
+        for k in names.iter() {
+            assert!(
+                !exits_of_name(k).is_empty() || ["branch", "hangup"].contains(k),
+                "{k}"
+            );
+        }
+        assert_eq!(names.len(), 15);
+    }
+}

@@ -1,0 +1,317 @@
+//! Shared caller input: digit collection (FreeSWITCH `play_and_get_digits`
+//! semantics) and one round of speech listening.
+//!
+//! Digits, one try:
+//! 1. type-ahead digits (pressed during an earlier barge-in prompt) count first
+//!    and skip the prompt;
+//! 2. the prompt plays; with `barge_in` the first key stops it and counts,
+//!    without it keys pressed during the prompt are dropped;
+//! 3. then the first-digit timeout (nothing yet) or the inter-digit timeout
+//!    (some digits) runs; a timeout ends the entry;
+//! 4. the terminator ends the entry (and is not part of it); reaching `max`
+//!    digits ends it too;
+//! 5. empty entry → no input; fewer than `min` or not matching the pattern →
+//!    invalid.
+//!
+//! Tries: a failed try is followed (if tries remain) by the `no_input_prompts`
+//! or `invalid_prompts` and then the main prompts again. When tries run out the
+//! step takes the specific exit for the last failure (`no_input`, `no_match`,
+//! or `failure` for wrong codes) if it names it, else `max_attempts`.
+
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::call::{CallChannel, CallInput, DigitSource, RecognitionSpec, SpeechResult};
+use crate::events::Event;
+use crate::flow::model::{BargeIn, DigitInput, Exit, PromptRef, SpeechTimers};
+
+use super::{Abort, Ctx};
+
+/// Result of one try of digit entry.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Entry {
+    Digits(String),
+    NoInput,
+    Invalid,
+}
+
+/// Why a try failed (decides retry prompts and the exhausted exit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Miss {
+    NoInput,
+    /// Too short/long or pattern mismatch (collect_digits) — `no_match`.
+    Invalid,
+    /// A complete entry the backend rejected (codes, passphrase) — `failure`.
+    Wrong,
+}
+
+/// Counts tries and picks prompts and the exhausted exit.
+#[derive(Clone, Debug)]
+pub struct Tries {
+    total: u32,
+    used: u32,
+    last: Option<Miss>,
+}
+
+impl Tries {
+    pub fn new(total: u32) -> Self {
+        Tries {
+            total: total.max(1),
+            used: 0,
+            last: None,
+        }
+    }
+
+    /// Start the next try, if any remain.
+    pub fn start_try(&mut self) -> bool {
+        if self.used >= self.total {
+            return false;
+        }
+        self.used += 1;
+        true
+    }
+
+    pub fn used(&self) -> u32 {
+        self.used
+    }
+
+    pub fn last(&self) -> Option<Miss> {
+        self.last
+    }
+
+    pub fn miss(&mut self, m: Miss) {
+        self.last = Some(m);
+    }
+
+    /// Prompts for the current try: retry prompts for the last miss, then the main ones.
+    pub fn prompts<'p>(
+        &self,
+        main: &'p [PromptRef],
+        no_input: &'p [PromptRef],
+        invalid: &'p [PromptRef],
+    ) -> Vec<&'p PromptRef> {
+        let lead: &[PromptRef] = match self.last {
+            None => &[],
+            Some(Miss::NoInput) => no_input,
+            Some(Miss::Invalid) | Some(Miss::Wrong) => invalid,
+        };
+        lead.iter().chain(main.iter()).collect()
+    }
+
+    /// Exit once tries are used up.
+    pub fn exhausted_exit<C: CallChannel>(&self, ctx: &Ctx<'_, C>) -> Exit {
+        let specific = match self.last {
+            Some(Miss::NoInput) | None => Exit::NoInput,
+            Some(Miss::Invalid) => Exit::NoMatch,
+            Some(Miss::Wrong) => Exit::Failure,
+        };
+        if ctx.has_exit(specific) {
+            specific
+        } else {
+            Exit::MaxAttempts
+        }
+    }
+}
+
+/// Compile a step's pattern anchored at both ends.
+pub fn anchored(pattern: &str) -> Result<Regex, Abort> {
+    Regex::new(&format!("^(?:{pattern})$"))
+        .map_err(|e| Abort::Fail(format!("bad pattern `{pattern}`: {e}")))
+}
+
+/// One try of digit entry. Emits a `Digits` event for any non-empty entry
+/// (digit values only when `secret` is false).
+pub async fn collect_once<C: CallChannel>(
+    ctx: &mut Ctx<'_, C>,
+    input: &DigitInput,
+    prompts: &[PromptRef],
+    pattern: Option<&Regex>,
+    secret: bool,
+) -> Result<Entry, Abort> {
+    let rendered = ctx.render_prompts(prompts)?;
+    let mut buf = String::new();
+    let mut source = DigitSource::Script;
+    let mut finished = false;
+
+    // Pushes one key; returns true when the entry is complete.
+    let push = |buf: &mut String, d: char| -> bool {
+        if Some(d) == input.terminator {
+            return true;
+        }
+        buf.push(d);
+        buf.chars().count() as u32 >= input.max.max(1)
+    };
+
+    while let Some((d, src)) = ctx.typeahead.pop_front() {
+        source = src;
+        if push(&mut buf, d) {
+            finished = true;
+            break;
+        }
+    }
+
+    if buf.is_empty() && !finished && !rendered.is_empty() {
+        ctx.play(&rendered).await?;
+        loop {
+            match ctx.next_input(None).await? {
+                Some(CallInput::PlaybackDone) => break,
+                Some(CallInput::Digit { digit, source: src }) if input.barge_in => {
+                    ctx.call.stop_playback().await;
+                    source = src;
+                    finished = push(&mut buf, digit);
+                    break;
+                }
+                Some(_) => {}
+                None => return Err(Abort::Call("no input and no timeout while playing".into())),
+            }
+        }
+    }
+
+    while !finished {
+        let timeout = if buf.is_empty() {
+            input.first_digit_timeout.value
+        } else {
+            input.inter_digit_timeout.value
+        };
+        match ctx.next_input(Some(timeout)).await? {
+            None => break,
+            Some(CallInput::Digit { digit, source: src }) => {
+                source = src;
+                finished = push(&mut buf, digit);
+            }
+            Some(_) => {}
+        }
+    }
+
+    if buf.is_empty() {
+        return Ok(Entry::NoInput);
+    }
+    let count = buf.chars().count();
+    let id = ctx.id().to_string();
+    ctx.emit(Event::Digits {
+        step: id,
+        count,
+        source: source.as_str(),
+        digits: if secret { None } else { Some(buf.clone()) },
+    });
+    let too_short = (count as u32) < input.min;
+    let mismatch = pattern.is_some_and(|re| !re.is_match(&buf));
+    if too_short || mismatch {
+        Ok(Entry::Invalid)
+    } else {
+        Ok(Entry::Digits(buf))
+    }
+}
+
+/// What one round of listening produced.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Heard {
+    Speech(SpeechResult),
+    NoSpeech,
+}
+
+/// Play prompts and listen once. With speech barge-in recognition starts with
+/// the prompt and voice activity stops it; otherwise recognition starts when
+/// the prompt ends. Keys pressed are ignored (they stop the prompt only with
+/// digit barge-in). Stale type-ahead is dropped.
+pub async fn listen_once<C: CallChannel>(
+    ctx: &mut Ctx<'_, C>,
+    prompts: &[PromptRef],
+    spec: &RecognitionSpec,
+    barge_in: BargeIn,
+) -> Result<Heard, Abort> {
+    ctx.typeahead.clear();
+    let rendered = ctx.render_prompts(prompts)?;
+    let mut playing = !rendered.is_empty();
+    if playing {
+        ctx.play(&rendered).await?;
+    }
+    let mut recognizing = false;
+    if !playing || barge_in.speech {
+        start(ctx, spec).await?;
+        recognizing = true;
+    }
+    // Safety net in case a recogniser never reports: all its timers plus slack.
+    let safety = spec.no_input_timeout
+        + spec.max_duration
+        + spec.end_of_speech_timeout
+        + Duration::from_secs(1);
+    loop {
+        let timeout = if recognizing { Some(safety) } else { None };
+        match ctx.next_input(timeout).await? {
+            None => {
+                if playing {
+                    ctx.call.stop_playback().await;
+                }
+                ctx.call.stop_recognition().await;
+                return Ok(Heard::NoSpeech);
+            }
+            Some(CallInput::PlaybackDone) => {
+                playing = false;
+                if !recognizing {
+                    start(ctx, spec).await?;
+                    recognizing = true;
+                }
+            }
+            Some(CallInput::SpeechStarted) => {
+                if playing && barge_in.speech {
+                    ctx.call.stop_playback().await;
+                    playing = false;
+                }
+            }
+            Some(CallInput::Digit { .. }) => {
+                if playing && barge_in.digits {
+                    ctx.call.stop_playback().await;
+                    playing = false;
+                    if !recognizing {
+                        start(ctx, spec).await?;
+                        recognizing = true;
+                    }
+                }
+            }
+            Some(CallInput::Speech(r)) => {
+                if playing {
+                    ctx.call.stop_playback().await;
+                }
+                ctx.call.stop_recognition().await;
+                return Ok(Heard::Speech(r));
+            }
+            Some(CallInput::NoSpeech) => {
+                if playing {
+                    ctx.call.stop_playback().await;
+                }
+                ctx.call.stop_recognition().await;
+                return Ok(Heard::NoSpeech);
+            }
+            Some(CallInput::HungUp) => return Err(Abort::HungUp),
+        }
+    }
+}
+
+async fn start<C: CallChannel>(ctx: &mut Ctx<'_, C>, spec: &RecognitionSpec) -> Result<(), Abort> {
+    ctx.call
+        .start_recognition(spec)
+        .await
+        .map_err(|e| match Abort::from_call(e) {
+            Abort::Fail(m) => Abort::Fail(format!("speech recognition: {m}")),
+            other => other,
+        })
+}
+
+/// Recognition parameters from step timers.
+pub fn spec(
+    timers: &SpeechTimers,
+    phrases: Vec<String>,
+    digits_only: bool,
+    language: Option<String>,
+) -> RecognitionSpec {
+    RecognitionSpec {
+        phrases,
+        digits_only,
+        language,
+        no_input_timeout: timers.no_input_timeout.value,
+        end_of_speech_timeout: timers.end_of_speech_timeout.value,
+        max_duration: timers.max_duration.value,
+    }
+}

@@ -1,0 +1,54 @@
+//! `send_code`: ask the code backend to send a one-time code (SMS or voice).
+//! The code itself never passes through the engine.
+
+use crate::call::CallChannel;
+use crate::events::{mask_number, Event, SendOutcome};
+use crate::flow::model::{CodeChannel, Exit, SendCode};
+use crate::flow::services::{CodeRequest, SendResult};
+
+use super::{Abort, Ctx, Flowing};
+
+pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &SendCode) -> Result<Flowing, Abort> {
+    let to = ctx
+        .vars
+        .render_public(&step.to.value)
+        .map_err(|e| Abort::Fail(format!("send_code to: {e}")))?;
+    let channel = match step.channel {
+        CodeChannel::Sms => "sms",
+        CodeChannel::Voice => "voice",
+    };
+    let req = CodeRequest {
+        call_id: ctx.vars.get("call_id").unwrap_or_default().to_string(),
+        channel: step.channel,
+        to: to.clone(),
+        length: step.length.value,
+        ttl: step.ttl.value,
+        max_attempts: step.max_attempts.value,
+        resend_cooldown: step.resend_cooldown.value,
+    };
+    let res = ctx.services.codes.send(&req).await;
+    let (outcome, flowing) = match res {
+        Ok(SendResult::Sent) => (SendOutcome::Sent, Ok(Flowing::Exit(Exit::Success))),
+        Ok(SendResult::RateLimited) => (
+            SendOutcome::RateLimited,
+            Ok(Flowing::Exit(Exit::RateLimited)),
+        ),
+        Err(e) => (
+            SendOutcome::Error,
+            Err(Abort::Fail(format!("code service: {e}"))),
+        ),
+    };
+    let step_id = ctx.id().to_string();
+    let to_masked = mask_number(&to);
+    if outcome == SendOutcome::Sent {
+        ctx.vars.set("code.sent_to", &to_masked, false);
+        ctx.vars.set("code.channel", channel, false);
+    }
+    ctx.emit(Event::CodeSent {
+        step: step_id,
+        channel,
+        to_masked,
+        outcome,
+    });
+    flowing
+}

@@ -1,0 +1,59 @@
+//! `transfer`: hand the call to an agent (REFER or bridge), with SIP headers.
+//!
+//! On success the call belongs to the target: the flow ends with disposition
+//! `transferred`, or continues at a named `success` exit for bookkeeping. Target and
+//! header values are public renders: a secret can never reach the agent leg.
+
+use crate::call::{CallChannel, CallError, TransferOutcome, TransferRequest};
+use crate::events::{Event, TransferResult};
+use crate::flow::model::{Exit, Transfer, TransferMode};
+
+use super::{Abort, Ctx, Flowing};
+
+pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Transfer) -> Result<Flowing, Abort> {
+    let target = ctx
+        .vars
+        .render_public(&step.target.value)
+        .map_err(|e| Abort::Fail(format!("transfer target: {e}")))?;
+    let mut headers = Vec::new();
+    for (name, t) in &step.headers {
+        let v = ctx
+            .vars
+            .render_public(&t.value)
+            .map_err(|e| Abort::Fail(format!("transfer header {}: {e}", name.value)))?;
+        headers.push((name.value.clone(), v));
+    }
+    let req = TransferRequest {
+        target: target.clone(),
+        headers,
+        refer: step.mode == TransferMode::Refer,
+        timeout: step.timeout.value,
+    };
+    let res = ctx.call.transfer(&req).await;
+    let id = ctx.id().to_string();
+    let ev = |outcome, status| Event::Transfer {
+        step: id.clone(),
+        target: target.clone(),
+        outcome,
+        status,
+    };
+    match res {
+        Ok(TransferOutcome::Transferred) => {
+            ctx.emit(ev(TransferResult::Transferred, None));
+            Ok(Flowing::Transferred { target })
+        }
+        Ok(TransferOutcome::Failed { status, reason }) => {
+            tracing::info!(step = %ctx.id(), ?status, %reason, "transfer failed");
+            ctx.emit(ev(TransferResult::Failed, status));
+            Ok(Flowing::Exit(Exit::Failure))
+        }
+        Err(CallError::HungUp) => Err(Abort::HungUp),
+        Err(e) => {
+            ctx.emit(ev(TransferResult::Error, None));
+            match Abort::from_call(e) {
+                Abort::Call(m) => Err(Abort::Fail(format!("transfer: {m}"))),
+                other => Err(other),
+            }
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Scripted backends for tests. Each is configured from a test case; a
+//! backend a test does not configure is "unavailable" like in `serve`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::flow::services::{
+    Account, BoxFut, CodeCheck, CodeRequest, CodeService, Directory, PassphraseVerifier,
+    SendResult, ServiceError, TotpVerifier, WebhookClient, WebhookRequest, WebhookResponse,
+};
+use crate::flow::steps::recognize::normalize;
+
+use super::scripted::{ScriptVars, VirtualClock};
+
+fn ready<'a, T: Send + 'a>(v: T) -> BoxFut<'a, T> {
+    Box::pin(async move { v })
+}
+
+fn scripted_error(what: &str) -> ServiceError {
+    ServiceError::Failed(format!("{what} failed (scripted)"))
+}
+
+/// Number → account (`None`: lookups of that number fail); `fail` makes every lookup an error.
+pub struct DirectoryStub {
+    pub accounts: BTreeMap<String, Option<Account>>,
+    pub fail: bool,
+}
+
+impl Directory for DirectoryStub {
+    fn lookup<'a>(&'a self, number: &'a str) -> BoxFut<'a, Result<Option<Account>, ServiceError>> {
+        match self.accounts.get(number) {
+            _ if self.fail => ready(Err(scripted_error("caller directory"))),
+            Some(None) => ready(Err(scripted_error("caller directory"))),
+            Some(Some(a)) => ready(Ok(Some(a.clone()))),
+            None => ready(Ok(None)),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SendMode {
+    #[default]
+    Ok,
+    RateLimited,
+    Error,
+}
+
+struct PendingCode {
+    code: String,
+    expires_at: Duration,
+    attempts_left: u32,
+}
+
+/// Generates deterministic codes, enforces TTL (virtual clock) and attempts,
+/// and publishes the last code as `${sent_code}` for the script.
+pub struct CodeStub {
+    pub send_mode: SendMode,
+    pub verify_fails: bool,
+    clock: VirtualClock,
+    script_vars: ScriptVars,
+    pending: Mutex<BTreeMap<String, PendingCode>>,
+    sent: Arc<AtomicU32>,
+}
+
+impl CodeStub {
+    pub fn new(
+        send_mode: SendMode,
+        verify_fails: bool,
+        clock: VirtualClock,
+        script_vars: ScriptVars,
+    ) -> Self {
+        CodeStub {
+            send_mode,
+            verify_fails,
+            clock,
+            script_vars,
+            pending: Mutex::new(BTreeMap::new()),
+            sent: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// Counter of codes actually sent (shared handle).
+    pub fn sent_counter(&self) -> Arc<AtomicU32> {
+        self.sent.clone()
+    }
+
+    /// A code of `len` digits that differs per send and never starts with 0
+    /// (so scripts can use e.g. `000000` as a surely wrong code).
+    fn make_code(n: u32, len: u32) -> String {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ u64::from(n).wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let mut s = String::new();
+        for i in 0..len.max(1) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let d = if i == 0 { 1 + x % 9 } else { x % 10 };
+            s.push(char::from(b'0' + d as u8));
+        }
+        s
+    }
+}
+
+impl CodeService for CodeStub {
+    fn send<'a>(&'a self, req: &'a CodeRequest) -> BoxFut<'a, Result<SendResult, ServiceError>> {
+        match self.send_mode {
+            SendMode::Error => return ready(Err(scripted_error("code service"))),
+            SendMode::RateLimited => return ready(Ok(SendResult::RateLimited)),
+            SendMode::Ok => {}
+        }
+        let n = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
+        let code = Self::make_code(n, req.length);
+        if let Ok(mut v) = self.script_vars.lock() {
+            v.insert("sent_code".into(), code.clone());
+        }
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(
+                req.call_id.clone(),
+                PendingCode {
+                    code,
+                    expires_at: self.clock.now() + req.ttl,
+                    attempts_left: req.max_attempts.max(1),
+                },
+            );
+        }
+        ready(Ok(SendResult::Sent))
+    }
+
+    fn verify<'a>(
+        &'a self,
+        call_id: &'a str,
+        entered: &'a str,
+    ) -> BoxFut<'a, Result<CodeCheck, ServiceError>> {
+        if self.verify_fails {
+            return ready(Err(scripted_error("code service")));
+        }
+        let Ok(mut map) = self.pending.lock() else {
+            return ready(Err(ServiceError::Failed("code stub state poisoned".into())));
+        };
+        let res = match map.get_mut(call_id) {
+            None => CodeCheck::NotSent,
+            Some(p) if self.clock.now() >= p.expires_at => {
+                map.remove(call_id);
+                CodeCheck::Expired
+            }
+            Some(p) if p.code == entered => {
+                map.remove(call_id);
+                CodeCheck::Ok
+            }
+            Some(p) => {
+                p.attempts_left = p.attempts_left.saturating_sub(1);
+                if p.attempts_left == 0 {
+                    map.remove(call_id);
+                    CodeCheck::Exhausted
+                } else {
+                    CodeCheck::Wrong
+                }
+            }
+        };
+        ready(Ok(res))
+    }
+}
+
+/// Accepts exactly the listed codes, for any subject.
+pub struct TotpStub {
+    pub valid: Vec<String>,
+    pub fail: bool,
+}
+
+impl TotpVerifier for TotpStub {
+    fn verify<'a>(
+        &'a self,
+        _subject: &'a str,
+        code: &'a str,
+        _window: u32,
+    ) -> BoxFut<'a, Result<bool, ServiceError>> {
+        if self.fail {
+            return ready(Err(scripted_error("totp verifier")));
+        }
+        ready(Ok(self.valid.iter().any(|v| v == code)))
+    }
+}
+
+/// Subject (phone number) → passphrase; compared ignoring case and punctuation.
+pub struct PassphraseStub {
+    pub phrases: BTreeMap<String, String>,
+    pub fail: bool,
+}
+
+impl PassphraseVerifier for PassphraseStub {
+    fn verify<'a>(
+        &'a self,
+        subject: &'a str,
+        transcript: &'a str,
+    ) -> BoxFut<'a, Result<bool, ServiceError>> {
+        if self.fail {
+            return ready(Err(scripted_error("passphrase verifier")));
+        }
+        let ok = self
+            .phrases
+            .get(subject)
+            .is_some_and(|p| normalize(p) == normalize(transcript));
+        ready(Ok(ok))
+    }
+}
+
+/// Answers every call the same way and records the requests.
+pub struct WebhookStub {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub timeout: bool,
+    pub fail: bool,
+    pub requests: Arc<Mutex<Vec<WebhookRequest>>>,
+}
+
+impl WebhookClient for WebhookStub {
+    fn call<'a>(
+        &'a self,
+        req: &'a WebhookRequest,
+    ) -> BoxFut<'a, Result<WebhookResponse, ServiceError>> {
+        if let Ok(mut r) = self.requests.lock() {
+            r.push(req.clone());
+        }
+        if self.fail {
+            return ready(Err(scripted_error("webhook")));
+        }
+        if self.timeout {
+            return ready(Err(ServiceError::Timeout(format!(
+                "{} (scripted)",
+                req.url
+            ))));
+        }
+        ready(Ok(WebhookResponse {
+            status: self.status,
+            body: self.body.clone(),
+        }))
+    }
+}

@@ -1,0 +1,1427 @@
+//! Flow validator: checks a loaded [`Flow`] for mistakes a caller would hit.
+//!
+//! The loader guarantees the *shape* of a flow; this module checks what the
+//! flow *does*: every exit goes somewhere real, every step is reachable, no
+//! call can spin forever, every way a caller or a backend can fail is routed,
+//! timers are humane, prompts exist, variables are set before they are read,
+//! and secrets (codes, passphrases, PINs) never leave the engine.
+//!
+//! Exit semantics the checks assume (the interpreter implements the same):
+//! - Input steps retry internally up to `tries`. When tries run out, the step
+//!   takes the exit for the last outcome (`no_input`, `no_match`, `failure`)
+//!   if the flow names it, otherwise `max_attempts`.
+//! - `verify_code`: an expired code takes `expired` if named, else `failure`
+//!   (and then `max_attempts` as above).
+//! - `webhook`: a timeout takes `timeout` if named, else `error`.
+//! - `transfer`: `success` is optional; without it the engine's part of the
+//!   call ends once the transfer succeeds.
+//!
+//! Loop rules: a cycle is fine when it passes through an input step (a retry
+//! menu waits for the caller each time round) and some hangup/transfer can be
+//! reached from it. Flagged: any cycle made only of non-input steps (it would
+//! spin or replay audio forever), and any cycle with no way to end the call.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::flow::diag::{self, Diagnostic};
+use crate::flow::expr;
+use crate::flow::load::{self, nearest};
+use crate::flow::model::*;
+
+/// Where `validate` looks for things outside the flow file.
+#[derive(Clone, Debug)]
+pub struct ValidateOptions {
+    /// Directory holding `<prompt>.wav` files.
+    pub prompts_dir: PathBuf,
+}
+
+/// Variables the engine sets on every call.
+pub const BUILTIN_VARS: &[&str] = &[
+    "caller",
+    "dialled",
+    "call_id",
+    "caller_trust",
+    "now",
+    "last_exit",
+    "attempts",
+];
+/// Variables set by verify_passphrase / verify_code / verify_totp.
+pub const AUTH_VARS: &[&str] = &["auth.result", "auth.method", "auth.reason"];
+/// Names that always hold secrets, whoever sets them; so does anything under `secret.`.
+pub const RESERVED_SECRETS: &[&str] = &["code", "otp", "passphrase", "transcript"];
+
+/// Steps that wait for the caller; a loop through one of them cannot spin.
+fn waits_for_caller(k: &StepKind) -> bool {
+    matches!(
+        k,
+        StepKind::CollectDigits(_)
+            | StepKind::Recognize(_)
+            | StepKind::VerifyPassphrase(_)
+            | StepKind::VerifyCode(_)
+            | StepKind::VerifyTotp(_)
+    )
+}
+
+/// Steps after which the engine's part of the call is over.
+fn is_terminal(k: &StepKind) -> bool {
+    matches!(k, StepKind::Hangup(_) | StepKind::Transfer(_))
+}
+
+/// Steps that call a backend, which may be down: they must route `error`.
+fn calls_backend(k: &StepKind) -> bool {
+    matches!(
+        k,
+        StepKind::LookupCaller(_)
+            | StepKind::SendCode(_)
+            | StepKind::VerifyPassphrase(_)
+            | StepKind::VerifyCode(_)
+            | StepKind::VerifyTotp(_)
+            | StepKind::Transfer(_)
+            | StepKind::Webhook(_)
+            | StepKind::Recognize(_)
+    )
+}
+
+fn fmt_dur(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 60_000 == 0 && ms >= 120_000 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+struct V<'a> {
+    flow: &'a Flow,
+    diags: Vec<Diagnostic>,
+}
+
+impl V<'_> {
+    fn err(&mut self, span: Span, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::new(&self.flow.path, span, msg));
+    }
+}
+
+fn what(step: &Step) -> String {
+    format!("step `{}` ({})", step.id.value, step.kind.name())
+}
+
+/// Check a loaded flow. Returns every problem found (empty = fine to serve).
+pub fn validate(flow: &Flow, opts: &ValidateOptions) -> Vec<Diagnostic> {
+    let mut v = V {
+        flow,
+        diags: Vec::new(),
+    };
+    check_targets(&mut v);
+    check_graph(&mut v);
+    for step in &flow.steps {
+        check_exits(&mut v, step);
+        check_bounds(&mut v, step);
+    }
+    check_prompts(&mut v, opts);
+    check_vars_and_secrets(&mut v);
+    diag::sort(&mut v.diags);
+    v.diags
+}
+
+/// Load and validate files and directories (directories: every flow in them).
+/// Returns the number of flow files looked at and all diagnostics.
+pub fn validate_paths(paths: &[PathBuf], opts: &ValidateOptions) -> (usize, Vec<Diagnostic>) {
+    let mut files = 0;
+    let mut diags = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            files += std::fs::read_dir(p).map_or(0, |rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file() && load::is_flow_file(p))
+                    .count()
+            });
+            let (flows, mut d) = load::load_dir(p);
+            diags.append(&mut d);
+            for f in &flows {
+                diags.extend(validate(f, opts));
+            }
+        } else {
+            files += 1;
+            match load::load_flow(p) {
+                Ok(f) => diags.extend(validate(&f, opts)),
+                Err(mut d) => diags.append(&mut d),
+            }
+        }
+    }
+    diag::sort(&mut diags);
+    (files, diags)
+}
+
+fn suggest(v: &V, word: &str) -> String {
+    nearest(word, v.flow.steps.iter().map(|s| s.id.value.as_str()))
+        .map(|c| format!("; did you mean `{c}`?"))
+        .unwrap_or_default()
+}
+
+fn check_targets(v: &mut V) {
+    let flow = v.flow;
+    if flow.step(&flow.start.value).is_none() {
+        let hint = suggest(v, &flow.start.value);
+        v.err(
+            flow.start.span,
+            format!(
+                "`start` names `{}`, which is not a step{hint}",
+                flow.start.value
+            ),
+        );
+    }
+    for step in &flow.steps {
+        let mut refs: Vec<(String, &Spanned<StepId>)> = step
+            .exits
+            .iter()
+            .map(|(e, t)| {
+                let label = match (e, &step.kind) {
+                    (Exit::Next, StepKind::Goto) => "`goto`".to_string(),
+                    (Exit::Next, _) => "`next`".to_string(),
+                    _ => format!("exit `{}`", e.as_str()),
+                };
+                (label, t)
+            })
+            .collect();
+        if let StepKind::Branch(b) = &step.kind {
+            for (i, (_, t)) in b.cases.iter().enumerate() {
+                refs.push((format!("case {} `goto`", i + 1), t));
+            }
+            refs.push(("`else`".to_string(), &b.otherwise));
+        }
+        for (label, t) in refs {
+            if flow.step(&t.value).is_none() {
+                let hint = suggest(v, &t.value);
+                v.err(
+                    t.span,
+                    format!(
+                        "{}: {label} goes to `{}`, which is not a step{hint}",
+                        what(step),
+                        t.value
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Step graph by index: edges to valid targets only.
+fn edges(flow: &Flow) -> Vec<Vec<usize>> {
+    let index: HashMap<&str, usize> = flow
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.value.as_str(), i))
+        .collect();
+    flow.steps
+        .iter()
+        .map(|s| {
+            let mut out: Vec<usize> = s
+                .targets()
+                .iter()
+                .filter_map(|t| index.get(t.value.as_str()).copied())
+                .collect();
+            out.sort_unstable();
+            out.dedup();
+            out
+        })
+        .collect()
+}
+
+/// Strongly connected components (iterative Kosaraju; flows can be large and
+/// recursion depth must not depend on input). Only nodes with `keep[i]` take part.
+fn sccs(adj: &[Vec<usize>], keep: &[bool]) -> Vec<Vec<usize>> {
+    let n = adj.len();
+    let mut order = Vec::with_capacity(n);
+    let mut seen = vec![false; n];
+    for root in 0..n {
+        if seen[root] || !keep[root] {
+            continue;
+        }
+        seen[root] = true;
+        let mut stack = vec![(root, 0usize)];
+        while let Some(&mut (node, ref mut i)) = stack.last_mut() {
+            if let Some(&next) = adj[node].get(*i) {
+                *i += 1;
+                if keep[next] && !seen[next] {
+                    seen[next] = true;
+                    stack.push((next, 0));
+                }
+            } else {
+                order.push(node);
+                stack.pop();
+            }
+        }
+    }
+    let mut radj = vec![Vec::new(); n];
+    for (u, outs) in adj.iter().enumerate() {
+        for &w in outs {
+            if keep[u] && keep[w] {
+                radj[w].push(u);
+            }
+        }
+    }
+    let mut comp = vec![usize::MAX; n];
+    let mut out = Vec::new();
+    for &root in order.iter().rev() {
+        if comp[root] != usize::MAX {
+            continue;
+        }
+        let id = out.len();
+        let mut members = vec![root];
+        comp[root] = id;
+        let mut stack = vec![root];
+        while let Some(u) = stack.pop() {
+            for &w in &radj[u] {
+                if comp[w] == usize::MAX {
+                    comp[w] = id;
+                    members.push(w);
+                    stack.push(w);
+                }
+            }
+        }
+        members.sort_unstable();
+        out.push(members);
+    }
+    out
+}
+
+fn is_cycle(adj: &[Vec<usize>], members: &[usize]) -> bool {
+    members.len() > 1 || adj[members[0]].contains(&members[0])
+}
+
+fn names(flow: &Flow, members: &[usize]) -> String {
+    const SHOWN: usize = 8;
+    let mut s: Vec<String> = members
+        .iter()
+        .take(SHOWN)
+        .map(|&i| format!("`{}`", flow.steps[i].id.value))
+        .collect();
+    if members.len() > SHOWN {
+        s.push(format!("… ({} more)", members.len() - SHOWN));
+    }
+    s.join(", ")
+}
+
+fn check_graph(v: &mut V) {
+    let flow = v.flow;
+    let n = flow.steps.len();
+    let adj = edges(flow);
+
+    // Reachability from start.
+    let mut reached = vec![false; n];
+    if let Some(start) = flow
+        .steps
+        .iter()
+        .position(|s| s.id.value == flow.start.value)
+    {
+        let mut q = VecDeque::from([start]);
+        reached[start] = true;
+        while let Some(u) = q.pop_front() {
+            for &w in &adj[u] {
+                if !reached[w] {
+                    reached[w] = true;
+                    q.push_back(w);
+                }
+            }
+        }
+        for (i, s) in flow.steps.iter().enumerate() {
+            if !reached[i] {
+                v.err(
+                    s.span,
+                    format!(
+                        "step `{}` is never reached from the start step `{}`; route to it or remove it",
+                        s.id.value, flow.start.value
+                    ),
+                );
+            }
+        }
+    }
+
+    // Loops that never wait for the caller: cycles among non-waiting steps.
+    let non_waiting: Vec<bool> = flow
+        .steps
+        .iter()
+        .map(|s| !waits_for_caller(&s.kind))
+        .collect();
+    for c in sccs(&adj, &non_waiting) {
+        if is_cycle(&adj, &c) {
+            let first = &flow.steps[c[0]];
+            v.err(
+                first.span,
+                format!(
+                    "steps {} form a loop that never waits for the caller, so a call could spin in it forever; put an input step (collect_digits, recognize, verify_*) in the loop or give it a way out",
+                    names(flow, &c)
+                ),
+            );
+        }
+    }
+
+    // Loops with no way out: no hangup/transfer reachable from them.
+    let mut can_end = vec![false; n];
+    let mut radj = vec![Vec::new(); n];
+    for (u, outs) in adj.iter().enumerate() {
+        for &w in outs {
+            radj[w].push(u);
+        }
+    }
+    let mut q: VecDeque<usize> = (0..n)
+        .filter(|&i| is_terminal(&flow.steps[i].kind))
+        .collect();
+    for &i in &q {
+        can_end[i] = true;
+    }
+    while let Some(u) = q.pop_front() {
+        for &w in &radj[u] {
+            if !can_end[w] {
+                can_end[w] = true;
+                q.push_back(w);
+            }
+        }
+    }
+    for c in sccs(&adj, &vec![true; n]) {
+        if is_cycle(&adj, &c) && !can_end[c[0]] {
+            let first = &flow.steps[c[0]];
+            v.err(
+                first.span,
+                format!(
+                    "steps {} form a loop with no way out: no hangup or transfer step can be reached from them; route one of their exits to a step that ends the call",
+                    names(flow, &c)
+                ),
+            );
+        }
+    }
+}
+
+/// Exits that must be routed, with the fallback that may stand in for each.
+fn check_exits(v: &mut V, step: &Step) {
+    use Exit::*;
+    let has = |e: Exit| step.exits.contains_key(&e);
+    let w = what(step);
+    let k = &step.kind;
+    match k {
+        StepKind::Play(_) | StepKind::Say(_) | StepKind::Set(_) if !has(Next) => {
+            let msg = format!(
+                "{w} has no `next:`; the call would stop here with nothing to do — \
+                 add `next: <step>` or end the flow with a `hangup` step"
+            );
+            v.err(step.span, msg);
+        }
+        _ => {}
+    }
+    let required: &[Exit] = match k {
+        StepKind::CollectDigits(_) | StepKind::Recognize(_) => &[Success],
+        StepKind::VerifyPassphrase(_) | StepKind::VerifyCode(_) | StepKind::VerifyTotp(_) => {
+            &[Success]
+        }
+        StepKind::LookupCaller(_) => &[Found, NotFound],
+        StepKind::SendCode(_) => &[Success, RateLimited],
+        StepKind::Transfer(_) => &[Failure],
+        StepKind::Webhook(_) => &[Success, Failure],
+        _ => &[],
+    };
+    for &e in required {
+        if !has(e) {
+            v.err(
+                step.span,
+                format!(
+                    "{w} has no `{}` exit; add `{}: <step>` under `on:`",
+                    e.as_str(),
+                    e.as_str()
+                ),
+            );
+        }
+    }
+    // Caller outcomes that may fall back to max_attempts.
+    let outcomes: &[(Exit, &str)] = match k {
+        StepKind::CollectDigits(_) => &[
+            (NoInput, "the caller enters nothing"),
+            (NoMatch, "the digits do not fit"),
+        ],
+        StepKind::Recognize(_) => &[
+            (NoInput, "the caller says nothing"),
+            (NoMatch, "the caller is not understood"),
+        ],
+        StepKind::VerifyPassphrase(_) => &[
+            (NoInput, "the caller says nothing"),
+            (Failure, "the passphrase does not match"),
+        ],
+        StepKind::VerifyCode(_) | StepKind::VerifyTotp(_) => &[
+            (NoInput, "the caller enters nothing"),
+            (Failure, "the code is wrong"),
+        ],
+        _ => &[],
+    };
+    for &(e, when) in outcomes {
+        if !has(e) && !has(MaxAttempts) {
+            v.err(
+                step.span,
+                format!(
+                    "{w} does not say where to go when {when} ({}); add `{}: <step>` or `max_attempts: <step>` under `on:`",
+                    e.as_str(),
+                    e.as_str()
+                ),
+            );
+        }
+    }
+    if matches!(k, StepKind::VerifyCode(_)) && !has(Expired) && !has(Failure) && !has(MaxAttempts) {
+        v.err(
+            step.span,
+            format!("{w} does not say where to go when the code has expired; add `expired: <step>` (or `failure:`) under `on:`"),
+        );
+    }
+    if calls_backend(k) && !has(Error) {
+        v.err(
+            step.span,
+            format!("{w} has no `error` exit; when the backend is unavailable the call would have nowhere to go — add `error: <step>` under `on:`"),
+        );
+    }
+}
+
+fn dur_in(v: &mut V, w: &str, field: &str, d: &Spanned<Duration>, lo: Duration, hi: Duration) {
+    if d.value < lo || d.value > hi {
+        v.err(
+            d.span,
+            format!(
+                "{w}: `{field}` is {}; it must be between {} and {}",
+                fmt_dur(d.value),
+                fmt_dur(lo),
+                fmt_dur(hi)
+            ),
+        );
+    }
+}
+
+fn int_in(v: &mut V, w: &str, field: &str, n: &Spanned<u32>, lo: u32, hi: u32) {
+    if n.value < lo || n.value > hi {
+        v.err(
+            n.span,
+            format!(
+                "{w}: `{field}` is {}; it must be between {lo} and {hi}",
+                n.value
+            ),
+        );
+    }
+}
+
+fn digits_in(v: &mut V, step: &Step, d: &DigitInput) {
+    let w = what(step);
+    let s = Duration::from_secs;
+    dur_in(
+        v,
+        &w,
+        "first_digit_timeout",
+        &d.first_digit_timeout,
+        s(1),
+        s(60),
+    );
+    dur_in(
+        v,
+        &w,
+        "inter_digit_timeout",
+        &d.inter_digit_timeout,
+        s(1),
+        s(30),
+    );
+    int_in(v, &w, "tries", &d.tries, 1, 10);
+    if d.min > d.max {
+        v.err(
+            step.span,
+            format!("{w}: `min` ({}) is greater than `max` ({})", d.min, d.max),
+        );
+    }
+    if d.min == 0 {
+        v.err(step.span, format!("{w}: `min` is 0; it must be at least 1"));
+    }
+    if d.max > 64 {
+        v.err(
+            step.span,
+            format!("{w}: `max` is {}; it must be at most 64", d.max),
+        );
+    }
+}
+
+fn speech_in(v: &mut V, w: &str, t: &SpeechTimers) {
+    let s = Duration::from_secs;
+    let ms = Duration::from_millis;
+    dur_in(v, w, "no_input_timeout", &t.no_input_timeout, s(1), s(60));
+    dur_in(
+        v,
+        w,
+        "end_of_speech_timeout",
+        &t.end_of_speech_timeout,
+        ms(200),
+        s(5),
+    );
+    dur_in(v, w, "max_duration", &t.max_duration, s(1), s(120));
+}
+
+/// Timers and counts outside these bounds are almost always typos (5m for 5s)
+/// and make calls hang or fail for real callers.
+fn check_bounds(v: &mut V, step: &Step) {
+    let w = what(step);
+    let s = Duration::from_secs;
+    match &step.kind {
+        StepKind::CollectDigits(c) => digits_in(v, step, &c.input),
+        StepKind::VerifyCode(c) => digits_in(v, step, &c.input),
+        StepKind::VerifyTotp(t) => {
+            digits_in(v, step, &t.input);
+            int_in(v, &w, "window", &t.window, 0, 3);
+        }
+        StepKind::Recognize(r) => {
+            speech_in(v, &w, &r.timers);
+            int_in(v, &w, "tries", &r.tries, 1, 10);
+            let c = r.min_confidence.value;
+            if !(0.0..=1.0).contains(&c) {
+                v.err(
+                    r.min_confidence.span,
+                    format!("{w}: `min_confidence` is {c}; it must be between 0 and 1"),
+                );
+            }
+        }
+        StepKind::VerifyPassphrase(p) => {
+            speech_in(v, &w, &p.timers);
+            int_in(v, &w, "tries", &p.tries, 1, 10);
+        }
+        StepKind::SendCode(c) => {
+            int_in(v, &w, "length", &c.length, 4, 10);
+            dur_in(v, &w, "ttl", &c.ttl, s(30), s(15 * 60));
+            int_in(v, &w, "max_attempts", &c.max_attempts, 1, 10);
+            dur_in(
+                v,
+                &w,
+                "resend_cooldown",
+                &c.resend_cooldown,
+                s(0),
+                s(15 * 60),
+            );
+        }
+        StepKind::Transfer(t) => {
+            dur_in(v, &w, "timeout", &t.timeout, s(1), s(120));
+            let target = t.target.value.trim();
+            if target.is_empty() {
+                v.err(
+                    t.target.span,
+                    format!("{w}: `target` is empty; give a SIP URI such as \"sip:agents@10.0.0.5:5060\""),
+                );
+            } else if !target.contains("${")
+                && !["sip:", "sips:", "tel:"]
+                    .iter()
+                    .any(|p| target.starts_with(p))
+            {
+                v.err(
+                    t.target.span,
+                    format!("{w}: `target` {target:?} is not a SIP URI; write it like \"sip:agents@10.0.0.5:5060\" or \"tel:+15551234567\""),
+                );
+            }
+        }
+        StepKind::Webhook(h) => {
+            dur_in(v, &w, "timeout", &h.timeout, s(1), s(120));
+            let url = h.url.value.trim();
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                v.err(
+                    h.url.span,
+                    format!("{w}: `url` {url:?} must start with http:// or https://"),
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every prompt a step may play, with its field name.
+fn step_prompts(step: &Step) -> Vec<(&'static str, &PromptRef)> {
+    let mut out = Vec::new();
+    match &step.kind {
+        StepKind::Play(p) => out.extend(p.prompts.iter().map(|x| ("prompts", x))),
+        StepKind::Say(s) => {
+            out.extend(s.before.iter().map(|x| ("before", x)));
+            out.extend(s.after.iter().map(|x| ("after", x)));
+        }
+        StepKind::CollectDigits(CollectDigits { input, .. })
+        | StepKind::VerifyCode(VerifyCode { input })
+        | StepKind::VerifyTotp(VerifyTotp { input, .. }) => {
+            out.extend(input.prompts.iter().map(|x| ("prompts", x)));
+            out.extend(
+                input
+                    .no_input_prompts
+                    .iter()
+                    .map(|x| ("no_input_prompts", x)),
+            );
+            out.extend(input.invalid_prompts.iter().map(|x| ("invalid_prompts", x)));
+        }
+        StepKind::Recognize(r) => {
+            out.extend(r.prompts.iter().map(|x| ("prompts", x)));
+            out.extend(r.no_input_prompts.iter().map(|x| ("no_input_prompts", x)));
+            out.extend(r.no_match_prompts.iter().map(|x| ("no_match_prompts", x)));
+        }
+        StepKind::VerifyPassphrase(p) => {
+            out.extend(p.prompts.iter().map(|x| ("prompts", x)));
+            out.extend(p.no_input_prompts.iter().map(|x| ("no_input_prompts", x)));
+            out.extend(p.retry_prompts.iter().map(|x| ("retry_prompts", x)));
+        }
+        _ => {}
+    }
+    out
+}
+
+fn check_prompts(v: &mut V, opts: &ValidateOptions) {
+    let flow = v.flow;
+    let dir_ok = opts.prompts_dir.is_dir();
+    let mut reported_dir = false;
+    for step in &flow.steps {
+        for (field, p) in step_prompts(step) {
+            let name = p.value.trim();
+            if expr::template_vars(name).is_ok_and(|vars| !vars.is_empty()) {
+                continue; // chosen at run time
+            }
+            let rel = Path::new(name);
+            if rel.is_absolute()
+                || rel
+                    .components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                v.err(
+                    p.span,
+                    format!("{}: prompt `{name}` in `{field}` must be a plain name under the prompts directory (no `..`, no leading `/`)", what(step)),
+                );
+                continue;
+            }
+            if !dir_ok {
+                if !reported_dir {
+                    reported_dir = true;
+                    v.err(
+                        p.span,
+                        format!(
+                            "prompts directory {} does not exist, so prompt `{name}` cannot be found; create it or pass the right directory",
+                            opts.prompts_dir.display()
+                        ),
+                    );
+                }
+                continue;
+            }
+            let file = opts.prompts_dir.join(format!("{name}.wav"));
+            if !file.is_file() {
+                v.err(
+                    p.span,
+                    format!(
+                        "{}: prompt `{name}` in `{field}` has no audio file; expected {}",
+                        what(step),
+                        file.display()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Where a template's value goes, for the secrets rule.
+#[derive(Clone, Copy, PartialEq)]
+enum Sink {
+    /// Stays inside the engine (lookups, send_code destination, flow vars).
+    Internal,
+    /// Spoken to the caller.
+    Spoken,
+    TransferHeader,
+    TransferTarget,
+    WebhookUrl,
+    WebhookHeader,
+    WebhookBody,
+    /// Copied into another (non-secret) variable.
+    SetValue,
+}
+
+struct Read<'a> {
+    /// How to name the place in a message: "`value`", "header X-Debug".
+    label: String,
+    t: &'a Template,
+    sink: Sink,
+}
+
+fn step_reads(step: &Step) -> Vec<Read<'_>> {
+    let mut out: Vec<Read> = step_prompts(step)
+        .into_iter()
+        .map(|(field, t)| Read {
+            label: format!("prompt `{}` in `{field}`", t.value),
+            t,
+            sink: Sink::Spoken,
+        })
+        .collect();
+    match &step.kind {
+        StepKind::Say(s) => out.push(Read {
+            label: "`value`".into(),
+            t: &s.value,
+            sink: Sink::Spoken,
+        }),
+        StepKind::LookupCaller(l) => out.push(Read {
+            label: "`number`".into(),
+            t: &l.number,
+            sink: Sink::Internal,
+        }),
+        StepKind::SendCode(c) => out.push(Read {
+            label: "`to`".into(),
+            t: &c.to,
+            sink: Sink::Internal,
+        }),
+        StepKind::Transfer(t) => {
+            out.push(Read {
+                label: "`target`".into(),
+                t: &t.target,
+                sink: Sink::TransferTarget,
+            });
+            for (k, val) in &t.headers {
+                out.push(Read {
+                    label: format!("header {}", k.value),
+                    t: val,
+                    sink: Sink::TransferHeader,
+                });
+            }
+        }
+        StepKind::Webhook(h) => {
+            out.push(Read {
+                label: "`url`".into(),
+                t: &h.url,
+                sink: Sink::WebhookUrl,
+            });
+            for (k, val) in &h.headers {
+                out.push(Read {
+                    label: format!("header {}", k.value),
+                    t: val,
+                    sink: Sink::WebhookHeader,
+                });
+            }
+            for (k, val) in &h.body {
+                out.push(Read {
+                    label: format!("body field `{}`", k.value),
+                    t: val,
+                    sink: Sink::WebhookBody,
+                });
+            }
+        }
+        StepKind::Set(s) => {
+            for (k, val) in &s.vars {
+                out.push(Read {
+                    label: format!("`{}`", k.value),
+                    t: val,
+                    sink: Sink::SetValue,
+                });
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// What the flow can set, as exact names and as prefixes (`account.` …).
+struct Settable {
+    exact: BTreeSet<String>,
+    prefixes: BTreeSet<String>,
+}
+
+impl Settable {
+    fn contains(&self, name: &str) -> bool {
+        self.exact.contains(name) || self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
+    }
+}
+
+fn settable(flow: &Flow) -> Settable {
+    let mut exact: BTreeSet<String> = BUILTIN_VARS.iter().map(|s| s.to_string()).collect();
+    let mut prefixes = BTreeSet::new();
+    exact.extend(flow.vars.keys().cloned());
+    for step in &flow.steps {
+        match &step.kind {
+            StepKind::CollectDigits(c) => {
+                exact.insert(c.into.value.clone());
+            }
+            StepKind::Recognize(r) => {
+                exact.insert(r.into.value.clone());
+            }
+            StepKind::Set(s) => exact.extend(s.vars.iter().map(|(k, _)| k.value.clone())),
+            StepKind::Webhook(h) => {
+                prefixes.insert(format!("{}.", h.into.value));
+            }
+            StepKind::LookupCaller(_) => {
+                prefixes.insert("account.".to_string());
+            }
+            StepKind::VerifyPassphrase(_) | StepKind::VerifyCode(_) | StepKind::VerifyTotp(_) => {
+                exact.extend(AUTH_VARS.iter().map(|s| s.to_string()));
+            }
+            StepKind::SendCode(_) => {
+                exact.insert("code.sent_to".to_string());
+            }
+            _ => {}
+        }
+    }
+    Settable { exact, prefixes }
+}
+
+fn secret_vars(flow: &Flow) -> BTreeMap<String, String> {
+    // name → why it is secret
+    let mut out = BTreeMap::new();
+    for step in &flow.steps {
+        if let StepKind::CollectDigits(c) = &step.kind {
+            if c.secret {
+                out.insert(
+                    c.into.value.clone(),
+                    format!("collected with `secret: true` in step `{}`", step.id.value),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn is_secret(name: &str, marked: &BTreeMap<String, String>) -> bool {
+    RESERVED_SECRETS.contains(&name) || name.starts_with("secret.") || marked.contains_key(name)
+}
+
+fn check_vars_and_secrets(v: &mut V) {
+    let flow = v.flow;
+    let set = settable(flow);
+    let marked = secret_vars(flow);
+    let candidates: Vec<String> = set.exact.iter().cloned().collect();
+    let unset_msg = |name: &str| {
+        let hint = nearest(name, candidates.iter().map(String::as_str))
+            .map(|c| format!("; did you mean `{c}`?"))
+            .unwrap_or_default();
+        let extra = if name.starts_with("account.") {
+            " (`account.*` is set by a `lookup_caller` step, and this flow has none)"
+        } else if name.starts_with("auth.") {
+            " (`auth.*` is set by verify_passphrase/verify_code/verify_totp steps)"
+        } else {
+            ""
+        };
+        format!("which nothing in this flow sets{extra}{hint}")
+    };
+
+    for (name, t) in &flow.vars {
+        if let Ok(vars) = expr::template_vars(&t.value) {
+            for r in vars {
+                if !set.contains(&r) {
+                    v.err(
+                        t.span,
+                        format!("`vars.{name}` reads variable `{r}`, {}", unset_msg(&r)),
+                    );
+                }
+            }
+        }
+    }
+
+    for step in &flow.steps {
+        let w = what(step);
+        for read in step_reads(step) {
+            let Ok(vars) = expr::template_vars(&read.t.value) else {
+                continue; // the loader reported it
+            };
+            for r in vars {
+                if !set.contains(&r) {
+                    v.err(
+                        read.t.span,
+                        format!(
+                            "{w}: {} reads variable `{r}`, {}",
+                            read.label,
+                            unset_msg(&r)
+                        ),
+                    );
+                }
+                if !is_secret(&r, &marked) {
+                    continue;
+                }
+                let into = match read.sink {
+                    Sink::Internal => continue,
+                    Sink::Spoken => "into what the caller hears; secrets must never be spoken back",
+                    Sink::TransferHeader => "into transfer headers; secrets must never leave the engine",
+                    Sink::TransferTarget => "into the transfer target; secrets must never leave the engine",
+                    Sink::WebhookUrl => "into the webhook URL; secrets must never leave the engine",
+                    Sink::WebhookHeader => "into webhook headers; secrets must never leave the engine",
+                    Sink::WebhookBody => "into the webhook body; secrets must never leave the engine",
+                    Sink::SetValue => "into a plain variable, where it would be logged; secrets must stay in their own variable",
+                };
+                let why = marked
+                    .get(&r)
+                    .map(|w| format!(" ({w})"))
+                    .unwrap_or_default();
+                v.err(
+                    read.t.span,
+                    format!("{w}: {} puts secret variable `{r}`{why} {into}", read.label),
+                );
+            }
+        }
+        if let StepKind::Branch(b) = &step.kind {
+            for (cond, _) in &b.cases {
+                let Ok(c) = expr::Condition::parse(&cond.value) else {
+                    continue;
+                };
+                for r in c.vars() {
+                    if !set.contains(&r) {
+                        v.err(
+                            cond.span,
+                            format!(
+                                "{w}: condition {:?} reads variable `{r}`, {}",
+                                cond.value,
+                                unset_msg(&r)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::load::load_flow_str;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static N: AtomicUsize = AtomicUsize::new(0);
+
+    /// A fresh temp dir with `welcome.wav`, `menu.wav`, `enter.wav`, `digits/5.wav`.
+    fn prompts_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "flowcheck-prompts-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(d.join("digits")).unwrap();
+        for f in ["welcome.wav", "menu.wav", "enter.wav", "digits/5.wav"] {
+            std::fs::write(d.join(f), b"RIFF").unwrap();
+        }
+        d
+    }
+
+    fn check(yaml: &str) -> Vec<String> {
+        let flow = load_flow_str(Path::new("t.yaml"), yaml).unwrap_or_else(|d| {
+            panic!(
+                "flow did not load:\n{}",
+                d.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
+        let dir = prompts_dir();
+        let out = validate(
+            &flow,
+            &ValidateOptions {
+                prompts_dir: dir.clone(),
+            },
+        )
+        .iter()
+        .map(|d| format!("{}:{}: {}", d.span.line, d.span.col, d.message))
+        .collect();
+        let _ = std::fs::remove_dir_all(dir);
+        out
+    }
+
+    fn has(errors: &[String], needle: &str) {
+        assert!(
+            errors.iter().any(|e| e.contains(needle)),
+            "no error contains {needle:?}; got:\n{}",
+            errors.join("\n")
+        );
+    }
+
+    fn clean(yaml: &str) {
+        let e = check(yaml);
+        assert!(e.is_empty(), "expected no errors, got:\n{}", e.join("\n"));
+    }
+
+    const GOOD: &str = r##"
+vars: { brand: "Example" }
+steps:
+  greet:
+    play: [welcome]
+    next: lookup
+  lookup:
+    lookup_caller: {}
+    on: { found: ask, not_found: ask, error: agent }
+  ask:
+    collect_digits: { prompts: [enter], into: pin, secret: true, min: 4, max: 4 }
+    on: { success: route, max_attempts: agent }
+  route:
+    branch:
+      - if: 'account.status == "locked" || !exists(pin)'
+        goto: agent
+      - else: send
+  send:
+    send_code: {}
+    on: { success: code, rate_limited: agent, error: agent }
+  code:
+    verify_code: { prompts: [enter] }
+    on: { success: mark, failure: ask, max_attempts: agent, error: agent }
+  mark:
+    set: { result: "${auth.result}" }
+    next: agent
+  agent:
+    transfer: { target: "sip:agents@127.0.0.1:5080", headers: { X-Auth: "${auth.result}", X-Account: "${account.id}", X-Brand: "${brand}" } }
+    on: { failure: bye, error: bye }
+  bye:
+    hangup: {}
+"##;
+
+    #[test]
+    fn good_flow_is_clean() {
+        clean(GOOD);
+    }
+
+    #[test]
+    fn dangling_targets_suggest_nearest() {
+        let e = check(
+            "start: gret\nsteps:\n  greet: { play: [welcome], next: by }\n  bye: { hangup: {} }\n",
+        );
+        has(
+            &e,
+            "1:8: `start` names `gret`, which is not a step; did you mean `greet`?",
+        );
+        has(&e, "3:35: step `greet` (play): `next` goes to `by`, which is not a step; did you mean `bye`?");
+        let e = check("steps:\n  a: { goto: nowhere_at_all }\n");
+        has(
+            &e,
+            "step `a` (goto): `goto` goes to `nowhere_at_all`, which is not a step",
+        );
+        assert!(!e.iter().any(|l| l.contains("did you mean")), "{e:?}");
+        let e = check("steps:\n  a:\n    branch:\n      - if: x\n        goto: bb\n      - else: cc\n  b: { hangup: {} }\n");
+        has(
+            &e,
+            "step `a` (branch): case 1 `goto` goes to `bb`, which is not a step; did you mean `b`?",
+        );
+        has(
+            &e,
+            "step `a` (branch): `else` goes to `cc`, which is not a step",
+        );
+        let e = check("steps:\n  a:\n    lookup_caller: {}\n    on: { found: bye, not_found: bye, error: byee }\n  bye: { hangup: {} }\n");
+        has(&e, "step `a` (lookup_caller): exit `error` goes to `byee`, which is not a step; did you mean `bye`?");
+    }
+
+    #[test]
+    fn unreachable_steps() {
+        let e = check("steps:\n  a: { hangup: {} }\n  b: { play: [welcome], next: a }\n");
+        assert_eq!(
+            e,
+            ["3:3: step `b` is never reached from the start step `a`; route to it or remove it"]
+        );
+    }
+
+    #[test]
+    fn loops_without_waiting() {
+        let e = check(
+            "steps:\n  a: { play: [welcome], next: b }\n  b: { goto: a }\n  c: { hangup: {} }\n",
+        );
+        has(&e, "2:3: steps `a`, `b` form a loop that never waits for the caller, so a call could spin in it forever");
+        // Self-loop.
+        let e = check("steps:\n  a: { set: { x: '1' }, next: a }\n");
+        has(&e, "steps `a` form a loop that never waits for the caller");
+        // A loop through an input step is fine (retry menus), as long as it has a way out.
+        clean("steps:\n  a: { play: [welcome], next: b }\n  b:\n    collect_digits: {}\n    on: { success: c, no_input: a, no_match: a }\n  c: { hangup: {} }\n");
+        // But an input loop must not hide a non-waiting sub-loop.
+        let e = check("steps:\n  a: { goto: b }\n  b:\n    branch:\n      - if: x\n        goto: a\n      - else: c\n  c:\n    collect_digits: {}\n    on: { success: d, max_attempts: a }\n  d: { hangup: {} }\n");
+        has(
+            &e,
+            "steps `a`, `b` form a loop that never waits for the caller",
+        );
+    }
+
+    #[test]
+    fn loops_with_no_way_out() {
+        let e = check("steps:\n  a: { play: [welcome], next: b }\n  b:\n    collect_digits: {}\n    on: { success: a, no_input: a, no_match: a }\n");
+        has(&e, "2:3: steps `a`, `b` form a loop with no way out: no hangup or transfer step can be reached from them");
+        assert!(!e.iter().any(|l| l.contains("never waits")), "{e:?}");
+    }
+
+    #[test]
+    fn input_steps_route_every_outcome() {
+        let e = check(
+            "steps:\n  a:\n    collect_digits: {}\n    on: { no_input: b }\n  b: { hangup: {} }\n",
+        );
+        has(&e, "2:3: step `a` (collect_digits) has no `success` exit; add `success: <step>` under `on:`");
+        has(&e, "step `a` (collect_digits) does not say where to go when the digits do not fit (no_match); add `no_match: <step>` or `max_attempts: <step>` under `on:`");
+        assert!(!e.iter().any(|l| l.contains("(no_input)")), "{e:?}");
+        let e = check("steps:\n  a:\n    recognize: {}\n    on: { success: b, error: b }\n  b: { hangup: {} }\n");
+        has(
+            &e,
+            "step `a` (recognize) does not say where to go when the caller says nothing (no_input)",
+        );
+        has(&e, "step `a` (recognize) does not say where to go when the caller is not understood (no_match)");
+        let e = check("steps:\n  a:\n    verify_passphrase: {}\n    on: { success: b, no_input: b, error: b }\n  b: { hangup: {} }\n");
+        has(&e, "step `a` (verify_passphrase) does not say where to go when the passphrase does not match (failure)");
+        let e = check("steps:\n  a:\n    verify_totp: {}\n    on: { success: b, failure: b, error: b }\n  b: { hangup: {} }\n");
+        has(&e, "step `a` (verify_totp) does not say where to go when the caller enters nothing (no_input)");
+        let e = check("steps:\n  a:\n    verify_code: {}\n    on: { success: b, no_input: b, error: b }\n  b: { hangup: {} }\n");
+        has(&e, "step `a` (verify_code) does not say where to go when the code has expired; add `expired: <step>` (or `failure:`)");
+        // max_attempts covers every caller outcome.
+        clean("steps:\n  a:\n    verify_code: {}\n    on: { success: b, max_attempts: b, error: b }\n  b: { hangup: {} }\n");
+    }
+
+    #[test]
+    fn backend_steps_need_error() {
+        let e = check("steps:\n  a:\n    lookup_caller: {}\n    on: { found: b, not_found: b }\n  b: { hangup: {} }\n");
+        assert_eq!(e, ["2:3: step `a` (lookup_caller) has no `error` exit; when the backend is unavailable the call would have nowhere to go — add `error: <step>` under `on:`"]);
+        let e = check("steps:\n  a:\n    webhook: { url: 'http://127.0.0.1/x' }\n    on: { success: b }\n  b: { hangup: {} }\n");
+        has(&e, "step `a` (webhook) has no `failure` exit");
+        has(&e, "step `a` (webhook) has no `error` exit");
+        let e = check("steps:\n  a:\n    send_code: { to: '+1555' }\n    on: { success: b, error: b }\n  b: { hangup: {} }\n");
+        has(&e, "step `a` (send_code) has no `rate_limited` exit; add `rate_limited: <step>` under `on:`");
+        let e = check("steps:\n  a:\n    transfer: { target: 'sip:a@b' }\n    on: { success: b }\n  b: { hangup: {} }\n");
+        has(&e, "step `a` (transfer) has no `failure` exit");
+        has(&e, "step `a` (transfer) has no `error` exit");
+        // collect_digits is local: no error exit needed.
+        clean("steps:\n  a:\n    collect_digits: {}\n    on: { success: b, max_attempts: b }\n  b: { hangup: {} }\n");
+    }
+
+    #[test]
+    fn step_without_way_forward() {
+        let e = check("steps:\n  a:\n    play: [welcome]\n");
+        has(
+            &e,
+            "2:3: step `a` (play) has no `next:`; the call would stop here with nothing to do",
+        );
+        let e = check("steps:\n  a: { set: { x: '1' } }\n");
+        has(&e, "step `a` (set) has no `next:`");
+    }
+
+    #[test]
+    fn missing_prompts() {
+        let e = check("steps:\n  a: { play: [welcome, nope, digits/5, '${caller}'], next: b }\n  b: { hangup: {} }\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "2:24: step `a` (play): prompt `nope` in `prompts` has no audio file; expected "
+            ),
+            "{e:?}"
+        );
+        assert!(e[0].ends_with("nope.wav"), "{e:?}");
+        let e = check("steps:\n  a:\n    collect_digits: { prompts: [enter], no_input_prompts: [gone] }\n    on: { success: b, max_attempts: b }\n  b: { hangup: {} }\n");
+        has(&e, "prompt `gone` in `no_input_prompts` has no audio file");
+        let e = check("steps:\n  a: { play: ['../secret'], next: b }\n  b: { hangup: {} }\n");
+        has(
+            &e,
+            "prompt `../secret` in `prompts` must be a plain name under the prompts directory",
+        );
+    }
+
+    #[test]
+    fn missing_prompts_dir_reported_once() {
+        let flow = load_flow_str(
+            Path::new("t.yaml"),
+            "steps:\n  a: { play: [welcome, menu], next: b }\n  b: { hangup: {} }\n",
+        )
+        .unwrap();
+        let d = validate(
+            &flow,
+            &ValidateOptions {
+                prompts_dir: PathBuf::from("/nonexistent/prompts"),
+            },
+        );
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].message, "prompts directory /nonexistent/prompts does not exist, so prompt `welcome` cannot be found; create it or pass the right directory");
+    }
+
+    #[test]
+    fn timer_bounds() {
+        let e = check("steps:\n  a:\n    collect_digits: { first_digit_timeout: 90s, inter_digit_timeout: 500ms, tries: 0, min: 5, max: 4 }\n    on: { success: b, max_attempts: b }\n  b: { hangup: {} }\n");
+        has(&e, "step `a` (collect_digits): `first_digit_timeout` is 90s; it must be between 1s and 60s");
+        has(&e, "step `a` (collect_digits): `inter_digit_timeout` is 500ms; it must be between 1s and 30s");
+        has(
+            &e,
+            "step `a` (collect_digits): `tries` is 0; it must be between 1 and 10",
+        );
+        has(
+            &e,
+            "step `a` (collect_digits): `min` (5) is greater than `max` (4)",
+        );
+        let e = check("steps:\n  a:\n    collect_digits: { max: 65, min: 0 }\n    on: { success: b, max_attempts: b }\n  b: { hangup: {} }\n");
+        has(&e, "`max` is 65; it must be at most 64");
+        has(&e, "`min` is 0; it must be at least 1");
+        let e = check("steps:\n  a:\n    recognize: { no_input_timeout: 61s, end_of_speech_timeout: 100ms, max_duration: 3m, min_confidence: 1.5, tries: 11 }\n    on: { success: b, max_attempts: b, error: b }\n  b: { hangup: {} }\n");
+        has(
+            &e,
+            "`no_input_timeout` is 61s; it must be between 1s and 60s",
+        );
+        has(
+            &e,
+            "`end_of_speech_timeout` is 100ms; it must be between 200ms and 5s",
+        );
+        has(&e, "`max_duration` is 3m; it must be between 1s and 2m");
+        has(&e, "`min_confidence` is 1.5; it must be between 0 and 1");
+        has(&e, "`tries` is 11; it must be between 1 and 10");
+        let e = check("steps:\n  a:\n    send_code: { ttl: 20m, length: 3 }\n    on: { success: b, rate_limited: b, error: b }\n  b: { hangup: {} }\n");
+        has(
+            &e,
+            "step `a` (send_code): `ttl` is 20m; it must be between 30s and 15m",
+        );
+        has(
+            &e,
+            "step `a` (send_code): `length` is 3; it must be between 4 and 10",
+        );
+        let e = check("steps:\n  a:\n    verify_totp: { window: 4 }\n    on: { success: b, max_attempts: b, error: b }\n  b: { hangup: {} }\n");
+        has(
+            &e,
+            "step `a` (verify_totp): `window` is 4; it must be between 0 and 3",
+        );
+        let e = check("steps:\n  a:\n    transfer: { target: 'sip:a@b', timeout: 0 }\n    on: { failure: b, error: b }\n  b: { hangup: {} }\n");
+        has(
+            &e,
+            "step `a` (transfer): `timeout` is 0s; it must be between 1s and 2m",
+        );
+        let e = check("steps:\n  a:\n    webhook: { url: 'http://x/', timeout: 121s }\n    on: { success: b, failure: b, error: b }\n  b: { hangup: {} }\n");
+        has(
+            &e,
+            "step `a` (webhook): `timeout` is 121s; it must be between 1s and 2m",
+        );
+    }
+
+    #[test]
+    fn transfer_target_and_webhook_url() {
+        let e = check("steps:\n  a:\n    transfer: { target: '' }\n    on: { failure: b, error: b }\n  b: { hangup: {} }\n");
+        has(&e, "step `a` (transfer): `target` is empty; give a SIP URI");
+        let e = check("steps:\n  a:\n    transfer: { target: 'agents' }\n    on: { failure: b, error: b }\n  b: { hangup: {} }\n");
+        has(
+            &e,
+            "step `a` (transfer): `target` \"agents\" is not a SIP URI",
+        );
+        let e = check("steps:\n  a:\n    webhook: { url: 'ftp://x/' }\n    on: { success: b, failure: b, error: b }\n  b: { hangup: {} }\n");
+        has(
+            &e,
+            "step `a` (webhook): `url` \"ftp://x/\" must start with http:// or https://",
+        );
+    }
+
+    #[test]
+    fn variables_read_but_never_set() {
+        let e = check("steps:\n  a:\n    collect_digits: { into: entered_number }\n    on: { success: b, max_attempts: b }\n  b:\n    say: { value: '${enterd_number}' }\n    next: c\n  c: { hangup: {} }\n");
+        has(&e, "6:19: step `b` (say): `value` reads variable `enterd_number`, which nothing in this flow sets; did you mean `entered_number`?");
+        let e = check("steps:\n  a:\n    say: { value: '${account.phone}' }\n    next: c\n  c: { hangup: {} }\n");
+        has(&e, "reads variable `account.phone`, which nothing in this flow sets (`account.*` is set by a `lookup_caller` step, and this flow has none)");
+        let e = check("steps:\n  a:\n    branch:\n      - if: 'auth.result == \"passed\"'\n        goto: c\n      - else: c\n  c: { hangup: {} }\n");
+        has(&e, "step `a` (branch): condition \"auth.result == \\\"passed\\\"\" reads variable `auth.result`, which nothing in this flow sets (`auth.*` is set by");
+        let e = check("vars: { greeting: 'hi ${nme}' }\nsteps:\n  c: { hangup: {} }\n");
+        has(
+            &e,
+            "`vars.greeting` reads variable `nme`, which nothing in this flow sets",
+        );
+        // Built-ins, webhook prefixes, send_code and set keys count as set.
+        clean("steps:\n  a:\n    webhook: { url: 'http://h/?n=${caller}&d=${dialled}&i=${call_id}&t=${caller_trust}&w=${now}&l=${last_exit}&x=${attempts}' }\n    on: { success: b, failure: b, error: b }\n  b:\n    set: { greeting: '${a.name}' }\n    next: s\n  s:\n    send_code: { to: '+1555' }\n    on: { success: c, rate_limited: c, error: c }\n  c:\n    say: { value: '${greeting}${code.sent_to}' }\n    next: d\n  d: { hangup: {} }\n");
+    }
+
+    #[test]
+    fn secrets_never_leave() {
+        let e = check("steps:\n  a:\n    transfer: { target: 'sip:a@b', headers: { X-Debug: '${code}' } }\n    on: { failure: b, error: b }\n  b: { hangup: {} }\n");
+        has(&e, "step `a` (transfer): header X-Debug puts secret variable `code` into transfer headers; secrets must never leave the engine");
+        let e = check("steps:\n  p:\n    collect_digits: { into: pin, secret: true }\n    on: { success: w, max_attempts: w }\n  w:\n    webhook: { url: 'http://h/?p=${pin}', headers: { X-P: '${pin}' }, body: { otp: '${otp}' } }\n    on: { success: s, failure: s, error: s }\n  s:\n    set: { copy: '${pin}' }\n    next: y\n  y:\n    say: { value: '${pin}' }\n    next: q\n  q: { play: ['${secret.x}'], next: z }\n  z: { hangup: {} }\n");
+        has(&e, "step `w` (webhook): `url` puts secret variable `pin` (collected with `secret: true` in step `p`) into the webhook URL; secrets must never leave the engine");
+        has(&e, "step `w` (webhook): header X-P puts secret variable `pin` (collected with `secret: true` in step `p`) into webhook headers");
+        has(
+            &e,
+            "step `w` (webhook): body field `otp` puts secret variable `otp` into the webhook body",
+        );
+        has(&e, "step `s` (set): `copy` puts secret variable `pin` (collected with `secret: true` in step `p`) into a plain variable, where it would be logged");
+        has(&e, "step `y` (say): `value` puts secret variable `pin` (collected with `secret: true` in step `p`) into what the caller hears; secrets must never be spoken back");
+        has(&e, "step `q` (play): prompt `${secret.x}` in `prompts` puts secret variable `secret.x` into what the caller hears");
+        // A secret used internally (branch, lookup) is fine, and a non-secret into is fine.
+        clean("steps:\n  p:\n    collect_digits: { into: pin, secret: false }\n    on: { success: w, max_attempts: w }\n  w:\n    say: { value: '${pin}' }\n    next: z\n  z: { hangup: {} }\n");
+    }
+
+    #[test]
+    fn validate_paths_files_and_dirs() {
+        let dir = prompts_dir();
+        let flows = dir.join("flows");
+        std::fs::create_dir_all(&flows).unwrap();
+        std::fs::write(
+            flows.join("a.yaml"),
+            "steps:\n  a: { play: [welcome], next: b }\n  b: { hangup: {} }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            flows.join("b.yaml"),
+            "steps:\n  a: { play: [welcome], next: zz }\n",
+        )
+        .unwrap();
+        std::fs::write(flows.join("a.test.yaml"), "whatever: 1\n").unwrap();
+        std::fs::write(flows.join("c.yml"), "steps: [\n").unwrap();
+        let opts = ValidateOptions {
+            prompts_dir: dir.clone(),
+        };
+        let (n, d) = validate_paths(std::slice::from_ref(&flows), &opts);
+        assert_eq!(n, 3);
+        let text: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        assert!(
+            text.iter().any(|t| t.ends_with(
+                "b.yaml:2:31: step `a` (play): `next` goes to `zz`, which is not a step"
+            )),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("c.yml:") && t.contains("YAML syntax error")),
+            "{text:#?}"
+        );
+        let (n, d) = validate_paths(&[flows.join("a.yaml"), flows.join("missing.yaml")], &opts);
+        assert_eq!(n, 2);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].message.starts_with("cannot read flow file"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn big_flows_do_not_overflow() {
+        // A 20k-step chain: graph checks must be iterative.
+        let mut y = String::from("steps:\n");
+        for i in 0..20_000 {
+            y.push_str(&format!("  s{i}: {{ goto: s{} }}\n", i + 1));
+        }
+        y.push_str("  s20000: { hangup: {} }\n");
+        let flow = load_flow_str(Path::new("big.yaml"), &y).unwrap();
+        let d = validate(
+            &flow,
+            &ValidateOptions {
+                prompts_dir: PathBuf::from("."),
+            },
+        );
+        assert!(d.is_empty(), "{:?}", d.first());
+    }
+
+    #[test]
+    fn never_panics_on_any_loaded_flow() {
+        // Truncations and corruptions of a good flow: whatever loads must validate
+        // without panicking (dangling targets, empty graphs, odd prompts).
+        let chars: Vec<char> = GOOD.chars().collect();
+        let mut tried = 0;
+        for cut in 0..chars.len() {
+            for variant in 0..2 {
+                let text: String = if variant == 0 {
+                    chars[..cut].iter().collect()
+                } else {
+                    let mut c = chars.clone();
+                    c[cut] = 'z';
+                    c.into_iter().collect()
+                };
+                if let Ok(flow) = load_flow_str(Path::new("t.yaml"), &text) {
+                    tried += 1;
+                    let _ = validate(
+                        &flow,
+                        &ValidateOptions {
+                            prompts_dir: PathBuf::from("/nonexistent"),
+                        },
+                    );
+                }
+            }
+        }
+        assert!(tried > 50, "only {tried} variants loaded");
+    }
+
+    #[test]
+    fn fmt_durations() {
+        assert_eq!(fmt_dur(Duration::from_millis(800)), "800ms");
+        assert_eq!(fmt_dur(Duration::from_secs(90)), "90s");
+        assert_eq!(fmt_dur(Duration::from_secs(60)), "60s");
+        assert_eq!(fmt_dur(Duration::from_secs(120)), "2m");
+        assert_eq!(fmt_dur(Duration::from_millis(1500)), "1500ms");
+    }
+}

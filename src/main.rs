@@ -1,0 +1,81 @@
+//! The `voxgate` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "voxgate",
+    version,
+    about = "IVR voice-flow engine for phone authentication"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Answer SIP calls (UDP and TCP on one address) and run the flows.
+    Serve {
+        /// Configuration file (YAML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address, overrides the config (default 0.0.0.0:5060).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Flows directory, overrides the config.
+        #[arg(long)]
+        flows: Option<PathBuf>,
+        /// Prompts directory, overrides the config.
+        #[arg(long)]
+        prompts: Option<PathBuf>,
+        /// Write every call event as a JSON line to this file ("-" = stdout).
+        #[arg(long)]
+        events: Option<PathBuf>,
+    },
+    /// Check flows and report every problem as file:line:col: message.
+    Validate {
+        /// Flow files or directories (default: flows/).
+        paths: Vec<PathBuf>,
+        /// Prompts directory used to check that prompt files exist.
+        #[arg(long, default_value = "prompts")]
+        prompts: PathBuf,
+    },
+    /// Run flow tests (*.test.yaml) offline with a scripted caller.
+    Test {
+        /// Test files or directories (default: flows/).
+        paths: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Serve {
+            config,
+            listen,
+            flows,
+            prompts,
+            events,
+        } => {
+            match voxgate::app::serve(voxgate::app::ServeArgs {
+                config,
+                listen,
+                flows,
+                prompts,
+                events,
+            }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("voxgate: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::Validate { paths, prompts } => voxgate::app::validate(&paths, &prompts),
+        Cmd::Test { paths } => voxgate::app::test(&paths),
+    }
+}

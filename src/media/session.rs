@@ -1,0 +1,308 @@
+//! One tokio task per call gluing the RTP socket, the 20 ms ticker and the
+//! pure media cores (pacing, jitter buffer, G.711, DTMF detectors).
+//!
+//! It plays prompts, turns every DTMF method into one de-duplicated digit
+//! stream and watches for media silence (RTP timeout). Commands come in on a
+//! channel; digits and playback completion go out as [`MediaEvent`]s.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::dtmf::inband::InbandDetector;
+use super::dtmf::merge::DigitMerger;
+use super::dtmf::rfc4733::Rfc4733Receiver;
+use super::dtmf::{Digit, DigitEvent, DigitSource};
+use super::g711::{self, Codec};
+use super::prompt::PromptCache;
+use super::rtp_rx::{self, Frame, JitterBuffer};
+use super::rtp_tx::TxStream;
+use crate::call::DigitSource as CallDigitSource;
+
+/// What was negotiated in SDP, as media needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MediaParams {
+    pub codec: Codec,
+    pub codec_pt: u8,
+    /// Every telephone-event payload type the offer listed.
+    pub dtmf_pts: Vec<u8>,
+    /// Where to send before we have seen the peer's RTP (from SDP).
+    pub remote: Option<SocketAddr>,
+    /// False on hold / recvonly answers: we keep time but send nothing.
+    pub send: bool,
+    /// False while the peer sends nothing on purpose (hold): no RTP timeout.
+    pub expect_rtp: bool,
+}
+
+#[derive(Debug)]
+pub enum MediaCommand {
+    /// Play these prompt names in order, replacing what plays.
+    Play(Vec<String>),
+    Stop,
+    /// re-INVITE changed codec, telephone-event PT, address or direction.
+    Update(MediaParams),
+    /// A digit that arrived by SIP INFO: merged with the RTP ones.
+    InfoDigit(Digit, Option<u32>),
+    Shutdown,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum MediaEvent {
+    Digit {
+        digit: char,
+        source: CallDigitSource,
+    },
+    PlaybackDone,
+    /// No RTP for the configured time.
+    RtpTimeout,
+    /// A prompt could not be played (missing or unreadable).
+    PromptError {
+        name: String,
+        error: String,
+    },
+    /// Signalling: the caller ACKed our answer.
+    Confirmed,
+    /// Signalling: the call is gone (BYE, CANCEL, no ACK).
+    Hangup,
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub rtp_timeout: Duration,
+    pub inband_dtmf: bool,
+    pub jitter_frames: usize,
+}
+
+/// Statistics logged when the call ends.
+#[derive(Clone, Debug, Default)]
+pub struct MediaStats {
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub frames_lost: u64,
+    pub digits: u64,
+}
+
+fn map_source(s: DigitSource) -> CallDigitSource {
+    match s {
+        DigitSource::Rfc4733 => CallDigitSource::Rfc4733,
+        DigitSource::SipInfo => CallDigitSource::SipInfo,
+        DigitSource::Inband => CallDigitSource::Inband,
+    }
+}
+
+struct Playback {
+    queue: std::collections::VecDeque<Arc<[u8]>>,
+    current: Option<(Arc<[u8]>, usize)>,
+    /// Next frame starts a talkspurt (marker bit).
+    fresh: bool,
+}
+
+impl Playback {
+    /// Next 20 ms frame, or None when the queue is exhausted.
+    fn next_frame(&mut self) -> Option<&[u8]> {
+        loop {
+            match &self.current {
+                Some((data, off)) if *off < data.len() => break,
+                _ => {
+                    let next = self.queue.pop_front()?;
+                    self.current = Some((next, 0));
+                }
+            }
+        }
+        let (data, off) = self.current.as_mut()?;
+        let start = *off;
+        let end = (start + 160).min(data.len());
+        *off = end;
+        Some(&data[start..end])
+    }
+}
+
+pub struct MediaSession {
+    socket: UdpSocket,
+    params: MediaParams,
+    cfg: SessionConfig,
+    prompts: Arc<PromptCache>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    commands: mpsc::UnboundedReceiver<MediaCommand>,
+}
+
+impl MediaSession {
+    pub fn new(
+        socket: UdpSocket,
+        params: MediaParams,
+        cfg: SessionConfig,
+        prompts: Arc<PromptCache>,
+        events: mpsc::UnboundedSender<MediaEvent>,
+        commands: mpsc::UnboundedReceiver<MediaCommand>,
+    ) -> Self {
+        Self {
+            socket,
+            params,
+            cfg,
+            prompts,
+            events,
+            commands,
+        }
+    }
+
+    pub async fn run(mut self) -> MediaStats {
+        let mut stats = MediaStats::default();
+        let start = Instant::now();
+        let ssrc: u32 = rand::random();
+        let mut tx = TxStream::new(
+            ssrc,
+            self.params.codec_pt,
+            start.into_std(),
+            rand::random(),
+            rand::random(),
+        );
+        let mut jitter = JitterBuffer::new(self.cfg.jitter_frames.max(1));
+        let mut rfc4733 = Rfc4733Receiver::new(8000);
+        let mut inband = InbandDetector::new();
+        let mut merger = DigitMerger::new(Duration::from_millis(250));
+        let mut playback: Option<Playback> = None;
+        let mut remote = self.params.remote;
+        let mut last_rx = Instant::now();
+        let mut rtp_timed_out = false;
+        let mut buf = vec![0u8; 2048];
+        let mut out = Vec::with_capacity(256);
+        let mut pcm: Vec<i16> = Vec::with_capacity(160);
+        let silence = [self.params.codec.silence_byte(); 160];
+        let mut silence_frame = silence.to_vec();
+
+        loop {
+            let deadline = Instant::from_std(tx.next_deadline());
+            tokio::select! {
+                biased;
+                cmd = self.commands.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    match cmd {
+                        MediaCommand::Shutdown => break,
+                        MediaCommand::Stop => playback = None,
+                        MediaCommand::Play(names) => {
+                            let mut queue = std::collections::VecDeque::new();
+                            for name in names {
+                                match self.prompts.encoded(&name, self.params.codec) {
+                                    Ok(data) => queue.push_back(data),
+                                    Err(e) => {
+                                        let _ = self.events.send(MediaEvent::PromptError { name: name.clone(), error: e.to_string() });
+                                    }
+                                }
+                            }
+                            playback = Some(Playback { queue, current: None, fresh: true });
+                        }
+                        MediaCommand::Update(p) => {
+                            if p.codec != self.params.codec {
+                                silence_frame = vec![p.codec.silence_byte(); 160];
+                                playback = None;
+                            }
+                            tx.set_payload_type(p.codec_pt);
+                            if p.remote.is_some() && p.remote != self.params.remote {
+                                remote = p.remote;
+                            }
+                            self.params = p;
+                            last_rx = Instant::now();
+                        }
+                        MediaCommand::InfoDigit(d, dur) => {
+                            let ev = DigitEvent { digit: d, source: DigitSource::SipInfo, at: Instant::now().into_std(), duration_ms: dur };
+                            if let Some(ev) = merger.offer(ev) {
+                                stats.digits += 1;
+                                let _ = self.events.send(MediaEvent::Digit { digit: ev.digit.as_char(), source: map_source(ev.source) });
+                            }
+                        }
+                    }
+                }
+                r = self.socket.recv_from(&mut buf) => {
+                    let Ok((len, src)) = r else { continue };
+                    let now = Instant::now();
+                    let Ok(pkt) = rtp_rx::parse(&buf[..len]) else { continue };
+                    stats.packets_received += 1;
+                    last_rx = now;
+                    rtp_timed_out = false;
+                    if self.params.dtmf_pts.contains(&pkt.payload_type) {
+                        if let Some(ev) = rfc4733.on_packet(now.into_std(), pkt.ssrc, pkt.sequence, pkt.timestamp, pkt.marker, pkt.payload) {
+                            if let Some(ev) = merger.offer(ev) {
+                                stats.digits += 1;
+                                let _ = self.events.send(MediaEvent::Digit { digit: ev.digit.as_char(), source: map_source(ev.source) });
+                            }
+                        }
+                    } else if pkt.payload_type == self.params.codec_pt {
+                        // Symmetric RTP: answer where the caller's audio really comes from.
+                        remote = Some(src);
+                        jitter.push_rtp(now.into_std(), &pkt);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    let now = Instant::now();
+                    // Receive side: one playout frame per tick.
+                    if let Some(frame) = jitter.pop(now.into_std()) {
+                        if self.cfg.inband_dtmf {
+                            pcm.clear();
+                            match &frame {
+                                Frame::Audio { payload, .. } => g711::decode(self.params.codec, payload, &mut pcm),
+                                Frame::Lost { .. } => {
+                                    stats.frames_lost += 1;
+                                    pcm.resize(160, 0);
+                                }
+                            }
+                            for ev in inband.push(now.into_std(), &pcm) {
+                                if let Some(ev) = merger.offer(ev) {
+                                    stats.digits += 1;
+                                    let _ = self.events.send(MediaEvent::Digit { digit: ev.digit.as_char(), source: map_source(ev.source) });
+                                }
+                            }
+                        } else if matches!(frame, Frame::Lost { .. }) {
+                            stats.frames_lost += 1;
+                        }
+                    }
+                    rfc4733.poll(now.into_std());
+                    // Send side: a prompt frame, or silence to keep timing and NAT bindings.
+                    let mut marker = false;
+                    let mut done = false;
+                    let payload: &[u8] = match playback.as_mut() {
+                        Some(p) => {
+                            marker = p.fresh;
+                            p.fresh = false;
+                            match p.next_frame() {
+                                Some(f) if f.len() == 160 => f,
+                                Some(f) => {
+                                    silence_frame[..f.len()].copy_from_slice(f);
+                                    done = true;
+                                    &silence_frame
+                                }
+                                None => {
+                                    done = true;
+                                    &silence
+                                }
+                            }
+                        }
+                        None => &silence,
+                    };
+                    out.clear();
+                    tx.build_packet(now.into_std(), payload, marker, &mut out);
+                    if done {
+                        silence_frame.copy_from_slice(&silence);
+                        playback = None;
+                        let _ = self.events.send(MediaEvent::PlaybackDone);
+                    }
+                    if self.params.send {
+                        if let Some(to) = remote {
+                            if self.socket.send_to(&out, to).await.is_ok() {
+                                stats.packets_sent += 1;
+                            }
+                        }
+                    }
+                    if self.params.expect_rtp && !rtp_timed_out && now.duration_since(last_rx) >= self.cfg.rtp_timeout {
+                        rtp_timed_out = true;
+                        let _ = self.events.send(MediaEvent::RtpTimeout);
+                    }
+                }
+            }
+        }
+        stats
+    }
+}

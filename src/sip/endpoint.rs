@@ -1,0 +1,623 @@
+//! The SIP edge: sockets (UDP and TCP on one address), the [`Core`] state
+//! machine, and the application decisions for each call (routing, SDP,
+//! media, flow task). Everything async lives here and in the per-call
+//! tasks; the protocol logic is in `core`, `wire` and `sdp`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn, Instrument};
+
+use super::core::{is_sdp, Core, CoreConfig, CoreEvent, Link, Output, Peer};
+use super::rtp_ports::RtpPorts;
+use super::sdp::{self, LocalMedia};
+use super::wire::{self, Inbound, Rejection, StreamFramer, Transport};
+use crate::call::sip::{CallControl, SipCall};
+use crate::call::CallInfo;
+use crate::media::dtmf::info::parse_info;
+use crate::media::g711::Codec;
+use crate::media::prompt::PromptCache;
+use crate::media::session::{MediaCommand, MediaEvent, MediaParams, MediaSession, SessionConfig};
+
+/// Runs one answered call to its end (the flow, or a built-in handler).
+pub trait CallRunner: Send + Sync + 'static {
+    /// The flow serving this dialled user, or None → 404.
+    fn route(&self, dialled: &str) -> Option<String>;
+    fn run(
+        &self,
+        flow: String,
+        call: SipCall,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
+
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    pub listen: SocketAddr,
+    pub advertised_ip: IpAddr,
+    pub rtp: crate::config::PortRange,
+    pub session: SessionConfig,
+    pub max_call_duration: Duration,
+    pub shutdown_grace: Duration,
+    /// Send 180 and wait this long before answering (0 = answer at once).
+    pub ring_time: Duration,
+}
+
+enum LoopMsg {
+    Tcp {
+        conn: u64,
+        from: SocketAddr,
+        data: Vec<u8>,
+    },
+    TcpBad {
+        conn: u64,
+        from: SocketAddr,
+        error: wire::FramingError,
+    },
+    TcpOpen {
+        conn: u64,
+        writer: mpsc::UnboundedSender<Vec<u8>>,
+    },
+    TcpClosed {
+        conn: u64,
+    },
+    Control(CallControl),
+    CallDone {
+        call: String,
+    },
+    /// Ring time is over: answer with this SDP.
+    Answer {
+        call: String,
+        sdp: String,
+    },
+}
+
+struct CallHandle {
+    events: mpsc::UnboundedSender<MediaEvent>,
+    media: mpsc::UnboundedSender<MediaCommand>,
+    rtp_port: u16,
+    params: MediaParams,
+    sdp_version: u64,
+    session_id: u64,
+}
+
+pub struct Endpoint {
+    cfg: EndpointConfig,
+    core: Core,
+    udp: Arc<UdpSocket>,
+    tcp_writers: HashMap<u64, mpsc::UnboundedSender<Vec<u8>>>,
+    calls: HashMap<String, CallHandle>,
+    ports: Arc<RtpPorts>,
+    prompts: Arc<PromptCache>,
+    runner: Arc<dyn CallRunner>,
+    tx: mpsc::UnboundedSender<LoopMsg>,
+    rx: mpsc::UnboundedReceiver<LoopMsg>,
+    control_tx: mpsc::UnboundedSender<CallControl>,
+}
+
+/// Bound sockets, ready to serve (tests bind port 0 and read the address).
+pub struct Bound {
+    pub udp: UdpSocket,
+    pub tcp: TcpListener,
+}
+
+pub async fn bind(listen: SocketAddr) -> std::io::Result<Bound> {
+    let udp = UdpSocket::bind(listen).await?;
+    let addr = udp.local_addr()?;
+    let tcp = TcpListener::bind(addr).await?;
+    Ok(Bound { udp, tcp })
+}
+
+impl Endpoint {
+    pub fn new(
+        cfg: EndpointConfig,
+        bound: Bound,
+        prompts: Arc<PromptCache>,
+        runner: Arc<dyn CallRunner>,
+    ) -> std::io::Result<(Self, TcpListener)> {
+        let local = bound.udp.local_addr()?;
+        let sent_by = SocketAddr::new(cfg.advertised_ip, local.port()).to_string();
+        let core = Core::new(CoreConfig {
+            sent_by,
+            ..Default::default()
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (control_tx, mut control_rx) = mpsc::unbounded_channel();
+        let fwd = tx.clone();
+        tokio::spawn(async move {
+            while let Some(c) = control_rx.recv().await {
+                if fwd.send(LoopMsg::Control(c)).is_err() {
+                    break;
+                }
+            }
+        });
+        let ports = Arc::new(RtpPorts::new(cfg.rtp));
+        Ok((
+            Self {
+                cfg,
+                core,
+                udp: Arc::new(bound.udp),
+                tcp_writers: HashMap::new(),
+                calls: HashMap::new(),
+                ports,
+                prompts,
+                runner,
+                tx,
+                rx,
+                control_tx,
+            },
+            bound.tcp,
+        ))
+    }
+
+    /// Serve until `shutdown` flips to true, then drain: new calls get 503,
+    /// running calls get `shutdown_grace` to finish, the rest are hung up.
+    pub async fn run(mut self, tcp: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        spawn_tcp_acceptor(tcp, self.tx.clone());
+        let mut buf = vec![0u8; 65_535];
+        let mut drain_deadline: Option<Instant> = None;
+        let mut hung_up_all = false;
+        loop {
+            self.flush();
+            if let Some(d) = drain_deadline {
+                if self.calls.is_empty() && self.core.call_count() == 0 {
+                    info!("all calls finished; stopping");
+                    break;
+                }
+                if Instant::now() >= d {
+                    if !hung_up_all {
+                        hung_up_all = true;
+                        warn!(
+                            calls = self.calls.len(),
+                            "shutdown grace over; hanging up remaining calls"
+                        );
+                        let ids: Vec<String> = self.calls.keys().cloned().collect();
+                        let now = Instant::now().into_std();
+                        for id in ids {
+                            self.core.hangup(now, &id);
+                        }
+                        self.flush();
+                        drain_deadline = Some(Instant::now() + Duration::from_secs(2));
+                    } else {
+                        break;
+                    }
+                }
+            }
+            let timer = self.core.next_deadline().map(Instant::from_std);
+            let drain_timer = drain_deadline;
+            let wake = match (timer, drain_timer) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                r = self.udp.recv_from(&mut buf) => {
+                    match r {
+                        Ok((n, from)) => {
+                            let data = buf[..n].to_vec();
+                            self.on_bytes(Peer { link: Link::Udp, addr: from }, &data, Transport::Udp);
+                        }
+                        Err(e) => debug!(error = %e, "udp receive error"),
+                    }
+                }
+                Some(msg) = self.rx.recv() => self.on_loop_msg(msg),
+                _ = sleep_opt(wake) => {
+                    self.core.handle_timeout(Instant::now().into_std());
+                }
+                r = shutdown.changed(), if drain_deadline.is_none() => {
+                    if r.is_err() || *shutdown.borrow() {
+                        info!(calls = self.calls.len(), grace = ?self.cfg.shutdown_grace, "shutting down: refusing new calls, letting running calls finish");
+                        self.core.stop_accepting();
+                        drain_deadline = Some(Instant::now() + self.cfg.shutdown_grace);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_loop_msg(&mut self, msg: LoopMsg) {
+        match msg {
+            LoopMsg::Tcp { conn, from, data } => self.on_bytes(
+                Peer {
+                    link: Link::Tcp(conn),
+                    addr: from,
+                },
+                &data,
+                Transport::Tcp,
+            ),
+            LoopMsg::TcpBad { conn, from, error } => {
+                info!(%from, %error, "closing TCP connection after a framing error");
+                if let Some(ctx) = error.reply_context() {
+                    let reason = format!("Bad Request: {error}");
+                    let peer = Peer {
+                        link: Link::Tcp(conn),
+                        addr: from,
+                    };
+                    self.core.reply_malformed(
+                        Instant::now().into_std(),
+                        peer,
+                        ctx,
+                        error.status(),
+                        &reason,
+                    );
+                    self.flush();
+                }
+                // Dropping the writer closes the connection once queued replies are out.
+                self.tcp_writers.remove(&conn);
+            }
+            LoopMsg::TcpOpen { conn, writer } => {
+                self.tcp_writers.insert(conn, writer);
+            }
+            LoopMsg::TcpClosed { conn } => {
+                self.tcp_writers.remove(&conn);
+            }
+            LoopMsg::Control(CallControl::Hangup { call }) => {
+                self.core.hangup(Instant::now().into_std(), &call);
+            }
+            LoopMsg::Answer { call, sdp } => {
+                self.core
+                    .accept(Instant::now().into_std(), &call, sdp.as_bytes());
+            }
+            LoopMsg::CallDone { call } => {
+                if let Some(h) = self.calls.remove(&call) {
+                    self.ports.release(h.rtp_port);
+                }
+                // A flow that ended without hanging up still must not leave a dialog behind.
+                self.core.hangup(Instant::now().into_std(), &call);
+            }
+        }
+    }
+
+    fn on_bytes(&mut self, peer: Peer, data: &[u8], transport: Transport) {
+        let now = Instant::now().into_std();
+        match wire::parse_message(data, transport) {
+            Ok(Inbound::Request(req)) => match wire::reply_context(data) {
+                Some(ctx) => self.core.handle_request(now, peer, &req, &ctx),
+                None => {
+                    debug!(from = %peer.addr, "request without the headers needed to answer it; dropped")
+                }
+            },
+            Ok(Inbound::Response(resp)) => self.core.handle_response(now, &resp),
+            Err(Rejection::Reply {
+                status,
+                reason,
+                ctx,
+            }) => {
+                info!(from = %peer.addr, status, %reason, "rejecting malformed request");
+                self.core.reply_malformed(now, peer, &ctx, status, &reason);
+            }
+            Err(Rejection::Drop { why }) => {
+                debug!(from = %peer.addr, %why, "dropping malformed message")
+            }
+        }
+    }
+
+    /// Execute what the core asked for.
+    fn flush(&mut self) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Transmit { to, data } => self.transmit(to, data),
+                Output::Event(ev) => self.on_core_event(ev),
+            }
+        }
+    }
+
+    fn transmit(&self, to: Peer, data: Vec<u8>) {
+        match to.link {
+            Link::Udp => {
+                if let Err(e) = self.udp.try_send_to(&data, to.addr) {
+                    debug!(to = %to.addr, error = %e, "udp send failed");
+                }
+            }
+            Link::Tcp(conn) => match self.tcp_writers.get(&conn) {
+                Some(w) => {
+                    let _ = w.send(data);
+                }
+                // RFC 3261 18.2.2 would open a new connection; to stay on
+                // addresses we have seen, we don't dial the peer's ephemeral port.
+                None => debug!(to = %to.addr, "TCP connection gone; message not sent"),
+            },
+        }
+    }
+
+    fn on_core_event(&mut self, ev: CoreEvent) {
+        let now = Instant::now().into_std();
+        match ev {
+            CoreEvent::NewCall {
+                call,
+                dialled,
+                caller,
+                content_type,
+                offer,
+                peer,
+                headers,
+            } => self.on_new_call(call, dialled, caller, content_type, offer, peer, headers),
+            CoreEvent::ReOffer {
+                call,
+                content_type,
+                offer,
+            } => {
+                let Some(h) = self.calls.get_mut(&call) else {
+                    self.core
+                        .reject(now, &call, 481, "Call/Transaction Does Not Exist");
+                    return;
+                };
+                if offer.is_empty() {
+                    self.core.reject(
+                        now,
+                        &call,
+                        488,
+                        "Not Acceptable Here: re-INVITE without an SDP offer is not supported",
+                    );
+                    return;
+                }
+                if !content_type.as_deref().is_some_and(is_sdp) {
+                    self.core.reject(now, &call, 415, "Unsupported Media Type");
+                    return;
+                }
+                h.sdp_version += 1;
+                let local = LocalMedia {
+                    ip: self.cfg.advertised_ip,
+                    port: h.rtp_port,
+                    codecs: vec![Codec::Pcmu, Codec::Pcma],
+                    session_id: h.session_id,
+                    session_version: h.sdp_version,
+                };
+                match sdp::answer(&offer, &local) {
+                    Ok(neg) => {
+                        let params = media_params(&neg);
+                        info!(%call, codec = neg.codec.name(), dtmf_pts = ?neg.dtmf_pts, hold = neg.on_hold, "re-INVITE accepted");
+                        let _ = h.media.send(MediaCommand::Update(params.clone()));
+                        h.params = params;
+                        self.core.accept(now, &call, neg.answer.as_bytes());
+                    }
+                    Err(e) => self.core.reject(now, &call, e.status(), &e.to_string()),
+                }
+            }
+            CoreEvent::Confirmed { call } => {
+                if let Some(h) = self.calls.get(&call) {
+                    let _ = h.events.send(MediaEvent::Confirmed);
+                }
+            }
+            CoreEvent::Cancelled { call }
+            | CoreEvent::RemoteHangup { call }
+            | CoreEvent::Ended { call, .. } => {
+                if let Some(h) = self.calls.get(&call) {
+                    let _ = h.events.send(MediaEvent::Hangup);
+                }
+            }
+            CoreEvent::Info {
+                call,
+                content_type,
+                body,
+            } => {
+                let Some(h) = self.calls.get(&call) else {
+                    return;
+                };
+                match parse_info(&content_type, &body) {
+                    Ok((digit, dur)) => {
+                        let _ = h.media.send(MediaCommand::InfoDigit(digit, dur));
+                    }
+                    Err(e) => debug!(%call, error = %e, "INFO without a usable DTMF body"),
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_new_call(
+        &mut self,
+        call: String,
+        dialled: Option<String>,
+        caller: String,
+        content_type: Option<String>,
+        offer: Vec<u8>,
+        peer: Peer,
+        headers: std::collections::BTreeMap<String, String>,
+    ) {
+        let _ = content_type;
+        let now = Instant::now().into_std();
+        let dialled = dialled.unwrap_or_default();
+        let Some(flow) = self.runner.route(&dialled) else {
+            info!(%call, %dialled, "no flow serves this number");
+            self.core.reject(now, &call, 404, "Not Found");
+            return;
+        };
+        if offer.is_empty() {
+            self.core.reject(
+                now,
+                &call,
+                488,
+                "Not Acceptable Here: INVITE without SDP offer is not supported",
+            );
+            return;
+        }
+        let Some((sock, port)) = self.ports.allocate(self.cfg.advertised_ip) else {
+            warn!(%call, "no free RTP port; rejecting call");
+            self.core
+                .reject(now, &call, 503, "Service Unavailable: no media port free");
+            return;
+        };
+        let session_id: u64 = rand::random::<u32>() as u64;
+        let local = LocalMedia {
+            ip: self.cfg.advertised_ip,
+            port,
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            session_id,
+            session_version: 1,
+        };
+        let neg = match sdp::answer(&offer, &local) {
+            Ok(n) => n,
+            Err(e) => {
+                info!(%call, status = e.status(), reason = %e, "SDP offer refused");
+                self.ports.release(port);
+                self.core.reject(now, &call, e.status(), &e.to_string());
+                return;
+            }
+        };
+        let sock = match sock
+            .set_nonblocking(true)
+            .and_then(|_| UdpSocket::from_std(sock))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(%call, error = %e, "cannot use RTP socket");
+                self.ports.release(port);
+                self.core
+                    .reject(now, &call, 500, "Server Internal Error: media socket");
+                return;
+            }
+        };
+        let params = media_params(&neg);
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let session = MediaSession::new(
+            sock,
+            params.clone(),
+            self.cfg.session.clone(),
+            self.prompts.clone(),
+            ev_tx.clone(),
+            media_rx,
+        );
+        let info = CallInfo {
+            call_id: call.clone(),
+            caller: caller.clone(),
+            dialled: dialled.clone(),
+            headers,
+        };
+        let sip_call = SipCall::new(
+            info,
+            media_tx.clone(),
+            ev_rx,
+            self.control_tx.clone(),
+            self.prompts.clone(),
+        );
+        self.calls.insert(
+            call.clone(),
+            CallHandle {
+                events: ev_tx,
+                media: media_tx.clone(),
+                rtp_port: port,
+                params,
+                sdp_version: 1,
+                session_id,
+            },
+        );
+        info!(%call, %dialled, %caller, %flow, from = %peer.addr, codec = neg.codec.name(), rtp_port = port, "answering call");
+        let span = tracing::info_span!("call", id = %call);
+        let runner = self.runner.clone();
+        let done = self.tx.clone();
+        let max = self.cfg.max_call_duration;
+        let call_id = call.clone();
+        tokio::spawn(
+            async move {
+                let media = tokio::spawn(session.run().in_current_span());
+                let run = runner.run(flow, sip_call);
+                if tokio::time::timeout(max, run).await.is_err() {
+                    warn!(?max, "call reached max_call_duration; hanging up");
+                }
+                let _ = media_tx.send(MediaCommand::Shutdown);
+                if let Ok(stats) = media.await {
+                    info!(
+                        sent = stats.packets_sent,
+                        received = stats.packets_received,
+                        lost = stats.frames_lost,
+                        digits = stats.digits,
+                        "call ended"
+                    );
+                }
+                let _ = done.send(LoopMsg::CallDone { call: call_id });
+            }
+            .instrument(span),
+        );
+        if self.cfg.ring_time.is_zero() {
+            self.core.accept(now, &call, neg.answer.as_bytes());
+        } else {
+            self.core.ring(now, &call);
+            let tx = self.tx.clone();
+            let ring = self.cfg.ring_time;
+            let sdp = neg.answer;
+            tokio::spawn(async move {
+                tokio::time::sleep(ring).await;
+                let _ = tx.send(LoopMsg::Answer { call, sdp });
+            });
+        }
+    }
+}
+
+fn media_params(neg: &sdp::Negotiated) -> MediaParams {
+    MediaParams {
+        codec: neg.codec,
+        codec_pt: neg.codec_pt,
+        dtmf_pts: neg.dtmf_pts.clone(),
+        remote: neg.remote_rtp,
+        send: neg.local_direction.sends(),
+        expect_rtp: neg.local_direction.receives() && !neg.on_hold,
+    }
+}
+
+async fn sleep_opt(until: Option<Instant>) {
+    match until {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending::<()>().await,
+    }
+}
+
+fn spawn_tcp_acceptor(listener: TcpListener, tx: mpsc::UnboundedSender<LoopMsg>) {
+    tokio::spawn(async move {
+        let mut next_id: u64 = 1;
+        loop {
+            let Ok((stream, from)) = listener.accept().await else {
+                continue;
+            };
+            let conn = next_id;
+            next_id += 1;
+            let (mut rd, mut wr) = stream.into_split();
+            let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+            if tx.send(LoopMsg::TcpOpen { conn, writer: wtx }).is_err() {
+                return;
+            }
+            tokio::spawn(async move {
+                while let Some(data) = wrx.recv().await {
+                    if wr.write_all(&data).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut framer = StreamFramer::new();
+                let mut buf = vec![0u8; 16 * 1024];
+                'read: loop {
+                    let n = match rd.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    framer.push(&buf[..n]);
+                    while let Some(m) = framer.next_message() {
+                        match m {
+                            Ok(data) => {
+                                if tx.send(LoopMsg::Tcp { conn, from, data }).is_err() {
+                                    break 'read;
+                                }
+                            }
+                            Err(e) => {
+                                let _ = tx.send(LoopMsg::TcpBad {
+                                    conn,
+                                    from,
+                                    error: e,
+                                });
+                                break 'read;
+                            }
+                        }
+                    }
+                }
+                let _ = tx.send(LoopMsg::TcpClosed { conn });
+            });
+        }
+    });
+}

@@ -1,0 +1,325 @@
+//! Shared harness for integration tests: start a real `voxgate serve` on
+//! loopback ports of its own, drive it with real peers (sipp, baresip, raw
+//! sockets), and read the call events it writes as JSON lines.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_voxgate"))
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    static N: AtomicU16 = AtomicU16::new(0);
+    let d = std::env::temp_dir().join(format!("voxgate-test-{}-{}-{}", std::process::id(), name, N.fetch_add(1, Ordering::Relaxed)));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+/// A loopback port free for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    for _ in 0..200 {
+        let u = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = u.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && port % 2 == 0 {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+/// Each test gets its own RTP range (tests in one binary run in parallel).
+fn rtp_range() -> (u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let base = 20000 + (std::process::id() as u16 % 40) * 200 + n * 40;
+    (base, base + 39)
+}
+
+pub struct Voxgate {
+    child: Child,
+    pub sip: SocketAddr,
+    pub events: PathBuf,
+    pub dir: PathBuf,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+pub struct Options<'a> {
+    pub flows: PathBuf,
+    pub extra_config: &'a str,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Self { flows: root().join("tests/flows"), extra_config: "" }
+    }
+}
+
+impl Voxgate {
+    pub fn start(name: &str, opts: Options<'_>) -> Voxgate {
+        let dir = scratch(name);
+        let port = free_port();
+        let (lo, hi) = rtp_range();
+        let cfg = format!(
+            "listen: 127.0.0.1:{port}\nrtp_ports: {lo}-{hi}\nflows_dir: {}\nprompts_dir: {}\nshutdown_grace: 5s\n{}\n",
+            opts.flows.display(),
+            root().join("prompts").display(),
+            opts.extra_config
+        );
+        let cfg_path = dir.join("voxgate.yaml");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let events = dir.join("events.jsonl");
+        let mut child = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(&cfg_path)
+            .arg("--events")
+            .arg(&events)
+            .env("VOXGATE_LOG", "debug,rsipstack=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn voxgate");
+        let mut err = child.stderr.take().unwrap();
+        let log_path = dir.join("voxgate.log");
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            let _ = std::fs::write(&log_path, &s);
+            s
+        });
+        let sip: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut vg = Voxgate { child, sip, events, dir, stderr: Some(stderr) };
+        vg.wait_ready();
+        vg
+    }
+
+    /// OPTIONS until it answers (the health probe a dispatcher would use).
+    fn wait_ready(&mut self) {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+                panic!("voxgate exited during start-up ({status}):\n{log}");
+            }
+            let local = sock.local_addr().unwrap();
+            let msg = format!(
+                "OPTIONS sip:ping@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-ready-{n}\r\nFrom: <sip:probe@{local}>;tag=1\r\nTo: <sip:ping@{sip}>\r\nCall-ID: ready-{n}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+                sip = self.sip,
+                n = Instant::now().elapsed().as_nanos()
+            );
+            let _ = sock.send_to(msg.as_bytes(), self.sip);
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                if buf[..n].starts_with(b"SIP/2.0 200") {
+                    return;
+                }
+            }
+        }
+        panic!("voxgate did not answer OPTIONS within 20 s");
+    }
+
+    pub fn read_events(&self) -> Vec<serde_json::Value> {
+        let Ok(f) = std::fs::File::open(&self.events) else { return vec![] };
+        BufReader::new(f).lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect()
+    }
+
+    /// Wait until `pred` holds on the events so far (or panic with them).
+    pub fn wait_events<F: Fn(&[serde_json::Value]) -> bool>(&self, what: &str, timeout: Duration, pred: F) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let evs = self.read_events();
+            if pred(&evs) {
+                return evs;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; events so far:\n{}\nlog:\n{}", pretty(&evs), self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("voxgate.log")).unwrap_or_else(|_| "(log not yet written)".into())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM and wait; returns exit success and the log.
+    pub fn terminate(mut self) -> (bool, String) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                break Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        (status.is_some_and(|s| s.success()), log)
+    }
+}
+
+impl Drop for Voxgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn pretty(evs: &[serde_json::Value]) -> String {
+    evs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+}
+
+/// Name of an event line (`{"call_id":…, "event": {"event": NAME, …}}`).
+pub fn event_name(ev: &serde_json::Value) -> &str {
+    ev["event"]["event"].as_str().unwrap_or("")
+}
+
+pub fn events_named<'a>(evs: &'a [serde_json::Value], name: &str) -> Vec<&'a serde_json::Value> {
+    evs.iter().filter(|e| event_name(e) == name).collect()
+}
+
+/// Run one sipp scenario from tests/sipp against voxgate; returns its output.
+pub fn sipp(scenario: &str, target: SocketAddr, service: &str, tcp: bool, keys: &[(&str, String)]) -> Output {
+    let dir = scratch(&format!("sipp-{}", scenario.trim_end_matches(".xml")));
+    let mut cmd = Command::new("sipp");
+    cmd.arg(target.to_string())
+        .arg("-sf")
+        .arg(root().join("tests/sipp").join(scenario))
+        .args(["-s", service, "-i", "127.0.0.1", "-m", "1", "-l", "1", "-nostdin", "-timeout", "40s", "-timeout_error"])
+        .args(["-p", &free_port().to_string(), "-mp", &free_port().to_string()])
+        .args(["-t", if tcp { "t1" } else { "u1" }])
+        .arg("-trace_err")
+        .arg("-error_file")
+        .arg(dir.join("errors.log"))
+        .current_dir(&dir)
+        .stdin(Stdio::null());
+    for (k, v) in keys {
+        cmd.args(["-key", k, v]);
+    }
+    let out = cmd.output().expect("run sipp (apt-get install sip-tester)");
+    if !out.status.success() {
+        let errs = std::fs::read_to_string(dir.join("errors.log")).unwrap_or_default();
+        eprintln!("sipp {scenario} failed:\nstdout:\n{}\nstderr:\n{}\nerrors:\n{errs}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    out
+}
+
+/// A UDP socket standing in for the caller's RTP port: collects what voxgate sends.
+pub struct RtpSink {
+    pub sock: UdpSocket,
+}
+
+#[derive(Debug, Clone)]
+pub struct RtpPacket {
+    pub pt: u8,
+    pub marker: bool,
+    pub seq: u16,
+    pub ts: u32,
+    pub ssrc: u32,
+    pub payload: Vec<u8>,
+    pub at: Instant,
+}
+
+impl RtpSink {
+    pub fn new() -> RtpSink {
+        let sock = UdpSocket::bind(("127.0.0.1", free_port())).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        RtpSink { sock }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.sock.local_addr().unwrap().port()
+    }
+
+    /// Collect packets until `quiet` passes with nothing received (or `max` total).
+    pub fn collect(&self, quiet: Duration, max: Duration) -> Vec<RtpPacket> {
+        let start = Instant::now();
+        let mut last = Instant::now();
+        let mut out = vec![];
+        let mut buf = [0u8; 2048];
+        while start.elapsed() < max {
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, _)) if n >= 12 => {
+                    last = Instant::now();
+                    out.push(RtpPacket {
+                        pt: buf[1] & 0x7f,
+                        marker: buf[1] & 0x80 != 0,
+                        seq: u16::from_be_bytes([buf[2], buf[3]]),
+                        ts: u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
+                        ssrc: u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
+                        payload: buf[12..n].to_vec(),
+                        at: last,
+                    });
+                }
+                _ => {
+                    if !out.is_empty() && last.elapsed() > quiet {
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Telephone-quality in-band DTMF: each digit 100 ms of its two tones, 100 ms pause, µ-law raw.
+pub fn make_dtmf_ulaw(digits: &str, path: &Path) {
+    let freqs = |d: char| -> (u32, u32) {
+        let rows = [697, 770, 852, 941];
+        let cols = [1209, 1336, 1477, 1633];
+        let keys = ["123A", "456B", "789C", "*0#D"];
+        for (r, k) in keys.iter().enumerate() {
+            if let Some(c) = k.find(d) {
+                return (rows[r], cols[c]);
+            }
+        }
+        panic!("not a DTMF digit: {d}")
+    };
+    let dir = path.parent().unwrap();
+    let mut parts = vec![];
+    // Lead-in silence so the jitter buffer and detector settle.
+    let sil = dir.join("sil.raw");
+    sox(&["-n", "-r", "8000", "-c", "1", "-e", "u-law", "-t", "raw"], &sil, &["trim", "0", "0.3"]);
+    parts.push(sil.clone());
+    for (i, d) in digits.chars().enumerate() {
+        let (lo, hi) = freqs(d);
+        let tone = dir.join(format!("t{i}.raw"));
+        sox(
+            &["-n", "-r", "8000", "-c", "1", "-e", "u-law", "-t", "raw"],
+            &tone,
+            &["synth", "0.1", "sine", &lo.to_string(), "sine", &hi.to_string(), "remix", "-", "vol", "0.5"],
+        );
+        parts.push(tone);
+        parts.push(sil.clone());
+    }
+    let mut all = vec![];
+    for p in parts {
+        all.extend(std::fs::read(p).unwrap());
+    }
+    std::fs::write(path, all).unwrap();
+}
+
+pub fn sox(input: &[&str], out: &Path, effects: &[&str]) {
+    let st = Command::new("sox").args(input).arg(out).args(effects).status().expect("sox (apt-get install sox)");
+    assert!(st.success(), "sox failed for {}", out.display());
+}
