@@ -21,6 +21,7 @@ use crate::flow::services::Services;
 use crate::flow::{engine, load, testing, validate as fvalidate};
 use crate::media::prompt::PromptCache;
 use crate::media::session::SessionConfig;
+use crate::media::stats;
 use crate::sip::endpoint::{self, CallRunner, Endpoint, EndpointConfig};
 
 pub struct ServeArgs {
@@ -76,6 +77,14 @@ impl FlowSet {
             .map(|g| g.keys().cloned().collect())
             .unwrap_or_default()
     }
+}
+
+/// SIGUSR1: RTP counters since the start and since the previous SIGUSR1.
+fn log_rtp_stats(last: &mut stats::Snapshot) {
+    let now = stats::STATS.snapshot();
+    info!("rtp stats {}", now.summary());
+    info!("rtp stats since last report {}", now.since(last).summary());
+    *last = now;
 }
 
 /// Load and validate every flow of a directory; any diagnostic is fatal.
@@ -270,9 +279,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (flows_dir, prompts_dir) = (cfg.flows_dir.clone(), cfg.prompts_dir.clone());
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-            else {
+            let mut last_stats = stats::STATS.snapshot();
+            let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
+                signal(SignalKind::user_defined1()),
+            ) else {
                 error!("cannot install signal handlers");
                 return;
             };
@@ -280,6 +293,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 tokio::select! {
                     _ = term.recv() => { let _ = stop_tx.send(true); }
                     _ = int.recv() => { let _ = stop_tx.send(true); }
+                    _ = usr1.recv() => log_rtp_stats(&mut last_stats),
                     _ = hup.recv() => {
                         match load_valid_flows(&flows_dir, &prompts_dir) {
                             Ok(flows) => {
@@ -297,6 +311,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
         ep.run(tcp, stop_rx).await;
+        info!("rtp stats (process total) {}", stats::STATS.snapshot().summary());
         anyhow::Ok(())
     })
 }

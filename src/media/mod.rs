@@ -7,3 +7,4 @@ pub mod prompt;
 pub mod rtp_rx;
 pub mod rtp_tx;
 pub mod session;
+pub mod stats;

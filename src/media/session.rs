@@ -21,6 +21,7 @@ use super::g711::{self, Codec};
 use super::prompt::PromptCache;
 use super::rtp_rx::{self, Frame, JitterBuffer};
 use super::rtp_tx::TxStream;
+use super::stats;
 use crate::call::DigitSource as CallDigitSource;
 
 /// What was negotiated in SDP, as media needs it.
@@ -173,6 +174,7 @@ impl MediaSession {
         let mut pcm: Vec<i16> = Vec::with_capacity(160);
         let silence = [self.params.codec.silence_byte(); 160];
         let mut silence_frame = silence.to_vec();
+        let mut last_send: Option<std::time::Instant> = None;
 
         loop {
             let deadline = Instant::from_std(tx.next_deadline());
@@ -221,6 +223,7 @@ impl MediaSession {
                     let now = Instant::now();
                     let Ok(pkt) = rtp_rx::parse(&buf[..len]) else { continue };
                     stats.packets_received += 1;
+                    stats::record_received();
                     last_rx = now;
                     rtp_timed_out = false;
                     if self.params.dtmf_pts.contains(&pkt.payload_type) {
@@ -246,6 +249,7 @@ impl MediaSession {
                                 Frame::Audio { payload, .. } => g711::decode(self.params.codec, payload, &mut pcm),
                                 Frame::Lost { .. } => {
                                     stats.frames_lost += 1;
+                                    stats::record_lost();
                                     pcm.resize(160, 0);
                                 }
                             }
@@ -257,6 +261,7 @@ impl MediaSession {
                             }
                         } else if matches!(frame, Frame::Lost { .. }) {
                             stats.frames_lost += 1;
+                            stats::record_lost();
                         }
                     }
                     rfc4733.poll(now.into_std());
@@ -293,6 +298,7 @@ impl MediaSession {
                         if let Some(to) = remote {
                             if self.socket.send_to(&out, to).await.is_ok() {
                                 stats.packets_sent += 1;
+                                stats::record_send(&mut last_send, now.into_std());
                             }
                         }
                     }

@@ -3,7 +3,7 @@
 //! sockets), and read the call events it writes as JSON lines.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -21,7 +21,12 @@ pub fn bin() -> PathBuf {
 /// A fresh scratch directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
     static N: AtomicU16 = AtomicU16::new(0);
-    let d = std::env::temp_dir().join(format!("voxgate-test-{}-{}-{}", std::process::id(), name, N.fetch_add(1, Ordering::Relaxed)));
+    let d = std::env::temp_dir().join(format!(
+        "voxgate-test-{}-{}-{}",
+        std::process::id(),
+        name,
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("scratch dir");
     d
@@ -62,7 +67,10 @@ pub struct Options<'a> {
 
 impl Default for Options<'_> {
     fn default() -> Self {
-        Self { flows: root().join("tests/flows"), extra_config: "" }
+        Self {
+            flows: root().join("tests/flows"),
+            extra_config: "",
+        }
     }
 }
 
@@ -90,16 +98,30 @@ impl Voxgate {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn voxgate");
-        let mut err = child.stderr.take().unwrap();
+        let err = child.stderr.take().unwrap();
         let log_path = dir.join("voxgate.log");
+        // Copy the log to a file line by line so tests can read it while voxgate runs.
         let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            let _ = std::fs::write(&log_path, &s);
-            s
+            use std::io::Write;
+            let mut all = String::new();
+            let mut file = std::fs::File::create(&log_path).ok();
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if let Some(f) = file.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
         });
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut vg = Voxgate { child, sip, events, dir, stderr: Some(stderr) };
+        let mut vg = Voxgate {
+            child,
+            sip,
+            events,
+            dir,
+            stderr: Some(stderr),
+        };
         vg.wait_ready();
         vg
     }
@@ -107,12 +129,17 @@ impl Voxgate {
     /// OPTIONS until it answers (the health probe a dispatcher would use).
     fn wait_ready(&mut self) {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut buf = [0u8; 4096];
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                let log = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+                let log = self
+                    .stderr
+                    .take()
+                    .map(|h| h.join().unwrap_or_default())
+                    .unwrap_or_default();
                 panic!("voxgate exited during start-up ({status}):\n{log}");
             }
             let local = sock.local_addr().unwrap();
@@ -132,12 +159,23 @@ impl Voxgate {
     }
 
     pub fn read_events(&self) -> Vec<serde_json::Value> {
-        let Ok(f) = std::fs::File::open(&self.events) else { return vec![] };
-        BufReader::new(f).lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect()
+        let Ok(f) = std::fs::File::open(&self.events) else {
+            return vec![];
+        };
+        BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect()
     }
 
     /// Wait until `pred` holds on the events so far (or panic with them).
-    pub fn wait_events<F: Fn(&[serde_json::Value]) -> bool>(&self, what: &str, timeout: Duration, pred: F) -> Vec<serde_json::Value> {
+    pub fn wait_events<F: Fn(&[serde_json::Value]) -> bool>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: F,
+    ) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let evs = self.read_events();
@@ -145,14 +183,19 @@ impl Voxgate {
                 return evs;
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; events so far:\n{}\nlog:\n{}", pretty(&evs), self.log());
+                panic!(
+                    "timed out waiting for {what}; events so far:\n{}\nlog:\n{}",
+                    pretty(&evs),
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("voxgate.log")).unwrap_or_else(|_| "(log not yet written)".into())
+        std::fs::read_to_string(self.dir.join("voxgate.log"))
+            .unwrap_or_else(|_| "(log not yet written)".into())
     }
 
     pub fn pid(&self) -> u32 {
@@ -161,7 +204,10 @@ impl Voxgate {
 
     /// SIGTERM and wait; returns exit success and the log.
     pub fn terminate(mut self) -> (bool, String) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Ok(Some(s)) = self.child.try_wait() {
@@ -173,7 +219,11 @@ impl Voxgate {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        let log = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        let log = self
+            .stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
         (status.is_some_and(|s| s.success()), log)
     }
 }
@@ -186,7 +236,10 @@ impl Drop for Voxgate {
 }
 
 pub fn pretty(evs: &[serde_json::Value]) -> String {
-    evs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+    evs.iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Name of an event line (`{"call_id":…, "event": {"event": NAME, …}}`).
@@ -199,19 +252,55 @@ pub fn events_named<'a>(evs: &'a [serde_json::Value], name: &str) -> Vec<&'a ser
 }
 
 /// Run one sipp scenario from tests/sipp against voxgate; returns its output.
-pub fn sipp(scenario: &str, target: SocketAddr, service: &str, tcp: bool, keys: &[(&str, String)]) -> Output {
+pub fn sipp(
+    scenario: &str,
+    target: SocketAddr,
+    service: &str,
+    tcp: bool,
+    keys: &[(&str, String)],
+) -> Output {
     let dir = scratch(&format!("sipp-{}", scenario.trim_end_matches(".xml")));
+    sipp_in(&dir, scenario, target, service, tcp, keys)
+}
+
+/// Like [`sipp`], run in `dir` (scenario files like audio are looked up there).
+pub fn sipp_in(
+    dir: &Path,
+    scenario: &str,
+    target: SocketAddr,
+    service: &str,
+    tcp: bool,
+    keys: &[(&str, String)],
+) -> Output {
     let mut cmd = Command::new("sipp");
     cmd.arg(target.to_string())
         .arg("-sf")
         .arg(root().join("tests/sipp").join(scenario))
-        .args(["-s", service, "-i", "127.0.0.1", "-m", "1", "-l", "1", "-nostdin", "-timeout", "40s", "-timeout_error"])
-        .args(["-p", &free_port().to_string(), "-mp", &free_port().to_string()])
+        .args([
+            "-s",
+            service,
+            "-i",
+            "127.0.0.1",
+            "-m",
+            "1",
+            "-l",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "40s",
+            "-timeout_error",
+        ])
+        .args([
+            "-p",
+            &free_port().to_string(),
+            "-mp",
+            &free_port().to_string(),
+        ])
         .args(["-t", if tcp { "t1" } else { "u1" }])
         .arg("-trace_err")
         .arg("-error_file")
         .arg(dir.join("errors.log"))
-        .current_dir(&dir)
+        .current_dir(dir)
         .stdin(Stdio::null());
     for (k, v) in keys {
         cmd.args(["-key", k, v]);
@@ -219,7 +308,11 @@ pub fn sipp(scenario: &str, target: SocketAddr, service: &str, tcp: bool, keys: 
     let out = cmd.output().expect("run sipp (apt-get install sip-tester)");
     if !out.status.success() {
         let errs = std::fs::read_to_string(dir.join("errors.log")).unwrap_or_default();
-        eprintln!("sipp {scenario} failed:\nstdout:\n{}\nstderr:\n{}\nerrors:\n{errs}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "sipp {scenario} failed:\nstdout:\n{}\nstderr:\n{}\nerrors:\n{errs}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     out
 }
@@ -243,7 +336,8 @@ pub struct RtpPacket {
 impl RtpSink {
     pub fn new() -> RtpSink {
         let sock = UdpSocket::bind(("127.0.0.1", free_port())).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         RtpSink { sock }
     }
 
@@ -299,7 +393,11 @@ pub fn make_dtmf_ulaw(digits: &str, path: &Path) {
     let mut parts = vec![];
     // Lead-in silence so the jitter buffer and detector settle.
     let sil = dir.join("sil.raw");
-    sox(&["-n", "-r", "8000", "-c", "1", "-e", "u-law", "-t", "raw"], &sil, &["trim", "0", "0.3"]);
+    sox(
+        &["-n", "-r", "8000", "-c", "1", "-e", "u-law", "-t", "raw"],
+        &sil,
+        &["trim", "0", "0.3"],
+    );
     parts.push(sil.clone());
     for (i, d) in digits.chars().enumerate() {
         let (lo, hi) = freqs(d);
@@ -307,7 +405,18 @@ pub fn make_dtmf_ulaw(digits: &str, path: &Path) {
         sox(
             &["-n", "-r", "8000", "-c", "1", "-e", "u-law", "-t", "raw"],
             &tone,
-            &["synth", "0.1", "sine", &lo.to_string(), "sine", &hi.to_string(), "remix", "-", "vol", "0.5"],
+            &[
+                "synth",
+                "0.1",
+                "sine",
+                &lo.to_string(),
+                "sine",
+                &hi.to_string(),
+                "remix",
+                "-",
+                "vol",
+                "0.5",
+            ],
         );
         parts.push(tone);
         parts.push(sil.clone());
@@ -320,6 +429,11 @@ pub fn make_dtmf_ulaw(digits: &str, path: &Path) {
 }
 
 pub fn sox(input: &[&str], out: &Path, effects: &[&str]) {
-    let st = Command::new("sox").args(input).arg(out).args(effects).status().expect("sox (apt-get install sox)");
+    let st = Command::new("sox")
+        .args(input)
+        .arg(out)
+        .args(effects)
+        .status()
+        .expect("sox (apt-get install sox)");
     assert!(st.success(), "sox failed for {}", out.display());
 }

@@ -99,7 +99,7 @@ write("dtmf_info.xml", "Keys 7 (application/dtmf-relay), 8 (application/dtmf), #
       + in_dialog("INFO", 3, "application/dtmf", "8") + pause(300)
       + in_dialog("INFO", 4, "application/dtmf-relay", "Signal=#\nDuration=160") + RECV_BYE)
 write("dtmf_inband.xml", "Streams a u-law file of DTMF tones (made with sox) as PCMU audio: in-band digits.",
-      call("0", []) + pause(1000) + exec_('rtp_stream="[audio_file],1,0"') + RECV_BYE)
+      call("0", []) + pause(1000) + exec_('rtp_stream="tones.ulaw,1,0"') + RECV_BYE)
 write("reinvite_pt.xml", "Digit 1 on telephone-event PT 101, then a re-INVITE moves telephone-event to PT 96 and play_dtmf keys 2# on PT 96.",
       call("0 101", TE101) + pause(1200)
       + exec_('play_pcap_audio="/usr/share/sip-tester/dtmf_2833_1.pcap"') + pause(800)
@@ -138,3 +138,9 @@ write("cancel.xml", "INVITE, 180 Ringing, CANCEL: expects 200 for CANCEL and 487
 """)
 write("not_found.xml", "INVITE to a number no flow serves: expects 404, then ACKs.",
       invite_req("0", []) + '  <recv response="100" optional="true"/>\n  <recv response="404"/>\n' + ack(uri="sip:[service]@[remote_ip]:[remote_port]"))
+write("silent.xml", "Answers and stays silent (no RTP, no digits) until voxgate hangs up.",
+      call("0 101", TE101) + RECV_BYE)
+write("long_call.xml", "Answers, stays 4 s, then hangs up (a call in progress during shutdown).",
+      call("0 101", TE101) + pause(4000) + in_dialog("BYE", 3))
+write("refused_503.xml", "INVITE while voxgate drains for shutdown: expects 503, then ACKs.",
+      invite_req("0", []) + '  <recv response="100" optional="true"/>\n  <recv response="503"/>\n' + ack(uri="sip:[service]@[remote_ip]:[remote_port]"))

@@ -1,0 +1,400 @@
+//! End-to-end calls against a real `voxgate serve`: sipp (UDP and TCP) and
+//! baresip as callers, digits by every DTMF method, CANCEL, BYE, re-INVITE,
+//! RTP checks on what the caller hears, shutdown and media timeout.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn demo() -> Options<'static> {
+    Options {
+        flows: root().join("flows"),
+        extra_config: "",
+    }
+}
+
+/// The digits the demo flow's `ask` step collected, per call.
+fn collected(evs: &[serde_json::Value]) -> Vec<String> {
+    events_named(evs, "digits")
+        .iter()
+        .map(|e| e["event"]["digits"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn sipp_ok(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "sipp {what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn wait_call_end(vg: &Voxgate) -> Vec<serde_json::Value> {
+    vg.wait_events("the call to end", Duration::from_secs(30), |evs| {
+        evs.iter().any(|e| event_name(e).starts_with("hung_up"))
+    })
+}
+
+/// What voxgate sent to the caller: one stream, 20 ms frames, monotonic, with the prompt's audio in it.
+fn check_prompt_stream(pkts: &[RtpPacket]) {
+    assert!(
+        pkts.len() >= 50,
+        "expected at least a second of RTP, got {} packets",
+        pkts.len()
+    );
+    assert!(pkts.iter().all(|p| p.pt == 0), "all PCMU");
+    let ssrc = pkts[0].ssrc;
+    assert!(pkts.iter().all(|p| p.ssrc == ssrc), "one SSRC");
+    for w in pkts.windows(2) {
+        let dseq = w[1].seq.wrapping_sub(w[0].seq);
+        let dts = w[1].ts.wrapping_sub(w[0].ts);
+        assert_eq!(dseq, 1, "consecutive sequence numbers (loopback, no loss)");
+        assert_eq!(
+            dts, 160,
+            "timestamp advances 160 samples (20 ms at 8 kHz) per packet"
+        );
+        assert_eq!(w[1].payload.len(), 160, "20 ms of G.711");
+    }
+    assert!(
+        pkts[0].marker || pkts.iter().any(|p| p.marker),
+        "marker bit on talkspurt start"
+    );
+    // Prompt audio, not just silence (µ-law silence is 0xFF/0x7F).
+    let loud = pkts
+        .iter()
+        .filter(|p| {
+            p.payload
+                .iter()
+                .any(|&b| b != 0xFF && b != 0x7F && b != 0xFE && b != 0x7E)
+        })
+        .count();
+    assert!(
+        loud > 25,
+        "caller heard the prompt: {loud} non-silent packets"
+    );
+    let span = pkts
+        .last()
+        .unwrap()
+        .at
+        .duration_since(pkts[0].at)
+        .as_secs_f64();
+    eprintln!(
+        "RTP: {} packets over {:.2} s = {:.1} packets/s (informational)",
+        pkts.len(),
+        span,
+        (pkts.len() - 1) as f64 / span.max(0.001)
+    );
+}
+
+fn play_dtmf_call(tcp: bool) {
+    let vg = Voxgate::start(
+        if tcp {
+            "play-dtmf-tcp"
+        } else {
+            "play-dtmf-udp"
+        },
+        demo(),
+    );
+    let sink = RtpSink::new();
+    let port = sink.port();
+    let collector = std::thread::spawn(move || {
+        sink.collect(Duration::from_millis(800), Duration::from_secs(30))
+    });
+    let out = sipp(
+        "dtmf_play.xml",
+        vg.sip,
+        "demo",
+        tcp,
+        &[("rtp_listen", port.to_string()), ("dtmf", "12#".into())],
+    );
+    sipp_ok(&out, "play_dtmf");
+    let evs = wait_call_end(&vg);
+    assert_eq!(collected(&evs), vec!["12"], "events:\n{}", pretty(&evs));
+    let d = events_named(&evs, "digits")[0];
+    assert_eq!(d["event"]["source"], "rfc4733");
+    let pkts = collector.join().unwrap();
+    check_prompt_stream(&pkts);
+    assert!(
+        events_named(&evs, "hung_up_by_engine").len() == 1,
+        "voxgate ended the call with BYE"
+    );
+}
+
+#[test]
+fn udp_call_hears_prompt_and_keys_rfc4733_digits_pt96() {
+    play_dtmf_call(false);
+}
+
+#[test]
+fn tcp_call_hears_prompt_and_keys_rfc4733_digits_pt96() {
+    play_dtmf_call(true);
+}
+
+#[test]
+fn rfc4733_digits_from_shipped_pcaps_pt101() {
+    let vg = Voxgate::start("pcap", demo());
+    let sink = RtpSink::new();
+    let out = sipp(
+        "dtmf_pcap.xml",
+        vg.sip,
+        "demo",
+        false,
+        &[("rtp_listen", sink.port().to_string())],
+    );
+    sipp_ok(&out, "pcap");
+    let evs = wait_call_end(&vg);
+    assert_eq!(collected(&evs), vec!["12"], "events:\n{}", pretty(&evs));
+}
+
+#[test]
+fn sip_info_digits_both_content_types() {
+    let vg = Voxgate::start("info", demo());
+    let sink = RtpSink::new();
+    let out = sipp(
+        "dtmf_info.xml",
+        vg.sip,
+        "demo",
+        false,
+        &[("rtp_listen", sink.port().to_string())],
+    );
+    sipp_ok(&out, "info");
+    let evs = wait_call_end(&vg);
+    assert_eq!(collected(&evs), vec!["78"], "events:\n{}", pretty(&evs));
+    assert_eq!(
+        events_named(&evs, "digits")[0]["event"]["source"],
+        "sip_info"
+    );
+}
+
+#[test]
+fn inband_tones_in_pcmu_audio() {
+    let vg = Voxgate::start("inband", demo());
+    let dir = scratch("inband-audio");
+    make_dtmf_ulaw("45#", &dir.join("tones.ulaw"));
+    let sink = RtpSink::new();
+    let out = sipp_in(
+        &dir,
+        "dtmf_inband.xml",
+        vg.sip,
+        "demo",
+        false,
+        &[("rtp_listen", sink.port().to_string())],
+    );
+    sipp_ok(&out, "inband");
+    let evs = wait_call_end(&vg);
+    assert_eq!(collected(&evs), vec!["45"], "events:\n{}", pretty(&evs));
+    assert_eq!(events_named(&evs, "digits")[0]["event"]["source"], "inband");
+}
+
+#[test]
+fn reinvite_moves_telephone_event_payload_type() {
+    let vg = Voxgate::start("reinvite", demo());
+    let sink = RtpSink::new();
+    let out = sipp(
+        "reinvite_pt.xml",
+        vg.sip,
+        "demo",
+        false,
+        &[("rtp_listen", sink.port().to_string())],
+    );
+    sipp_ok(&out, "re-INVITE");
+    let evs = wait_call_end(&vg);
+    // "1" arrived on PT 101 (first offer), "2#" on PT 96 (only after the re-INVITE).
+    assert_eq!(collected(&evs), vec!["12"], "events:\n{}", pretty(&evs));
+    assert!(vg.log().contains("re-INVITE accepted"), "{}", vg.log());
+}
+
+#[test]
+fn cancel_before_answer_gets_487() {
+    let vg = Voxgate::start(
+        "cancel",
+        Options {
+            flows: root().join("flows"),
+            extra_config: "ring_time: 3s",
+        },
+    );
+    let out = sipp(
+        "cancel.xml",
+        vg.sip,
+        "demo",
+        false,
+        &[("rtp_listen", "9".into())],
+    );
+    sipp_ok(&out, "CANCEL");
+    // The flow never starts for a cancelled call.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(events_named(&vg.read_events(), "flow_started").is_empty());
+}
+
+#[test]
+fn caller_hangs_up_with_bye() {
+    let vg = Voxgate::start("bye", demo());
+    let sink = RtpSink::new();
+    let out = sipp(
+        "caller_bye.xml",
+        vg.sip,
+        "demo",
+        false,
+        &[("rtp_listen", sink.port().to_string())],
+    );
+    sipp_ok(&out, "BYE");
+    let evs = wait_call_end(&vg);
+    assert_eq!(
+        events_named(&evs, "hung_up_by_caller").len(),
+        1,
+        "events:\n{}",
+        pretty(&evs)
+    );
+    assert!(events_named(&evs, "hung_up_by_engine").is_empty());
+}
+
+#[test]
+fn unknown_number_gets_404_and_no_dialog() {
+    let vg = Voxgate::start("404", demo());
+    let out = sipp(
+        "not_found.xml",
+        vg.sip,
+        "nobody-here",
+        false,
+        &[("rtp_listen", "9".into())],
+    );
+    sipp_ok(&out, "404");
+    assert!(vg.read_events().is_empty());
+}
+
+#[test]
+fn no_rtp_from_caller_ends_call() {
+    let vg = Voxgate::start(
+        "rtp-timeout",
+        Options {
+            flows: root().join("flows"),
+            extra_config: "rtp_timeout: 1s",
+        },
+    );
+    let sink = RtpSink::new();
+    let out = sipp(
+        "silent.xml",
+        vg.sip,
+        "demo",
+        false,
+        &[("rtp_listen", sink.port().to_string())],
+    );
+    sipp_ok(&out, "silent caller");
+    let evs = wait_call_end(&vg);
+    assert!(vg.log().contains("no RTP from the caller"), "{}", vg.log());
+    // Ended long before the demo's own no-input handling (two 5 s tries) would.
+    assert!(events_named(&evs, "digits").is_empty());
+}
+
+#[test]
+fn sigterm_refuses_new_calls_and_lets_running_ones_finish() {
+    let vg = Voxgate::start("sigterm", demo());
+    let sink = RtpSink::new();
+    let target = vg.sip;
+    let port = sink.port();
+    let running = std::thread::spawn(move || {
+        sipp(
+            "long_call.xml",
+            target,
+            "demo",
+            false,
+            &[("rtp_listen", port.to_string())],
+        )
+    });
+    vg.wait_events("the first call to start", Duration::from_secs(10), |evs| {
+        !events_named(evs, "flow_started").is_empty()
+    });
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(vg.pid().to_string())
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // A new call now is refused with 503.
+    let refused = sipp(
+        "refused_503.xml",
+        target,
+        "demo",
+        false,
+        &[("rtp_listen", "9".into())],
+    );
+    sipp_ok(&refused, "503 during shutdown");
+    let out = running.join().unwrap();
+    sipp_ok(&out, "call running through shutdown");
+    let (clean, log) = vg.terminate();
+    assert!(clean, "exit 0 after draining:\n{log}");
+    assert!(log.contains("shutting down"), "{log}");
+}
+
+/// A real softphone: baresip dials the demo line, sends a tone, records what it hears.
+#[test]
+fn baresip_places_a_real_call_and_hears_the_prompt() {
+    let vg = Voxgate::start("baresip", demo());
+    let dir = scratch("baresip");
+    sox(
+        &["-n", "-r", "8000", "-c", "1", "-b", "16"],
+        &dir.join("in.wav"),
+        &["synth", "20", "sine", "440", "vol", "0.1"],
+    );
+    let sip_port = free_port();
+    let rtp = free_port();
+    let config = format!(
+        "sip_listen\t127.0.0.1:{sip_port}\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\taufile.so\nmodule\tsndfile.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\naudio_player\taufile,/dev/null\naudio_source\taufile,{}\naudio_alert\taufile,/dev/null\nsnd_path\t{}\nrtp_ports\t{rtp}-{}\n",
+        dir.join("in.wav").display(),
+        dir.display(),
+        rtp + 20
+    );
+    std::fs::write(dir.join("config"), config).unwrap();
+    std::fs::write(
+        dir.join("accounts"),
+        format!("<sip:caller@127.0.0.1:{sip_port}>;regint=0;audio_codecs=PCMU\n"),
+    )
+    .unwrap();
+    let out = Command::new("baresip")
+        .arg("-f")
+        .arg(&dir)
+        .args(["-e", &format!("/dial sip:demo@{}", vg.sip), "-t", "7"])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("baresip (apt-get install baresip-core)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Call established"),
+        "baresip output:\n{stdout}"
+    );
+    let evs = wait_call_end(&vg);
+    assert_eq!(events_named(&evs, "flow_started").len(), 1);
+    assert_eq!(
+        events_named(&evs, "hung_up_by_caller").len(),
+        1,
+        "baresip hung up after 7 s:\n{}",
+        pretty(&evs)
+    );
+    // What baresip decoded: the prompt's speech, not silence.
+    let dump = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .expect("baresip's decoded-audio dump");
+    let stat = Command::new("sox")
+        .arg(&dump)
+        .args(["-n", "stat"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&stat.stderr);
+    let rms: f64 = text
+        .lines()
+        .find(|l| l.starts_with("RMS     amplitude"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("sox stat RMS");
+    assert!(
+        rms > 0.02,
+        "baresip heard speech (RMS {rms}); sox stat:\n{text}"
+    );
+}
