@@ -103,6 +103,48 @@ fn load_valid_flows(dir: &Path, prompts: &Path) -> Result<Vec<Flow>, Vec<Diagnos
     }
 }
 
+/// Swap in the flows on disk if they are all valid; otherwise keep what runs.
+fn reload_flows(set: &FlowSet, flows_dir: &Path, prompts_dir: &Path, why: &str) {
+    match load_valid_flows(flows_dir, prompts_dir) {
+        Ok(flows) => {
+            let n = flows.len();
+            set.replace(flows);
+            info!(
+                flows = n,
+                trigger = why,
+                "flows reloaded; running calls keep their version"
+            );
+        }
+        Err(diags) => {
+            for d in &diags {
+                error!("{d}");
+            }
+            error!(
+                problems = diags.len(),
+                trigger = why,
+                "flow reload refused; the previous flows stay in service"
+            );
+        }
+    }
+}
+
+/// Names, sizes and modification times of the flow files: cheap change detection
+/// without an inotify dependency.
+fn flows_fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| load::is_flow_file(&e.path()))
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((e.path(), m.len(), m.modified().ok()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// Events of live calls as JSON lines (one writer shared by all calls).
 #[derive(Clone)]
 struct JsonLines {
@@ -270,7 +312,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let bound = endpoint::bind(cfg.listen).await.with_context(|| format!("binding SIP UDP+TCP on {}", cfg.listen))?;
+        let bound = endpoint::bind(cfg.listen)
+            .await
+            .with_context(|| format!("binding SIP UDP+TCP on {}", cfg.listen))?;
         let local: SocketAddr = bound.udp.local_addr()?;
         let (ep, tcp) = Endpoint::new(ep_cfg, bound, prompts, runner)?;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -289,29 +333,28 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 error!("cannot install signal handlers");
                 return;
             };
+            let mut fingerprint = flows_fingerprint(&flows_dir);
             loop {
                 tokio::select! {
                     _ = term.recv() => { let _ = stop_tx.send(true); }
                     _ = int.recv() => { let _ = stop_tx.send(true); }
                     _ = usr1.recv() => log_rtp_stats(&mut last_stats),
-                    _ = hup.recv() => {
-                        match load_valid_flows(&flows_dir, &prompts_dir) {
-                            Ok(flows) => {
-                                let n = flows.len();
-                                reload_set.replace(flows);
-                                info!(flows = n, "flows reloaded (SIGHUP); running calls keep their version");
-                            }
-                            Err(diags) => {
-                                for d in &diags { error!("{d}"); }
-                                error!(problems = diags.len(), "flow reload refused; the previous flows stay in service");
-                            }
+                    _ = hup.recv() => reload_flows(&reload_set, &flows_dir, &prompts_dir, "SIGHUP"),
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+                        let now = flows_fingerprint(&flows_dir);
+                        if now != fingerprint {
+                            fingerprint = now;
+                            reload_flows(&reload_set, &flows_dir, &prompts_dir, "file change");
                         }
                     }
                 }
             }
         });
         ep.run(tcp, stop_rx).await;
-        info!("rtp stats (process total) {}", stats::STATS.snapshot().summary());
+        info!(
+            "rtp stats (process total) {}",
+            stats::STATS.snapshot().summary()
+        );
         anyhow::Ok(())
     })
 }

@@ -398,3 +398,151 @@ fn baresip_places_a_real_call_and_hears_the_prompt() {
         "baresip heard speech (RMS {rms}); sox stat:\n{text}"
     );
 }
+
+fn copy_flows(to: &std::path::Path) {
+    for e in std::fs::read_dir(root().join("flows")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+#[test]
+fn flows_reload_on_change_and_a_broken_edit_keeps_the_old_version() {
+    let flows = scratch("reload-flows");
+    copy_flows(&flows);
+    let vg = Voxgate::start(
+        "reload",
+        Options {
+            flows: flows.clone(),
+            extra_config: "",
+        },
+    );
+    // Not served yet.
+    let out = sipp(
+        "not_found.xml",
+        vg.sip,
+        "extra",
+        false,
+        &[("rtp_listen", "9".into())],
+    );
+    sipp_ok(&out, "404 before the new flow exists");
+    // A broken edit is refused with its location; the running flows stay.
+    std::fs::write(
+        flows.join("broken.yaml"),
+        "flow: broken\nsteps:\n  a:\n    plya: [welcome]\n",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !vg.log().contains("flow reload refused") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refusal logged:\n{}",
+            vg.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        vg.log().contains("broken.yaml:4:5"),
+        "diagnostic with file:line:col:\n{}",
+        vg.log()
+    );
+    let sink = RtpSink::new();
+    let out = sipp(
+        "caller_bye.xml",
+        vg.sip,
+        "demo",
+        false,
+        &[("rtp_listen", sink.port().to_string())],
+    );
+    sipp_ok(&out, "demo still served");
+    // Fix it and add a flow: both are picked up without a restart.
+    std::fs::remove_file(flows.join("broken.yaml")).unwrap();
+    let demo = std::fs::read_to_string(flows.join("demo.yaml"))
+        .unwrap()
+        .replace("flow: demo", "flow: extra");
+    std::fs::write(flows.join("extra.yaml"), demo).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let sink = RtpSink::new();
+        let out = sipp(
+            "dtmf_play.xml",
+            vg.sip,
+            "extra",
+            false,
+            &[
+                ("rtp_listen", sink.port().to_string()),
+                ("dtmf", "9#".into()),
+            ],
+        );
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "new flow never served:\n{}",
+            vg.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let evs = vg.wait_events("the extra flow's digits", Duration::from_secs(20), |evs| {
+        collected(evs).contains(&"9".to_string())
+    });
+    assert!(events_named(&evs, "flow_started")
+        .iter()
+        .any(|e| e["event"]["flow"] == "extra"));
+}
+
+/// Backends that do not exist yet take their `error` exit with a log line; nothing pretends success.
+#[test]
+fn bank_flow_in_serve_takes_error_exits_without_backends() {
+    let vg = Voxgate::start("bank-unavailable", demo());
+    let sink = RtpSink::new();
+    let out = sipp(
+        "silent.xml",
+        vg.sip,
+        "bank",
+        false,
+        &[("rtp_listen", sink.port().to_string())],
+    );
+    sipp_ok(&out, "bank call");
+    let evs = wait_call_end(&vg);
+    assert!(
+        evs.iter()
+            .any(|e| event_name(e) == "step_left" && e["event"]["exit"] == "error"),
+        "some step took its error exit:\n{}",
+        pretty(&evs)
+    );
+    assert!(
+        !evs.iter()
+            .any(|e| event_name(e) == "auth_passed" || event_name(e) == "transfer_succeeded"),
+        "{}",
+        pretty(&evs)
+    );
+    assert!(
+        vg.log().contains("is configured"),
+        "a clear log line names the missing backend:\n{}",
+        vg.log()
+    );
+}
+
+#[test]
+fn max_call_duration_ends_the_call() {
+    let vg = Voxgate::start(
+        "max-duration",
+        Options {
+            flows: root().join("flows"),
+            extra_config: "max_call_duration: 2s",
+        },
+    );
+    let sink = RtpSink::new();
+    // The caller stays silent; the demo flow alone would wait ~15 s for digits.
+    let out = sipp(
+        "silent.xml",
+        vg.sip,
+        "demo",
+        false,
+        &[("rtp_listen", sink.port().to_string())],
+    );
+    sipp_ok(&out, "silent caller gets BYE");
+    assert!(vg.log().contains("max_call_duration"), "{}", vg.log());
+}

@@ -1,0 +1,149 @@
+//! The command line as an operator and a flow author meet it: exit codes and
+//! the exact shape of error messages.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run voxgate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn validate_accepts_the_shipped_flows() {
+    let (code, text) = run(&["validate", "flows", "--prompts", "prompts"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("3 flow file(s) OK"), "{text}");
+}
+
+#[test]
+fn validate_reports_file_line_col_and_fails() {
+    let dir = scratch("cli-validate");
+    std::fs::write(
+        dir.join("dangling.yaml"),
+        "flow: dangling\nsteps:\n  greet:\n    play: [goodbye]\n    next: nowhere\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("typed.yaml"),
+        "flow: typed\nsteps:\n  ask:\n    collect_digits: { prompts: [goodbye], tries: three }\n    on: { success: bye }\n  bye:\n    hangup: {}\n",
+    )
+    .unwrap();
+    let (code, text) = run(&["validate", dir.to_str().unwrap(), "--prompts", "prompts"]);
+    assert_ne!(code, 0, "{text}");
+    let d = dir.display().to_string();
+    assert!(
+        text.contains(&format!("{d}/dangling.yaml:5:11:")) && text.contains("nowhere"),
+        "dangling `next` is located:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("{d}/typed.yaml:4:"))
+            && text.contains("`tries` must be a whole number"),
+        "wrong type is located:\n{text}"
+    );
+    assert!(text.contains("problem(s) in 2 flow file(s)"), "{text}");
+}
+
+#[test]
+fn flow_tests_pass_and_a_wrong_expectation_fails() {
+    let (code, text) = run(&["test", "flows"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("0 failed"), "{text}");
+    // A test that expects the wrong path must fail and make the command fail.
+    let dir = scratch("cli-test");
+    std::fs::copy(root().join("flows/demo.yaml"), dir.join("demo.yaml")).unwrap();
+    std::fs::write(
+        dir.join("demo.test.yaml"),
+        "flow: demo.yaml\ntests:\n  - name: wrong on purpose\n    script:\n      - digits: \"12#\"\n    expect:\n      path: [welcome, goodbye]\n",
+    )
+    .unwrap();
+    let (code, text) = run(&["test", dir.to_str().unwrap()]);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("FAIL wrong on purpose"), "{text}");
+}
+
+#[test]
+fn serve_refuses_invalid_flows_and_bad_config() {
+    let dir = scratch("cli-serve");
+    std::fs::write(
+        dir.join("bad.yaml"),
+        "flow: bad\nsteps:\n  a:\n    plya: [welcome]\n",
+    )
+    .unwrap();
+    let cfg = dir.join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{}\nrtp_ports: 21000-21099\nflows_dir: {}\nprompts_dir: {}\n",
+            free_port(),
+            dir.display(),
+            root().join("prompts").display()
+        ),
+    )
+    .unwrap();
+    let (code, text) = run(&["serve", "--config", cfg.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        text.contains("bad.yaml:4:5:") && text.contains("not starting"),
+        "{text}"
+    );
+
+    std::fs::write(&cfg, "listen: 127.0.0.1:5060\nlisen: typo\n").unwrap();
+    let (code, text) = run(&["serve", "--config", cfg.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        text.contains("c.yaml:2:") && text.contains("lisen"),
+        "{text}"
+    );
+
+    // RTP ports inside the kernel's ephemeral range would collide with outgoing sockets.
+    let (lo, _) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<u32>().ok())
+                .map(|lo| (lo, 0))
+        })
+        .unwrap_or((32768, 0));
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{}\nrtp_ports: {}-{}\nflows_dir: {}\n",
+            free_port(),
+            lo + 100,
+            lo + 200,
+            root().join("flows").display()
+        ),
+    )
+    .unwrap();
+    let (code, text) = run(&["serve", "--config", cfg.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(text.contains("ephemeral"), "{text}");
+
+    let (code, text) = run(&["serve", "--listen", "nowhere"]);
+    assert_ne!(code, 0);
+    assert!(
+        text.contains("--listen") && text.contains("ADDR:PORT"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_subcommand_is_a_usage_error() {
+    let (code, text) = run(&["servee"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("serve"), "suggests the right one:\n{text}");
+}
