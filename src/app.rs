@@ -18,6 +18,7 @@ use crate::events::{Event, EventSink};
 use crate::flow::diag::Diagnostic;
 use crate::flow::model::Flow;
 use crate::flow::services::Services;
+use crate::flow::webhook_http::HttpWebhook;
 use crate::flow::{engine, load, testing, validate as fvalidate};
 use crate::media::prompt::PromptCache;
 use crate::media::session::SessionConfig;
@@ -290,7 +291,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let prompts = Arc::new(PromptCache::new(cfg.prompts_dir.clone()));
     let runner = Arc::new(FlowRunner {
         flows: flow_set.clone(),
-        services: Arc::new(Services::unavailable()),
+        services: Arc::new(Services {
+            // The only real backend so far; the others still take `error`.
+            webhook: Box::new(
+                HttpWebhook::new().map_err(|e| anyhow::anyhow!("webhook client: {e}"))?,
+            ),
+            ..Services::unavailable()
+        }),
         events,
     });
     let ep_cfg = EndpointConfig {

@@ -13,3 +13,4 @@ pub mod steps;
 pub mod testing;
 pub mod validate;
 pub mod vars;
+pub mod webhook_http;

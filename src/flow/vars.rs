@@ -108,13 +108,28 @@ impl Vars {
     /// Render a template for anything that leaves the engine (prompts, headers,
     /// URLs): referencing a secret is an error.
     pub fn render_public(&self, t: &str) -> Result<String, VarError> {
+        self.render_public_with(t, &|v| v.to_string())
+    }
+
+    /// Like [`render_public`](Self::render_public) for a URL: every value is
+    /// percent-encoded (RFC 3986 unreserved characters kept), so `+1555…`
+    /// stays a plus and a value can't add path segments or query fields.
+    pub fn render_url(&self, t: &str) -> Result<String, VarError> {
+        self.render_public_with(t, &percent_encode)
+    }
+
+    fn render_public_with(
+        &self,
+        t: &str,
+        escape: &dyn Fn(&str) -> String,
+    ) -> Result<String, VarError> {
         let touched = RefCell::new(None::<String>);
         let res = expr::render(t, &|name| match self.map.get(name) {
             Some(v) if v.secret => {
                 touched.borrow_mut().get_or_insert_with(|| name.to_string());
                 None
             }
-            Some(v) => Some(v.value.clone()),
+            Some(v) => Some(escape(&v.value)),
             None => None,
         });
         if let Some(name) = touched.into_inner() {
@@ -243,5 +258,32 @@ mod tests {
         assert_eq!(v.get("caller_trust"), Some("asserted"));
         assert_eq!(v.get("attempts"), Some("0"));
         assert!(v.get("header.p-asserted-identity").is_some());
+    }
+}
+
+/// Percent-encode everything but RFC 3986 unreserved characters.
+pub fn percent_encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::percent_encode;
+
+    #[test]
+    fn encodes_reserved_and_keeps_unreserved() {
+        assert_eq!(
+            percent_encode("+1555 01/x?y&z=é"),
+            "%2B1555%2001%2Fx%3Fy%26z%3D%C3%A9"
+        );
+        assert_eq!(percent_encode("AZaz09-._~"), "AZaz09-._~");
     }
 }

@@ -55,66 +55,44 @@ pub struct RtpHeaderInfo<'a> {
 }
 
 /// Parses an RTP packet without panicking on any input.
+///
+/// The header walk is rtp-rs's `RtpReader` (bounds-checked CSRC, extension
+/// and padding); this wrapper only maps its errors and copies the fields out.
 pub fn parse(packet: &[u8]) -> Result<RtpHeaderInfo<'_>, RtpError> {
+    use rtp_rs::{RtpReader, RtpReaderError};
     let len = packet.len();
-    let fixed: &[u8; FIXED_HEADER] = packet
-        .get(..FIXED_HEADER)
-        .and_then(|h| h.try_into().ok())
-        .ok_or(RtpError::TooShort { len })?;
-    let version = fixed[0] >> 6;
-    if version != 2 {
-        return Err(RtpError::BadVersion(version));
-    }
-    let has_padding = fixed[0] & 0x20 != 0;
-    let has_extension = fixed[0] & 0x10 != 0;
-    let csrc_count = fixed[0] & 0x0F;
-    let marker = fixed[1] & 0x80 != 0;
-    let payload_type = fixed[1] & 0x7F;
-    let sequence = u16::from_be_bytes([fixed[2], fixed[3]]);
-    let timestamp = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
-    let ssrc = u32::from_be_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]);
-
-    let mut offset = FIXED_HEADER + 4 * usize::from(csrc_count);
-    if offset > len {
-        return Err(RtpError::TruncatedCsrc {
-            count: csrc_count,
-            len,
-        });
-    }
-    let mut extension = None;
-    if has_extension {
-        let ext_hdr = packet
-            .get(offset..offset + 4)
-            .ok_or(RtpError::TruncatedExtension { len })?;
-        let profile = u16::from_be_bytes([ext_hdr[0], ext_hdr[1]]);
-        let words = usize::from(u16::from_be_bytes([ext_hdr[2], ext_hdr[3]]));
-        let start = offset + 4;
-        let end = start + 4 * words;
-        let data = packet
-            .get(start..end)
-            .ok_or(RtpError::TruncatedExtension { len })?;
-        extension = Some((profile, data));
-        offset = end;
-    }
-    let mut body = packet.get(offset..).unwrap_or(&[]);
-    if has_padding {
-        let available = body.len();
-        let padding = body.last().copied().unwrap_or(0);
-        if padding == 0 || usize::from(padding) > available {
-            return Err(RtpError::BadPadding { padding, available });
+    let r = RtpReader::new(packet).map_err(|e| match e {
+        RtpReaderError::BufferTooShort(len) => RtpError::TooShort { len },
+        RtpReaderError::UnsupportedVersion(v) => RtpError::BadVersion(v),
+        RtpReaderError::HeadersTruncated { .. } => {
+            let count = packet[0] & 0x0F;
+            if FIXED_HEADER + 4 * usize::from(count) > len {
+                RtpError::TruncatedCsrc { count, len }
+            } else if packet[0] & 0x10 != 0 {
+                RtpError::TruncatedExtension { len }
+            } else {
+                RtpError::BadPadding {
+                    padding: packet[len - 1],
+                    available: 0,
+                }
+            }
         }
-        body = &body[..available - usize::from(padding)];
-    }
+        RtpReaderError::PaddingLengthInvalid(padding) => {
+            let count = packet[0] & 0x0F;
+            let available = len.saturating_sub(FIXED_HEADER + 4 * usize::from(count));
+            RtpError::BadPadding { padding, available }
+        }
+    })?;
     Ok(RtpHeaderInfo {
-        version,
-        marker,
-        payload_type,
-        sequence,
-        timestamp,
-        ssrc,
-        csrc_count,
-        extension,
-        payload: body,
+        version: r.version(),
+        marker: r.mark(),
+        payload_type: r.payload_type(),
+        sequence: u16::from(r.sequence_number()),
+        timestamp: r.timestamp(),
+        ssrc: r.ssrc(),
+        csrc_count: r.csrc_count(),
+        extension: r.extension(),
+        payload: r.payload(),
     })
 }
 

@@ -176,10 +176,29 @@ struct CachedResponse {
     expires: Instant,
 }
 
+/// Server transaction identity of a request (RFC 3261 17.2.3): the top Via's
+/// branch *and* sent-by (with the method, kept beside it in the key). Requests
+/// from different clients may reuse a branch (RFC 4475 messages do: `unksm2`,
+/// `regbadct`, `bext01`, `badvers` all carry `z9hG4bKkdjuw`); they are
+/// different transactions. None without a branch.
+fn server_txn_key(ctx: &ReplyContext) -> Option<String> {
+    let via = ctx.vias.first()?;
+    let branch = via_param(via, "branch")?;
+    let sent_by: String = via
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    Some(format!("{branch} {}", sent_by.to_ascii_lowercase()))
+}
+
 pub struct Core {
     cfg: CoreConfig,
     dialogs: HashMap<CallRef, Dialog>,
-    /// Final responses to non-INVITE requests, re-sent on retransmission (UDP).
+    /// Final responses to non-INVITE requests, re-sent on retransmission (UDP),
+    /// keyed by [`server_txn_key`].
     responses: HashMap<(String, String), CachedResponse>,
     out: VecDeque<Output>,
     accepting: bool,
@@ -276,9 +295,9 @@ impl Core {
             },
         );
         if !peer.reliable() && status >= 200 {
-            if let Some(branch) = ctx.vias.first().and_then(|v| via_param(v, "branch")) {
+            if let Some(key) = server_txn_key(ctx) {
                 self.responses.insert(
-                    (branch.to_string(), method.to_string()),
+                    (key, method.to_string()),
                     CachedResponse {
                         data: data.clone(),
                         expires: now + self.cfg.t1 * 64,
@@ -299,7 +318,13 @@ impl Core {
         reason: &str,
     ) {
         let method = ctx.cseq.split_whitespace().nth(1).unwrap_or("").to_string();
-        self.reply(now, peer, ctx, &method, status, reason, vec![]);
+        // Tell the peer what we do speak when we refuse a method (RFC 3261 8.2.1).
+        let headers = if matches!(status, 405 | 501) {
+            vec![("Allow", msg::ALLOW.to_string())]
+        } else {
+            vec![]
+        };
+        self.reply(now, peer, ctx, &method, status, reason, headers);
     }
 
     pub fn handle_request(&mut self, now: Instant, peer: Peer, req: &Request, ctx: &ReplyContext) {
@@ -318,7 +343,8 @@ impl Core {
             _ => {}
         }
         if method != Method::Invite {
-            if let Some(c) = self.responses.get(&(branch.clone(), method_name.clone())) {
+            let key = server_txn_key(ctx).unwrap_or_default();
+            if let Some(c) = self.responses.get(&(key, method_name.clone())) {
                 let data = c.data.clone();
                 self.send(peer, data);
                 return;
@@ -597,18 +623,9 @@ impl Core {
                 return;
             }
         }
-        let Some(contact) = msg::req_header(req, "Contact") else {
-            self.reply(
-                now,
-                peer,
-                ctx,
-                "INVITE",
-                400,
-                "Bad Request: INVITE without Contact",
-                vec![],
-            );
-            return;
-        };
+        // RFC 2543 INVITEs may lack Contact (RFC 4475 3.4.1, inv2543: accept them);
+        // RFC 2543 then sends in-dialog requests to the From URI.
+        let contact = msg::req_header(req, "Contact").unwrap_or(&ctx.from);
         let dialled = msg::uri_user(&req.uri.to_string()).map(str::to_string);
         let caller = msg::uri_user(msg::addr_uri(&ctx.from))
             .unwrap_or("anonymous")
@@ -1333,6 +1350,42 @@ mod tests {
         assert!(
             matches!(&evs[0], CoreEvent::Info { content_type, body, .. } if content_type == "application/dtmf-relay" && body.starts_with(b"Signal=5"))
         );
+    }
+
+    #[test]
+    fn rfc2543_invite_without_contact_is_accepted() {
+        // RFC 4475 3.4.1 (inv2543): no Contact; the From URI is the remote target.
+        let mut core = Core::new(CoreConfig::default());
+        let t0 = Instant::now();
+        let inv =
+            invite("z9hG4bK2543", None, 1).replace("Contact: <sip:alice@192.0.2.7:5070>\n", "");
+        assert!(!inv.contains("Contact"));
+        let (r, c) = req(&inv);
+        core.handle_request(t0, peer(), &r, &c);
+        let (sent, evs) = drain(&mut core);
+        assert_eq!(status(&sent[0].1), 100);
+        assert!(matches!(&evs[0], CoreEvent::NewCall { .. }), "{evs:?}");
+    }
+
+    #[test]
+    fn same_branch_from_another_sent_by_is_another_transaction() {
+        // RFC 3261 17.2.3: branch, sent-by and method identify a server transaction.
+        let mut core = Core::new(CoreConfig::default());
+        let t0 = Instant::now();
+        let opt = |host: &str, extra: &str| {
+            format!("OPTIONS sip:voxgate@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP {host};branch=z9hG4bKkdjuw\nFrom: <sip:ds@{host}>;tag=k\nTo: <sip:voxgate@127.0.0.1>\nCall-ID: opt-{host}\nCSeq: 7 OPTIONS\nMax-Forwards: 70\n{extra}Content-Length: 0\n\n")
+        };
+        let (r, c) = req(&opt("192.0.2.9", "Require: foo\n"));
+        core.handle_request(t0, peer(), &r, &c);
+        assert_eq!(status(&drain(&mut core).0[0].1), 420);
+        // A retransmission gets the cached answer ...
+        let (r, c) = req(&opt("192.0.2.9", "Require: foo\n"));
+        core.handle_request(t0, peer(), &r, &c);
+        assert_eq!(status(&drain(&mut core).0[0].1), 420);
+        // ... another client reusing the branch gets its own.
+        let (r, c) = req(&opt("192.0.2.10", ""));
+        core.handle_request(t0, peer(), &r, &c);
+        assert_eq!(status(&drain(&mut core).0[0].1), 200);
     }
 
     #[test]

@@ -567,6 +567,11 @@ async fn sleep_opt(until: Option<Instant>) {
     }
 }
 
+/// A message that started arriving must be complete within this (Timer F scale).
+const TCP_PARTIAL_TIMEOUT: Duration = Duration::from_secs(32);
+/// Connections with no traffic at all are closed after this.
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
 fn spawn_tcp_acceptor(listener: TcpListener, tx: mpsc::UnboundedSender<LoopMsg>) {
     tokio::spawn(async move {
         let mut next_id: u64 = 1;
@@ -593,9 +598,20 @@ fn spawn_tcp_acceptor(listener: TcpListener, tx: mpsc::UnboundedSender<LoopMsg>)
                 let mut framer = StreamFramer::new();
                 let mut buf = vec![0u8; 16 * 1024];
                 'read: loop {
-                    let n = match rd.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
+                    // A half-received message must complete soon; an idle connection may
+                    // stay a while (dispatchers and phones reuse them), not forever.
+                    let idle = if framer.buffered() > 0 {
+                        TCP_PARTIAL_TIMEOUT
+                    } else {
+                        TCP_IDLE_TIMEOUT
+                    };
+                    let n = match tokio::time::timeout(idle, rd.read(&mut buf)).await {
+                        Ok(Ok(0)) | Ok(Err(_)) => break,
+                        Ok(Ok(n)) => n,
+                        Err(_) => {
+                            debug!(%from, "closing idle or stalled TCP connection");
+                            break;
+                        }
                     };
                     framer.push(&buf[..n]);
                     while let Some(m) = framer.next_message() {

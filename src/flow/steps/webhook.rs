@@ -1,6 +1,7 @@
 //! `webhook`: call an HTTP backend; the JSON answer becomes `<into>.<field>`.
 //!
-//! 2xx → `success`, other statuses → `failure`, no answer within `timeout` →
+//! 2xx → `success`, other statuses → `failure` (with `<into>.status` set to
+//! the HTTP status), no answer within `timeout` →
 //! `timeout` (or `error` when the flow names no `timeout`), transport errors
 //! → `error`. URL, header and body values are public renders: secrets never
 //! leave the engine (the validator checks the same statically).
@@ -17,7 +18,7 @@ use super::{Abort, Ctx, Flowing};
 pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Webhook) -> Result<Flowing, Abort> {
     let url = ctx
         .vars
-        .render_public(&step.url.value)
+        .render_url(&step.url.value)
         .map_err(|e| Abort::Fail(format!("webhook url: {e}")))?;
     let mut headers = Vec::new();
     for (name, t) in &step.headers {
@@ -53,11 +54,16 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Webhook) -> Result
                 Ok(Flowing::Exit(Exit::Success)),
             )
         }
-        Ok(resp) => (
-            WebhookResult::Failed,
-            Some(resp.status),
-            Ok(Flowing::Exit(Exit::Failure)),
-        ),
+        Ok(resp) => {
+            // The answer body is not stored on failure; the status is.
+            let name = format!("{}.status", step.into.value);
+            ctx.vars.set(&name, &resp.status.to_string(), false);
+            (
+                WebhookResult::Failed,
+                Some(resp.status),
+                Ok(Flowing::Exit(Exit::Failure)),
+            )
+        }
         Err(ServiceError::Timeout(m)) if !ctx.has_exit(Exit::Timeout) => (
             WebhookResult::Timeout,
             None,
