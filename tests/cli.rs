@@ -54,6 +54,24 @@ fn validate_reports_file_line_col_and_fails() {
         "wrong type is located:\n{text}"
     );
     assert!(text.contains("problem(s) in 2 flow file(s)"), "{text}");
+
+    // One file with a load error and a semantic error: both in one run.
+    std::fs::write(
+        dir.join("both.yaml"),
+        "flow: both\nsteps:\n  greet:\n    play: [goodbye]\n    next: nowhere\n  ask:\n    collect_digits: { prompts: [goodbye], tries: three }\n    on: { success: greet }\n",
+    )
+    .unwrap();
+    let (code, text) = run(&[
+        "validate",
+        dir.join("both.yaml").to_str().unwrap(),
+        "--prompts",
+        "prompts",
+    ]);
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains("both.yaml:5:11:") && text.contains("both.yaml:7:"),
+        "both problems reported:\n{text}"
+    );
 }
 
 #[test]

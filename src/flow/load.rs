@@ -11,7 +11,7 @@
 //! step ids with both positions), leading-zero numbers kept as strings (phone
 //! numbers like `0123…`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -329,6 +329,46 @@ struct Ctx<'p> {
     diags: Vec<Diagnostic>,
     /// "step `x` (kind)" while building a step, so field messages say where they are.
     scope: String,
+    /// What had to be guessed to keep going after an error.
+    rec: Recovery,
+}
+
+/// What the lenient loader had to guess after load errors, so the validator
+/// can check the rest of the flow without reporting mere consequences of
+/// those errors (a step with an unknown kind is not "missing exits", a step
+/// reached only through a rejected exit is not "unreachable", …).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recovery {
+    /// Steps whose kind could not be built (unknown kind, several kinds, not a
+    /// mapping, unusable body). They stay in `Flow::steps` as placeholders
+    /// (`StepKind::Goto` carrying the exits as written) so targets naming them
+    /// are not dangling; kind-specific checks skip them.
+    pub placeholders: BTreeSet<StepId>,
+    /// Steps whose way out is partly unknown (an exit or `on:` that was not a
+    /// step id): they may lead anywhere.
+    pub opaque: BTreeSet<StepId>,
+    /// Targets written under a rejected exit (`from`, `to`): they count for
+    /// reachability and ways out, but are not checked as targets.
+    pub hidden_edges: Vec<(StepId, StepId)>,
+    /// Variables (exact names and `prefix.`es) that placeholder steps may set.
+    pub maybe_set: BTreeSet<String>,
+    pub maybe_prefixes: BTreeSet<String>,
+    /// `start` could not be read or a step was dropped whole: which steps are
+    /// reachable is unknown.
+    pub reach_unknown: bool,
+    /// `vars:` could not be read: any variable may be set.
+    pub vars_unknown: bool,
+}
+
+/// Everything lenient loading found: the best-effort flow, the load
+/// diagnostics, and what was guessed.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// `None` only when the file can't be read, isn't YAML, or isn't a mapping.
+    pub flow: Option<Flow>,
+    /// Load diagnostics, sorted by position.
+    pub diags: Vec<Diagnostic>,
+    pub recovery: Recovery,
 }
 
 /// A mapping's entries by key, after unknown/duplicate keys were reported.
@@ -356,6 +396,31 @@ impl Ctx<'_> {
             format!("{}: {msg}", self.scope)
         };
         self.diags.push(Diagnostic::new(self.path, span, msg));
+    }
+
+    /// A misspelt field was reported; note what it meant to say, so the
+    /// validator does not also report what that field would have provided.
+    fn note_misspelt(&mut self, name: &str, value: &Node, allowed: &[&str]) {
+        match nearest(name, allowed.iter().copied()) {
+            // `int: pin` for `into: pin`: `pin` may be set.
+            Some("into") => {
+                if let Some(v) = value.scalar_text() {
+                    self.rec.maybe_prefixes.insert(format!("{v}."));
+                    self.rec.maybe_set.insert(v);
+                }
+            }
+            // `var:` for `vars:`: its names may be set.
+            Some("vars") if allowed == FLOW_FIELDS => match &value.val {
+                Val::Map(m) => self
+                    .rec
+                    .maybe_set
+                    .extend(m.iter().filter_map(|(k, _)| k.scalar_text())),
+                _ => self.rec.vars_unknown = true,
+            },
+            // `strat:` for `start:`: the start step is unknown.
+            Some("start") if allowed == FLOW_FIELDS => self.rec.reach_unknown = true,
+            _ => {}
+        }
     }
 
     /// Check a mapping's keys against `allowed` and index them. `what` names
@@ -394,6 +459,7 @@ impl Ctx<'_> {
                         allowed.join(", ")
                     ),
                 );
+                self.note_misspelt(&name, v, allowed);
                 continue;
             }
             if let Some(prev) = out.iter().find(|e| e.0 == name) {
@@ -430,6 +496,21 @@ impl Ctx<'_> {
             return None;
         }
         Some(t)
+    }
+
+    /// Like [`Ctx::template`], but keeps going: a bad template is reported and
+    /// kept as written (checks that parse templates skip it), a non-text value
+    /// becomes an empty string.
+    fn template_or_raw(&mut self, node: &Node, field: &str) -> Template {
+        match self.string(node, field) {
+            Some(t) => {
+                if let Err(e) = expr::template_vars(&t.value) {
+                    self.ferr(node.span, format!("`{field}`: {e}"));
+                }
+                t
+            }
+            None => Spanned::new(String::new(), node.span),
+        }
     }
 
     fn uint(&mut self, node: &Node, field: &str) -> Option<Spanned<u32>> {
@@ -566,9 +647,8 @@ impl Ctx<'_> {
                 continue;
             }
             let label = format!("{field}.{name}");
-            if let Some(t) = self.template(v, &label) {
-                out.push((Spanned::new(name, k.span), t));
-            }
+            let t = self.template_or_raw(v, &label);
+            out.push((Spanned::new(name, k.span), t));
         }
         out
     }
@@ -665,11 +745,61 @@ fn yaml_error_message(e: &serde_saphyr::Error) -> String {
 }
 
 /// Load one flow from text. `path` is used for messages and the default name.
+/// Any diagnostic means the flow must not be served.
 pub fn load_flow_str(path: &Path, text: &str) -> Result<Flow, Vec<Diagnostic>> {
+    strict(path, load_flow_recovering(path, text))
+}
+
+/// Load one flow file. An unreadable file is a diagnostic at 1:1.
+pub fn load_flow(path: &Path) -> Result<Flow, Vec<Diagnostic>> {
+    strict(path, load_file_recovering(path))
+}
+
+fn strict(path: &Path, l: Loaded) -> Result<Flow, Vec<Diagnostic>> {
+    match l.flow {
+        Some(f) if l.diags.is_empty() => Ok(f),
+        _ if l.diags.is_empty() => Err(vec![Diagnostic::new(
+            path,
+            Span { line: 1, col: 1 },
+            "flow could not be loaded",
+        )]),
+        _ => Err(l.diags),
+    }
+}
+
+/// Load as much of a flow as possible: every load problem is reported and the
+/// bad field falls back to its default (or the step to a placeholder), so the
+/// semantic checks can still run. The flow is `None` only when the text is
+/// not YAML or not a mapping. For `voxgate validate`; never serve the result
+/// when there is any diagnostic.
+pub fn load_flow_lenient(path: &Path, text: &str) -> (Option<Flow>, Vec<Diagnostic>) {
+    let l = load_flow_recovering(path, text);
+    (l.flow, l.diags)
+}
+
+/// [`load_flow_lenient`] from a file, with what was guessed.
+pub fn load_file_recovering(path: &Path) -> Loaded {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_flow_recovering(path, &text),
+        Err(e) => Loaded {
+            flow: None,
+            diags: vec![Diagnostic::new(
+                path,
+                Span { line: 1, col: 1 },
+                format!("cannot read flow file: {e}"),
+            )],
+            recovery: Recovery::default(),
+        },
+    }
+}
+
+/// [`load_flow_lenient`], with what was guessed (see [`Recovery`]).
+pub fn load_flow_recovering(path: &Path, text: &str) -> Loaded {
     let mut ctx = Ctx {
         path,
         diags: Vec::new(),
         scope: String::new(),
+        rec: Recovery::default(),
     };
     let mut opts = serde_saphyr::Options::default();
     opts.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
@@ -682,7 +812,7 @@ pub fn load_flow_str(path: &Path, text: &str) -> Result<Flow, Vec<Diagnostic>> {
                 Span { line: 1, col: 1 },
                 "the file is empty; a flow needs at least `steps:`",
             );
-            return Err(ctx.diags);
+            return ctx.finish(None);
         }
         Err(e) => {
             let span = e
@@ -690,31 +820,21 @@ pub fn load_flow_str(path: &Path, text: &str) -> Result<Flow, Vec<Diagnostic>> {
                 .map(to_span)
                 .unwrap_or(Span { line: 1, col: 1 });
             ctx.err(span, yaml_error_message(&e));
-            return Err(ctx.diags);
+            return ctx.finish(None);
         }
     };
     let flow = build_flow(&mut ctx, &root);
-    match flow {
-        Some(f) if ctx.diags.is_empty() => Ok(f),
-        _ => {
-            if ctx.diags.is_empty() {
-                ctx.err(root.span, "flow could not be loaded");
-            }
-            diag::sort(&mut ctx.diags);
-            Err(ctx.diags)
-        }
-    }
+    ctx.finish(flow)
 }
 
-/// Load one flow file. An unreadable file is a diagnostic at 1:1.
-pub fn load_flow(path: &Path) -> Result<Flow, Vec<Diagnostic>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_flow_str(path, &text),
-        Err(e) => Err(vec![Diagnostic::new(
-            path,
-            Span { line: 1, col: 1 },
-            format!("cannot read flow file: {e}"),
-        )]),
+impl Ctx<'_> {
+    fn finish(mut self, flow: Option<Flow>) -> Loaded {
+        diag::sort(&mut self.diags);
+        Loaded {
+            flow,
+            diags: self.diags,
+            recovery: self.rec,
+        }
     }
 }
 
@@ -726,39 +846,51 @@ pub fn is_flow_file(path: &Path) -> bool {
         && !name.ends_with(".test.yml")
 }
 
+/// The flow files of a directory (not recursive), in file-name order.
+fn flow_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| {
+            Diagnostic::new(
+                dir,
+                Span { line: 1, col: 1 },
+                format!("cannot read flow directory: {e}"),
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_flow_file(p))
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+/// A flow named like one loaded before it: the diagnostic to report.
+fn duplicate_name(f: &Flow, earlier: &[&Flow]) -> Option<Diagnostic> {
+    let other = earlier.iter().find(|o| o.name == f.name)?;
+    Some(Diagnostic::new(
+        &f.path,
+        Span { line: 1, col: 1 },
+        format!(
+            "flow name `{}` is also used by {}; flow names must be unique",
+            f.name,
+            other.path.display()
+        ),
+    ))
+}
+
 /// Load every flow in a directory (not recursive), in file-name order.
 /// Two files declaring the same flow name are reported too.
 pub fn load_dir(dir: &Path) -> (Vec<Flow>, Vec<Diagnostic>) {
     let mut flows: Vec<Flow> = Vec::new();
     let mut diags = Vec::new();
-    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && is_flow_file(p))
-            .collect(),
-        Err(e) => {
-            diags.push(Diagnostic::new(
-                dir,
-                Span { line: 1, col: 1 },
-                format!("cannot read flow directory: {e}"),
-            ));
-            return (flows, diags);
-        }
+    let paths = match flow_files(dir) {
+        Ok(p) => p,
+        Err(d) => return (flows, vec![d]),
     };
-    paths.sort();
     for p in paths {
         match load_flow(&p) {
             Ok(f) => {
-                if let Some(other) = flows.iter().find(|o| o.name == f.name) {
-                    diags.push(Diagnostic::new(
-                        &f.path,
-                        Span { line: 1, col: 1 },
-                        format!(
-                            "flow name `{}` is also used by {}; flow names must be unique",
-                            f.name,
-                            other.path.display()
-                        ),
-                    ));
+                if let Some(d) = duplicate_name(&f, &flows.iter().collect::<Vec<_>>()) {
+                    diags.push(d);
                     continue;
                 }
                 flows.push(f);
@@ -767,6 +899,25 @@ pub fn load_dir(dir: &Path) -> (Vec<Flow>, Vec<Diagnostic>) {
         }
     }
     (flows, diags)
+}
+
+/// [`load_dir`], leniently: every flow file with what could be loaded of it.
+/// Flows that failed to load still take part in the flow-name check; a
+/// duplicate name is added to that flow's diagnostics.
+pub fn load_dir_recovering(dir: &Path) -> Result<Vec<Loaded>, Diagnostic> {
+    let mut out: Vec<Loaded> = Vec::new();
+    for p in flow_files(dir)? {
+        let mut l = load_file_recovering(&p);
+        if let Some(f) = &l.flow {
+            let earlier: Vec<&Flow> = out.iter().filter_map(|o| o.flow.as_ref()).collect();
+            if let Some(d) = duplicate_name(f, &earlier) {
+                l.diags.push(d);
+                diag::sort(&mut l.diags);
+            }
+        }
+        out.push(l);
+    }
+    Ok(out)
 }
 
 fn build_flow(ctx: &mut Ctx, root: &Node) -> Option<Flow> {
@@ -789,6 +940,12 @@ fn build_flow(ctx: &mut Ctx, root: &Node) -> Option<Flow> {
         .get("max_duration")
         .and_then(|n| ctx.duration(n, "max_duration"))
         .map(|d| d.value);
+    if top
+        .get("vars")
+        .is_some_and(|n| !matches!(n.val, Val::Map(_) | Val::Null))
+    {
+        ctx.rec.vars_unknown = true;
+    }
     let vars: BTreeMap<String, Template> = top
         .get("vars")
         .map(|n| ctx.template_map(n, "vars"))
@@ -806,16 +963,19 @@ fn build_flow(ctx: &mut Ctx, root: &Node) -> Option<Flow> {
                 for (k, v) in entries {
                     let Some(id) = k.scalar_text() else {
                         ctx.err(k.span, format!("a step id must be a plain name, got {}", k.shown()));
+                        ctx.rec.reach_unknown = true;
                         continue;
                     };
                     if let Some((_, line)) = seen_ids.iter().find(|(s, _)| *s == id) {
                         ctx.err(k.span, format!("duplicate step id `{id}` (first defined on line {line}); step ids must be unique"));
+                        // Its targets still count as ways the flow goes.
+                        for t in raw_targets(v) {
+                            ctx.rec.hidden_edges.push((id.clone(), t));
+                        }
                         continue;
                     }
                     seen_ids.push((id.clone(), k.span.line));
-                    if let Some(step) = build_step(ctx, Spanned::new(id, k.span), v) {
-                        steps.push(step);
-                    }
+                    steps.push(build_step(ctx, Spanned::new(id, k.span), v));
                 }
             }
             Val::Map(_) | Val::Null => ctx.err(n.span, "`steps` is empty; a flow needs at least one step"),
@@ -826,12 +986,18 @@ fn build_flow(ctx: &mut Ctx, root: &Node) -> Option<Flow> {
         },
     }
 
+    let first = || {
+        steps.first().map_or_else(
+            || Spanned::new(String::new(), root.span),
+            |f| Spanned::new(f.id.value.clone(), f.id.span),
+        )
+    };
     let start = match top.get("start") {
-        Some(n) => ctx.string(n, "start")?,
-        None => {
-            let first = steps.first()?;
-            Spanned::new(first.id.value.clone(), first.id.span)
-        }
+        Some(n) => ctx.string(n, "start").unwrap_or_else(|| {
+            ctx.rec.reach_unknown = true;
+            first()
+        }),
+        None => first(),
     };
     Some(Flow {
         name,
@@ -844,7 +1010,111 @@ fn build_flow(ctx: &mut Ctx, root: &Node) -> Option<Flow> {
     })
 }
 
-fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Option<Step> {
+/// Step ids a raw step mapping names (`next`, `goto`, `on`, branch cases),
+/// for steps that could not be built.
+fn raw_targets(node: &Node) -> Vec<String> {
+    let mut out = Vec::new();
+    let Val::Map(entries) = &node.val else {
+        return out;
+    };
+    for (k, v) in entries {
+        let key = k.scalar_text().unwrap_or_default();
+        out.extend(key_targets(&key, v));
+    }
+    out
+}
+
+/// Step ids named by one key of a raw step mapping.
+fn key_targets(key: &str, v: &Node) -> Vec<String> {
+    let mut out = Vec::new();
+    {
+        match key {
+            "next" | "goto" => out.extend(v.scalar_text()),
+            "on" => {
+                if let Val::Map(m) = &v.val {
+                    out.extend(m.iter().filter_map(|(_, t)| t.scalar_text()));
+                }
+            }
+            "branch" => {
+                if let Val::Seq(items) = &v.val {
+                    for item in items {
+                        if let Val::Map(m) = &item.val {
+                            out.extend(
+                                m.iter()
+                                    .filter(|(k, _)| {
+                                        matches!(k.scalar_text().as_deref(), Some("goto" | "else"))
+                                    })
+                                    .filter_map(|(_, t)| t.scalar_text()),
+                            );
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Variables a step of `kind` (possibly misspelt) might set, for a placeholder.
+fn note_maybe_set(ctx: &mut Ctx, sid: &str, kind: &str, body: &Node) {
+    let all_kinds: Vec<&str> = STEP_KINDS.iter().map(|(k, _)| *k).collect();
+    let guess = if all_kinds.contains(&kind) {
+        Some(kind)
+    } else {
+        nearest(kind, all_kinds.iter().copied())
+    };
+    let into = match &body.val {
+        Val::Map(m) => m
+            .iter()
+            .find(|(k, _)| k.scalar_text().as_deref() == Some("into"))
+            .and_then(|(_, v)| v.scalar_text()),
+        _ => None,
+    }
+    .unwrap_or_else(|| sid.to_string());
+    let rec = &mut ctx.rec;
+    match guess {
+        Some("collect_digits" | "recognize") => {
+            rec.maybe_set.insert(into);
+        }
+        Some("webhook") => {
+            rec.maybe_prefixes.insert(format!("{into}."));
+        }
+        Some("lookup_caller") => {
+            rec.maybe_prefixes.insert("account.".into());
+        }
+        Some("verify_passphrase" | "verify_code" | "verify_totp") => {
+            rec.maybe_prefixes.insert("auth.".into());
+        }
+        Some("send_code") => {
+            rec.maybe_set.insert("code.sent_to".into());
+        }
+        Some("set") | None => {
+            if let Val::Map(m) = &body.val {
+                rec.maybe_set
+                    .extend(m.iter().filter_map(|(k, _)| k.scalar_text()));
+            }
+            if guess.is_none() {
+                rec.maybe_set.insert(into.clone());
+                rec.maybe_prefixes.insert(format!("{into}."));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A step whose kind could not be built: its id and exits, nothing else.
+fn placeholder(ctx: &mut Ctx, id: Spanned<StepId>, exits: BTreeMap<Exit, Spanned<StepId>>) -> Step {
+    ctx.rec.placeholders.insert(id.value.clone());
+    Step {
+        span: id.span,
+        id,
+        kind: StepKind::Goto,
+        exits,
+    }
+}
+
+fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Step {
     let entries = match &node.val {
         Val::Map(m) => m,
         _ => {
@@ -857,14 +1127,15 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Option<Step> {
                     node.shown()
                 ),
             );
-            return None;
+            ctx.rec.opaque.insert(id.value.clone());
+            return placeholder(ctx, id, BTreeMap::new());
         }
     };
     let sid = id.value.clone();
     let mut kinds: Vec<(&str, &Node, Span)> = Vec::new();
     let mut next: Option<&Node> = None;
     let mut on: Option<&Node> = None;
-    let mut unknown: Vec<(String, Span)> = Vec::new();
+    let mut unknown: Vec<(String, Span, &Node)> = Vec::new();
     let mut seen: Vec<(String, u32)> = Vec::new();
     for (k, v) in entries {
         let Some(key) = k.scalar_text() else {
@@ -882,6 +1153,9 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Option<Step> {
                 k.span,
                 format!("step `{sid}`: `{key}` is given twice (first on line {line})"),
             );
+            for t in key_targets(&key, v) {
+                ctx.rec.hidden_edges.push((sid.clone(), t));
+            }
             continue;
         }
         seen.push((key.clone(), k.span.line));
@@ -893,13 +1167,13 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Option<Step> {
             }
             _ => match STEP_KINDS.iter().find(|(n, _)| *n == key) {
                 Some((n, _)) => kinds.push((n, v, k.span)),
-                None => unknown.push((key, k.span)),
+                None => unknown.push((key, k.span, v)),
             },
         }
     }
 
     let all_kinds: Vec<&str> = STEP_KINDS.iter().map(|(k, _)| *k).collect();
-    for (key, span) in &unknown {
+    for (key, span, value) in &unknown {
         if kinds.is_empty() {
             ctx.err(
                 *span,
@@ -926,8 +1200,20 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Option<Step> {
                     "step `{sid}` ({kind}): unknown key `{key}`{hint}; a step has one kind key plus next, on, description"
                 ),
             );
+            // A misspelt `next:`/`on:` still shows where the step goes.
+            if let Some(meant) = nearest(key, ["next", "on"]) {
+                let targets = key_targets(meant, value);
+                if targets.is_empty() {
+                    ctx.rec.opaque.insert(sid.clone());
+                }
+                for t in targets {
+                    ctx.rec.hidden_edges.push((sid.clone(), t));
+                }
+            }
         }
     }
+    // The one kind of this step, when there is exactly one.
+    let mut the_kind: Option<(&str, &Node, Span)> = None;
     if kinds.len() > 1 {
         let names: Vec<String> = kinds.iter().map(|k| format!("`{}`", k.0)).collect();
         ctx.err(
@@ -938,51 +1224,79 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Option<Step> {
                 names.join(", ")
             ),
         );
-        return None;
-    }
-    let Some(&(kind_name, body, kind_span)) = kinds.first() else {
-        if unknown.is_empty() {
-            ctx.err(
-                id.span,
-                format!("step `{sid}` has no step kind; add one of {}", kind_names()),
-            );
+        for &(k, body, _) in &kinds {
+            note_maybe_set(ctx, &sid, k, body);
         }
-        return None;
-    };
+    } else if let Some(&k) = kinds.first() {
+        the_kind = Some(k);
+    } else if unknown.is_empty() {
+        ctx.err(
+            id.span,
+            format!("step `{sid}` has no step kind; add one of {}", kind_names()),
+        );
+    } else {
+        for (k, _, body) in &unknown {
+            note_maybe_set(ctx, &sid, k, body);
+        }
+    }
+    let kind_name = the_kind.map_or("", |k| k.0);
 
-    let kind = build_kind(ctx, &sid, kind_name, body, kind_span);
+    let kind = the_kind.and_then(|(kind_name, body, kind_span)| {
+        let k = build_kind(ctx, &sid, kind_name, body, kind_span);
+        if k.is_none() {
+            note_maybe_set(ctx, &sid, kind_name, body);
+        }
+        k
+    });
 
     let mut exits: BTreeMap<Exit, Spanned<StepId>> = BTreeMap::new();
-    if kind_name == "goto" {
-        if let Some(t) = body.scalar_text() {
-            exits.insert(Exit::Next, Spanned::new(t, body.span));
+    if let Some((_, body, _)) = the_kind.filter(|k| k.0 == "goto") {
+        match body.scalar_text().filter(|t| !t.is_empty()) {
+            Some(t) => {
+                exits.insert(Exit::Next, Spanned::new(t, body.span));
+            }
+            None => {
+                ctx.rec.opaque.insert(sid.clone());
+            }
         }
     }
-    let allowed: &[Exit] = match &kind {
-        Some(k) => k.exits(),
-        None => exits_of_name(kind_name),
+    // Which exits may be given; `None` when the kind is unknown (any may be).
+    let allowed: Option<&[Exit]> = match (&kind, the_kind) {
+        (Some(k), _) => Some(k.exits()),
+        (None, Some((name, _, _))) => Some(exits_of_name(name)),
+        (None, None) => None,
     };
     let has = || {
-        if allowed.is_empty() {
-            "none (it ends the call or picks its own target)".to_string()
-        } else {
-            allowed
-                .iter()
-                .map(|e| e.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
+        match allowed {
+        Some([]) => "it has: none (it ends the call or picks its own target)".to_string(),
+        Some(a) => format!(
+            "it has: {}",
+            a.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+        None => "exits are next, success, failure, no_input, no_match, max_attempts, error, found, not_found, expired, rate_limited, timeout".to_string(),
+    }
+    };
+    let kind_label = if kind_name.is_empty() {
+        String::new()
+    } else {
+        format!(" ({kind_name})")
     };
     let mut add_exit = |ctx: &mut Ctx, exit: Exit, key_span: Span, target: &Node| {
-        if !allowed.contains(&exit) {
+        if allowed.is_some_and(|a| !a.contains(&exit)) {
             ctx.err(
                 key_span,
                 format!(
-                    "step `{sid}` ({kind_name}) has no exit `{}`; it has: {}",
+                    "step `{sid}`{kind_label} has no exit `{}`; {}",
                     exit.as_str(),
                     has()
                 ),
             );
+            match target.scalar_text() {
+                Some(t) => ctx.rec.hidden_edges.push((sid.clone(), t)),
+                None => {
+                    ctx.rec.opaque.insert(sid.clone());
+                }
+            }
             return;
         }
         let Some(t) = target.scalar_text().filter(|t| !t.is_empty()) else {
@@ -994,6 +1308,7 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Option<Step> {
                     target.shown()
                 ),
             );
+            ctx.rec.opaque.insert(sid.clone());
             return;
         };
         if exits.contains_key(&exit) {
@@ -1001,6 +1316,7 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Option<Step> {
                 key_span,
                 format!("step `{sid}`: exit `{}` is given twice", exit.as_str()),
             );
+            ctx.rec.hidden_edges.push((sid.clone(), t));
             return;
         }
         exits.insert(exit, Spanned::new(t, target.span));
@@ -1011,6 +1327,9 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Option<Step> {
                 n.span,
                 format!("step `{sid}` (goto): `goto:` already names the next step; remove `next:`"),
             );
+            if let Some(t) = n.scalar_text() {
+                ctx.rec.hidden_edges.push((sid.clone(), t));
+            }
         } else {
             // Point at the `next` key: the value position is the target.
             add_exit(ctx, Exit::Next, n.span, n);
@@ -1020,38 +1339,72 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Option<Step> {
         match &n.val {
             Val::Map(m) => {
                 let all_exits = [
-                    "next", "success", "failure", "no_input", "no_match", "max_attempts", "error", "found",
-                    "not_found", "expired", "rate_limited", "timeout",
+                    "next",
+                    "success",
+                    "failure",
+                    "no_input",
+                    "no_match",
+                    "max_attempts",
+                    "error",
+                    "found",
+                    "not_found",
+                    "expired",
+                    "rate_limited",
+                    "timeout",
                 ];
                 for (k, v) in m {
                     let name = k.scalar_text().unwrap_or_default();
                     match Exit::parse(&name) {
-                        Some(Exit::Next) => ctx.err(k.span, format!("step `{sid}`: write `next:` beside the kind, not inside `on:`")),
+                        Some(Exit::Next) => {
+                            ctx.err(
+                                k.span,
+                                format!(
+                                    "step `{sid}`: write `next:` beside the kind, not inside `on:`"
+                                ),
+                            );
+                            ctx.rec
+                                .hidden_edges
+                                .extend(v.scalar_text().map(|t| (sid.clone(), t)));
+                        }
                         Some(e) => add_exit(ctx, e, k.span, v),
-                        None => ctx.err(
-                            k.span,
-                            format!(
-                                "step `{sid}` ({kind_name}): unknown exit `{name}`{}; it has: {}",
-                                did_you_mean(&name, &all_exits),
-                                has()
-                            ),
-                        ),
+                        None => {
+                            ctx.err(
+                                k.span,
+                                format!(
+                                    "step `{sid}`{kind_label}: unknown exit `{name}`{}; {}",
+                                    did_you_mean(&name, &all_exits),
+                                    has()
+                                ),
+                            );
+                            match v.scalar_text() {
+                                Some(t) => ctx.rec.hidden_edges.push((sid.clone(), t)),
+                                None => {
+                                    ctx.rec.opaque.insert(sid.clone());
+                                }
+                            }
+                        }
                     }
                 }
             }
-            _ => ctx.err(
-                n.span,
-                format!("step `{sid}`: `on` must be a mapping of exit → step id (e.g. {{ success: next_step }}), got {}", n.shown()),
-            ),
+            _ => {
+                ctx.err(
+                    n.span,
+                    format!("step `{sid}`: `on` must be a mapping of exit → step id (e.g. {{ success: next_step }}), got {}", n.shown()),
+                );
+                ctx.rec.opaque.insert(sid.clone());
+            }
         }
     }
 
-    Some(Step {
-        span: id.span,
-        id,
-        kind: kind?,
-        exits,
-    })
+    match kind {
+        Some(kind) => Step {
+            span: id.span,
+            id,
+            kind,
+            exits,
+        },
+        None => placeholder(ctx, id, exits),
+    }
 }
 
 /// Exits of a kind by name, for checking `on:` even when the kind's body had errors.
@@ -1192,7 +1545,6 @@ fn build_kind_inner(
     span: Span,
     what: &str,
 ) -> Option<StepKind> {
-    let n_before = ctx.diags.len();
     let k = match kind {
         "play" => {
             // Short form: `play: [welcome, menu]` (or one name).
@@ -1207,10 +1559,13 @@ fn build_kind_inner(
                 })
             } else {
                 let f = ctx.fields(body, what, PLAY_FIELDS)?;
+                let n_before = ctx.diags.len();
                 let prompts = f
                     .get("prompts")
                     .map(|n| ctx.prompts(n, "prompts"))
                     .unwrap_or_default();
+                // A bad `prompts:` was reported already; "plays nothing" would repeat it.
+                let prompts_ok = ctx.diags.len() == n_before;
                 let barge_in = f.get("barge_in").map_or(
                     BargeIn {
                         digits: true,
@@ -1226,7 +1581,7 @@ fn build_kind_inner(
                         )
                     },
                 );
-                if prompts.is_empty() {
+                if prompts.is_empty() && prompts_ok {
                     ctx.err(
                         span,
                         format!("{what} plays nothing; give `prompts: [name, …]`"),
@@ -1238,7 +1593,7 @@ fn build_kind_inner(
         "say" => {
             let f = ctx.fields(body, what, SAY_FIELDS)?;
             let value = match f.get("value") {
-                Some(n) => ctx.template(n, "value")?,
+                Some(n) => ctx.template_or_raw(n, "value"),
                 None => {
                     ctx.err(
                         span,
@@ -1246,7 +1601,7 @@ fn build_kind_inner(
                             "{what} needs `value:` (what to say, e.g. \"${{entered_number}}\")"
                         ),
                     );
-                    return None;
+                    Spanned::new(String::new(), span)
                 }
             };
             let say_as = f.get("as").and_then(|n| {
@@ -1269,10 +1624,12 @@ fn build_kind_inner(
                     }
                 }
             });
+            // A bad `as:` was reported; `count` may be right for what was meant.
+            let as_bad = f.get("as").is_some() && say_as.is_none();
             let say_as = match say_as.unwrap_or(0) {
                 2 => SayAs::LastDigits(count.map_or(4, |c| c.0)),
                 other => {
-                    if let Some((_, cspan)) = count {
+                    if let Some((_, cspan)) = count.filter(|_| !as_bad) {
                         ctx.ferr(cspan, "`count` only applies to `as: last_digits`");
                     }
                     if other == 1 {
@@ -1497,11 +1854,13 @@ fn build_kind_inner(
         }
         "transfer" => {
             let f = ctx.fields(body, what, TRANSFER_FIELDS)?;
+            // Missing or bad: reported here; the validator's own `target`
+            // check is at the same position and is not repeated.
             let target = match f.get("target") {
-                Some(n) => ctx.template(n, "target")?,
+                Some(n) => ctx.template_or_raw(n, "target"),
                 None => {
                     ctx.err(span, format!("{what} needs `target:` (a SIP URI such as \"sip:agents@10.0.0.5:5060\")"));
-                    return None;
+                    Spanned::new(String::new(), span)
                 }
             };
             StepKind::Transfer(Transfer {
@@ -1532,10 +1891,10 @@ fn build_kind_inner(
         "webhook" => {
             let f = ctx.fields(body, what, WEBHOOK_FIELDS)?;
             let url = match f.get("url") {
-                Some(n) => ctx.template(n, "url")?,
+                Some(n) => ctx.template_or_raw(n, "url"),
                 None => {
                     ctx.err(span, format!("{what} needs `url:` (e.g. \"http://127.0.0.1:8080/crm?n=${{caller}}\")"));
-                    return None;
+                    Spanned::new(String::new(), span)
                 }
             };
             StepKind::Webhook(Webhook {
@@ -1603,8 +1962,9 @@ fn build_kind_inner(
         }
         _ => return None,
     };
-    // Field-level errors were reported; a kind with errors yields no step.
-    (ctx.diags.len() == n_before).then_some(k)
+    // Field-level errors were reported and their fields fell back to defaults,
+    // so the validator can still check the rest of the step.
+    Some(k)
 }
 
 fn build_branch(ctx: &mut Ctx, sid: &str, body: &Node, span: Span) -> Option<StepKind> {
@@ -1617,6 +1977,8 @@ fn build_branch(ctx: &mut Ctx, sid: &str, body: &Node, span: Span) -> Option<Ste
     };
     let mut cases = Vec::new();
     let mut otherwise: Option<Spanned<StepId>> = None;
+    // An `else:` that was given but is not a step id (reported already).
+    let mut bad_else = false;
     let what = format!("step `{sid}` (branch)");
     for item in items {
         let Some(f) = ctx.fields(item, &format!("{what} case"), BRANCH_FIELDS) else {
@@ -1630,22 +1992,31 @@ fn build_branch(ctx: &mut Ctx, sid: &str, body: &Node, span: Span) -> Option<Ste
             continue;
         }
         match (f.get("if"), f.get("goto"), f.get("else")) {
-            (None, None, Some(e)) => {
-                if let Some(t) = ctx.string(e, "else") {
-                    otherwise = Some(t);
+            (None, None, Some(e)) => match ctx.string(e, "else") {
+                Some(t) => otherwise = Some(t),
+                None => {
+                    bad_else = true;
+                    ctx.rec.opaque.insert(sid.to_string());
                 }
-            }
+            },
             (Some(c), Some(g), None) => {
-                let (Some(cond), Some(target)) = (ctx.string(c, "if"), ctx.string(g, "goto"))
-                else {
+                let cond = ctx.string(c, "if");
+                let Some(target) = ctx.string(g, "goto") else {
+                    ctx.rec.opaque.insert(sid.to_string());
                     continue;
                 };
+                let Some(cond) = cond else {
+                    ctx.rec.hidden_edges.push((sid.to_string(), target.value));
+                    continue;
+                };
+                // A bad condition is reported and kept as written (the
+                // validator skips conditions that do not parse), so its
+                // target is still checked.
                 if let Err(e) = expr::Condition::parse(&cond.value) {
                     ctx.err(
                         cond.span,
                         format!("{what}: condition {:?}: {e}", cond.value),
                     );
-                    continue;
                 }
                 cases.push((cond, target));
             }
@@ -1665,12 +2036,17 @@ fn build_branch(ctx: &mut Ctx, sid: &str, body: &Node, span: Span) -> Option<Ste
         }
     }
     let Some(otherwise) = otherwise else {
-        ctx.err(
-            span,
-            format!(
+        if !bad_else {
+            ctx.err(
+                span,
+                format!(
                 "{what} has no `- else: <step>` case; add one so every call has somewhere to go"
             ),
-        );
+            );
+        }
+        for (_, t) in cases {
+            ctx.rec.hidden_edges.push((sid.to_string(), t.value));
+        }
         return None;
     };
     Some(StepKind::Branch(Branch { cases, otherwise }))
@@ -2126,6 +2502,36 @@ steps:
         // Exits are checked even when the kind's own fields are wrong.
         let e = errs("steps:\n  a:\n    play: { prompts: 3 }\n    on: { success: a }\n");
         has(&e, "has no exit `success`");
+    }
+
+    #[test]
+    fn no_cascades_inside_the_loader() {
+        // A bad `prompts:` is not also "plays nothing"; a bad `else:` is not
+        // also "no else"; both steps stay, so `b` is a real step.
+        let e = errs("steps:\n  a:\n    play: { prompts: 3 }\n    next: b\n  b:\n    branch:\n      - else: [a]\n");
+        assert_eq!(
+            e,
+            [
+                "3:22: step `a` (play): `prompts` must be a list of prompt names like [welcome, menu], got 3",
+                "7:15: step `b` (branch): `else` must be text, got a list",
+            ]
+        );
+        // A bad `as:` is not also "`count` only applies to last_digits".
+        let e =
+            errs("steps:\n  a:\n    say: { value: x, as: last_digit, count: 4 }\n    next: a\n");
+        assert_eq!(
+            e,
+            ["3:26: step `a` (say): `as` must be one of digits, number, last_digits, got \"last_digit\""]
+        );
+        let (flow, d) = load_flow_lenient(Path::new("t.yaml"), "steps:\n  a:\n    play: { prompts: 3 }\n    next: b\n  b:\n    branch:\n      - else: [a]\n");
+        assert_eq!(d.len(), 2);
+        let ids: Vec<String> = flow
+            .unwrap()
+            .steps
+            .iter()
+            .map(|s| s.id.value.clone())
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use crate::flow::diag::{self, Diagnostic};
 use crate::flow::expr;
-use crate::flow::load::{self, nearest};
+use crate::flow::load::{self, nearest, Loaded, Recovery};
 use crate::flow::model::*;
 
 /// Where `validate` looks for things outside the flow file.
@@ -97,6 +97,8 @@ fn fmt_dur(d: Duration) -> String {
 
 struct V<'a> {
     flow: &'a Flow,
+    /// What the loader guessed after load errors (empty for a clean load).
+    rec: &'a Recovery,
     diags: Vec<Diagnostic>,
 }
 
@@ -112,14 +114,37 @@ fn what(step: &Step) -> String {
 
 /// Check a loaded flow. Returns every problem found (empty = fine to serve).
 pub fn validate(flow: &Flow, opts: &ValidateOptions) -> Vec<Diagnostic> {
+    validate_recovered(flow, opts, &Recovery::default())
+}
+
+/// [`validate`] a flow the lenient loader recovered after load errors: checks
+/// whose outcome depends on what the loader had to guess (placeholder steps,
+/// rejected exits) are skipped or made lenient, so no problem is reported
+/// that is only a consequence of a load error.
+pub fn validate_recovered(flow: &Flow, opts: &ValidateOptions, rec: &Recovery) -> Vec<Diagnostic> {
     let mut v = V {
         flow,
+        rec,
         diags: Vec::new(),
     };
+    if flow.steps.is_empty() {
+        // Only after a load error (no usable `steps:`), which says it all.
+        return v.diags;
+    }
     check_targets(&mut v);
     check_graph(&mut v);
     for step in &flow.steps {
-        check_exits(&mut v, step);
+        let id = &step.id.value;
+        if rec.placeholders.contains(id) {
+            continue;
+        }
+        // Exits the loader rejected (misspelt, not of this kind, not a step
+        // id) were reported; "has no `x` exit" would often restate them.
+        let exits_unsure =
+            rec.opaque.contains(id) || rec.hidden_edges.iter().any(|(from, _)| from == id);
+        if !exits_unsure {
+            check_exits(&mut v, step);
+        }
         check_bounds(&mut v, step);
     }
     check_prompts(&mut v, opts);
@@ -128,29 +153,45 @@ pub fn validate(flow: &Flow, opts: &ValidateOptions) -> Vec<Diagnostic> {
     v.diags
 }
 
+/// Every problem of a leniently loaded flow: the load diagnostics and the
+/// semantic ones, sorted by position. A semantic problem at the very place
+/// of a load problem is left out (it restates it: a missing `target:` is
+/// also an empty target).
+pub fn check_loaded(loaded: &Loaded, opts: &ValidateOptions) -> Vec<Diagnostic> {
+    let mut diags = loaded.diags.clone();
+    if let Some(flow) = &loaded.flow {
+        let taken: BTreeSet<Span> = loaded.diags.iter().map(|d| d.span).collect();
+        diags.extend(
+            validate_recovered(flow, opts, &loaded.recovery)
+                .into_iter()
+                .filter(|d| !taken.contains(&d.span)),
+        );
+    }
+    diag::sort(&mut diags);
+    diags
+}
+
 /// Load and validate files and directories (directories: every flow in them).
-/// Returns the number of flow files looked at and all diagnostics.
+/// Returns the number of flow files looked at and all diagnostics. Flows with
+/// load errors are still validated as far as they could be loaded, so one run
+/// shows every problem.
 pub fn validate_paths(paths: &[PathBuf], opts: &ValidateOptions) -> (usize, Vec<Diagnostic>) {
     let mut files = 0;
     let mut diags = Vec::new();
     for p in paths {
         if p.is_dir() {
-            files += std::fs::read_dir(p).map_or(0, |rd| {
-                rd.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.is_file() && load::is_flow_file(p))
-                    .count()
-            });
-            let (flows, mut d) = load::load_dir(p);
-            diags.append(&mut d);
-            for f in &flows {
-                diags.extend(validate(f, opts));
+            match load::load_dir_recovering(p) {
+                Ok(all) => {
+                    files += all.len();
+                    for l in &all {
+                        diags.extend(check_loaded(l, opts));
+                    }
+                }
+                Err(d) => diags.push(d),
             }
         } else {
             files += 1;
-            match load::load_flow(p) {
-                Ok(f) => diags.extend(validate(&f, opts)),
-                Err(mut d) => diags.append(&mut d),
-            }
+            diags.extend(check_loaded(&load::load_file_recovering(p), opts));
         }
     }
     diag::sort(&mut diags);
@@ -176,12 +217,18 @@ fn check_targets(v: &mut V) {
         );
     }
     for step in &flow.steps {
+        let placeholder = v.rec.placeholders.contains(&step.id.value);
+        let w = if placeholder {
+            format!("step `{}`", step.id.value)
+        } else {
+            what(step)
+        };
         let mut refs: Vec<(String, &Spanned<StepId>)> = step
             .exits
             .iter()
             .map(|(e, t)| {
                 let label = match (e, &step.kind) {
-                    (Exit::Next, StepKind::Goto) => "`goto`".to_string(),
+                    (Exit::Next, StepKind::Goto) if !placeholder => "`goto`".to_string(),
                     (Exit::Next, _) => "`next`".to_string(),
                     _ => format!("exit `{}`", e.as_str()),
                 };
@@ -200,8 +247,7 @@ fn check_targets(v: &mut V) {
                 v.err(
                     t.span,
                     format!(
-                        "{}: {label} goes to `{}`, which is not a step{hint}",
-                        what(step),
+                        "{w}: {label} goes to `{}`, which is not a step{hint}",
                         t.value
                     ),
                 );
@@ -210,15 +256,17 @@ fn check_targets(v: &mut V) {
     }
 }
 
-/// Step graph by index: edges to valid targets only.
-fn edges(flow: &Flow) -> Vec<Vec<usize>> {
+/// Step graph by index: edges to valid targets only. The second graph adds
+/// the loader's hidden edges (targets under exits it rejected).
+fn edges(flow: &Flow, rec: &Recovery) -> (Vec<Vec<usize>>, Vec<Vec<usize>>) {
     let index: HashMap<&str, usize> = flow
         .steps
         .iter()
         .enumerate()
         .map(|(i, s)| (s.id.value.as_str(), i))
         .collect();
-    flow.steps
+    let real: Vec<Vec<usize>> = flow
+        .steps
         .iter()
         .map(|s| {
             let mut out: Vec<usize> = s
@@ -230,7 +278,16 @@ fn edges(flow: &Flow) -> Vec<Vec<usize>> {
             out.dedup();
             out
         })
-        .collect()
+        .collect();
+    let mut all = real.clone();
+    for (from, to) in &rec.hidden_edges {
+        if let (Some(&f), Some(&t)) = (index.get(from.as_str()), index.get(to.as_str())) {
+            if !all[f].contains(&t) {
+                all[f].push(t);
+            }
+        }
+    }
+    (real, all)
 }
 
 /// Strongly connected components (iterative Kosaraju; flows can be large and
@@ -310,8 +367,23 @@ fn names(flow: &Flow, members: &[usize]) -> String {
 
 fn check_graph(v: &mut V) {
     let flow = v.flow;
+    let rec = v.rec;
     let n = flow.steps.len();
-    let adj = edges(flow);
+    // Cycles are looked for on the real edges only; reachability and ways out
+    // also follow hidden edges (an exit the loader rejected still shows where
+    // the author meant to go), so neither reports a mere consequence of a
+    // load error.
+    let (adj, adj_all) = edges(flow, rec);
+    let placeholder: Vec<bool> = flow
+        .steps
+        .iter()
+        .map(|s| rec.placeholders.contains(&s.id.value))
+        .collect();
+    let opaque: Vec<bool> = flow
+        .steps
+        .iter()
+        .map(|s| rec.opaque.contains(&s.id.value))
+        .collect();
 
     // Reachability from start.
     let mut reached = vec![false; n];
@@ -323,15 +395,17 @@ fn check_graph(v: &mut V) {
         let mut q = VecDeque::from([start]);
         reached[start] = true;
         while let Some(u) = q.pop_front() {
-            for &w in &adj[u] {
+            for &w in &adj_all[u] {
                 if !reached[w] {
                     reached[w] = true;
                     q.push_back(w);
                 }
             }
         }
+        // A reached step whose exits could not all be read may lead anywhere.
+        let unknown = rec.reach_unknown || (0..n).any(|i| reached[i] && opaque[i]);
         for (i, s) in flow.steps.iter().enumerate() {
-            if !reached[i] {
+            if !reached[i] && !unknown {
                 v.err(
                     s.span,
                     format!(
@@ -344,10 +418,12 @@ fn check_graph(v: &mut V) {
     }
 
     // Loops that never wait for the caller: cycles among non-waiting steps.
+    // A placeholder's kind is unknown: it may wait for the caller.
     let non_waiting: Vec<bool> = flow
         .steps
         .iter()
-        .map(|s| !waits_for_caller(&s.kind))
+        .enumerate()
+        .map(|(i, s)| !placeholder[i] && !waits_for_caller(&s.kind))
         .collect();
     for c in sccs(&adj, &non_waiting) {
         if is_cycle(&adj, &c) {
@@ -365,13 +441,14 @@ fn check_graph(v: &mut V) {
     // Loops with no way out: no hangup/transfer reachable from them.
     let mut can_end = vec![false; n];
     let mut radj = vec![Vec::new(); n];
-    for (u, outs) in adj.iter().enumerate() {
+    for (u, outs) in adj_all.iter().enumerate() {
         for &w in outs {
             radj[w].push(u);
         }
     }
+    // Placeholders may end the call, opaque steps may lead to one that does.
     let mut q: VecDeque<usize> = (0..n)
-        .filter(|&i| is_terminal(&flow.steps[i].kind))
+        .filter(|&i| placeholder[i] || opaque[i] || is_terminal(&flow.steps[i].kind))
         .collect();
     for &i in &q {
         can_end[i] = true;
@@ -821,18 +898,24 @@ fn step_reads(step: &Step) -> Vec<Read<'_>> {
 struct Settable {
     exact: BTreeSet<String>,
     prefixes: BTreeSet<String>,
+    /// After a load error that hides which variables exist.
+    any: bool,
 }
 
 impl Settable {
     fn contains(&self, name: &str) -> bool {
-        self.exact.contains(name) || self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
+        self.any
+            || self.exact.contains(name)
+            || self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
     }
 }
 
-fn settable(flow: &Flow) -> Settable {
+fn settable(flow: &Flow, rec: &Recovery) -> Settable {
     let mut exact: BTreeSet<String> = BUILTIN_VARS.iter().map(|s| s.to_string()).collect();
     let mut prefixes = BTreeSet::new();
     exact.extend(flow.vars.keys().cloned());
+    exact.extend(rec.maybe_set.iter().cloned());
+    prefixes.extend(rec.maybe_prefixes.iter().cloned());
     for step in &flow.steps {
         match &step.kind {
             StepKind::CollectDigits(c) => {
@@ -857,7 +940,11 @@ fn settable(flow: &Flow) -> Settable {
             _ => {}
         }
     }
-    Settable { exact, prefixes }
+    Settable {
+        exact,
+        prefixes,
+        any: rec.vars_unknown,
+    }
 }
 
 fn secret_vars(flow: &Flow) -> BTreeMap<String, String> {
@@ -882,7 +969,7 @@ fn is_secret(name: &str, marked: &BTreeMap<String, String>) -> bool {
 
 fn check_vars_and_secrets(v: &mut V) {
     let flow = v.flow;
-    let set = settable(flow);
+    let set = settable(flow, v.rec);
     let marked = secret_vars(flow);
     let candidates: Vec<String> = set.exact.iter().cloned().collect();
     let unset_msg = |name: &str| {
@@ -1414,6 +1501,227 @@ steps:
             }
         }
         assert!(tried > 50, "only {tried} variants loaded");
+    }
+
+    /// Lenient load + validate, as `voxgate validate` does: `line:col: message`.
+    fn all(yaml: &str) -> Vec<String> {
+        let dir = prompts_dir();
+        let loaded = load::load_flow_recovering(Path::new("t.yaml"), yaml);
+        let out = check_loaded(
+            &loaded,
+            &ValidateOptions {
+                prompts_dir: dir.clone(),
+            },
+        )
+        .iter()
+        .map(|d| format!("{}:{}: {}", d.span.line, d.span.col, d.message))
+        .collect();
+        let _ = std::fs::remove_dir_all(dir);
+        out
+    }
+
+    #[test]
+    fn load_and_semantic_errors_in_one_run() {
+        let yaml = "steps:\n  greet:\n    play: [welcome]\n    next: ask\n  ask:\n    collect_digits: { prompts: [enter], into: pin, tries: three }\n    on: { success: speak, max_attempts: nowhere }\n  speak:\n    say: { value: \"${pn}\" }\n    next: bye\n  bye: { hangup: {} }\n";
+        assert_eq!(all(yaml), [
+            "6:59: step `ask` (collect_digits): `tries` must be a whole number, got \"three\"",
+            "7:41: step `ask` (collect_digits): exit `max_attempts` goes to `nowhere`, which is not a step",
+            "9:19: step `speak` (say): `value` reads variable `pn`, which nothing in this flow sets; did you mean `pin`?",
+        ]);
+        // `serve` still refuses it, with the load errors only.
+        let d = load::load_flow_str(Path::new("t.yaml"), yaml).unwrap_err();
+        assert_eq!(d.len(), 1, "{d:?}");
+        let (flow, d) = load::load_flow_lenient(Path::new("t.yaml"), yaml);
+        assert_eq!(d.len(), 1);
+        let flow = flow.unwrap();
+        let StepKind::CollectDigits(c) = &flow.step("ask").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(
+            c.input.tries.value, 3,
+            "bad field falls back to its default"
+        );
+    }
+
+    #[test]
+    fn unknown_step_kind_causes_no_cascade() {
+        // `menu` is a placeholder: it is a real step for `next: menu`, its
+        // targets keep `route` reachable, and `choice` (its `into`) counts as
+        // set; the unrelated unreachable `lost` is still reported.
+        let yaml = "steps:\n  greet:\n    play: [welcome]\n    next: menu\n  menu:\n    colect_digits: { prompts: [enter], into: choice }\n    on: { success: route, max_attempts: bye }\n  route:\n    say: { value: \"${choice}\" }\n    next: bye\n  bye: { hangup: {} }\n  lost: { play: [welcome], next: bye }\n";
+        assert_eq!(all(yaml), [
+            "6:5: step `menu`: unknown step kind `colect_digits` (did you mean `collect_digits`?); expected one of play, say, collect_digits, recognize, lookup_caller, verify_passphrase, send_code, verify_code, verify_totp, transfer, webhook, set, branch, goto, hangup",
+            "12:3: step `lost` is never reached from the start step `greet`; route to it or remove it",
+        ]);
+        // Its own targets are still checked.
+        let e = all("steps:\n  a: { plya: [welcome], next: bey }\n  bye: { hangup: {} }\n");
+        assert_eq!(e, [
+            "2:8: step `a`: unknown step kind `plya` (did you mean `play`?); expected one of play, say, collect_digits, recognize, lookup_caller, verify_passphrase, send_code, verify_code, verify_totp, transfer, webhook, set, branch, goto, hangup",
+            "2:31: step `a`: `next` goes to `bey`, which is not a step; did you mean `bye`?",
+            "3:3: step `bye` is never reached from the start step `a`; route to it or remove it",
+        ]);
+    }
+
+    #[test]
+    fn broken_steps_cause_no_cascade() {
+        // Two kinds, a step that is not a mapping (its way out is unknown, so
+        // nothing after it is called unreachable), a transfer without target
+        // (not also "target is empty").
+        let yaml = "steps:\n  a:\n    play: [welcome]\n    say: { value: x }\n    next: b\n  b: oops\n  c:\n    transfer: {}\n    on: { failure: d, error: d }\n  d: { hangup: {} }\n";
+        assert_eq!(all(yaml), [
+            "4:5: step `a` has 2 step kinds (`play`, `say`); a step does exactly one thing — split it into separate steps",
+            "6:3: step `b` must be a mapping with one step kind (play, say, collect_digits, recognize, lookup_caller, verify_passphrase, send_code, verify_code, verify_totp, transfer, webhook, set, branch, goto, hangup) and `next`/`on`, got \"oops\"",
+            "8:5: step `c` (transfer) needs `target:` (a SIP URI such as \"sip:agents@10.0.0.5:5060\")",
+        ]);
+    }
+
+    #[test]
+    fn rejected_exits_cause_no_cascade() {
+        // A misspelt exit or `next:` is reported once: not also "no `success`
+        // exit", "no `next:`" or "`c` is never reached".
+        let yaml = "steps:\n  a:\n    collect_digits: { prompts: [enter] }\n    on: { sucess: b, max_attempts: c }\n  b: { play: [welcome], nxt: c }\n  c: { hangup: {} }\n";
+        assert_eq!(all(yaml), [
+            "4:11: step `a` (collect_digits): unknown exit `sucess` (did you mean `success`?); it has: success, no_input, no_match, max_attempts, error",
+            "5:25: step `b` (play): unknown key `nxt` (did you mean `next`?); a step has one kind key plus next, on, description",
+        ]);
+        // An exit the kind does not have still leads where the author meant.
+        let e = all("steps:\n  a: { play: [welcome], on: { success: b } }\n  b: { hangup: {} }\n");
+        assert_eq!(
+            e,
+            ["2:31: step `a` (play) has no exit `success`; it has: next"]
+        );
+    }
+
+    #[test]
+    fn bad_branch_condition_still_checks_targets() {
+        let yaml = "steps:\n  a:\n    branch:\n      - if: 'x = 1'\n        goto: nowhere\n      - else: b\n  b: { hangup: {} }\n";
+        assert_eq!(all(yaml), [
+            "4:13: step `a` (branch): condition \"x = 1\": unexpected `=` (use `==` to compare) at column 3; expected a name, a quoted string, a number, `(`, `!` or `exists(...)`",
+            "5:15: step `a` (branch): case 1 `goto` goes to `nowhere`, which is not a step",
+        ]);
+        // No `else`: the cases' targets still count, and nothing else is said.
+        let e = all("steps:\n  a:\n    branch:\n      - if: 'x == 1'\n        goto: b\n  b: { hangup: {} }\n");
+        assert_eq!(e, ["3:5: step `a` (branch) has no `- else: <step>` case; add one so every call has somewhere to go"]);
+    }
+
+    #[test]
+    fn lenient_loading_edge_cases() {
+        // Not a mapping / not YAML: no flow at all.
+        let (f, d) = load::load_flow_lenient(Path::new("t.yaml"), "- a\n- b\n");
+        assert!(f.is_none() && d.len() == 1, "{d:?}");
+        let (f, d) = load::load_flow_lenient(Path::new("t.yaml"), "steps: [\n");
+        assert!(f.is_none() && d.len() == 1, "{d:?}");
+        // No usable steps: only the load error.
+        assert_eq!(
+            all("vars: { a: '${nope}' }\nsteps: {}\n"),
+            ["2:8: `steps` is empty; a flow needs at least one step"]
+        );
+        // A bad `start`: reachability is unknown, so not reported.
+        let e = all("start: [a]\nsteps:\n  a: { hangup: {} }\n  b: { hangup: {} }\n");
+        assert_eq!(e, ["1:8: `start` must be text, got a list"]);
+        // A duplicate step id's targets keep their steps reachable.
+        let e = all("steps:\n  a: { goto: b }\n  b: { hangup: {} }\n  a: { goto: c }\n  c: { hangup: {} }\n");
+        assert_eq!(
+            e,
+            ["4:3: duplicate step id `a` (first defined on line 2); step ids must be unique"]
+        );
+        // A bad template stays a template error, not also a bad URL.
+        let e = all("steps:\n  a:\n    webhook: { url: '${oops' }\n    on: { success: b, failure: b, error: b }\n  b: { hangup: {} }\n");
+        assert_eq!(e.len(), 1, "{e:#?}");
+        has(&e, "`url`: `${` at column 1 has no closing `}`");
+    }
+
+    #[test]
+    fn misspelt_fields_cause_no_cascade() {
+        // `var:`/`int:` still say which variables exist, `strat:` leaves the
+        // start unknown (so `e` is not called unreachable).
+        let yaml = "var: { brand: x }\nstrat: b\nsteps:\n  a: { play: [welcome], next: b }\n  b:\n    collect_digits: { prompts: [enter], int: pin }\n    on: { success: c, max_attempts: c }\n  c: { say: { value: \"${brand}${pin}${nme}\" }, next: d }\n  d: { hangup: {} }\n  e: { hangup: {} }\n";
+        assert_eq!(all(yaml), [
+            "1:1: the flow file: unknown field `var` (did you mean `vars`?); allowed fields: flow, description, start, max_duration, vars, steps",
+            "2:1: the flow file: unknown field `strat` (did you mean `start`?); allowed fields: flow, description, start, max_duration, vars, steps",
+            "6:41: step `b` (collect_digits): unknown field `int` (did you mean `into`?); allowed fields: prompts, min, max, terminator, first_digit_timeout, inter_digit_timeout, tries, no_input_prompts, invalid_prompts, barge_in, pattern, into, secret",
+            "8:22: step `c` (say): `value` reads variable `nme`, which nothing in this flow sets; did you mean `now`?",
+        ]);
+        // `vars:` that is not a mapping: any variable may have been meant.
+        let e = all(
+            "vars: [a]\nsteps:\n  c: { say: { value: '${a}' }, next: d }\n  d: { hangup: {} }\n",
+        );
+        assert_eq!(
+            e,
+            ["1:7: `vars` must be a mapping of name: value, got a list"]
+        );
+    }
+
+    #[test]
+    fn lenient_never_panics() {
+        let chars: Vec<char> = GOOD.chars().collect();
+        let opts = ValidateOptions {
+            prompts_dir: PathBuf::from("/nonexistent"),
+        };
+        let mut flows = 0;
+        for cut in 0..chars.len() {
+            for variant in 0..3 {
+                let text: String = match variant {
+                    0 => chars[..cut].iter().collect(),
+                    1 => {
+                        let mut c = chars.clone();
+                        c[cut] = 'z';
+                        c.into_iter().collect()
+                    }
+                    _ => {
+                        let mut c = chars.clone();
+                        c[cut] = ['{', ':', '-', '"', '\n', ' ', '['][cut % 7];
+                        c.into_iter().collect()
+                    }
+                };
+                let l = load::load_flow_recovering(Path::new("t.yaml"), &text);
+                flows += usize::from(l.flow.is_some());
+                let d = check_loaded(&l, &opts);
+                let pos: Vec<Span> = d.iter().map(|d| d.span).collect();
+                assert!(pos.windows(2).all(|w| w[0] <= w[1]), "sorted: {d:?}");
+            }
+        }
+        assert!(flows > 100, "only {flows} variants recovered");
+    }
+
+    #[test]
+    fn validate_paths_reports_load_and_semantic_errors_together() {
+        let dir = prompts_dir();
+        let flows = dir.join("flows");
+        std::fs::create_dir_all(&flows).unwrap();
+        std::fs::write(
+            flows.join("a.yaml"),
+            "steps:\n  a:\n    collect_digits: { prompts: [enter], tries: x }\n    on: { success: zz, max_attempts: b }\n  b: { hangup: {} }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            flows.join("b.yaml"),
+            "flow: a\nsteps:\n  s: { hangup: {}, nxt: s }\n",
+        )
+        .unwrap();
+        let opts = ValidateOptions {
+            prompts_dir: dir.clone(),
+        };
+        let (n, d) = validate_paths(std::slice::from_ref(&flows), &opts);
+        assert_eq!(n, 2);
+        let text: Vec<String> = d
+            .iter()
+            .map(|d| {
+                let f = d.path.file_name().unwrap().to_string_lossy();
+                format!("{f}:{}:{}: {}", d.span.line, d.span.col, d.message)
+            })
+            .collect();
+        let dup = format!(
+            "b.yaml:1:1: flow name `a` is also used by {}; flow names must be unique",
+            flows.join("a.yaml").display()
+        );
+        assert_eq!(text, [
+            "a.yaml:3:48: step `a` (collect_digits): `tries` must be a whole number, got \"x\"",
+            "a.yaml:4:20: step `a` (collect_digits): exit `success` goes to `zz`, which is not a step",
+            dup.as_str(),
+            "b.yaml:3:20: step `s` (hangup): unknown key `nxt` (did you mean `next`?); a step has one kind key plus next, on, description",
+        ]);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

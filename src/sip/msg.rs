@@ -180,23 +180,7 @@ pub fn build_response(
         let _ = write!(s, "{k}: {v}\r\n");
     }
     let _ = write!(s, "Server: {SERVER}\r\n");
-    let mut out;
-    match parts.body {
-        Some((ctype, body)) => {
-            let _ = write!(
-                s,
-                "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            );
-            out = s.into_bytes();
-            out.extend_from_slice(body);
-        }
-        None => {
-            s.push_str("Content-Length: 0\r\n\r\n");
-            out = s.into_bytes();
-        }
-    }
-    out
+    finish(s, parts.body)
 }
 
 /// RFC 3581: fill `rport` (when asked) and `received` with where the packet
@@ -267,23 +251,27 @@ pub fn build_request(p: &RequestParts<'_>) -> Vec<u8> {
         let _ = write!(s, "{k}: {v}\r\n");
     }
     let _ = write!(s, "User-Agent: {SERVER}\r\n");
-    let mut out;
-    match p.body {
+    finish(s, p.body)
+}
+
+/// Content headers, the blank line and the body.
+fn finish(mut s: String, body: Option<(&str, &[u8])>) -> Vec<u8> {
+    match body {
         Some((ctype, body)) => {
             let _ = write!(
                 s,
                 "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             );
-            out = s.into_bytes();
+            let mut out = s.into_bytes();
             out.extend_from_slice(body);
+            out
         }
         None => {
             s.push_str("Content-Length: 0\r\n\r\n");
-            out = s.into_bytes();
+            s.into_bytes()
         }
     }
-    out
 }
 
 /// Random token for tags and branches.
