@@ -176,8 +176,16 @@ impl MediaSession {
         let mut silence_frame = silence.to_vec();
         let mut last_send: Option<std::time::Instant> = None;
 
+        // One timer for the whole call, re-armed only when the deadline moves:
+        // a fresh `sleep_until` per loop turn (i.e. per received packet too)
+        // registered and dropped a timer entry 100 times a second per call.
+        let ticker = tokio::time::sleep_until(Instant::from_std(tx.next_deadline()));
+        tokio::pin!(ticker);
         loop {
             let deadline = Instant::from_std(tx.next_deadline());
+            if ticker.deadline() != deadline {
+                ticker.as_mut().reset(deadline);
+            }
             tokio::select! {
                 biased;
                 cmd = self.commands.recv() => {
@@ -239,7 +247,7 @@ impl MediaSession {
                         jitter.push_rtp(now.into_std(), &pkt);
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = &mut ticker => {
                     let now = Instant::now();
                     // Receive side: one playout frame per tick.
                     if let Some(frame) = jitter.pop(now.into_std()) {
@@ -275,8 +283,12 @@ impl MediaSession {
                             match p.next_frame() {
                                 Some(f) if f.len() == 160 => f,
                                 Some(f) => {
-                                    silence_frame[..f.len()].copy_from_slice(f);
-                                    done = true;
+                                    // A prompt's short last frame: pad with silence; the
+                                    // playback ends only if no other prompt is queued.
+                                    let n = f.len();
+                                    silence_frame[..n].copy_from_slice(f);
+                                    silence_frame[n..].copy_from_slice(&silence[n..]);
+                                    done = p.queue.is_empty();
                                     &silence_frame
                                 }
                                 None => {
