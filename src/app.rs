@@ -104,6 +104,22 @@ fn load_valid_flows(dir: &Path, prompts: &Path) -> Result<Vec<Flow>, Vec<Diagnos
     }
 }
 
+/// Raise (or lower) the scheduling priority before the runtime's threads
+/// start; they inherit it. Without the privilege (CAP_SYS_NICE) we go on at
+/// normal priority and say so.
+fn set_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    // SAFETY: setpriority only reads its integer arguments; 0 = this thread.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if rc == 0 {
+        info!(nice, "scheduling priority set");
+    } else {
+        warn!(nice, error = %std::io::Error::last_os_error(), "cannot change scheduling priority; running at normal priority (grant CAP_SYS_NICE or set nice: 0)");
+    }
+}
+
 /// Swap in the flows on disk if they are all valid; otherwise keep what runs.
 fn reload_flows(set: &FlowSet, flows_dir: &Path, prompts_dir: &Path, why: &str) {
     match load_valid_flows(flows_dir, prompts_dir) {
@@ -314,6 +330,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ring_time: cfg.ring_time,
     };
 
+    set_priority(cfg.nice);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -94,6 +94,7 @@ struct RawConfig {
     inband_dtmf: Option<bool>,
     log_format: Option<String>,
     ring_time: Option<String>,
+    nice: Option<i32>,
 }
 
 #[derive(Clone, Debug)]
@@ -117,6 +118,9 @@ pub struct Config {
     pub json_logs: bool,
     /// Ring (180) this long before answering; 0 answers at once.
     pub ring_time: Duration,
+    /// Scheduling priority (nice, -20..19) for voxgate's threads: RTP must
+    /// leave every 20 ms even when other processes compete for the CPU.
+    pub nice: i32,
 }
 
 impl Default for Config {
@@ -138,6 +142,7 @@ impl Default for Config {
             inband_dtmf: true,
             json_logs: false,
             ring_time: Duration::ZERO,
+            nice: -10,
         }
     }
 }
@@ -216,6 +221,12 @@ impl Config {
         )?;
         c.shutdown_grace = dur("shutdown_grace", raw.shutdown_grace, c.shutdown_grace)?;
         c.ring_time = dur("ring_time", raw.ring_time, c.ring_time)?;
+        if let Some(n) = raw.nice {
+            if !(-20..=19).contains(&n) {
+                return Err(sem(format!("nice: {n} is outside -20..19")));
+            }
+            c.nice = n;
+        }
         if c.ring_time > Duration::from_secs(30) {
             return Err(sem(
                 "ring_time: at most 30s (callers hang up on long rings)".into(),

@@ -145,7 +145,7 @@ fn serve_calls_the_webhook_and_branches_on_its_answer() {
     });
     let evs = &all[before..];
     let q = &srv.requests()[1];
-    assert_eq!(q.path, "/missing/+15551230001");
+    assert_eq!(q.path, "/missing/%2B15551230001");
     let failed = events_named(evs, "webhook_failed");
     assert_eq!(failed.len(), 1, "{}", pretty(evs));
     assert_eq!(failed[0]["event"]["status"], 404);

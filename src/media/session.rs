@@ -24,6 +24,9 @@ use super::rtp_tx::TxStream;
 use super::stats;
 use crate::call::DigitSource as CallDigitSource;
 
+/// Packets read per 20 ms tick at most (a normal call has 1–2, DTMF bursts a few more).
+const MAX_PACKETS_PER_TICK: usize = 32;
+
 /// What was negotiated in SDP, as media needs it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MediaParams {
@@ -226,53 +229,9 @@ impl MediaSession {
                         }
                     }
                 }
-                r = self.socket.recv_from(&mut buf) => {
-                    let Ok((len, src)) = r else { continue };
-                    let now = Instant::now();
-                    let Ok(pkt) = rtp_rx::parse(&buf[..len]) else { continue };
-                    stats.packets_received += 1;
-                    stats::record_received();
-                    last_rx = now;
-                    rtp_timed_out = false;
-                    if self.params.dtmf_pts.contains(&pkt.payload_type) {
-                        if let Some(ev) = rfc4733.on_packet(now.into_std(), pkt.ssrc, pkt.sequence, pkt.timestamp, pkt.marker, pkt.payload) {
-                            if let Some(ev) = merger.offer(ev) {
-                                stats.digits += 1;
-                                let _ = self.events.send(MediaEvent::Digit { digit: ev.digit.as_char(), source: map_source(ev.source) });
-                            }
-                        }
-                    } else if pkt.payload_type == self.params.codec_pt {
-                        // Symmetric RTP: answer where the caller's audio really comes from.
-                        remote = Some(src);
-                        jitter.push_rtp(now.into_std(), &pkt);
-                    }
-                }
                 _ = &mut ticker => {
                     let now = Instant::now();
-                    // Receive side: one playout frame per tick.
-                    if let Some(frame) = jitter.pop(now.into_std()) {
-                        if self.cfg.inband_dtmf {
-                            pcm.clear();
-                            match &frame {
-                                Frame::Audio { payload, .. } => g711::decode(self.params.codec, payload, &mut pcm),
-                                Frame::Lost { .. } => {
-                                    stats.frames_lost += 1;
-                                    stats::record_lost();
-                                    pcm.resize(160, 0);
-                                }
-                            }
-                            for ev in inband.push(now.into_std(), &pcm) {
-                                if let Some(ev) = merger.offer(ev) {
-                                    stats.digits += 1;
-                                    let _ = self.events.send(MediaEvent::Digit { digit: ev.digit.as_char(), source: map_source(ev.source) });
-                                }
-                            }
-                        } else if matches!(frame, Frame::Lost { .. }) {
-                            stats.frames_lost += 1;
-                            stats::record_lost();
-                        }
-                    }
-                    rfc4733.poll(now.into_std());
+                    // Sending is the time-critical part: first.
                     // Send side: a prompt frame, or silence to keep timing and NAT bindings.
                     let mut marker = false;
                     let mut done = false;
@@ -308,12 +267,65 @@ impl MediaSession {
                     }
                     if self.params.send {
                         if let Some(to) = remote {
-                            if self.socket.send_to(&out, to).await.is_ok() {
+                            // UDP sends do not block in practice; a full buffer drops the frame.
+                            if self.socket.try_send_to(&out, to).is_ok() {
                                 stats.packets_sent += 1;
                                 stats::record_send(&mut last_send, now.into_std());
                             }
                         }
                     }
+                    // Then everything that arrived since the last tick, in one go:
+                    // one wake-up per 20 ms instead of one per packet.
+                    // Bounded, so a flood cannot starve the sending of other calls.
+                    for _ in 0..MAX_PACKETS_PER_TICK {
+                        let (len, src) = match self.socket.try_recv_from(&mut buf) {
+                            Ok(r) => r,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            // ICMP errors from earlier sends surface here once each.
+                            Err(_) => continue,
+                        };
+                        let Ok(pkt) = rtp_rx::parse(&buf[..len]) else { continue };
+                        stats.packets_received += 1;
+                        stats::record_received();
+                        last_rx = now;
+                        rtp_timed_out = false;
+                        if self.params.dtmf_pts.contains(&pkt.payload_type) {
+                            if let Some(ev) = rfc4733.on_packet(now.into_std(), pkt.ssrc, pkt.sequence, pkt.timestamp, pkt.marker, pkt.payload) {
+                                if let Some(ev) = merger.offer(ev) {
+                                    stats.digits += 1;
+                                    let _ = self.events.send(MediaEvent::Digit { digit: ev.digit.as_char(), source: map_source(ev.source) });
+                                }
+                            }
+                        } else if pkt.payload_type == self.params.codec_pt {
+                            // Symmetric RTP: answer where the caller's audio really comes from.
+                            remote = Some(src);
+                            jitter.push_rtp(now.into_std(), &pkt);
+                        }
+                    }
+                    // Receive side: one playout frame per tick.
+                    if let Some(frame) = jitter.pop(now.into_std()) {
+                        if self.cfg.inband_dtmf {
+                            pcm.clear();
+                            match &frame {
+                                Frame::Audio { payload, .. } => g711::decode(self.params.codec, payload, &mut pcm),
+                                Frame::Lost { .. } => {
+                                    stats.frames_lost += 1;
+                                    stats::record_lost();
+                                    pcm.resize(160, 0);
+                                }
+                            }
+                            for ev in inband.push(now.into_std(), &pcm) {
+                                if let Some(ev) = merger.offer(ev) {
+                                    stats.digits += 1;
+                                    let _ = self.events.send(MediaEvent::Digit { digit: ev.digit.as_char(), source: map_source(ev.source) });
+                                }
+                            }
+                        } else if matches!(frame, Frame::Lost { .. }) {
+                            stats.frames_lost += 1;
+                            stats::record_lost();
+                        }
+                    }
+                    rfc4733.poll(now.into_std());
                     if self.params.expect_rtp && !rtp_timed_out && now.duration_since(last_rx) >= self.cfg.rtp_timeout {
                         rtp_timed_out = true;
                         let _ = self.events.send(MediaEvent::RtpTimeout);
