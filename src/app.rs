@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use anyhow::{bail, Context};
 use tokio::sync::watch;
@@ -20,6 +20,7 @@ use crate::flow::model::Flow;
 use crate::flow::services::Services;
 use crate::flow::webhook_http::HttpWebhook;
 use crate::flow::{engine, load, testing, validate as fvalidate};
+use crate::linewriter::LineWriter;
 use crate::media::prompt::PromptCache;
 use crate::media::session::SessionConfig;
 use crate::media::stats;
@@ -33,21 +34,32 @@ pub struct ServeArgs {
     pub events: Option<PathBuf>,
 }
 
-fn init_logging(json: bool) {
+/// Log lines go through a writer thread (see `linewriter`); the handle lets
+/// `serve` flush them before exiting.
+fn init_logging(json: bool) -> Option<LineWriter> {
     use tracing_subscriber::EnvFilter;
     // rsipstack logs raw messages (INFO bodies carry digits) at info: keep it quiet.
     let filter = EnvFilter::try_from_env("VOXGATE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,rsipstack=warn"));
     use std::io::IsTerminal;
+    let writer = LineWriter::spawn(Box::new(std::io::stderr()), "voxgate-log").ok();
+    let w = writer.clone();
+    let make = move || -> Box<dyn Write> {
+        match &w {
+            Some(w) => Box::new(w.clone()),
+            None => Box::new(std::io::stderr()),
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(make);
     if json {
         let _ = builder.json().try_init();
     } else {
         let _ = builder.try_init();
     }
+    writer
 }
 
 /// Flows by name, swapped whole on reload so running calls keep their version.
@@ -165,7 +177,7 @@ fn flows_fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemT
 /// Events of live calls as JSON lines (one writer shared by all calls).
 #[derive(Clone)]
 struct JsonLines {
-    out: Option<Arc<Mutex<Box<dyn Write + Send>>>>,
+    out: Option<LineWriter>,
     call_id: String,
 }
 
@@ -176,12 +188,9 @@ impl EventSink for JsonLines {
             "{}",
             serde_json::to_string(&ev).unwrap_or_default()
         );
-        if let Some(out) = &self.out {
+        if let Some(out) = &mut self.out {
             let line = serde_json::json!({ "call_id": self.call_id, "event": ev });
-            if let Ok(mut w) = out.lock() {
-                let _ = writeln!(w, "{line}");
-                let _ = w.flush();
-            }
+            let _ = out.write_all(format!("{line}\n").as_bytes());
         }
     }
 }
@@ -189,7 +198,7 @@ impl EventSink for JsonLines {
 struct FlowRunner {
     flows: Arc<FlowSet>,
     services: Arc<Services>,
-    events: Option<Arc<Mutex<Box<dyn Write + Send>>>>,
+    events: Option<LineWriter>,
 }
 
 impl CallRunner for FlowRunner {
@@ -249,7 +258,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(p) = args.prompts {
         cfg.prompts_dir = p;
     }
-    init_logging(cfg.json_logs);
+    let _log_flush = SyncOnDrop(init_logging(cfg.json_logs));
     config::check_rtp_range(cfg.rtp_ports).map_err(|e| anyhow::anyhow!(e))?;
 
     let flows = match load_valid_flows(&cfg.flows_dir, &cfg.prompts_dir) {
@@ -283,18 +292,22 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     flow_set.replace(flows);
 
-    let events: Option<Arc<Mutex<Box<dyn Write + Send>>>> = match &args.events {
+    let events: Option<LineWriter> = match &args.events {
         None => None,
-        Some(p) if p.as_os_str() == "-" => Some(Arc::new(Mutex::new(Box::new(std::io::stdout())))),
+        Some(p) if p.as_os_str() == "-" => Some(LineWriter::spawn(
+            Box::new(std::io::stdout()),
+            "voxgate-events",
+        )?),
         Some(p) => {
             let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(p)
                 .with_context(|| format!("--events {}", p.display()))?;
-            Some(Arc::new(Mutex::new(Box::new(f))))
+            Some(LineWriter::spawn(Box::new(f), "voxgate-events")?)
         }
     };
+    let _events_flush = SyncOnDrop(events.clone());
 
     let advertised_ip = match cfg.public_ip {
         Some(ip) => ip,
@@ -381,6 +394,17 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         anyhow::Ok(())
     })
+}
+
+/// Nothing written before `serve` returns (on any path) may be lost.
+struct SyncOnDrop(Option<LineWriter>);
+
+impl Drop for SyncOnDrop {
+    fn drop(&mut self) {
+        if let Some(w) = &self.0 {
+            w.sync();
+        }
+    }
 }
 
 pub fn validate(paths: &[PathBuf], prompts: &Path) -> ExitCode {

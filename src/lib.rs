@@ -10,5 +10,6 @@ pub mod call;
 pub mod config;
 pub mod events;
 pub mod flow;
+pub mod linewriter;
 pub mod media;
 pub mod sip;
