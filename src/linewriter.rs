@@ -13,9 +13,29 @@ enum Msg {
     Sync(mpsc::Sender<()>),
 }
 
-#[derive(Clone)]
+/// A handle to one output. Each handle gathers bytes up to a newline and
+/// sends whole lines, so lines written in pieces (`writeln!` with arguments)
+/// from several threads never interleave.
 pub struct LineWriter {
     tx: mpsc::Sender<Msg>,
+    pending: Vec<u8>,
+}
+
+impl Clone for LineWriter {
+    fn clone(&self) -> Self {
+        LineWriter {
+            tx: self.tx.clone(),
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            let _ = self.tx.send(Msg::Data(std::mem::take(&mut self.pending)));
+        }
+    }
 }
 
 impl LineWriter {
@@ -41,11 +61,18 @@ impl LineWriter {
                     let _ = out.flush();
                 }
             })?;
-        Ok(LineWriter { tx })
+        Ok(LineWriter {
+            tx,
+            pending: Vec::new(),
+        })
     }
 
-    /// Block until everything written before this call has been flushed.
+    /// Block until everything sent before this call has been flushed
+    /// (including this handle's partial line).
     pub fn sync(&self) {
+        if !self.pending.is_empty() {
+            let _ = self.tx.send(Msg::Data(self.pending.clone()));
+        }
         let (done_tx, done_rx) = mpsc::channel();
         if self.tx.send(Msg::Sync(done_tx)).is_ok() {
             let _ = done_rx.recv();
@@ -55,14 +82,30 @@ impl LineWriter {
 
 impl Write for LineWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tx.send(Msg::Data(buf.to_vec())).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "writer thread gone")
-        })?;
+        self.pending.extend_from_slice(buf);
+        if let Some(end) = self.pending.iter().rposition(|&b| b == b'\n') {
+            let rest = self.pending.split_off(end + 1);
+            let lines = std::mem::replace(&mut self.pending, rest);
+            self.send(lines)?;
+        }
         Ok(buf.len())
     }
 
+    /// Sends a partial line too (the writer thread flushes on its own).
     fn flush(&mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            let data = std::mem::take(&mut self.pending);
+            self.send(data)?;
+        }
         Ok(())
+    }
+}
+
+impl LineWriter {
+    fn send(&self, data: Vec<u8>) -> std::io::Result<()> {
+        self.tx
+            .send(Msg::Data(data))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "writer thread gone"))
     }
 }
 
