@@ -24,7 +24,12 @@ log "running the shipped flows' tests"
 run_tests() { cargo test --release --locked -- --test-threads=2 "$@"; }
 if [ "$(id -u)" -eq 0 ] && unshare -n true 2>/dev/null; then
     log "running cargo tests inside a private network namespace (loopback only)"
-    unshare -n bash -c 'ip link set lo up && cargo test --release --locked --offline -- --test-threads=2'
+    # A veth pair gives softphones (baresip) a non-loopback address that
+    # exists only inside this namespace.
+    unshare -n bash -c 'ip link set lo up \
+        && ip link add vgtest0 type veth peer name vgtest1 \
+        && ip addr add 10.254.254.1/24 dev vgtest0 && ip link set vgtest0 up && ip link set vgtest1 up \
+        && cargo test --release --locked --offline -- --test-threads=2'
 else
     log "cannot create a network namespace here; running tests on the host loopback"
     run_tests

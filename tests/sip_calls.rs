@@ -357,7 +357,9 @@ fn baresip_places_a_real_call_and_hears_the_prompt() {
     let out = Command::new("baresip")
         .arg("-f")
         .arg(&dir)
-        .args(["-e", &format!("/dial sip:demo@{}", vg.sip), "-t", "7"])
+        // baresip wants one non-loopback IPv4 address for its media; in the
+        // test network namespace that is a dummy interface scripts/test.sh adds.
+        .args(["-4", "-e", &format!("/dial sip:demo@{}", vg.sip), "-t", "7"])
         .current_dir(&dir)
         .stdin(std::process::Stdio::null())
         .output()
