@@ -13,11 +13,15 @@ log "building (tests and release binary)"
 cargo build --release --locked --quiet
 cargo test --release --locked --no-run --quiet 2>/dev/null || cargo test --release --locked --no-run
 
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
+set -o pipefail
+
 log "validating the shipped flows"
 ./target/release/voxgate validate flows --prompts prompts
 
 log "running the shipped flows' tests"
-./target/release/voxgate test flows
+./target/release/voxgate test flows | tee -a "$LOG"
 
 # Tests talk to loopback only; inside a fresh network namespace nothing
 # else even exists, so a stray packet fails instead of leaving the machine.
@@ -29,8 +33,13 @@ if [ "$(id -u)" -eq 0 ] && unshare -n true 2>/dev/null; then
     unshare -n bash -c 'ip link set lo up \
         && ip link add vgtest0 type veth peer name vgtest1 \
         && ip addr add 10.254.254.1/24 dev vgtest0 && ip link set vgtest0 up && ip link set vgtest1 up \
-        && cargo test --release --locked --offline -- --test-threads=2'
+        && cargo test --release --locked --offline -- --test-threads=2' 2>&1 | tee -a "$LOG"
 else
     log "cannot create a network namespace here; running tests on the host loopback"
-    run_tests
+    run_tests 2>&1 | tee -a "$LOG"
 fi
+
+# One closing line over everything: cargo's suites and the flow tests.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     /^[0-9]+ passed, [0-9]+ failed/ { p += $1; f += $3 }
+     END { printf "%d passed, %d failed\n", p, f }' "$LOG"
