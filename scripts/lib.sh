@@ -25,13 +25,21 @@ need_debs() {
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# voxgate needs Rust >= 1.85 (rustup's stable toolchain). Debian's own cargo
+# is older and cannot build it, so we say so instead of installing it.
 need_rust() {
-    if ! command -v cargo >/dev/null 2>&1; then
-        [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+    if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
     fi
     if ! command -v cargo >/dev/null 2>&1; then
-        log "no Rust toolchain found; installing Debian's cargo"
-        need_debs cargo rustc
+        log "no Rust toolchain found: install Rust >= 1.85 (rustup stable), then run this again"
+        exit 1
+    fi
+    local v
+    v="$(rustc --version | awk '{print $2}')"
+    if [ "$(printf '%s\n1.85.0\n' "$v" | sort -V | head -1)" != "1.85.0" ]; then
+        log "Rust $v is too old: voxgate needs >= 1.85 (rustup stable)"
+        exit 1
     fi
 }
 

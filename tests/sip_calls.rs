@@ -9,11 +9,28 @@ use std::time::Duration;
 
 use common::*;
 
-fn demo() -> Options<'static> {
+/// The shipped flows with extra config lines.
+fn demo_with(extra_config: &'static str) -> Options<'static> {
     Options {
         flows: root().join("flows"),
-        extra_config: "",
+        extra_config,
     }
+}
+
+/// One sipp call whose SDP points voxgate's RTP at a sink nobody reads.
+fn call(vg: &Voxgate, scenario: &str, service: &str) -> std::process::Output {
+    let sink = RtpSink::new();
+    sipp(
+        scenario,
+        vg.sip,
+        service,
+        false,
+        &[("rtp_listen", sink.port().to_string())],
+    )
+}
+
+fn demo() -> Options<'static> {
+    demo_with("")
 }
 
 /// The digits the demo flow's `ask` step collected, per call.
@@ -137,14 +154,7 @@ fn tcp_call_hears_prompt_and_keys_rfc4733_digits_pt96() {
 #[test]
 fn rfc4733_digits_from_shipped_pcaps_pt101() {
     let vg = Voxgate::start("pcap", demo());
-    let sink = RtpSink::new();
-    let out = sipp(
-        "dtmf_pcap.xml",
-        vg.sip,
-        "demo",
-        false,
-        &[("rtp_listen", sink.port().to_string())],
-    );
+    let out = call(&vg, "dtmf_pcap.xml", "demo");
     sipp_ok(&out, "pcap");
     let evs = wait_call_end(&vg);
     assert_eq!(collected(&evs), vec!["12"], "events:\n{}", pretty(&evs));
@@ -153,14 +163,7 @@ fn rfc4733_digits_from_shipped_pcaps_pt101() {
 #[test]
 fn sip_info_digits_both_content_types() {
     let vg = Voxgate::start("info", demo());
-    let sink = RtpSink::new();
-    let out = sipp(
-        "dtmf_info.xml",
-        vg.sip,
-        "demo",
-        false,
-        &[("rtp_listen", sink.port().to_string())],
-    );
+    let out = call(&vg, "dtmf_info.xml", "demo");
     sipp_ok(&out, "info");
     let evs = wait_call_end(&vg);
     assert_eq!(collected(&evs), vec!["78"], "events:\n{}", pretty(&evs));
@@ -193,14 +196,7 @@ fn inband_tones_in_pcmu_audio() {
 #[test]
 fn reinvite_moves_telephone_event_payload_type() {
     let vg = Voxgate::start("reinvite", demo());
-    let sink = RtpSink::new();
-    let out = sipp(
-        "reinvite_pt.xml",
-        vg.sip,
-        "demo",
-        false,
-        &[("rtp_listen", sink.port().to_string())],
-    );
+    let out = call(&vg, "reinvite_pt.xml", "demo");
     sipp_ok(&out, "re-INVITE");
     let evs = wait_call_end(&vg);
     // "1" arrived on PT 101 (first offer), "2#" on PT 96 (only after the re-INVITE).
@@ -210,13 +206,7 @@ fn reinvite_moves_telephone_event_payload_type() {
 
 #[test]
 fn cancel_before_answer_gets_487() {
-    let vg = Voxgate::start(
-        "cancel",
-        Options {
-            flows: root().join("flows"),
-            extra_config: "ring_time: 3s",
-        },
-    );
+    let vg = Voxgate::start("cancel", demo_with("ring_time: 3s"));
     let out = sipp(
         "cancel.xml",
         vg.sip,
@@ -233,14 +223,7 @@ fn cancel_before_answer_gets_487() {
 #[test]
 fn caller_hangs_up_with_bye() {
     let vg = Voxgate::start("bye", demo());
-    let sink = RtpSink::new();
-    let out = sipp(
-        "caller_bye.xml",
-        vg.sip,
-        "demo",
-        false,
-        &[("rtp_listen", sink.port().to_string())],
-    );
+    let out = call(&vg, "caller_bye.xml", "demo");
     sipp_ok(&out, "BYE");
     let evs = wait_call_end(&vg);
     assert_eq!(
@@ -268,21 +251,8 @@ fn unknown_number_gets_404_and_no_dialog() {
 
 #[test]
 fn no_rtp_from_caller_ends_call() {
-    let vg = Voxgate::start(
-        "rtp-timeout",
-        Options {
-            flows: root().join("flows"),
-            extra_config: "rtp_timeout: 1s",
-        },
-    );
-    let sink = RtpSink::new();
-    let out = sipp(
-        "silent.xml",
-        vg.sip,
-        "demo",
-        false,
-        &[("rtp_listen", sink.port().to_string())],
-    );
+    let vg = Voxgate::start("rtp-timeout", demo_with("rtp_timeout: 1s"));
+    let out = call(&vg, "silent.xml", "demo");
     sipp_ok(&out, "silent caller");
     let evs = wait_call_end(&vg);
     assert!(vg.log().contains("no RTP from the caller"), "{}", vg.log());
@@ -448,14 +418,7 @@ fn flows_reload_on_change_and_a_broken_edit_keeps_the_old_version() {
         "diagnostic with file:line:col:\n{}",
         vg.log()
     );
-    let sink = RtpSink::new();
-    let out = sipp(
-        "caller_bye.xml",
-        vg.sip,
-        "demo",
-        false,
-        &[("rtp_listen", sink.port().to_string())],
-    );
+    let out = call(&vg, "caller_bye.xml", "demo");
     sipp_ok(&out, "demo still served");
     // Fix it and add a flow: both are picked up without a restart.
     std::fs::remove_file(flows.join("broken.yaml")).unwrap();
@@ -498,14 +461,7 @@ fn flows_reload_on_change_and_a_broken_edit_keeps_the_old_version() {
 #[test]
 fn bank_flow_in_serve_takes_error_exits_without_backends() {
     let vg = Voxgate::start("bank-unavailable", demo());
-    let sink = RtpSink::new();
-    let out = sipp(
-        "silent.xml",
-        vg.sip,
-        "bank",
-        false,
-        &[("rtp_listen", sink.port().to_string())],
-    );
+    let out = call(&vg, "silent.xml", "bank");
     sipp_ok(&out, "bank call");
     let evs = wait_call_end(&vg);
     assert!(
@@ -529,22 +485,9 @@ fn bank_flow_in_serve_takes_error_exits_without_backends() {
 
 #[test]
 fn max_call_duration_ends_the_call() {
-    let vg = Voxgate::start(
-        "max-duration",
-        Options {
-            flows: root().join("flows"),
-            extra_config: "max_call_duration: 2s",
-        },
-    );
-    let sink = RtpSink::new();
+    let vg = Voxgate::start("max-duration", demo_with("max_call_duration: 2s"));
     // The caller stays silent; the demo flow alone would wait ~15 s for digits.
-    let out = sipp(
-        "silent.xml",
-        vg.sip,
-        "demo",
-        false,
-        &[("rtp_listen", sink.port().to_string())],
-    );
+    let out = call(&vg, "silent.xml", "demo");
     sipp_ok(&out, "silent caller gets BYE");
     assert!(vg.log().contains("max_call_duration"), "{}", vg.log());
 }

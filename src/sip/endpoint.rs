@@ -331,11 +331,10 @@ impl Endpoint {
                 call,
                 dialled,
                 caller,
-                content_type,
                 offer,
                 peer,
                 headers,
-            } => self.on_new_call(call, dialled, caller, content_type, offer, peer, headers),
+            } => self.on_new_call(call, dialled, caller, offer, peer, headers),
             CoreEvent::ReOffer {
                 call,
                 content_type,
@@ -408,18 +407,16 @@ impl Endpoint {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn on_new_call(
         &mut self,
         call: String,
         dialled: Option<String>,
         caller: String,
-        content_type: Option<String>,
         offer: Vec<u8>,
         peer: Peer,
         headers: std::collections::BTreeMap<String, String>,
     ) {
-        let _ = content_type;
+        // Content-Type and Accept were checked by the core (RFC 3261 8.2.3) before routing.
         let now = Instant::now().into_std();
         let dialled = dialled.unwrap_or_default();
         let Some(flow) = self.runner.route(&dialled) else {
