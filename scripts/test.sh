@@ -4,8 +4,9 @@
 # peers (sipp, baresip) with real audio (sox, espeak-ng).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-need_debs gcc libc6-dev pkg-config sip-tester baresip-core sox libsox-fmt-base espeak-ng iproute2 util-linux
+need_debs gcc g++ cmake libc6-dev pkg-config sip-tester baresip-core sox libsox-fmt-base espeak-ng iproute2 util-linux
 need_rust
+need_speech_model
 cd "$ROOT"
 export CARGO_TERM_COLOR=never
 
@@ -21,11 +22,11 @@ log "validating the shipped flows"
 ./target/release/voxgate validate flows --prompts prompts
 
 log "running the shipped flows' tests"
-./target/release/voxgate test flows | tee -a "$LOG"
+./target/release/voxgate test flows --models models | tee -a "$LOG"
 
 # Tests talk to loopback only; inside a fresh network namespace nothing
 # else even exists, so a stray packet fails instead of leaving the machine.
-run_tests() { cargo test --release --locked -- --test-threads=2 "$@"; }
+run_tests() { cargo test --release --locked --no-fail-fast -- --test-threads=2 "$@"; }
 if [ "$(id -u)" -eq 0 ] && unshare -n true 2>/dev/null; then
     log "running cargo tests inside a private network namespace (loopback only)"
     # A veth pair gives softphones (baresip) a non-loopback address that
@@ -33,7 +34,7 @@ if [ "$(id -u)" -eq 0 ] && unshare -n true 2>/dev/null; then
     unshare -n bash -c 'ip link set lo up \
         && ip link add vgtest0 type veth peer name vgtest1 \
         && ip addr add 10.254.254.1/24 dev vgtest0 && ip link set vgtest0 up && ip link set vgtest1 up \
-        && cargo test --release --locked --offline -- --test-threads=2' 2>&1 | tee -a "$LOG"
+        && cargo test --release --locked --offline --no-fail-fast -- --test-threads=2' 2>&1 | tee -a "$LOG"
 else
     log "cannot create a network namespace here; running tests on the host loopback"
     run_tests 2>&1 | tee -a "$LOG"

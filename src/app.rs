@@ -31,6 +31,7 @@ pub struct ServeArgs {
     pub listen: Option<String>,
     pub flows: Option<PathBuf>,
     pub prompts: Option<PathBuf>,
+    pub models: Option<PathBuf>,
     pub events: Option<PathBuf>,
 }
 
@@ -130,6 +131,63 @@ fn set_priority(nice: i32) {
     } else {
         warn!(nice, error = %std::io::Error::last_os_error(), "cannot change scheduling priority; running at normal priority (grant CAP_SYS_NICE or set nice: 0)");
     }
+}
+
+/// Decoders for `recognize`, or None (with the reason logged) when no model
+/// is installed: those steps then take their `error` exit.
+fn speech_pool(models_dir: &Path) -> Option<crate::asr::SpeechPool> {
+    let started = std::time::Instant::now();
+    match crate::asr::load_default(models_dir) {
+        Ok(engine) => {
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            info!(
+                engine = engine.name(),
+                threads,
+                load_ms = started.elapsed().as_millis() as u64,
+                "speech recognition ready"
+            );
+            Some(crate::asr::SpeechPool::new(engine, threads, 8))
+        }
+        Err(e) => {
+            warn!(error = %e, "no speech recognition: recognize steps will take their error exit (run scripts/fetch-whisper)");
+            None
+        }
+    }
+}
+
+/// The runtime that runs every call's media session (RTP pacing, jitter
+/// buffer, DTMF): kept apart from signalling and flows so a burst of SIP work
+/// or a busy machine does not delay the 20 ms sends. Its threads ask for
+/// SCHED_RR as telephony engines do; the kernel still reserves CPU for other
+/// work (sched_rt_runtime_us), and each tick is bounded work.
+fn media_runtime(priority: i32) -> anyhow::Result<tokio::runtime::Runtime> {
+    // One core stays free of real-time threads: signalling, flows and
+    // speech decoding must still run when media is busy.
+    let threads =
+        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
+    let warned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("voxgate-media")
+        .enable_all()
+        .on_thread_start(move || {
+            if priority == 0 {
+                return;
+            }
+            let param = libc::sched_param {
+                sched_priority: priority,
+            };
+            // SAFETY: sched_setscheduler reads the param struct only; 0 = this thread.
+            let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) };
+            let first = !warned.swap(true, std::sync::atomic::Ordering::Relaxed);
+            if rc == 0 && first {
+                info!(priority, threads, "media threads run at real-time priority (SCHED_RR)");
+            } else if rc != 0 && first {
+                warn!(priority, error = %std::io::Error::last_os_error(), "cannot give media threads real-time priority; they run at the normal priority (grant CAP_SYS_NICE or set media_priority: 0)");
+            }
+        })
+        .build()
+        .context("starting the media runtime")
 }
 
 /// Swap in the flows on disk if they are all valid; otherwise keep what runs.
@@ -258,6 +316,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(p) = args.prompts {
         cfg.prompts_dir = p;
     }
+    if let Some(m) = args.models {
+        cfg.models_dir = m;
+    }
     let _log_flush = SyncOnDrop(init_logging(cfg.json_logs));
     config::check_rtp_range(cfg.rtp_ports).map_err(|e| anyhow::anyhow!(e))?;
 
@@ -329,6 +390,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }),
         events,
     });
+    let media_rt = media_runtime(cfg.media_priority)?;
+    let speech = speech_pool(&cfg.models_dir);
     let ep_cfg = EndpointConfig {
         listen: cfg.listen,
         advertised_ip,
@@ -341,6 +404,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_call_duration: cfg.max_call_duration,
         shutdown_grace: cfg.shutdown_grace,
         ring_time: cfg.ring_time,
+        media: media_rt.handle().clone(),
+        speech,
     };
 
     set_priority(cfg.nice);
@@ -429,13 +494,13 @@ pub fn validate(paths: &[PathBuf], prompts: &Path) -> ExitCode {
     }
 }
 
-pub fn test(paths: &[PathBuf]) -> ExitCode {
+pub fn test(paths: &[PathBuf], models_dir: &Path) -> ExitCode {
     let paths: Vec<PathBuf> = if paths.is_empty() {
         vec![PathBuf::from("flows")]
     } else {
         paths.to_vec()
     };
-    let summary = testing::run_paths(&paths);
+    let summary = testing::run_paths(&paths, models_dir);
     if summary.failed == 0 && summary.passed > 0 {
         ExitCode::SUCCESS
     } else {

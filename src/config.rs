@@ -86,6 +86,7 @@ struct RawConfig {
     rtp_ports: Option<String>,
     flows_dir: Option<String>,
     prompts_dir: Option<String>,
+    models_dir: Option<String>,
     routes: Option<BTreeMap<String, String>>,
     route_by_flow_name: Option<bool>,
     rtp_timeout: Option<String>,
@@ -95,6 +96,7 @@ struct RawConfig {
     log_format: Option<String>,
     ring_time: Option<String>,
     nice: Option<i32>,
+    media_priority: Option<i32>,
 }
 
 #[derive(Clone, Debug)]
@@ -105,6 +107,8 @@ pub struct Config {
     pub rtp_ports: PortRange,
     pub flows_dir: PathBuf,
     pub prompts_dir: PathBuf,
+    /// Speech models (models/whisper-tiny.en by default).
+    pub models_dir: PathBuf,
     /// Dialled user → flow name.
     pub routes: BTreeMap<String, String>,
     /// `sip:bank@…` reaches the flow named `bank` with no explicit route.
@@ -121,6 +125,10 @@ pub struct Config {
     /// Scheduling priority (nice, -20..19) for voxgate's threads: RTP must
     /// leave every 20 ms even when other processes compete for the CPU.
     pub nice: i32,
+    /// Real-time (SCHED_RR) priority 1..99 of the media threads that send
+    /// RTP; 0 keeps them at `nice`. Without CAP_SYS_NICE voxgate warns and
+    /// runs them at `nice`.
+    pub media_priority: i32,
 }
 
 impl Default for Config {
@@ -134,6 +142,7 @@ impl Default for Config {
             },
             flows_dir: PathBuf::from("flows"),
             prompts_dir: PathBuf::from("prompts"),
+            models_dir: PathBuf::from("models"),
             routes: BTreeMap::new(),
             route_by_flow_name: true,
             rtp_timeout: Duration::from_secs(30),
@@ -143,6 +152,7 @@ impl Default for Config {
             json_logs: false,
             ring_time: Duration::ZERO,
             nice: -10,
+            media_priority: 10,
         }
     }
 }
@@ -198,6 +208,9 @@ impl Config {
         if let Some(d) = raw.flows_dir {
             c.flows_dir = PathBuf::from(d);
         }
+        if let Some(d) = raw.models_dir {
+            c.models_dir = PathBuf::from(d);
+        }
         if let Some(d) = raw.prompts_dir {
             c.prompts_dir = PathBuf::from(d);
         }
@@ -227,6 +240,14 @@ impl Config {
             }
             c.nice = n;
         }
+        if let Some(n) = raw.media_priority {
+            if !(0..=99).contains(&n) {
+                return Err(sem(format!(
+                    "media_priority: {n} is outside 0..99 (0 = no real-time priority)"
+                )));
+            }
+            c.media_priority = n;
+        }
         if c.ring_time > Duration::from_secs(30) {
             return Err(sem(
                 "ring_time: at most 30s (callers hang up on long rings)".into(),
@@ -250,6 +271,9 @@ impl Config {
         }
         if self.prompts_dir.is_relative() {
             self.prompts_dir = base.join(&self.prompts_dir);
+        }
+        if self.models_dir.is_relative() {
+            self.models_dir = base.join(&self.models_dir);
         }
     }
 }
@@ -311,6 +335,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("ADDR:PORT"), "{e}");
+    }
+
+    #[test]
+    fn media_priority_and_models_dir() {
+        let c = Config::parse("c.yaml", "media_priority: 0\nmodels_dir: /opt/models\n").unwrap();
+        assert_eq!(c.media_priority, 0);
+        assert_eq!(c.models_dir, PathBuf::from("/opt/models"));
+        assert_eq!(Config::default().media_priority, 10);
+        let e = Config::parse("c.yaml", "media_priority: 120\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("media_priority: 120 is outside 0..99"), "{e}");
+        let mut c = Config::parse("c.yaml", "models_dir: m\n").unwrap();
+        c.resolve_relative_to(Path::new("/etc/voxgate"));
+        assert_eq!(c.models_dir, PathBuf::from("/etc/voxgate/m"));
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //! Privacy rules enforced by construction:
 //! - [`Event::Digits`] carries the digit values only when the step is not
 //!   secret (`digits: None` otherwise);
-//! - [`Event::Recognition`] carries a transcript only for plain `recognize`
-//!   steps, never for a passphrase;
+//! - [`Event::Recognition`] never carries a transcript (callers say account
+//!   numbers and names as well as passphrases): only its length in words;
 //! - [`Event::CodeSent`] carries the destination masked ([`mask_number`]).
 
 use serde::ser::{SerializeMap, Serializer};
@@ -157,8 +157,8 @@ pub enum Event {
         step: String,
         confidence: f32,
         matched: bool,
-        /// `None` for passphrases (always secret).
-        text: Option<String>,
+        /// Words heard (the words themselves stay in the call).
+        words: usize,
     },
     Auth {
         step: String,
@@ -283,14 +283,12 @@ impl Serialize for Event {
                 step,
                 confidence,
                 matched,
-                text,
+                words,
             } => {
                 m.serialize_entry("step", step)?;
                 m.serialize_entry("confidence", confidence)?;
                 m.serialize_entry("matched", matched)?;
-                if let Some(t) = text {
-                    m.serialize_entry("text", t)?;
-                }
+                m.serialize_entry("words", words)?;
             }
             Event::Auth {
                 step,

@@ -6,6 +6,7 @@
 //! vocabulary every consumer shares.
 
 pub mod app;
+pub mod asr;
 pub mod call;
 pub mod config;
 pub mod events;

@@ -32,6 +32,9 @@ enum Cmd {
         /// Prompts directory, overrides the config.
         #[arg(long)]
         prompts: Option<PathBuf>,
+        /// Speech models directory, overrides the config (default models/).
+        #[arg(long)]
+        models: Option<PathBuf>,
         /// Write every call event as a JSON line to this file ("-" = stdout).
         #[arg(long)]
         events: Option<PathBuf>,
@@ -48,6 +51,9 @@ enum Cmd {
     Test {
         /// Test files or directories (default: flows/).
         paths: Vec<PathBuf>,
+        /// Speech models for scripts that speak audio files.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
     },
 }
 
@@ -59,6 +65,7 @@ fn main() -> ExitCode {
             listen,
             flows,
             prompts,
+            models,
             events,
         } => {
             match voxgate::app::serve(voxgate::app::ServeArgs {
@@ -66,6 +73,7 @@ fn main() -> ExitCode {
                 listen,
                 flows,
                 prompts,
+                models,
                 events,
             }) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -76,6 +84,6 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Validate { paths, prompts } => voxgate::app::validate(&paths, &prompts),
-        Cmd::Test { paths } => voxgate::app::test(&paths),
+        Cmd::Test { paths, models } => voxgate::app::test(&paths, &models),
     }
 }

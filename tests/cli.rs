@@ -25,7 +25,7 @@ fn run(args: &[&str]) -> (i32, String) {
 fn validate_accepts_the_shipped_flows() {
     let (code, text) = run(&["validate", "flows", "--prompts", "prompts"]);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("3 flow file(s) OK"), "{text}");
+    assert!(text.contains("4 flow file(s) OK"), "{text}");
 }
 
 #[test]

@@ -76,6 +76,8 @@ pub enum CallInput {
     Speech(SpeechResult),
     /// Recognition ended without speech (its own no-input timer).
     NoSpeech,
+    /// The recogniser could not produce a result (decoder busy or failed).
+    RecognitionFailed(String),
     /// The caller hung up (or the call was torn down).
     HungUp,
 }

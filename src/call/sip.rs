@@ -2,12 +2,14 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{
     CallChannel, CallError, CallInfo, CallInput, RecognitionSpec, TransferOutcome, TransferRequest,
 };
+use crate::asr::endpoint::EndpointConfig;
+use crate::asr::{AsrError, Heard, Hints, SpeechPool};
 use crate::media::prompt::PromptCache;
 use crate::media::session::{MediaCommand, MediaEvent};
 
@@ -28,6 +30,13 @@ pub struct SipCall {
     gone: bool,
     /// We already asked for BYE.
     hung_up: bool,
+    /// Decoders for `recognize`; None when no speech model is installed.
+    speech: Option<SpeechPool>,
+    /// Hints of the running recognition.
+    listening: Option<Hints>,
+    /// An utterance being decoded, and since when.
+    decoding: Option<oneshot::Receiver<Result<Heard, AsrError>>>,
+    decode_started: Instant,
 }
 
 impl SipCall {
@@ -47,7 +56,17 @@ impl SipCall {
             prompts,
             gone: false,
             hung_up: false,
+            speech: None,
+            listening: None,
+            decoding: None,
+            decode_started: Instant::now(),
         }
+    }
+
+    /// Let `recognize` use these decoders.
+    pub fn with_speech(mut self, pool: Option<SpeechPool>) -> Self {
+        self.speech = pool;
+        self
     }
 
     /// Wait for the ACK of our 200 before talking, so the first words are
@@ -90,6 +109,24 @@ impl SipCall {
                 tracing::error!(prompt = %name, %error, "prompt cannot be played");
                 None
             }
+            MediaEvent::SpeechStarted => {
+                self.listening.is_some().then_some(CallInput::SpeechStarted)
+            }
+            MediaEvent::NoSpeech => self.listening.take().map(|_| CallInput::NoSpeech),
+            MediaEvent::Utterance(pcm) => {
+                let hints = self.listening.take()?;
+                let pool = self.speech.as_ref()?;
+                let secs = pcm.len() as f32 / 8000.0;
+                match pool.submit(pcm, hints) {
+                    Ok(rx) => {
+                        tracing::debug!(utterance_s = secs, "end of speech; decoding");
+                        self.decoding = Some(rx);
+                        self.decode_started = Instant::now();
+                        None
+                    }
+                    Err(e) => Some(CallInput::RecognitionFailed(e.to_string())),
+                }
+            }
             MediaEvent::Confirmed => None,
             MediaEvent::Hangup => {
                 self.gone = true;
@@ -126,15 +163,43 @@ impl CallChannel for SipCall {
         let _ = self.media.send(MediaCommand::Stop);
     }
 
-    async fn start_recognition(&mut self, _spec: &RecognitionSpec) -> Result<(), CallError> {
-        Err(CallError::Unsupported(
-            "speech recognition",
-            "no speech recogniser is configured in this build (see the speech recognition issue)"
-                .into(),
-        ))
+    async fn start_recognition(&mut self, spec: &RecognitionSpec) -> Result<(), CallError> {
+        if self.gone {
+            return Err(CallError::HungUp);
+        }
+        let Some(pool) = &self.speech else {
+            return Err(CallError::Unsupported(
+                "speech recognition",
+                "no speech model is installed (run scripts/fetch-whisper, or set models_dir)"
+                    .into(),
+            ));
+        };
+        if !pool.engine().speaks(spec.language.as_deref()) {
+            return Err(CallError::Unsupported(
+                "speech recognition",
+                AsrError::Language(spec.language.clone().unwrap_or_default()).to_string(),
+            ));
+        }
+        self.decoding = None;
+        self.listening = Some(Hints {
+            phrases: spec.phrases.clone(),
+            digits_only: spec.digits_only,
+        });
+        self.media
+            .send(MediaCommand::StartListening(EndpointConfig {
+                no_input_timeout: spec.no_input_timeout,
+                end_of_speech_timeout: spec.end_of_speech_timeout,
+                max_duration: spec.max_duration,
+            }))
+            .map_err(|_| CallError::HungUp)
     }
 
-    async fn stop_recognition(&mut self) {}
+    async fn stop_recognition(&mut self) {
+        if self.listening.take().is_some() {
+            let _ = self.media.send(MediaCommand::StopListening);
+        }
+        self.decoding = None;
+    }
 
     async fn next_input(
         &mut self,
@@ -145,12 +210,24 @@ impl CallChannel for SipCall {
         }
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            let ev = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, self.events.recv()).await {
-                    Ok(ev) => ev,
-                    Err(_) => return Ok(None),
-                },
-                None => self.events.recv().await,
+            let ev = tokio::select! {
+                ev = self.events.recv() => ev,
+                res = decoded(&mut self.decoding) => {
+                    self.decoding = None;
+                    let decode_ms = self.decode_started.elapsed().as_millis() as u64;
+                    // Never the words themselves: they may be an account number.
+                    match &res {
+                        Ok(Heard::Speech(r)) => tracing::info!(decode_ms, confidence = r.confidence, words = r.text.split_whitespace().count(), "speech recognised"),
+                        Ok(Heard::Nothing) => tracing::info!(decode_ms, "sound, but no speech"),
+                        Err(e) => tracing::warn!(decode_ms, error = %e, "speech recognition failed"),
+                    }
+                    return Ok(Some(match res {
+                        Ok(Heard::Speech(r)) => CallInput::Speech(r),
+                        Ok(Heard::Nothing) => CallInput::NoSpeech,
+                        Err(e) => CallInput::RecognitionFailed(e.to_string()),
+                    }));
+                }
+                _ = sleep_until_opt(deadline) => return Ok(None),
             };
             let Some(ev) = ev else {
                 self.gone = true;
@@ -183,5 +260,24 @@ impl CallChannel for SipCall {
             });
         }
         self.gone = true;
+    }
+}
+
+/// The running decode's result; pending forever when nothing is decoding.
+async fn decoded(
+    rx: &mut Option<oneshot::Receiver<Result<Heard, AsrError>>>,
+) -> Result<Heard, AsrError> {
+    match rx {
+        Some(rx) => rx
+            .await
+            .unwrap_or_else(|_| Err(AsrError::Decode("the decoder thread stopped".into()))),
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }

@@ -12,10 +12,15 @@
 pub mod runner;
 pub mod scripted;
 pub mod spec;
+pub mod speech;
 pub mod stubs;
 
-pub use runner::{run_paths, run_paths_to, run_test_file, Summary, TestReport, TestResult};
+pub use runner::{
+    run_paths, run_paths_to, run_paths_with, run_test_file, run_test_file_with, Summary,
+    TestReport, TestResult,
+};
 pub use scripted::{Action, CallLog, ScriptedCall, TransferFixture, VirtualClock};
+pub use speech::SpeechModels;
 
 use std::future::Future;
 use std::pin::pin;

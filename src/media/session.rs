@@ -22,6 +22,7 @@ use super::prompt::PromptCache;
 use super::rtp_rx::{self, Frame, JitterBuffer};
 use super::rtp_tx::TxStream;
 use super::stats;
+use crate::asr::endpoint::{EndpointConfig, EndpointEvent, Endpointer};
 use crate::call::DigitSource as CallDigitSource;
 
 /// Packets read per 20 ms tick at most (a normal call has 1–2, DTMF bursts a few more).
@@ -51,6 +52,9 @@ pub enum MediaCommand {
     Update(MediaParams),
     /// A digit that arrived by SIP INFO: merged with the RTP ones.
     InfoDigit(Digit, Option<u32>),
+    /// Listen for speech: voice activity and the recognition timers.
+    StartListening(EndpointConfig),
+    StopListening,
     Shutdown,
 }
 
@@ -68,6 +72,12 @@ pub enum MediaEvent {
         name: String,
         error: String,
     },
+    /// Voice activity began (speech barge-in).
+    SpeechStarted,
+    /// The caller finished speaking: this audio (8 kHz) is to be recognised.
+    Utterance(Vec<i16>),
+    /// Nobody spoke within the no-input time.
+    NoSpeech,
     /// Signalling: the caller ACKed our answer.
     Confirmed,
     /// Signalling: the call is gone (BYE, CANCEL, no ACK).
@@ -126,7 +136,8 @@ impl Playback {
 }
 
 pub struct MediaSession {
-    socket: UdpSocket,
+    /// Non-blocking; becomes a tokio socket on the runtime that runs the session.
+    socket: std::net::UdpSocket,
     params: MediaParams,
     cfg: SessionConfig,
     prompts: Arc<PromptCache>,
@@ -136,7 +147,7 @@ pub struct MediaSession {
 
 impl MediaSession {
     pub fn new(
-        socket: UdpSocket,
+        socket: std::net::UdpSocket,
         params: MediaParams,
         cfg: SessionConfig,
         prompts: Arc<PromptCache>,
@@ -153,7 +164,40 @@ impl MediaSession {
         }
     }
 
-    pub async fn run(mut self) -> MediaStats {
+    pub async fn run(self) -> MediaStats {
+        let socket = match UdpSocket::from_std(self.socket) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot register the RTP socket; no media on this call");
+                let _ = self.events.send(MediaEvent::RtpTimeout);
+                return MediaStats::default();
+            }
+        };
+        Running {
+            socket,
+            params: self.params,
+            cfg: self.cfg,
+            prompts: self.prompts,
+            events: self.events,
+            commands: self.commands,
+        }
+        .run()
+        .await
+    }
+}
+
+/// A session whose socket is registered with the current runtime.
+struct Running {
+    socket: UdpSocket,
+    params: MediaParams,
+    cfg: SessionConfig,
+    prompts: Arc<PromptCache>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    commands: mpsc::UnboundedReceiver<MediaCommand>,
+}
+
+impl Running {
+    async fn run(mut self) -> MediaStats {
         let mut stats = MediaStats::default();
         let start = Instant::now();
         let ssrc: u32 = rand::random();
@@ -178,6 +222,7 @@ impl MediaSession {
         let silence = [self.params.codec.silence_byte(); 160];
         let mut silence_frame = silence.to_vec();
         let mut last_send: Option<std::time::Instant> = None;
+        let mut listening: Option<(EndpointConfig, Endpointer)> = None;
 
         // One timer for the whole call, re-armed only when the deadline moves:
         // a fresh `sleep_until` per loop turn (i.e. per received packet too)
@@ -196,6 +241,11 @@ impl MediaSession {
                     match cmd {
                         MediaCommand::Shutdown => break,
                         MediaCommand::Stop => playback = None,
+                        MediaCommand::StartListening(cfg) => {
+                            let ep = Endpointer::new(cfg, Instant::now().into_std());
+                            listening = Some((cfg, ep));
+                        }
+                        MediaCommand::StopListening => listening = None,
                         MediaCommand::Play(names) => {
                             let mut queue = std::collections::VecDeque::new();
                             for name in names {
@@ -264,6 +314,13 @@ impl MediaSession {
                         silence_frame.copy_from_slice(&silence);
                         playback = None;
                         let _ = self.events.send(MediaEvent::PlaybackDone);
+                        // Listening during a prompt (speech barge-in): the caller's
+                        // no-input time starts when the prompt ends.
+                        if let Some((cfg, ep)) = listening.as_mut() {
+                            if !ep.speech_started() {
+                                *ep = Endpointer::new(*cfg, now.into_std());
+                            }
+                        }
                     }
                     if self.params.send {
                         if let Some(to) = remote {
@@ -303,8 +360,9 @@ impl MediaSession {
                         }
                     }
                     // Receive side: one playout frame per tick.
+                    let mut heard: Vec<EndpointEvent> = Vec::new();
                     if let Some(frame) = jitter.pop(now.into_std()) {
-                        if self.cfg.inband_dtmf {
+                        if self.cfg.inband_dtmf || listening.is_some() {
                             pcm.clear();
                             match &frame {
                                 Frame::Audio { payload, .. } => g711::decode(self.params.codec, payload, &mut pcm),
@@ -314,15 +372,41 @@ impl MediaSession {
                                     pcm.resize(160, 0);
                                 }
                             }
-                            for ev in inband.push(now.into_std(), &pcm) {
-                                if let Some(ev) = merger.offer(ev) {
-                                    stats.digits += 1;
-                                    let _ = self.events.send(MediaEvent::Digit { digit: ev.digit.as_char(), source: map_source(ev.source) });
+                            if self.cfg.inband_dtmf {
+                                for ev in inband.push(now.into_std(), &pcm) {
+                                    if let Some(ev) = merger.offer(ev) {
+                                        stats.digits += 1;
+                                        let _ = self.events.send(MediaEvent::Digit { digit: ev.digit.as_char(), source: map_source(ev.source) });
+                                    }
                                 }
+                            }
+                            if let Some((_, ep)) = listening.as_mut() {
+                                heard.extend(ep.push(now.into_std(), &pcm));
                             }
                         } else if matches!(frame, Frame::Lost { .. }) {
                             stats.frames_lost += 1;
                             stats::record_lost();
+                        }
+                    }
+                    // Timers run without audio too (hold, lost stream), and
+                    // one frame may have produced more than one event.
+                    if let Some((_, ep)) = listening.as_mut() {
+                        while let Some(ev) = ep.poll(now.into_std()) {
+                            heard.push(ev);
+                        }
+                    }
+                    for ev in heard {
+                        let out = match ev {
+                            EndpointEvent::SpeechStarted => MediaEvent::SpeechStarted,
+                            EndpointEvent::Utterance(u) => MediaEvent::Utterance(u.pcm),
+                            EndpointEvent::NoInput => MediaEvent::NoSpeech,
+                        };
+                        if !matches!(out, MediaEvent::SpeechStarted) {
+                            listening = None;
+                        }
+                        let _ = self.events.send(out);
+                        if listening.is_none() {
+                            break;
                         }
                     }
                     rfc4733.poll(now.into_std());

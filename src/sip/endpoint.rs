@@ -46,6 +46,10 @@ pub struct EndpointConfig {
     pub shutdown_grace: Duration,
     /// Send 180 and wait this long before answering (0 = answer at once).
     pub ring_time: Duration,
+    /// Where media sessions run (a runtime of their own, see `app`).
+    pub media: tokio::runtime::Handle,
+    /// Speech decoders shared by all calls (None: no model installed).
+    pub speech: Option<crate::asr::SpeechPool>,
 }
 
 enum LoopMsg {
@@ -456,10 +460,8 @@ impl Endpoint {
                 return;
             }
         };
-        let sock = match sock
-            .set_nonblocking(true)
-            .and_then(|_| UdpSocket::from_std(sock))
-        {
+        // Registered with the media runtime's reactor inside the session task.
+        let sock = match sock.set_nonblocking(true).map(|_| sock) {
             Ok(s) => s,
             Err(e) => {
                 warn!(%call, error = %e, "cannot use RTP socket");
@@ -492,7 +494,8 @@ impl Endpoint {
             ev_rx,
             self.control_tx.clone(),
             self.prompts.clone(),
-        );
+        )
+        .with_speech(self.cfg.speech.clone());
         self.calls.insert(
             call.clone(),
             CallHandle {
@@ -510,9 +513,10 @@ impl Endpoint {
         let done = self.tx.clone();
         let max = self.cfg.max_call_duration;
         let call_id = call.clone();
+        let media_rt = self.cfg.media.clone();
         tokio::spawn(
             async move {
-                let media = tokio::spawn(session.run().in_current_span());
+                let media = media_rt.spawn(session.run().in_current_span());
                 let run = runner.run(flow, sip_call);
                 if tokio::time::timeout(max, run).await.is_err() {
                     warn!(?max, "call reached max_call_duration; hanging up");

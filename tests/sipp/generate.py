@@ -100,6 +100,9 @@ write("dtmf_info.xml", "Keys 7 (application/dtmf-relay), 8 (application/dtmf), #
       + in_dialog("INFO", 4, "application/dtmf-relay", "Signal=#\nDuration=160") + RECV_BYE)
 write("dtmf_inband.xml", "Streams a u-law file of DTMF tones (made with sox) as PCMU audio: in-band digits.",
       call("0", []) + pause(1000) + exec_('rtp_stream="tones.ulaw,1,0"') + RECV_BYE)
+write("speech.xml", "Speaks an account number during the first prompt (speech barge-in), later says yes; both as PCMU audio files made with sox from flows/callers.",
+      call("0", []) + pause(1500) + exec_('rtp_stream="number.ulaw,1,0"')
+      + pause(9500) + exec_('rtp_stream="answer.ulaw,1,0"') + RECV_BYE)
 write("reinvite_pt.xml", "Digit 1 on telephone-event PT 101, then a re-INVITE moves telephone-event to PT 96 and play_dtmf keys 2# on PT 96.",
       call("0 101", TE101) + pause(1200)
       + exec_('play_pcap_audio="/usr/share/sip-tester/dtmf_2833_1.pcap"') + pause(800)

@@ -284,6 +284,13 @@ pub async fn listen_once<C: CallChannel>(
                 ctx.call.stop_recognition().await;
                 return Ok(Heard::NoSpeech);
             }
+            Some(CallInput::RecognitionFailed(why)) => {
+                if playing {
+                    ctx.call.stop_playback().await;
+                }
+                ctx.call.stop_recognition().await;
+                return Err(Abort::Fail(format!("speech recognition: {why}")));
+            }
             Some(CallInput::HungUp) => return Err(Abort::HungUp),
         }
     }

@@ -72,7 +72,7 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Recognize) -> Resu
             step: id,
             confidence: r.confidence,
             matched: value.is_some(),
-            text: Some(r.text.clone()),
+            words: r.text.split_whitespace().count(),
         });
         match value {
             Some(v) => {

@@ -66,7 +66,7 @@ pub async fn run<C: CallChannel>(
             step: id,
             confidence: r.confidence,
             matched,
-            text: None,
+            words: r.text.split_whitespace().count(),
         });
         if matched {
             auth(ctx, AuthOutcome::Passed, "passphrase matched");

@@ -10,9 +10,10 @@
 //!     codes: { send: ok }          # ok | rate_limited | error; script keys ${sent_code}
 //!     webhook: { status: 200, body: { tier: gold } }   # or { timeout: true }
 //!     totp: { valid: ["123456"] }
-//!     fail: [directory]            # backends that error: directory codes totp passphrase webhook transfer
+//!     fail: [directory]            # backends that error: recognizer directory codes totp passphrase webhook transfer
 //!     transfer_fails: 486          # the agent refuses
-//!     script: [ { say: purple elephant dance }, { wait: bank/enter_code }, { digits: "1234#", gap: 200ms }, { silence: 10s }, { advance: 61s }, hangup ]
+//!     recognizer_fails_at: 2       # recognitions from the 2nd on fail
+//!     script: [ { say: purple elephant dance }, { audio: callers/yes.wav }, { wait: bank/enter_code }, { digits: "1234#", gap: 200ms }, { silence: 10s }, { advance: 61s }, hangup ]
 //!     expect:
 //!       path: [greet, lookup]      # or path_includes / path_excludes
 //!       outcome: transferred       # transferred | hung_up | ended | error (+ error_contains)
@@ -22,6 +23,11 @@
 //!       transfer: { target: "sip:agents@127.0.0.1:5080", headers: { X-Auth-Result: passed } }
 //!       codes_sent: 1
 //! ```
+//!
+//! `say:` hands text to a scripted recogniser (confidence 0.95 unless given);
+//! `audio:` plays a WAV file (relative to the test file) as the caller's
+//! voice, through the live endpointer and the installed recogniser
+//! (`--models DIR`, default `models/`; see `testing::speech`).
 //!
 //! Every script action must be performed, or the test fails (a script the
 //! flow never consumed usually means the test is not testing what it says).
@@ -45,8 +51,9 @@ use crate::flow::model::{Flow, Span, StepKind};
 use crate::flow::services::{Services, Unavailable};
 
 use super::block_on;
-use super::scripted::{CallLog, ScriptedCall, TransferFixture};
+use super::scripted::{Action, CallLog, ScriptedCall, TransferFixture};
 use super::spec::{DirEntry, TestCase, TestFile};
+use super::speech::SpeechModels;
 use super::stubs::{CodeStub, DirectoryStub, PassphraseStub, SendMode, TotpStub, WebhookStub};
 
 /// Result of one test case.
@@ -91,7 +98,8 @@ impl Summary {
     }
 }
 
-const BACKENDS: [&str; 6] = [
+const BACKENDS: [&str; 7] = [
+    "recognizer",
     "directory",
     "codes",
     "totp",
@@ -108,8 +116,16 @@ fn span_of(loc: &serde_saphyr::Location) -> Span {
     }
 }
 
-/// Load, check and run every test of one file.
+/// Load, check and run every test of one file (speech models from `models/`).
 pub fn run_test_file(path: &Path) -> Result<TestReport, Vec<Diagnostic>> {
+    run_test_file_with(path, &Arc::new(SpeechModels::new("models")))
+}
+
+/// Load, check and run every test of one file.
+pub fn run_test_file_with(
+    path: &Path,
+    speech: &Arc<SpeechModels>,
+) -> Result<TestReport, Vec<Diagnostic>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![Diagnostic::new(
             path,
@@ -148,7 +164,7 @@ pub fn run_test_file(path: &Path) -> Result<TestReport, Vec<Diagnostic>> {
         .tests
         .iter()
         .enumerate()
-        .map(|(i, tc)| run_case(&flow, tc, i, known.as_ref()))
+        .map(|(i, tc)| run_case(&flow, tc, i, known.as_ref(), dir, speech))
         .collect();
     Ok(TestReport {
         file: path.to_path_buf(),
@@ -248,6 +264,8 @@ fn run_case(
     tc: &TestCase,
     index: usize,
     known: Option<&BTreeSet<String>>,
+    dir: &Path,
+    speech: &Arc<SpeechModels>,
 ) -> TestResult {
     let info = CallInfo {
         call_id: tc
@@ -270,8 +288,23 @@ fn run_case(
     } else {
         TransferFixture::Transferred
     };
-    let mut call = ScriptedCall::new(info, tc.script.iter().map(|s| s.0.clone()).collect())
-        .with_transfer(transfer);
+    // Recordings are named relative to the test file.
+    let script = tc
+        .script
+        .iter()
+        .map(|s| match &s.0 {
+            Action::Audio(p) if p.is_relative() => Action::Audio(dir.join(p)),
+            a => a.clone(),
+        })
+        .collect();
+    let mut call = ScriptedCall::new(info, script)
+        .with_transfer(transfer)
+        .with_speech(speech.clone())
+        .with_recognizer_failing(if fails("recognizer") {
+            Some(1)
+        } else {
+            tc.recognizer_fails_at
+        });
     if let Some(k) = known {
         call = call.with_known_prompts(k.clone());
     }
@@ -620,14 +653,28 @@ fn collect(paths: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-/// Run test files and directories, printing to stdout.
-pub fn run_paths(paths: &[PathBuf]) -> Summary {
-    run_paths_to(paths, &mut std::io::stdout())
+/// Run test files and directories, printing to stdout; speech models from
+/// `models_dir`.
+pub fn run_paths(paths: &[PathBuf], models_dir: &Path) -> Summary {
+    run_paths_with(
+        paths,
+        &Arc::new(SpeechModels::new(models_dir)),
+        &mut std::io::stdout(),
+    )
+}
+
+/// [`run_paths_with`] with speech models from `models/`.
+pub fn run_paths_to(paths: &[PathBuf], out: &mut dyn Write) -> Summary {
+    run_paths_with(paths, &Arc::new(SpeechModels::new("models")), out)
 }
 
 /// Run test files and directories, printing `PASS name` / `FAIL name: why`
 /// per test, then a coverage section per flow.
-pub fn run_paths_to(paths: &[PathBuf], out: &mut dyn Write) -> Summary {
+pub fn run_paths_with(
+    paths: &[PathBuf],
+    speech: &Arc<SpeechModels>,
+    out: &mut dyn Write,
+) -> Summary {
     let mut sum = Summary::default();
     // flow path → (flow, reached steps, taken exits)
     type Cov = (Flow, BTreeSet<String>, BTreeSet<(String, String)>);
@@ -638,7 +685,7 @@ pub fn run_paths_to(paths: &[PathBuf], out: &mut dyn Write) -> Summary {
         sum.file_errors += 1;
     }
     for file in files {
-        match run_test_file(&file) {
+        match run_test_file_with(&file, speech) {
             Err(diags) => {
                 sum.file_errors += 1;
                 for d in diags {

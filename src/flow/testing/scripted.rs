@@ -31,10 +31,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::speech::{hear_file, Simulated, SpeechModels};
+use crate::asr::Heard;
 use crate::call::{
     CallChannel, CallError, CallInfo, CallInput, DigitSource, RecognitionSpec, SpeechResult,
     TransferOutcome, TransferRequest,
@@ -75,6 +78,8 @@ pub enum Action {
         text: String,
         confidence: f32,
     },
+    /// Speak a recording, heard by the real recogniser (see `speech`).
+    Audio(PathBuf),
     Silence(Duration),
     Advance(Duration),
     /// Wait until this prompt starts playing (after the previous action);
@@ -132,6 +137,12 @@ pub struct ScriptedCall {
     seq: u64,
     playback_end: Option<Duration>,
     recognizing: bool,
+    /// The running recognition's request (for `audio` lines).
+    spec: Option<RecognitionSpec>,
+    speech: Option<Arc<SpeechModels>>,
+    /// Recognitions from this one on (1-based) cannot start, as in serve
+    /// without a model (`fail: [recognizer]` = from the first).
+    recognizer_fails_at: Option<u32>,
     speaking: bool,
     hung_up: bool,
     vars: ScriptVars,
@@ -154,6 +165,9 @@ impl ScriptedCall {
             seq: 0,
             playback_end: None,
             recognizing: false,
+            spec: None,
+            speech: None,
+            recognizer_fails_at: None,
             speaking: false,
             hung_up: false,
             vars: ScriptVars::default(),
@@ -175,6 +189,17 @@ impl ScriptedCall {
 
     pub fn with_transfer(mut self, t: TransferFixture) -> Self {
         self.transfer = t;
+        self
+    }
+
+    /// Where `audio` script lines find the speech engine.
+    pub fn with_speech(mut self, models: Arc<SpeechModels>) -> Self {
+        self.speech = Some(models);
+        self
+    }
+
+    pub fn with_recognizer_failing(mut self, from: Option<u32>) -> Self {
+        self.recognizer_fails_at = from;
         self
     }
 
@@ -266,6 +291,40 @@ impl ScriptedCall {
                         CallInput::Speech(SpeechResult { text, confidence }),
                     );
                 }
+                Action::Audio(path) => {
+                    if !self.recognizing || self.speaking {
+                        return Ok(());
+                    }
+                    let Some(spec) = self.spec.clone() else {
+                        return Ok(());
+                    };
+                    let engine = match &self.speech {
+                        Some(m) => m.engine().map_err(CallError::Failed)?,
+                        None => {
+                            return Err(CallError::Failed(
+                                "no speech engine is available to this test run".into(),
+                            ))
+                        }
+                    };
+                    match hear_file(&*engine, &path, &spec).map_err(CallError::Failed)? {
+                        Simulated::Heard {
+                            started,
+                            ended,
+                            heard,
+                        } => {
+                            self.speaking = true;
+                            self.drop_origin(Origin::Recognizer);
+                            self.schedule(now + started, Origin::Script, CallInput::SpeechStarted);
+                            let input = match heard {
+                                Heard::Speech(r) => CallInput::Speech(r),
+                                Heard::Nothing => CallInput::NoSpeech,
+                            };
+                            self.schedule(now + ended, Origin::Script, input);
+                        }
+                        // No voice in it: the recogniser's no-input timer decides.
+                        Simulated::Silent => {}
+                    }
+                }
                 Action::Silence(d) => self.ready_at = now + d,
                 Action::Advance(d) => self.clock.set(now + d),
                 Action::WaitPrompt(name) => {
@@ -328,9 +387,18 @@ impl CallChannel for ScriptedCall {
     ) -> impl Future<Output = Result<(), CallError>> + Send {
         let res = if self.hung_up {
             Err(CallError::HungUp)
+        } else if self
+            .recognizer_fails_at
+            .is_some_and(|n| self.log.recognitions.len() + 1 >= n as usize)
+        {
+            Err(CallError::Unsupported(
+                "speech recognition",
+                "scripted recogniser failure".into(),
+            ))
         } else {
             self.log.recognitions.push(spec.clone());
             self.recognizing = true;
+            self.spec = Some(spec.clone());
             self.speaking = false;
             self.drop_speech();
             let from = self.playback_end.unwrap_or_default().max(self.now());
@@ -452,7 +520,7 @@ impl ScriptedCall {
                 }
                 (_, None) => {
                     let what = match self.script.front() {
-                        Some(Action::Say { .. }) => {
+                        Some(Action::Say { .. } | Action::Audio(_)) => {
                             " (the script wants to speak but no recognition is running)"
                         }
                         _ => "",

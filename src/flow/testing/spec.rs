@@ -53,6 +53,10 @@ pub struct TestCase {
     /// The transfer target refuses with this SIP status.
     #[serde(default)]
     pub transfer_fails: Option<u16>,
+    /// The recogniser fails from this recognition on (1 = the first; same as
+    /// `fail: [recognizer]`).
+    #[serde(default)]
+    pub recognizer_fails_at: Option<u32>,
     #[serde(default)]
     pub script: Vec<ScriptItem>,
     #[serde(default)]
@@ -228,7 +232,7 @@ impl<'de> Deserialize<'de> for Dur {
 }
 
 /// One script line: `hangup`, or a mapping with one of
-/// `digits` (+ `gap`), `say` (+ `confidence`), `silence`, `advance`, `wait`, `hangup`.
+/// `digits` (+ `gap`), `say` (+ `confidence`), `audio`, `silence`, `advance`, `wait`, `hangup`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScriptItem(pub Action);
 
@@ -268,6 +272,9 @@ impl<'de> Deserialize<'de> for ScriptItem {
                             text: m.next_value::<Scalar>()?.0,
                             confidence: 0.0,
                         }),
+                        "audio" => actions.push(Action::Audio(
+                            m.next_value::<String>()?.into(),
+                        )),
                         "confidence" => confidence = Some(m.next_value::<f32>()?),
                         "silence" => actions.push(Action::Silence(m.next_value::<Dur>()?.0)),
                         "advance" => actions.push(Action::Advance(m.next_value::<Dur>()?.0)),
@@ -278,14 +285,14 @@ impl<'de> Deserialize<'de> for ScriptItem {
                         }
                         other => {
                             return Err(de::Error::custom(format!(
-                                "unknown script key `{other}` (expected digits, gap, say, confidence, silence, advance, wait, hangup)"
+                                "unknown script key `{other}` (expected digits, gap, say, confidence, audio, silence, advance, wait, hangup)"
                             )))
                         }
                     }
                 }
                 if actions.len() != 1 {
                     return Err(de::Error::custom(
-                        "a script line needs exactly one of digits / say / silence / advance / wait / hangup",
+                        "a script line needs exactly one of digits / say / audio / silence / advance / wait / hangup",
                     ));
                 }
                 let mut action = actions.remove(0);

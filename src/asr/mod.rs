@@ -1,0 +1,76 @@
+//! On-device speech recognition: a speech endpointer (voice activity and
+//! the recognition timers) in front of a decoder that turns one utterance of
+//! 8 kHz telephone audio into text.
+//!
+//! The path of a live recognition: the media session feeds decoded frames to
+//! [`endpoint::Endpointer`]; a finished utterance goes to the [`SpeechPool`]
+//! (decoder threads off the media and signalling runtimes); the result comes
+//! back to the flow as `CallInput::Speech`. The scripted test caller runs the
+//! same endpointer and engine over an audio file on its virtual clock.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::call::SpeechResult;
+
+pub mod endpoint;
+pub mod mel;
+mod pool;
+mod resample;
+pub mod whisper;
+
+pub use pool::SpeechPool;
+
+/// What a recognition listens for (from the flow step).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Hints {
+    /// Expected phrases (may steer the decoder; matching is the step's job).
+    pub phrases: Vec<String>,
+    /// Only digits can be the answer.
+    pub digits_only: bool,
+}
+
+/// What the engine made of one utterance.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Heard {
+    Speech(SpeechResult),
+    /// Sound, but the decoder judged it not to be speech (cough, line noise).
+    Nothing,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AsrError {
+    #[error("speech model in {dir}: {reason}")]
+    Model { dir: PathBuf, reason: String },
+    #[error("decoding failed: {0}")]
+    Decode(String),
+    #[error("all {0} speech decoders are busy; utterance dropped")]
+    Busy(usize),
+    #[error("no speech model for language `{0}` is installed")]
+    Language(String),
+}
+
+/// A decoder for whole utterances. Blocking: run it on decoder threads.
+pub trait SpeechEngine: Send + Sync {
+    /// Short name for logs ("whisper tiny.en").
+    fn name(&self) -> &str;
+    /// Whether this engine understands `language` (None = the default).
+    fn speaks(&self, language: Option<&str>) -> bool;
+    fn recognize(&self, pcm_8k: &[i16], hints: &Hints) -> Result<Heard, AsrError>;
+}
+
+impl std::fmt::Debug for dyn SpeechEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Folder under `models/` holding Whisper tiny.en in CTranslate2 format.
+pub const WHISPER_DIR: &str = "whisper-tiny.en";
+
+/// Load the default English engine from `models_dir`.
+pub fn load_default(models_dir: &Path) -> Result<Arc<dyn SpeechEngine>, AsrError> {
+    let dir = models_dir.join(WHISPER_DIR);
+    let engine = whisper::WhisperEngine::load(&dir)?;
+    Ok(Arc::new(engine))
+}

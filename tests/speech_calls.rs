@@ -1,0 +1,79 @@
+//! Speech over a real call: sipp streams recorded caller speech as PCMU RTP
+//! into the shipped `speech` flow; voxgate's endpointer and the on-device
+//! recogniser (Whisper tiny.en, installed by scripts/fetch-whisper) must
+//! hear the account number and the "yes".
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn models() -> std::path::PathBuf {
+    let m = root().join("models");
+    assert!(
+        m.join("whisper-tiny.en/model.bin").exists(),
+        "the speech model is missing: run scripts/fetch-whisper (scripts/test.sh does)"
+    );
+    m
+}
+
+fn ulaw(name: &str, out: &std::path::Path) {
+    let src = root().join("flows/callers").join(name);
+    let src = src.to_str().unwrap();
+    sox(
+        &[src, "-r", "8000", "-c", "1", "-e", "u-law", "-t", "raw"],
+        out,
+        &[],
+    );
+}
+
+#[test]
+fn spoken_number_and_yes_over_rtp() {
+    let cfg = format!("models_dir: {}\n", models().display());
+    let vg = Voxgate::start(
+        "speech",
+        Options {
+            flows: root().join("flows"),
+            extra_config: &cfg,
+        },
+    );
+    let dir = scratch("speech-audio");
+    ulaw("account_4271.wav", &dir.join("number.ulaw"));
+    ulaw("yes.wav", &dir.join("answer.ulaw"));
+    let sink = RtpSink::new();
+    let out = sipp_in(
+        &dir,
+        "speech.xml",
+        vg.sip,
+        "speech",
+        false,
+        &[("rtp_listen", sink.port().to_string())],
+    );
+    assert!(
+        out.status.success(),
+        "sipp speech call failed: {}\n{}\nvoxgate log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        vg.log()
+    );
+    let evs = vg.wait_events("the call to end", Duration::from_secs(30), |evs| {
+        evs.iter().any(|e| event_name(e).starts_with("hung_up"))
+    });
+    let recs = events_named(&evs, "recognition");
+    assert_eq!(recs.len(), 2, "events:\n{}", pretty(&evs));
+    assert!(
+        recs.iter().all(|r| r["event"]["matched"] == true),
+        "events:\n{}",
+        pretty(&evs)
+    );
+    let entered: Vec<&str> = events_named(&evs, "step_entered")
+        .iter()
+        .filter_map(|e| e["event"]["step"].as_str())
+        .collect();
+    assert!(entered.contains(&"thanks"), "path {entered:?}");
+    // What the caller said stays in the call: not in events, not in logs.
+    let raw = std::fs::read_to_string(&vg.events).unwrap();
+    assert!(!raw.contains("4271"), "transcript in events:\n{raw}");
+    assert!(!vg.log().contains("4271"), "transcript in the log");
+}

@@ -1,0 +1,176 @@
+//! The on-device recogniser (Whisper tiny.en through CTranslate2) on
+//! telephone audio. Needs the model: scripts/fetch-whisper (scripts/test.sh
+//! installs it); a missing model fails these tests.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use voxgate::asr::whisper::{DecodeOptions, LoadOptions, WhisperError, WhisperModel};
+use voxgate::asr::{Heard, Hints, SpeechEngine};
+
+fn model_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/whisper-tiny.en");
+    assert!(
+        dir.join("model.bin").is_file(),
+        "no whisper model at {}: run scripts/fetch-whisper",
+        dir.display()
+    );
+    Some(dir)
+}
+
+fn wav8k(name: &str) -> Vec<i16> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/asr")
+        .join(name);
+    let mut r = hound::WavReader::open(p).unwrap();
+    assert_eq!(r.spec().sample_rate, 8000);
+    r.samples::<i16>().map(Result::unwrap).collect()
+}
+
+fn opts(digits_only: bool, prompt: Option<&str>) -> DecodeOptions {
+    DecodeOptions {
+        digits_only,
+        prompt: prompt.map(str::to_string),
+    }
+}
+
+#[test]
+fn missing_file_error_names_dir_and_file() {
+    let dir = std::env::temp_dir().join("no-such-whisper-model");
+    let err = WhisperModel::load(&dir).err().expect("must fail");
+    assert!(matches!(
+        err,
+        WhisperError::MissingFile {
+            file: "model.bin",
+            ..
+        }
+    ));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("no-such-whisper-model") && msg.contains("model.bin"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn transcribes_telephone_speech() {
+    let Some(dir) = model_dir() else { return };
+    let m = WhisperModel::load(&dir).unwrap();
+    let digits = m
+        .transcribe_8k(&wav8k("digits4271.wav"), &opts(true, None))
+        .unwrap();
+    assert_eq!(digits.text.replace(' ', ""), "4271", "{digits:?}");
+    assert!(
+        digits.confidence > 0.5 && digits.confidence <= 1.0,
+        "{digits:?}"
+    );
+    let phrase = m
+        .transcribe_8k(&wav8k("purple.wav"), &opts(false, None))
+        .unwrap();
+    assert!(
+        phrase.text.to_lowercase().contains("elephant"),
+        "{phrase:?}"
+    );
+    assert!(phrase.no_speech_prob < 0.5, "{phrase:?}");
+}
+
+#[test]
+fn degenerate_inputs_do_not_panic() {
+    let Some(dir) = model_dir() else { return };
+    let m = WhisperModel::load_with(
+        &dir,
+        &LoadOptions {
+            replicas: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for pcm in [vec![], vec![100i16], vec![0i16; 80], vec![0i16; 8000 * 40]] {
+        let t = m
+            .transcribe_8k(&pcm, &opts(false, Some("open sesame")))
+            .unwrap();
+        assert!((0.0..=1.0).contains(&t.no_speech_prob), "{t:?}");
+        assert!((0.0..=1.0).contains(&t.confidence), "{t:?}");
+    }
+    // Over 30 s of speech-like noise at 16 kHz: truncated, not an error.
+    let long: Vec<f32> = (0..16_000 * 35)
+        .map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.1)
+        .collect();
+    m.transcribe_16k(&long, &opts(true, None)).unwrap();
+}
+
+#[test]
+fn concurrent_decodes_match_sequential() {
+    let Some(dir) = model_dir() else { return };
+    let m = Arc::new(
+        WhisperModel::load_with(
+            &dir,
+            &LoadOptions {
+                replicas: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
+    assert_eq!(m.replicas(), 2);
+    let inputs = [("digits4271.wav", true), ("purple.wav", false)];
+    let want: Vec<_> = inputs
+        .iter()
+        .map(|(f, d)| m.transcribe_8k(&wav8k(f), &opts(*d, None)).unwrap())
+        .collect();
+    for _round in 0..2 {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let m = Arc::clone(&m);
+                let (f, d) = inputs[i % 2];
+                std::thread::spawn(move || m.transcribe_8k(&wav8k(f), &opts(d, None)).unwrap())
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            let got = h.join().unwrap();
+            assert_eq!(
+                got,
+                want[i % 2],
+                "thread {i} differs from sequential decode"
+            );
+        }
+    }
+}
+
+/// The engine behind `recognize`: digit decoding, phrases as a prompt, and
+/// silence gated out by the no-speech probability.
+#[test]
+fn engine_hears_digits_phrases_and_not_silence() {
+    let dir = model_dir().unwrap();
+    let e = voxgate::asr::whisper::WhisperEngine::load(&dir).unwrap();
+    assert!(e.speaks(None) && e.speaks(Some("en-GB")) && !e.speaks(Some("ko")));
+    let digits = Hints {
+        digits_only: true,
+        ..Hints::default()
+    };
+    match e.recognize(&wav8k("digits4271.wav"), &digits).unwrap() {
+        Heard::Speech(r) => assert_eq!(r.text.replace(' ', ""), "4271", "{r:?}"),
+        Heard::Nothing => panic!("digits not heard"),
+    }
+    let phrases = Hints {
+        phrases: vec!["purple elephant dance".into(), "open sesame".into()],
+        digits_only: false,
+    };
+    match e.recognize(&wav8k("purple.wav"), &phrases).unwrap() {
+        Heard::Speech(r) => assert!(r.text.to_lowercase().contains("purple elephant"), "{r:?}"),
+        Heard::Nothing => panic!("phrase not heard"),
+    }
+    // Two seconds of quiet line noise: not speech, whatever the prompt.
+    let mut x = 12345u32;
+    let noise: Vec<i16> = (0..16_000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            ((x >> 16) as i16) / 256
+        })
+        .collect();
+    assert_eq!(e.recognize(&noise, &phrases).unwrap(), Heard::Nothing);
+    assert_eq!(
+        e.recognize(&vec![0; 16_000], &phrases).unwrap(),
+        Heard::Nothing
+    );
+}
