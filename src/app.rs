@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
@@ -371,11 +371,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _events_flush = SyncOnDrop(events.clone());
 
     let advertised_ip = match cfg.public_ip {
-        Some(ip) => ip,
-        None if !cfg.listen.ip().is_unspecified() => cfg.listen.ip(),
+        Some(ip) => Some(ip),
+        None if !cfg.listen.ip().is_unspecified() => Some(cfg.listen.ip()),
         None => {
-            warn!("listening on {} without public_ip: advertising 127.0.0.1 in SDP and Contact; set public_ip for remote callers", cfg.listen);
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
+            info!("listening on {} without public_ip: SDP and Contact carry our address on the route to each caller (set public_ip behind NAT)", cfg.listen);
+            None
         }
     };
     let prompts = Arc::new(PromptCache::new(cfg.prompts_dir.clone()));

@@ -493,3 +493,64 @@ fn max_call_duration_ends_the_call() {
     sipp_ok(&out, "silent caller gets BYE");
     assert!(vg.log().contains("max_call_duration"), "{}", vg.log());
 }
+
+/// A minimal INVITE with a PCMU offer from `from` to `to`.
+fn raw_invite(from: std::net::SocketAddr, to: std::net::SocketAddr, call_id: &str) -> String {
+    let ip = from.ip();
+    let sdp = format!(
+        "v=0\r\no=t 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    );
+    format!(
+        "INVITE sip:demo@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{call_id}\r\nMax-Forwards: 70\r\nFrom: <sip:t@{from}>;tag=1\r\nTo: <sip:demo@{to}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:t@{from}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+/// The 200 OK's SDP connection address and Contact for an INVITE from `from_ip`.
+fn answer_addresses(vg: &Voxgate, from_ip: &str, to_ip: &str, call_id: &str) -> (String, String) {
+    let sock = std::net::UdpSocket::bind((from_ip, 0)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let to: std::net::SocketAddr = format!("{to_ip}:{}", vg.sip.port()).parse().unwrap();
+    let inv = raw_invite(sock.local_addr().unwrap(), to, call_id);
+    let mut buf = [0u8; 8192];
+    for _ in 0..20 {
+        sock.send_to(inv.as_bytes(), to).unwrap();
+        while let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            if text.starts_with("SIP/2.0 200") {
+                let c = text
+                    .lines()
+                    .find(|l| l.starts_with("c="))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                let contact = text
+                    .lines()
+                    .find(|l| l.to_ascii_lowercase().starts_with("contact:"))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                return (c, contact);
+            }
+        }
+    }
+    panic!("no 200 OK for {call_id} from {from_ip}; log:\n{}", vg.log());
+}
+
+#[test]
+fn listening_on_any_address_advertises_the_route_to_each_caller() {
+    let vg = Voxgate::start("any-address", demo_with("listen: 0.0.0.0:{port}"));
+    let (c, contact) = answer_addresses(&vg, "127.0.0.1", "127.0.0.1", "any-lo");
+    assert_eq!(c, "c=IN IP4 127.0.0.1");
+    assert!(contact.contains("@127.0.0.1:"), "{contact}");
+    // Inside the test network namespace (scripts/test.sh) the veth address
+    // exists: a caller there must be given that address, not loopback.
+    if std::net::UdpSocket::bind("10.254.254.1:0").is_ok() {
+        let (c, contact) = answer_addresses(&vg, "10.254.254.1", "10.254.254.1", "any-veth");
+        assert_eq!(c, "c=IN IP4 10.254.254.1");
+        assert!(contact.contains("@10.254.254.1:"), "{contact}");
+    } else {
+        eprintln!("no 10.254.254.1 here (not in the test namespace): loopback part only");
+    }
+}

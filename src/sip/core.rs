@@ -201,6 +201,8 @@ pub struct Core {
     responses: HashMap<(String, String), CachedResponse>,
     out: VecDeque<Output>,
     accepting: bool,
+    /// Peer IP → our host:port as that peer reaches us (see `set_sent_by_for`).
+    route_local: HashMap<std::net::IpAddr, String>,
 }
 
 pub fn is_sdp(ct: &str) -> bool {
@@ -234,6 +236,7 @@ impl Core {
             responses: HashMap::new(),
             out: VecDeque::new(),
             accepting: true,
+            route_local: HashMap::new(),
         }
     }
 
@@ -250,10 +253,27 @@ impl Core {
         self.out.pop_front()
     }
 
+    /// Our address as `peer` must see it: the configured one, or the one the
+    /// edge found routes to that peer (listening on 0.0.0.0 without public_ip).
+    fn sent_by(&self, peer: &Peer) -> &str {
+        self.route_local
+            .get(&peer.addr.ip())
+            .map_or(self.cfg.sent_by.as_str(), String::as_str)
+    }
+
+    /// Tell the core which of our addresses `peer_ip` reaches (host:port).
+    pub fn set_sent_by_for(&mut self, peer_ip: std::net::IpAddr, sent_by: String) {
+        // Bounded: a flood of sources must not grow it forever.
+        if self.route_local.len() >= 4096 && !self.route_local.contains_key(&peer_ip) {
+            self.route_local.clear();
+        }
+        self.route_local.insert(peer_ip, sent_by);
+    }
+
     fn contact(&self, peer: &Peer) -> String {
         match peer.link {
-            Link::Udp => format!("sip:voxgate@{}", self.cfg.sent_by),
-            Link::Tcp(_) => format!("sip:voxgate@{};transport=tcp", self.cfg.sent_by),
+            Link::Udp => format!("sip:voxgate@{}", self.sent_by(peer)),
+            Link::Tcp(_) => format!("sip:voxgate@{};transport=tcp", self.sent_by(peer)),
         }
     }
 
@@ -885,10 +905,10 @@ impl Core {
 
     fn send_bye(&mut self, now: Instant, call: &str) {
         let t1 = self.cfg.t1;
-        let sent_by = self.cfg.sent_by.clone();
         let Some(d) = self.dialogs.get(call) else {
             return;
         };
+        let sent_by = self.sent_by(&d.peer).to_string();
         let contact = self.contact(&d.peer);
         let branch = format!("z9hG4bK{}", msg::random_token(16));
         let transport = if d.peer.reliable() { "TCP" } else { "UDP" };

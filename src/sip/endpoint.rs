@@ -39,7 +39,9 @@ pub trait CallRunner: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct EndpointConfig {
     pub listen: SocketAddr,
-    pub advertised_ip: IpAddr,
+    /// Address written into SDP and Contact. None (listening on 0.0.0.0 or ::
+    /// without public_ip): per caller, our address on the route to it.
+    pub advertised_ip: Option<IpAddr>,
     pub rtp: crate::config::PortRange,
     pub session: SessionConfig,
     pub max_call_duration: Duration,
@@ -85,6 +87,8 @@ struct CallHandle {
     events: mpsc::UnboundedSender<MediaEvent>,
     media: mpsc::UnboundedSender<MediaCommand>,
     rtp_port: u16,
+    /// Our address in this call's SDP.
+    media_ip: IpAddr,
     params: MediaParams,
     sdp_version: u64,
     session_id: u64,
@@ -102,6 +106,8 @@ pub struct Endpoint {
     tx: mpsc::UnboundedSender<LoopMsg>,
     rx: mpsc::UnboundedReceiver<LoopMsg>,
     control_tx: mpsc::UnboundedSender<CallControl>,
+    /// Peer IP → our address on the route to it (advertised_ip None only).
+    route_cache: HashMap<IpAddr, IpAddr>,
 }
 
 /// Bound sockets, ready to serve (tests bind port 0 and read the address).
@@ -125,7 +131,8 @@ impl Endpoint {
         runner: Arc<dyn CallRunner>,
     ) -> std::io::Result<(Self, TcpListener)> {
         let local = bound.udp.local_addr()?;
-        let sent_by = SocketAddr::new(cfg.advertised_ip, local.port()).to_string();
+        let sent_by =
+            SocketAddr::new(cfg.advertised_ip.unwrap_or(local.ip()), local.port()).to_string();
         let core = Core::new(CoreConfig {
             sent_by,
             ..Default::default()
@@ -154,6 +161,7 @@ impl Endpoint {
                 tx,
                 rx,
                 control_tx,
+                route_cache: HashMap::new(),
             },
             bound.tcp,
         ))
@@ -276,8 +284,43 @@ impl Endpoint {
         }
     }
 
+    /// Our address as `peer` sees it: the configured one, or (listening on
+    /// the unspecified address) the source address the kernel picks on the
+    /// route to the peer. A connected UDP socket tells without sending
+    /// anything; results are cached per peer IP.
+    fn local_ip_for(&mut self, peer: IpAddr) -> IpAddr {
+        if let Some(ip) = self.cfg.advertised_ip {
+            return ip;
+        }
+        if let Some(ip) = self.route_cache.get(&peer) {
+            return *ip;
+        }
+        let unspecified: IpAddr = if peer.is_ipv4() {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        };
+        let ip = std::net::UdpSocket::bind((unspecified, 0))
+            .and_then(|s| s.connect((peer, 9)).map(|_| s))
+            .and_then(|s| s.local_addr())
+            .map(|a| a.ip())
+            .unwrap_or(self.cfg.listen.ip());
+        if self.route_cache.len() >= 4096 {
+            self.route_cache.clear();
+        }
+        self.route_cache.insert(peer, ip);
+        let port = self
+            .udp
+            .local_addr()
+            .map_or(self.cfg.listen.port(), |a| a.port());
+        let sent_by = SocketAddr::new(ip, port).to_string();
+        self.core.set_sent_by_for(peer, sent_by);
+        ip
+    }
+
     fn on_bytes(&mut self, peer: Peer, data: &[u8], transport: Transport) {
         let now = Instant::now().into_std();
+        self.local_ip_for(peer.addr.ip());
         match wire::parse_message(data, transport) {
             Ok(Inbound::Request(req)) => match wire::reply_context(data) {
                 Some(ctx) => self.core.handle_request(now, peer, &req, &ctx),
@@ -364,7 +407,7 @@ impl Endpoint {
                 }
                 h.sdp_version += 1;
                 let local = LocalMedia {
-                    ip: self.cfg.advertised_ip,
+                    ip: h.media_ip,
                     port: h.rtp_port,
                     codecs: vec![Codec::Pcmu, Codec::Pcma],
                     session_id: h.session_id,
@@ -437,7 +480,18 @@ impl Endpoint {
             );
             return;
         }
-        let Some((sock, port)) = self.ports.allocate(self.cfg.advertised_ip) else {
+        let media_ip = self.local_ip_for(peer.addr.ip());
+        // Bound where SIP listens: the unspecified address when we advertise
+        // per caller, so audio arrives on whichever interface it routes to.
+        let bind_ip = match self.cfg.advertised_ip {
+            Some(ip) => ip,
+            None if self.cfg.listen.ip().is_unspecified() => match media_ip {
+                IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+                IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+            },
+            None => self.cfg.listen.ip(),
+        };
+        let Some((sock, port)) = self.ports.allocate(bind_ip) else {
             warn!(%call, "no free RTP port; rejecting call");
             self.core
                 .reject(now, &call, 503, "Service Unavailable: no media port free");
@@ -445,7 +499,7 @@ impl Endpoint {
         };
         let session_id: u64 = rand::random::<u32>() as u64;
         let local = LocalMedia {
-            ip: self.cfg.advertised_ip,
+            ip: media_ip,
             port,
             codecs: vec![Codec::Pcmu, Codec::Pcma],
             session_id,
@@ -502,6 +556,7 @@ impl Endpoint {
                 events: ev_tx,
                 media: media_tx.clone(),
                 rtp_port: port,
+                media_ip,
                 params,
                 sdp_version: 1,
                 session_id,

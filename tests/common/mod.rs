@@ -79,11 +79,17 @@ impl Voxgate {
         let dir = scratch(name);
         let port = free_port();
         let (lo, hi) = rtp_range();
+        // `{port}` in extra_config is the SIP port; an own `listen:` replaces ours.
+        let extra = opts.extra_config.replace("{port}", &port.to_string());
+        let listen = if extra.contains("listen:") {
+            String::new()
+        } else {
+            format!("listen: 127.0.0.1:{port}\n")
+        };
         let cfg = format!(
-            "listen: 127.0.0.1:{port}\nrtp_ports: {lo}-{hi}\nflows_dir: {}\nprompts_dir: {}\nshutdown_grace: 5s\n{}\n",
+            "{listen}rtp_ports: {lo}-{hi}\nflows_dir: {}\nprompts_dir: {}\nshutdown_grace: 5s\n{extra}\n",
             opts.flows.display(),
             root().join("prompts").display(),
-            opts.extra_config
         );
         let cfg_path = dir.join("voxgate.yaml");
         std::fs::write(&cfg_path, cfg).unwrap();
