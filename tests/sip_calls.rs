@@ -554,3 +554,30 @@ fn listening_on_any_address_advertises_the_route_to_each_caller() {
         eprintln!("no 10.254.254.1 here (not in the test namespace): loopback part only");
     }
 }
+
+#[test]
+fn late_offer_invite_without_sdp_is_answered_in_the_ack() {
+    let vg = Voxgate::start("late-offer", demo());
+    let sink = RtpSink::new();
+    let port = sink.port();
+    let collector = std::thread::spawn(move || {
+        sink.collect(Duration::from_millis(800), Duration::from_secs(30))
+    });
+    let out = sipp(
+        "late_offer.xml",
+        vg.sip,
+        "demo",
+        false,
+        &[("rtp_listen", port.to_string())],
+    );
+    sipp_ok(&out, "late offer");
+    let evs = wait_call_end(&vg);
+    assert_eq!(collected(&evs), vec!["12"], "events:\n{}", pretty(&evs));
+    assert!(
+        vg.log().contains("late offer answered in the ACK"),
+        "{}",
+        vg.log()
+    );
+    // Audio goes where the ACK's answer said.
+    check_prompt_stream(&collector.join().unwrap());
+}

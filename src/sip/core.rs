@@ -91,8 +91,9 @@ pub enum CoreEvent {
         content_type: Option<String>,
         offer: Vec<u8>,
     },
-    /// ACK for our 200: media may flow both ways.
-    Confirmed { call: CallRef },
+    /// ACK for our 200: media may flow both ways. `answer` is the ACK's SDP
+    /// (the caller's answer when the INVITE had no offer; else usually empty).
+    Confirmed { call: CallRef, answer: Vec<u8> },
     /// CANCEL before answer; the call is gone.
     Cancelled { call: CallRef },
     /// The caller sent BYE.
@@ -357,7 +358,7 @@ impl Core {
             .to_string();
 
         match method {
-            Method::Ack => return self.handle_ack(now, ctx, &branch),
+            Method::Ack => return self.handle_ack(now, ctx, &branch, &req.body),
             Method::Cancel => return self.handle_cancel(now, peer, ctx, &branch),
             _ => {}
         }
@@ -701,7 +702,7 @@ impl Core {
         });
     }
 
-    fn handle_ack(&mut self, _now: Instant, ctx: &ReplyContext, branch: &str) {
+    fn handle_ack(&mut self, _now: Instant, ctx: &ReplyContext, branch: &str, body: &[u8]) {
         let call = ctx.call_id.clone();
         let Some(d) = self.dialogs.get_mut(&call) else {
             return;
@@ -719,7 +720,10 @@ impl Core {
             State::Answered => {
                 d.state = State::Confirmed;
                 let bye_now = d.bye_after_ack;
-                self.emit(CoreEvent::Confirmed { call: call.clone() });
+                self.emit(CoreEvent::Confirmed {
+                    call: call.clone(),
+                    answer: body.to_vec(),
+                });
                 if bye_now {
                     self.send_bye(_now, &call);
                 }
@@ -1183,6 +1187,7 @@ mod tests {
         assert_eq!(
             evs,
             vec![CoreEvent::Confirmed {
+                answer: Vec::new(),
                 call: "call-1@test".into()
             }]
         );

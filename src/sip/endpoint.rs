@@ -89,6 +89,8 @@ struct CallHandle {
     rtp_port: u16,
     /// Our address in this call's SDP.
     media_ip: IpAddr,
+    /// Late offer: what we offered, until the caller's answer (in the ACK) comes.
+    late_offer: Option<LocalMedia>,
     params: MediaParams,
     sdp_version: u64,
     session_id: u64,
@@ -424,10 +426,30 @@ impl Endpoint {
                     Err(e) => self.core.reject(now, &call, e.status(), &e.to_string()),
                 }
             }
-            CoreEvent::Confirmed { call } => {
-                if let Some(h) = self.calls.get(&call) {
-                    let _ = h.events.send(MediaEvent::Confirmed);
+            CoreEvent::Confirmed { call, answer } => {
+                let Some(h) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                if let Some(local) = h.late_offer.take() {
+                    // The ACK carries the caller's answer to our offer; read it
+                    // as the offerer would (their codec, their DTMF PTs, their
+                    // address and direction).
+                    match sdp::answer(&answer, &local) {
+                        Ok(n) => {
+                            let params = media_params(&n);
+                            info!(%call, codec = n.codec.name(), "late offer answered in the ACK");
+                            h.params = params.clone();
+                            let _ = h.media.send(MediaCommand::Update(params));
+                        }
+                        Err(e) => {
+                            warn!(%call, reason = %e, "the ACK carries no usable SDP answer to our offer; ending the call");
+                            let _ = h.events.send(MediaEvent::Hangup);
+                            self.core.hangup(now, &call);
+                            return;
+                        }
+                    }
                 }
+                let _ = h.events.send(MediaEvent::Confirmed);
             }
             CoreEvent::Cancelled { call }
             | CoreEvent::RemoteHangup { call }
@@ -471,15 +493,9 @@ impl Endpoint {
             self.core.reject(now, &call, 404, "Not Found");
             return;
         };
-        if offer.is_empty() {
-            self.core.reject(
-                now,
-                &call,
-                488,
-                "Not Acceptable Here: INVITE without SDP offer is not supported",
-            );
-            return;
-        }
+        // No offer in the INVITE (late offer): we offer in the 200 and the
+        // caller answers in the ACK.
+        let late_offer = offer.is_empty();
         let media_ip = self.local_ip_for(peer.addr.ip());
         // Bound where SIP listens: the unspecified address when we advertise
         // per caller, so audio arrives on whichever interface it routes to.
@@ -505,13 +521,26 @@ impl Endpoint {
             session_id,
             session_version: 1,
         };
-        let neg = match sdp::answer(&offer, &local) {
-            Ok(n) => n,
-            Err(e) => {
-                info!(%call, status = e.status(), reason = %e, "SDP offer refused");
-                self.ports.release(port);
-                self.core.reject(now, &call, e.status(), &e.to_string());
-                return;
+        let (params, body, codec) = if late_offer {
+            // Nothing is sent until the answer says where and how.
+            let params = MediaParams {
+                codec: Codec::Pcmu,
+                codec_pt: Codec::Pcmu.payload_type(),
+                dtmf_pts: vec![LATE_OFFER_DTMF_PT],
+                remote: None,
+                send: false,
+                expect_rtp: false,
+            };
+            (params, sdp::offer(&local, LATE_OFFER_DTMF_PT), "offered")
+        } else {
+            match sdp::answer(&offer, &local) {
+                Ok(n) => (media_params(&n), n.answer, n.codec.name()),
+                Err(e) => {
+                    info!(%call, status = e.status(), reason = %e, "SDP offer refused");
+                    self.ports.release(port);
+                    self.core.reject(now, &call, e.status(), &e.to_string());
+                    return;
+                }
             }
         };
         // Registered with the media runtime's reactor inside the session task.
@@ -525,7 +554,6 @@ impl Endpoint {
                 return;
             }
         };
-        let params = media_params(&neg);
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         let session = MediaSession::new(
@@ -557,12 +585,13 @@ impl Endpoint {
                 media: media_tx.clone(),
                 rtp_port: port,
                 media_ip,
+                late_offer: late_offer.then(|| local.clone()),
                 params,
                 sdp_version: 1,
                 session_id,
             },
         );
-        info!(%call, %dialled, %caller, %flow, from = %peer.addr, codec = neg.codec.name(), rtp_port = port, "answering call");
+        info!(%call, %dialled, %caller, %flow, from = %peer.addr, codec, rtp_port = port, "answering call");
         let span = tracing::info_span!("call", id = %call);
         let runner = self.runner.clone();
         let done = self.tx.clone();
@@ -591,12 +620,12 @@ impl Endpoint {
             .instrument(span),
         );
         if self.cfg.ring_time.is_zero() {
-            self.core.accept(now, &call, neg.answer.as_bytes());
+            self.core.accept(now, &call, body.as_bytes());
         } else {
             self.core.ring(now, &call);
             let tx = self.tx.clone();
             let ring = self.cfg.ring_time;
-            let sdp = neg.answer;
+            let sdp = body;
             tokio::spawn(async move {
                 tokio::time::sleep(ring).await;
                 let _ = tx.send(LoopMsg::Answer { call, sdp });
@@ -604,6 +633,9 @@ impl Endpoint {
         }
     }
 }
+
+/// Telephone-event payload type in our late-offer SDP.
+const LATE_OFFER_DTMF_PT: u8 = 101;
 
 fn media_params(neg: &sdp::Negotiated) -> MediaParams {
     MediaParams {

@@ -712,6 +712,26 @@ mod tests {
         a=ssrc:3340577373 cname:3aa1c7e3-8c1e-4e1e-9a7c-1dc2b5cb2a3e";
 
     #[test]
+    fn late_offer_round_trip() {
+        let l = local();
+        let o = offer(&l, 101);
+        assert!(o.contains("m=audio 30000 RTP/AVP 0 8 101\r\n"), "{o}");
+        assert!(
+            o.contains("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"),
+            "{o}"
+        );
+        assert!(o.contains("a=sendrecv\r\n"), "{o}");
+        // The caller picks PCMA and keeps telephone-event; reading its answer
+        // gives the media parameters.
+        let ans = "v=0\r\no=c 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let n = answer(ans.as_bytes(), &l).unwrap();
+        assert_eq!(n.codec, Codec::Pcma);
+        assert_eq!(n.dtmf_pts, vec![101]);
+        assert_eq!(n.remote_rtp, Some("192.0.2.9:7000".parse().unwrap()));
+        assert_eq!(n.local_direction, Direction::SendRecv);
+    }
+
+    #[test]
     fn sipp_offer_exact_answer() {
         let n = ok(SIPP);
         assert_eq!(n.codec, Codec::Pcmu);

@@ -100,6 +100,45 @@ write("dtmf_info.xml", "Keys 7 (application/dtmf-relay), 8 (application/dtmf), #
       + in_dialog("INFO", 4, "application/dtmf-relay", "Signal=#\nDuration=160") + RECV_BYE)
 write("dtmf_inband.xml", "Streams a u-law file of DTMF tones (made with sox) as PCMU audio: in-band digits.",
       call("0", []) + pause(1000) + exec_('rtp_stream="tones.ulaw,1,0"') + RECV_BYE)
+LATE_INVITE = """  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: """ + FROM + """
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="true" rrs="true"/>
+"""
+LATE_ACK = """  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: """ + FROM + """
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+""" + sdp("0 101", TE101) + """
+    ]]>
+  </send>
+"""
+write("late_offer.xml", "INVITE without SDP (late offer): voxgate offers in the 200, sipp answers in the ACK, then keys 1, 2, # from the shipped RFC 4733 captures (PT 101).",
+      LATE_INVITE + LATE_ACK + pause(1200)
+      + exec_('play_pcap_audio="/usr/share/sip-tester/dtmf_2833_1.pcap"') + pause(700)
+      + exec_('play_pcap_audio="/usr/share/sip-tester/dtmf_2833_2.pcap"') + pause(700)
+      + exec_('play_pcap_audio="/usr/share/sip-tester/dtmf_2833_pound.pcap"') + RECV_BYE)
 write("speech.xml", "Speaks an account number during the first prompt (speech barge-in), later says yes; both as PCMU audio files made with sox from flows/callers.",
       call("0", []) + pause(1500) + exec_('rtp_stream="number.ulaw,1,0"')
       + pause(9500) + exec_('rtp_stream="answer.ulaw,1,0"') + RECV_BYE)
