@@ -132,6 +132,12 @@ pub trait CallChannel: Send {
         spec: &RecognitionSpec,
     ) -> impl Future<Output = Result<(), CallError>> + Send;
 
+    /// Watch for the caller starting to talk, without recognising anything
+    /// (speech barge-in on prompts): `CallInput::SpeechStarted` when they
+    /// do. Ended by `stop_recognition`.
+    fn start_voice_detection(&mut self) -> impl Future<Output = Result<(), CallError>> + Send;
+
+    /// Stop listening (recognition or voice detection).
     fn stop_recognition(&mut self) -> impl Future<Output = ()> + Send;
 
     /// Wait for the next input, at most `timeout` (None = no limit).

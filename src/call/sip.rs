@@ -34,6 +34,8 @@ pub struct SipCall {
     speech: Option<SpeechPool>,
     /// Hints of the running recognition.
     listening: Option<Hints>,
+    /// Voice detection only (speech barge-in): no recognition follows.
+    voice_only: bool,
     /// An utterance being decoded, and since when.
     decoding: Option<oneshot::Receiver<Result<Heard, AsrError>>>,
     decode_started: Instant,
@@ -58,6 +60,7 @@ impl SipCall {
             hung_up: false,
             speech: None,
             listening: None,
+            voice_only: false,
             decoding: None,
             decode_started: Instant::now(),
         }
@@ -181,6 +184,7 @@ impl CallChannel for SipCall {
             ));
         }
         self.decoding = None;
+        self.voice_only = false;
         self.listening = Some(Hints {
             phrases: spec.phrases.clone(),
             digits_only: spec.digits_only,
@@ -194,10 +198,28 @@ impl CallChannel for SipCall {
             .map_err(|_| CallError::HungUp)
     }
 
+    async fn start_voice_detection(&mut self) -> Result<(), CallError> {
+        if self.gone {
+            return Err(CallError::HungUp);
+        }
+        self.listening = None;
+        self.decoding = None;
+        self.voice_only = true;
+        // Only the start of speech matters; a short max keeps the buffered audio small.
+        self.media
+            .send(MediaCommand::StartListening(EndpointConfig {
+                no_input_timeout: Duration::MAX,
+                end_of_speech_timeout: Duration::from_secs(1),
+                max_duration: Duration::from_secs(1),
+            }))
+            .map_err(|_| CallError::HungUp)
+    }
+
     async fn stop_recognition(&mut self) {
-        if self.listening.take().is_some() {
+        if self.listening.take().is_some() || self.voice_only {
             let _ = self.media.send(MediaCommand::StopListening);
         }
+        self.voice_only = false;
         self.decoding = None;
     }
 

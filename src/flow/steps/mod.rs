@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::call::{CallChannel, CallError, CallInput, DigitSource};
 use crate::events::{AuthMethod, AuthOutcome, Event, EventSink};
-use crate::flow::model::{Exit, PromptRef, Step, StepKind};
+use crate::flow::model::{BargeIn, Exit, PromptRef, Step, StepKind};
 use crate::flow::services::Services;
 use crate::flow::vars::Vars;
 
@@ -157,18 +157,34 @@ impl<C: CallChannel> Ctx<'_, C> {
     pub async fn play_to_end(
         &mut self,
         prompts: &[String],
-        barge_in_digits: bool,
+        barge_in: BargeIn,
     ) -> Result<(), Abort> {
         if prompts.is_empty() {
             return Ok(());
         }
         self.play(prompts).await?;
+        // Speech barge-in needs only voice activity, no recogniser.
+        let voice = barge_in.speech && self.call.start_voice_detection().await.is_ok();
+        let res = self.wait_playback(barge_in, voice).await;
+        if voice {
+            self.call.stop_recognition().await;
+        }
+        res
+    }
+
+    async fn wait_playback(&mut self, barge_in: BargeIn, voice: bool) -> Result<(), Abort> {
         loop {
             match self.next_input(None).await? {
                 Some(CallInput::PlaybackDone) => return Ok(()),
-                Some(CallInput::Digit { digit, source }) if barge_in_digits => {
+                Some(CallInput::Digit { digit, source }) if barge_in.digits => {
                     self.call.stop_playback().await;
                     self.typeahead.push_back((digit, source));
+                    return Ok(());
+                }
+                // The caller talks over the prompt: stop it (the words are
+                // not recognised; the next input step listens afresh).
+                Some(CallInput::SpeechStarted) if voice => {
+                    self.call.stop_playback().await;
                     return Ok(());
                 }
                 // Other inputs (digits without barge-in, stray speech events) are ignored.

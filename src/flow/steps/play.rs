@@ -7,6 +7,6 @@ use super::{Abort, Ctx, Flowing};
 
 pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Play) -> Result<Flowing, Abort> {
     let prompts = ctx.render_prompts(&step.prompts)?;
-    ctx.play_to_end(&prompts, step.barge_in.digits).await?;
+    ctx.play_to_end(&prompts, step.barge_in).await?;
     Ok(Flowing::Exit(Exit::Next))
 }

@@ -24,7 +24,7 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Say) -> Result<Flo
     let mut prompts = ctx.render_prompts(&step.before)?;
     prompts.extend(spoken);
     prompts.extend(ctx.render_prompts(&step.after)?);
-    ctx.play_to_end(&prompts, step.barge_in.digits).await?;
+    ctx.play_to_end(&prompts, step.barge_in).await?;
     Ok(Flowing::Exit(Exit::Next))
 }
 

@@ -22,6 +22,7 @@
 //!       prompts_include: [welcome] # or prompts: exact list
 //!       transfer: { target: "sip:agents@127.0.0.1:5080", headers: { X-Auth-Result: passed } }
 //!       codes_sent: 1
+//!       barge_ins: 1               # prompts the caller cut short (keys or speech)
 //! ```
 //!
 //! `say:` hands text to a scripted recogniser (confidence 0.95 unless given);
@@ -596,6 +597,11 @@ fn compare(
                     }
                 }
             }
+        }
+    }
+    if let Some(n) = e.barge_ins {
+        if n != call.barge_ins {
+            f.push(format!("barge_ins: expected {n}, got {}", call.barge_ins));
         }
     }
     if let Some(n) = e.codes_sent {

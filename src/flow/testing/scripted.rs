@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::speech::{hear_file, Simulated, SpeechModels};
+use super::speech::{hear_file, voice_onset, Simulated, SpeechModels};
 use crate::asr::Heard;
 use crate::call::{
     CallChannel, CallError, CallInfo, CallInput, DigitSource, RecognitionSpec, SpeechResult,
@@ -143,6 +143,8 @@ pub struct ScriptedCall {
     /// Recognitions from this one on (1-based) cannot start, as in serve
     /// without a model (`fail: [recognizer]` = from the first).
     recognizer_fails_at: Option<u32>,
+    /// Voice detection runs (speech barge-in on a prompt), no recognition.
+    voice_detecting: bool,
     speaking: bool,
     hung_up: bool,
     vars: ScriptVars,
@@ -168,6 +170,7 @@ impl ScriptedCall {
             spec: None,
             speech: None,
             recognizer_fails_at: None,
+            voice_detecting: false,
             speaking: false,
             hung_up: false,
             vars: ScriptVars::default(),
@@ -277,6 +280,20 @@ impl ScriptedCall {
                         at += gap;
                     }
                     self.ready_at = at;
+                }
+                Action::Say { .. } | Action::Audio(_)
+                    if !self.recognizing && self.voice_detecting && !self.speaking =>
+                {
+                    // Talking over a prompt with speech barge-in: the prompt
+                    // stops, the words are lost (nobody is recognising).
+                    let onset = match &action {
+                        Action::Audio(path) => voice_onset(path).map_err(CallError::Failed)?,
+                        _ => Some(Duration::ZERO),
+                    };
+                    if let Some(at) = onset {
+                        self.speaking = true;
+                        self.schedule(now + at, Origin::Script, CallInput::SpeechStarted);
+                    }
                 }
                 Action::Say { text, confidence } => {
                     if !self.recognizing || self.speaking {
@@ -412,7 +429,19 @@ impl CallChannel for ScriptedCall {
         async move { res }
     }
 
+    fn start_voice_detection(&mut self) -> impl Future<Output = Result<(), CallError>> + Send {
+        let res = if self.hung_up {
+            Err(CallError::HungUp)
+        } else {
+            self.voice_detecting = true;
+            self.speaking = false;
+            Ok(())
+        };
+        async move { res }
+    }
+
     fn stop_recognition(&mut self) -> impl Future<Output = ()> + Send {
+        self.voice_detecting = false;
         self.recognizing = false;
         self.speaking = false;
         self.drop_speech();

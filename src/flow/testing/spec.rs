@@ -159,6 +159,8 @@ pub struct Expect {
     pub prompts_include: Option<Vec<String>>,
     pub transfer: Option<ExpectTransfer>,
     pub codes_sent: Option<u32>,
+    /// Prompts cut short by the caller (keys or speech).
+    pub barge_ins: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -57,18 +57,52 @@ pub enum Simulated {
     Silent,
 }
 
+/// When voice activity starts in the recording `path` (None: no voice).
+pub fn voice_onset(path: &Path) -> Result<Option<Duration>, String> {
+    let pcm = phone_audio(path)?;
+    let t0 = Instant::now();
+    let mut ep = Endpointer::new(
+        EndpointConfig {
+            no_input_timeout: Duration::MAX,
+            end_of_speech_timeout: Duration::from_secs(1),
+            max_duration: Duration::from_secs(1),
+        },
+        t0,
+    );
+    for (i, frame) in pcm.chunks(160).enumerate() {
+        let at = Duration::from_millis(20 * i as u64);
+        let mut evs: Vec<EndpointEvent> = ep.push(t0 + at, frame).into_iter().collect();
+        while let Some(ev) = ep.poll(t0 + at) {
+            evs.push(ev);
+        }
+        if evs
+            .iter()
+            .any(|e| matches!(e, EndpointEvent::SpeechStarted))
+        {
+            return Ok(Some(at));
+        }
+    }
+    Ok(None)
+}
+
+/// The recording as it arrives over the phone: 8 kHz, µ-law there and back.
+fn phone_audio(path: &Path) -> Result<Vec<i16>, String> {
+    let audio = prompt::load_wav(path).map_err(|e| format!("audio `{}`: {e}", path.display()))?;
+    let mut ulaw = Vec::new();
+    g711::encode(Codec::Pcmu, audio.pcm(), &mut ulaw);
+    let mut pcm = Vec::with_capacity(ulaw.len());
+    g711::decode(Codec::Pcmu, &ulaw, &mut pcm);
+    Ok(pcm)
+}
+
 /// Play `path` into a recognition with `spec` and decode what it cuts out.
 pub fn hear_file(
     engine: &dyn SpeechEngine,
     path: &Path,
     spec: &RecognitionSpec,
 ) -> Result<Simulated, String> {
-    let audio = prompt::load_wav(path).map_err(|e| format!("audio `{}`: {e}", path.display()))?;
-    // What survives the phone network: µ-law there and back.
-    let mut ulaw = Vec::new();
-    g711::encode(Codec::Pcmu, audio.pcm(), &mut ulaw);
-    let mut pcm = Vec::with_capacity(ulaw.len());
-    g711::decode(Codec::Pcmu, &ulaw, &mut pcm);
+    let pcm = phone_audio(path)?;
+    let duration = Duration::from_millis(pcm.len() as u64 / 8);
 
     let t0 = Instant::now();
     let cfg = EndpointConfig {
@@ -82,7 +116,7 @@ pub fn hear_file(
     let silence = [0i16; 160];
     let frames = pcm.chunks(160).chain(std::iter::repeat(&silence[..]));
     // Long enough for every timer to fire after the recording.
-    let limit = audio.duration() + spec.no_input_timeout + spec.end_of_speech_timeout;
+    let limit = duration + spec.no_input_timeout + spec.end_of_speech_timeout;
     for (i, frame) in frames.enumerate() {
         let at = Duration::from_millis(20 * i as u64);
         if at > limit + Duration::from_secs(1) {
