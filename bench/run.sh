@@ -73,6 +73,7 @@ max_call_duration: 2m
 shutdown_grace: 5s
 inband_dtmf: $INBAND
 log_format: text
+${MEDIA_PRIORITY:+media_priority: $MEDIA_PRIORITY}
 YAML
   local ev=()
   [ "$EVENTS" = 1 ] && ev=(--events "$d/events.jsonl")
