@@ -497,8 +497,9 @@ fn max_call_duration_ends_the_call() {
 /// A minimal INVITE with a PCMU offer from `from` to `to`.
 fn raw_invite(from: std::net::SocketAddr, to: std::net::SocketAddr, call_id: &str) -> String {
     let ip = from.ip();
+    let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
     let sdp = format!(
-        "v=0\r\no=t 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        "v=0\r\no=t 1 1 IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
     );
     format!(
         "INVITE sip:demo@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{call_id}\r\nMax-Forwards: 70\r\nFrom: <sip:t@{from}>;tag=1\r\nTo: <sip:demo@{to}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:t@{from}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
@@ -511,7 +512,7 @@ fn answer_addresses(vg: &Voxgate, from_ip: &str, to_ip: &str, call_id: &str) -> 
     let sock = std::net::UdpSocket::bind((from_ip, 0)).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let to: std::net::SocketAddr = format!("{to_ip}:{}", vg.sip.port()).parse().unwrap();
+    let to = std::net::SocketAddr::new(to_ip.parse().unwrap(), vg.sip.port());
     let inv = raw_invite(sock.local_addr().unwrap(), to, call_id);
     let mut buf = [0u8; 8192];
     for _ in 0..20 {
@@ -580,4 +581,35 @@ fn late_offer_invite_without_sdp_is_answered_in_the_ack() {
     );
     // Audio goes where the ACK's answer said.
     check_prompt_stream(&collector.join().unwrap());
+}
+
+#[test]
+fn ipv6_call_on_loopback_gets_an_ipv6_answer_and_digits() {
+    let vg = Voxgate::start("ipv6", demo_with("listen: \"[::1]:{port}\""));
+    let (c, contact) = answer_addresses(&vg, "::1", "::1", "v6-raw");
+    assert_eq!(c, "c=IN IP6 ::1");
+    assert!(contact.contains("@[::1]:"), "{contact}");
+    // A whole call over IPv6: sipp keys digits with play_dtmf.
+    let sink = RtpSink::new_v6();
+    let out = sipp(
+        "dtmf_play.xml",
+        vg.sip,
+        "demo",
+        false,
+        &[
+            ("rtp_listen", sink.port().to_string()),
+            ("dtmf", "7#".into()),
+        ],
+    );
+    sipp_ok(&out, "IPv6 play_dtmf");
+    // sipp succeeded, so voxgate's BYE came; its digits are in the events.
+    let evs = vg.wait_events("the digits", Duration::from_secs(10), |evs| {
+        !events_named(evs, "digits").is_empty()
+    });
+    assert_eq!(
+        events_named(&evs, "digits")[0]["event"]["digits"],
+        "7",
+        "events:\n{}",
+        pretty(&evs)
+    );
 }

@@ -120,7 +120,19 @@ impl Voxgate {
             }
             all
         });
-        let sip: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        // Where to reach it: our listen line's address (any-address → loopback).
+        let sip: SocketAddr = extra
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("listen:"))
+            .map(|v| {
+                v.trim()
+                    .trim_matches('"')
+                    .replace("0.0.0.0", "127.0.0.1")
+                    .replace("[::]", "[::1]")
+            })
+            .unwrap_or_else(|| format!("127.0.0.1:{port}"))
+            .parse()
+            .unwrap();
         let mut vg = Voxgate {
             child,
             sip,
@@ -134,7 +146,12 @@ impl Voxgate {
 
     /// OPTIONS until it answers (the health probe a dispatcher would use).
     fn wait_ready(&mut self) {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sock = UdpSocket::bind(if self.sip.is_ipv6() {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        })
+        .unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -286,7 +303,7 @@ pub fn sipp_in(
             "-s",
             service,
             "-i",
-            "127.0.0.1",
+            if target.is_ipv6() { "::1" } else { "127.0.0.1" },
             "-m",
             "1",
             "-l",
@@ -342,6 +359,14 @@ pub struct RtpPacket {
 impl RtpSink {
     pub fn new() -> RtpSink {
         let sock = UdpSocket::bind(("127.0.0.1", free_port())).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        RtpSink { sock }
+    }
+
+    /// A sink on ::1 (IPv6 calls).
+    pub fn new_v6() -> RtpSink {
+        let sock = UdpSocket::bind(("::1", 0)).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         RtpSink { sock }
