@@ -507,3 +507,81 @@ pub fn test(paths: &[PathBuf], models_dir: &Path) -> ExitCode {
         ExitCode::from(1)
     }
 }
+
+/// `voxgate recognize`: each file through the endpointer and the engine, as
+/// an `audio:` line of a flow test would be. Exit 1 if any file fails.
+pub fn recognize(files: &[PathBuf], digits: bool, phrases: &[String], models: &Path) -> ExitCode {
+    use crate::asr::Heard;
+    use crate::flow::testing::speech::{hear_file, Simulated};
+    let started = std::time::Instant::now();
+    let engine = match crate::asr::load_default(models) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("voxgate: {e} (install it with scripts/fetch-whisper, or pass --models DIR)");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "engine: {} (loaded in {} ms)",
+        engine.name(),
+        started.elapsed().as_millis()
+    );
+    let spec = crate::call::RecognitionSpec {
+        phrases: phrases.to_vec(),
+        digits_only: digits,
+        language: None,
+        no_input_timeout: std::time::Duration::from_secs(5),
+        end_of_speech_timeout: std::time::Duration::from_millis(800),
+        max_duration: std::time::Duration::from_secs(15),
+    };
+    let mut failed = false;
+    for f in files {
+        let cpu0 = process_cpu();
+        let wall0 = std::time::Instant::now();
+        let res = hear_file(&*engine, f, &spec);
+        let cpu_ms = (process_cpu() - cpu0).as_millis();
+        let wall_ms = wall0.elapsed().as_millis();
+        match res {
+            Ok(Simulated::Heard {
+                started,
+                ended,
+                heard,
+            }) => {
+                let what = match heard {
+                    Heard::Speech(r) => format!("\"{}\" confidence {:.2}", r.text, r.confidence),
+                    Heard::Nothing => "no speech (sound judged not to be speech)".into(),
+                };
+                println!(
+                    "{}: {what}; speech {:.2}-{:.2} s; cpu {cpu_ms} ms, wall {wall_ms} ms",
+                    f.display(),
+                    started.as_secs_f32(),
+                    ended.as_secs_f32()
+                );
+            }
+            Ok(Simulated::Silent) => println!("{}: no voice found (no input)", f.display()),
+            Err(e) => {
+                failed = true;
+                println!("{}: error: {e}", f.display());
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// CPU time of the whole process: CTranslate2 decodes on its own worker threads.
+fn process_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only into the timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}

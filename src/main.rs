@@ -55,6 +55,22 @@ enum Cmd {
         #[arg(long, default_value = "models")]
         models: PathBuf,
     },
+    /// Hear recordings as a call would: telephone quality, endpointer,
+    /// on-device recogniser. Prints what was heard and what it cost.
+    Recognize {
+        /// WAV files (any format hound reads).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Expect digits only (as `recognize` with `digits_only: true`).
+        #[arg(long)]
+        digits: bool,
+        /// Expected phrases, comma-separated (as `recognize` with `phrases:`).
+        #[arg(long, value_delimiter = ',')]
+        phrases: Vec<String>,
+        /// Speech models directory.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -85,5 +101,11 @@ fn main() -> ExitCode {
         }
         Cmd::Validate { paths, prompts } => voxgate::app::validate(&paths, &prompts),
         Cmd::Test { paths, models } => voxgate::app::test(&paths, &models),
+        Cmd::Recognize {
+            files,
+            digits,
+            phrases,
+            models,
+        } => voxgate::app::recognize(&files, digits, &phrases, &models),
     }
 }

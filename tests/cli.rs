@@ -165,3 +165,35 @@ fn unknown_subcommand_is_a_usage_error() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("serve"), "suggests the right one:\n{text}");
 }
+
+#[test]
+fn recognize_hears_recordings_as_a_call_would() {
+    let models = root().join("models");
+    assert!(
+        models.join("whisper-tiny.en/model.bin").exists(),
+        "run scripts/fetch-whisper"
+    );
+    let m = models.to_str().unwrap();
+    let yes = root().join("flows/callers/yes.wav");
+    let noise = root().join("flows/callers/line_noise.wav");
+    let (code, text) = run(&[
+        "recognize",
+        "--models",
+        m,
+        "--phrases",
+        "yes,no",
+        yes.to_str().unwrap(),
+        noise.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("yes.wav: \"yes\""), "{text}");
+    assert!(text.contains("line_noise.wav: no "), "{text}");
+    let (code, text) = run(&[
+        "recognize",
+        "--models",
+        "/nonexistent",
+        yes.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("missing model.bin"), "{text}");
+}
