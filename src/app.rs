@@ -163,8 +163,13 @@ fn speech_pool(models_dir: &Path) -> Option<crate::asr::SpeechPool> {
 fn media_runtime(priority: i32) -> anyhow::Result<tokio::runtime::Runtime> {
     // One core stays free of real-time threads: signalling, flows and
     // speech decoding must still run when media is busy.
-    let threads =
-        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.saturating_sub(1).max(1);
+    // On one core a real-time thread could starve everything else.
+    let priority = if cores < 2 { 0 } else { priority };
+    if priority == 0 && cores < 2 {
+        info!("one CPU core: media threads run without real-time priority");
+    }
     let warned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)

@@ -77,3 +77,61 @@ fn spoken_number_and_yes_over_rtp() {
     assert!(!raw.contains("4271"), "transcript in events:\n{raw}");
     assert!(!vg.log().contains("4271"), "transcript in the log");
 }
+
+/// Speech barge-in on a `say` step over a live call: the caller talks while
+/// the number is read back; voice activity alone (no recogniser) stops it.
+#[test]
+fn talking_over_the_read_back_stops_it() {
+    let cfg = format!("models_dir: {}\n", models().display());
+    let vg = Voxgate::start(
+        "speech-bargein",
+        Options {
+            flows: root().join("flows"),
+            extra_config: &cfg,
+        },
+    );
+    let dir = scratch("speech-bargein-audio");
+    ulaw("account_4271.wav", &dir.join("number.ulaw"));
+    // About six seconds of talking, whenever the read-back starts.
+    let talk = dir.join("talk.ulaw");
+    let parts: Vec<std::path::PathBuf> = [
+        "yes_please.wav",
+        "account_90210.wav",
+        "yes_please.wav",
+        "purple_elephant_dance.wav",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, f)| {
+        let p = dir.join(format!("t{i}.ulaw"));
+        ulaw(f, &p);
+        p
+    })
+    .collect();
+    let mut all = Vec::new();
+    for p in &parts {
+        all.extend(std::fs::read(p).unwrap());
+    }
+    std::fs::write(&talk, all).unwrap();
+    let sink = RtpSink::new();
+    let out = sipp_in(
+        &dir,
+        "speech_bargein.xml",
+        vg.sip,
+        "speech",
+        false,
+        &[("rtp_listen", sink.port().to_string())],
+    );
+    assert!(
+        out.status.success(),
+        "sipp failed: {}\nvoxgate log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        vg.log()
+    );
+    let log = vg.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("step=read_back") && l.contains("spoke over the prompt")),
+        "no speech barge-in on read_back:\n{log}"
+    );
+}

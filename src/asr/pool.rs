@@ -93,7 +93,11 @@ fn worker(engine: &dyn SpeechEngine, rx: &Mutex<Receiver<Job>>) {
         if job.reply.is_closed() {
             continue;
         }
-        let res = engine.recognize(&job.pcm, &job.hints);
+        // A decoder bug must cost one utterance, not a decoder thread.
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine.recognize(&job.pcm, &job.hints)
+        }))
+        .unwrap_or_else(|_| Err(AsrError::Decode("the decoder panicked".into())));
         let _ = job.reply.send(res);
     }
 }

@@ -36,6 +36,8 @@ pub struct SipCall {
     listening: Option<Hints>,
     /// Voice detection only (speech barge-in): no recognition follows.
     voice_only: bool,
+    /// Tag of the current listening; events of earlier ones are stale.
+    listen_tag: u64,
     /// An utterance being decoded, and since when.
     decoding: Option<oneshot::Receiver<Result<Heard, AsrError>>>,
     decode_started: Instant,
@@ -61,6 +63,7 @@ impl SipCall {
             speech: None,
             listening: None,
             voice_only: false,
+            listen_tag: 0,
             decoding: None,
             decode_started: Instant::now(),
         }
@@ -112,11 +115,21 @@ impl SipCall {
                 tracing::error!(prompt = %name, %error, "prompt cannot be played");
                 None
             }
-            MediaEvent::SpeechStarted => {
-                self.listening.is_some().then_some(CallInput::SpeechStarted)
+            // Events of an earlier listening (queued before it was stopped)
+            // must not answer this one.
+            MediaEvent::SpeechStarted(tag) => (tag == self.listen_tag
+                && (self.listening.is_some() || self.voice_only))
+                .then_some(CallInput::SpeechStarted),
+            MediaEvent::NoSpeech(tag) => {
+                if tag != self.listen_tag {
+                    return None;
+                }
+                self.listening.take().map(|_| CallInput::NoSpeech)
             }
-            MediaEvent::NoSpeech => self.listening.take().map(|_| CallInput::NoSpeech),
-            MediaEvent::Utterance(pcm) => {
+            MediaEvent::Utterance(tag, pcm) => {
+                if tag != self.listen_tag {
+                    return None;
+                }
                 let hints = self.listening.take()?;
                 let pool = self.speech.as_ref()?;
                 let secs = pcm.len() as f32 / 8000.0;
@@ -126,6 +139,12 @@ impl SipCall {
                         self.decoding = Some(rx);
                         self.decode_started = Instant::now();
                         None
+                    }
+                    // Overload: the caller hears the no-input re-prompt rather
+                    // than being sent away.
+                    Err(e @ AsrError::Busy(_)) => {
+                        tracing::warn!(error = %e, "speech decoders busy; treating the utterance as no input");
+                        Some(CallInput::NoSpeech)
                     }
                     Err(e) => Some(CallInput::RecognitionFailed(e.to_string())),
                 }
@@ -185,16 +204,20 @@ impl CallChannel for SipCall {
         }
         self.decoding = None;
         self.voice_only = false;
+        self.listen_tag += 1;
         self.listening = Some(Hints {
             phrases: spec.phrases.clone(),
             digits_only: spec.digits_only,
         });
         self.media
-            .send(MediaCommand::StartListening(EndpointConfig {
-                no_input_timeout: spec.no_input_timeout,
-                end_of_speech_timeout: spec.end_of_speech_timeout,
-                max_duration: spec.max_duration,
-            }))
+            .send(MediaCommand::StartListening(
+                EndpointConfig {
+                    no_input_timeout: spec.no_input_timeout,
+                    end_of_speech_timeout: spec.end_of_speech_timeout,
+                    max_duration: spec.max_duration,
+                },
+                self.listen_tag,
+            ))
             .map_err(|_| CallError::HungUp)
     }
 
@@ -205,13 +228,17 @@ impl CallChannel for SipCall {
         self.listening = None;
         self.decoding = None;
         self.voice_only = true;
+        self.listen_tag += 1;
         // Only the start of speech matters; a short max keeps the buffered audio small.
         self.media
-            .send(MediaCommand::StartListening(EndpointConfig {
-                no_input_timeout: Duration::MAX,
-                end_of_speech_timeout: Duration::from_secs(1),
-                max_duration: Duration::from_secs(1),
-            }))
+            .send(MediaCommand::StartListening(
+                EndpointConfig {
+                    no_input_timeout: Duration::MAX,
+                    end_of_speech_timeout: Duration::from_secs(1),
+                    max_duration: Duration::from_secs(1),
+                },
+                self.listen_tag,
+            ))
             .map_err(|_| CallError::HungUp)
     }
 
@@ -219,6 +246,8 @@ impl CallChannel for SipCall {
         if self.listening.take().is_some() || self.voice_only {
             let _ = self.media.send(MediaCommand::StopListening);
         }
+        // Whatever that listening still has in flight is stale now.
+        self.listen_tag += 1;
         self.voice_only = false;
         self.decoding = None;
     }

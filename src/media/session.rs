@@ -34,6 +34,19 @@ const MAX_PACKETS_PER_TICK: usize = 32;
 /// often and sends in batches. Each call still sends every 20 ms exactly.
 const TICK_PHASE: Duration = Duration::from_millis(5);
 
+/// A prompt ended (or was stopped) while listening and nobody has spoken
+/// yet: the no-input time starts now.
+fn restart_no_input(
+    listening: &mut Option<(EndpointConfig, Endpointer, u64)>,
+    now: std::time::Instant,
+) {
+    if let Some((cfg, ep, _)) = listening.as_mut() {
+        if !ep.speech_started() {
+            *ep = Endpointer::new(*cfg, now);
+        }
+    }
+}
+
 /// The first tick boundary at or after `now`.
 fn tick_phase(now: std::time::Instant) -> std::time::Instant {
     static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
@@ -69,8 +82,9 @@ pub enum MediaCommand {
     Update(MediaParams),
     /// A digit that arrived by SIP INFO: merged with the RTP ones.
     InfoDigit(Digit, Option<u32>),
-    /// Listen for speech: voice activity and the recognition timers.
-    StartListening(EndpointConfig),
+    /// Listen for speech: voice activity and the recognition timers. The
+    /// number tags this listening's events so stale ones can be told apart.
+    StartListening(EndpointConfig, u64),
     StopListening,
     Shutdown,
 }
@@ -89,12 +103,12 @@ pub enum MediaEvent {
         name: String,
         error: String,
     },
-    /// Voice activity began (speech barge-in).
-    SpeechStarted,
+    /// Voice activity began (speech barge-in); tagged as its listening.
+    SpeechStarted(u64),
     /// The caller finished speaking: this audio (8 kHz) is to be recognised.
-    Utterance(Vec<i16>),
+    Utterance(u64, Vec<i16>),
     /// Nobody spoke within the no-input time.
-    NoSpeech,
+    NoSpeech(u64),
     /// Signalling: the caller ACKed our answer.
     Confirmed,
     /// Signalling: the call is gone (BYE, CANCEL, no ACK).
@@ -258,7 +272,7 @@ impl Running {
         let silence = [self.params.codec.silence_byte(); 160];
         let mut silence_frame = silence.to_vec();
         let mut last_send: Option<std::time::Instant> = None;
-        let mut listening: Option<(EndpointConfig, Endpointer)> = None;
+        let mut listening: Option<(EndpointConfig, Endpointer, u64)> = None;
 
         // One timer for the whole call, re-armed only when the deadline moves:
         // a fresh `sleep_until` per loop turn (i.e. per received packet too)
@@ -276,10 +290,20 @@ impl Running {
                     let Some(cmd) = cmd else { break };
                     match cmd {
                         MediaCommand::Shutdown => break,
-                        MediaCommand::Stop => playback = None,
-                        MediaCommand::StartListening(cfg) => {
-                            let ep = Endpointer::new(cfg, Instant::now().into_std());
-                            listening = Some((cfg, ep));
+                        MediaCommand::Stop => {
+                            playback = None;
+                            restart_no_input(&mut listening, Instant::now().into_std());
+                        }
+                        MediaCommand::StartListening(cfg, tag) => {
+                            // The caller's no-input time starts when the prompt
+                            // ends; until then only voice activity counts.
+                            let first = if playback.is_some() {
+                                EndpointConfig { no_input_timeout: Duration::MAX, ..cfg }
+                            } else {
+                                cfg
+                            };
+                            let ep = Endpointer::new(first, Instant::now().into_std());
+                            listening = Some((cfg, ep, tag));
                         }
                         MediaCommand::StopListening => listening = None,
                         MediaCommand::Play(names) => {
@@ -297,7 +321,12 @@ impl Running {
                         MediaCommand::Update(p) => {
                             if p.codec != self.params.codec {
                                 silence_frame = vec![p.codec.silence_byte(); 160];
-                                playback = None;
+                                // The prompt was encoded for the old codec; the
+                                // flow must not wait for it forever.
+                                if playback.take().is_some() {
+                                    let _ = self.events.send(MediaEvent::PlaybackDone);
+                                    restart_no_input(&mut listening, Instant::now().into_std());
+                                }
                             }
                             tx.set_payload_type(p.codec_pt);
                             if p.remote.is_some() && p.remote != self.params.remote {
@@ -350,13 +379,7 @@ impl Running {
                         silence_frame.copy_from_slice(&silence);
                         playback = None;
                         let _ = self.events.send(MediaEvent::PlaybackDone);
-                        // Listening during a prompt (speech barge-in): the caller's
-                        // no-input time starts when the prompt ends.
-                        if let Some((cfg, ep)) = listening.as_mut() {
-                            if !ep.speech_started() {
-                                *ep = Endpointer::new(*cfg, now.into_std());
-                            }
-                        }
+                        restart_no_input(&mut listening, now.into_std());
                     }
                     if self.params.send {
                         if let Some(to) = remote {
@@ -416,7 +439,7 @@ impl Running {
                                     }
                                 }
                             }
-                            if let Some((_, ep)) = listening.as_mut() {
+                            if let Some((_, ep, _)) = listening.as_mut() {
                                 heard.extend(ep.push(now.into_std(), &pcm));
                             }
                         } else if matches!(frame, Frame::Lost { .. }) {
@@ -426,18 +449,19 @@ impl Running {
                     }
                     // Timers run without audio too (hold, lost stream), and
                     // one frame may have produced more than one event.
-                    if let Some((_, ep)) = listening.as_mut() {
+                    let tag = listening.as_ref().map_or(0, |l| l.2);
+                    if let Some((_, ep, _)) = listening.as_mut() {
                         while let Some(ev) = ep.poll(now.into_std()) {
                             heard.push(ev);
                         }
                     }
                     for ev in heard {
                         let out = match ev {
-                            EndpointEvent::SpeechStarted => MediaEvent::SpeechStarted,
-                            EndpointEvent::Utterance(u) => MediaEvent::Utterance(u.pcm),
-                            EndpointEvent::NoInput => MediaEvent::NoSpeech,
+                            EndpointEvent::SpeechStarted => MediaEvent::SpeechStarted(tag),
+                            EndpointEvent::Utterance(u) => MediaEvent::Utterance(tag, u.pcm),
+                            EndpointEvent::NoInput => MediaEvent::NoSpeech(tag),
                         };
-                        if !matches!(out, MediaEvent::SpeechStarted) {
+                        if !matches!(out, MediaEvent::SpeechStarted(_)) {
                             listening = None;
                         }
                         let _ = self.events.send(out);

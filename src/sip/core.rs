@@ -258,7 +258,7 @@ impl Core {
     /// edge found routes to that peer (listening on 0.0.0.0 without public_ip).
     fn sent_by(&self, peer: &Peer) -> &str {
         self.route_local
-            .get(&peer.addr.ip())
+            .get(&peer.addr.ip().to_canonical())
             .map_or(self.cfg.sent_by.as_str(), String::as_str)
     }
 
@@ -266,7 +266,9 @@ impl Core {
     pub fn set_sent_by_for(&mut self, peer_ip: std::net::IpAddr, sent_by: String) {
         // Bounded: a flood of sources must not grow it forever.
         if self.route_local.len() >= 4096 && !self.route_local.contains_key(&peer_ip) {
-            self.route_local.clear();
+            if let Some(k) = self.route_local.keys().next().copied() {
+                self.route_local.remove(&k);
+            }
         }
         self.route_local.insert(peer_ip, sent_by);
     }

@@ -294,6 +294,8 @@ impl Endpoint {
         if let Some(ip) = self.cfg.advertised_ip {
             return ip;
         }
+        // An IPv4 caller on a dual-stack [::] socket shows up as ::ffff:a.b.c.d.
+        let peer = peer.to_canonical();
         if let Some(ip) = self.route_cache.get(&peer) {
             return *ip;
         }
@@ -308,7 +310,10 @@ impl Endpoint {
             .map(|a| a.ip())
             .unwrap_or(self.cfg.listen.ip());
         if self.route_cache.len() >= 4096 {
-            self.route_cache.clear();
+            // Evict one entry, not all: running calls keep theirs.
+            if let Some(k) = self.route_cache.keys().next().copied() {
+                self.route_cache.remove(&k);
+            }
         }
         self.route_cache.insert(peer, ip);
         let port = self
@@ -322,7 +327,6 @@ impl Endpoint {
 
     fn on_bytes(&mut self, peer: Peer, data: &[u8], transport: Transport) {
         let now = Instant::now().into_std();
-        self.local_ip_for(peer.addr.ip());
         match wire::parse_message(data, transport) {
             Ok(Inbound::Request(req)) => match wire::reply_context(data) {
                 Some(ctx) => self.core.handle_request(now, peer, &req, &ctx),

@@ -142,6 +142,9 @@ write("late_offer.xml", "INVITE without SDP (late offer): voxgate offers in the 
 write("speech.xml", "Speaks an account number while it is asked for (speech barge-in), later says yes; both as PCMU audio files made with sox from flows/callers.",
       call("0", []) + pause(3500) + exec_('rtp_stream="number.ulaw,1,0"')
       + pause(8000) + exec_('rtp_stream="answer.ulaw,1,0"') + RECV_BYE)
+write("speech_bargein.xml", "Says a number, then talks for a long while from when the number is read back (speech barge-in on a say step) until voxgate hangs up.",
+      call("0", []) + pause(3500) + exec_('rtp_stream="number.ulaw,1,0"')
+      + pause(4500) + exec_('rtp_stream="talk.ulaw,1,0"') + RECV_BYE)
 write("reinvite_pt.xml", "Digit 1 on telephone-event PT 101, then a re-INVITE moves telephone-event to PT 96 and play_dtmf keys 2# on PT 96.",
       call("0 101", TE101) + pause(1200)
       + exec_('play_pcap_audio="/usr/share/sip-tester/dtmf_2833_1.pcap"') + pause(800)

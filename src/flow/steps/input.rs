@@ -238,7 +238,12 @@ pub async fn listen_once<C: CallChannel>(
         + spec.end_of_speech_timeout
         + Duration::from_secs(1);
     loop {
-        let timeout = if recognizing { Some(safety) } else { None };
+        // Counted from the end of the prompt, like the recogniser's own timers.
+        let timeout = if recognizing && !playing {
+            Some(safety)
+        } else {
+            None
+        };
         match ctx.next_input(timeout).await? {
             None => {
                 if playing {

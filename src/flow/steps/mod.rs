@@ -184,6 +184,7 @@ impl<C: CallChannel> Ctx<'_, C> {
                 // The caller talks over the prompt: stop it (the words are
                 // not recognised; the next input step listens afresh).
                 Some(CallInput::SpeechStarted) if voice => {
+                    tracing::debug!(step = %self.id(), "the caller spoke over the prompt; prompt stopped");
                     self.call.stop_playback().await;
                     return Ok(());
                 }
