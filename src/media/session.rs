@@ -480,3 +480,81 @@ impl Running {
         stats
     }
 }
+
+#[cfg(test)]
+mod listening_tests {
+    use super::*;
+    use crate::media::g711::Codec;
+
+    fn session() -> (
+        mpsc::UnboundedSender<MediaCommand>,
+        mpsc::UnboundedReceiver<MediaEvent>,
+    ) {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let prompts = Arc::new(PromptCache::new(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts"),
+        ));
+        let params = MediaParams {
+            codec: Codec::Pcmu,
+            codec_pt: 0,
+            dtmf_pts: vec![101],
+            remote: None,
+            send: false,
+            expect_rtp: false,
+        };
+        let cfg = SessionConfig {
+            rtp_timeout: Duration::from_secs(30),
+            inband_dtmf: false,
+            jitter_frames: 3,
+        };
+        let s = MediaSession::new(sock, params, cfg, prompts, ev_tx, cmd_rx);
+        tokio::spawn(s.run());
+        (cmd_tx, ev_rx)
+    }
+
+    fn listen(no_input: Duration, tag: u64) -> MediaCommand {
+        MediaCommand::StartListening(
+            EndpointConfig {
+                no_input_timeout: no_input,
+                end_of_speech_timeout: Duration::from_millis(800),
+                max_duration: Duration::from_secs(10),
+            },
+            tag,
+        )
+    }
+
+    /// Listening from the start of a 5.6 s prompt with a 1 s no-input time
+    /// (speech barge-in): the caller gets the whole prompt plus 1 s.
+    #[tokio::test]
+    async fn no_input_counts_from_the_end_of_the_prompt() {
+        let (cmd, mut ev) = session();
+        cmd.send(MediaCommand::Play(vec!["bank/enter_phone".into()]))
+            .unwrap();
+        cmd.send(listen(Duration::from_secs(1), 7)).unwrap();
+        let first = ev.recv().await.unwrap();
+        assert_eq!(first, MediaEvent::PlaybackDone);
+        assert_eq!(ev.recv().await.unwrap(), MediaEvent::NoSpeech(7));
+        cmd.send(MediaCommand::Shutdown).unwrap();
+    }
+
+    /// A prompt stopped by a key press starts the no-input time too.
+    #[tokio::test]
+    async fn stopping_the_prompt_starts_the_no_input_time() {
+        let (cmd, mut ev) = session();
+        cmd.send(MediaCommand::Play(vec!["bank/enter_phone".into()]))
+            .unwrap();
+        cmd.send(listen(Duration::from_millis(500), 3)).unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Still nothing: the prompt plays, no-input has not started.
+        assert!(ev.try_recv().is_err());
+        let stopped = tokio::time::Instant::now();
+        cmd.send(MediaCommand::Stop).unwrap();
+        assert_eq!(ev.recv().await.unwrap(), MediaEvent::NoSpeech(3));
+        // Well before the prompt's own end (5.6 s).
+        assert!(stopped.elapsed() < Duration::from_secs(3));
+        cmd.send(MediaCommand::Shutdown).unwrap();
+    }
+}
