@@ -118,6 +118,58 @@ struct FrameClass {
     tonal: bool,
 }
 
+/// The line's noise level while nobody listens, from frame energy alone
+/// (cheap: no voicing or DTMF checks): falls fast to quiet frames, rises
+/// slowly. It seeds each new [`Endpointer`] via [`Endpointer::on_line`].
+#[derive(Debug, Clone)]
+pub struct LineFloor {
+    floor_db: f32,
+    prev_db: f32,
+}
+
+impl Default for LineFloor {
+    fn default() -> Self {
+        LineFloor {
+            floor_db: INIT_FLOOR_DB,
+            prev_db: 0.0,
+        }
+    }
+}
+
+/// Rise per frame of [`LineFloor`]: steady noise is learnt in about a second
+/// of prompt; talk keeps falling back to its pauses.
+const LINE_FLOOR_UP_CAP_DB: f32 = 0.5;
+
+impl LineFloor {
+    /// One decoded frame of the caller's audio (any length).
+    pub fn observe(&mut self, frame: &[i16]) {
+        if frame.is_empty() {
+            return;
+        }
+        let n = frame.len() as f64;
+        let (sum, sq) = frame.iter().fold((0.0f64, 0.0f64), |(s, q), &v| {
+            let v = f64::from(v);
+            (s + v, q + v * v)
+        });
+        let e = ((sq - sum * sum / n).max(0.0) / n) as f32;
+        let db = 10.0 * (e + 1.0).log10();
+        // Two quiet frames to fall, as in the endpointer (one lost packet
+        // must not drop the floor).
+        let down_target = db.max(self.prev_db);
+        self.prev_db = db;
+        let f = self.floor_db;
+        if down_target < f {
+            self.floor_db = (f + FLOOR_DOWN * (down_target - f)).max(INIT_FLOOR_DB);
+        } else if db > f {
+            self.floor_db = f + ((db - f) * FLOOR_UP).min(LINE_FLOOR_UP_CAP_DB);
+        }
+    }
+
+    pub fn floor_db(&self) -> f32 {
+        self.floor_db
+    }
+}
+
 /// Frame features plus the adaptive noise floor.
 #[derive(Debug, Clone)]
 struct Analyzer {
@@ -354,6 +406,22 @@ impl Endpointer {
         }
     }
 
+    /// Like [`Endpointer::new`] on a line whose noise level is already known
+    /// (from [`LineFloor`] or an earlier listening): steady line noise is not
+    /// taken for speech from the first frame.
+    pub fn on_line(cfg: EndpointConfig, now: Instant, floor_db: f32) -> Self {
+        let mut ep = Self::new(cfg, now);
+        if floor_db.is_finite() {
+            ep.analyzer.floor_db = floor_db.max(INIT_FLOOR_DB);
+        }
+        ep
+    }
+
+    /// The current noise-floor estimate (dB re 1 LSB²).
+    pub fn noise_floor_db(&self) -> f32 {
+        self.analyzer.floor_db
+    }
+
     /// Feed one 20 ms frame (160 samples; other lengths are re-framed)
     /// received at `now`.
     pub fn push(&mut self, now: Instant, frame: &[i16]) -> Option<EndpointEvent> {
@@ -430,7 +498,7 @@ impl Endpointer {
 
     #[cfg(test)]
     fn floor_db(&self) -> f32 {
-        self.analyzer.floor_db
+        self.noise_floor_db()
     }
 
     /// NoInput waits for a voiced candidate already under way, so a caller
@@ -638,6 +706,70 @@ mod tests {
         // Uniform [-1,1) has RMS 1/sqrt(3).
         let a = rms * 3f32.sqrt();
         (0..n_of(ms)).map(|_| to_i16(g.next() * a)).collect()
+    }
+
+    /// Brown (integrated white) noise: strong low frequencies, smooth, so
+    /// its autocorrelation can pass for voicing.
+    fn brown(ms: u64, rms: f32, seed: u64) -> Vec<i16> {
+        let mut g = Lcg(seed);
+        let mut y = 0.0f32;
+        let raw: Vec<f32> = (0..n_of(ms))
+            .map(|_| {
+                y = 0.98 * y + g.next();
+                y
+            })
+            .collect();
+        let r = (raw.iter().map(|v| v * v).sum::<f32>() / raw.len() as f32).sqrt();
+        raw.iter().map(|v| to_i16(v * rms / r)).collect()
+    }
+
+    /// Steady brown line noise: a fresh endpointer may take it for speech;
+    /// one seeded with the line's floor (learnt during a prompt) does not,
+    /// and still hears speech over it.
+    #[test]
+    fn a_known_line_floor_keeps_line_noise_out_and_speech_in() {
+        let noise = brown(6000, 1000.0, 11);
+        let mut line = LineFloor::default();
+        for f in noise[..n_of(2000)].chunks(160) {
+            line.observe(f);
+        }
+        let floor = line.floor_db();
+        assert!(floor > 50.0, "floor not learnt: {floor}");
+        let t0 = Instant::now();
+        // Without the line's floor the same noise starts "speech".
+        let mut fresh = Endpointer::new(std_cfg(), t0);
+        let fooled = noise.chunks(160).enumerate().any(|(i, f)| {
+            matches!(
+                fresh.push(t0 + Duration::from_millis(20 * i as u64), f),
+                Some(EndpointEvent::SpeechStarted)
+            )
+        });
+        assert!(
+            fooled,
+            "this noise no longer fools a fresh endpointer; the test proves nothing"
+        );
+        let mut ep = Endpointer::on_line(std_cfg(), t0, floor);
+        let mut started = false;
+        for (i, f) in noise[n_of(2000)..].chunks(160).enumerate() {
+            let at = t0 + Duration::from_millis(20 * i as u64);
+            started |= matches!(ep.push(at, f), Some(EndpointEvent::SpeechStarted));
+        }
+        assert!(!started, "line noise taken for speech");
+        // Speech 15 dB above the noise, on the same line.
+        let speech = speech_like(1500, floor + 15.0, 3);
+        let mixed: Vec<i16> = speech
+            .iter()
+            .zip(brown(1500, 1000.0, 12))
+            .map(|(a, b)| a.saturating_add(b))
+            .collect();
+        let mut ep = Endpointer::on_line(std_cfg(), t0, floor);
+        let heard = mixed.chunks(160).enumerate().any(|(i, f)| {
+            matches!(
+                ep.push(t0 + Duration::from_millis(20 * i as u64), f),
+                Some(EndpointEvent::SpeechStarted)
+            )
+        });
+        assert!(heard, "speech over line noise missed");
     }
 
     fn hum(ms: u64, amp: f32) -> Vec<i16> {

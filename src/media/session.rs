@@ -22,7 +22,7 @@ use super::prompt::PromptCache;
 use super::rtp_rx::{self, Frame, JitterBuffer};
 use super::rtp_tx::TxStream;
 use super::stats;
-use crate::asr::endpoint::{EndpointConfig, EndpointEvent, Endpointer};
+use crate::asr::endpoint::{EndpointConfig, EndpointEvent, Endpointer, LineFloor};
 use crate::call::DigitSource as CallDigitSource;
 
 /// Packets read per 20 ms tick at most (a normal call has 1–2, DTMF bursts a few more).
@@ -42,7 +42,8 @@ fn restart_no_input(
 ) {
     if let Some((cfg, ep, _)) = listening.as_mut() {
         if !ep.speech_started() {
-            *ep = Endpointer::new(*cfg, now);
+            // Keep what it learnt of the line's noise during the prompt.
+            *ep = Endpointer::on_line(*cfg, now, ep.noise_floor_db());
         }
     }
 }
@@ -273,6 +274,9 @@ impl Running {
         let mut silence_frame = silence.to_vec();
         let mut last_send: Option<std::time::Instant> = None;
         let mut listening: Option<(EndpointConfig, Endpointer, u64)> = None;
+        // The line's noise level, learnt while nobody listens (from the
+        // frames decoded for in-band DTMF anyway).
+        let mut line_floor = LineFloor::default();
 
         // One timer for the whole call, re-armed only when the deadline moves:
         // a fresh `sleep_until` per loop turn (i.e. per received packet too)
@@ -302,7 +306,7 @@ impl Running {
                             } else {
                                 cfg
                             };
-                            let ep = Endpointer::new(first, Instant::now().into_std());
+                            let ep = Endpointer::on_line(first, Instant::now().into_std(), line_floor.floor_db());
                             listening = Some((cfg, ep, tag));
                         }
                         MediaCommand::StopListening => listening = None,
@@ -439,8 +443,9 @@ impl Running {
                                     }
                                 }
                             }
-                            if let Some((_, ep, _)) = listening.as_mut() {
-                                heard.extend(ep.push(now.into_std(), &pcm));
+                            match listening.as_mut() {
+                                Some((_, ep, _)) => heard.extend(ep.push(now.into_std(), &pcm)),
+                                None => line_floor.observe(&pcm),
                             }
                         } else if matches!(frame, Frame::Lost { .. }) {
                             stats.frames_lost += 1;

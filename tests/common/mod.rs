@@ -358,7 +358,11 @@ pub struct RtpPacket {
 
 impl RtpSink {
     pub fn new() -> RtpSink {
-        let sock = UdpSocket::bind(("127.0.0.1", free_port())).unwrap();
+        // free_port() only probes: a test running alongside may take the
+        // port before we bind it, so try again.
+        let sock = (0..50)
+            .find_map(|_| UdpSocket::bind(("127.0.0.1", free_port())).ok())
+            .expect("no free even UDP port for the RTP sink");
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         RtpSink { sock }
