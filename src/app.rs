@@ -395,6 +395,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }),
         events,
     });
+    // Threads inherit the nice value of the thread that creates them: set it
+    // first, so media threads keep it even where SCHED_RR is refused.
+    set_priority(cfg.nice);
     let media_rt = media_runtime(cfg.media_priority)?;
     let speech = speech_pool(&cfg.models_dir);
     let ep_cfg = EndpointConfig {
@@ -413,7 +416,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         speech,
     };
 
-    set_priority(cfg.nice);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -82,6 +82,12 @@ impl SpeechPool {
 }
 
 fn worker(engine: &dyn SpeechEngine, rx: &Mutex<Receiver<Job>>) {
+    // Decoding is bulk work: below signalling, flows and media (raising the
+    // nice value needs no privilege). 0 = this thread on Linux.
+    // SAFETY: setpriority only reads its integer arguments.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 5);
+    }
     loop {
         // The lock is held only while waiting for the next job.
         let job = match rx.lock() {
