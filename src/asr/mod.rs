@@ -16,7 +16,6 @@ use crate::call::SpeechResult;
 pub mod endpoint;
 pub mod mel;
 mod pool;
-mod resample;
 pub mod whisper;
 
 pub use pool::SpeechPool;

@@ -17,7 +17,7 @@ use ct2rs::sys::{ComputeType, Config, Device, StorageView, WhisperOptions};
 use ct2rs::tokenizers::hf::Tokenizer;
 
 use super::mel::{MelFrontEnd, N_FRAMES, N_MELS, N_SAMPLES};
-use super::resample::upsample_2x;
+use crate::media::resample::resample;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -206,8 +206,12 @@ impl WhisperModel {
         opts: &DecodeOptions,
     ) -> Result<Transcript, WhisperError> {
         let n = pcm.len().min(N_SAMPLES / 2);
-        let x: Vec<f32> = pcm[..n].iter().map(|&s| s as f32 / 32768.0).collect();
-        self.transcribe_16k(&upsample_2x(&x), opts)
+        let x: Vec<f64> = pcm[..n].iter().map(|&s| f64::from(s) / 32768.0).collect();
+        let up: Vec<f32> = resample(&x, 8000, 16_000)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        self.transcribe_16k(&up, opts)
     }
 
     /// 16 kHz mono, nominal range ±1. Anything past 30 s is ignored.

@@ -4,6 +4,7 @@
 pub mod dtmf;
 pub mod g711;
 pub mod prompt;
+pub mod resample;
 pub mod rtp_rx;
 pub mod rtp_tx;
 pub mod session;

@@ -1,11 +1,10 @@
 //! Prompt audio: WAV loading (any format hound reads), downmix, band-limited
-//! resampling to 8 kHz, and a cache of per-codec encodings split into frames.
+//! resampling to 8 kHz (`media::resample`), and a cache of per-codec encodings split into frames.
 //!
 //! Prompts are decoded once at 8 kHz mono and encoded once per codec, so the
 //! per-call RTP path only copies 160-byte frames out of a shared `Arc<[u8]>`.
 
 use std::collections::HashMap;
-use std::f64::consts::PI;
 use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,6 +14,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::g711::{self, Codec};
+use super::resample::resample;
 
 /// Output sample rate of every prompt (G.711 narrowband).
 pub const SAMPLE_RATE: u32 = 8000;
@@ -24,14 +24,6 @@ pub const FRAME_BYTES: usize = 160;
 /// bounds the resampler's filter length and table size.
 const MIN_INPUT_RATE: u32 = 1000;
 const MAX_INPUT_RATE: u32 = 384_000;
-/// Fractional-delay resolution used when the exact polyphase count is larger.
-const MAX_PHASES: u64 = 512;
-/// Kaiser window shape: about 80 dB stopband attenuation.
-const KAISER_BETA: f64 = 8.0;
-/// Filter half-length in output samples; gives a ~400 Hz transition band at 8 kHz.
-const HALF_TAPS_AT_OUTPUT_RATE: f64 = 50.0;
-/// Passband edge (−6 dB point) as a fraction of the lower of the two rates.
-const CUTOFF_FRACTION: f64 = 0.45;
 
 /// Why a prompt could not be loaded; always names the file or prompt.
 #[derive(Debug, Error)]
@@ -223,106 +215,6 @@ fn to_i16(v: f64) -> i16 {
     (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16
 }
 
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
-/// Zeroth-order modified Bessel function (Kaiser window), by power series.
-fn bessel_i0(x: f64) -> f64 {
-    let half = x / 2.0;
-    let mut term = 1.0;
-    let mut sum = 1.0;
-    for k in 1..200 {
-        term *= half / f64::from(k);
-        let t2 = term * term;
-        sum += t2;
-        if t2 < sum * 1e-16 {
-            break;
-        }
-    }
-    sum
-}
-
-fn sinc(x: f64) -> f64 {
-    if x.abs() < 1e-12 {
-        1.0
-    } else {
-        (PI * x).sin() / (PI * x)
-    }
-}
-
-/// Rational-ratio resampler with a Kaiser-windowed sinc low-pass.
-///
-/// The cutoff sits at 0.45 × the lower rate so everything that would alias
-/// into 0–4 kHz is removed before decimation. Output length is
-/// `ceil(len × to / from)`. Each polyphase row is normalised to unity DC gain.
-fn resample(input: &[f64], from: u32, to: u32) -> Vec<f64> {
-    if from == to || input.is_empty() || from == 0 || to == 0 {
-        return input.to_vec();
-    }
-    let g = gcd(u64::from(from), u64::from(to));
-    let up = u64::from(to) / g;
-    let down = u64::from(from) / g;
-    let ratio = f64::from(from) / f64::from(to);
-    let fc = CUTOFF_FRACTION * f64::from(from.min(to)) / f64::from(from);
-    let half = (HALF_TAPS_AT_OUTPUT_RATE * ratio.max(1.0)).ceil() as usize;
-    let taps = 2 * half;
-    let phases = up.min(MAX_PHASES) as usize;
-    let i0_beta = bessel_i0(KAISER_BETA);
-
-    let mut table = vec![0.0f64; phases * taps];
-    for (p, row) in table.chunks_exact_mut(taps).enumerate() {
-        let frac = p as f64 / phases as f64;
-        let mut sum = 0.0;
-        for (k, h) in row.iter_mut().enumerate() {
-            // Distance (in input samples) from the output instant to tap k.
-            let x = k as f64 - (half as f64 - 1.0) - frac;
-            let r = x / half as f64;
-            let w = if r.abs() >= 1.0 {
-                0.0
-            } else {
-                bessel_i0(KAISER_BETA * (1.0 - r * r).sqrt()) / i0_beta
-            };
-            *h = 2.0 * fc * sinc(2.0 * fc * x) * w;
-            sum += *h;
-        }
-        if sum.abs() > 1e-12 {
-            row.iter_mut().for_each(|h| *h /= sum);
-        }
-    }
-
-    let out_len = (input.len() as u64 * up).div_ceil(down);
-    let len = input.len() as i64;
-    let mut out = Vec::with_capacity(usize::try_from(out_len).unwrap_or(0));
-    for n in 0..out_len {
-        let pos = n * down;
-        let mut ipos = (pos / up) as i64;
-        let rem = pos % up;
-        let mut phase = if phases as u64 == up {
-            rem as usize
-        } else {
-            ((rem * phases as u64 + up / 2) / up) as usize
-        };
-        if phase == phases {
-            phase = 0;
-            ipos += 1;
-        }
-        let row = &table[phase * taps..(phase + 1) * taps];
-        let start = ipos - (half as i64 - 1);
-        let k0 = (-start).clamp(0, taps as i64) as usize;
-        let k1 = (len - start).clamp(0, taps as i64) as usize;
-        let mut acc = 0.0;
-        for k in k0..k1.max(k0) {
-            acc += row[k] * input[(start + k as i64) as usize];
-        }
-        out.push(acc);
-    }
-    out
-}
-
 /// Number of 160-byte frames needed for `encoded_len` bytes.
 pub fn frame_count(encoded_len: usize) -> usize {
     encoded_len.div_ceil(FRAME_BYTES)
@@ -508,6 +400,7 @@ fn validate_name(name: &str) -> Result<(), PromptError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::f64::consts::PI;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Unique temporary directory removed on drop.
