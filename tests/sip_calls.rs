@@ -50,12 +50,6 @@ fn sipp_ok(out: &std::process::Output, what: &str) {
     );
 }
 
-fn wait_call_end(vg: &Voxgate) -> Vec<serde_json::Value> {
-    vg.wait_events("the call to end", Duration::from_secs(30), |evs| {
-        evs.iter().any(|e| event_name(e).starts_with("hung_up"))
-    })
-}
-
 /// What voxgate sent to the caller: one stream, 20 ms frames, monotonic, with the prompt's audio in it.
 fn check_prompt_stream(pkts: &[RtpPacket]) {
     assert!(
@@ -129,7 +123,7 @@ fn play_dtmf_call(tcp: bool) {
         &[("rtp_listen", port.to_string()), ("dtmf", "12#".into())],
     );
     sipp_ok(&out, "play_dtmf");
-    let evs = wait_call_end(&vg);
+    let evs = vg.wait_call_end();
     assert_eq!(collected(&evs), vec!["12"], "events:\n{}", pretty(&evs));
     let d = events_named(&evs, "digits")[0];
     assert_eq!(d["event"]["source"], "rfc4733");
@@ -156,7 +150,7 @@ fn rfc4733_digits_from_shipped_pcaps_pt101() {
     let vg = Voxgate::start("pcap", demo());
     let out = call(&vg, "dtmf_pcap.xml", "demo");
     sipp_ok(&out, "pcap");
-    let evs = wait_call_end(&vg);
+    let evs = vg.wait_call_end();
     assert_eq!(collected(&evs), vec!["12"], "events:\n{}", pretty(&evs));
 }
 
@@ -165,7 +159,7 @@ fn sip_info_digits_both_content_types() {
     let vg = Voxgate::start("info", demo());
     let out = call(&vg, "dtmf_info.xml", "demo");
     sipp_ok(&out, "info");
-    let evs = wait_call_end(&vg);
+    let evs = vg.wait_call_end();
     assert_eq!(collected(&evs), vec!["78"], "events:\n{}", pretty(&evs));
     assert_eq!(
         events_named(&evs, "digits")[0]["event"]["source"],
@@ -188,7 +182,7 @@ fn inband_tones_in_pcmu_audio() {
         &[("rtp_listen", sink.port().to_string())],
     );
     sipp_ok(&out, "inband");
-    let evs = wait_call_end(&vg);
+    let evs = vg.wait_call_end();
     assert_eq!(collected(&evs), vec!["45"], "events:\n{}", pretty(&evs));
     assert_eq!(events_named(&evs, "digits")[0]["event"]["source"], "inband");
 }
@@ -198,7 +192,7 @@ fn reinvite_moves_telephone_event_payload_type() {
     let vg = Voxgate::start("reinvite", demo());
     let out = call(&vg, "reinvite_pt.xml", "demo");
     sipp_ok(&out, "re-INVITE");
-    let evs = wait_call_end(&vg);
+    let evs = vg.wait_call_end();
     // "1" arrived on PT 101 (first offer), "2#" on PT 96 (only after the re-INVITE).
     assert_eq!(collected(&evs), vec!["12"], "events:\n{}", pretty(&evs));
     assert!(vg.log().contains("re-INVITE accepted"), "{}", vg.log());
@@ -225,7 +219,7 @@ fn caller_hangs_up_with_bye() {
     let vg = Voxgate::start("bye", demo());
     let out = call(&vg, "caller_bye.xml", "demo");
     sipp_ok(&out, "BYE");
-    let evs = wait_call_end(&vg);
+    let evs = vg.wait_call_end();
     assert_eq!(
         events_named(&evs, "hung_up_by_caller").len(),
         1,
@@ -254,7 +248,7 @@ fn no_rtp_from_caller_ends_call() {
     let vg = Voxgate::start("rtp-timeout", demo_with("rtp_timeout: 1s"));
     let out = call(&vg, "silent.xml", "demo");
     sipp_ok(&out, "silent caller");
-    let evs = wait_call_end(&vg);
+    let evs = vg.wait_call_end();
     assert!(vg.log().contains("no RTP from the caller"), "{}", vg.log());
     // Ended long before the demo's own no-input handling (two 5 s tries) would.
     assert!(events_named(&evs, "digits").is_empty());
@@ -339,7 +333,7 @@ fn baresip_places_a_real_call_and_hears_the_prompt() {
         stdout.contains("Call established"),
         "baresip output:\n{stdout}"
     );
-    let evs = wait_call_end(&vg);
+    let evs = vg.wait_call_end();
     assert_eq!(events_named(&evs, "flow_started").len(), 1);
     assert_eq!(
         events_named(&evs, "hung_up_by_caller").len(),
@@ -465,7 +459,7 @@ fn bank_flow_in_serve_takes_error_exits_without_backends() {
     let vg = Voxgate::start("bank-unavailable", demo());
     let out = call(&vg, "silent.xml", "bank");
     sipp_ok(&out, "bank call");
-    let evs = wait_call_end(&vg);
+    let evs = vg.wait_call_end();
     assert!(
         evs.iter()
             .any(|e| event_name(e) == "step_left" && e["event"]["exit"] == "error"),
@@ -572,7 +566,7 @@ fn late_offer_invite_without_sdp_is_answered_in_the_ack() {
         &[("rtp_listen", port.to_string())],
     );
     sipp_ok(&out, "late offer");
-    let evs = wait_call_end(&vg);
+    let evs = vg.wait_call_end();
     assert_eq!(collected(&evs), vec!["12"], "events:\n{}", pretty(&evs));
     assert!(
         vg.log().contains("late offer answered in the ACK"),

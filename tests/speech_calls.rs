@@ -1,11 +1,9 @@
 //! Speech over a real call: sipp streams recorded caller speech as PCMU RTP
 //! into the shipped `speech` flow; voxgate's endpointer and the on-device
 //! recogniser (Whisper tiny.en, installed by scripts/fetch-whisper) must
-//! hear the account number and the "yes".
+//! hear the account number and the "yes"; voice alone must stop a prompt.
 
 mod common;
-
-use std::time::Duration;
 
 use common::*;
 
@@ -28,16 +26,21 @@ fn ulaw(name: &str, out: &std::path::Path) {
     );
 }
 
-#[test]
-fn spoken_number_and_yes_over_rtp() {
+/// voxgate with the shipped flows and the installed speech model.
+fn start(name: &str) -> Voxgate {
     let cfg = format!("models_dir: {}\n", models().display());
-    let vg = Voxgate::start(
-        "speech",
+    Voxgate::start(
+        name,
         Options {
             flows: root().join("flows"),
             extra_config: &cfg,
         },
-    );
+    )
+}
+
+#[test]
+fn spoken_number_and_yes_over_rtp() {
+    let vg = start("speech");
     let dir = scratch("speech-audio");
     ulaw("account_4271.wav", &dir.join("number.ulaw"));
     ulaw("yes.wav", &dir.join("answer.ulaw"));
@@ -50,16 +53,8 @@ fn spoken_number_and_yes_over_rtp() {
         false,
         &[("rtp_listen", sink.port().to_string())],
     );
-    assert!(
-        out.status.success(),
-        "sipp speech call failed: {}\n{}\nvoxgate log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        vg.log()
-    );
-    let evs = vg.wait_events("the call to end", Duration::from_secs(30), |evs| {
-        evs.iter().any(|e| event_name(e).starts_with("hung_up"))
-    });
+    vg.expect_sipp_ok(&out, "speech call");
+    let evs = vg.wait_call_end();
     let recs = events_named(&evs, "recognition");
     assert_eq!(recs.len(), 2, "events:\n{}", pretty(&evs));
     assert!(
@@ -82,14 +77,7 @@ fn spoken_number_and_yes_over_rtp() {
 /// the number is read back; voice activity alone (no recogniser) stops it.
 #[test]
 fn talking_over_the_read_back_stops_it() {
-    let cfg = format!("models_dir: {}\n", models().display());
-    let vg = Voxgate::start(
-        "speech-bargein",
-        Options {
-            flows: root().join("flows"),
-            extra_config: &cfg,
-        },
-    );
+    let vg = start("speech-bargein");
     let dir = scratch("speech-bargein-audio");
     ulaw("account_4271.wav", &dir.join("number.ulaw"));
     // About six seconds of talking, whenever the read-back starts.
@@ -122,12 +110,7 @@ fn talking_over_the_read_back_stops_it() {
         false,
         &[("rtp_listen", sink.port().to_string())],
     );
-    assert!(
-        out.status.success(),
-        "sipp failed: {}\nvoxgate log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        vg.log()
-    );
+    vg.expect_sipp_ok(&out, "barge-in call");
     let log = vg.log();
     assert!(
         log.lines()

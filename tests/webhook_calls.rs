@@ -55,16 +55,8 @@ fn call_flow(vg: &Voxgate, service: &str) -> Vec<serde_json::Value> {
         false,
         &[("rtp_listen", sink.port().to_string())],
     );
-    assert!(
-        out.status.success(),
-        "sipp failed: {}\n{}\nlog:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        vg.log()
-    );
-    vg.wait_events("the call to end", Duration::from_secs(30), |evs| {
-        evs.iter().any(|e| event_name(e).starts_with("hung_up"))
-    })
+    vg.expect_sipp_ok(&out, "call");
+    vg.wait_call_end()
 }
 
 fn entered(evs: &[serde_json::Value]) -> Vec<String> {

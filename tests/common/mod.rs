@@ -181,6 +181,24 @@ impl Voxgate {
         panic!("voxgate did not answer OPTIONS within 20 s");
     }
 
+    /// The sipp run must have passed; otherwise show its output and our log.
+    pub fn expect_sipp_ok(&self, out: &Output, what: &str) {
+        assert!(
+            out.status.success(),
+            "sipp {what} failed: {}\n{}\nvoxgate log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+
+    /// Events up to the end of a call (a hang-up by either side).
+    pub fn wait_call_end(&self) -> Vec<serde_json::Value> {
+        self.wait_events("the call to end", Duration::from_secs(30), |evs| {
+            evs.iter().any(|e| event_name(e).starts_with("hung_up"))
+        })
+    }
+
     pub fn read_events(&self) -> Vec<serde_json::Value> {
         let Ok(f) = std::fs::File::open(&self.events) else {
             return vec![];
