@@ -518,8 +518,8 @@ pub fn test(paths: &[PathBuf], models_dir: &Path) -> ExitCode {
 /// `voxgate recognize`: each file through the endpointer and the engine, as
 /// an `audio:` line of a flow test would be. Exit 1 if any file fails.
 pub fn recognize(files: &[PathBuf], digits: bool, phrases: &[String], models: &Path) -> ExitCode {
+    use crate::asr::recording::{hear_file, Simulated};
     use crate::asr::Heard;
-    use crate::flow::testing::speech::{hear_file, Simulated};
     let started = std::time::Instant::now();
     let engine = match crate::asr::load_default(models) {
         Ok(e) => e,

@@ -16,6 +16,7 @@ use crate::call::SpeechResult;
 pub mod endpoint;
 pub mod mel;
 mod pool;
+pub mod recording;
 pub mod whisper;
 
 pub use pool::SpeechPool;

@@ -1,21 +1,16 @@
 //! Speech from audio files in flow tests, through the real recogniser.
 //!
 //! A script line `audio: caller/account.wav` plays that file as the caller's
-//! voice: it is cut to telephone quality (8 kHz, G.711 µ-law round trip, as
-//! it would arrive over RTP), fed frame by frame through the same endpointer
-//! a live call uses, on the virtual clock, and the utterance the endpointer
-//! cuts out is decoded by the installed speech engine. The test thus sees
-//! the real timing (speech start, end of speech) and the real transcript.
+//! voice through `asr::recording` (telephone quality, the live endpointer,
+//! the installed engine), so the test sees the real timing (speech start,
+//! end of speech) and the real transcript. This module only finds the engine.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
 
-use crate::asr::endpoint::{EndpointConfig, EndpointEvent, Endpointer};
-use crate::asr::{self, Heard, Hints, SpeechEngine};
-use crate::call::RecognitionSpec;
-use crate::media::g711::{self, Codec};
-use crate::media::prompt;
+use crate::asr::{self, SpeechEngine};
+
+pub use crate::asr::recording::{hear_file, voice_onset, Simulated};
 
 /// The speech engine for tests, loaded on first use (most tests need none).
 #[derive(Debug)]
@@ -41,111 +36,4 @@ impl SpeechModels {
             })
             .clone()
     }
-}
-
-/// What the caller's recording produced, in time from when it started.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Simulated {
-    /// Voice activity at `started`, result at `ended`.
-    Heard {
-        started: Duration,
-        ended: Duration,
-        heard: Heard,
-    },
-    /// The endpointer found no speech in the recording: the recogniser's own
-    /// no-input timer decides.
-    Silent,
-}
-
-/// When voice activity starts in the recording `path` (None: no voice).
-pub fn voice_onset(path: &Path) -> Result<Option<Duration>, String> {
-    let pcm = phone_audio(path)?;
-    let t0 = Instant::now();
-    let mut ep = Endpointer::new(
-        EndpointConfig {
-            no_input_timeout: Duration::MAX,
-            end_of_speech_timeout: Duration::from_secs(1),
-            max_duration: Duration::from_secs(1),
-        },
-        t0,
-    );
-    for (i, frame) in pcm.chunks(160).enumerate() {
-        let at = Duration::from_millis(20 * i as u64);
-        let mut evs: Vec<EndpointEvent> = ep.push(t0 + at, frame).into_iter().collect();
-        while let Some(ev) = ep.poll(t0 + at) {
-            evs.push(ev);
-        }
-        if evs
-            .iter()
-            .any(|e| matches!(e, EndpointEvent::SpeechStarted))
-        {
-            return Ok(Some(at));
-        }
-    }
-    Ok(None)
-}
-
-/// The recording as it arrives over the phone: 8 kHz, µ-law there and back.
-fn phone_audio(path: &Path) -> Result<Vec<i16>, String> {
-    let audio = prompt::load_wav(path).map_err(|e| format!("audio `{}`: {e}", path.display()))?;
-    let mut ulaw = Vec::new();
-    g711::encode(Codec::Pcmu, audio.pcm(), &mut ulaw);
-    let mut pcm = Vec::with_capacity(ulaw.len());
-    g711::decode(Codec::Pcmu, &ulaw, &mut pcm);
-    Ok(pcm)
-}
-
-/// Play `path` into a recognition with `spec` and decode what it cuts out.
-pub fn hear_file(
-    engine: &dyn SpeechEngine,
-    path: &Path,
-    spec: &RecognitionSpec,
-) -> Result<Simulated, String> {
-    let pcm = phone_audio(path)?;
-    let duration = Duration::from_millis(pcm.len() as u64 / 8);
-
-    let t0 = Instant::now();
-    let cfg = EndpointConfig {
-        // The recording starts at once; the flow's own timer covers silence.
-        no_input_timeout: spec.no_input_timeout,
-        end_of_speech_timeout: spec.end_of_speech_timeout,
-        max_duration: spec.max_duration,
-    };
-    let mut ep = Endpointer::new(cfg, t0);
-    let mut started = None;
-    let silence = [0i16; 160];
-    let frames = pcm.chunks(160).chain(std::iter::repeat(&silence[..]));
-    // Long enough for every timer to fire after the recording.
-    let limit = duration + spec.no_input_timeout + spec.end_of_speech_timeout;
-    for (i, frame) in frames.enumerate() {
-        let at = Duration::from_millis(20 * i as u64);
-        if at > limit + Duration::from_secs(1) {
-            break;
-        }
-        let mut events: Vec<EndpointEvent> = ep.push(t0 + at, frame).into_iter().collect();
-        while let Some(ev) = ep.poll(t0 + at) {
-            events.push(ev);
-        }
-        for ev in events {
-            match ev {
-                EndpointEvent::SpeechStarted => started = Some(at),
-                EndpointEvent::NoInput => return Ok(Simulated::Silent),
-                EndpointEvent::Utterance(u) => {
-                    let hints = Hints {
-                        phrases: spec.phrases.clone(),
-                        digits_only: spec.digits_only,
-                    };
-                    let heard = engine
-                        .recognize(&u.pcm, &hints)
-                        .map_err(|e| format!("audio `{}`: {e}", path.display()))?;
-                    return Ok(Simulated::Heard {
-                        started: started.unwrap_or(at),
-                        ended: at + Duration::from_millis(20),
-                        heard,
-                    });
-                }
-            }
-        }
-    }
-    Ok(Simulated::Silent)
 }
