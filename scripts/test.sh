@@ -6,9 +6,18 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_debs gcc g++ cmake libc6-dev pkg-config sip-tester baresip-core sox libsox-fmt-base espeak-ng iproute2 util-linux
 need_rust
+need_rust_lints
 need_speech_model
 cd "$ROOT"
 export CARGO_TERM_COLOR=never
+
+# Style first: a formatting slip or a lint fails in a minute, not after the
+# eight-minute suite. Release profile, so the dependencies' release build
+# (CTranslate2 above all) is reused rather than rebuilt for a debug profile.
+log "checking formatting (cargo fmt --check)"
+cargo fmt --check
+log "linting (cargo clippy, warnings are errors)"
+cargo clippy --release --locked --all-targets --quiet -- -D warnings
 
 log "building (tests and release binary)"
 cargo build --release --locked --quiet

@@ -125,7 +125,7 @@ struct Import {
 }
 
 impl Import {
-    fn from_top(&self) -> &str {
+    fn importer_top(&self) -> &str {
         self.from.split("::").next().unwrap_or("")
     }
 }
@@ -153,7 +153,7 @@ fn nothing_low_imports_something_high() {
     let mut problems = Vec::new();
     let mut seen_known = BTreeSet::new();
     for imp in &imports {
-        let from = imp.from_top();
+        let from = imp.importer_top();
         if from == imp.to {
             continue;
         }
@@ -204,8 +204,8 @@ fn print_import_graph() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut edges: BTreeSet<(String, String, String)> = BTreeSet::new();
     for imp in scan_tree(&src) {
-        if imp.from_top() != imp.to {
-            let bad = if may_import(imp.from_top(), &imp.to) == Some(false) {
+        if imp.importer_top() != imp.to {
+            let bad = if may_import(imp.importer_top(), &imp.to) == Some(false) {
                 "VIOLATION"
             } else {
                 "ok"
