@@ -41,15 +41,6 @@ fn collected(evs: &[serde_json::Value]) -> Vec<String> {
         .collect()
 }
 
-fn sipp_ok(out: &std::process::Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "sipp {what} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// What voxgate sent to the caller: one stream, 20 ms frames, monotonic, with the prompt's audio in it.
 fn check_prompt_stream(pkts: &[RtpPacket]) {
     assert!(
@@ -122,7 +113,7 @@ fn play_dtmf_call(tcp: bool) {
         tcp,
         &[("rtp_listen", port.to_string()), ("dtmf", "12#".into())],
     );
-    sipp_ok(&out, "play_dtmf");
+    vg.expect_sipp_ok(&out, "play_dtmf");
     let evs = vg.wait_call_end();
     assert_eq!(collected(&evs), vec!["12"], "events:\n{}", pretty(&evs));
     let d = events_named(&evs, "digits")[0];
@@ -149,7 +140,7 @@ fn tcp_call_hears_prompt_and_keys_rfc4733_digits_pt96() {
 fn rfc4733_digits_from_shipped_pcaps_pt101() {
     let vg = Voxgate::start("pcap", demo());
     let out = call(&vg, "dtmf_pcap.xml", "demo");
-    sipp_ok(&out, "pcap");
+    vg.expect_sipp_ok(&out, "pcap");
     let evs = vg.wait_call_end();
     assert_eq!(collected(&evs), vec!["12"], "events:\n{}", pretty(&evs));
 }
@@ -158,7 +149,7 @@ fn rfc4733_digits_from_shipped_pcaps_pt101() {
 fn sip_info_digits_both_content_types() {
     let vg = Voxgate::start("info", demo());
     let out = call(&vg, "dtmf_info.xml", "demo");
-    sipp_ok(&out, "info");
+    vg.expect_sipp_ok(&out, "info");
     let evs = vg.wait_call_end();
     assert_eq!(collected(&evs), vec!["78"], "events:\n{}", pretty(&evs));
     assert_eq!(
@@ -181,7 +172,7 @@ fn inband_tones_in_pcmu_audio() {
         false,
         &[("rtp_listen", sink.port().to_string())],
     );
-    sipp_ok(&out, "inband");
+    vg.expect_sipp_ok(&out, "inband");
     let evs = vg.wait_call_end();
     assert_eq!(collected(&evs), vec!["45"], "events:\n{}", pretty(&evs));
     assert_eq!(events_named(&evs, "digits")[0]["event"]["source"], "inband");
@@ -191,7 +182,7 @@ fn inband_tones_in_pcmu_audio() {
 fn reinvite_moves_telephone_event_payload_type() {
     let vg = Voxgate::start("reinvite", demo());
     let out = call(&vg, "reinvite_pt.xml", "demo");
-    sipp_ok(&out, "re-INVITE");
+    vg.expect_sipp_ok(&out, "re-INVITE");
     let evs = vg.wait_call_end();
     // "1" arrived on PT 101 (first offer), "2#" on PT 96 (only after the re-INVITE).
     assert_eq!(collected(&evs), vec!["12"], "events:\n{}", pretty(&evs));
@@ -208,7 +199,7 @@ fn cancel_before_answer_gets_487() {
         false,
         &[("rtp_listen", "9".into())],
     );
-    sipp_ok(&out, "CANCEL");
+    vg.expect_sipp_ok(&out, "CANCEL");
     // The flow never starts for a cancelled call.
     std::thread::sleep(Duration::from_millis(500));
     assert!(events_named(&vg.read_events(), "flow_started").is_empty());
@@ -218,7 +209,7 @@ fn cancel_before_answer_gets_487() {
 fn caller_hangs_up_with_bye() {
     let vg = Voxgate::start("bye", demo());
     let out = call(&vg, "caller_bye.xml", "demo");
-    sipp_ok(&out, "BYE");
+    vg.expect_sipp_ok(&out, "BYE");
     let evs = vg.wait_call_end();
     assert_eq!(
         events_named(&evs, "hung_up_by_caller").len(),
@@ -239,7 +230,7 @@ fn unknown_number_gets_404_and_no_dialog() {
         false,
         &[("rtp_listen", "9".into())],
     );
-    sipp_ok(&out, "404");
+    vg.expect_sipp_ok(&out, "404");
     assert!(vg.read_events().is_empty());
 }
 
@@ -247,7 +238,7 @@ fn unknown_number_gets_404_and_no_dialog() {
 fn no_rtp_from_caller_ends_call() {
     let vg = Voxgate::start("rtp-timeout", demo_with("rtp_timeout: 1s"));
     let out = call(&vg, "silent.xml", "demo");
-    sipp_ok(&out, "silent caller");
+    vg.expect_sipp_ok(&out, "silent caller");
     let evs = vg.wait_call_end();
     assert!(vg.log().contains("no RTP from the caller"), "{}", vg.log());
     // Ended long before the demo's own no-input handling (two 5 s tries) would.
@@ -286,9 +277,9 @@ fn sigterm_refuses_new_calls_and_lets_running_ones_finish() {
         false,
         &[("rtp_listen", "9".into())],
     );
-    sipp_ok(&refused, "503 during shutdown");
+    vg.expect_sipp_ok(&refused, "503 during shutdown");
     let out = running.join().unwrap();
-    sipp_ok(&out, "call running through shutdown");
+    vg.expect_sipp_ok(&out, "call running through shutdown");
     let (clean, log) = vg.terminate();
     assert!(clean, "exit 0 after draining:\n{log}");
     assert!(log.contains("shutting down"), "{log}");
@@ -393,7 +384,7 @@ fn flows_reload_on_change_and_a_broken_edit_keeps_the_old_version() {
         false,
         &[("rtp_listen", "9".into())],
     );
-    sipp_ok(&out, "404 before the new flow exists");
+    vg.expect_sipp_ok(&out, "404 before the new flow exists");
     // A broken edit is refused with its location; the running flows stay.
     std::fs::write(
         flows.join("broken.yaml"),
@@ -415,7 +406,7 @@ fn flows_reload_on_change_and_a_broken_edit_keeps_the_old_version() {
         vg.log()
     );
     let out = call(&vg, "caller_bye.xml", "demo");
-    sipp_ok(&out, "demo still served");
+    vg.expect_sipp_ok(&out, "demo still served");
     // Fix it and add a flow: both are picked up without a restart.
     std::fs::remove_file(flows.join("broken.yaml")).unwrap();
     let demo = std::fs::read_to_string(flows.join("demo.yaml"))
@@ -453,12 +444,12 @@ fn flows_reload_on_change_and_a_broken_edit_keeps_the_old_version() {
         .any(|e| e["event"]["flow"] == "extra"));
 }
 
-/// Backends that do not exist yet take their `error` exit with a log line; nothing pretends success.
+/// Backends that do not exist yet take their `error` exit with an error event; nothing pretends success.
 #[test]
 fn bank_flow_in_serve_takes_error_exits_without_backends() {
     let vg = Voxgate::start("bank-unavailable", demo());
     let out = call(&vg, "silent.xml", "bank");
-    sipp_ok(&out, "bank call");
+    vg.expect_sipp_ok(&out, "bank call");
     let evs = vg.wait_call_end();
     assert!(
         evs.iter()
@@ -473,9 +464,13 @@ fn bank_flow_in_serve_takes_error_exits_without_backends() {
         pretty(&evs)
     );
     assert!(
-        vg.log().contains("is configured"),
-        "a clear log line names the missing backend:\n{}",
-        vg.log()
+        events_named(&evs, "error")
+            .iter()
+            .any(|e| e["event"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("is configured"))),
+        "a clear error event names the missing backend:\n{}",
+        pretty(&evs)
     );
 }
 
@@ -484,7 +479,7 @@ fn max_call_duration_ends_the_call() {
     let vg = Voxgate::start("max-duration", demo_with("max_call_duration: 2s"));
     // The caller stays silent; the demo flow alone would wait ~15 s for digits.
     let out = call(&vg, "silent.xml", "demo");
-    sipp_ok(&out, "silent caller gets BYE");
+    vg.expect_sipp_ok(&out, "silent caller gets BYE");
     assert!(vg.log().contains("max_call_duration"), "{}", vg.log());
 }
 
@@ -565,7 +560,7 @@ fn late_offer_invite_without_sdp_is_answered_in_the_ack() {
         false,
         &[("rtp_listen", port.to_string())],
     );
-    sipp_ok(&out, "late offer");
+    vg.expect_sipp_ok(&out, "late offer");
     let evs = vg.wait_call_end();
     assert_eq!(collected(&evs), vec!["12"], "events:\n{}", pretty(&evs));
     assert!(
@@ -595,7 +590,7 @@ fn ipv6_call_on_loopback_gets_an_ipv6_answer_and_digits() {
             ("dtmf", "7#".into()),
         ],
     );
-    sipp_ok(&out, "IPv6 play_dtmf");
+    vg.expect_sipp_ok(&out, "IPv6 play_dtmf");
     // sipp succeeded, so voxgate's BYE came; its digits are in the events.
     let evs = vg.wait_events("the digits", Duration::from_secs(10), |evs| {
         !events_named(evs, "digits").is_empty()
