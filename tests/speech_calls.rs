@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use serde_json::json;
 
 fn models() -> std::path::PathBuf {
     let m = root().join("models");
@@ -68,10 +69,20 @@ fn spoken_number_and_yes_over_rtp() {
         .collect();
     assert!(entered.contains(&"thanks"), "path {entered:?}");
     // What the caller said stays in the call: not in events, not in logs.
+    // Every event field and log key is one the allow-lists know, so a new
+    // field that could carry a transcript fails here by name…
     let raw = std::fs::read_to_string(&vg.events).unwrap();
-    // The digits as the recogniser writes them ("427 1", "4271.") and as
-    // the flow keeps them ("4271"); and the confirmation word.
     let log = vg.log();
+    let mut off_list = fields::events_file_problems(&raw);
+    off_list.extend(fields::log_problems(&log));
+    assert!(
+        off_list.is_empty(),
+        "fields off the allow-lists:\n{}",
+        off_list.join("\n")
+    );
+    // …and the words themselves appear nowhere: the digits as the recogniser
+    // writes them ("427 1", "4271.") and as the flow keeps them ("4271"); and
+    // the confirmation word.
     for secret in ["4271", "427 1", "427-1", "\"yes\"", "text="] {
         assert!(!raw.contains(secret), "`{secret}` in events:\n{raw}");
         assert!(!log.contains(secret), "`{secret}` in the log");
@@ -121,5 +132,34 @@ fn talking_over_the_read_back_stops_it() {
         log.lines()
             .any(|l| l.contains("step=read_back") && l.contains("spoke over the prompt")),
         "no speech barge-in on read_back:\n{log}"
+    );
+}
+
+/// The allow-lists themselves: a field or key they do not know fails by name.
+#[test]
+fn allow_lists_refuse_unknown_fields_by_name() {
+    let ok = json!({"event": "recognition", "step": "ask", "confidence": 0.9, "matched": true, "words": 3});
+    assert!(fields::event_problems(&ok).is_empty());
+    let leak = json!({"event": "recognition", "step": "ask", "words": 3, "text": "4271"});
+    let p = fields::event_problems(&leak);
+    assert!(p.len() == 1 && p[0].contains("`text`"), "{p:?}");
+    let p = fields::event_problems(&json!({"event": "transcript", "step": "ask"}));
+    assert!(p.len() == 1 && p[0].contains("`transcript`"), "{p:?}");
+    let line = json!({"call_id": "c1", "event": ok, "heard": "yes"}).to_string();
+    let p = fields::events_file_problems(&line);
+    assert!(p.len() == 1 && p[0].contains("`heard`"), "{p:?}");
+
+    let log = "2026-01-01T00:00:00.000000Z  INFO call{id=c1}: voxgate::call::sip: speech recognised decode_ms=412 confidence=0.91 words=3\n\
+               2026-01-01T00:00:00.000000Z  INFO call{id=c1}: voxgate::app: {\"event\":\"digits\",\"step\":\"pin\",\"count\":4,\"source\":\"rfc4733\"} event=digits\n";
+    assert_eq!(fields::log_problems(log), Vec::<String>::new());
+    let log = "2026-01-01T00:00:00.000000Z DEBUG call{id=c1}: voxgate::call::sip: heard text=\"427 1\" words=2\n\
+               2026-01-01T00:00:00.000000Z  INFO call{id=c1}: voxgate::app: {\"event\":\"digits\",\"step\":\"pin\",\"value\":\"4271\"} event=digits\n";
+    let p = fields::log_problems(log);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].contains("line 1") && p[0].contains("`text`"), "{p:?}");
+    assert!(p[1].contains("line 2") && p[1].contains("`value`"), "{p:?}");
+    assert!(
+        !p.iter().any(|m| m.contains("427")),
+        "never the secret itself: {p:?}"
     );
 }

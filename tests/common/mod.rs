@@ -3,6 +3,8 @@
 //! sockets), and read the call events it writes as JSON lines.
 #![allow(dead_code)]
 
+pub mod fields;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
