@@ -398,6 +398,120 @@ impl DialogHandler for CallSetup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::handler::Command;
+
+    /// Serves "bank" with a flow that ends at once.
+    struct Bank;
+
+    impl CallRunner for Bank {
+        fn route(&self, dialled: &str) -> Option<String> {
+            (dialled == "bank").then(|| "demo".to_string())
+        }
+        fn run(&self, _flow: String, call: SipCall) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+            Box::pin(async move { drop(call) })
+        }
+    }
+
+    fn setup(sip: SipHandle, first_port: u16) -> CallSetup {
+        let cfg = SetupConfig {
+            listen_ip: "127.0.0.1".parse().unwrap(),
+            advertised_ip: Some("127.0.0.1".parse().unwrap()),
+            rtp: PortRange {
+                first: first_port,
+                last: first_port + 3,
+            },
+            session: SessionConfig {
+                rtp_timeout: Duration::from_secs(30),
+                inband_dtmf: false,
+                jitter_frames: 3,
+            },
+            max_call_duration: Duration::from_secs(5),
+            media: tokio::runtime::Handle::current(),
+            speech: None,
+        };
+        CallSetup::new(
+            cfg,
+            Arc::new(PromptCache::new("prompts")),
+            Arc::new(Bank),
+            sip,
+        )
+    }
+
+    fn dialog(call: &str, dialled: &str, offer: &str) -> NewDialog {
+        NewDialog {
+            call: call.into(),
+            dialled: Some(dialled.into()),
+            caller: "+15551230001".into(),
+            offer: offer.replace('\n', "\r\n").into_bytes(),
+            peer: "127.0.0.1:5070".parse().unwrap(),
+            local_ip: "127.0.0.1".parse().unwrap(),
+            headers: Default::default(),
+        }
+    }
+
+    const OFFER: &str =
+        "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 4000 RTP/AVP 8 101\na=rtpmap:101 telephone-event/8000\n";
+
+    fn status(d: &Decision) -> u16 {
+        match d {
+            Decision::Answer { .. } => 200,
+            Decision::Reject { status, .. } => *status,
+        }
+    }
+
+    #[tokio::test]
+    async fn unrouted_and_unacceptable_offers_are_refused_without_keeping_a_port() {
+        let (sip, _rx) = SipHandle::channel();
+        let mut s = setup(sip.clone(), 31102);
+        assert_eq!(status(&s.offered(dialog("a", "nobody", OFFER), &sip)), 404);
+        let video = OFFER.replace("m=audio 4000 RTP/AVP 8 101", "m=video 4000 RTP/AVP 96");
+        assert_eq!(status(&s.offered(dialog("b", "bank", &video), &sip)), 488);
+        assert_eq!(s.ports.in_use(), 0);
+        assert!(s.calls.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_answered_call_takes_a_port_follows_re_offers_and_is_released() {
+        let (sip, mut rx) = SipHandle::channel();
+        let mut s = setup(sip.clone(), 31106);
+        let Decision::Answer { sdp } = s.offered(dialog("c", "bank", OFFER), &sip) else {
+            panic!("call refused")
+        };
+        assert!(sdp.contains("m=audio 31106 RTP/AVP 8 101\r\n"), "{sdp}");
+        assert_eq!(s.ports.in_use(), 1);
+        // Hold: answered from the same port with a new o= version.
+        let hold = OFFER.replace("t=0 0\n", "t=0 0\na=sendonly\n");
+        let Decision::Answer { sdp } = s.re_offered("c", hold.replace('\n', "\r\n").as_bytes())
+        else {
+            panic!("re-INVITE refused")
+        };
+        assert!(
+            sdp.contains("a=recvonly") && sdp.contains(" 2 IN IP4 127.0.0.1"),
+            "{sdp}"
+        );
+        assert_eq!(status(&s.re_offered("c", b"v=1\r\n")), 400);
+        assert_eq!(status(&s.re_offered("unknown", OFFER.as_bytes())), 481);
+        assert_eq!(s.confirmed("c", b""), AfterAck::Proceed);
+        // The flow ends at once: the call task releases the call.
+        let released = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert_eq!(
+            released.ok().flatten(),
+            Some(Command::Release { call: "c".into() })
+        );
+        s.released("c");
+        assert_eq!(s.ports.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_late_offer_is_offered_and_a_useless_answer_in_the_ack_hangs_up() {
+        let (sip, _rx) = SipHandle::channel();
+        let mut s = setup(sip.clone(), 31110);
+        let Decision::Answer { sdp } = s.offered(dialog("d", "bank", ""), &sip) else {
+            panic!("late offer refused")
+        };
+        assert!(sdp.contains("m=audio 31110 RTP/AVP 0 8 101\r\n"), "{sdp}");
+        assert_eq!(s.confirmed("d", b"not sdp"), AfterAck::HangUp);
+    }
 
     #[test]
     fn every_codec_round_trips_through_its_sdp_encoding() {

@@ -73,8 +73,8 @@ pub trait DialogHandler: Send + 'static {
 }
 
 /// A request from the application to the endpoint.
-#[derive(Debug)]
-pub(super) enum Command {
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
     /// Send BYE (or 480 before the answer).
     Hangup { call: String },
     /// The call's task is over: free it and end any dialog left.
@@ -88,6 +88,14 @@ pub struct SipHandle {
 }
 
 impl SipHandle {
+    /// A handle whose commands arrive on the returned receiver (tests of
+    /// handlers, without an endpoint).
+    #[cfg(test)]
+    pub(crate) fn channel() -> (SipHandle, mpsc::UnboundedReceiver<Command>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (SipHandle { tx }, rx)
+    }
+
     /// End the call from our side.
     pub fn hangup(&self, call: String) {
         let _ = self.tx.send(Command::Hangup { call });
