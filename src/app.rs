@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::call::setup::{CallRunner, CallSetup, SetupConfig};
 use crate::call::sip::SipCall;
 use crate::call::CallChannel;
 use crate::config::{self, Config};
@@ -24,7 +25,7 @@ use crate::linewriter::LineWriter;
 use crate::media::prompt::PromptCache;
 use crate::media::session::SessionConfig;
 use crate::media::stats;
-use crate::sip::endpoint::{self, CallRunner, Endpoint, EndpointConfig};
+use crate::sip::endpoint::{self, Endpoint, SipConfig};
 
 pub struct ServeArgs {
     pub config: Option<PathBuf>,
@@ -400,8 +401,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     set_priority(cfg.nice);
     let media_rt = media_runtime(cfg.media_priority)?;
     let speech = speech_pool(&cfg.models_dir);
-    let ep_cfg = EndpointConfig {
+    let sip_cfg = SipConfig {
         listen: cfg.listen,
+        advertised_ip,
+        shutdown_grace: cfg.shutdown_grace,
+        ring_time: cfg.ring_time,
+    };
+    let setup_cfg = SetupConfig {
+        listen_ip: cfg.listen.ip(),
         advertised_ip,
         rtp: cfg.rtp_ports,
         session: SessionConfig {
@@ -410,8 +417,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             jitter_frames: 3,
         },
         max_call_duration: cfg.max_call_duration,
-        shutdown_grace: cfg.shutdown_grace,
-        ring_time: cfg.ring_time,
         media: media_rt.handle().clone(),
         speech,
     };
@@ -425,7 +430,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding SIP UDP+TCP on {}", cfg.listen))?;
         let local: SocketAddr = bound.udp.local_addr()?;
-        let (ep, tcp) = Endpoint::new(ep_cfg, bound, prompts, runner)?;
+        let (ep, tcp) = Endpoint::new(sip_cfg, bound, |sip| {
+            CallSetup::new(setup_cfg, prompts, runner, sip)
+        })?;
         let (stop_tx, stop_rx) = watch::channel(false);
         info!(listen = %local, flows = ?flow_set.names(), "voxgate ready (SIP over UDP and TCP)");
         let reload_set = flow_set.clone();

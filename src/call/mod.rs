@@ -156,4 +156,6 @@ pub trait CallChannel: Send {
     fn hangup(&mut self) -> impl Future<Output = ()> + Send;
 }
 
+pub mod rtp_ports;
+pub mod setup;
 pub mod sip;

@@ -1,9 +1,9 @@
-//! The SIP edge: sockets (UDP and TCP on one address), the [`Core`] state
-//! machine, and the application decisions for each call (routing, SDP,
-//! media, flow task). Everything async lives here and in the per-call
-//! tasks; the protocol logic is in `core`, `wire` and `sdp`.
+//! The SIP edge: sockets (UDP and TCP on one address) around the [`Core`]
+//! state machine. Signalling only: what each call means (routing, SDP
+//! answer, media) is the [`DialogHandler`]'s business. Everything async of
+//! signalling lives here; the protocol logic is in `core`, `wire` and `sdp`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,46 +12,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, info, warn};
 
 use super::core::{is_sdp, Core, CoreConfig, CoreEvent, Link, Output, Peer};
-use super::rtp_ports::RtpPorts;
-use super::sdp::{self, LocalMedia};
+use super::handler::{AfterAck, Command, Decision, DialogHandler, NewDialog, SipHandle};
 use super::wire::{self, Inbound, Rejection, StreamFramer, Transport};
-use crate::call::sip::{CallControl, SipCall};
-use crate::call::CallInfo;
-use crate::media::dtmf::info::parse_info;
-use crate::media::g711::Codec;
-use crate::media::prompt::PromptCache;
-use crate::media::session::{MediaCommand, MediaEvent, MediaParams, MediaSession, SessionConfig};
 
-/// Runs one answered call to its end (the flow, or a built-in handler).
-pub trait CallRunner: Send + Sync + 'static {
-    /// The flow serving this dialled user, or None → 404.
-    fn route(&self, dialled: &str) -> Option<String>;
-    fn run(
-        &self,
-        flow: String,
-        call: SipCall,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-}
-
+/// Signalling settings of the endpoint.
 #[derive(Clone, Debug)]
-pub struct EndpointConfig {
+pub struct SipConfig {
     pub listen: SocketAddr,
-    /// Address written into SDP and Contact. None (listening on 0.0.0.0 or ::
-    /// without public_ip): per caller, our address on the route to it.
+    /// Address written into Via and Contact. None (listening on 0.0.0.0 or
+    /// :: without public_ip): per caller, our address on the route to it.
     pub advertised_ip: Option<IpAddr>,
-    pub rtp: crate::config::PortRange,
-    pub session: SessionConfig,
-    pub max_call_duration: Duration,
     pub shutdown_grace: Duration,
     /// Send 180 and wait this long before answering (0 = answer at once).
     pub ring_time: Duration,
-    /// Where media sessions run (a runtime of their own, see `app`).
-    pub media: tokio::runtime::Handle,
-    /// Speech decoders shared by all calls (None: no model installed).
-    pub speech: Option<crate::asr::SpeechPool>,
 }
 
 enum LoopMsg {
@@ -72,10 +48,6 @@ enum LoopMsg {
     TcpClosed {
         conn: u64,
     },
-    Control(CallControl),
-    CallDone {
-        call: String,
-    },
     /// Ring time is over: answer with this SDP.
     Answer {
         call: String,
@@ -83,31 +55,18 @@ enum LoopMsg {
     },
 }
 
-struct CallHandle {
-    events: mpsc::UnboundedSender<MediaEvent>,
-    media: mpsc::UnboundedSender<MediaCommand>,
-    rtp_port: u16,
-    /// Our address in this call's SDP.
-    media_ip: IpAddr,
-    /// Late offer: what we offered, until the caller's answer (in the ACK) comes.
-    late_offer: Option<LocalMedia>,
-    params: MediaParams,
-    sdp_version: u64,
-    session_id: u64,
-}
-
-pub struct Endpoint {
-    cfg: EndpointConfig,
+pub struct Endpoint<H> {
+    cfg: SipConfig,
     core: Core,
     udp: Arc<UdpSocket>,
     tcp_writers: HashMap<u64, mpsc::UnboundedSender<Vec<u8>>>,
-    calls: HashMap<String, CallHandle>,
-    ports: Arc<RtpPorts>,
-    prompts: Arc<PromptCache>,
-    runner: Arc<dyn CallRunner>,
+    /// Calls the handler answered and has not released yet.
+    held: HashSet<String>,
+    handler: H,
     tx: mpsc::UnboundedSender<LoopMsg>,
     rx: mpsc::UnboundedReceiver<LoopMsg>,
-    control_tx: mpsc::UnboundedSender<CallControl>,
+    handle: SipHandle,
+    commands: mpsc::UnboundedReceiver<Command>,
     /// Peer IP → our address on the route to it (advertised_ip None only).
     route_cache: HashMap<IpAddr, IpAddr>,
 }
@@ -125,12 +84,12 @@ pub async fn bind(listen: SocketAddr) -> std::io::Result<Bound> {
     Ok(Bound { udp, tcp })
 }
 
-impl Endpoint {
+impl<H: DialogHandler> Endpoint<H> {
+    /// `handler` is built here because it needs the way back in (a [`SipHandle`]).
     pub fn new(
-        cfg: EndpointConfig,
+        cfg: SipConfig,
         bound: Bound,
-        prompts: Arc<PromptCache>,
-        runner: Arc<dyn CallRunner>,
+        handler: impl FnOnce(SipHandle) -> H,
     ) -> std::io::Result<(Self, TcpListener)> {
         let local = bound.udp.local_addr()?;
         let sent_by =
@@ -140,29 +99,20 @@ impl Endpoint {
             ..Default::default()
         });
         let (tx, rx) = mpsc::unbounded_channel();
-        let (control_tx, mut control_rx) = mpsc::unbounded_channel();
-        let fwd = tx.clone();
-        tokio::spawn(async move {
-            while let Some(c) = control_rx.recv().await {
-                if fwd.send(LoopMsg::Control(c)).is_err() {
-                    break;
-                }
-            }
-        });
-        let ports = Arc::new(RtpPorts::new(cfg.rtp));
+        let (command_tx, commands) = mpsc::unbounded_channel();
+        let handle = SipHandle { tx: command_tx };
         Ok((
             Self {
                 cfg,
                 core,
                 udp: Arc::new(bound.udp),
                 tcp_writers: HashMap::new(),
-                calls: HashMap::new(),
-                ports,
-                prompts,
-                runner,
+                held: HashSet::new(),
+                handler: handler(handle.clone()),
                 tx,
                 rx,
-                control_tx,
+                handle,
+                commands,
                 route_cache: HashMap::new(),
             },
             bound.tcp,
@@ -179,7 +129,7 @@ impl Endpoint {
         loop {
             self.flush();
             if let Some(d) = drain_deadline {
-                if self.calls.is_empty() && self.core.call_count() == 0 {
+                if self.held.is_empty() && self.core.call_count() == 0 {
                     info!("all calls finished; stopping");
                     break;
                 }
@@ -187,10 +137,10 @@ impl Endpoint {
                     if !hung_up_all {
                         hung_up_all = true;
                         warn!(
-                            calls = self.calls.len(),
+                            calls = self.held.len(),
                             "shutdown grace over; hanging up remaining calls"
                         );
-                        let ids: Vec<String> = self.calls.keys().cloned().collect();
+                        let ids: Vec<String> = self.held.iter().cloned().collect();
                         let now = Instant::now().into_std();
                         for id in ids {
                             self.core.hangup(now, &id);
@@ -219,12 +169,13 @@ impl Endpoint {
                     }
                 }
                 Some(msg) = self.rx.recv() => self.on_loop_msg(msg),
+                Some(cmd) = self.commands.recv() => self.on_command(cmd),
                 _ = sleep_opt(wake) => {
                     self.core.handle_timeout(Instant::now().into_std());
                 }
                 r = shutdown.changed(), if drain_deadline.is_none() => {
                     if r.is_err() || *shutdown.borrow() {
-                        info!(calls = self.calls.len(), grace = ?self.cfg.shutdown_grace, "shutting down: refusing new calls, letting running calls finish");
+                        info!(calls = self.held.len(), grace = ?self.cfg.shutdown_grace, "shutting down: refusing new calls, letting running calls finish");
                         self.core.stop_accepting();
                         drain_deadline = Some(Instant::now() + self.cfg.shutdown_grace);
                     }
@@ -269,16 +220,21 @@ impl Endpoint {
             LoopMsg::TcpClosed { conn } => {
                 self.tcp_writers.remove(&conn);
             }
-            LoopMsg::Control(CallControl::Hangup { call }) => {
-                self.core.hangup(Instant::now().into_std(), &call);
-            }
             LoopMsg::Answer { call, sdp } => {
                 self.core
                     .accept(Instant::now().into_std(), &call, sdp.as_bytes());
             }
-            LoopMsg::CallDone { call } => {
-                if let Some(h) = self.calls.remove(&call) {
-                    self.ports.release(h.rtp_port);
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Hangup { call } => {
+                self.core.hangup(Instant::now().into_std(), &call);
+            }
+            Command::Release { call } => {
+                if self.held.remove(&call) {
+                    self.handler.released(&call);
                 }
                 // A flow that ended without hanging up still must not leave a dialog behind.
                 self.core.hangup(Instant::now().into_std(), &call);
@@ -387,17 +343,28 @@ impl Endpoint {
                 offer,
                 peer,
                 headers,
-            } => self.on_new_call(call, dialled, caller, offer, peer, headers),
+            } => {
+                let local_ip = self.local_ip_for(peer.addr.ip());
+                self.on_new_dialog(NewDialog {
+                    call,
+                    dialled,
+                    caller,
+                    offer,
+                    peer: peer.addr,
+                    local_ip,
+                    headers,
+                });
+            }
             CoreEvent::ReOffer {
                 call,
                 content_type,
                 offer,
             } => {
-                let Some(h) = self.calls.get_mut(&call) else {
+                if !self.held.contains(&call) {
                     self.core
                         .reject(now, &call, 481, "Call/Transaction Does Not Exist");
                     return;
-                };
+                }
                 if offer.is_empty() {
                     self.core.reject(
                         now,
@@ -411,55 +378,26 @@ impl Endpoint {
                     self.core.reject(now, &call, 415, "Unsupported Media Type");
                     return;
                 }
-                h.sdp_version += 1;
-                let local = LocalMedia {
-                    ip: h.media_ip,
-                    port: h.rtp_port,
-                    codecs: vec![Codec::Pcmu, Codec::Pcma],
-                    session_id: h.session_id,
-                    session_version: h.sdp_version,
-                };
-                match sdp::answer(&offer, &local) {
-                    Ok(neg) => {
-                        let params = media_params(&neg);
-                        info!(%call, codec = neg.codec.name(), dtmf_pts = ?neg.dtmf_pts, hold = neg.on_hold, "re-INVITE accepted");
-                        let _ = h.media.send(MediaCommand::Update(params.clone()));
-                        h.params = params;
-                        self.core.accept(now, &call, neg.answer.as_bytes());
+                match self.handler.re_offered(&call, &offer) {
+                    Decision::Answer { sdp } => self.core.accept(now, &call, sdp.as_bytes()),
+                    Decision::Reject { status, reason } => {
+                        self.core.reject(now, &call, status, &reason)
                     }
-                    Err(e) => self.core.reject(now, &call, e.status(), &e.to_string()),
                 }
             }
             CoreEvent::Confirmed { call, answer } => {
-                let Some(h) = self.calls.get_mut(&call) else {
+                if !self.held.contains(&call) {
                     return;
-                };
-                if let Some(local) = h.late_offer.take() {
-                    // The ACK carries the caller's answer to our offer; read it
-                    // as the offerer would (their codec, their DTMF PTs, their
-                    // address and direction).
-                    match sdp::answer(&answer, &local) {
-                        Ok(n) => {
-                            let params = media_params(&n);
-                            info!(%call, codec = n.codec.name(), "late offer answered in the ACK");
-                            h.params = params.clone();
-                            let _ = h.media.send(MediaCommand::Update(params));
-                        }
-                        Err(e) => {
-                            warn!(%call, reason = %e, "the ACK carries no usable SDP answer to our offer; ending the call");
-                            let _ = h.events.send(MediaEvent::Hangup);
-                            self.core.hangup(now, &call);
-                            return;
-                        }
-                    }
                 }
-                let _ = h.events.send(MediaEvent::Confirmed);
+                if self.handler.confirmed(&call, &answer) == AfterAck::HangUp {
+                    self.core.hangup(now, &call);
+                }
             }
             CoreEvent::Cancelled { call }
             | CoreEvent::RemoteHangup { call }
             | CoreEvent::Ended { call, .. } => {
-                if let Some(h) = self.calls.get(&call) {
-                    let _ = h.events.send(MediaEvent::Hangup);
+                if self.held.contains(&call) {
+                    self.handler.dialog_ended(&call);
                 }
             }
             CoreEvent::Info {
@@ -467,188 +405,33 @@ impl Endpoint {
                 content_type,
                 body,
             } => {
-                let Some(h) = self.calls.get(&call) else {
-                    return;
-                };
-                match parse_info(&content_type, &body) {
-                    Ok((digit, dur)) => {
-                        let _ = h.media.send(MediaCommand::InfoDigit(digit, dur));
-                    }
-                    Err(e) => debug!(%call, error = %e, "INFO without a usable DTMF body"),
+                if self.held.contains(&call) {
+                    self.handler.info(&call, &content_type, &body);
                 }
             }
         }
     }
 
-    fn on_new_call(
-        &mut self,
-        call: String,
-        dialled: Option<String>,
-        caller: String,
-        offer: Vec<u8>,
-        peer: Peer,
-        headers: std::collections::BTreeMap<String, String>,
-    ) {
-        // Content-Type and Accept were checked by the core (RFC 3261 8.2.3) before routing.
+    fn on_new_dialog(&mut self, dialog: NewDialog) {
         let now = Instant::now().into_std();
-        let dialled = dialled.unwrap_or_default();
-        let Some(flow) = self.runner.route(&dialled) else {
-            info!(%call, %dialled, "no flow serves this number");
-            self.core.reject(now, &call, 404, "Not Found");
-            return;
-        };
-        // No offer in the INVITE (late offer): we offer in the 200 and the
-        // caller answers in the ACK.
-        let late_offer = offer.is_empty();
-        let media_ip = self.local_ip_for(peer.addr.ip());
-        // Bound where SIP listens: the unspecified address when we advertise
-        // per caller, so audio arrives on whichever interface it routes to.
-        let bind_ip = match self.cfg.advertised_ip {
-            Some(ip) => ip,
-            None if self.cfg.listen.ip().is_unspecified() => match media_ip {
-                IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
-                IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
-            },
-            None => self.cfg.listen.ip(),
-        };
-        let Some((sock, port)) = self.ports.allocate(bind_ip) else {
-            warn!(%call, "no free RTP port; rejecting call");
-            self.core
-                .reject(now, &call, 503, "Service Unavailable: no media port free");
-            return;
-        };
-        let session_id: u64 = rand::random::<u32>() as u64;
-        let local = LocalMedia {
-            ip: media_ip,
-            port,
-            codecs: vec![Codec::Pcmu, Codec::Pcma],
-            session_id,
-            session_version: 1,
-        };
-        let (params, body, codec) = if late_offer {
-            // Nothing is sent until the answer says where and how.
-            let params = MediaParams {
-                codec: Codec::Pcmu,
-                codec_pt: Codec::Pcmu.payload_type(),
-                dtmf_pts: vec![LATE_OFFER_DTMF_PT],
-                remote: None,
-                send: false,
-                expect_rtp: false,
-            };
-            (params, sdp::offer(&local, LATE_OFFER_DTMF_PT), "offered")
-        } else {
-            match sdp::answer(&offer, &local) {
-                Ok(n) => (media_params(&n), n.answer, n.codec.name()),
-                Err(e) => {
-                    info!(%call, status = e.status(), reason = %e, "SDP offer refused");
-                    self.ports.release(port);
-                    self.core.reject(now, &call, e.status(), &e.to_string());
-                    return;
+        let call = dialog.call.clone();
+        match self.handler.offered(dialog, &self.handle) {
+            Decision::Reject { status, reason } => self.core.reject(now, &call, status, &reason),
+            Decision::Answer { sdp } => {
+                self.held.insert(call.clone());
+                if self.cfg.ring_time.is_zero() {
+                    self.core.accept(now, &call, sdp.as_bytes());
+                } else {
+                    self.core.ring(now, &call);
+                    let tx = self.tx.clone();
+                    let ring = self.cfg.ring_time;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(ring).await;
+                        let _ = tx.send(LoopMsg::Answer { call, sdp });
+                    });
                 }
             }
-        };
-        // Registered with the media runtime's reactor inside the session task.
-        let sock = match sock.set_nonblocking(true).map(|_| sock) {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(%call, error = %e, "cannot use RTP socket");
-                self.ports.release(port);
-                self.core
-                    .reject(now, &call, 500, "Server Internal Error: media socket");
-                return;
-            }
-        };
-        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let (media_tx, media_rx) = mpsc::unbounded_channel();
-        let session = MediaSession::new(
-            sock,
-            params.clone(),
-            self.cfg.session.clone(),
-            self.prompts.clone(),
-            ev_tx.clone(),
-            media_rx,
-        );
-        let info = CallInfo {
-            call_id: call.clone(),
-            caller: caller.clone(),
-            dialled: dialled.clone(),
-            headers,
-        };
-        let sip_call = SipCall::new(
-            info,
-            media_tx.clone(),
-            ev_rx,
-            self.control_tx.clone(),
-            self.prompts.clone(),
-        )
-        .with_speech(self.cfg.speech.clone());
-        self.calls.insert(
-            call.clone(),
-            CallHandle {
-                events: ev_tx,
-                media: media_tx.clone(),
-                rtp_port: port,
-                media_ip,
-                late_offer: late_offer.then(|| local.clone()),
-                params,
-                sdp_version: 1,
-                session_id,
-            },
-        );
-        info!(%call, %dialled, %caller, %flow, from = %peer.addr, codec, rtp_port = port, "answering call");
-        let span = tracing::info_span!("call", id = %call);
-        let runner = self.runner.clone();
-        let done = self.tx.clone();
-        let max = self.cfg.max_call_duration;
-        let call_id = call.clone();
-        let media_rt = self.cfg.media.clone();
-        tokio::spawn(
-            async move {
-                let media = media_rt.spawn(session.run().in_current_span());
-                let run = runner.run(flow, sip_call);
-                if tokio::time::timeout(max, run).await.is_err() {
-                    warn!(?max, "call reached max_call_duration; hanging up");
-                }
-                let _ = media_tx.send(MediaCommand::Shutdown);
-                if let Ok(stats) = media.await {
-                    info!(
-                        sent = stats.packets_sent,
-                        received = stats.packets_received,
-                        lost = stats.frames_lost,
-                        digits = stats.digits,
-                        "call ended"
-                    );
-                }
-                let _ = done.send(LoopMsg::CallDone { call: call_id });
-            }
-            .instrument(span),
-        );
-        if self.cfg.ring_time.is_zero() {
-            self.core.accept(now, &call, body.as_bytes());
-        } else {
-            self.core.ring(now, &call);
-            let tx = self.tx.clone();
-            let ring = self.cfg.ring_time;
-            let sdp = body;
-            tokio::spawn(async move {
-                tokio::time::sleep(ring).await;
-                let _ = tx.send(LoopMsg::Answer { call, sdp });
-            });
         }
-    }
-}
-
-/// Telephone-event payload type in our late-offer SDP.
-const LATE_OFFER_DTMF_PT: u8 = 101;
-
-fn media_params(neg: &sdp::Negotiated) -> MediaParams {
-    MediaParams {
-        codec: neg.codec,
-        codec_pt: neg.codec_pt,
-        dtmf_pts: neg.dtmf_pts.clone(),
-        remote: neg.remote_rtp,
-        send: neg.local_direction.sends(),
-        expect_rtp: neg.local_direction.receives() && !neg.on_hold,
     }
 }
 

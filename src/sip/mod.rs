@@ -1,10 +1,13 @@
 //! SIP signalling: bytes → parsed messages (`wire`), transactions and
-//! dialogs (`core`, sans-IO), SDP offer/answer (`sdp`), and the socket edge
-//! (`endpoint`). rsipstack's message model is used only inside this module.
+//! dialogs (`core`, sans-IO), SDP offer/answer (`sdp`), the application's
+//! side of each dialog (`handler`) and the socket edge (`endpoint`).
+//! rsipstack's message model is used only inside this module. Signalling
+//! only: nothing here knows about media, calls or flows (`call::setup`
+//! implements [`handler::DialogHandler`] and builds the calls).
 
 pub mod core;
 pub mod endpoint;
+pub mod handler;
 pub mod msg;
-pub mod rtp_ports;
 pub mod sdp;
 pub mod wire;

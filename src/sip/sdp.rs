@@ -17,7 +17,27 @@ use sdp::description::common::{Attribute, ConnectionInformation};
 use sdp::description::media::MediaDescription;
 use sdp::description::session::SessionDescription;
 
-use crate::media::g711::Codec;
+/// An 8 kHz mono audio encoding as SDP names it: its rtpmap name and its
+/// static payload type (RFC 3551). SDP needs no more of a codec than this;
+/// the media layer maps it to its own coder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoding {
+    /// rtpmap encoding name (compared case-insensitively).
+    pub name: &'static str,
+    /// Static payload type (used when the offer has no rtpmap for it).
+    pub static_pt: u8,
+}
+
+/// G.711 µ-law (RFC 3551, PT 0).
+pub const PCMU: Encoding = Encoding {
+    name: "PCMU",
+    static_pt: 0,
+};
+/// G.711 A-law (RFC 3551, PT 8).
+pub const PCMA: Encoding = Encoding {
+    name: "PCMA",
+    static_pt: 8,
+};
 
 /// Offers larger than this are rejected before parsing: a telephony offer is
 /// well under 2 KiB, so anything this big is abuse or a broken peer.
@@ -42,7 +62,7 @@ pub struct LocalMedia {
     /// RTP port we receive on.
     pub port: u16,
     /// Codecs we can handle; the offerer's order decides which one wins.
-    pub codecs: Vec<Codec>,
+    pub codecs: Vec<Encoding>,
     /// `o=` session id; keep it stable for the dialog.
     pub session_id: u64,
     /// `o=` version; bump it whenever our SDP changes (RFC 3264 8).
@@ -113,8 +133,8 @@ impl Direction {
 /// Result of a successful negotiation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
-    /// Codec both directions use.
-    pub codec: Codec,
+    /// Codec both directions use (one of `LocalMedia::codecs`).
+    pub codec: Encoding,
     /// PT the offerer used for `codec` (may be dynamic); we echo it.
     pub codec_pt: u8,
     /// Every telephone-event/8000 PT in the offer, in offer order; RFC 4733
@@ -239,38 +259,30 @@ fn offered_pts(md: &MediaDescription) -> Vec<u8> {
         .collect()
 }
 
-/// Map a PT to a G.711 codec: the rtpmap wins when present (a peer may
+/// Map a PT to one of our codecs: the rtpmap wins when present (a peer may
 /// remap a static PT), otherwise the RFC 3551 static assignment applies.
-fn codec_for(pt: u8, maps: &[RtpMap]) -> Option<Codec> {
+fn codec_for(pt: u8, maps: &[RtpMap], ours: &[Encoding]) -> Option<Encoding> {
     match maps.iter().find(|m| m.pt == pt) {
         Some(m) => {
             let mono = matches!(m.channels, None | Some(1));
             if m.clock != 8000 || !mono {
                 None
-            } else if m.name.eq_ignore_ascii_case("PCMU") {
-                Some(Codec::Pcmu)
-            } else if m.name.eq_ignore_ascii_case("PCMA") {
-                Some(Codec::Pcma)
             } else {
-                None
+                ours.iter()
+                    .find(|e| m.name.eq_ignore_ascii_case(e.name))
+                    .copied()
             }
         }
-        None => match pt {
-            0 => Some(Codec::Pcmu),
-            8 => Some(Codec::Pcma),
-            _ => None,
-        },
+        None => ours.iter().find(|e| e.static_pt == pt).copied(),
     }
 }
 
 /// First codec in the offer's order that we also support.
-fn pick_codec(md: &MediaDescription, local: &LocalMedia) -> Option<(Codec, u8)> {
+fn pick_codec(md: &MediaDescription, local: &LocalMedia) -> Option<(Encoding, u8)> {
     let maps = rtpmaps(md);
-    offered_pts(md).into_iter().find_map(|pt| {
-        codec_for(pt, &maps)
-            .filter(|c| local.codecs.contains(c))
-            .map(|c| (c, pt))
-    })
+    offered_pts(md)
+        .into_iter()
+        .find_map(|pt| codec_for(pt, &maps, &local.codecs).map(|c| (c, pt)))
 }
 
 /// All telephone-event/8000 PTs listed on the m= line, offer order, deduped.
@@ -474,7 +486,7 @@ pub fn answer(offer: &[u8], local: &LocalMedia) -> Result<Negotiated, SdpError> 
 
     // Pick the stream: first usable audio stream that is not disabled,
     // else the first usable disabled one (answered with port 0, see below).
-    let mut chosen: Option<(usize, Codec, u8)> = None;
+    let mut chosen: Option<(usize, Encoding, u8)> = None;
     for (idx, md) in desc.media_descriptions.iter().enumerate() {
         if !is_usable_audio(md) {
             continue;
@@ -556,7 +568,7 @@ pub fn answer(offer: &[u8], local: &LocalMedia) -> Result<Negotiated, SdpError> 
             write_audio_section(
                 &mut text,
                 port,
-                &[(codec_pt, codec.name())],
+                &[(codec_pt, codec.name)],
                 answer_dtmf_pt,
                 ptime_ms,
                 local_direction,
@@ -591,13 +603,13 @@ pub fn offer(local: &LocalMedia, dtmf_pt: u8) -> String {
         FALLBACK_DTMF_PT
     };
     let mut codecs: Vec<(u8, &str)> = Vec::new();
-    let wanted: &[Codec] = if local.codecs.is_empty() {
-        &[Codec::Pcmu, Codec::Pcma]
+    let wanted: &[Encoding] = if local.codecs.is_empty() {
+        &[PCMU, PCMA]
     } else {
         &local.codecs
     };
     for c in wanted {
-        let entry = (c.payload_type(), c.name());
+        let entry = (c.static_pt, c.name);
         if !codecs.contains(&entry) {
             codecs.push(entry);
         }
@@ -623,7 +635,7 @@ mod tests {
         LocalMedia {
             ip: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)),
             port: 30000,
-            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            codecs: vec![PCMU, PCMA],
             session_id: 4242,
             session_version: 1,
         }
@@ -725,7 +737,7 @@ mod tests {
         // gives the media parameters.
         let ans = "v=0\r\no=c 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
         let n = answer(ans.as_bytes(), &l).unwrap();
-        assert_eq!(n.codec, Codec::Pcma);
+        assert_eq!(n.codec, PCMA);
         assert_eq!(n.dtmf_pts, vec![101]);
         assert_eq!(n.remote_rtp, Some("192.0.2.9:7000".parse().unwrap()));
         assert_eq!(n.local_direction, Direction::SendRecv);
@@ -734,7 +746,7 @@ mod tests {
     #[test]
     fn sipp_offer_exact_answer() {
         let n = ok(SIPP);
-        assert_eq!(n.codec, Codec::Pcmu);
+        assert_eq!(n.codec, PCMU);
         assert_eq!(n.codec_pt, 0);
         assert_eq!(n.dtmf_pts, vec![96, 101]);
         assert_eq!(n.answer_dtmf_pt, Some(96));
@@ -763,7 +775,7 @@ mod tests {
     fn asterisk_offer_uses_offerers_codec_order() {
         // We list PCMU first, but RFC 3264 lets the offerer's order decide.
         let n = ok(ASTERISK);
-        assert_eq!(n.codec, Codec::Pcma);
+        assert_eq!(n.codec, PCMA);
         assert_eq!(n.codec_pt, 8);
         assert_eq!(n.dtmf_pts, vec![101]);
         assert_eq!(n.remote_rtp, sa("192.0.2.10:17094"));
@@ -775,7 +787,7 @@ mod tests {
     #[test]
     fn baresip_offer_skips_opus_g722_and_wideband_dtmf() {
         let n = ok(BARESIP);
-        assert_eq!(n.codec, Codec::Pcmu);
+        assert_eq!(n.codec, PCMU);
         assert_eq!(n.codec_pt, 0);
         assert_eq!(
             n.dtmf_pts,
@@ -791,9 +803,9 @@ mod tests {
     #[test]
     fn local_codec_restriction_is_respected() {
         let mut l = local();
-        l.codecs = vec![Codec::Pcma];
+        l.codecs = vec![PCMA];
         let n = answer(&crlf(SIPP.replace(" 0 96", " 0 8 96").as_str()), &l).expect("pcma");
-        assert_eq!(n.codec, Codec::Pcma);
+        assert_eq!(n.codec, PCMA);
         l.codecs.clear();
         assert_eq!(
             answer(&crlf(SIPP), &l).map(|_| ()).unwrap_err().status(),
@@ -809,7 +821,7 @@ mod tests {
             c=IN IP4 198.51.100.2
             t=0 0
             m=audio 4000 RTP/AVP 8");
-        assert_eq!(n.codec, Codec::Pcma);
+        assert_eq!(n.codec, PCMA);
         assert_eq!(n.codec_pt, 8);
         assert!(n.dtmf_pts.is_empty());
         assert_eq!(n.answer_dtmf_pt, None);
@@ -828,7 +840,7 @@ mod tests {
             m=audio 4000 RTP/AVP 97 101
             a=rtpmap:97 pcmu/8000/1
             a=rtpmap:101 Telephone-Event/8000");
-        assert_eq!(n.codec, Codec::Pcmu);
+        assert_eq!(n.codec, PCMU);
         assert_eq!(n.codec_pt, 97);
         assert_eq!(n.dtmf_pts, vec![101]);
         assert!(n.answer.contains("m=audio 30000 RTP/AVP 97 101\r\n"));
@@ -1048,7 +1060,7 @@ mod tests {
             m=audio 0 RTP/AVP 0
             m=audio 4002 RTP/AVP 8 0");
         assert_eq!(n.remote_rtp, sa("198.51.100.2:4002"));
-        assert_eq!(n.codec, Codec::Pcma);
+        assert_eq!(n.codec, PCMA);
         let d = parse(&n.answer);
         let ports: Vec<isize> = d
             .media_descriptions
@@ -1178,7 +1190,7 @@ mod tests {
     fn lf_only_line_endings_are_accepted() {
         let offer: String = SIPP.lines().map(|l| format!("{}\n", l.trim())).collect();
         let n = answer(offer.as_bytes(), &local()).expect("LF-only");
-        assert_eq!(n.codec, Codec::Pcmu);
+        assert_eq!(n.codec, PCMU);
     }
 
     #[test]
@@ -1231,14 +1243,14 @@ mod tests {
         );
         parse(&text);
         let n = answer(text.as_bytes(), &local()).expect("own offer");
-        assert_eq!(n.codec, Codec::Pcmu);
+        assert_eq!(n.codec, PCMU);
         assert_eq!(n.dtmf_pts, vec![101]);
     }
 
     #[test]
     fn offer_fixes_bad_dtmf_pt_and_empty_codecs() {
         let mut l = local();
-        l.codecs = vec![Codec::Pcma, Codec::Pcma];
+        l.codecs = vec![PCMA, PCMA];
         let text = offer(&l, 8);
         assert!(text.contains("m=audio 30000 RTP/AVP 8 101\r\n"), "{text}");
         l.codecs.clear();

@@ -84,7 +84,7 @@ pub enum FramingError {
     MissingContentLength { ctx: Option<ReplyContext> },
     #[error("invalid Content-Length: {detail}")]
     InvalidContentLength {
-        detail: String,
+        detail: MessageError,
         ctx: Option<ReplyContext>,
     },
     #[error("message larger than {limit} bytes")]
@@ -109,6 +109,202 @@ impl FramingError {
         match self {
             Self::TooLarge { .. } => 413,
             _ => 400,
+        }
+    }
+}
+
+/// What is wrong with a message, in the words its 400 (or other) reason phrase
+/// uses: the Display text goes on the wire, so it is printable ASCII and any
+/// quoted piece of the message is already sanitised.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// A problem found inside a part of the message (`... in To`, `... in Via`).
+    #[error("{error} in {place}")]
+    In {
+        error: Box<MessageError>,
+        place: &'static str,
+    },
+    #[error("nested '<'")]
+    NestedAngle,
+    #[error("'>' without '<'")]
+    UnopenedAngle,
+    #[error("'<' without '>'")]
+    UnclosedAngle,
+    #[error("unterminated quoted string")]
+    UnterminatedQuote,
+    #[error("URI without scheme '{0}'")]
+    UriWithoutScheme(String),
+    #[error("malformed URI scheme '{0}'")]
+    UriScheme(String),
+    #[error("empty URI after scheme '{0}'")]
+    EmptyUri(String),
+    #[error("truncated %-escape in URI")]
+    TruncatedEscape,
+    #[error("malformed %-escape in URI")]
+    MalformedEscape,
+    #[error("whitespace in URI")]
+    WhitespaceInUri,
+    #[error("illegal character '{0}' in URI")]
+    UriCharacter(String),
+    #[error("empty parameter in {0}")]
+    EmptyParam(&'static str),
+    #[error("malformed parameter name '{name}' in {place}")]
+    ParamName { name: String, place: &'static str },
+    #[error("malformed value of parameter '{name}' in {place}")]
+    ParamValue { name: String, place: &'static str },
+    #[error("text after quoted display name in {0}")]
+    TextAfterDisplayName(&'static str),
+    #[error("display name with '{character}' must be quoted in {place}")]
+    UnquotedDisplayName {
+        character: String,
+        place: &'static str,
+    },
+    #[error("empty {0} value")]
+    EmptyValue(&'static str),
+    #[error("whitespace inside <> in {0}")]
+    WhitespaceInAngles(&'static str),
+    #[error("unexpected text after '>' in {0}")]
+    TextAfterAngle(&'static str),
+    #[error("quoted display name without <URI> in {0}")]
+    QuotedNameWithoutUri(&'static str),
+    #[error("URI containing '?' or ',' must be enclosed in <> in {0}")]
+    UnenclosedUri(&'static str),
+    #[error("display name without <URI> in {0}")]
+    NameWithoutUri(&'static str),
+    #[error("malformed Via sent-protocol")]
+    ViaProtocol,
+    #[error("unterminated IPv6 reference")]
+    UnterminatedIpv6,
+    #[error("malformed IPv6 reference")]
+    Ipv6,
+    #[error("text after IPv6 reference")]
+    TextAfterIpv6,
+    #[error("malformed host '{0}'")]
+    Host(String),
+    #[error("malformed port '{0}'")]
+    Port(String),
+    #[error("Date time zone '{0}' is not GMT")]
+    DateZone(String),
+    #[error("malformed Date")]
+    Date,
+    #[error("malformed CSeq")]
+    CSeq,
+    #[error("non-numeric CSeq sequence number")]
+    CSeqNumber,
+    #[error("CSeq sequence number exceeds 2^31-1")]
+    CSeqTooLarge,
+    #[error("malformed CSeq method")]
+    CSeqMethod,
+    #[error("CSeq method {cseq} does not match request method {method}")]
+    CSeqMismatch { cseq: String, method: String },
+    #[error("negative Content-Length")]
+    NegativeContentLength,
+    #[error("non-numeric Content-Length '{0}'")]
+    ContentLengthNotNumeric(String),
+    #[error("Content-Length too large")]
+    ContentLengthTooLarge,
+    #[error("multiple conflicting Content-Length values")]
+    ConflictingContentLength,
+    /// Framing: Content-Length headers disagree (the framer's own wording).
+    #[error("multiple conflicting values")]
+    ConflictingValues,
+    #[error("missing Content-Length (mandatory on TCP)")]
+    NoContentLengthOnTcp,
+    #[error("Content-Length {declared} exceeds body of {available} bytes")]
+    ContentLengthBeyondBody { declared: u64, available: usize },
+    #[error("header section is not valid UTF-8")]
+    NotUtf8,
+    #[error("bare CR or LF in start line")]
+    BareCrLfInStartLine,
+    #[error("bare CR or LF in header section")]
+    BareCrLfInHeaders,
+    #[error("header section starts with a continuation line")]
+    LeadingContinuation,
+    #[error("header line without colon '{0}'")]
+    NoColon(String),
+    #[error("malformed header name '{0}'")]
+    HeaderName(String),
+    #[error("missing empty line after header section")]
+    NoEmptyLine,
+    #[error("multiple {0} headers")]
+    Multiple(&'static str),
+    #[error("missing {}", .0.join(", "))]
+    Missing(Vec<&'static str>),
+    #[error("malformed Call-ID")]
+    CallId,
+    #[error("Max-Forwards '{0}' is not 0-255")]
+    MaxForwards(String),
+    #[error("leading or trailing whitespace in Request-Line")]
+    RequestLineEdgeWhitespace,
+    #[error("tab in Request-Line")]
+    RequestLineTab,
+    #[error("multiple spaces between Request-Line elements")]
+    RequestLineSpaces,
+    #[error("whitespace in Request-URI")]
+    WhitespaceInRequestUri,
+    #[error("Request-Line without SIP-Version")]
+    NoVersion,
+    #[error("malformed Request-Line")]
+    RequestLine,
+    #[error("malformed method '{0}'")]
+    Method(String),
+    #[error("malformed SIP-Version '{0}'")]
+    Version(String),
+    #[error("Request-URI enclosed in <>")]
+    RequestUriInAngles,
+    #[error("Request-URI without scheme")]
+    RequestUriWithoutScheme,
+    #[error("escaped headers in Request-URI")]
+    RequestUriHeaders,
+    #[error("Status-Line does not start with SIP/2.0")]
+    StatusLinePrefix,
+    #[error("status code is not 3 digits")]
+    StatusDigits,
+    #[error("no SP after status code")]
+    StatusSpace,
+    #[error("bad status code")]
+    StatusCode,
+    #[error("status code {0} out of range")]
+    StatusRange(u16),
+    #[error("control character in Reason-Phrase")]
+    ReasonControl,
+    #[error("not a request")]
+    NotARequest,
+    #[error("not a response")]
+    NotAResponse,
+    #[error("unparseable: {0}")]
+    Unparseable(String),
+    /// A response over the size limit (requests get [`MessageError::TooLarge`]).
+    #[error("too large")]
+    ResponseTooLarge,
+    // Requests only, each with a status of its own (see `status`).
+    #[error("{0} bytes exceeds {MAX_MESSAGE_SIZE}")]
+    TooLarge(usize),
+    #[error("scheme '{0}'")]
+    UnsupportedScheme(String),
+    #[error("method {0}")]
+    UnknownMethod(String),
+    #[error("{0} is not supported")]
+    UnsupportedVersion(String),
+}
+
+impl MessageError {
+    /// The status a request with this problem is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            MessageError::TooLarge(_) => 413,
+            MessageError::UnsupportedScheme(_) => 416,
+            MessageError::UnknownMethod(_) => 501,
+            MessageError::UnsupportedVersion(_) => 505,
+            _ => 400,
+        }
+    }
+
+    /// This problem, found inside `place`.
+    fn within(self, place: &'static str) -> MessageError {
+        MessageError::In {
+            error: Box::new(self),
+            place,
         }
     }
 }
@@ -155,7 +351,7 @@ fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Split `s` on `sep` outside quoted strings and `<...>`; errors on an unterminated
 /// quoted string or unbalanced angle brackets (RFC 4475 `quotbal`, `ltgtruri`-like).
-fn split_top(s: &str, sep: u8) -> Result<Vec<&str>, String> {
+fn split_top(s: &str, sep: u8) -> Result<Vec<&str>, MessageError> {
     let b = s.as_bytes();
     let mut parts = Vec::new();
     let (mut in_q, mut in_angle, mut start, mut i) = (false, false, 0usize, 0usize);
@@ -171,12 +367,12 @@ fn split_top(s: &str, sep: u8) -> Result<Vec<&str>, String> {
             in_q = true;
         } else if c == b'<' {
             if in_angle {
-                return Err("nested '<'".into());
+                return Err(MessageError::NestedAngle);
             }
             in_angle = true;
         } else if c == b'>' {
             if !in_angle {
-                return Err("'>' without '<'".into());
+                return Err(MessageError::UnopenedAngle);
             }
             in_angle = false;
         } else if c == sep && !in_angle {
@@ -186,10 +382,10 @@ fn split_top(s: &str, sep: u8) -> Result<Vec<&str>, String> {
         i += 1;
     }
     if in_q {
-        return Err("unterminated quoted string".into());
+        return Err(MessageError::UnterminatedQuote);
     }
     if in_angle {
-        return Err("'<' without '>'".into());
+        return Err(MessageError::UnclosedAngle);
     }
     parts.push(&s[start.min(s.len())..]);
     Ok(parts)
@@ -197,10 +393,10 @@ fn split_top(s: &str, sep: u8) -> Result<Vec<&str>, String> {
 
 /// A URI as it may appear in a header or the Request-URI: `scheme ":" rest` with
 /// only URI characters and well-formed %HH escapes (no whitespace).
-fn check_uri(uri: &str) -> Result<(), String> {
+fn check_uri(uri: &str) -> Result<(), MessageError> {
     let colon = uri
         .find(':')
-        .ok_or_else(|| format!("URI without scheme '{}'", sanitize(uri)))?;
+        .ok_or_else(|| MessageError::UriWithoutScheme(sanitize(uri)))?;
     let scheme = &uri[..colon];
     let sb = scheme.as_bytes();
     if sb.is_empty()
@@ -209,10 +405,10 @@ fn check_uri(uri: &str) -> Result<(), String> {
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
     {
-        return Err(format!("malformed URI scheme '{}'", sanitize(scheme)));
+        return Err(MessageError::UriScheme(sanitize(scheme)));
     }
     if colon + 1 >= uri.len() {
-        return Err(format!("empty URI after scheme '{}'", sanitize(scheme)));
+        return Err(MessageError::EmptyUri(sanitize(scheme)));
     }
     let b = uri.as_bytes();
     let mut i = 0;
@@ -220,22 +416,21 @@ fn check_uri(uri: &str) -> Result<(), String> {
         let c = b[i];
         if c == b'%' {
             if i + 2 >= b.len() {
-                return Err("truncated %-escape in URI".into());
+                return Err(MessageError::TruncatedEscape);
             }
             if !(b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit()) {
-                return Err("malformed %-escape in URI".into());
+                return Err(MessageError::MalformedEscape);
             }
             i += 3;
             continue;
         }
         if is_wsp(c) {
-            return Err("whitespace in URI".into());
+            return Err(MessageError::WhitespaceInUri);
         }
         if !is_uri_byte(c) {
-            return Err(format!(
-                "illegal character '{}' in URI",
-                sanitize(&(c as char).to_string())
-            ));
+            return Err(MessageError::UriCharacter(sanitize(
+                &(c as char).to_string(),
+            )));
         }
         i += 1;
     }
@@ -245,21 +440,21 @@ fn check_uri(uri: &str) -> Result<(), String> {
 /// `*( SEMI generic-param )` after the leading semicolon was removed: every
 /// parameter is a token, optionally `= token/host/quoted-string` (LWS allowed around
 /// `=`). Empty parameters (`;;`) are rejected (RFC 4475 `badinv01`).
-fn check_params(s: &str, what: &str) -> Result<(), String> {
-    for p in split_top(s, b';').map_err(|e| format!("{e} in {what}"))? {
+fn check_params(s: &str, what: &'static str) -> Result<(), MessageError> {
+    for p in split_top(s, b';').map_err(|e| e.within(what))? {
         let p = p.trim();
         if p.is_empty() {
-            return Err(format!("empty parameter in {what}"));
+            return Err(MessageError::EmptyParam(what));
         }
         let (name, value) = match p.find('=') {
             Some(eq) => (p[..eq].trim(), Some(p[eq + 1..].trim())),
             None => (p, None),
         };
         if !is_token(name) {
-            return Err(format!(
-                "malformed parameter name '{}' in {what}",
-                sanitize(name)
-            ));
+            return Err(MessageError::ParamName {
+                name: sanitize(name),
+                place: what,
+            });
         }
         if let Some(v) = value {
             let ok = if v.starts_with('"') {
@@ -268,10 +463,10 @@ fn check_params(s: &str, what: &str) -> Result<(), String> {
                 !v.is_empty() && v.bytes().all(|b| is_token_byte(b) || b":[]".contains(&b))
             };
             if !ok {
-                return Err(format!(
-                    "malformed value of parameter '{}' in {what}",
-                    sanitize(name)
-                ));
+                return Err(MessageError::ParamValue {
+                    name: sanitize(name),
+                    place: what,
+                });
             }
         }
     }
@@ -280,22 +475,22 @@ fn check_params(s: &str, what: &str) -> Result<(), String> {
 
 /// Display name: empty, one quoted-string, or tokens separated by LWS (RFC 4475
 /// `baddn`: "Bell, Alexander" must be quoted).
-fn check_display_name(d: &str, what: &str) -> Result<(), String> {
+fn check_display_name(d: &str, what: &'static str) -> Result<(), MessageError> {
     if d.is_empty() {
         return Ok(());
     }
     if d.starts_with('"') {
         // split_top already verified quote balance; require one string and nothing else.
         if !quoted_string_is_whole(d) {
-            return Err(format!("text after quoted display name in {what}"));
+            return Err(MessageError::TextAfterDisplayName(what));
         }
         return Ok(());
     }
     if let Some(bad) = d.bytes().find(|&b| !(is_token_byte(b) || is_wsp(b))) {
-        return Err(format!(
-            "display name with '{}' must be quoted in {what}",
-            sanitize(&(bad as char).to_string())
-        ));
+        return Err(MessageError::UnquotedDisplayName {
+            character: sanitize(&(bad as char).to_string()),
+            place: what,
+        });
     }
     Ok(())
 }
@@ -316,10 +511,10 @@ fn quoted_string_is_whole(d: &str) -> bool {
 
 /// One `name-addr / addr-spec` element with its header parameters (To, From,
 /// Contact, Route, ...).
-fn check_name_addr(elem: &str, what: &str, allow_star: bool) -> Result<(), String> {
+fn check_name_addr(elem: &str, what: &'static str, allow_star: bool) -> Result<(), MessageError> {
     let e = elem.trim();
     if e.is_empty() {
-        return Err(format!("empty {what} value"));
+        return Err(MessageError::EmptyValue(what));
     }
     if allow_star && e == "*" {
         return Ok(());
@@ -340,7 +535,7 @@ fn check_name_addr(elem: &str, what: &str, allow_star: bool) -> Result<(), Strin
         i += 1;
     }
     if in_q {
-        return Err(format!("unterminated quoted string in {what}"));
+        return Err(MessageError::UnterminatedQuote.within(what));
     }
     match lt {
         Some(lt) => {
@@ -348,41 +543,39 @@ fn check_name_addr(elem: &str, what: &str, allow_star: bool) -> Result<(), Strin
             let gt = e[lt + 1..]
                 .find('>')
                 .map(|g| g + lt + 1)
-                .ok_or_else(|| format!("'<' without '>' in {what}"))?;
+                .ok_or_else(|| MessageError::UnclosedAngle.within(what))?;
             let uri = &e[lt + 1..gt];
             if uri.bytes().any(is_wsp) {
-                return Err(format!("whitespace inside <> in {what}"));
+                return Err(MessageError::WhitespaceInAngles(what));
             }
-            check_uri(uri).map_err(|m| format!("{m} in {what}"))?;
+            check_uri(uri).map_err(|m| m.within(what))?;
             let rest = e[gt + 1..].trim_start();
             if rest.is_empty() {
                 return Ok(());
             }
             match rest.strip_prefix(';') {
                 Some(params) => check_params(params, what),
-                None => Err(format!("unexpected text after '>' in {what}")),
+                None => Err(MessageError::TextAfterAngle(what)),
             }
         }
         None => {
             if e.contains('"') {
-                return Err(format!("quoted display name without <URI> in {what}"));
+                return Err(MessageError::QuotedNameWithoutUri(what));
             }
             if e.contains('>') {
-                return Err(format!("'>' without '<' in {what}"));
+                return Err(MessageError::UnopenedAngle.within(what));
             }
             let (uri, params) = match e.find(';') {
                 Some(s) => (e[..s].trim(), Some(&e[s + 1..])),
                 None => (e, None),
             };
             if uri.contains('?') || uri.contains(',') {
-                return Err(format!(
-                    "URI containing '?' or ',' must be enclosed in <> in {what}"
-                ));
+                return Err(MessageError::UnenclosedUri(what));
             }
             if uri.bytes().any(is_wsp) {
-                return Err(format!("display name without <URI> in {what}"));
+                return Err(MessageError::NameWithoutUri(what));
             }
-            check_uri(uri).map_err(|m| format!("{m} in {what}"))?;
+            check_uri(uri).map_err(|m| m.within(what))?;
             match params {
                 Some(p) => check_params(p, what),
                 None => Ok(()),
@@ -393,11 +586,11 @@ fn check_name_addr(elem: &str, what: &str, allow_star: bool) -> Result<(), Strin
 
 /// Via: `sent-protocol LWS sent-by *(SEMI via-params)`, comma lists allowed, LWS
 /// allowed around '/' and ':' (RFC 4475 `wsinv`), empty elements rejected (`badinv01`).
-fn check_via(value: &str) -> Result<(), String> {
-    for elem in split_top(value, b',').map_err(|e| format!("{e} in Via"))? {
+fn check_via(value: &str) -> Result<(), MessageError> {
+    for elem in split_top(value, b',').map_err(|e| e.within("Via"))? {
         let elem = elem.trim();
         if elem.is_empty() {
-            return Err("empty Via value".into());
+            return Err(MessageError::EmptyValue("Via"));
         }
         let (proto_by, params) = match elem.find(';') {
             Some(s) => (&elem[..s], Some(&elem[s + 1..])),
@@ -405,14 +598,14 @@ fn check_via(value: &str) -> Result<(), String> {
         };
         let parts: Vec<&str> = proto_by.splitn(3, '/').collect();
         if parts.len() != 3 {
-            return Err("malformed Via sent-protocol".into());
+            return Err(MessageError::ViaProtocol);
         }
         let (name, version) = (parts[0].trim(), parts[1].trim());
         let rest = parts[2].trim_start();
         let split = rest.find([' ', '\t']).unwrap_or(rest.len());
         let (transport, sent_by) = (&rest[..split], rest[split..].trim());
         if !name.eq_ignore_ascii_case("SIP") || !is_token(version) || !is_token(transport) {
-            return Err("malformed Via sent-protocol".into());
+            return Err(MessageError::ViaProtocol);
         }
         let sent_by: String = {
             // LWS is legal around the ':' of sent-by
@@ -425,7 +618,7 @@ fn check_via(value: &str) -> Result<(), String> {
             }
             s
         };
-        check_host_port(&sent_by).map_err(|m| format!("{m} in Via sent-by"))?;
+        check_host_port(&sent_by).map_err(|m| m.within("Via sent-by"))?;
         if let Some(p) = params {
             check_params(p, "Via")?;
         }
@@ -433,22 +626,22 @@ fn check_via(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_host_port(s: &str) -> Result<(), String> {
+fn check_host_port(s: &str) -> Result<(), MessageError> {
     let (host, port) = if let Some(v6) = s.strip_prefix('[') {
-        let close = v6.find(']').ok_or("unterminated IPv6 reference")?;
+        let close = v6.find(']').ok_or(MessageError::UnterminatedIpv6)?;
         let addr = &v6[..close];
         if addr.is_empty()
             || !addr
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b))
         {
-            return Err("malformed IPv6 reference".into());
+            return Err(MessageError::Ipv6);
         }
         let after = &v6[close + 1..];
         match after.strip_prefix(':') {
             Some(p) => ("v6", Some(p)),
             None if after.is_empty() => ("v6", None),
-            None => return Err("text after IPv6 reference".into()),
+            None => return Err(MessageError::TextAfterIpv6),
         }
     } else {
         match s.find(':') {
@@ -461,7 +654,7 @@ fn check_host_port(s: &str) -> Result<(), String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
     {
-        return Err(format!("malformed host '{}'", sanitize(host)));
+        return Err(MessageError::Host(sanitize(host)));
     }
     if let Some(p) = port {
         if p.is_empty()
@@ -469,14 +662,14 @@ fn check_host_port(s: &str) -> Result<(), String> {
             || !p.bytes().all(|b| b.is_ascii_digit())
             || p.parse::<u32>().map_or(true, |n| n > 65535)
         {
-            return Err(format!("malformed port '{}'", sanitize(p)));
+            return Err(MessageError::Port(sanitize(p)));
         }
     }
     Ok(())
 }
 
 /// RFC 1123 date in GMT as RFC 3261 20.17 requires (RFC 4475 `baddate`).
-fn check_date(v: &str) -> Result<(), String> {
+fn check_date(v: &str) -> Result<(), MessageError> {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -484,7 +677,7 @@ fn check_date(v: &str) -> Result<(), String> {
     let f: Vec<&str> = v.split(' ').collect();
     let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
     if f.len() == 6 && f[5] != "GMT" {
-        return Err(format!("Date time zone '{}' is not GMT", sanitize(f[5])));
+        return Err(MessageError::DateZone(sanitize(f[5])));
     }
     let time_ok = |t: &str| {
         let p: Vec<&str> = t.split(':').collect();
@@ -501,44 +694,44 @@ fn check_date(v: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err("malformed Date".into())
+        Err(MessageError::Date)
     }
 }
 
 /// `CSeq: 1*DIGIT LWS Method`, number < 2^31 (RFC 3261 8.1.1.5; RFC 4475 `scalar02`).
-fn parse_cseq(v: &str) -> Result<(u32, &str), String> {
+fn parse_cseq(v: &str) -> Result<(u32, &str), MessageError> {
     let mut it = v.split([' ', '\t']).filter(|s| !s.is_empty());
     let (num, method) = match (it.next(), it.next(), it.next()) {
         (Some(n), Some(m), None) => (n, m),
-        _ => return Err("malformed CSeq".into()),
+        _ => return Err(MessageError::CSeq),
     };
     if !num.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("non-numeric CSeq sequence number".into());
+        return Err(MessageError::CSeqNumber);
     }
     let n = num
         .parse::<u64>()
         .ok()
         .filter(|&n| n < (1 << 31))
-        .ok_or("CSeq sequence number exceeds 2^31-1")?;
+        .ok_or(MessageError::CSeqTooLarge)?;
     if !is_token(method) {
-        return Err("malformed CSeq method".into());
+        return Err(MessageError::CSeqMethod);
     }
     Ok((n as u32, method))
 }
 
 /// Content-Length value: `1*DIGIT`.
-fn parse_content_length(v: &str) -> Result<u64, String> {
+fn parse_content_length(v: &str) -> Result<u64, MessageError> {
     let v = v.trim();
     if let Some(rest) = v.strip_prefix('-') {
         if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("negative Content-Length".into());
+            return Err(MessageError::NegativeContentLength);
         }
     }
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("non-numeric Content-Length '{}'", sanitize(v)));
+        return Err(MessageError::ContentLengthNotNumeric(sanitize(v)));
     }
     v.parse::<u64>()
-        .map_err(|_| "Content-Length too large".to_string())
+        .map_err(|_| MessageError::ContentLengthTooLarge)
 }
 
 // ---------------------------------------------------------------------------------
@@ -598,7 +791,7 @@ fn canonical_name(name: &str) -> String {
 
 /// Split the header section. `strict` reports the first syntax problem; lenient mode
 /// (for [`reply_context`]) skips what it cannot read.
-fn split_head(buf: &[u8], strict: bool) -> Result<Head, String> {
+fn split_head(buf: &[u8], strict: bool) -> Result<Head, MessageError> {
     let (head_end, body_start) = match find_bytes(buf, b"\r\n\r\n") {
         Some(p) => (p, Some(p + 4)),
         None => {
@@ -612,18 +805,18 @@ fn split_head(buf: &[u8], strict: bool) -> Result<Head, String> {
     let raw = &buf[..head_end];
     let text = match std::str::from_utf8(raw) {
         Ok(t) => std::borrow::Cow::Borrowed(t),
-        Err(_) if strict => return Err("header section is not valid UTF-8".into()),
+        Err(_) if strict => return Err(MessageError::NotUtf8),
         Err(_) => String::from_utf8_lossy(raw),
     };
     let mut lines = text.split("\r\n");
     let start_line = lines.next().unwrap_or("").to_string();
     if strict && (start_line.contains('\r') || start_line.contains('\n')) {
-        return Err("bare CR or LF in start line".into());
+        return Err(MessageError::BareCrLfInStartLine);
     }
     let mut headers: Vec<RawHeader> = Vec::new();
     for line in lines {
         if strict && (line.contains('\r') || line.contains('\n')) {
-            return Err("bare CR or LF in header section".into());
+            return Err(MessageError::BareCrLfInHeaders);
         }
         if line.starts_with([' ', '\t']) {
             match headers.last_mut() {
@@ -636,23 +829,21 @@ fn split_head(buf: &[u8], strict: bool) -> Result<Head, String> {
                         h.value.push_str(cont);
                     }
                 }
-                None if strict => {
-                    return Err("header section starts with a continuation line".into())
-                }
+                None if strict => return Err(MessageError::LeadingContinuation),
                 None => {}
             }
             continue;
         }
         let Some(colon) = line.find(':') else {
             if strict {
-                return Err(format!("header line without colon '{}'", sanitize(line)));
+                return Err(MessageError::NoColon(sanitize(line)));
             }
             continue;
         };
         let name = line[..colon].trim_end_matches([' ', '\t']);
         if !is_token(name) {
             if strict {
-                return Err(format!("malformed header name '{}'", sanitize(name)));
+                return Err(MessageError::HeaderName(sanitize(name)));
             }
             continue;
         }
@@ -704,29 +895,10 @@ pub fn reply_context(buf: &[u8]) -> Option<ReplyContext> {
 // Validation
 // ---------------------------------------------------------------------------------
 
-/// A failed check: status (meaningful for requests only) and detail text.
-struct Fail {
-    status: u16,
-    detail: String,
-}
-
-fn bad(detail: impl Into<String>) -> Fail {
-    Fail {
-        status: 400,
-        detail: detail.into(),
-    }
-}
-
-impl From<String> for Fail {
-    fn from(s: String) -> Self {
-        bad(s)
-    }
-}
-
 /// Checks shared by requests and responses: mandatory headers, CSeq, Via,
 /// name-addr syntax, Date, Max-Forwards, Content-Length. Returns the CSeq method and
 /// the Content-Length, if any.
-fn check_headers(head: &Head) -> Result<(String, Option<u64>), Fail> {
+fn check_headers(head: &Head) -> Result<(String, Option<u64>), MessageError> {
     let mut missing = Vec::new();
     for (name, label) in [
         ("call-id", "Call-ID"),
@@ -739,24 +911,23 @@ fn check_headers(head: &Head) -> Result<(String, Option<u64>), Fail> {
         if n == 0 {
             missing.push(label);
         } else if n > 1 && name != "via" {
-            return Err(bad(format!("multiple {label} headers")));
+            return Err(MessageError::Multiple(label));
         }
     }
     if !missing.is_empty() {
-        return Err(bad(format!("missing {}", missing.join(", "))));
+        return Err(MessageError::Missing(missing));
     }
     let (_, method) = parse_cseq(head.first("cseq").unwrap_or(""))?;
     let call_id = head.first("call-id").unwrap_or("");
     if call_id.is_empty() || !call_id.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(bad("malformed Call-ID"));
+        return Err(MessageError::CallId);
     }
     for h in &head.headers {
         match h.name.as_str() {
             "via" => check_via(&h.value)?,
             "to" | "from" | "reply-to" => check_name_addr(&h.value, label(&h.name), false)?,
             "contact" | "route" | "record-route" => {
-                let parts =
-                    split_top(&h.value, b',').map_err(|e| format!("{e} in {}", label(&h.name)))?;
+                let parts = split_top(&h.value, b',').map_err(|e| e.within(label(&h.name)))?;
                 let star = h.name == "contact" && parts.len() == 1;
                 for p in parts {
                     check_name_addr(p, label(&h.name), star)?;
@@ -769,7 +940,7 @@ fn check_headers(head: &Head) -> Result<(String, Option<u64>), Fail> {
                     || !v.bytes().all(|b| b.is_ascii_digit())
                     || v.parse::<u16>().map_or(true, |n| n > 255)
                 {
-                    return Err(bad(format!("Max-Forwards '{}' is not 0-255", sanitize(v))));
+                    return Err(MessageError::MaxForwards(sanitize(v)));
                 }
             }
             _ => {}
@@ -779,9 +950,7 @@ fn check_headers(head: &Head) -> Result<(String, Option<u64>), Fail> {
     for v in head.all("content-length") {
         let n = parse_content_length(v)?;
         match content_length {
-            Some(prev) if prev != n => {
-                return Err(bad("multiple conflicting Content-Length values"))
-            }
+            Some(prev) if prev != n => return Err(MessageError::ConflictingContentLength),
             _ => content_length = Some(n),
         }
     }
@@ -803,42 +972,36 @@ fn label(name: &str) -> &'static str {
 /// `Method SP Request-URI SP SIP-Version`, exactly single spaces (RFC 4475
 /// `lwsstart`, `trws`, `lwsruri`, `ltgtruri`, `escruri`, `badvers`, `unkscm`).
 /// Returns the method.
-fn check_request_line(line: &str) -> Result<&str, Fail> {
+fn check_request_line(line: &str) -> Result<&str, MessageError> {
     if line.starts_with([' ', '\t']) || line.ends_with([' ', '\t']) {
-        return Err(bad("leading or trailing whitespace in Request-Line"));
+        return Err(MessageError::RequestLineEdgeWhitespace);
     }
     if line.contains('\t') {
-        return Err(bad("tab in Request-Line"));
+        return Err(MessageError::RequestLineTab);
     }
     if line.contains("  ") {
-        return Err(bad("multiple spaces between Request-Line elements"));
+        return Err(MessageError::RequestLineSpaces);
     }
     let parts: Vec<&str> = line.split(' ').collect();
     let (method, uri, version) = match parts.as_slice() {
         [m, u, v] => (*m, *u, *v),
         [_, _, .., last] if looks_like_version(last) => {
-            return Err(bad("whitespace in Request-URI"))
+            return Err(MessageError::WhitespaceInRequestUri)
         }
-        [_, _] => return Err(bad("Request-Line without SIP-Version")),
-        _ => return Err(bad("malformed Request-Line")),
+        [_, _] => return Err(MessageError::NoVersion),
+        _ => return Err(MessageError::RequestLine),
     };
     if !is_token(method) {
-        return Err(bad(format!("malformed method '{}'", sanitize(method))));
+        return Err(MessageError::Method(sanitize(method)));
     }
     if !looks_like_version(version) {
-        return Err(bad(format!(
-            "malformed SIP-Version '{}'",
-            sanitize(version)
-        )));
+        return Err(MessageError::Version(sanitize(version)));
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
-        return Err(Fail {
-            status: 505,
-            detail: format!("{} is not supported", sanitize(version)),
-        });
+        return Err(MessageError::UnsupportedVersion(sanitize(version)));
     }
     if uri.starts_with('<') {
-        return Err(bad("Request-URI enclosed in <>"));
+        return Err(MessageError::RequestUriInAngles);
     }
     let scheme = uri.find(':').map(|c| &uri[..c]).unwrap_or("");
     let scheme_ok = scheme
@@ -849,27 +1012,24 @@ fn check_request_line(line: &str) -> Result<&str, Fail> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
     if !scheme_ok {
-        return Err(bad("Request-URI without scheme"));
+        return Err(MessageError::RequestUriWithoutScheme);
     }
     let known = ["sip", "sips", "tel"]
         .iter()
         .any(|s| scheme.eq_ignore_ascii_case(s));
     if !known {
-        return Err(Fail {
-            status: 416,
-            detail: format!("scheme '{}'", sanitize(scheme)),
-        });
+        return Err(MessageError::UnsupportedScheme(sanitize(scheme)));
     }
-    check_uri(uri).map_err(|m| bad(format!("{m} in Request-URI")))?;
+    check_uri(uri).map_err(|m| m.within("Request-URI"))?;
     if !scheme.eq_ignore_ascii_case("tel") {
         // '@' ends the userinfo; '?' after it starts URI headers, forbidden here.
         let rest = &uri[scheme.len() + 1..];
         let host_part = rest.rfind('@').map_or(rest, |a| &rest[a + 1..]);
         if host_part.contains('?') {
-            return Err(bad("escaped headers in Request-URI"));
+            return Err(MessageError::RequestUriHeaders);
         }
         let host_port = host_part.split(';').next().unwrap_or("");
-        check_host_port(host_port).map_err(|m| bad(format!("{m} in Request-URI")))?;
+        check_host_port(host_port).map_err(|m| m.within("Request-URI"))?;
     }
     Ok(method)
 }
@@ -895,24 +1055,24 @@ fn looks_like_version(v: &str) -> bool {
 }
 
 /// `SIP/2.0 SP 3DIGIT SP Reason-Phrase`, code 100..=699.
-fn check_status_line(line: &str) -> Result<(), String> {
+fn check_status_line(line: &str) -> Result<(), MessageError> {
     let rest = line
         .strip_prefix("SIP/2.0 ")
-        .ok_or("Status-Line does not start with SIP/2.0")?;
+        .ok_or(MessageError::StatusLinePrefix)?;
     let b = rest.as_bytes();
     let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
     if digits != 3 {
-        return Err("status code is not 3 digits".into());
+        return Err(MessageError::StatusDigits);
     }
     if b.len() > 3 && b[3] != b' ' {
-        return Err("no SP after status code".into());
+        return Err(MessageError::StatusSpace);
     }
-    let code: u16 = rest[..3].parse().map_err(|_| "bad status code")?;
+    let code: u16 = rest[..3].parse().map_err(|_| MessageError::StatusCode)?;
     if !(100..=699).contains(&code) {
-        return Err(format!("status code {code} out of range"));
+        return Err(MessageError::StatusRange(code));
     }
     if rest.chars().any(|c| c.is_control() && c != '\t') {
-        return Err("control character in Reason-Phrase".into());
+        return Err(MessageError::ReasonControl);
     }
     Ok(())
 }
@@ -925,23 +1085,21 @@ fn body_of(
     body_start: usize,
     cl: Option<u64>,
     transport: Transport,
-) -> Result<&[u8], String> {
+) -> Result<&[u8], MessageError> {
     let avail = &buf[body_start.min(buf.len())..];
     match cl {
-        None if transport == Transport::Tcp => {
-            Err("missing Content-Length (mandatory on TCP)".into())
-        }
+        None if transport == Transport::Tcp => Err(MessageError::NoContentLengthOnTcp),
         None => Ok(avail),
-        Some(n) if n > avail.len() as u64 => Err(format!(
-            "Content-Length {n} exceeds body of {} bytes",
-            avail.len()
-        )),
+        Some(n) if n > avail.len() as u64 => Err(MessageError::ContentLengthBeyondBody {
+            declared: n,
+            available: avail.len(),
+        }),
         Some(n) => Ok(&avail[..n as usize]),
     }
 }
 
-fn reason_for(status: u16, detail: &str) -> String {
-    let phrase = match status {
+fn reason_for(error: &MessageError) -> String {
+    let phrase = match error.status() {
         400 => "Bad Request",
         413 => "Message Too Large",
         416 => "Unsupported URI Scheme",
@@ -950,7 +1108,7 @@ fn reason_for(status: u16, detail: &str) -> String {
         505 => "Version Not Supported",
         _ => "Error",
     };
-    sanitize(&format!("{phrase}: {detail}"))
+    sanitize(&format!("{phrase}: {error}"))
 }
 
 /// Parse one datagram (UDP) or one framed stream message (TCP, from
@@ -970,16 +1128,16 @@ pub fn parse_message(buf: &[u8], transport: Transport) -> Result<Inbound, Reject
             why: sanitize(&format!("malformed response: {why}")),
         });
     }
-    let reject = |f: Fail| -> Rejection {
+    let reject = |e: MessageError| -> Rejection {
         let ctx = reply_context(buf);
         let is_ack = buf.starts_with(b"ACK ")
             || ctx
                 .as_ref()
                 .is_some_and(|c| c.cseq.split_whitespace().nth(1) == Some("ACK"));
-        let reason = reason_for(f.status, &f.detail);
+        let reason = reason_for(&e);
         match ctx {
             Some(ctx) if !is_ack => Rejection::Reply {
-                status: f.status,
+                status: e.status(),
                 reason,
                 ctx,
             },
@@ -991,66 +1149,55 @@ pub fn parse_message(buf: &[u8], transport: Transport) -> Result<Inbound, Reject
     parse_request(buf, transport).map_err(reject)
 }
 
-fn parse_request(buf: &[u8], transport: Transport) -> Result<Inbound, Fail> {
+fn parse_request(buf: &[u8], transport: Transport) -> Result<Inbound, MessageError> {
     if buf.len() > MAX_MESSAGE_SIZE {
-        return Err(Fail {
-            status: 413,
-            detail: format!("{} bytes exceeds {MAX_MESSAGE_SIZE}", buf.len()),
-        });
+        return Err(MessageError::TooLarge(buf.len()));
     }
-    let head = split_head(buf, true).map_err(bad)?;
+    let head = split_head(buf, true)?;
     let method = check_request_line(&head.start_line)?;
     let (cseq_method, cl) = check_headers(&head)?;
     if cseq_method != method {
-        return Err(bad(format!(
-            "CSeq method {} does not match request method {}",
-            sanitize(&cseq_method),
-            sanitize(method)
-        )));
+        return Err(MessageError::CSeqMismatch {
+            cseq: sanitize(&cseq_method),
+            method: sanitize(method),
+        });
     }
-    let body_start = head
-        .body_start
-        .ok_or_else(|| bad("missing empty line after header section"))?;
-    let body = body_of(buf, body_start, cl, transport).map_err(bad)?;
+    let body_start = head.body_start.ok_or(MessageError::NoEmptyLine)?;
+    let body = body_of(buf, body_start, cl, transport)?;
     if method.parse::<rsipstack::sip::Method>().is_err()
         || !rsipstack::sip::Method::all()
             .iter()
             .any(|m| m.to_string() == method)
     {
         // Methods are case-sensitive (RFC 3261 7.1); rsipstack matches any case.
-        return Err(Fail {
-            status: 501,
-            detail: format!("method {}", sanitize(method)),
-        });
+        return Err(MessageError::UnknownMethod(sanitize(method)));
     }
     match SipMessage::try_from(&buf[..body_start]) {
         Ok(SipMessage::Request(mut req)) => {
             req.body = body.to_vec();
             Ok(Inbound::Request(req))
         }
-        Ok(SipMessage::Response(_)) => Err(bad("not a request")),
-        Err(e) => Err(bad(format!("unparseable: {e}"))),
+        Ok(SipMessage::Response(_)) => Err(MessageError::NotARequest),
+        Err(e) => Err(MessageError::Unparseable(e.to_string())),
     }
 }
 
-fn parse_response(buf: &[u8], transport: Transport) -> Result<Inbound, String> {
+fn parse_response(buf: &[u8], transport: Transport) -> Result<Inbound, MessageError> {
     if buf.len() > MAX_MESSAGE_SIZE {
-        return Err("too large".into());
+        return Err(MessageError::ResponseTooLarge);
     }
     let head = split_head(buf, true)?;
     check_status_line(&head.start_line)?;
-    let (_, cl) = check_headers(&head).map_err(|f| f.detail)?;
-    let body_start = head
-        .body_start
-        .ok_or("missing empty line after header section")?;
+    let (_, cl) = check_headers(&head)?;
+    let body_start = head.body_start.ok_or(MessageError::NoEmptyLine)?;
     let body = body_of(buf, body_start, cl, transport)?;
     match SipMessage::try_from(&buf[..body_start]) {
         Ok(SipMessage::Response(mut resp)) => {
             resp.body = body.to_vec();
             Ok(Inbound::Response(resp))
         }
-        Ok(SipMessage::Request(_)) => Err("not a response".into()),
-        Err(e) => Err(format!("unparseable: {e}")),
+        Ok(SipMessage::Request(_)) => Err(MessageError::NotAResponse),
+        Err(e) => Err(MessageError::Unparseable(e.to_string())),
     }
 }
 
@@ -1148,7 +1295,7 @@ impl StreamFramer {
         for v in head.all("content-length") {
             match parse_content_length(v) {
                 Ok(n) if cl.is_some_and(|p| p != n) => {
-                    let detail = "multiple conflicting values".to_string();
+                    let detail = MessageError::ConflictingValues;
                     return Some(Err(
                         self.fail(|ctx| FramingError::InvalidContentLength { detail, ctx })
                     ));

@@ -1,0 +1,537 @@
+//! Call assembly: what a SIP dialog becomes on our side.
+//!
+//! The SIP endpoint hands each new dialog to [`CallSetup`] (its
+//! [`DialogHandler`]), which routes it to a flow, takes an RTP port,
+//! answers the SDP offer (or offers, for a late offer), builds the media
+//! session and the [`SipCall`] the flow talks to, and runs both until the
+//! call ends. Later offers (hold, codec or address changes), the ACK's
+//! answer and INFO digits reach the media session from here too.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn, Instrument};
+
+use super::rtp_ports::RtpPorts;
+use super::sip::{CallControl, SipCall};
+use super::CallInfo;
+use crate::config::PortRange;
+use crate::media::dtmf::info::parse_info;
+use crate::media::g711::Codec;
+use crate::media::prompt::PromptCache;
+use crate::media::session::{MediaCommand, MediaEvent, MediaParams, MediaSession, SessionConfig};
+use crate::sip::handler::{AfterAck, Decision, DialogHandler, NewDialog, SipHandle};
+use crate::sip::sdp::{self, Encoding, LocalMedia};
+
+/// Runs one answered call to its end (the flow, or a built-in handler).
+pub trait CallRunner: Send + Sync + 'static {
+    /// The flow serving this dialled user, or None → 404.
+    fn route(&self, dialled: &str) -> Option<String>;
+    fn run(&self, flow: String, call: SipCall) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// How calls are assembled.
+#[derive(Clone, Debug)]
+pub struct SetupConfig {
+    /// Where SIP listens: RTP sockets bind to the same address.
+    pub listen_ip: IpAddr,
+    /// Address configured for SDP (public_ip, or the listen address); None:
+    /// the address on the route to each caller, bound on the unspecified one.
+    pub advertised_ip: Option<IpAddr>,
+    pub rtp: PortRange,
+    pub session: SessionConfig,
+    pub max_call_duration: Duration,
+    /// Where media sessions run (a runtime of their own, see `app`).
+    pub media: tokio::runtime::Handle,
+    /// Speech decoders shared by all calls (None: no model installed).
+    pub speech: Option<crate::asr::SpeechPool>,
+}
+
+/// Codecs we answer with, in no particular order (the offer's order wins).
+const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
+
+/// Telephone-event payload type in our late-offer SDP.
+const LATE_OFFER_DTMF_PT: u8 = 101;
+
+/// Our side of one call, while its task runs.
+struct CallMedia {
+    events: mpsc::UnboundedSender<MediaEvent>,
+    media: mpsc::UnboundedSender<MediaCommand>,
+    rtp_port: u16,
+    /// Our address in this call's SDP.
+    media_ip: IpAddr,
+    /// Late offer: what we offered, until the caller's answer (in the ACK) comes.
+    late_offer: Option<LocalMedia>,
+    sdp_version: u64,
+    session_id: u64,
+}
+
+impl CallMedia {
+    fn local_media(&self) -> LocalMedia {
+        LocalMedia {
+            ip: self.media_ip,
+            port: self.rtp_port,
+            codecs: our_encodings(),
+            session_id: self.session_id,
+            session_version: self.sdp_version,
+        }
+    }
+}
+
+/// The [`DialogHandler`] that turns dialogs into running calls.
+pub struct CallSetup {
+    cfg: SetupConfig,
+    ports: RtpPorts,
+    prompts: Arc<PromptCache>,
+    runner: Arc<dyn CallRunner>,
+    calls: HashMap<String, CallMedia>,
+    control_tx: mpsc::UnboundedSender<CallControl>,
+}
+
+impl CallSetup {
+    /// Must run inside a tokio runtime (it forwards the calls' hang-ups to `sip`).
+    pub fn new(
+        cfg: SetupConfig,
+        prompts: Arc<PromptCache>,
+        runner: Arc<dyn CallRunner>,
+        sip: SipHandle,
+    ) -> Self {
+        let (control_tx, mut control_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(c) = control_rx.recv().await {
+                match c {
+                    CallControl::Hangup { call } => sip.hangup(call),
+                }
+            }
+        });
+        Self {
+            ports: RtpPorts::new(cfg.rtp),
+            cfg,
+            prompts,
+            runner,
+            calls: HashMap::new(),
+            control_tx,
+        }
+    }
+
+    /// Where this call's RTP socket binds: where SIP listens, or the
+    /// unspecified address when we advertise per caller, so audio arrives
+    /// on whichever interface it routes to.
+    fn bind_ip(&self, media_ip: IpAddr) -> IpAddr {
+        match self.cfg.advertised_ip {
+            Some(ip) => ip,
+            None if self.cfg.listen_ip.is_unspecified() => match media_ip {
+                IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+                IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+            },
+            None => self.cfg.listen_ip,
+        }
+    }
+
+    /// Spawn the call's task: the media session on the media runtime, the
+    /// flow here, bounded by max_call_duration; release the call at the end.
+    fn spawn_call(
+        &self,
+        call: String,
+        flow: String,
+        session: MediaSession,
+        sip_call: SipCall,
+        media_tx: mpsc::UnboundedSender<MediaCommand>,
+        sip: SipHandle,
+    ) {
+        let span = tracing::info_span!("call", id = %call);
+        let runner = self.runner.clone();
+        let max = self.cfg.max_call_duration;
+        let media_rt = self.cfg.media.clone();
+        tokio::spawn(
+            async move {
+                let media = media_rt.spawn(session.run().in_current_span());
+                let run = runner.run(flow, sip_call);
+                if tokio::time::timeout(max, run).await.is_err() {
+                    warn!(?max, "call reached max_call_duration; hanging up");
+                }
+                let _ = media_tx.send(MediaCommand::Shutdown);
+                if let Ok(stats) = media.await {
+                    info!(
+                        sent = stats.packets_sent,
+                        received = stats.packets_received,
+                        lost = stats.frames_lost,
+                        digits = stats.digits,
+                        "call ended"
+                    );
+                }
+                sip.release(call);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+fn reject(status: u16, reason: impl Into<String>) -> Decision {
+    Decision::Reject {
+        status,
+        reason: reason.into(),
+    }
+}
+
+fn refusal(e: &sdp::SdpError) -> Decision {
+    reject(e.status(), e.to_string())
+}
+
+/// A media codec as SDP names it.
+fn encoding(c: Codec) -> Encoding {
+    Encoding {
+        name: c.name(),
+        static_pt: c.payload_type(),
+    }
+}
+
+fn our_encodings() -> Vec<Encoding> {
+    CODECS.into_iter().map(encoding).collect()
+}
+
+/// What the media session needs of a negotiation. None only if SDP chose an
+/// encoding we did not list, which `sdp::answer` never does.
+fn media_params(neg: &sdp::Negotiated) -> Option<MediaParams> {
+    let codec = CODECS.into_iter().find(|c| encoding(*c) == neg.codec)?;
+    Some(MediaParams {
+        codec,
+        codec_pt: neg.codec_pt,
+        dtmf_pts: neg.dtmf_pts.clone(),
+        remote: neg.remote_rtp,
+        send: neg.local_direction.sends(),
+        expect_rtp: neg.local_direction.receives() && !neg.on_hold,
+    })
+}
+
+/// The refusal for a negotiation `media_params` cannot use.
+fn unusable_codec() -> Decision {
+    reject(488, "Not Acceptable Here: no common codec")
+}
+
+impl DialogHandler for CallSetup {
+    fn offered(&mut self, dialog: NewDialog, sip: &SipHandle) -> Decision {
+        let NewDialog {
+            call,
+            dialled,
+            caller,
+            offer,
+            peer,
+            local_ip: media_ip,
+            headers,
+        } = dialog;
+        // Content-Type and Accept were checked by the SIP core (RFC 3261 8.2.3) before routing.
+        let dialled = dialled.unwrap_or_default();
+        let Some(flow) = self.runner.route(&dialled) else {
+            info!(%call, %dialled, "no flow serves this number");
+            return reject(404, "Not Found");
+        };
+        // No offer in the INVITE (late offer): we offer in the 200 and the
+        // caller answers in the ACK.
+        let late_offer = offer.is_empty();
+        let Some((sock, port)) = self.ports.allocate(self.bind_ip(media_ip)) else {
+            warn!(%call, "no free RTP port; rejecting call");
+            return reject(503, "Service Unavailable: no media port free");
+        };
+        let session_id: u64 = rand::random::<u32>() as u64;
+        let local = LocalMedia {
+            ip: media_ip,
+            port,
+            codecs: our_encodings(),
+            session_id,
+            session_version: 1,
+        };
+        let (params, body, codec) = if late_offer {
+            // Nothing is sent until the answer says where and how.
+            let params = MediaParams {
+                codec: Codec::Pcmu,
+                codec_pt: Codec::Pcmu.payload_type(),
+                dtmf_pts: vec![LATE_OFFER_DTMF_PT],
+                remote: None,
+                send: false,
+                expect_rtp: false,
+            };
+            (params, sdp::offer(&local, LATE_OFFER_DTMF_PT), "offered")
+        } else {
+            match sdp::answer(&offer, &local) {
+                Ok(n) => match media_params(&n) {
+                    Some(params) => (params, n.answer, n.codec.name),
+                    None => {
+                        self.ports.release(port);
+                        return unusable_codec();
+                    }
+                },
+                Err(e) => {
+                    info!(%call, status = e.status(), reason = %e, "SDP offer refused");
+                    self.ports.release(port);
+                    return refusal(&e);
+                }
+            }
+        };
+        // Registered with the media runtime's reactor inside the session task.
+        let sock = match sock.set_nonblocking(true).map(|_| sock) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(%call, error = %e, "cannot use RTP socket");
+                self.ports.release(port);
+                return reject(500, "Server Internal Error: media socket");
+            }
+        };
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let session = MediaSession::new(
+            sock,
+            params,
+            self.cfg.session.clone(),
+            self.prompts.clone(),
+            ev_tx.clone(),
+            media_rx,
+        );
+        let info = CallInfo {
+            call_id: call.clone(),
+            caller: caller.clone(),
+            dialled: dialled.clone(),
+            headers,
+        };
+        let sip_call = SipCall::new(
+            info,
+            media_tx.clone(),
+            ev_rx,
+            self.control_tx.clone(),
+            self.prompts.clone(),
+        )
+        .with_speech(self.cfg.speech.clone());
+        self.calls.insert(
+            call.clone(),
+            CallMedia {
+                events: ev_tx,
+                media: media_tx.clone(),
+                rtp_port: port,
+                media_ip,
+                late_offer: late_offer.then(|| local.clone()),
+                sdp_version: 1,
+                session_id,
+            },
+        );
+        info!(%call, %dialled, %caller, %flow, from = %peer, codec, rtp_port = port, "answering call");
+        self.spawn_call(call, flow, session, sip_call, media_tx, sip.clone());
+        Decision::Answer { sdp: body }
+    }
+
+    fn re_offered(&mut self, call: &str, offer: &[u8]) -> Decision {
+        let Some(h) = self.calls.get_mut(call) else {
+            return reject(481, "Call/Transaction Does Not Exist");
+        };
+        h.sdp_version += 1;
+        match sdp::answer(offer, &h.local_media()) {
+            Ok(neg) => {
+                let Some(params) = media_params(&neg) else {
+                    return unusable_codec();
+                };
+                info!(%call, codec = neg.codec.name, dtmf_pts = ?neg.dtmf_pts, hold = neg.on_hold, "re-INVITE accepted");
+                let _ = h.media.send(MediaCommand::Update(params));
+                Decision::Answer { sdp: neg.answer }
+            }
+            Err(e) => refusal(&e),
+        }
+    }
+
+    fn confirmed(&mut self, call: &str, answer: &[u8]) -> AfterAck {
+        let Some(h) = self.calls.get_mut(call) else {
+            return AfterAck::Proceed;
+        };
+        if let Some(local) = h.late_offer.take() {
+            // The ACK carries the caller's answer to our offer; read it as
+            // the offerer would (their codec, their DTMF PTs, their address
+            // and direction).
+            match sdp::answer(answer, &local).map(|n| (media_params(&n), n)) {
+                Ok((Some(params), n)) => {
+                    info!(%call, codec = n.codec.name, "late offer answered in the ACK");
+                    let _ = h.media.send(MediaCommand::Update(params));
+                }
+                Ok((None, _)) => {
+                    warn!(%call, "the ACK's SDP answer names no codec we offered; ending the call");
+                    let _ = h.events.send(MediaEvent::Hangup);
+                    return AfterAck::HangUp;
+                }
+                Err(e) => {
+                    warn!(%call, reason = %e, "the ACK carries no usable SDP answer to our offer; ending the call");
+                    let _ = h.events.send(MediaEvent::Hangup);
+                    return AfterAck::HangUp;
+                }
+            }
+        }
+        let _ = h.events.send(MediaEvent::Confirmed);
+        AfterAck::Proceed
+    }
+
+    fn info(&mut self, call: &str, content_type: &str, body: &[u8]) {
+        let Some(h) = self.calls.get(call) else {
+            return;
+        };
+        match parse_info(content_type, body) {
+            Ok((digit, dur)) => {
+                let _ = h.media.send(MediaCommand::InfoDigit(digit, dur));
+            }
+            Err(e) => debug!(%call, error = %e, "INFO without a usable DTMF body"),
+        }
+    }
+
+    fn dialog_ended(&mut self, call: &str) {
+        if let Some(h) = self.calls.get(call) {
+            let _ = h.events.send(MediaEvent::Hangup);
+        }
+    }
+
+    fn released(&mut self, call: &str) {
+        if let Some(h) = self.calls.remove(call) {
+            self.ports.release(h.rtp_port);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::handler::Command;
+
+    /// Serves "bank" with a flow that ends at once.
+    struct Bank;
+
+    impl CallRunner for Bank {
+        fn route(&self, dialled: &str) -> Option<String> {
+            (dialled == "bank").then(|| "demo".to_string())
+        }
+        fn run(&self, _flow: String, call: SipCall) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+            Box::pin(async move { drop(call) })
+        }
+    }
+
+    fn setup(sip: SipHandle, first_port: u16) -> CallSetup {
+        let cfg = SetupConfig {
+            listen_ip: "127.0.0.1".parse().unwrap(),
+            advertised_ip: Some("127.0.0.1".parse().unwrap()),
+            rtp: PortRange {
+                first: first_port,
+                last: first_port + 3,
+            },
+            session: SessionConfig {
+                rtp_timeout: Duration::from_secs(30),
+                inband_dtmf: false,
+                jitter_frames: 3,
+            },
+            max_call_duration: Duration::from_secs(5),
+            media: tokio::runtime::Handle::current(),
+            speech: None,
+        };
+        CallSetup::new(
+            cfg,
+            Arc::new(PromptCache::new("prompts")),
+            Arc::new(Bank),
+            sip,
+        )
+    }
+
+    fn dialog(call: &str, dialled: &str, offer: &str) -> NewDialog {
+        NewDialog {
+            call: call.into(),
+            dialled: Some(dialled.into()),
+            caller: "+15551230001".into(),
+            offer: offer.replace('\n', "\r\n").into_bytes(),
+            peer: "127.0.0.1:5070".parse().unwrap(),
+            local_ip: "127.0.0.1".parse().unwrap(),
+            headers: Default::default(),
+        }
+    }
+
+    const OFFER: &str =
+        "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 4000 RTP/AVP 8 101\na=rtpmap:101 telephone-event/8000\n";
+
+    fn status(d: &Decision) -> u16 {
+        match d {
+            Decision::Answer { .. } => 200,
+            Decision::Reject { status, .. } => *status,
+        }
+    }
+
+    #[tokio::test]
+    async fn unrouted_and_unacceptable_offers_are_refused_without_keeping_a_port() {
+        let (sip, _rx) = SipHandle::channel();
+        let mut s = setup(sip.clone(), 31102);
+        assert_eq!(status(&s.offered(dialog("a", "nobody", OFFER), &sip)), 404);
+        let video = OFFER.replace("m=audio 4000 RTP/AVP 8 101", "m=video 4000 RTP/AVP 96");
+        assert_eq!(status(&s.offered(dialog("b", "bank", &video), &sip)), 488);
+        assert_eq!(s.ports.in_use(), 0);
+        assert!(s.calls.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_answered_call_takes_a_port_follows_re_offers_and_is_released() {
+        let (sip, mut rx) = SipHandle::channel();
+        let mut s = setup(sip.clone(), 31106);
+        let Decision::Answer { sdp } = s.offered(dialog("c", "bank", OFFER), &sip) else {
+            panic!("call refused")
+        };
+        assert!(sdp.contains("m=audio 31106 RTP/AVP 8 101\r\n"), "{sdp}");
+        assert_eq!(s.ports.in_use(), 1);
+        // Hold: answered from the same port with a new o= version.
+        let hold = OFFER.replace("t=0 0\n", "t=0 0\na=sendonly\n");
+        let Decision::Answer { sdp } = s.re_offered("c", hold.replace('\n', "\r\n").as_bytes())
+        else {
+            panic!("re-INVITE refused")
+        };
+        assert!(
+            sdp.contains("a=recvonly") && sdp.contains(" 2 IN IP4 127.0.0.1"),
+            "{sdp}"
+        );
+        assert_eq!(status(&s.re_offered("c", b"v=1\r\n")), 400);
+        assert_eq!(status(&s.re_offered("unknown", OFFER.as_bytes())), 481);
+        assert_eq!(s.confirmed("c", b""), AfterAck::Proceed);
+        // The flow ends at once: the call task releases the call.
+        let released = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert_eq!(
+            released.ok().flatten(),
+            Some(Command::Release { call: "c".into() })
+        );
+        s.released("c");
+        assert_eq!(s.ports.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_late_offer_is_offered_and_a_useless_answer_in_the_ack_hangs_up() {
+        let (sip, _rx) = SipHandle::channel();
+        let mut s = setup(sip.clone(), 31110);
+        let Decision::Answer { sdp } = s.offered(dialog("d", "bank", ""), &sip) else {
+            panic!("late offer refused")
+        };
+        assert!(sdp.contains("m=audio 31110 RTP/AVP 0 8 101\r\n"), "{sdp}");
+        assert_eq!(s.confirmed("d", b"not sdp"), AfterAck::HangUp);
+    }
+
+    #[test]
+    fn every_codec_round_trips_through_its_sdp_encoding() {
+        for c in CODECS {
+            let n = sdp::answer(
+                format!(
+                    "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP {}\r\n",
+                    c.payload_type()
+                )
+                .as_bytes(),
+                &LocalMedia {
+                    ip: "192.0.2.2".parse().unwrap(),
+                    port: 30000,
+                    codecs: our_encodings(),
+                    session_id: 1,
+                    session_version: 1,
+                },
+            )
+            .expect("answer");
+            assert_eq!(media_params(&n).map(|p| p.codec), Some(c));
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! Sans-IO SIP user-agent core: transactions and dialogs for the calls we
+//! answer.
+//!
+//! Laid out as ezk's `sip-core`: server transactions (`server_tx`: the
+//! INVITE we answer, the response cache of the others), client transactions
+//! (`client_tx`: the requests we send inside a dialog) and dialogs
+//! (`dialog`) side by side, sharing one retransmission timer
+//! (`retransmit`). This file holds the [`Core`] they all extend, its inputs
+//! and outputs and the request dispatch.
+//!
+//! Input: parsed requests/responses with the peer they came from, the
+//! current time, and the application's decisions (answer, reject, hang up).
+//! Output: bytes to send to a [`Peer`] and [`CoreEvent`]s; `next_deadline`
+//! tells the I/O loop when to call [`Core::handle_timeout`]. No sockets, no
+//! clocks: tests drive it with simulated time.
+//!
+//! Replies always go to the address a request came from (never to a host
+//! named in Via or Contact), so a hostile or fictional header can't make us
+//! send traffic elsewhere or resolve names.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rsipstack::sip::{Method, Request};
+
+use super::msg::{self, via_param};
+use super::wire::ReplyContext;
+
+mod client_tx;
+mod dialog;
+mod retransmit;
+mod server_tx;
+
+use dialog::{Dialog, State};
+use retransmit::Tick;
+use server_tx::{server_txn_key, CachedResponse, InviteProgress};
+
+/// Which transport (and, for TCP, which connection) a peer is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Link {
+    Udp,
+    Tcp(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub link: Link,
+    pub addr: SocketAddr,
+}
+
+impl Peer {
+    fn reliable(&self) -> bool {
+        matches!(self.link, Link::Tcp(_))
+    }
+}
+
+/// Call handle: the SIP Call-ID (we are a UAS; one dialog per Call-ID).
+pub type CallRef = String;
+
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Our address as written in Via/Contact (`127.0.0.1:5060`).
+    pub sent_by: String,
+    pub t1: Duration,
+    pub t2: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            sent_by: "127.0.0.1:5060".into(),
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// We sent BYE and it completed (or timed out).
+    LocalHangup,
+    /// The caller never ACKed our 200 (Timer H).
+    NoAck,
+    /// The caller cancelled before answer.
+    Cancelled,
+    /// We rejected the call.
+    Rejected(u16),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CoreEvent {
+    /// A new call wants an answer: call `accept` or `reject`.
+    NewCall {
+        call: CallRef,
+        dialled: Option<String>,
+        caller: String,
+        offer: Vec<u8>,
+        peer: Peer,
+        headers: BTreeMap<String, String>,
+    },
+    /// A re-INVITE inside a dialog: call `accept` (new answer) or `reject` (488…).
+    ReOffer {
+        call: CallRef,
+        content_type: Option<String>,
+        offer: Vec<u8>,
+    },
+    /// ACK for our 200: media may flow both ways. `answer` is the ACK's SDP
+    /// (the caller's answer when the INVITE had no offer; else usually empty).
+    Confirmed { call: CallRef, answer: Vec<u8> },
+    /// CANCEL before answer; the call is gone.
+    Cancelled { call: CallRef },
+    /// The caller sent BYE.
+    RemoteHangup { call: CallRef },
+    /// INFO inside the dialog (DTMF relay).
+    Info {
+        call: CallRef,
+        content_type: String,
+        body: Vec<u8>,
+    },
+    /// The dialog is gone for good; release the call's resources.
+    Ended { call: CallRef, reason: EndReason },
+}
+
+#[derive(Debug)]
+pub enum Output {
+    Transmit { to: Peer, data: Vec<u8> },
+    Event(CoreEvent),
+}
+
+pub struct Core {
+    cfg: CoreConfig,
+    dialogs: HashMap<CallRef, Dialog>,
+    /// Final responses to non-INVITE requests, re-sent on retransmission (UDP),
+    /// keyed by [`server_txn_key`].
+    responses: HashMap<(String, String), CachedResponse>,
+    out: VecDeque<Output>,
+    accepting: bool,
+    /// Peer IP → our host:port as that peer reaches us (see `set_sent_by_for`).
+    route_local: HashMap<std::net::IpAddr, String>,
+}
+
+pub fn is_sdp(ct: &str) -> bool {
+    ct.split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+}
+
+/// Whether an Accept header admits an SDP answer.
+fn accepts_sdp(accept: &str) -> bool {
+    accept.trim().is_empty()
+        || accept.split(',').any(|m| {
+            let m = m
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            m == "application/sdp" || m == "application/*" || m == "*/*"
+        })
+}
+
+/// Option tags we implement (RFC 3261 8.2.2.3: anything else in Require → 420).
+const SUPPORTED: &[&str] = &[];
+
+impl Core {
+    pub fn new(cfg: CoreConfig) -> Self {
+        Self {
+            cfg,
+            dialogs: HashMap::new(),
+            responses: HashMap::new(),
+            out: VecDeque::new(),
+            accepting: true,
+            route_local: HashMap::new(),
+        }
+    }
+
+    /// Stop taking new calls (SIGTERM): new INVITEs get 503.
+    pub fn stop_accepting(&mut self) {
+        self.accepting = false;
+    }
+
+    pub fn call_count(&self) -> usize {
+        self.dialogs.len()
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Our address as `peer` must see it: the configured one, or the one the
+    /// edge found routes to that peer (listening on 0.0.0.0 without public_ip).
+    fn sent_by(&self, peer: &Peer) -> &str {
+        self.route_local
+            .get(&peer.addr.ip().to_canonical())
+            .map_or(self.cfg.sent_by.as_str(), String::as_str)
+    }
+
+    /// Tell the core which of our addresses `peer_ip` reaches (host:port).
+    pub fn set_sent_by_for(&mut self, peer_ip: std::net::IpAddr, sent_by: String) {
+        // Bounded: a flood of sources must not grow it forever.
+        if self.route_local.len() >= 4096 && !self.route_local.contains_key(&peer_ip) {
+            if let Some(k) = self.route_local.keys().next().copied() {
+                self.route_local.remove(&k);
+            }
+        }
+        self.route_local.insert(peer_ip, sent_by);
+    }
+
+    fn contact(&self, peer: &Peer) -> String {
+        match peer.link {
+            Link::Udp => format!("sip:voxgate@{}", self.sent_by(peer)),
+            Link::Tcp(_) => format!("sip:voxgate@{};transport=tcp", self.sent_by(peer)),
+        }
+    }
+
+    fn send(&mut self, to: Peer, data: Vec<u8>) {
+        self.out.push_back(Output::Transmit { to, data });
+    }
+
+    fn emit(&mut self, ev: CoreEvent) {
+        self.out.push_back(Output::Event(ev));
+    }
+
+    pub fn handle_request(&mut self, now: Instant, peer: Peer, req: &Request, ctx: &ReplyContext) {
+        let method = req.method;
+        let method_name = method.to_string();
+        let branch = ctx
+            .vias
+            .first()
+            .and_then(|v| via_param(v, "branch"))
+            .unwrap_or("")
+            .to_string();
+
+        match method {
+            Method::Ack => return self.handle_ack(now, ctx, &branch, &req.body),
+            Method::Cancel => return self.handle_cancel(now, peer, ctx, &branch),
+            _ => {}
+        }
+        if method != Method::Invite {
+            let key = server_txn_key(ctx).unwrap_or_default();
+            if let Some(c) = self.responses.get(&(key, method_name.clone())) {
+                let data = c.data.clone();
+                self.send(peer, data);
+                return;
+            }
+        }
+        // RFC 3261 8.2.2.3: we implement no extensions a request may require.
+        let unsupported: Vec<String> = msg::header_values(&req.headers, "Require")
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty() && !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+            .collect();
+        if !unsupported.is_empty() {
+            let list = unsupported.join(", ");
+            self.reply(
+                now,
+                peer,
+                ctx,
+                &method_name,
+                420,
+                "Bad Extension",
+                vec![("Unsupported", list)],
+            );
+            return;
+        }
+        match method {
+            Method::Invite => self.handle_invite(now, peer, req, ctx, branch),
+            Method::Bye => {
+                let call = ctx.call_id.clone();
+                match self.dialog_for(&call, ctx) {
+                    Some(d) => {
+                        let cancelled_invite =
+                            d.invite.as_ref().is_some_and(|i| i.progress.is_pending());
+                        self.reply(now, peer, ctx, "BYE", 200, "OK", vec![]);
+                        if cancelled_invite {
+                            // RFC 3261 15.1.2: BYE during a pending re-INVITE terminates it with 487.
+                            self.finish_invite(now, &call, 487, "Request Terminated", vec![]);
+                        }
+                        self.dialogs.remove(&call);
+                        self.emit(CoreEvent::RemoteHangup { call });
+                    }
+                    None => self.reply(
+                        now,
+                        peer,
+                        ctx,
+                        "BYE",
+                        481,
+                        "Call/Transaction Does Not Exist",
+                        vec![],
+                    ),
+                }
+            }
+            Method::Options => {
+                let headers = vec![
+                    ("Allow", msg::ALLOW.to_string()),
+                    (
+                        "Accept",
+                        "application/sdp, application/dtmf-relay, application/dtmf".to_string(),
+                    ),
+                ];
+                let status = if self.accepting {
+                    (200, "OK")
+                } else {
+                    (503, "Service Unavailable")
+                };
+                self.reply(now, peer, ctx, "OPTIONS", status.0, status.1, headers);
+            }
+            Method::Info => {
+                let call = ctx.call_id.clone();
+                if self.dialog_for(&call, ctx).is_none() {
+                    self.reply(
+                        now,
+                        peer,
+                        ctx,
+                        "INFO",
+                        481,
+                        "Call/Transaction Does Not Exist",
+                        vec![],
+                    );
+                    return;
+                }
+                let ctype = msg::req_header(req, "Content-Type")
+                    .unwrap_or("")
+                    .to_string();
+                self.reply(now, peer, ctx, "INFO", 200, "OK", vec![]);
+                self.emit(CoreEvent::Info {
+                    call,
+                    content_type: ctype,
+                    body: req.body.clone(),
+                });
+            }
+            Method::Notify => {
+                let call = ctx.call_id.clone();
+                if self.dialog_for(&call, ctx).is_none() {
+                    self.reply(
+                        now,
+                        peer,
+                        ctx,
+                        "NOTIFY",
+                        481,
+                        "Call/Transaction Does Not Exist",
+                        vec![],
+                    );
+                } else {
+                    self.reply(now, peer, ctx, "NOTIFY", 200, "OK", vec![]);
+                }
+            }
+            _ => {
+                // Methods we know but do not serve (REGISTER, SUBSCRIBE, MESSAGE, UPDATE, REFER…).
+                self.reply(
+                    now,
+                    peer,
+                    ctx,
+                    &method_name,
+                    405,
+                    "Method Not Allowed",
+                    vec![("Allow", msg::ALLOW.to_string())],
+                );
+            }
+        }
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let invites = self.dialogs.values().filter_map(|d| {
+            d.invite
+                .as_ref()
+                .and_then(|i| i.progress.retransmit())
+                .map(|r| r.next_deadline())
+        });
+        let byes = self
+            .dialogs
+            .values()
+            .filter_map(|d| d.bye.as_ref().map(|b| b.retx.next_deadline()));
+        let cached = self.responses.values().map(|c| c.expires);
+        invites.chain(byes).chain(cached).min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.responses.retain(|_, c| c.expires > now);
+        let mut sends = Vec::new();
+        let mut expired_invites = Vec::new();
+        let mut expired_byes = Vec::new();
+        for (call, d) in self.dialogs.iter_mut() {
+            if let Some(inv) = d.invite.as_mut() {
+                let accepted = matches!(inv.progress, InviteProgress::Accepted(_));
+                if let Some(r) = inv.progress.retransmit_mut() {
+                    match r.on_timeout(now) {
+                        Tick::GiveUp => expired_invites.push((call.clone(), accepted)),
+                        Tick::Resend => sends.push((inv.peer, inv.last.clone())),
+                        Tick::Wait => {}
+                    }
+                }
+            }
+            if let Some(b) = d.bye.as_mut() {
+                match b.retx.on_timeout(now) {
+                    Tick::GiveUp => expired_byes.push(call.clone()),
+                    Tick::Resend => sends.push((d.peer, b.data.clone())),
+                    Tick::Wait => {}
+                }
+            }
+        }
+        for (to, data) in sends {
+            self.send(to, data);
+        }
+        for (call, accepted) in expired_invites {
+            let Some(d) = self.dialogs.get_mut(&call) else {
+                continue;
+            };
+            d.invite = None;
+            if accepted && d.state == State::Answered {
+                // Timer H: the caller never confirmed; RFC 3261 13.3.1.4 says end it with BYE.
+                d.state = State::Confirmed;
+                d.end_reason = Some(EndReason::NoAck);
+                self.send_bye(now, &call);
+                if let Some(d) = self.dialogs.get_mut(&call) {
+                    d.end_reason = Some(EndReason::NoAck);
+                }
+            } else if d.state == State::Closing {
+                let reason = d.end_reason.clone().unwrap_or(EndReason::Rejected(0));
+                self.dialogs.remove(&call);
+                self.emit(CoreEvent::Ended { call, reason });
+            }
+        }
+        for call in expired_byes {
+            let reason = self
+                .dialogs
+                .get(&call)
+                .and_then(|d| d.end_reason.clone())
+                .unwrap_or(EndReason::LocalHangup);
+            self.dialogs.remove(&call);
+            self.emit(CoreEvent::Ended { call, reason });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,108 @@
+//! What the SIP edge asks of the application, and how the application
+//! talks back.
+//!
+//! The endpoint is signalling only: for each dialog it hands the offer and
+//! the in-dialog events to a [`DialogHandler`] (implemented by
+//! `call::setup`, which allocates the RTP port, answers the SDP and builds
+//! the media session) and acts on the [`Decision`]. Later requests from a
+//! running call (hang up, "I am done") come back through a [`SipHandle`].
+//! Dependencies point from the application to here, never the other way.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use tokio::sync::mpsc;
+
+/// A new INVITE that passed the signalling checks (Require, Content-Type,
+/// Accept, shutdown): the application decides whether and how to answer.
+#[derive(Clone, Debug)]
+pub struct NewDialog {
+    /// SIP Call-ID: names the call in every later callback and command.
+    pub call: String,
+    /// User part of the Request-URI, if any.
+    pub dialled: Option<String>,
+    /// User part of From ("anonymous" without one).
+    pub caller: String,
+    /// SDP offer of the INVITE; empty for a late offer (we offer in the 200).
+    pub offer: Vec<u8>,
+    /// Where the INVITE came from.
+    pub peer: SocketAddr,
+    /// Our address as this caller reaches us (configured, or on the route to it).
+    pub local_ip: IpAddr,
+    /// Selected request headers (lower-case names).
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The application's answer to an offer (initial INVITE or re-INVITE).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Answer 200 with this SDP (after ringing, for a new call with a ring time).
+    Answer { sdp: String },
+    /// Final response with this status and reason phrase.
+    Reject { status: u16, reason: String },
+}
+
+/// What to do after the ACK of our 200.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterAck {
+    /// The call goes on.
+    Proceed,
+    /// The ACK made the call unusable (late offer without a usable answer): BYE.
+    HangUp,
+}
+
+/// Application side of the dialogs. Called on the endpoint's loop, so each
+/// method must return quickly (spawn anything that waits).
+///
+/// A call the handler answered stays the handler's until it calls
+/// [`SipHandle::release`]; callbacks other than `offered` come only for such calls.
+pub trait DialogHandler: Send + 'static {
+    /// A new call: route it and answer (or refuse) its offer.
+    fn offered(&mut self, dialog: NewDialog, sip: &SipHandle) -> Decision;
+    /// A re-INVITE with an SDP offer (hold, codec or address change).
+    fn re_offered(&mut self, call: &str, offer: &[u8]) -> Decision;
+    /// The ACK of our 200 arrived; `answer` is its SDP (late offer) or empty.
+    fn confirmed(&mut self, call: &str, answer: &[u8]) -> AfterAck;
+    /// INFO inside the dialog (DTMF relay).
+    fn info(&mut self, call: &str, content_type: &str, body: &[u8]);
+    /// The dialog ended from the far side (BYE, CANCEL, timeout).
+    fn dialog_ended(&mut self, call: &str);
+    /// The application released the call (see [`SipHandle::release`]): drop
+    /// what it holds; the endpoint ends the dialog if it still exists.
+    fn released(&mut self, call: &str);
+}
+
+/// A request from the application to the endpoint.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Send BYE (or 480 before the answer).
+    Hangup { call: String },
+    /// The call's task is over: free it and end any dialog left.
+    Release { call: String },
+}
+
+/// Clonable way back into the endpoint's loop from call tasks.
+#[derive(Clone, Debug)]
+pub struct SipHandle {
+    pub(super) tx: mpsc::UnboundedSender<Command>,
+}
+
+impl SipHandle {
+    /// A handle whose commands arrive on the returned receiver (tests of
+    /// handlers, without an endpoint).
+    #[cfg(test)]
+    pub(crate) fn channel() -> (SipHandle, mpsc::UnboundedReceiver<Command>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (SipHandle { tx }, rx)
+    }
+
+    /// End the call from our side.
+    pub fn hangup(&self, call: String) {
+        let _ = self.tx.send(Command::Hangup { call });
+    }
+
+    /// The call is over for the application (its task ended).
+    pub fn release(&self, call: String) {
+        let _ = self.tx.send(Command::Release { call });
+    }
+}
