@@ -8,8 +8,7 @@ use tokio::time::Instant;
 use super::{
     CallChannel, CallError, CallInfo, CallInput, RecognitionSpec, TransferOutcome, TransferRequest,
 };
-use crate::asr::endpoint::EndpointConfig;
-use crate::asr::{AsrError, Heard, Hints, SpeechPool};
+use crate::asr::{AsrError, Heard, Hints, SpeechPool, Timers};
 use crate::media::prompt::PromptCache;
 use crate::media::session::{MediaCommand, MediaEvent};
 
@@ -32,15 +31,29 @@ pub struct SipCall {
     hung_up: bool,
     /// Decoders for `recognize`; None when no speech model is installed.
     speech: Option<SpeechPool>,
-    /// Hints of the running recognition.
-    listening: Option<Hints>,
-    /// Voice detection only (speech barge-in): no recognition follows.
-    voice_only: bool,
-    /// Tag of the current listening; events of earlier ones are stale.
+    listening: Listening,
+    /// Tag of the last listening started; events of earlier ones are stale.
     listen_tag: u64,
-    /// An utterance being decoded, and since when.
-    decoding: Option<oneshot::Receiver<Result<Heard, AsrError>>>,
-    decode_started: Instant,
+}
+
+/// What the call listens for now.
+#[derive(Debug)]
+enum Listening {
+    Off,
+    /// Voice detection only (speech barge-in): no recognition follows.
+    Voice {
+        tag: u64,
+    },
+    /// A recognition waiting for the caller's utterance.
+    Recognising {
+        tag: u64,
+        hints: Hints,
+    },
+    /// The utterance is with a decoder since `since`.
+    Decoding {
+        result: oneshot::Receiver<Result<Heard, AsrError>>,
+        since: Instant,
+    },
 }
 
 impl SipCall {
@@ -61,11 +74,8 @@ impl SipCall {
             gone: false,
             hung_up: false,
             speech: None,
-            listening: None,
-            voice_only: false,
+            listening: Listening::Off,
             listen_tag: 0,
-            decoding: None,
-            decode_started: Instant::now(),
         }
     }
 
@@ -100,6 +110,20 @@ impl SipCall {
         self.gone
     }
 
+    /// Start a new listening with these timers; `state` is what it listens
+    /// for, given its tag.
+    fn listen(
+        &mut self,
+        timers: Timers,
+        state: impl FnOnce(u64) -> Listening,
+    ) -> Result<(), CallError> {
+        self.listen_tag += 1;
+        self.listening = state(self.listen_tag);
+        self.media
+            .send(MediaCommand::StartListening(timers, self.listen_tag))
+            .map_err(|_| CallError::HungUp)
+    }
+
     /// Translate media/signalling events into what a flow sees.
     fn translate(&mut self, ev: MediaEvent) -> Option<CallInput> {
         match ev {
@@ -117,27 +141,36 @@ impl SipCall {
             }
             // Events of an earlier listening (queued before it was stopped)
             // must not answer this one.
-            MediaEvent::SpeechStarted(tag) => (tag == self.listen_tag
-                && (self.listening.is_some() || self.voice_only))
-                .then_some(CallInput::SpeechStarted),
-            MediaEvent::NoSpeech(tag) => {
-                if tag != self.listen_tag {
-                    return None;
+            MediaEvent::SpeechStarted(tag) => match self.listening {
+                Listening::Voice { tag: t } | Listening::Recognising { tag: t, .. } if t == tag => {
+                    Some(CallInput::SpeechStarted)
                 }
-                self.listening.take().map(|_| CallInput::NoSpeech)
-            }
+                _ => None,
+            },
+            MediaEvent::NoSpeech(tag) => match self.listening {
+                Listening::Recognising { tag: t, .. } if t == tag => {
+                    self.listening = Listening::Off;
+                    Some(CallInput::NoSpeech)
+                }
+                _ => None,
+            },
             MediaEvent::Utterance(tag, pcm) => {
-                if tag != self.listen_tag {
-                    return None;
-                }
-                let hints = self.listening.take()?;
+                let hints = match std::mem::replace(&mut self.listening, Listening::Off) {
+                    Listening::Recognising { tag: t, hints } if t == tag => hints,
+                    other => {
+                        self.listening = other;
+                        return None;
+                    }
+                };
                 let pool = self.speech.as_ref()?;
                 let secs = pcm.len() as f32 / 8000.0;
                 match pool.submit(pcm, hints) {
-                    Ok(rx) => {
+                    Ok(result) => {
                         tracing::debug!(utterance_s = secs, "end of speech; decoding");
-                        self.decoding = Some(rx);
-                        self.decode_started = Instant::now();
+                        self.listening = Listening::Decoding {
+                            result,
+                            since: Instant::now(),
+                        };
                         None
                     }
                     // Overload: the caller hears the no-input re-prompt rather
@@ -202,54 +235,29 @@ impl CallChannel for SipCall {
                 AsrError::Language(spec.language.clone().unwrap_or_default()).to_string(),
             ));
         }
-        self.decoding = None;
-        self.voice_only = false;
-        self.listen_tag += 1;
-        self.listening = Some(Hints {
-            phrases: spec.phrases.clone(),
-            digits_only: spec.digits_only,
-        });
-        self.media
-            .send(MediaCommand::StartListening(
-                EndpointConfig {
-                    no_input_timeout: spec.no_input_timeout,
-                    end_of_speech_timeout: spec.end_of_speech_timeout,
-                    max_duration: spec.max_duration,
-                },
-                self.listen_tag,
-            ))
-            .map_err(|_| CallError::HungUp)
+        self.listen(spec.timers(), |tag| Listening::Recognising {
+            tag,
+            hints: spec.hints(),
+        })
     }
 
     async fn start_voice_detection(&mut self) -> Result<(), CallError> {
         if self.gone {
             return Err(CallError::HungUp);
         }
-        self.listening = None;
-        self.decoding = None;
-        self.voice_only = true;
-        self.listen_tag += 1;
-        // Only the start of speech matters; a short max keeps the buffered audio small.
-        self.media
-            .send(MediaCommand::StartListening(
-                EndpointConfig {
-                    no_input_timeout: Duration::MAX,
-                    end_of_speech_timeout: Duration::from_secs(1),
-                    max_duration: Duration::from_secs(1),
-                },
-                self.listen_tag,
-            ))
-            .map_err(|_| CallError::HungUp)
+        self.listen(Timers::VOICE_ONSET, |tag| Listening::Voice { tag })
     }
 
     async fn stop_recognition(&mut self) {
-        if self.listening.take().is_some() || self.voice_only {
+        if matches!(
+            self.listening,
+            Listening::Voice { .. } | Listening::Recognising { .. }
+        ) {
             let _ = self.media.send(MediaCommand::StopListening);
         }
         // Whatever that listening still has in flight is stale now.
         self.listen_tag += 1;
-        self.voice_only = false;
-        self.decoding = None;
+        self.listening = Listening::Off;
     }
 
     async fn next_input(
@@ -263,9 +271,9 @@ impl CallChannel for SipCall {
         loop {
             let ev = tokio::select! {
                 ev = self.events.recv() => ev,
-                res = decoded(&mut self.decoding) => {
-                    self.decoding = None;
-                    let decode_ms = self.decode_started.elapsed().as_millis() as u64;
+                (res, since) = decoded(&mut self.listening) => {
+                    self.listening = Listening::Off;
+                    let decode_ms = since.elapsed().as_millis() as u64;
                     // Never the words themselves: they may be an account number.
                     match &res {
                         Ok(Heard::Speech(r)) => tracing::info!(decode_ms, confidence = r.confidence, words = r.text.split_whitespace().count(), "speech recognised"),
@@ -314,15 +322,17 @@ impl CallChannel for SipCall {
     }
 }
 
-/// The running decode's result; pending forever when nothing is decoding.
-async fn decoded(
-    rx: &mut Option<oneshot::Receiver<Result<Heard, AsrError>>>,
-) -> Result<Heard, AsrError> {
-    match rx {
-        Some(rx) => rx
-            .await
-            .unwrap_or_else(|_| Err(AsrError::Decode("the decoder thread stopped".into()))),
-        None => std::future::pending().await,
+/// The running decode's result and when it started; pending forever when
+/// nothing is decoding.
+async fn decoded(listening: &mut Listening) -> (Result<Heard, AsrError>, Instant) {
+    match listening {
+        Listening::Decoding { result, since } => (
+            result
+                .await
+                .unwrap_or_else(|_| Err(AsrError::Decode("the decoder thread stopped".into()))),
+            *since,
+        ),
+        _ => std::future::pending().await,
     }
 }
 

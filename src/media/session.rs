@@ -22,8 +22,8 @@ use super::prompt::PromptCache;
 use super::rtp_rx::{self, Frame, JitterBuffer};
 use super::rtp_tx::TxStream;
 use super::stats;
-use crate::asr::endpoint::{EndpointConfig, EndpointEvent, Endpointer, LineFloor};
-use crate::call::DigitSource as CallDigitSource;
+use crate::asr::endpoint::{EndpointEvent, Endpointer, LineFloor};
+use crate::asr::Timers;
 
 /// Packets read per 20 ms tick at most (a normal call has 1–2, DTMF bursts a few more).
 const MAX_PACKETS_PER_TICK: usize = 32;
@@ -36,10 +36,7 @@ const TICK_PHASE: Duration = Duration::from_millis(5);
 
 /// A prompt ended (or was stopped) while listening and nobody has spoken
 /// yet: the no-input time starts now.
-fn restart_no_input(
-    listening: &mut Option<(EndpointConfig, Endpointer, u64)>,
-    now: std::time::Instant,
-) {
+fn restart_no_input(listening: &mut Option<(Timers, Endpointer, u64)>, now: std::time::Instant) {
     if let Some((cfg, ep, _)) = listening.as_mut() {
         if !ep.speech_started() {
             // Keep what it learnt of the line's noise during the prompt.
@@ -85,7 +82,7 @@ pub enum MediaCommand {
     InfoDigit(Digit, Option<u32>),
     /// Listen for speech: voice activity and the recognition timers. The
     /// number tags this listening's events so stale ones can be told apart.
-    StartListening(EndpointConfig, u64),
+    StartListening(Timers, u64),
     StopListening,
     Shutdown,
 }
@@ -94,7 +91,7 @@ pub enum MediaCommand {
 pub enum MediaEvent {
     Digit {
         digit: char,
-        source: CallDigitSource,
+        source: DigitSource,
     },
     PlaybackDone,
     /// No RTP for the configured time.
@@ -151,11 +148,19 @@ pub struct MediaStats {
     pub digits: u64,
 }
 
-fn map_source(s: DigitSource) -> CallDigitSource {
-    match s {
-        DigitSource::Rfc4733 => CallDigitSource::Rfc4733,
-        DigitSource::SipInfo => CallDigitSource::SipInfo,
-        DigitSource::Inband => CallDigitSource::Inband,
+/// One report of a key press from any method: delivered once per press.
+fn offer_digit(
+    merger: &mut DigitMerger,
+    stats: &mut MediaStats,
+    events: &mpsc::UnboundedSender<MediaEvent>,
+    ev: DigitEvent,
+) {
+    if let Some(ev) = merger.offer(ev) {
+        stats.digits += 1;
+        let _ = events.send(MediaEvent::Digit {
+            digit: ev.digit.as_char(),
+            source: ev.source,
+        });
     }
 }
 
@@ -273,7 +278,7 @@ impl Running {
         let silence = [self.params.codec.silence_byte(); 160];
         let mut silence_frame = silence.to_vec();
         let mut last_send: Option<std::time::Instant> = None;
-        let mut listening: Option<(EndpointConfig, Endpointer, u64)> = None;
+        let mut listening: Option<(Timers, Endpointer, u64)> = None;
         // The line's noise level, learnt while nobody listens (from the
         // frames decoded for in-band DTMF anyway).
         let mut line_floor = LineFloor::default();
@@ -302,7 +307,7 @@ impl Running {
                             // The caller's no-input time starts when the prompt
                             // ends; until then only voice activity counts.
                             let first = if playback.is_some() {
-                                EndpointConfig { no_input_timeout: Duration::MAX, ..cfg }
+                                cfg.while_prompting()
                             } else {
                                 cfg
                             };
@@ -341,10 +346,7 @@ impl Running {
                         }
                         MediaCommand::InfoDigit(d, dur) => {
                             let ev = DigitEvent { digit: d, source: DigitSource::SipInfo, at: Instant::now().into_std(), duration_ms: dur };
-                            if let Some(ev) = merger.offer(ev) {
-                                stats.digits += 1;
-                                let _ = self.events.send(MediaEvent::Digit { digit: ev.digit.as_char(), source: map_source(ev.source) });
-                            }
+                            offer_digit(&mut merger, &mut stats, &self.events, ev);
                         }
                     }
                 }
@@ -411,10 +413,7 @@ impl Running {
                         rtp_timed_out = false;
                         if self.params.dtmf_pts.contains(&pkt.payload_type) {
                             if let Some(ev) = rfc4733.on_packet(now.into_std(), pkt.ssrc, pkt.sequence, pkt.timestamp, pkt.marker, pkt.payload) {
-                                if let Some(ev) = merger.offer(ev) {
-                                    stats.digits += 1;
-                                    let _ = self.events.send(MediaEvent::Digit { digit: ev.digit.as_char(), source: map_source(ev.source) });
-                                }
+                                offer_digit(&mut merger, &mut stats, &self.events, ev);
                             }
                         } else if pkt.payload_type == self.params.codec_pt {
                             // Symmetric RTP: answer where the caller's audio really comes from.
@@ -437,10 +436,7 @@ impl Running {
                             }
                             if self.cfg.inband_dtmf {
                                 for ev in inband.push(now.into_std(), &pcm) {
-                                    if let Some(ev) = merger.offer(ev) {
-                                        stats.digits += 1;
-                                        let _ = self.events.send(MediaEvent::Digit { digit: ev.digit.as_char(), source: map_source(ev.source) });
-                                    }
+                                    offer_digit(&mut merger, &mut stats, &self.events, ev);
                                 }
                             }
                             match listening.as_mut() {
@@ -522,7 +518,7 @@ mod listening_tests {
 
     fn listen(no_input: Duration, tag: u64) -> MediaCommand {
         MediaCommand::StartListening(
-            EndpointConfig {
+            Timers {
                 no_input_timeout: no_input,
                 end_of_speech_timeout: Duration::from_millis(800),
                 max_duration: Duration::from_secs(10),
