@@ -110,6 +110,15 @@ impl SipCall {
         self.gone
     }
 
+    /// Nothing can be asked of a call whose far end is gone.
+    fn live(&self) -> Result<(), CallError> {
+        if self.gone {
+            Err(CallError::HungUp)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Start a new listening with these timers; `state` is what it listens
     /// for, given its tag.
     fn listen(
@@ -201,9 +210,7 @@ impl CallChannel for SipCall {
     }
 
     async fn play(&mut self, prompts: &[String]) -> Result<(), CallError> {
-        if self.gone {
-            return Err(CallError::HungUp);
-        }
+        self.live()?;
         for p in prompts {
             if let Err(e) = self.prompts.audio(p) {
                 return Err(CallError::Prompt(p.clone(), e.to_string()));
@@ -219,9 +226,7 @@ impl CallChannel for SipCall {
     }
 
     async fn start_recognition(&mut self, spec: &RecognitionSpec) -> Result<(), CallError> {
-        if self.gone {
-            return Err(CallError::HungUp);
-        }
+        self.live()?;
         let Some(pool) = &self.speech else {
             return Err(CallError::Unsupported(
                 "speech recognition",
@@ -242,9 +247,7 @@ impl CallChannel for SipCall {
     }
 
     async fn start_voice_detection(&mut self) -> Result<(), CallError> {
-        if self.gone {
-            return Err(CallError::HungUp);
-        }
+        self.live()?;
         self.listen(Timers::VOICE_ONSET, |tag| Listening::Voice { tag })
     }
 
@@ -264,9 +267,7 @@ impl CallChannel for SipCall {
         &mut self,
         timeout: Option<Duration>,
     ) -> Result<Option<CallInput>, CallError> {
-        if self.gone {
-            return Err(CallError::HungUp);
-        }
+        self.live()?;
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let ev = tokio::select! {
@@ -340,5 +341,120 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asr::{SpeechEngine, SpeechResult};
+    use crate::call::CallInfo;
+
+    /// Answers with the utterance's length.
+    struct Length;
+
+    impl SpeechEngine for Length {
+        fn name(&self) -> &str {
+            "length"
+        }
+        fn speaks(&self, _: Option<&str>) -> bool {
+            true
+        }
+        fn recognize(&self, pcm: &[i16], hints: &Hints) -> Result<Heard, AsrError> {
+            Ok(Heard::Speech(SpeechResult {
+                text: format!("{} {}", pcm.len(), hints.digits_only),
+                confidence: 0.9,
+            }))
+        }
+    }
+
+    fn call() -> (
+        SipCall,
+        mpsc::UnboundedReceiver<MediaCommand>,
+        mpsc::UnboundedSender<MediaEvent>,
+    ) {
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (control_tx, _control_rx) = mpsc::unbounded_channel();
+        let prompts = std::sync::Arc::new(PromptCache::new("/nonexistent"));
+        let pool = SpeechPool::new(std::sync::Arc::new(Length), 1, 2);
+        let call = SipCall::new(CallInfo::default(), media_tx, ev_rx, control_tx, prompts)
+            .with_speech(Some(pool));
+        (call, media_rx, ev_tx)
+    }
+
+    fn spec() -> RecognitionSpec {
+        RecognitionSpec {
+            phrases: vec![],
+            digits_only: true,
+            language: None,
+            no_input_timeout: Duration::from_secs(5),
+            end_of_speech_timeout: Duration::from_millis(800),
+            max_duration: Duration::from_secs(10),
+        }
+    }
+
+    async fn started(media: &mut mpsc::UnboundedReceiver<MediaCommand>) -> (Timers, u64) {
+        match media.recv().await {
+            Some(MediaCommand::StartListening(t, tag)) => (t, tag),
+            other => panic!("expected StartListening, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn events_of_an_earlier_listening_are_stale() {
+        let (mut c, mut media, ev) = call();
+        let soon = Some(Duration::from_millis(50));
+
+        c.start_voice_detection().await.unwrap();
+        let (timers, voice) = started(&mut media).await;
+        assert_eq!(timers, Timers::VOICE_ONSET);
+        ev.send(MediaEvent::SpeechStarted(voice)).unwrap();
+        assert_eq!(c.next_input(soon).await, Ok(Some(CallInput::SpeechStarted)));
+        // Voice detection has no no-input and recognises nothing.
+        ev.send(MediaEvent::NoSpeech(voice)).unwrap();
+        ev.send(MediaEvent::Utterance(voice, vec![0; 160])).unwrap();
+        assert_eq!(c.next_input(soon).await, Ok(None));
+
+        c.stop_recognition().await;
+        assert!(matches!(
+            media.recv().await,
+            Some(MediaCommand::StopListening)
+        ));
+        c.start_recognition(&spec()).await.unwrap();
+        let (timers, recognition) = started(&mut media).await;
+        assert_eq!(timers, spec().timers());
+        assert_ne!(recognition, voice);
+        // What the voice detection still had in flight answers nothing.
+        ev.send(MediaEvent::SpeechStarted(voice)).unwrap();
+        ev.send(MediaEvent::NoSpeech(voice)).unwrap();
+        ev.send(MediaEvent::Utterance(recognition, vec![0; 800]))
+            .unwrap();
+        let heard = c.next_input(Some(Duration::from_secs(5))).await;
+        assert_eq!(
+            heard,
+            Ok(Some(CallInput::Speech(SpeechResult {
+                text: "800 true".into(),
+                confidence: 0.9
+            })))
+        );
+        // Decoded: a late no-input of the same listening is stale too.
+        ev.send(MediaEvent::NoSpeech(recognition)).unwrap();
+        assert_eq!(c.next_input(soon).await, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn no_input_ends_a_recognition_once() {
+        let (mut c, mut media, ev) = call();
+        c.start_recognition(&spec()).await.unwrap();
+        let (_, tag) = started(&mut media).await;
+        ev.send(MediaEvent::NoSpeech(tag)).unwrap();
+        ev.send(MediaEvent::NoSpeech(tag)).unwrap();
+        let soon = Some(Duration::from_millis(50));
+        assert_eq!(c.next_input(soon).await, Ok(Some(CallInput::NoSpeech)));
+        assert_eq!(c.next_input(soon).await, Ok(None));
+        // Nothing listens any more: stopping sends nothing to the media.
+        c.stop_recognition().await;
+        assert!(media.try_recv().is_err());
     }
 }
