@@ -22,6 +22,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::Timers;
+
 /// Samples per second this module expects.
 pub const SAMPLE_RATE: u64 = 8000;
 const FRAME: usize = 160;
@@ -79,16 +81,6 @@ const DTMF_SHARE: f32 = 0.7;
 const DTMF_MIN_EACH: f32 = 0.1;
 const DTMF_LOW: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
 const DTMF_HIGH: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EndpointConfig {
-    /// No speech started within this → NoInput.
-    pub no_input_timeout: Duration,
-    /// This much silence after speech → utterance ends.
-    pub end_of_speech_timeout: Duration,
-    /// Speech longer than this is cut → utterance ends.
-    pub max_duration: Duration,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointEvent {
@@ -356,7 +348,7 @@ enum Phase {
 /// Speech endpointer for one recognition turn.
 #[derive(Debug, Clone)]
 pub struct Endpointer {
-    cfg: EndpointConfig,
+    cfg: Timers,
     no_input_deadline: Option<Instant>,
     max_samples: u64,
     cand_max_frames: u64,
@@ -384,7 +376,7 @@ fn min_deadline(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 impl Endpointer {
-    pub fn new(cfg: EndpointConfig, now: Instant) -> Self {
+    pub fn new(cfg: Timers, now: Instant) -> Self {
         let max_samples =
             u64::try_from(cfg.max_duration.as_nanos() * u128::from(SAMPLE_RATE) / 1_000_000_000)
                 .unwrap_or(u64::MAX);
@@ -409,7 +401,7 @@ impl Endpointer {
     /// Like [`Endpointer::new`] on a line whose noise level is already known
     /// (from [`LineFloor`] or an earlier listening): steady line noise is not
     /// taken for speech from the first frame.
-    pub fn on_line(cfg: EndpointConfig, now: Instant, floor_db: f32) -> Self {
+    pub fn on_line(cfg: Timers, now: Instant, floor_db: f32) -> Self {
         let mut ep = Self::new(cfg, now);
         if floor_db.is_finite() {
             ep.analyzer.floor_db = floor_db.max(INIT_FLOOR_DB);
@@ -906,15 +898,15 @@ mod tests {
 
     // ---- driver ----
 
-    fn cfg(no_input_ms: u64, eos_ms: u64, max_ms: u64) -> EndpointConfig {
-        EndpointConfig {
+    fn cfg(no_input_ms: u64, eos_ms: u64, max_ms: u64) -> Timers {
+        Timers {
             no_input_timeout: Duration::from_millis(no_input_ms),
             end_of_speech_timeout: Duration::from_millis(eos_ms),
             max_duration: Duration::from_millis(max_ms),
         }
     }
 
-    fn std_cfg() -> EndpointConfig {
+    fn std_cfg() -> Timers {
         cfg(5000, 800, 15000)
     }
 
@@ -939,7 +931,7 @@ mod tests {
     /// Feeds `sig` in chunks of `chunks` (cycled) at real-time arrival
     /// times; when `poll` is set, polls at `next_deadline` like an event loop
     /// would. After the signal, polls until done. Checks the invariants.
-    fn drive_with(cfg: EndpointConfig, sig: &[i16], chunks: &[usize], poll: bool) -> Outcome {
+    fn drive_with(cfg: Timers, sig: &[i16], chunks: &[usize], poll: bool) -> Outcome {
         let base = Instant::now();
         let mut ep = Endpointer::new(cfg, base);
         let bound = PRE_ROLL.saturating_add(ep.max_samples.max(FRAME as u64));
@@ -997,7 +989,7 @@ mod tests {
         out
     }
 
-    fn drive(cfg: EndpointConfig, sig: &[i16]) -> Outcome {
+    fn drive(cfg: Timers, sig: &[i16]) -> Outcome {
         drive_with(cfg, sig, &[FRAME], true)
     }
 
@@ -1288,7 +1280,7 @@ mod tests {
 
     #[test]
     fn unlimited_timeouts_do_not_overflow() {
-        let c = EndpointConfig {
+        let c = Timers {
             no_input_timeout: Duration::MAX,
             end_of_speech_timeout: Duration::from_millis(500),
             max_duration: Duration::MAX,

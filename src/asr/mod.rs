@@ -11,15 +11,24 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::call::SpeechResult;
-
 pub mod endpoint;
 pub mod mel;
 mod pool;
 pub mod recording;
+pub mod spec;
 pub mod whisper;
 
 pub use pool::SpeechPool;
+pub use spec::{RecognitionSpec, Timers};
+
+/// A final recognition result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpeechResult {
+    /// Transcript (a secret when recognising a passphrase: never logged).
+    pub text: String,
+    /// 0.0 – 1.0.
+    pub confidence: f32,
+}
 
 /// What a recognition listens for (from the flow step).
 #[derive(Clone, Debug, Default, PartialEq)]

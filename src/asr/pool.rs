@@ -111,7 +111,7 @@ fn worker(engine: &dyn SpeechEngine, rx: &Mutex<Receiver<Job>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::SpeechResult;
+    use crate::asr::SpeechResult;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 

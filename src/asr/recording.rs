@@ -7,9 +7,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::endpoint::{EndpointConfig, EndpointEvent, Endpointer};
-use super::{Heard, Hints, SpeechEngine};
-use crate::call::RecognitionSpec;
+use super::endpoint::{EndpointEvent, Endpointer};
+use super::{Heard, RecognitionSpec, SpeechEngine, Timers};
 use crate::media::g711::{self, Codec};
 use crate::media::prompt;
 
@@ -31,14 +30,7 @@ pub enum Simulated {
 pub fn voice_onset(path: &Path) -> Result<Option<Duration>, String> {
     let pcm = phone_audio(path)?;
     let t0 = Instant::now();
-    let mut ep = Endpointer::new(
-        EndpointConfig {
-            no_input_timeout: Duration::MAX,
-            end_of_speech_timeout: Duration::from_secs(1),
-            max_duration: Duration::from_secs(1),
-        },
-        t0,
-    );
+    let mut ep = Endpointer::new(Timers::VOICE_ONSET, t0);
     for (i, frame) in pcm.chunks(160).enumerate() {
         let at = Duration::from_millis(20 * i as u64);
         let mut evs: Vec<EndpointEvent> = ep.push(t0 + at, frame).into_iter().collect();
@@ -75,13 +67,8 @@ pub fn hear_file(
     let duration = Duration::from_millis(pcm.len() as u64 / 8);
 
     let t0 = Instant::now();
-    let cfg = EndpointConfig {
-        // The recording starts at once; the flow's own timer covers silence.
-        no_input_timeout: spec.no_input_timeout,
-        end_of_speech_timeout: spec.end_of_speech_timeout,
-        max_duration: spec.max_duration,
-    };
-    let mut ep = Endpointer::new(cfg, t0);
+    // The recording starts at once; the flow's own timer covers silence.
+    let mut ep = Endpointer::new(spec.timers(), t0);
     let mut started = None;
     let silence = [0i16; 160];
     let frames = pcm.chunks(160).chain(std::iter::repeat(&silence[..]));
@@ -101,12 +88,8 @@ pub fn hear_file(
                 EndpointEvent::SpeechStarted => started = Some(at),
                 EndpointEvent::NoInput => return Ok(Simulated::Silent),
                 EndpointEvent::Utterance(u) => {
-                    let hints = Hints {
-                        phrases: spec.phrases.clone(),
-                        digits_only: spec.digits_only,
-                    };
                     let heard = engine
-                        .recognize(&u.pcm, &hints)
+                        .recognize(&u.pcm, &spec.hints())
                         .map_err(|e| format!("audio `{}`: {e}", path.display()))?;
                     return Ok(Simulated::Heard {
                         started: started.unwrap_or(at),

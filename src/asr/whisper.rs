@@ -342,7 +342,7 @@ impl super::SpeechEngine for WhisperEngine {
         if t.no_speech_prob > NO_SPEECH_GATE {
             return Ok(super::Heard::Nothing);
         }
-        Ok(super::Heard::Speech(crate::call::SpeechResult {
+        Ok(super::Heard::Speech(super::SpeechResult {
             text: t.text,
             confidence: t.confidence,
         }))

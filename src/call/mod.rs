@@ -10,26 +10,10 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-/// How a key press reached us.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DigitSource {
-    Rfc4733,
-    SipInfo,
-    Inband,
-    /// Scripted test caller.
-    Script,
-}
-
-impl DigitSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DigitSource::Rfc4733 => "rfc4733",
-            DigitSource::SipInfo => "sip_info",
-            DigitSource::Inband => "inband",
-            DigitSource::Script => "script",
-        }
-    }
-}
+// Each type lives in the layer that produces it; re-exported here because
+// the flows meet them as part of the call.
+pub use crate::asr::{RecognitionSpec, SpeechResult};
+pub use crate::media::dtmf::DigitSource;
 
 /// Facts about the call known at answer time.
 #[derive(Clone, Debug, Default)]
@@ -42,25 +26,6 @@ pub struct CallInfo {
     pub dialled: String,
     /// Selected request headers the flow may read (lower-case names).
     pub headers: BTreeMap<String, String>,
-}
-
-/// What speech recognition should listen for.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RecognitionSpec {
-    pub phrases: Vec<String>,
-    pub digits_only: bool,
-    pub language: Option<String>,
-    pub no_input_timeout: Duration,
-    pub end_of_speech_timeout: Duration,
-    pub max_duration: Duration,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct SpeechResult {
-    /// Transcript (a secret when recognising a passphrase: never logged).
-    pub text: String,
-    /// 0.0 – 1.0.
-    pub confidence: f32,
 }
 
 /// Something that happened on the call.

@@ -8,8 +8,7 @@ use tokio::time::Instant;
 use super::{
     CallChannel, CallError, CallInfo, CallInput, RecognitionSpec, TransferOutcome, TransferRequest,
 };
-use crate::asr::endpoint::EndpointConfig;
-use crate::asr::{AsrError, Heard, Hints, SpeechPool};
+use crate::asr::{AsrError, Heard, Hints, SpeechPool, Timers};
 use crate::media::prompt::PromptCache;
 use crate::media::session::{MediaCommand, MediaEvent};
 
@@ -32,15 +31,29 @@ pub struct SipCall {
     hung_up: bool,
     /// Decoders for `recognize`; None when no speech model is installed.
     speech: Option<SpeechPool>,
-    /// Hints of the running recognition.
-    listening: Option<Hints>,
-    /// Voice detection only (speech barge-in): no recognition follows.
-    voice_only: bool,
-    /// Tag of the current listening; events of earlier ones are stale.
+    listening: Listening,
+    /// Tag of the last listening started; events of earlier ones are stale.
     listen_tag: u64,
-    /// An utterance being decoded, and since when.
-    decoding: Option<oneshot::Receiver<Result<Heard, AsrError>>>,
-    decode_started: Instant,
+}
+
+/// What the call listens for now.
+#[derive(Debug)]
+enum Listening {
+    Off,
+    /// Voice detection only (speech barge-in): no recognition follows.
+    Voice {
+        tag: u64,
+    },
+    /// A recognition waiting for the caller's utterance.
+    Recognising {
+        tag: u64,
+        hints: Hints,
+    },
+    /// The utterance is with a decoder since `since`.
+    Decoding {
+        result: oneshot::Receiver<Result<Heard, AsrError>>,
+        since: Instant,
+    },
 }
 
 impl SipCall {
@@ -61,11 +74,8 @@ impl SipCall {
             gone: false,
             hung_up: false,
             speech: None,
-            listening: None,
-            voice_only: false,
+            listening: Listening::Off,
             listen_tag: 0,
-            decoding: None,
-            decode_started: Instant::now(),
         }
     }
 
@@ -100,6 +110,29 @@ impl SipCall {
         self.gone
     }
 
+    /// Nothing can be asked of a call whose far end is gone.
+    fn live(&self) -> Result<(), CallError> {
+        if self.gone {
+            Err(CallError::HungUp)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Start a new listening with these timers; `state` is what it listens
+    /// for, given its tag.
+    fn listen(
+        &mut self,
+        timers: Timers,
+        state: impl FnOnce(u64) -> Listening,
+    ) -> Result<(), CallError> {
+        self.listen_tag += 1;
+        self.listening = state(self.listen_tag);
+        self.media
+            .send(MediaCommand::StartListening(timers, self.listen_tag))
+            .map_err(|_| CallError::HungUp)
+    }
+
     /// Translate media/signalling events into what a flow sees.
     fn translate(&mut self, ev: MediaEvent) -> Option<CallInput> {
         match ev {
@@ -117,27 +150,36 @@ impl SipCall {
             }
             // Events of an earlier listening (queued before it was stopped)
             // must not answer this one.
-            MediaEvent::SpeechStarted(tag) => (tag == self.listen_tag
-                && (self.listening.is_some() || self.voice_only))
-                .then_some(CallInput::SpeechStarted),
-            MediaEvent::NoSpeech(tag) => {
-                if tag != self.listen_tag {
-                    return None;
+            MediaEvent::SpeechStarted(tag) => match self.listening {
+                Listening::Voice { tag: t } | Listening::Recognising { tag: t, .. } if t == tag => {
+                    Some(CallInput::SpeechStarted)
                 }
-                self.listening.take().map(|_| CallInput::NoSpeech)
-            }
+                _ => None,
+            },
+            MediaEvent::NoSpeech(tag) => match self.listening {
+                Listening::Recognising { tag: t, .. } if t == tag => {
+                    self.listening = Listening::Off;
+                    Some(CallInput::NoSpeech)
+                }
+                _ => None,
+            },
             MediaEvent::Utterance(tag, pcm) => {
-                if tag != self.listen_tag {
-                    return None;
-                }
-                let hints = self.listening.take()?;
+                let hints = match std::mem::replace(&mut self.listening, Listening::Off) {
+                    Listening::Recognising { tag: t, hints } if t == tag => hints,
+                    other => {
+                        self.listening = other;
+                        return None;
+                    }
+                };
                 let pool = self.speech.as_ref()?;
                 let secs = pcm.len() as f32 / 8000.0;
                 match pool.submit(pcm, hints) {
-                    Ok(rx) => {
+                    Ok(result) => {
                         tracing::debug!(utterance_s = secs, "end of speech; decoding");
-                        self.decoding = Some(rx);
-                        self.decode_started = Instant::now();
+                        self.listening = Listening::Decoding {
+                            result,
+                            since: Instant::now(),
+                        };
                         None
                     }
                     // Overload: the caller hears the no-input re-prompt rather
@@ -168,9 +210,7 @@ impl CallChannel for SipCall {
     }
 
     async fn play(&mut self, prompts: &[String]) -> Result<(), CallError> {
-        if self.gone {
-            return Err(CallError::HungUp);
-        }
+        self.live()?;
         for p in prompts {
             if let Err(e) = self.prompts.audio(p) {
                 return Err(CallError::Prompt(p.clone(), e.to_string()));
@@ -186,9 +226,7 @@ impl CallChannel for SipCall {
     }
 
     async fn start_recognition(&mut self, spec: &RecognitionSpec) -> Result<(), CallError> {
-        if self.gone {
-            return Err(CallError::HungUp);
-        }
+        self.live()?;
         let Some(pool) = &self.speech else {
             return Err(CallError::Unsupported(
                 "speech recognition",
@@ -202,70 +240,41 @@ impl CallChannel for SipCall {
                 AsrError::Language(spec.language.clone().unwrap_or_default()).to_string(),
             ));
         }
-        self.decoding = None;
-        self.voice_only = false;
-        self.listen_tag += 1;
-        self.listening = Some(Hints {
-            phrases: spec.phrases.clone(),
-            digits_only: spec.digits_only,
-        });
-        self.media
-            .send(MediaCommand::StartListening(
-                EndpointConfig {
-                    no_input_timeout: spec.no_input_timeout,
-                    end_of_speech_timeout: spec.end_of_speech_timeout,
-                    max_duration: spec.max_duration,
-                },
-                self.listen_tag,
-            ))
-            .map_err(|_| CallError::HungUp)
+        self.listen(spec.timers(), |tag| Listening::Recognising {
+            tag,
+            hints: spec.hints(),
+        })
     }
 
     async fn start_voice_detection(&mut self) -> Result<(), CallError> {
-        if self.gone {
-            return Err(CallError::HungUp);
-        }
-        self.listening = None;
-        self.decoding = None;
-        self.voice_only = true;
-        self.listen_tag += 1;
-        // Only the start of speech matters; a short max keeps the buffered audio small.
-        self.media
-            .send(MediaCommand::StartListening(
-                EndpointConfig {
-                    no_input_timeout: Duration::MAX,
-                    end_of_speech_timeout: Duration::from_secs(1),
-                    max_duration: Duration::from_secs(1),
-                },
-                self.listen_tag,
-            ))
-            .map_err(|_| CallError::HungUp)
+        self.live()?;
+        self.listen(Timers::VOICE_ONSET, |tag| Listening::Voice { tag })
     }
 
     async fn stop_recognition(&mut self) {
-        if self.listening.take().is_some() || self.voice_only {
+        if matches!(
+            self.listening,
+            Listening::Voice { .. } | Listening::Recognising { .. }
+        ) {
             let _ = self.media.send(MediaCommand::StopListening);
         }
         // Whatever that listening still has in flight is stale now.
         self.listen_tag += 1;
-        self.voice_only = false;
-        self.decoding = None;
+        self.listening = Listening::Off;
     }
 
     async fn next_input(
         &mut self,
         timeout: Option<Duration>,
     ) -> Result<Option<CallInput>, CallError> {
-        if self.gone {
-            return Err(CallError::HungUp);
-        }
+        self.live()?;
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let ev = tokio::select! {
                 ev = self.events.recv() => ev,
-                res = decoded(&mut self.decoding) => {
-                    self.decoding = None;
-                    let decode_ms = self.decode_started.elapsed().as_millis() as u64;
+                (res, since) = decoded(&mut self.listening) => {
+                    self.listening = Listening::Off;
+                    let decode_ms = since.elapsed().as_millis() as u64;
                     // Never the words themselves: they may be an account number.
                     match &res {
                         Ok(Heard::Speech(r)) => tracing::info!(decode_ms, confidence = r.confidence, words = r.text.split_whitespace().count(), "speech recognised"),
@@ -314,15 +323,17 @@ impl CallChannel for SipCall {
     }
 }
 
-/// The running decode's result; pending forever when nothing is decoding.
-async fn decoded(
-    rx: &mut Option<oneshot::Receiver<Result<Heard, AsrError>>>,
-) -> Result<Heard, AsrError> {
-    match rx {
-        Some(rx) => rx
-            .await
-            .unwrap_or_else(|_| Err(AsrError::Decode("the decoder thread stopped".into()))),
-        None => std::future::pending().await,
+/// The running decode's result and when it started; pending forever when
+/// nothing is decoding.
+async fn decoded(listening: &mut Listening) -> (Result<Heard, AsrError>, Instant) {
+    match listening {
+        Listening::Decoding { result, since } => (
+            result
+                .await
+                .unwrap_or_else(|_| Err(AsrError::Decode("the decoder thread stopped".into()))),
+            *since,
+        ),
+        _ => std::future::pending().await,
     }
 }
 
@@ -330,5 +341,120 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asr::{SpeechEngine, SpeechResult};
+    use crate::call::CallInfo;
+
+    /// Answers with the utterance's length.
+    struct Length;
+
+    impl SpeechEngine for Length {
+        fn name(&self) -> &str {
+            "length"
+        }
+        fn speaks(&self, _: Option<&str>) -> bool {
+            true
+        }
+        fn recognize(&self, pcm: &[i16], hints: &Hints) -> Result<Heard, AsrError> {
+            Ok(Heard::Speech(SpeechResult {
+                text: format!("{} {}", pcm.len(), hints.digits_only),
+                confidence: 0.9,
+            }))
+        }
+    }
+
+    fn call() -> (
+        SipCall,
+        mpsc::UnboundedReceiver<MediaCommand>,
+        mpsc::UnboundedSender<MediaEvent>,
+    ) {
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (control_tx, _control_rx) = mpsc::unbounded_channel();
+        let prompts = std::sync::Arc::new(PromptCache::new("/nonexistent"));
+        let pool = SpeechPool::new(std::sync::Arc::new(Length), 1, 2);
+        let call = SipCall::new(CallInfo::default(), media_tx, ev_rx, control_tx, prompts)
+            .with_speech(Some(pool));
+        (call, media_rx, ev_tx)
+    }
+
+    fn spec() -> RecognitionSpec {
+        RecognitionSpec {
+            phrases: vec![],
+            digits_only: true,
+            language: None,
+            no_input_timeout: Duration::from_secs(5),
+            end_of_speech_timeout: Duration::from_millis(800),
+            max_duration: Duration::from_secs(10),
+        }
+    }
+
+    async fn started(media: &mut mpsc::UnboundedReceiver<MediaCommand>) -> (Timers, u64) {
+        match media.recv().await {
+            Some(MediaCommand::StartListening(t, tag)) => (t, tag),
+            other => panic!("expected StartListening, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn events_of_an_earlier_listening_are_stale() {
+        let (mut c, mut media, ev) = call();
+        let soon = Some(Duration::from_millis(50));
+
+        c.start_voice_detection().await.unwrap();
+        let (timers, voice) = started(&mut media).await;
+        assert_eq!(timers, Timers::VOICE_ONSET);
+        ev.send(MediaEvent::SpeechStarted(voice)).unwrap();
+        assert_eq!(c.next_input(soon).await, Ok(Some(CallInput::SpeechStarted)));
+        // Voice detection has no no-input and recognises nothing.
+        ev.send(MediaEvent::NoSpeech(voice)).unwrap();
+        ev.send(MediaEvent::Utterance(voice, vec![0; 160])).unwrap();
+        assert_eq!(c.next_input(soon).await, Ok(None));
+
+        c.stop_recognition().await;
+        assert!(matches!(
+            media.recv().await,
+            Some(MediaCommand::StopListening)
+        ));
+        c.start_recognition(&spec()).await.unwrap();
+        let (timers, recognition) = started(&mut media).await;
+        assert_eq!(timers, spec().timers());
+        assert_ne!(recognition, voice);
+        // What the voice detection still had in flight answers nothing.
+        ev.send(MediaEvent::SpeechStarted(voice)).unwrap();
+        ev.send(MediaEvent::NoSpeech(voice)).unwrap();
+        ev.send(MediaEvent::Utterance(recognition, vec![0; 800]))
+            .unwrap();
+        let heard = c.next_input(Some(Duration::from_secs(5))).await;
+        assert_eq!(
+            heard,
+            Ok(Some(CallInput::Speech(SpeechResult {
+                text: "800 true".into(),
+                confidence: 0.9
+            })))
+        );
+        // Decoded: a late no-input of the same listening is stale too.
+        ev.send(MediaEvent::NoSpeech(recognition)).unwrap();
+        assert_eq!(c.next_input(soon).await, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn no_input_ends_a_recognition_once() {
+        let (mut c, mut media, ev) = call();
+        c.start_recognition(&spec()).await.unwrap();
+        let (_, tag) = started(&mut media).await;
+        ev.send(MediaEvent::NoSpeech(tag)).unwrap();
+        ev.send(MediaEvent::NoSpeech(tag)).unwrap();
+        let soon = Some(Duration::from_millis(50));
+        assert_eq!(c.next_input(soon).await, Ok(Some(CallInput::NoSpeech)));
+        assert_eq!(c.next_input(soon).await, Ok(None));
+        // Nothing listens any more: stopping sends nothing to the media.
+        c.stop_recognition().await;
+        assert!(media.try_recv().is_err());
     }
 }

@@ -1,6 +1,8 @@
 //! Media: pure cores (G.711, RTP pacing and receive, jitter buffer, DTMF,
-//! prompts) and the per-call session task that glues them to a socket.
+//! prompts), the sans-IO [`core::MediaCore`] of one call leg that joins them,
+//! and the per-call session task that glues it to a socket.
 
+pub mod core;
 pub mod dtmf;
 pub mod g711;
 pub mod prompt;

@@ -350,6 +350,12 @@ impl PromptCache {
         names
     }
 
+    /// Adds prompt `name` from audio in memory (tests of the media core).
+    #[cfg(test)]
+    pub(crate) fn insert_audio(&self, name: &str, audio: PromptAudio) {
+        self.insert(name, audio);
+    }
+
     fn entry(&self, name: &str) -> Result<Arc<CachedPrompt>, PromptError> {
         validate_name(name)?;
         if let Some(e) = self.lock().get(name) {

@@ -41,6 +41,7 @@ fn bit(s: DigitSource) -> u8 {
         DigitSource::Rfc4733 => 1,
         DigitSource::SipInfo => 2,
         DigitSource::Inband => 4,
+        DigitSource::Script => 8,
     }
 }
 

@@ -57,8 +57,10 @@ impl fmt::Display for Digit {
     }
 }
 
-/// Which signalling path reported a digit; used by the merger to tell
-/// duplicates of one press apart from genuine repeated presses.
+/// How a key press reached us: the merger uses it to tell duplicates of one
+/// press apart from genuine repeated presses, and the flow reports it.
+///
+/// The one definition for every layer above (`crate::call` re-exports it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DigitSource {
     /// RTP telephone-event (RFC 4733 / RFC 2833).
@@ -67,6 +69,20 @@ pub enum DigitSource {
     SipInfo,
     /// Tones detected in the audio itself.
     Inband,
+    /// Pressed by the scripted test caller (flow tests): no media involved.
+    Script,
+}
+
+impl DigitSource {
+    /// The name used in events and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigitSource::Rfc4733 => "rfc4733",
+            DigitSource::SipInfo => "sip_info",
+            DigitSource::Inband => "inband",
+            DigitSource::Script => "script",
+        }
+    }
 }
 
 /// One key press as reported by one source.

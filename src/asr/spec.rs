@@ -1,0 +1,75 @@
+//! What one listening turn is asked to do: its timers and, for a
+//! recognition, what to listen for. Defined here, where the endpointer and
+//! the decoders use them; `crate::call` re-exports them for the flows.
+
+use std::time::Duration;
+
+use super::Hints;
+
+/// The three timers of one listening turn (our own endpointing).
+///
+/// The one definition: the endpointer runs them, a live call hands them to
+/// the media session, a recording is cut with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// No speech started within this → no input.
+    pub no_input_timeout: Duration,
+    /// This much silence after speech → the utterance ends.
+    pub end_of_speech_timeout: Duration,
+    /// Speech longer than this is cut → the utterance ends.
+    pub max_duration: Duration,
+}
+
+impl Timers {
+    /// Voice detection only (speech barge-in on a prompt): no-input never
+    /// fires, and a short maximum keeps the buffered audio small since only
+    /// the start of speech matters.
+    pub const VOICE_ONSET: Timers = Timers {
+        no_input_timeout: Duration::MAX,
+        end_of_speech_timeout: Duration::from_secs(1),
+        max_duration: Duration::from_secs(1),
+    };
+
+    /// The same turn while a prompt still plays: the caller's no-input time
+    /// starts only when the prompt ends (or is stopped).
+    pub fn while_prompting(self) -> Timers {
+        Timers {
+            no_input_timeout: Duration::MAX,
+            ..self
+        }
+    }
+}
+
+/// What speech recognition should listen for (from a flow step).
+///
+/// The timers are flat fields because the flow steps build this by struct
+/// literal today; [`RecognitionSpec::timers`] is the one conversion into
+/// [`Timers`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecognitionSpec {
+    pub phrases: Vec<String>,
+    pub digits_only: bool,
+    pub language: Option<String>,
+    pub no_input_timeout: Duration,
+    pub end_of_speech_timeout: Duration,
+    pub max_duration: Duration,
+}
+
+impl RecognitionSpec {
+    /// The endpointer's timers of this recognition.
+    pub fn timers(&self) -> Timers {
+        Timers {
+            no_input_timeout: self.no_input_timeout,
+            end_of_speech_timeout: self.end_of_speech_timeout,
+            max_duration: self.max_duration,
+        }
+    }
+
+    /// What the decoder is told to expect.
+    pub fn hints(&self) -> Hints {
+        Hints {
+            phrases: self.phrases.clone(),
+            digits_only: self.digits_only,
+        }
+    }
+}

@@ -1,0 +1,1027 @@
+//! The media of one call leg as a sans-IO state machine (str0m style).
+//!
+//! [`MediaCore`] owns pacing, the jitter buffer, G.711, the three DTMF
+//! methods and their merger, prompt playback, the speech endpointer and the
+//! RTP timeout. It never reads a clock or touches a socket: the caller feeds
+//! it time and input through `handle_*` and executes what
+//! [`MediaCore::poll_output`] returns (a packet to send, an event for the
+//! call, or the time of the next tick), so every behaviour is testable on
+//! simulated time. [`super::session`] is the thin socket loop around it.
+//!
+//! One tick (every 20 ms, at [`Output::Timeout`]) has two halves so the
+//! time-critical send goes out before any receive work:
+//! 1. [`MediaCore::handle_tick`]: the prompt frame (or silence) for this slot
+//!    becomes an [`Output::Transmit`];
+//! 2. the packets that arrived since the last tick go in with
+//!    [`MediaCore::handle_rtp`], one wake-up per 20 ms instead of one per
+//!    packet;
+//! 3. [`MediaCore::handle_playout`]: one frame is played out of the jitter
+//!    buffer into the in-band detector and the endpointer, timers fire.
+//!
+//! # A bridge (transfer) fits without another loop
+//!
+//! The core is one leg. A B2BUA bridge is two cores driven by the same task,
+//! each with its own socket, and the bridge itself is only a routing of one
+//! leg's outputs into the other leg's commands: a digit event of leg A
+//! becomes a "send this digit" command of leg B (RFC 4733 out), and each
+//! played-out audio frame of leg A becomes a "send this frame" command of
+//! leg B in place of its prompt frame. Both are a new [`MediaCommand`] and a
+//! new [`Output`] variant here, handled in the existing tick halves, so
+//! relaying keeps the 20 ms pacing, the single timer and the statistics of
+//! each leg as they are.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::dtmf::inband::InbandDetector;
+use super::dtmf::merge::DigitMerger;
+use super::dtmf::rfc4733::Rfc4733Receiver;
+use super::dtmf::{Digit, DigitEvent, DigitSource};
+use super::g711::{self, Codec};
+use super::prompt::PromptCache;
+use super::rtp_rx::{self, Frame, JitterBuffer};
+use super::rtp_tx::TxStream;
+use super::stats;
+use crate::asr::endpoint::{EndpointEvent, Endpointer, LineFloor};
+use crate::asr::Timers;
+
+/// Bytes of one 20 ms G.711 frame.
+const FRAME_BYTES: usize = 160;
+
+/// What was negotiated in SDP, as media needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MediaParams {
+    pub codec: Codec,
+    pub codec_pt: u8,
+    /// Every telephone-event payload type the offer listed.
+    pub dtmf_pts: Vec<u8>,
+    /// Where to send before we have seen the peer's RTP (from SDP).
+    pub remote: Option<SocketAddr>,
+    /// False on hold / recvonly answers: we keep time but send nothing.
+    pub send: bool,
+    /// False while the peer sends nothing on purpose (hold): no RTP timeout.
+    pub expect_rtp: bool,
+}
+
+/// Media settings of the service (from the configuration).
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub rtp_timeout: Duration,
+    pub inband_dtmf: bool,
+    pub jitter_frames: usize,
+}
+
+/// What the call asks of its media.
+#[derive(Debug)]
+pub enum MediaCommand {
+    /// Play these prompt names in order, replacing what plays.
+    Play(Vec<String>),
+    Stop,
+    /// re-INVITE changed codec, telephone-event PT, address or direction.
+    Update(MediaParams),
+    /// A digit that arrived by SIP INFO: merged with the RTP ones.
+    InfoDigit(Digit, Option<u32>),
+    /// Listen for speech: voice activity and the recognition timers. The
+    /// number tags this listening's events so stale ones can be told apart.
+    StartListening(Timers, u64),
+    StopListening,
+    Shutdown,
+}
+
+/// What the media tells the call (and, for the last two, what signalling
+/// tells it on the same channel).
+#[derive(Clone, Debug, PartialEq)]
+pub enum MediaEvent {
+    Digit {
+        digit: char,
+        source: DigitSource,
+    },
+    PlaybackDone,
+    /// No RTP for the configured time.
+    RtpTimeout,
+    /// A prompt could not be played (missing or unreadable).
+    PromptError {
+        name: String,
+        error: String,
+    },
+    /// Voice activity began (speech barge-in); tagged as its listening.
+    SpeechStarted(u64),
+    /// The caller finished speaking: this audio (8 kHz) is to be recognised.
+    Utterance(u64, Vec<i16>),
+    /// Nobody spoke within the no-input time.
+    NoSpeech(u64),
+    /// Signalling: the caller ACKed our answer.
+    Confirmed,
+    /// Signalling: the call is gone (BYE, CANCEL, no ACK).
+    Hangup,
+}
+
+/// Statistics logged when the call ends.
+#[derive(Clone, Debug, Default)]
+pub struct MediaStats {
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub frames_lost: u64,
+    pub digits: u64,
+}
+
+/// One RTP packet to send now.
+#[derive(Debug, PartialEq)]
+pub struct Transmit<'a> {
+    pub to: SocketAddr,
+    pub data: &'a [u8],
+}
+
+/// What the core asks its caller to do, in order.
+#[derive(Debug, PartialEq)]
+pub enum Output<'a> {
+    /// Send this packet, then report success with [`MediaCore::transmitted`].
+    Transmit(Transmit<'a>),
+    /// Tell the call.
+    Event(MediaEvent),
+    /// Nothing more until this time: then call [`MediaCore::handle_tick`].
+    /// Always the last output of a round.
+    Timeout(Instant),
+}
+
+/// Prompts queued by one `Play`.
+struct Playback {
+    queue: VecDeque<Arc<[u8]>>,
+    current: Option<(Arc<[u8]>, usize)>,
+    /// Next frame starts a talkspurt (marker bit).
+    fresh: bool,
+}
+
+impl Playback {
+    /// Next 20 ms frame, or None when the queue is exhausted.
+    fn next_frame(&mut self) -> Option<&[u8]> {
+        loop {
+            match &self.current {
+                Some((data, off)) if *off < data.len() => break,
+                _ => {
+                    let next = self.queue.pop_front()?;
+                    self.current = Some((next, 0));
+                }
+            }
+        }
+        let (data, off) = self.current.as_mut()?;
+        let start = *off;
+        let end = (start + FRAME_BYTES).min(data.len());
+        *off = end;
+        Some(&data[start..end])
+    }
+}
+
+/// A listening turn: its timers, its endpointer and the tag of its events.
+struct Listening {
+    timers: Timers,
+    endpointer: Endpointer,
+    tag: u64,
+}
+
+/// The media of one call leg; see the module docs.
+pub struct MediaCore {
+    params: MediaParams,
+    cfg: SessionConfig,
+    prompts: Arc<PromptCache>,
+    tx: TxStream,
+    jitter: JitterBuffer,
+    rfc4733: Rfc4733Receiver,
+    inband: InbandDetector,
+    merger: DigitMerger,
+    playback: Option<Playback>,
+    /// Where we send: from SDP, then where the caller's audio comes from.
+    remote: Option<SocketAddr>,
+    last_rx: Instant,
+    rtp_timed_out: bool,
+    listening: Option<Listening>,
+    /// The line's noise level, learnt while nobody listens (from the
+    /// frames decoded for in-band DTMF anyway).
+    line_floor: LineFloor,
+    stats: MediaStats,
+    last_send: Option<Instant>,
+    /// The packet of the last tick, built at `packet_at`.
+    packet: Vec<u8>,
+    packet_at: Instant,
+    /// Where that packet still has to go (None: handed out, or not sent).
+    transmit: Option<SocketAddr>,
+    events: VecDeque<MediaEvent>,
+    /// Scratch: decoded audio of one frame.
+    pcm: Vec<i16>,
+    /// Scratch: a prompt's short last frame padded with silence.
+    padded: [u8; FRAME_BYTES],
+    stopped: bool,
+}
+
+impl MediaCore {
+    /// A leg whose first packet is due at `start` (and whose RTP timeout
+    /// counts from it).
+    pub fn new(
+        start: Instant,
+        params: MediaParams,
+        cfg: SessionConfig,
+        prompts: Arc<PromptCache>,
+    ) -> Self {
+        let tx = TxStream::new(
+            rand::random(),
+            params.codec_pt,
+            start,
+            rand::random(),
+            rand::random(),
+        );
+        Self {
+            jitter: JitterBuffer::new(cfg.jitter_frames.max(1)),
+            remote: params.remote,
+            params,
+            cfg,
+            prompts,
+            tx,
+            rfc4733: Rfc4733Receiver::new(8000),
+            inband: InbandDetector::new(),
+            merger: DigitMerger::new(Duration::from_millis(250)),
+            playback: None,
+            last_rx: start,
+            rtp_timed_out: false,
+            listening: None,
+            line_floor: LineFloor::default(),
+            stats: MediaStats::default(),
+            last_send: None,
+            packet: Vec::with_capacity(256),
+            packet_at: start,
+            transmit: None,
+            events: VecDeque::with_capacity(8),
+            pcm: Vec::with_capacity(FRAME_BYTES),
+            padded: [0; FRAME_BYTES],
+            stopped: false,
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &MediaStats {
+        &self.stats
+    }
+
+    /// The next output; None once the core has shut down (the loop ends).
+    /// Packets first, then events, then [`Output::Timeout`].
+    pub fn poll_output(&mut self) -> Option<Output<'_>> {
+        // Handed out once: a failed send is not retried.
+        if let Some(to) = self.transmit.take() {
+            return Some(Output::Transmit(Transmit {
+                to,
+                data: &self.packet,
+            }));
+        }
+        if let Some(ev) = self.events.pop_front() {
+            return Some(Output::Event(ev));
+        }
+        if self.stopped {
+            return None;
+        }
+        Some(Output::Timeout(self.tx.next_deadline()))
+    }
+
+    /// The last [`Output::Transmit`] went out (counted in the statistics and
+    /// the send-interval histogram at its tick's time).
+    pub fn transmitted(&mut self) {
+        self.stats.packets_sent += 1;
+        stats::record_send(&mut self.last_send, self.packet_at);
+    }
+
+    /// A command of the call.
+    pub fn handle_command(&mut self, now: Instant, cmd: MediaCommand) {
+        match cmd {
+            MediaCommand::Shutdown => self.stopped = true,
+            MediaCommand::Stop => {
+                self.playback = None;
+                self.restart_no_input(now);
+            }
+            MediaCommand::StartListening(timers, tag) => {
+                // The caller's no-input time starts when the prompt ends;
+                // until then only voice activity counts.
+                let first = if self.playback.is_some() {
+                    timers.while_prompting()
+                } else {
+                    timers
+                };
+                let endpointer = Endpointer::on_line(first, now, self.line_floor.floor_db());
+                self.listening = Some(Listening {
+                    timers,
+                    endpointer,
+                    tag,
+                });
+            }
+            MediaCommand::StopListening => self.listening = None,
+            MediaCommand::Play(names) => {
+                let mut queue = VecDeque::with_capacity(names.len());
+                for name in names {
+                    match self.prompts.encoded(&name, self.params.codec) {
+                        Ok(data) => queue.push_back(data),
+                        Err(e) => self.events.push_back(MediaEvent::PromptError {
+                            error: e.to_string(),
+                            name,
+                        }),
+                    }
+                }
+                self.playback = Some(Playback {
+                    queue,
+                    current: None,
+                    fresh: true,
+                });
+            }
+            MediaCommand::Update(p) => {
+                // The prompt was encoded for the old codec; the flow must not
+                // wait for it forever.
+                if p.codec != self.params.codec && self.playback.take().is_some() {
+                    self.playback_done(now);
+                }
+                self.tx.set_payload_type(p.codec_pt);
+                if p.remote.is_some() && p.remote != self.params.remote {
+                    self.remote = p.remote;
+                }
+                self.params = p;
+                self.last_rx = now;
+            }
+            MediaCommand::InfoDigit(digit, duration_ms) => self.offer_digit(DigitEvent {
+                digit,
+                source: DigitSource::SipInfo,
+                at: now,
+                duration_ms,
+            }),
+        }
+    }
+
+    /// First half of a tick, due at [`Output::Timeout`]: the frame of this
+    /// 20 ms slot (prompt or silence, which keeps timing and NAT bindings)
+    /// becomes the packet to send.
+    pub fn handle_tick(&mut self, now: Instant) {
+        let silence = self.params.codec.silence_byte();
+        let mut marker = false;
+        let mut done = false;
+        let payload: &[u8] = match self.playback.as_mut() {
+            Some(p) => {
+                marker = p.fresh;
+                p.fresh = false;
+                match p.next_frame() {
+                    Some(f) if f.len() == FRAME_BYTES => f,
+                    Some(f) => {
+                        // A prompt's short last frame: pad with silence; the
+                        // playback ends only if no other prompt is queued.
+                        let n = f.len();
+                        self.padded[..n].copy_from_slice(f);
+                        self.padded[n..].fill(silence);
+                        done = p.queue.is_empty();
+                        &self.padded
+                    }
+                    None => {
+                        done = true;
+                        self.padded.fill(silence);
+                        &self.padded
+                    }
+                }
+            }
+            None => {
+                self.padded.fill(silence);
+                &self.padded
+            }
+        };
+        self.packet.clear();
+        self.tx.build_packet(now, payload, marker, &mut self.packet);
+        self.packet_at = now;
+        if done {
+            self.playback = None;
+            self.playback_done(now);
+        }
+        self.transmit = self.remote.filter(|_| self.params.send);
+    }
+
+    /// One datagram that arrived on the leg's socket from `from` (feed the
+    /// ones of a tick between its two halves, with the tick's time).
+    pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let Ok(pkt) = rtp_rx::parse(datagram) else {
+            return;
+        };
+        self.stats.packets_received += 1;
+        stats::record_received();
+        self.last_rx = now;
+        self.rtp_timed_out = false;
+        if self.params.dtmf_pts.contains(&pkt.payload_type) {
+            if let Some(ev) = self.rfc4733.on_packet(
+                now,
+                pkt.ssrc,
+                pkt.sequence,
+                pkt.timestamp,
+                pkt.marker,
+                pkt.payload,
+            ) {
+                self.offer_digit(ev);
+            }
+        } else if pkt.payload_type == self.params.codec_pt {
+            // Symmetric RTP: answer where the caller's audio really comes from.
+            self.remote = Some(from);
+            self.jitter.push_rtp(now, &pkt);
+        }
+    }
+
+    /// Second half of a tick: one frame out of the jitter buffer into the
+    /// in-band detector and the endpointer; the listening timers and the RTP
+    /// timeout fire.
+    pub fn handle_playout(&mut self, now: Instant) {
+        if let Some(frame) = self.jitter.pop(now) {
+            let lost = matches!(frame, Frame::Lost { .. });
+            if lost {
+                self.stats.frames_lost += 1;
+                stats::record_lost();
+            }
+            // Decoding costs: only when someone needs the audio.
+            if self.cfg.inband_dtmf || self.listening.is_some() {
+                self.pcm.clear();
+                match &frame {
+                    Frame::Audio { payload, .. } => {
+                        g711::decode(self.params.codec, payload, &mut self.pcm)
+                    }
+                    Frame::Lost { .. } => self.pcm.resize(FRAME_BYTES, 0),
+                }
+                if self.cfg.inband_dtmf {
+                    for ev in self.inband.push(now, &self.pcm) {
+                        self.offer_digit(ev);
+                    }
+                }
+                match self.listening.as_mut() {
+                    Some(l) => {
+                        if let Some(ev) = l.endpointer.push(now, &self.pcm) {
+                            self.heard(ev);
+                        }
+                    }
+                    None => self.line_floor.observe(&self.pcm),
+                }
+            }
+        }
+        // Timers run without audio too (hold, lost stream), and one frame
+        // may have produced more than one event.
+        while let Some(ev) = self.listening.as_mut().and_then(|l| l.endpointer.poll(now)) {
+            self.heard(ev);
+        }
+        self.rfc4733.poll(now);
+        if self.params.expect_rtp
+            && !self.rtp_timed_out
+            && now.saturating_duration_since(self.last_rx) >= self.cfg.rtp_timeout
+        {
+            self.rtp_timed_out = true;
+            self.events.push_back(MediaEvent::RtpTimeout);
+        }
+    }
+
+    /// One report of a key press from any method: delivered once per press.
+    fn offer_digit(&mut self, ev: DigitEvent) {
+        if let Some(ev) = self.merger.offer(ev) {
+            self.stats.digits += 1;
+            self.events.push_back(MediaEvent::Digit {
+                digit: ev.digit.as_char(),
+                source: ev.source,
+            });
+        }
+    }
+
+    /// What the endpointer heard; a final event ends the listening.
+    fn heard(&mut self, ev: EndpointEvent) {
+        let Some(l) = self.listening.as_ref() else {
+            return;
+        };
+        let tag = l.tag;
+        let ev = match ev {
+            EndpointEvent::SpeechStarted => MediaEvent::SpeechStarted(tag),
+            EndpointEvent::Utterance(u) => MediaEvent::Utterance(tag, u.pcm),
+            EndpointEvent::NoInput => MediaEvent::NoSpeech(tag),
+        };
+        if !matches!(ev, MediaEvent::SpeechStarted(_)) {
+            self.listening = None;
+        }
+        self.events.push_back(ev);
+    }
+
+    /// The prompts ended (or had to be dropped): tell the call, and the
+    /// no-input time of a listening that waited for them starts now.
+    fn playback_done(&mut self, now: Instant) {
+        self.events.push_back(MediaEvent::PlaybackDone);
+        self.restart_no_input(now);
+    }
+
+    /// A prompt ended (or was stopped) while listening and nobody has spoken
+    /// yet: the no-input time starts now.
+    fn restart_no_input(&mut self, now: Instant) {
+        if let Some(l) = self.listening.as_mut() {
+            if !l.endpointer.speech_started() {
+                // Keep what it learnt of the line's noise during the prompt.
+                l.endpointer = Endpointer::on_line(l.timers, now, l.endpointer.noise_floor_db());
+            }
+        }
+    }
+}
+
+/// The core on simulated time: no sockets, no tokio, no clock read.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::prompt::PromptAudio;
+    use std::f32::consts::TAU;
+
+    const PEER: &str = "127.0.0.1:40000";
+    const MOVED: &str = "127.0.0.1:40002";
+    const DTMF_PT: u8 = 101;
+
+    fn peer() -> SocketAddr {
+        PEER.parse().unwrap()
+    }
+
+    fn params() -> MediaParams {
+        MediaParams {
+            codec: Codec::Pcmu,
+            codec_pt: 0,
+            dtmf_pts: vec![DTMF_PT],
+            remote: Some(peer()),
+            send: true,
+            expect_rtp: true,
+        }
+    }
+
+    fn cfg() -> SessionConfig {
+        SessionConfig {
+            rtp_timeout: Duration::from_secs(1),
+            inband_dtmf: true,
+            jitter_frames: 3,
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn timers(no_input: u64) -> Timers {
+        Timers {
+            no_input_timeout: ms(no_input),
+            end_of_speech_timeout: ms(800),
+            max_duration: Duration::from_secs(10),
+        }
+    }
+
+    /// A sent packet, parsed.
+    #[derive(Debug)]
+    struct Sent {
+        to: SocketAddr,
+        at: Duration,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        payload: Vec<u8>,
+    }
+
+    /// A call leg on a simulated clock and a far end that sends audio.
+    struct Sim {
+        core: MediaCore,
+        t0: Instant,
+        now: Instant,
+        sent: Vec<Sent>,
+        events: Vec<(Duration, MediaEvent)>,
+        peer_seq: u16,
+        peer_ts: u32,
+    }
+
+    impl Sim {
+        fn new(params: MediaParams, cfg: SessionConfig, prompts: Arc<PromptCache>) -> Sim {
+            let t0 = Instant::now();
+            Sim {
+                core: MediaCore::new(t0, params, cfg, prompts),
+                t0,
+                now: t0,
+                sent: Vec::new(),
+                events: Vec::new(),
+                peer_seq: 1000,
+                peer_ts: 50_000,
+            }
+        }
+
+        fn with_prompt(pcm: Vec<i16>) -> Sim {
+            let prompts = Arc::new(PromptCache::new("/nonexistent"));
+            prompts.insert_audio("p", PromptAudio::from_pcm(pcm));
+            Sim::new(params(), cfg(), prompts)
+        }
+
+        fn at(&self) -> Duration {
+            self.now - self.t0
+        }
+
+        /// Executes the outputs like the socket loop; returns the deadline.
+        fn drain(&mut self) -> Option<Instant> {
+            loop {
+                match self.core.poll_output()? {
+                    Output::Transmit(t) => {
+                        let p = rtp_rx::parse(t.data).expect("we send valid RTP");
+                        self.sent.push(Sent {
+                            to: t.to,
+                            at: self.now - self.t0,
+                            seq: p.sequence,
+                            ts: p.timestamp,
+                            marker: p.marker,
+                            payload: p.payload.to_vec(),
+                        });
+                        self.core.transmitted();
+                    }
+                    Output::Event(ev) => self.events.push((self.now - self.t0, ev)),
+                    Output::Timeout(at) => return Some(at),
+                }
+            }
+        }
+
+        fn command(&mut self, cmd: MediaCommand) {
+            self.core.handle_command(self.now, cmd);
+            self.drain();
+        }
+
+        /// One tick at the core's deadline with these datagrams arriving.
+        fn tick_with(&mut self, incoming: &[Vec<u8>]) {
+            self.tick_from(peer(), incoming);
+        }
+
+        fn tick_from(&mut self, from: SocketAddr, incoming: &[Vec<u8>]) {
+            let at = self.drain().expect("running");
+            assert!(at >= self.now, "deadlines never go back");
+            self.now = at;
+            self.core.handle_tick(at);
+            self.drain();
+            for d in incoming {
+                self.core.handle_rtp(at, from, d);
+            }
+            self.core.handle_playout(at);
+            self.drain();
+        }
+
+        fn tick(&mut self) {
+            self.tick_with(&[]);
+        }
+
+        /// One tick with a frame of the far end's audio.
+        fn tick_audio(&mut self, pcm: &[i16]) {
+            let pkt = self.audio_packet(pcm);
+            self.tick_with(&[pkt]);
+        }
+
+        fn audio_packet(&mut self, pcm: &[i16]) -> Vec<u8> {
+            let mut payload = Vec::new();
+            g711::encode(Codec::Pcmu, pcm, &mut payload);
+            let p = rtp(0, self.peer_seq, self.peer_ts, &payload);
+            self.peer_seq = self.peer_seq.wrapping_add(1);
+            self.peer_ts = self.peer_ts.wrapping_add(160);
+            p
+        }
+
+        fn events(&self) -> Vec<MediaEvent> {
+            self.events.iter().map(|(_, e)| e.clone()).collect()
+        }
+
+        fn when(&self, wanted: &MediaEvent) -> Option<Duration> {
+            self.events
+                .iter()
+                .find(|(_, e)| e == wanted)
+                .map(|(t, _)| *t)
+        }
+
+        fn digits(&self) -> Vec<(char, DigitSource)> {
+            self.events
+                .iter()
+                .filter_map(|(_, e)| match e {
+                    MediaEvent::Digit { digit, source } => Some((*digit, *source)),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    fn rtp(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// An RFC 4733 telephone-event packet.
+    fn event_packet(seq: u16, ts: u32, code: u8, end: bool, duration: u16) -> Vec<u8> {
+        let d = duration.to_be_bytes();
+        rtp(
+            DTMF_PT,
+            seq,
+            ts,
+            &[code, if end { 0x80 } else { 0 } | 10, d[0], d[1]],
+        )
+    }
+
+    fn tone(f1: f32, f2: f32, frames: usize) -> Vec<i16> {
+        (0..frames * 160)
+            .map(|i| {
+                let t = i as f32 / 8000.0;
+                (6000.0 * ((TAU * f1 * t).sin() + (TAU * f2 * t).sin())) as i16
+            })
+            .collect()
+    }
+
+    /// Vowel-like audio: 140 Hz with its harmonics, well above the line.
+    fn voice(frames: usize) -> Vec<i16> {
+        (0..frames * 160)
+            .map(|i| {
+                let t = i as f32 / 8000.0;
+                let s: f32 = (1..=17)
+                    .map(|k| (TAU * 140.0 * k as f32 * t).sin() / k as f32)
+                    .sum();
+                (3000.0 * s) as i16
+            })
+            .collect()
+    }
+
+    const SILENCE: [i16; 160] = [0; 160];
+
+    #[test]
+    fn prompts_are_paced_in_20_ms_frames_with_continuous_seq_and_ts() {
+        // 6.5 frames: the last one is padded with silence.
+        let pcm: Vec<i16> = (0..1040).map(|i| ((i % 50) * 200 - 5000) as i16).collect();
+        let mut encoded = Vec::new();
+        g711::encode(Codec::Pcmu, &pcm, &mut encoded);
+        let mut sim = Sim::with_prompt(pcm);
+        sim.command(MediaCommand::Play(vec!["p".into()]));
+        for _ in 0..10 {
+            sim.tick();
+        }
+        assert_eq!(sim.sent.len(), 10);
+        for (i, p) in sim.sent.iter().enumerate() {
+            assert_eq!(p.at, ms(20 * i as u64), "packet {i} on its slot");
+            assert_eq!(p.to, peer());
+            assert_eq!(p.payload.len(), 160);
+            assert_eq!(p.marker, i == 0, "marker only on the talkspurt start");
+            if i > 0 {
+                let prev = &sim.sent[i - 1];
+                assert_eq!(p.seq, prev.seq.wrapping_add(1));
+                assert_eq!(p.ts, prev.ts.wrapping_add(160));
+            }
+        }
+        let sent: Vec<u8> = sim.sent[..7]
+            .iter()
+            .flat_map(|p| p.payload.clone())
+            .collect();
+        assert_eq!(&sent[..1040], &encoded[..]);
+        let silence = Codec::Pcmu.silence_byte();
+        assert!(sent[1040..].iter().all(|&b| b == silence), "padding");
+        assert!(sim.sent[7..].iter().all(|p| p.payload == [silence; 160]));
+        // Done with the tick that sent the last frame, once.
+        assert_eq!(sim.events(), vec![MediaEvent::PlaybackDone]);
+        assert_eq!(sim.when(&MediaEvent::PlaybackDone), Some(ms(120)));
+        assert_eq!(sim.core.stats().packets_sent, 10);
+    }
+
+    #[test]
+    fn hold_keeps_time_but_sends_nothing_and_prompt_errors_are_reported() {
+        let prompts = Arc::new(PromptCache::new("/nonexistent"));
+        let mut sim = Sim::new(
+            MediaParams {
+                send: false,
+                ..params()
+            },
+            cfg(),
+            prompts,
+        );
+        sim.command(MediaCommand::Play(vec!["missing".into()]));
+        assert!(matches!(
+            &sim.events()[..],
+            [MediaEvent::PromptError { name, .. }] if name == "missing"
+        ));
+        for _ in 0..5 {
+            sim.tick();
+        }
+        assert!(sim.sent.is_empty());
+        assert_eq!(sim.at(), ms(80), "ticks still every 20 ms");
+        // The empty playback ends at its first tick.
+        assert_eq!(sim.when(&MediaEvent::PlaybackDone), Some(ms(0)));
+    }
+
+    #[test]
+    fn digits_from_all_three_methods_are_delivered_once_per_press() {
+        let mut sim = Sim::with_prompt(vec![0; 160]);
+        for _ in 0..5 {
+            sim.tick_audio(&SILENCE);
+        }
+        // Key 5 pressed: RFC 4733 and in-band audio at once, and SIP INFO.
+        let five = tone(770.0, 1336.0, 6);
+        let ts = sim.peer_ts;
+        for (i, frame) in five.chunks(160).enumerate() {
+            let audio = sim.audio_packet(frame);
+            let seq = 9000 + i as u16;
+            let ev = event_packet(seq, ts, 5, false, 160 * (i as u16 + 1));
+            sim.tick_with(&[audio, ev]);
+            if i == 1 {
+                sim.command(MediaCommand::InfoDigit(
+                    Digit::from_char('5').unwrap(),
+                    None,
+                ));
+            }
+        }
+        for i in 0..3 {
+            let end = event_packet(9010 + i, ts, 5, true, 960);
+            let audio = sim.audio_packet(&SILENCE);
+            sim.tick_with(&[audio, end]);
+        }
+        for _ in 0..25 {
+            sim.tick_audio(&SILENCE);
+        }
+        assert_eq!(sim.digits(), vec![('5', DigitSource::Rfc4733)]);
+
+        // Key 8 by SIP INFO alone.
+        sim.command(MediaCommand::InfoDigit(
+            Digit::from_char('8').unwrap(),
+            Some(100),
+        ));
+        for _ in 0..25 {
+            sim.tick_audio(&SILENCE);
+        }
+        // Key 3 only in-band, well away from the signalled ones.
+        for frame in tone(697.0, 1477.0, 6).chunks(160) {
+            sim.tick_audio(frame);
+        }
+        for _ in 0..10 {
+            sim.tick_audio(&SILENCE);
+        }
+        assert_eq!(
+            sim.digits(),
+            vec![
+                ('5', DigitSource::Rfc4733),
+                ('8', DigitSource::SipInfo),
+                ('3', DigitSource::Inband)
+            ]
+        );
+        assert_eq!(sim.core.stats().digits, 3);
+    }
+
+    #[test]
+    fn speech_barge_in_is_heard_while_the_prompt_plays() {
+        let mut sim = Sim::with_prompt(vec![1000; 8000]); // 1 s
+        sim.command(MediaCommand::Play(vec!["p".into()]));
+        sim.command(MediaCommand::StartListening(timers(500), 7));
+        for _ in 0..5 {
+            sim.tick_audio(&SILENCE);
+        }
+        for frame in voice(30).chunks(160) {
+            sim.tick_audio(frame);
+        }
+        let started = sim
+            .when(&MediaEvent::SpeechStarted(7))
+            .expect("voice activity reported");
+        assert!(started < ms(1000), "during the prompt: {started:?}");
+        assert_eq!(sim.when(&MediaEvent::PlaybackDone), None);
+        // The flow stops the prompt; the caller pauses: the utterance ends.
+        sim.command(MediaCommand::Stop);
+        for _ in 0..50 {
+            sim.tick_audio(&SILENCE);
+        }
+        let utterances: Vec<_> = sim
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                MediaEvent::Utterance(tag, pcm) => Some((tag, pcm.len())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(utterances.len(), 1, "{:?}", sim.events());
+        assert_eq!(utterances[0].0, 7);
+        assert!(utterances[0].1 >= 30 * 160, "the whole phrase");
+        // The listening ended with it: no no-input afterwards.
+        assert_eq!(sim.when(&MediaEvent::NoSpeech(7)), None);
+    }
+
+    #[test]
+    fn no_input_counts_from_the_end_of_the_prompt() {
+        // 1 s, 50 whole frames: the last is sent at 980 ms, and the slot
+        // after it (1000 ms) finds the queue empty.
+        let mut sim = Sim::with_prompt(vec![1000; 8000]);
+        sim.command(MediaCommand::Play(vec!["p".into()]));
+        sim.command(MediaCommand::StartListening(timers(500), 3));
+        for _ in 0..100 {
+            sim.tick_audio(&SILENCE);
+        }
+        let done = sim.when(&MediaEvent::PlaybackDone).expect("prompt ends");
+        assert_eq!(done, ms(1000));
+        let no_input = sim.when(&MediaEvent::NoSpeech(3)).expect("no input");
+        assert!(
+            no_input >= done + ms(500) && no_input <= done + ms(520),
+            "{no_input:?}"
+        );
+        assert_eq!(sim.events().len(), 2);
+    }
+
+    #[test]
+    fn stopping_the_prompt_starts_the_no_input_time() {
+        let mut sim = Sim::with_prompt(vec![1000; 40_000]); // 5 s
+        sim.command(MediaCommand::Play(vec!["p".into()]));
+        sim.command(MediaCommand::StartListening(timers(500), 4));
+        for _ in 0..15 {
+            sim.tick_audio(&SILENCE);
+        }
+        assert!(sim.events().is_empty(), "nothing while the prompt plays");
+        let stopped = sim.at();
+        sim.command(MediaCommand::Stop);
+        for _ in 0..40 {
+            sim.tick_audio(&SILENCE);
+        }
+        let no_input = sim.when(&MediaEvent::NoSpeech(4)).expect("no input");
+        assert!(
+            no_input >= stopped + ms(500) && no_input <= stopped + ms(520),
+            "{no_input:?}"
+        );
+        assert_eq!(
+            sim.when(&MediaEvent::PlaybackDone),
+            None,
+            "stopped, not done"
+        );
+    }
+
+    #[test]
+    fn no_input_without_a_prompt_counts_from_the_start_and_stale_listening_is_silent() {
+        let mut sim = Sim::with_prompt(vec![0; 160]);
+        sim.command(MediaCommand::StartListening(timers(300), 1));
+        sim.tick();
+        sim.command(MediaCommand::StopListening);
+        sim.command(MediaCommand::StartListening(timers(300), 2));
+        for _ in 0..30 {
+            sim.tick();
+        }
+        assert_eq!(sim.events(), vec![MediaEvent::NoSpeech(2)]);
+        assert!(sim.when(&MediaEvent::NoSpeech(2)).unwrap() <= ms(320));
+    }
+
+    #[test]
+    fn rtp_timeout_fires_once_per_silence_and_not_on_hold() {
+        let mut sim = Sim::with_prompt(vec![0; 160]);
+        for _ in 0..10 {
+            sim.tick_audio(&SILENCE);
+        }
+        let last_rx = sim.at();
+        for _ in 0..100 {
+            sim.tick();
+        }
+        assert_eq!(sim.events(), vec![MediaEvent::RtpTimeout]);
+        let at = sim.when(&MediaEvent::RtpTimeout).unwrap();
+        assert_eq!(at, last_rx + Duration::from_secs(1));
+        // The stream comes back and stops again: a second timeout.
+        sim.tick_audio(&SILENCE);
+        for _ in 0..60 {
+            sim.tick();
+        }
+        assert_eq!(sim.events().len(), 2);
+
+        // On hold the peer sends nothing on purpose.
+        let mut sim = Sim::with_prompt(vec![0; 160]);
+        sim.command(MediaCommand::Update(MediaParams {
+            expect_rtp: false,
+            ..params()
+        }));
+        for _ in 0..100 {
+            sim.tick();
+        }
+        assert!(sim.events().is_empty());
+    }
+
+    #[test]
+    fn replies_go_where_the_callers_audio_comes_from() {
+        let mut sim = Sim::with_prompt(vec![0; 160]);
+        sim.tick();
+        assert_eq!(sim.sent[0].to, peer());
+        let pkt = sim.audio_packet(&SILENCE);
+        sim.tick_from(MOVED.parse().unwrap(), &[pkt]);
+        sim.tick();
+        assert_eq!(sim.sent[2].to, MOVED.parse::<SocketAddr>().unwrap());
+        assert_eq!(sim.core.stats().packets_received, 1);
+        // Garbage on the port is not RTP and changes nothing.
+        sim.tick_from(peer(), &[vec![0x00, 0x01, 0x02]]);
+        sim.tick();
+        assert_eq!(sim.sent[4].to, MOVED.parse::<SocketAddr>().unwrap());
+        assert_eq!(sim.core.stats().packets_received, 1);
+    }
+
+    #[test]
+    fn a_codec_change_ends_the_playback_and_shutdown_ends_the_core() {
+        let mut sim = Sim::with_prompt(vec![1000; 8000]);
+        sim.command(MediaCommand::Play(vec!["p".into()]));
+        sim.tick();
+        sim.command(MediaCommand::Update(MediaParams {
+            codec: Codec::Pcma,
+            codec_pt: 8,
+            ..params()
+        }));
+        assert_eq!(sim.events(), vec![MediaEvent::PlaybackDone]);
+        sim.tick();
+        let last = sim.sent.last().unwrap();
+        assert_eq!(last.payload, [Codec::Pcma.silence_byte(); 160]);
+        assert_eq!(sim.sent[1].seq, sim.sent[0].seq.wrapping_add(1));
+        sim.core.handle_command(sim.now, MediaCommand::Shutdown);
+        assert!(sim.core.poll_output().is_none());
+    }
+}
