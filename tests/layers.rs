@@ -93,26 +93,6 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Imports that break the rule today, as (importing module, imported
-/// top-level module). Other parts of issue 12 remove them. This list must only
-/// shrink: a new violation fails the test, and so does an entry that no longer
-/// occurs (delete it then).
-const KNOWN_VIOLATIONS: &[(&str, &str)] = &[
-    // SpeechResult / RecognitionSpec live in `call`; they belong in `asr`.
-    ("asr", "call"),
-    ("asr::pool::tests", "call"),
-    ("asr::recording", "call"),
-    ("asr::whisper", "call"),
-    // `call::DigitSource`: one DigitSource in `media::dtmf` instead.
-    ("media::session", "call"),
-    // Call assembly (RTP port, SDP answer, media session, SipCall) moves to `call`.
-    ("sip::endpoint", "asr"),
-    ("sip::endpoint", "call"),
-    ("sip::endpoint", "media"),
-    // `media::g711::Codec` in the SDP negotiator.
-    ("sip::sdp", "media"),
-];
-
 /// One `crate::X` (or equivalent) reference found in a source file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Import {
@@ -151,7 +131,6 @@ fn nothing_low_imports_something_high() {
         imports.len()
     );
     let mut problems = Vec::new();
-    let mut seen_known = BTreeSet::new();
     for imp in &imports {
         let from = imp.importer_top();
         if from == imp.to {
@@ -166,24 +145,9 @@ fn nothing_low_imports_something_high() {
             }
         }
         if may_import(from, &imp.to) == Some(false) {
-            if let Some(k) = KNOWN_VIOLATIONS
-                .iter()
-                .find(|(f, t)| *f == imp.from && *t == imp.to)
-            {
-                seen_known.insert(*k);
-            } else {
-                problems.push(format!(
-                    "{}: `{}` imports `{}`, which is above it (see LAYERS in tests/layers.rs)",
-                    imp.at, imp.from, imp.to
-                ));
-            }
-        }
-    }
-    for k in KNOWN_VIOLATIONS {
-        if !seen_known.contains(k) {
             problems.push(format!(
-                "KNOWN_VIOLATIONS lists `{}` → `{}`, which no longer occurs: delete the entry",
-                k.0, k.1
+                "{}: `{}` imports `{}`, which is above it (see LAYERS in tests/layers.rs)",
+                imp.at, imp.from, imp.to
             ));
         }
     }
