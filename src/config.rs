@@ -8,28 +8,47 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Why a configuration file was refused; `Display` starts with the file's
+/// path so the CLI can print it as is.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("{path}: cannot read: {source}")]
     Io {
+        /// The file, as named to [`Config::load`] or [`Config::parse`].
         path: String,
+        /// What the OS said.
         source: std::io::Error,
     },
+    /// Not valid YAML, or a field unknown or of the wrong type.
     #[error("{path}:{line}:{col}: {message}")]
     Invalid {
+        /// The file, as named to [`Config::load`] or [`Config::parse`].
         path: String,
+        /// 1-based line of the offending YAML.
         line: usize,
+        /// 1-based column of the offending YAML.
         col: usize,
+        /// The parser's first message line.
         message: String,
     },
+    /// Well-formed YAML with a value out of range or unparsable (address,
+    /// port range, duration, priority); the message starts with the field.
     #[error("{path}: {message}")]
-    Semantic { path: String, message: String },
+    Semantic {
+        /// The file, as named to [`Config::load`] or [`Config::parse`].
+        path: String,
+        /// `field: what is wrong` (e.g. `nice: 30 is outside -20..19`).
+        message: String,
+    },
 }
 
 /// `20000-29999`: the RTP port range (even ports are used for RTP).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortRange {
+    /// Lowest port, inclusive; above 1023.
     pub first: u16,
+    /// Highest port, inclusive; more than `first`.
     pub last: u16,
 }
 
@@ -99,13 +118,22 @@ struct RawConfig {
     media_priority: Option<i32>,
 }
 
+/// The `serve` configuration (`voxgate.yaml`). Every field is optional in
+/// the file; [`Config::default`] holds the defaults.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// SIP address and port to listen on (UDP and TCP); default `0.0.0.0:5060`.
     pub listen: SocketAddr,
-    /// Address written into SDP/Contact; defaults to the listen address.
+    /// Address written into SDP/Contact; set it behind NAT. Without it:
+    /// the listen address, or, when that is unspecified (`0.0.0.0`), our
+    /// address on the route to each caller.
     pub public_ip: Option<std::net::IpAddr>,
+    /// Ports for the calls' RTP sockets; must lie outside the kernel's
+    /// ephemeral range ([`check_rtp_range`]).
     pub rtp_ports: PortRange,
+    /// Folder of the flow YAML files (`flows` by default).
     pub flows_dir: PathBuf,
+    /// Folder of the prompt audio the flows name (`prompts` by default).
     pub prompts_dir: PathBuf,
     /// Speech models (models/whisper-tiny.en by default).
     pub models_dir: PathBuf,
@@ -115,10 +143,15 @@ pub struct Config {
     pub route_by_flow_name: bool,
     /// No RTP for this long → BYE.
     pub rtp_timeout: Duration,
+    /// A call still running after this long is hung up, whatever its flow
+    /// does; default 1 h.
     pub max_call_duration: Duration,
     /// After SIGTERM, running calls get this long to finish.
     pub shutdown_grace: Duration,
+    /// Also detect DTMF tones in the caller's audio (for gateways that send
+    /// neither RFC 4733 events nor SIP INFO). Default on.
     pub inband_dtmf: bool,
+    /// Log lines as JSON objects (`log_format: json`) instead of text.
     pub json_logs: bool,
     /// Ring (180) this long before answering; 0 answers at once.
     pub ring_time: Duration,
@@ -158,6 +191,7 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Read and parse the file at `path` (see [`Config::parse`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let p = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
@@ -167,6 +201,9 @@ impl Config {
         Self::parse(&p, &text)
     }
 
+    /// Parse YAML `text`; `path` only labels errors. Empty text gives the
+    /// defaults. Relative directories are kept as written (see
+    /// [`Config::resolve_relative_to`]).
     pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = if text.trim().is_empty() {
             RawConfig::default()
@@ -290,6 +327,9 @@ pub fn ephemeral_range() -> Option<(u16, u16)> {
     Some((it.next()?, it.next()?))
 }
 
+/// Refuse an RTP range that overlaps the kernel's ephemeral ports; the
+/// error says which range to stay below. Passes when the kernel's range
+/// cannot be read.
 pub fn check_rtp_range(r: PortRange) -> Result<(), String> {
     if let Some((lo, hi)) = ephemeral_range() {
         if r.first <= hi && lo <= r.last {

@@ -17,16 +17,25 @@
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-/// How a verification was performed.
+/// How a verification was performed; the `method` of an [`Event::Auth`]
+/// and the value flows read as `auth.method`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AuthMethod {
+    /// A spoken passphrase, judged by the passphrase verifier backend
+    /// (`verify_passphrase`).
     Passphrase,
+    /// A one-time code sent by SMS and keyed in by the caller (`verify_code`).
     SmsCode,
+    /// A one-time code read out in a voice call and keyed in by the caller
+    /// (`verify_code` after a `send_code` with `channel: voice`).
     VoiceCode,
+    /// A time-based one-time password from the caller's authenticator app
+    /// (`verify_totp`).
     Totp,
 }
 
 impl AuthMethod {
+    /// Stable spelling used in JSON events and in the `auth.method` variable.
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Passphrase => "passphrase",
@@ -37,17 +46,27 @@ impl AuthMethod {
     }
 }
 
-/// Result of a verification attempt (final for the step).
+/// Result of a verification attempt (final for the step: retries are
+/// inside the step). Flows read it as `auth.result`; [`Event::name`] puts it
+/// in the event name (`auth_passed`, …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AuthOutcome {
+    /// The caller proved who they are.
     Passed,
+    /// Wrong answers on every allowed try, or the code backend burnt the
+    /// code (its attempts used up).
     Failed,
+    /// The one-time code's time to live had run out when it was checked.
     Expired,
+    /// The caller entered or said nothing within the step's timeouts.
     NoInput,
+    /// The check could not be made (backend missing or failing, decoder
+    /// busy); says nothing about the caller.
     Error,
 }
 
 impl AuthOutcome {
+    /// Stable spelling used in JSON events and in the `auth.result` variable.
     pub fn as_str(self) -> &'static str {
         match self {
             AuthOutcome::Passed => "passed",
@@ -59,15 +78,21 @@ impl AuthOutcome {
     }
 }
 
-/// Result of asking the code backend to send a one-time code.
+/// Result of asking the code backend to send a one-time code
+/// (`send_code`); the `outcome` of an [`Event::CodeSent`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SendOutcome {
+    /// The backend accepted the code for delivery (not a proof of receipt).
     Sent,
+    /// The backend refused to send another code yet (e.g. within
+    /// `resend_cooldown`); the step takes its `rate_limited` exit.
     RateLimited,
+    /// The backend is missing or failed; the step takes its `error` exit.
     Error,
 }
 
 impl SendOutcome {
+    /// Stable spelling used in JSON events.
     pub fn as_str(self) -> &'static str {
         match self {
             SendOutcome::Sent => "sent",
@@ -77,15 +102,22 @@ impl SendOutcome {
     }
 }
 
-/// Result of a transfer attempt.
+/// Result of a transfer attempt (`transfer`); the `outcome` of an
+/// [`Event::Transfer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TransferResult {
+    /// The target has the call; this leg no longer belongs to the flow.
     Transferred,
+    /// The target refused or did not answer (SIP status in the event when
+    /// there was one); the step takes its `failure` exit.
     Failed,
+    /// The transfer could not be attempted (unsupported on this call, call
+    /// failure); the step takes its `error` exit.
     Error,
 }
 
 impl TransferResult {
+    /// Stable spelling used in JSON events.
     pub fn as_str(self) -> &'static str {
         match self {
             TransferResult::Transferred => "transferred",
@@ -95,16 +127,22 @@ impl TransferResult {
     }
 }
 
-/// Result of a webhook call.
+/// Result of a webhook call (`webhook`); the `outcome` of an
+/// [`Event::Webhook`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WebhookResult {
+    /// A 2xx answer; its JSON body was stored under the step's `into`.
     Ok,
+    /// A non-2xx answer; only its status was stored (`<into>.status`).
     Failed,
+    /// No answer within the step's `timeout`.
     Timeout,
+    /// Transport error (connection refused, bad URL, unreadable answer).
     Error,
 }
 
 impl WebhookResult {
+    /// Stable spelling used in JSON events.
     pub fn as_str(self) -> &'static str {
         match self {
             WebhookResult::Ok => "ok",
@@ -115,14 +153,18 @@ impl WebhookResult {
     }
 }
 
-/// Who ended the call.
+/// Who ended the call; the `by` of an [`Event::HungUp`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HangupBy {
+    /// The caller hung up (or the call was torn down under the flow).
     Caller,
+    /// The flow ended the call: a `hangup` step, a `next` exit with no
+    /// target, or a flow error.
     Engine,
 }
 
 impl HangupBy {
+    /// Stable spelling used in JSON events.
     pub fn as_str(self) -> &'static str {
         match self {
             HangupBy::Caller => "caller",
@@ -132,63 +174,117 @@ impl HangupBy {
 }
 
 /// One thing that happened during a flow run.
+///
+/// Every `step` field is the id of the step the event belongs to, as written
+/// in the flow (empty for an error before the first step ran).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
+    /// The flow began running on a call; always the first event of a run.
     FlowStarted {
+        /// The flow's `name`.
         flow: String,
     },
+    /// A step began.
     StepEntered {
+        /// Step id.
         step: String,
+        /// The step's kind as spelled in YAML (`collect_digits`, …).
         kind: &'static str,
     },
+    /// A step finished and the flow moved on (or ended).
     StepLeft {
+        /// Step id.
         step: String,
         /// Exit name (`success`, `next`, …) or `goto` for branches.
         exit: String,
     },
+    /// An input step finished collecting a digit string.
     Digits {
+        /// Step id.
         step: String,
+        /// How many digits were entered (also when they are withheld).
         count: usize,
+        /// How the last digit arrived: `rfc4733`, `sip_info`, `inband` or
+        /// `script` (a `voxgate test` caller).
         source: &'static str,
-        /// `None` when the step is secret.
+        /// The digits themselves; `None` when the step is secret.
         digits: Option<String>,
     },
+    /// The recogniser returned a result for a `recognize` or
+    /// `verify_passphrase` try. Never carries the transcript.
     Recognition {
+        /// Step id.
         step: String,
+        /// The recogniser's confidence, 0.0 – 1.0.
         confidence: f32,
+        /// Whether the try counted: for `recognize`, confidence high enough
+        /// and (when the step lists phrases) one of them; for
+        /// `verify_passphrase`, the verifier's verdict.
         matched: bool,
         /// Words heard (the words themselves stay in the call).
         words: usize,
     },
+    /// A verification step reached its final outcome; also sets
+    /// `auth.result`, `auth.method` and `auth.reason` for the flow.
     Auth {
+        /// Step id.
         step: String,
+        /// How the caller was checked.
         method: AuthMethod,
+        /// What the check concluded.
         outcome: AuthOutcome,
+        /// A fixed human-readable explanation (`wrong code`, `code expired`,
+        /// a backend error): never the code, passphrase or transcript.
         reason: String,
     },
+    /// A `send_code` step asked the code backend to send a one-time code.
     CodeSent {
+        /// Step id.
         step: String,
+        /// `sms` or `voice`.
         channel: &'static str,
+        /// The destination masked by [`mask_number`]; the full number is
+        /// never in an event.
         to_masked: String,
+        /// What the backend answered.
         outcome: SendOutcome,
     },
+    /// A `transfer` step tried to hand the call to an agent.
     Transfer {
+        /// Step id.
         step: String,
+        /// The rendered target URI (a public render: no secret can be in it).
         target: String,
+        /// How the attempt ended.
         outcome: TransferResult,
+        /// The SIP status the target answered with, when it answered.
         status: Option<u16>,
     },
+    /// A `webhook` step called its HTTP backend.
     Webhook {
+        /// Step id.
         step: String,
+        /// How the call ended.
         outcome: WebhookResult,
+        /// The HTTP status, when an answer came.
         status: Option<u16>,
     },
+    /// A step failed. Either the step took its `error` exit, or (when it has
+    /// none, or the engine itself failed) the flow ends and a `HungUp` by the
+    /// engine follows.
     Error {
+        /// Step id.
         step: String,
+        /// What went wrong, for the operator. Built from step, backend and
+        /// call errors, which must never carry a secret (code, passphrase,
+        /// transcript).
         message: String,
     },
+    /// The call ended while the flow ran.
     HungUp {
+        /// Who hung up.
         by: HangupBy,
+        /// The step running when the call ended.
         step: String,
     },
 }
@@ -351,20 +447,26 @@ impl Serialize for Event {
 
 /// Where events go. `Send` so a sink can live in the call's tokio task.
 pub trait EventSink: Send {
+    /// Take one event, in the order they happened. Must not block for
+    /// long: it is called on the task that runs the call.
     fn emit(&mut self, ev: Event);
 }
 
 /// Collects events in memory (tests, records written at call end).
 #[derive(Clone, Debug, Default)]
 pub struct VecSink {
+    /// Every event emitted so far, oldest first.
     pub events: Vec<Event>,
 }
 
 impl VecSink {
+    /// An empty sink.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The [`Event::name`] of each event, in order (what a test's
+    /// `events:` list is compared with).
     pub fn names(&self) -> Vec<&'static str> {
         self.events.iter().map(Event::name).collect()
     }

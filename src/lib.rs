@@ -1,9 +1,20 @@
-//! voxgate: an IVR voice-flow engine for phone authentication.
+//! voxgate: an IVR voice-flow engine for phone authentication — a SIP UAS
+//! with its own RTP media, call flows written in YAML, and on-device speech
+//! recognition (Whisper).
 //!
-//! The path of a call: `sip` (wire → core → endpoint) → `call` (the
-//! `CallChannel` a flow talks to) → `flow` (model, validation, engine,
-//! steps) → `media` (RTP, G.711, DTMF, prompts). `events` is the one event
-//! vocabulary every consumer shares.
+//! The modules, top to bottom (`docs/architecture.md` draws them;
+//! `tests/layers.rs` fails when a module imports one above it):
+//! - `app`: the CLI subcommands (`serve`, `validate`, `test`).
+//! - `call`: the `CallChannel` a flow talks to, and the live SIP call behind
+//!   it (dialog, media session, speech).
+//! - `flow`: the YAML model, checks run before a caller hears a flow
+//!   (`validate`), the interpreter and its steps, and `voxgate test`; it sees
+//!   a call only through `call::CallChannel`.
+//! - `sip`: signalling only: wire → core (transactions, dialogs) → endpoint.
+//! - `media` (RTP, G.711, DTMF, prompts) and `asr` (voice activity, Whisper):
+//!   below `call`, never importing it.
+//! - `events` (the one event vocabulary every consumer shares, free of
+//!   secrets), `config` and `linewriter`: the bottom.
 
 pub mod app;
 pub mod asr;

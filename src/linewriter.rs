@@ -39,6 +39,10 @@ impl Drop for LineWriter {
 }
 
 impl LineWriter {
+    /// Start the writer thread (named `name`, as seen in `top -H`) that owns
+    /// `out`, and return the first handle to it; clone it for more. The
+    /// thread ends when the last handle is dropped, after writing everything
+    /// sent. Fails only when the thread cannot be spawned.
     pub fn spawn(mut out: Box<dyn Write + Send>, name: &str) -> std::io::Result<LineWriter> {
         let (tx, rx) = mpsc::channel::<Msg>();
         std::thread::Builder::new()
