@@ -21,6 +21,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use crate::flow::diag::{self, Diagnostic};
 use crate::flow::expr;
 use crate::flow::model::*;
+use crate::flow::state::{reserved_list, reserved_owner, Reserved};
 
 // ---------------------------------------------------------------------------
 // Field tables: the single source of truth for which keys each kind accepts.
@@ -946,13 +947,12 @@ fn build_flow(ctx: &mut Ctx, root: &Node) -> Option<Flow> {
     {
         ctx.rec.vars_unknown = true;
     }
-    let vars: BTreeMap<String, Template> = top
+    let vars = top
         .get("vars")
         .map(|n| ctx.template_map(n, "vars"))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k.value, v))
-        .collect();
+        .unwrap_or_default();
+    check_writable_names(ctx, "`vars`", &vars);
+    let vars: BTreeMap<String, Template> = vars.into_iter().map(|(k, v)| (k.value, v)).collect();
 
     let mut steps: Vec<Step> = Vec::new();
     let mut seen_ids: Vec<(String, u32)> = Vec::new();
@@ -1088,6 +1088,7 @@ fn note_maybe_set(ctx: &mut Ctx, sid: &str, kind: &str, body: &Node) {
         }
         Some("send_code") => {
             rec.maybe_set.insert("code.sent_to".into());
+            rec.maybe_set.insert("code.channel".into());
         }
         Some("set") | None => {
             if let Val::Map(m) = &body.val {
@@ -1510,10 +1511,14 @@ fn speech_timers(ctx: &mut Ctx, f: &Fields, span: Span, max_secs: u64) -> Speech
     }
 }
 
-/// `into:` variable name; defaults to the step id.
-fn into_var(ctx: &mut Ctx, f: &Fields, sid: &str, span: Span) -> Spanned<String> {
+/// `into:` variable name; defaults to the step id. `prefix`: the step writes
+/// under `into.` (webhook) rather than into the variable itself.
+fn into_var(ctx: &mut Ctx, f: &Fields, sid: &str, span: Span, prefix: bool) -> Spanned<String> {
     match f.get("into").and_then(|n| ctx.string(n, "into")) {
-        Some(s) if is_var_name(&s.value) => s,
+        Some(s) if is_var_name(&s.value) => {
+            check_writable_into(ctx, f, &s, prefix);
+            s
+        }
         Some(s) => {
             ctx.ferr(
                 s.span,
@@ -1521,12 +1526,72 @@ fn into_var(ctx: &mut Ctx, f: &Fields, sid: &str, span: Span) -> Spanned<String>
             );
             s
         }
-        None => Spanned::new(sid.to_string(), span),
+        None => {
+            let s = Spanned::new(sid.to_string(), span);
+            if is_var_name(sid) {
+                check_writable_into(ctx, f, &s, prefix);
+            }
+            s
+        }
     }
 }
 
 fn is_var_name(s: &str) -> bool {
     expr::template_vars(&format!("${{{s}}}")).is_ok_and(|v| v.len() == 1 && v[0] == s)
+}
+
+/// Why engine state may not be written, for the end of every refusal.
+fn read_only(r: &Reserved) -> String {
+    format!(
+        "`{}` is set by {} and is read-only to flows (reserved: {})",
+        r.pattern,
+        r.owner,
+        reserved_list()
+    )
+}
+
+/// `set:` and `vars:` keys: a write to a name the engine owns is refused.
+fn check_writable_names(ctx: &mut Ctx, what: &str, names: &[(Spanned<String>, Template)]) {
+    for (k, _) in names {
+        if let Some(r) = reserved_owner(&k.value) {
+            let msg = format!("{what}: cannot write `{}`: {}", k.value, read_only(r));
+            ctx.err(k.span, msg);
+        }
+    }
+}
+
+/// What an input step's or a webhook's `into:` writes: the variable itself,
+/// or (`prefix`) everything under `into.`.
+fn check_writable_into(ctx: &mut Ctx, f: &Fields, into: &Spanned<String>, prefix: bool) {
+    let written = if prefix {
+        format!("{}.", into.value)
+    } else {
+        into.value.clone()
+    };
+    let Some(r) = reserved_owner(&written) else {
+        return;
+    };
+    let (shown, other) = if prefix {
+        (
+            format!("everything under `{written}`"),
+            "prefix such as `crm`",
+        )
+    } else {
+        (format!("`{written}`"), "variable name")
+    };
+    let msg = if f.get("into").is_some() {
+        format!(
+            "`into: {}` would write {shown}, but {}; choose another {other}",
+            into.value,
+            read_only(r)
+        )
+    } else {
+        format!(
+            "without `into:` this step writes {shown} (named after the step id), but {}; add `into:` with another {other}",
+            read_only(r)
+        )
+    };
+    ctx.ferr(into.span, msg);
 }
 
 fn build_kind(ctx: &mut Ctx, sid: &str, kind: &str, body: &Node, span: Span) -> Option<StepKind> {
@@ -1693,7 +1758,7 @@ fn build_kind_inner(
                     }
                 }
             });
-            let into = into_var(ctx, &f, sid, span);
+            let into = into_var(ctx, &f, sid, span, false);
             let secret = f
                 .get("secret")
                 .and_then(|n| ctx.boolean(n, "secret"))
@@ -1768,7 +1833,7 @@ fn build_kind_inner(
                         )
                     },
                 ),
-                into: into_var(ctx, &f, sid, span),
+                into: into_var(ctx, &f, sid, span, false),
             })
         }
         "lookup_caller" => {
@@ -1921,12 +1986,12 @@ fn build_kind_inner(
                     .get("timeout")
                     .and_then(|n| ctx.duration(n, "timeout"))
                     .unwrap_or_else(|| dur(3, 0, span)),
-                into: into_var(ctx, &f, sid, span),
+                into: into_var(ctx, &f, sid, span, true),
             })
         }
         "set" => {
             if !matches!(body.val, Val::Map(_)) {
-                ctx.err(body.span, format!("{what} must be a mapping of variable: value (e.g. {{ auth.result: passed }}), got {}", body.shown()));
+                ctx.err(body.span, format!("{what} must be a mapping of variable: value (e.g. {{ tries_left: 2 }}), got {}", body.shown()));
                 return None;
             }
             let vars = ctx.template_map(body, "set");
@@ -1935,6 +2000,7 @@ fn build_kind_inner(
                     ctx.err(k.span, format!("{what}: `{}` is not a variable name; use letters, digits, `_` and dots", k.value));
                 }
             }
+            check_writable_names(ctx, what, &vars);
             StepKind::Set(Set { vars })
         }
         "branch" => build_branch(ctx, sid, body, span)?,
@@ -2150,7 +2216,7 @@ steps:
     webhook: { url: "http://127.0.0.1:8080/crm?n=${caller}", method: post, timeout: 3s, headers: { X-Key: abc }, body: { caller: "${caller}" }, into: crm }
     on: { success: mark, failure: mark, timeout: mark, error: mark }
   mark:
-    set: { auth.result: passed, tries_left: "2", n: 5 }
+    set: { result: passed, tries_left: "2", n: 5 }
     next: route
   route:
     branch:
@@ -2634,6 +2700,110 @@ steps:
             "the flow file must be a mapping of fields (flow, description",
         );
         has(&errs("a\n---\nb\n"), "YAML syntax error");
+    }
+
+    const RESERVED_TAIL: &str =
+        "(reserved: auth.*, account.*, code.*, caller*, call.*, call_id, dialled, header.*)";
+
+    /// Errors of a flow that is fine but for the lines given.
+    fn errs_with(lines: &str) -> Vec<String> {
+        errs(&format!("{lines}  end: {{ hangup: {{}} }}\n"))
+    }
+
+    #[test]
+    fn reserved_write_by_set() {
+        let e = errs_with("steps:\n  s:\n    set: { ok: x, auth.result: passed, caller_trust: high }\n    next: end\n");
+        assert_eq!(
+            e,
+            [
+                format!("3:19: step `s` (set): cannot write `auth.result`: `auth.*` is set by the verify_passphrase, verify_code and verify_totp steps and is read-only to flows {RESERVED_TAIL}"),
+                format!("3:40: step `s` (set): cannot write `caller_trust`: `caller*` is set by the call (its caller ID and how far it is trusted) and is read-only to flows {RESERVED_TAIL}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn reserved_write_by_vars() {
+        let e = errs_with("vars:\n  brand: x\n  account.id: none\n  code.channel: voice\n  code: '1'\nsteps:\n  s: { play: [x], next: end }\n");
+        assert_eq!(
+            e,
+            [
+                format!("3:3: `vars`: cannot write `account.id`: `account.*` is set by the lookup_caller step and is read-only to flows {RESERVED_TAIL}"),
+                format!("4:3: `vars`: cannot write `code.channel`: `code.*` is set by the send_code step and is read-only to flows {RESERVED_TAIL}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn reserved_write_by_webhook_into() {
+        for (into, under, who) in [
+            (
+                "auth",
+                "auth.",
+                "`auth.*` is set by the verify_passphrase, verify_code and verify_totp steps",
+            ),
+            (
+                "account",
+                "account.",
+                "`account.*` is set by the lookup_caller step",
+            ),
+            ("code", "code.", "`code.*` is set by the send_code step"),
+            (
+                "caller",
+                "caller.",
+                "`caller*` is set by the call (its caller ID and how far it is trusted)",
+            ),
+            ("call", "call.", "`call.*` is set by the call"),
+            (
+                "header",
+                "header.",
+                "`header.*` is set by the call's SIP headers",
+            ),
+        ] {
+            let e = errs_with(&format!("steps:\n  w:\n    webhook: {{ url: 'http://127.0.0.1/x', into: {into} }}\n    on: {{ success: end, failure: end, error: end }}\n"));
+            assert_eq!(
+                e,
+                [format!("3:49: step `w` (webhook): `into: {into}` would write everything under `{under}`, but {who} and is read-only to flows {RESERVED_TAIL}; choose another prefix such as `crm`")],
+            );
+        }
+        // Without `into:` the step id is the prefix.
+        let e = errs_with("steps:\n  auth:\n    webhook: { url: 'http://127.0.0.1/x' }\n    on: { success: end, failure: end, error: end }\n");
+        assert_eq!(
+            e,
+            [format!("3:5: step `auth` (webhook): without `into:` this step writes everything under `auth.` (named after the step id), but `auth.*` is set by the verify_passphrase, verify_code and verify_totp steps and is read-only to flows {RESERVED_TAIL}; add `into:` with another prefix such as `crm`")]
+        );
+        // A prefix that merely starts like a reserved one is fine.
+        ok("steps:\n  w:\n    webhook: { url: 'http://127.0.0.1/x', into: authority }\n    on: { success: end, failure: end, error: end }\n  end: { hangup: {} }\n");
+    }
+
+    #[test]
+    fn reserved_write_by_collect_digits_into() {
+        let e = errs_with("steps:\n  c:\n    collect_digits: { prompts: [x], into: dialled }\n    on: { success: end, no_input: end, no_match: end }\n  caller_number:\n    collect_digits: { prompts: [x] }\n    on: { success: end, no_input: end, no_match: end }\n");
+        assert_eq!(
+            e,
+            [
+                format!("3:43: step `c` (collect_digits): `into: dialled` would write `dialled`, but `dialled` is set by the call and is read-only to flows {RESERVED_TAIL}; choose another variable name"),
+                format!("6:5: step `caller_number` (collect_digits): without `into:` this step writes `caller_number` (named after the step id), but `caller*` is set by the call (its caller ID and how far it is trusted) and is read-only to flows {RESERVED_TAIL}; add `into:` with another variable name"),
+            ]
+        );
+        // `code` is the flow's own (secret) variable; only `code.*` is the engine's.
+        ok("steps:\n  code:\n    collect_digits: { prompts: [x] }\n    on: { success: end, no_input: end, no_match: end }\n  end: { hangup: {} }\n");
+    }
+
+    #[test]
+    fn reserved_write_by_recognize_into() {
+        let e = errs_with("steps:\n  r:\n    recognize: { prompts: [x], into: auth.method }\n    on: { success: end, no_input: end, no_match: end, error: end }\n");
+        assert_eq!(
+            e,
+            [format!("3:38: step `r` (recognize): `into: auth.method` would write `auth.method`, but `auth.*` is set by the verify_passphrase, verify_code and verify_totp steps and is read-only to flows {RESERVED_TAIL}; choose another variable name")]
+        );
+    }
+
+    #[test]
+    fn every_reserved_write_in_one_pass() {
+        let e = errs_with("vars: { call_id: x }\nsteps:\n  s:\n    set: { account.name: Eve }\n    next: w\n  w:\n    webhook: { url: 'http://127.0.0.1/x', into: account }\n    on: { success: c, failure: c, error: c }\n  c:\n    collect_digits: { prompts: [x], into: caller }\n    on: { success: r, no_input: r, no_match: r }\n  r:\n    recognize: { prompts: [x], into: code.sent_to }\n    on: { success: end, no_input: end, no_match: end, error: end }\n");
+        let at: Vec<&str> = e.iter().map(|l| l.split(": ").next().unwrap()).collect();
+        assert_eq!(at, ["1:9", "4:12", "7:49", "10:43", "13:38"], "{e:#?}");
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub const BUILTIN_VARS: &[&str] = &[
     "dialled",
     "call_id",
     "caller_trust",
+    "caller.trust",
     "now",
     "last_exit",
     "attempts",
@@ -936,6 +937,7 @@ fn settable(flow: &Flow, rec: &Recovery) -> Settable {
             }
             StepKind::SendCode(_) => {
                 exact.insert("code.sent_to".to_string());
+                exact.insert("code.channel".to_string());
             }
             _ => {}
         }

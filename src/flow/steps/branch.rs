@@ -12,7 +12,7 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Branch) -> Result<
         let parsed = Condition::parse(&cond.value)
             .map_err(|e| Abort::Fail(format!("condition `{}`: {e}", cond.value)))?;
         let holds = ctx
-            .vars
+            .scope()
             .eval(&parsed)
             .map_err(|e| Abort::Fail(format!("condition `{}`: {e}", cond.value)))?;
         if holds {

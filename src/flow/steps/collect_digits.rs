@@ -32,7 +32,9 @@ pub async fn run<C: CallChannel>(
         ctx.set_attempts(tries.used());
         match entry {
             Entry::Digits(d) => {
-                ctx.vars.set(&step.into.value, &d, step.secret);
+                ctx.vars
+                    .set(&step.into.value, &d, step.secret)
+                    .map_err(|e| Abort::Fail(e.to_string()))?;
                 return Ok(Flowing::Exit(Exit::Success));
             }
             Entry::NoInput => tries.miss(Miss::NoInput),

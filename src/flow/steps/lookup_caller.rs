@@ -1,4 +1,5 @@
-//! `lookup_caller`: find the account for a number; its fields become `account.<field>`.
+//! `lookup_caller`: find the account for a number. The engine keeps it in the
+//! call state; flows read its fields as `account.<field>`.
 
 use crate::call::CallChannel;
 use crate::flow::model::{Exit, LookupCaller};
@@ -10,14 +11,12 @@ pub async fn run<C: CallChannel>(
     step: &LookupCaller,
 ) -> Result<Flowing, Abort> {
     let (number, _) = ctx
-        .vars
+        .scope()
         .render_internal(&step.number.value)
         .map_err(|e| Abort::Fail(format!("number: {e}")))?;
     match ctx.services.directory.lookup(&number).await {
         Ok(Some(account)) => {
-            for (k, v) in &account {
-                ctx.vars.set(&format!("account.{k}"), v, false);
-            }
+            ctx.state.found_account(account);
             Ok(Flowing::Exit(Exit::Found))
         }
         Ok(None) => Ok(Flowing::Exit(Exit::NotFound)),

@@ -76,7 +76,9 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Recognize) -> Resu
         });
         match value {
             Some(v) => {
-                ctx.vars.set(&step.into.value, &v, false);
+                ctx.vars
+                    .set(&step.into.value, &v, false)
+                    .map_err(|e| Abort::Fail(e.to_string()))?;
                 return Ok(Flowing::Exit(Exit::Success));
             }
             None => tries.miss(Miss::Invalid),

@@ -17,7 +17,7 @@ use super::{Abort, Ctx, Flowing};
 
 pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Say) -> Result<Flowing, Abort> {
     let value = ctx
-        .vars
+        .scope()
         .render_public(&step.value.value)
         .map_err(|e| Abort::Fail(format!("say: {e}")))?;
     let spoken = prompts_for(&value, step.say_as).map_err(Abort::Fail)?;

@@ -5,12 +5,13 @@ use crate::call::CallChannel;
 use crate::events::{mask_number, Event, SendOutcome};
 use crate::flow::model::{CodeChannel, Exit, SendCode};
 use crate::flow::services::{CodeRequest, SendResult};
+use crate::flow::state::PendingCode;
 
 use super::{Abort, Ctx, Flowing};
 
 pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &SendCode) -> Result<Flowing, Abort> {
     let to = ctx
-        .vars
+        .scope()
         .render_public(&step.to.value)
         .map_err(|e| Abort::Fail(format!("send_code to: {e}")))?;
     let channel = match step.channel {
@@ -18,7 +19,8 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &SendCode) -> Resul
         CodeChannel::Voice => "voice",
     };
     let req = CodeRequest {
-        call_id: ctx.vars.get("call_id").unwrap_or_default().to_string(),
+        // Keyed by the call itself, never by anything the flow can write.
+        call_id: ctx.state.call_id().to_string(),
         channel: step.channel,
         to: to.clone(),
         length: step.length.value,
@@ -41,8 +43,10 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &SendCode) -> Resul
     let step_id = ctx.id().to_string();
     let to_masked = mask_number(&to);
     if outcome == SendOutcome::Sent {
-        ctx.vars.set("code.sent_to", &to_masked, false);
-        ctx.vars.set("code.channel", channel, false);
+        ctx.state.code_sent(PendingCode {
+            channel: step.channel,
+            sent_to_masked: to_masked.clone(),
+        });
     }
     ctx.emit(Event::CodeSent {
         step: step_id,

@@ -11,7 +11,7 @@ use super::{Abort, Ctx, Flowing};
 pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Set) -> Result<Flowing, Abort> {
     for (name, t) in &step.vars {
         let (value, secret) = ctx
-            .vars
+            .scope()
             .render_internal(&t.value)
             .map_err(|e| Abort::Fail(format!("set `{}`: {e}", name.value)))?;
         if secret && !is_reserved_secret(&name.value) {
@@ -20,7 +20,9 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Set) -> Result<Flo
                 name.value, name.value
             )));
         }
-        ctx.vars.set(&name.value, &value, secret);
+        ctx.vars
+            .set(&name.value, &value, secret)
+            .map_err(|e| Abort::Fail(format!("set `{}`: {e}", name.value)))?;
     }
     Ok(Flowing::Exit(Exit::Next))
 }

@@ -12,13 +12,13 @@ use super::{Abort, Ctx, Flowing};
 
 pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Transfer) -> Result<Flowing, Abort> {
     let target = ctx
-        .vars
+        .scope()
         .render_public(&step.target.value)
         .map_err(|e| Abort::Fail(format!("transfer target: {e}")))?;
     let mut headers = Vec::new();
     for (name, t) in &step.headers {
         let v = ctx
-            .vars
+            .scope()
             .render_public(&t.value)
             .map_err(|e| Abort::Fail(format!("transfer header {}: {e}", name.value)))?;
         headers.push((name.value.clone(), v));

@@ -13,11 +13,9 @@ use crate::flow::services::CodeCheck;
 use super::input::{collect_once, Entry, Miss, Tries};
 use super::{Abort, Ctx, Flowing};
 
+/// The method is the channel the pending code went out on (SMS when none was sent).
 fn auth<C: CallChannel>(ctx: &mut Ctx<'_, C>, outcome: AuthOutcome, reason: &str) {
-    let method = match ctx.vars.get("code.channel") {
-        Some("voice") => AuthMethod::VoiceCode,
-        _ => AuthMethod::SmsCode,
-    };
+    let method = ctx.state.code().map_or(AuthMethod::SmsCode, |c| c.method());
     ctx.record_auth(method, outcome, reason);
 }
 
@@ -26,7 +24,7 @@ pub async fn run<C: CallChannel>(
     step: &VerifyCode,
 ) -> Result<Flowing, Abort> {
     let input = &step.input;
-    let call_id = ctx.vars.get("call_id").unwrap_or_default().to_string();
+    let call_id = ctx.state.call_id().to_string();
     let mut tries = Tries::new(input.tries.value);
     while tries.start_try() {
         let prompts: Vec<_> = tries

@@ -8,15 +8,6 @@ use crate::flow::model::{BargeIn, Exit, VerifyPassphrase};
 use super::input::{listen_once, spec, Heard, Miss, Tries};
 use super::{Abort, Ctx, Flowing};
 
-/// Who the passphrase belongs to: `account.phone`, else the caller number.
-fn subject<C: CallChannel>(ctx: &Ctx<'_, C>) -> String {
-    ctx.vars
-        .get("account.phone")
-        .or_else(|| ctx.vars.get("caller"))
-        .unwrap_or_default()
-        .to_string()
-}
-
 fn auth<C: CallChannel>(ctx: &mut Ctx<'_, C>, outcome: AuthOutcome, reason: &str) {
     ctx.record_auth(AuthMethod::Passphrase, outcome, reason);
 }
@@ -30,7 +21,8 @@ pub async fn run<C: CallChannel>(
         digits: false,
         speech: true,
     };
-    let who = subject(ctx);
+    // Who the passphrase belongs to: the account's phone, else the caller number.
+    let who = ctx.state.passphrase_subject().to_string();
     let mut tries = Tries::new(step.tries.value);
     while tries.start_try() {
         let prompts: Vec<_> = tries

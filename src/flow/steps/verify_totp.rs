@@ -16,13 +16,8 @@ pub async fn run<C: CallChannel>(
     step: &VerifyTotp,
 ) -> Result<Flowing, Abort> {
     let input = &step.input;
-    // Whose secret: `account.id` when the caller is known, else the caller number.
-    let subject = ctx
-        .vars
-        .get("account.id")
-        .or_else(|| ctx.vars.get("caller"))
-        .unwrap_or_default()
-        .to_string();
+    // Whose secret: the account's id when the caller is known, else the caller number.
+    let subject = ctx.state.totp_subject().to_string();
     let mut tries = Tries::new(input.tries.value);
     while tries.start_try() {
         let prompts: Vec<_> = tries

@@ -17,13 +17,13 @@ use super::{Abort, Ctx, Flowing};
 
 pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Webhook) -> Result<Flowing, Abort> {
     let url = ctx
-        .vars
+        .scope()
         .render_url(&step.url.value)
         .map_err(|e| Abort::Fail(format!("webhook url: {e}")))?;
     let mut headers = Vec::new();
     for (name, t) in &step.headers {
         let v = ctx
-            .vars
+            .scope()
             .render_public(&t.value)
             .map_err(|e| Abort::Fail(format!("webhook header {}: {e}", name.value)))?;
         headers.push((name.value.clone(), v));
@@ -31,7 +31,7 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Webhook) -> Result
     let mut body = serde_json::Map::new();
     for (name, t) in &step.body {
         let v = ctx
-            .vars
+            .scope()
             .render_public(&t.value)
             .map_err(|e| Abort::Fail(format!("webhook body {}: {e}", name.value)))?;
         body.insert(name.value.clone(), serde_json::Value::String(v));
@@ -57,7 +57,13 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Webhook) -> Result
         Ok(resp) => {
             // The answer body is not stored on failure; the status is.
             let name = format!("{}.status", step.into.value);
-            ctx.vars.set(&name, &resp.status.to_string(), false);
+            if ctx
+                .vars
+                .set(&name, &resp.status.to_string(), false)
+                .is_err()
+            {
+                tracing::warn!(step = %id, "webhook `into` names engine state; status not stored");
+            }
             (
                 WebhookResult::Failed,
                 Some(resp.status),
@@ -88,14 +94,22 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Webhook) -> Result
     flowing
 }
 
+/// Store an answer under `prefix.`: every name starts with the prefix and a
+/// dot, so a key such as `"auth.result"` lands in `crm.auth.result` and never
+/// reaches engine state. A name the engine owns (only possible if the loader
+/// let a reserved `into` through) is dropped, not stored.
 fn store(vars: &mut Vars, prefix: &str, v: &serde_json::Value) {
-    match v {
+    let refused = match v {
         serde_json::Value::Object(m) => {
             for (k, val) in m {
                 store(vars, &format!("{prefix}.{k}"), val);
             }
+            Ok(())
         }
         serde_json::Value::String(s) => vars.set(prefix, s, false),
         other => vars.set(prefix, &other.to_string(), false),
+    };
+    if refused.is_err() {
+        tracing::warn!("webhook answer field names engine state; not stored");
     }
 }
