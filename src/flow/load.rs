@@ -19,9 +19,9 @@ use std::time::Duration;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::flow::diag::{self, Diagnostic};
-use crate::flow::expr;
 use crate::flow::model::*;
 use crate::flow::state::{reserved_list, reserved_owner, Reserved};
+use crate::flow::{duration, expr};
 
 // ---------------------------------------------------------------------------
 // Field tables: the single source of truth for which keys each kind accepts.
@@ -325,7 +325,8 @@ fn did_you_mean(word: &str, candidates: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-struct Ctx<'p> {
+/// The loader's state while it walks one file (steps run with `steps::Ctx`).
+struct Loader<'p> {
     path: &'p Path,
     diags: Vec<Diagnostic>,
     /// "step `x` (kind)" while building a step, so field messages say where they are.
@@ -383,7 +384,7 @@ impl<'n> Fields<'n> {
     }
 }
 
-impl Ctx<'_> {
+impl Loader<'_> {
     fn err(&mut self, span: Span, msg: impl Into<String>) {
         self.diags.push(Diagnostic::new(self.path, span, msg));
     }
@@ -499,7 +500,7 @@ impl Ctx<'_> {
         Some(t)
     }
 
-    /// Like [`Ctx::template`], but keeps going: a bad template is reported and
+    /// Like [`Loader::template`], but keeps going: a bad template is reported and
     /// kept as written (checks that parse templates skip it), a non-text value
     /// becomes an empty string.
     fn template_or_raw(&mut self, node: &Node, field: &str) -> Template {
@@ -704,25 +705,12 @@ impl Ctx<'_> {
     }
 }
 
-/// Durations: `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds (`5`, `0.5`).
+/// Flow durations: `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds
+/// (`5`, `0.5`), below 10⁹ s ([`duration::Dialect::Flow`]: no `min`).
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    if num.is_empty() {
-        return None;
-    }
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
-    (secs.is_finite() && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+    duration::parse(s, duration::Dialect::Flow)
+        .ok()
+        .filter(|d| d.as_secs() < 1_000_000_000)
 }
 
 // ---------------------------------------------------------------------------
@@ -796,7 +784,7 @@ pub fn load_file_recovering(path: &Path) -> Loaded {
 
 /// [`load_flow_lenient`], with what was guessed (see [`Recovery`]).
 pub fn load_flow_recovering(path: &Path, text: &str) -> Loaded {
-    let mut ctx = Ctx {
+    let mut ctx = Loader {
         path,
         diags: Vec::new(),
         scope: String::new(),
@@ -828,7 +816,7 @@ pub fn load_flow_recovering(path: &Path, text: &str) -> Loaded {
     ctx.finish(flow)
 }
 
-impl Ctx<'_> {
+impl Loader<'_> {
     fn finish(mut self, flow: Option<Flow>) -> Loaded {
         diag::sort(&mut self.diags);
         Loaded {
@@ -921,7 +909,7 @@ pub fn load_dir_recovering(dir: &Path) -> Result<Vec<Loaded>, Diagnostic> {
     Ok(out)
 }
 
-fn build_flow(ctx: &mut Ctx, root: &Node) -> Option<Flow> {
+fn build_flow(ctx: &mut Loader, root: &Node) -> Option<Flow> {
     let top = ctx.fields(root, "the flow file", FLOW_FIELDS)?;
     let default_name = ctx
         .path
@@ -1057,7 +1045,7 @@ fn key_targets(key: &str, v: &Node) -> Vec<String> {
 }
 
 /// Variables a step of `kind` (possibly misspelt) might set, for a placeholder.
-fn note_maybe_set(ctx: &mut Ctx, sid: &str, kind: &str, body: &Node) {
+fn note_maybe_set(ctx: &mut Loader, sid: &str, kind: &str, body: &Node) {
     let all_kinds: Vec<&str> = STEP_KINDS.iter().map(|(k, _)| *k).collect();
     let guess = if all_kinds.contains(&kind) {
         Some(kind)
@@ -1105,7 +1093,11 @@ fn note_maybe_set(ctx: &mut Ctx, sid: &str, kind: &str, body: &Node) {
 }
 
 /// A step whose kind could not be built: its id and exits, nothing else.
-fn placeholder(ctx: &mut Ctx, id: Spanned<StepId>, exits: BTreeMap<Exit, Spanned<StepId>>) -> Step {
+fn placeholder(
+    ctx: &mut Loader,
+    id: Spanned<StepId>,
+    exits: BTreeMap<Exit, Spanned<StepId>>,
+) -> Step {
     ctx.rec.placeholders.insert(id.value.clone());
     Step {
         span: id.span,
@@ -1115,7 +1107,7 @@ fn placeholder(ctx: &mut Ctx, id: Spanned<StepId>, exits: BTreeMap<Exit, Spanned
     }
 }
 
-fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Step {
+fn build_step(ctx: &mut Loader, id: Spanned<StepId>, node: &Node) -> Step {
     let entries = match &node.val {
         Val::Map(m) => m,
         _ => {
@@ -1282,7 +1274,7 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Step {
     } else {
         format!(" ({kind_name})")
     };
-    let mut add_exit = |ctx: &mut Ctx, exit: Exit, key_span: Span, target: &Node| {
+    let mut add_exit = |ctx: &mut Loader, exit: Exit, key_span: Span, target: &Node| {
         if allowed.is_some_and(|a| !a.contains(&exit)) {
             ctx.err(
                 key_span,
@@ -1431,7 +1423,7 @@ fn dur(secs: u64, millis: u64, span: Span) -> Spanned<Duration> {
     )
 }
 
-fn digit_input(ctx: &mut Ctx, f: &Fields, span: Span, default_len: Option<u32>) -> DigitInput {
+fn digit_input(ctx: &mut Loader, f: &Fields, span: Span, default_len: Option<u32>) -> DigitInput {
     let (dmin, dmax) = default_len.map_or((1, 20), |n| (n, n));
     let prompts = f
         .get("prompts")
@@ -1494,7 +1486,7 @@ fn digit_input(ctx: &mut Ctx, f: &Fields, span: Span, default_len: Option<u32>) 
     }
 }
 
-fn speech_timers(ctx: &mut Ctx, f: &Fields, span: Span, max_secs: u64) -> SpeechTimers {
+fn speech_timers(ctx: &mut Loader, f: &Fields, span: Span, max_secs: u64) -> SpeechTimers {
     SpeechTimers {
         no_input_timeout: f
             .get("no_input_timeout")
@@ -1513,7 +1505,7 @@ fn speech_timers(ctx: &mut Ctx, f: &Fields, span: Span, max_secs: u64) -> Speech
 
 /// `into:` variable name; defaults to the step id. `prefix`: the step writes
 /// under `into.` (webhook) rather than into the variable itself.
-fn into_var(ctx: &mut Ctx, f: &Fields, sid: &str, span: Span, prefix: bool) -> Spanned<String> {
+fn into_var(ctx: &mut Loader, f: &Fields, sid: &str, span: Span, prefix: bool) -> Spanned<String> {
     match f.get("into").and_then(|n| ctx.string(n, "into")) {
         Some(s) if is_var_name(&s.value) => {
             check_writable_into(ctx, f, &s, prefix);
@@ -1551,7 +1543,7 @@ fn read_only(r: &Reserved) -> String {
 }
 
 /// `set:` and `vars:` keys: a write to a name the engine owns is refused.
-fn check_writable_names(ctx: &mut Ctx, what: &str, names: &[(Spanned<String>, Template)]) {
+fn check_writable_names(ctx: &mut Loader, what: &str, names: &[(Spanned<String>, Template)]) {
     for (k, _) in names {
         if let Some(r) = reserved_owner(&k.value) {
             let msg = format!("{what}: cannot write `{}`: {}", k.value, read_only(r));
@@ -1562,7 +1554,7 @@ fn check_writable_names(ctx: &mut Ctx, what: &str, names: &[(Spanned<String>, Te
 
 /// What an input step's or a webhook's `into:` writes: the variable itself,
 /// or (`prefix`) everything under `into.`.
-fn check_writable_into(ctx: &mut Ctx, f: &Fields, into: &Spanned<String>, prefix: bool) {
+fn check_writable_into(ctx: &mut Loader, f: &Fields, into: &Spanned<String>, prefix: bool) {
     let written = if prefix {
         format!("{}.", into.value)
     } else {
@@ -1594,7 +1586,13 @@ fn check_writable_into(ctx: &mut Ctx, f: &Fields, into: &Spanned<String>, prefix
     ctx.ferr(into.span, msg);
 }
 
-fn build_kind(ctx: &mut Ctx, sid: &str, kind: &str, body: &Node, span: Span) -> Option<StepKind> {
+fn build_kind(
+    ctx: &mut Loader,
+    sid: &str,
+    kind: &str,
+    body: &Node,
+    span: Span,
+) -> Option<StepKind> {
     let what = format!("step `{sid}` ({kind})");
     ctx.scope = what.clone();
     let k = build_kind_inner(ctx, sid, kind, body, span, &what);
@@ -1603,7 +1601,7 @@ fn build_kind(ctx: &mut Ctx, sid: &str, kind: &str, body: &Node, span: Span) -> 
 }
 
 fn build_kind_inner(
-    ctx: &mut Ctx,
+    ctx: &mut Loader,
     sid: &str,
     kind: &str,
     body: &Node,
@@ -2033,7 +2031,7 @@ fn build_kind_inner(
     Some(k)
 }
 
-fn build_branch(ctx: &mut Ctx, sid: &str, body: &Node, span: Span) -> Option<StepKind> {
+fn build_branch(ctx: &mut Loader, sid: &str, body: &Node, span: Span) -> Option<StepKind> {
     let Val::Seq(items) = &body.val else {
         ctx.err(
             body.span,

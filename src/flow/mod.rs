@@ -4,6 +4,7 @@
 //! offline test runner with its scripted caller (`testing`).
 
 pub mod diag;
+pub mod duration;
 pub mod engine;
 pub mod expr;
 pub mod load;

@@ -206,7 +206,7 @@ pub async fn collect_once<C: CallChannel>(
 
 /// What one round of listening produced.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Heard {
+pub enum Listened {
     Speech(SpeechResult),
     NoSpeech,
 }
@@ -220,7 +220,7 @@ pub async fn listen_once<C: CallChannel>(
     prompts: &[PromptRef],
     spec: &RecognitionSpec,
     barge_in: BargeIn,
-) -> Result<Heard, Abort> {
+) -> Result<Listened, Abort> {
     ctx.typeahead.clear();
     let rendered = ctx.render_prompts(prompts)?;
     let mut playing = !rendered.is_empty();
@@ -250,7 +250,7 @@ pub async fn listen_once<C: CallChannel>(
                     ctx.call.stop_playback().await;
                 }
                 ctx.call.stop_recognition().await;
-                return Ok(Heard::NoSpeech);
+                return Ok(Listened::NoSpeech);
             }
             Some(CallInput::PlaybackDone) => {
                 playing = false;
@@ -280,14 +280,14 @@ pub async fn listen_once<C: CallChannel>(
                     ctx.call.stop_playback().await;
                 }
                 ctx.call.stop_recognition().await;
-                return Ok(Heard::Speech(r));
+                return Ok(Listened::Speech(r));
             }
             Some(CallInput::NoSpeech) => {
                 if playing {
                     ctx.call.stop_playback().await;
                 }
                 ctx.call.stop_recognition().await;
-                return Ok(Heard::NoSpeech);
+                return Ok(Listened::NoSpeech);
             }
             Some(CallInput::RecognitionFailed(why)) => {
                 if playing {

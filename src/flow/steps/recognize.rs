@@ -9,7 +9,7 @@ use crate::call::CallChannel;
 use crate::events::Event;
 use crate::flow::model::{Exit, Recognize};
 
-use super::input::{listen_once, spec, Heard, Miss, Tries};
+use super::input::{listen_once, spec, Listened, Miss, Tries};
 use super::{Abort, Ctx, Flowing};
 
 /// Lower-case words only, for phrase comparison.
@@ -50,11 +50,11 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Recognize) -> Resu
         let heard = listen_once(ctx, &prompts, &spec, step.barge_in).await?;
         ctx.set_attempts(tries.used());
         let r = match heard {
-            Heard::NoSpeech => {
+            Listened::NoSpeech => {
                 tries.miss(Miss::NoInput);
                 continue;
             }
-            Heard::Speech(r) => r,
+            Listened::Speech(r) => r,
         };
         let value = if r.confidence < step.min_confidence.value {
             None

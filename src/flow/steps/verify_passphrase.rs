@@ -5,7 +5,7 @@ use crate::call::CallChannel;
 use crate::events::{AuthMethod, AuthOutcome, Event};
 use crate::flow::model::{BargeIn, Exit, VerifyPassphrase};
 
-use super::input::{listen_once, spec, Heard, Miss, Tries};
+use super::input::{listen_once, spec, Listened, Miss, Tries};
 use super::{Abort, Ctx, Flowing};
 
 fn auth<C: CallChannel>(ctx: &mut Ctx<'_, C>, outcome: AuthOutcome, reason: &str) {
@@ -39,11 +39,11 @@ pub async fn run<C: CallChannel>(
         };
         ctx.set_attempts(tries.used());
         let r = match heard {
-            Heard::NoSpeech => {
+            Listened::NoSpeech => {
                 tries.miss(Miss::NoInput);
                 continue;
             }
-            Heard::Speech(r) => r,
+            Listened::Speech(r) => r,
         };
         let matched = match ctx.services.passphrase.verify(&who, &r.text).await {
             Ok(m) => m,
