@@ -1,11 +1,43 @@
 //! `collect_digits`: read digits into a variable (see `input` for the semantics).
 //! With `secret: true` the digits are never in events and the variable is masked.
 
-use crate::call::CallChannel;
-use crate::flow::model::{CollectDigits, Exit};
+use regex::Regex;
 
-use super::input::{anchored, collect_once, Entry, Miss, Tries};
+use crate::call::CallChannel;
+use crate::flow::model::{CollectDigits, Exit, PromptRef};
+
+use super::input::{
+    anchored, collect_once, retry, Attempt, Entry, InputTries, Miss, Retried, RetryPrompts,
+};
 use super::{Abort, Ctx, Flowing};
+
+struct Collect<'s> {
+    step: &'s CollectDigits,
+    pattern: Option<Regex>,
+}
+
+impl<C: CallChannel> InputTries<C> for Collect<'_> {
+    type Got = Entry;
+    type Done = ();
+
+    async fn collect(&self, ctx: &mut Ctx<'_, C>, prompts: &[PromptRef]) -> Result<Entry, Abort> {
+        let s = self.step;
+        collect_once(ctx, &s.input, prompts, self.pattern.as_ref(), s.secret).await
+    }
+
+    async fn judge(&self, ctx: &mut Ctx<'_, C>, entry: Entry) -> Result<Attempt<()>, Abort> {
+        Ok(match entry {
+            Entry::Digits(d) => {
+                ctx.vars
+                    .set(&self.step.into.value, &d, self.step.secret)
+                    .map_err(|e| Abort::Fail(e.to_string()))?;
+                Attempt::Done(())
+            }
+            Entry::NoInput => Attempt::Miss(Miss::NoInput),
+            Entry::Invalid => Attempt::Miss(Miss::Invalid),
+        })
+    }
+}
 
 pub async fn run<C: CallChannel>(
     ctx: &mut Ctx<'_, C>,
@@ -17,29 +49,10 @@ pub async fn run<C: CallChannel>(
         .map(|p| anchored(&p.value))
         .transpose()?;
     let input = &step.input;
-    let mut tries = Tries::new(input.tries.value);
-    while tries.start_try() {
-        let prompts: Vec<_> = tries
-            .prompts(
-                &input.prompts,
-                &input.no_input_prompts,
-                &input.invalid_prompts,
-            )
-            .into_iter()
-            .cloned()
-            .collect();
-        let entry = collect_once(ctx, input, &prompts, pattern.as_ref(), step.secret).await?;
-        ctx.set_attempts(tries.used());
-        match entry {
-            Entry::Digits(d) => {
-                ctx.vars
-                    .set(&step.into.value, &d, step.secret)
-                    .map_err(|e| Abort::Fail(e.to_string()))?;
-                return Ok(Flowing::Exit(Exit::Success));
-            }
-            Entry::NoInput => tries.miss(Miss::NoInput),
-            Entry::Invalid => tries.miss(Miss::Invalid),
-        }
-    }
-    Ok(Flowing::Exit(tries.exhausted_exit(ctx)))
+    let tries = Collect { step, pattern };
+    let res = retry(ctx, input.tries.value, RetryPrompts::digits(input), &tries).await?;
+    Ok(Flowing::Exit(match res {
+        Retried::Done(()) => Exit::Success,
+        Retried::Exhausted { exit, .. } => exit,
+    }))
 }

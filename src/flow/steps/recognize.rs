@@ -6,10 +6,13 @@
 //! keeps only the digits of the transcript and needs at least one.
 
 use crate::call::CallChannel;
+use crate::call::RecognitionSpec;
 use crate::events::Event;
-use crate::flow::model::{Exit, Recognize};
+use crate::flow::model::{Exit, PromptRef, Recognize};
 
-use super::input::{listen_once, spec, Listened, Miss, Tries};
+use super::input::{
+    listen_once, retry, spec, Attempt, InputTries, Listened, Miss, Retried, RetryPrompts,
+};
 use super::{Abort, Ctx, Flowing};
 
 /// Lower-case words only, for phrase comparison.
@@ -28,32 +31,28 @@ pub fn normalize(s: &str) -> String {
         .join(" ")
 }
 
-pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Recognize) -> Result<Flowing, Abort> {
-    let phrases: Vec<String> = step.phrases.iter().map(|p| p.value.clone()).collect();
-    let spec = spec(
-        &step.timers,
-        phrases.clone(),
-        step.digits_only,
-        step.language.clone(),
-    );
-    let mut tries = Tries::new(step.tries.value);
-    while tries.start_try() {
-        let prompts: Vec<_> = tries
-            .prompts(
-                &step.prompts,
-                &step.no_input_prompts,
-                &step.no_match_prompts,
-            )
-            .into_iter()
-            .cloned()
-            .collect();
-        let heard = listen_once(ctx, &prompts, &spec, step.barge_in).await?;
-        ctx.set_attempts(tries.used());
+struct Listen<'s> {
+    step: &'s Recognize,
+    phrases: Vec<String>,
+    spec: RecognitionSpec,
+}
+
+impl<C: CallChannel> InputTries<C> for Listen<'_> {
+    type Got = Listened;
+    type Done = ();
+
+    async fn collect(
+        &self,
+        ctx: &mut Ctx<'_, C>,
+        prompts: &[PromptRef],
+    ) -> Result<Listened, Abort> {
+        listen_once(ctx, prompts, &self.spec, self.step.barge_in).await
+    }
+
+    async fn judge(&self, ctx: &mut Ctx<'_, C>, heard: Listened) -> Result<Attempt<()>, Abort> {
+        let step = self.step;
         let r = match heard {
-            Listened::NoSpeech => {
-                tries.miss(Miss::NoInput);
-                continue;
-            }
+            Listened::NoSpeech => return Ok(Attempt::Miss(Miss::NoInput)),
             Listened::Speech(r) => r,
         };
         let value = if r.confidence < step.min_confidence.value {
@@ -61,11 +60,11 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Recognize) -> Resu
         } else if step.digits_only {
             let d: String = r.text.chars().filter(char::is_ascii_digit).collect();
             (!d.is_empty()).then_some(d)
-        } else if phrases.is_empty() {
+        } else if self.phrases.is_empty() {
             (!r.text.trim().is_empty()).then(|| r.text.trim().to_string())
         } else {
             let heard = normalize(&r.text);
-            phrases.iter().find(|p| normalize(p) == heard).cloned()
+            self.phrases.iter().find(|p| normalize(p) == heard).cloned()
         };
         let id = ctx.id().to_string();
         ctx.emit(Event::Recognition {
@@ -79,10 +78,35 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Recognize) -> Resu
                 ctx.vars
                     .set(&step.into.value, &v, false)
                     .map_err(|e| Abort::Fail(e.to_string()))?;
-                return Ok(Flowing::Exit(Exit::Success));
+                Ok(Attempt::Done(()))
             }
-            None => tries.miss(Miss::Invalid),
+            None => Ok(Attempt::Miss(Miss::Invalid)),
         }
     }
-    Ok(Flowing::Exit(tries.exhausted_exit(ctx)))
+}
+
+pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Recognize) -> Result<Flowing, Abort> {
+    let phrases: Vec<String> = step.phrases.iter().map(|p| p.value.clone()).collect();
+    let spec = spec(
+        &step.timers,
+        phrases.clone(),
+        step.digits_only,
+        step.language.clone(),
+    );
+    let prompts = RetryPrompts {
+        main: &step.prompts,
+        no_input: &step.no_input_prompts,
+        invalid: &step.no_match_prompts,
+    };
+    let tries = Listen {
+        step,
+        phrases,
+        spec,
+    };
+    Ok(Flowing::Exit(
+        match retry(ctx, step.tries.value, prompts, &tries).await? {
+            Retried::Done(()) => Exit::Success,
+            Retried::Exhausted { exit, .. } => exit,
+        },
+    ))
 }
