@@ -29,6 +29,7 @@ use crate::flow::diag::{self, Diagnostic};
 use crate::flow::expr;
 use crate::flow::load::{self, nearest, Loaded, Recovery};
 use crate::flow::model::*;
+use crate::flow::steps::unit::unit_of;
 
 /// Where `validate` looks for things outside the flow file.
 #[derive(Clone, Debug)]
@@ -55,34 +56,12 @@ pub const RESERVED_SECRETS: &[&str] = &["code", "otp", "passphrase", "transcript
 
 /// Steps that wait for the caller; a loop through one of them cannot spin.
 fn waits_for_caller(k: &StepKind) -> bool {
-    matches!(
-        k,
-        StepKind::CollectDigits(_)
-            | StepKind::Recognize(_)
-            | StepKind::VerifyPassphrase(_)
-            | StepKind::VerifyCode(_)
-            | StepKind::VerifyTotp(_)
-    )
+    unit_of(k).waits_for_caller
 }
 
 /// Steps after which the engine's part of the call is over.
 fn is_terminal(k: &StepKind) -> bool {
-    matches!(k, StepKind::Hangup(_) | StepKind::Transfer(_))
-}
-
-/// Steps that call a backend, which may be down: they must route `error`.
-fn calls_backend(k: &StepKind) -> bool {
-    matches!(
-        k,
-        StepKind::LookupCaller(_)
-            | StepKind::SendCode(_)
-            | StepKind::VerifyPassphrase(_)
-            | StepKind::VerifyCode(_)
-            | StepKind::VerifyTotp(_)
-            | StepKind::Transfer(_)
-            | StepKind::Webhook(_)
-            | StepKind::Recognize(_)
-    )
+    unit_of(k).ends_call
 }
 
 fn fmt_dur(d: Duration) -> String {
@@ -476,34 +455,20 @@ fn check_graph(v: &mut V) {
     }
 }
 
-/// Exits that must be routed, with the fallback that may stand in for each.
+/// Exits that must be routed, with the fallback that may stand in for each
+/// (all declared by the kind's unit).
 fn check_exits(v: &mut V, step: &Step) {
-    use Exit::*;
     let has = |e: Exit| step.exits.contains_key(&e);
     let w = what(step);
-    let k = &step.kind;
-    match k {
-        StepKind::Play(_) | StepKind::Say(_) | StepKind::Set(_) if !has(Next) => {
-            let msg = format!(
-                "{w} has no `next:`; the call would stop here with nothing to do — \
-                 add `next: <step>` or end the flow with a `hangup` step"
-            );
-            v.err(step.span, msg);
-        }
-        _ => {}
+    let u = unit_of(&step.kind);
+    if u.needs_next && !has(Exit::Next) {
+        let msg = format!(
+            "{w} has no `next:`; the call would stop here with nothing to do — \
+             add `next: <step>` or end the flow with a `hangup` step"
+        );
+        v.err(step.span, msg);
     }
-    let required: &[Exit] = match k {
-        StepKind::CollectDigits(_) | StepKind::Recognize(_) => &[Success],
-        StepKind::VerifyPassphrase(_) | StepKind::VerifyCode(_) | StepKind::VerifyTotp(_) => {
-            &[Success]
-        }
-        StepKind::LookupCaller(_) => &[Found, NotFound],
-        StepKind::SendCode(_) => &[Success, RateLimited],
-        StepKind::Transfer(_) => &[Failure],
-        StepKind::Webhook(_) => &[Success, Failure],
-        _ => &[],
-    };
-    for &e in required {
+    for &e in u.required {
         if !has(e) {
             v.err(
                 step.span,
@@ -516,27 +481,8 @@ fn check_exits(v: &mut V, step: &Step) {
         }
     }
     // Caller outcomes that may fall back to max_attempts.
-    let outcomes: &[(Exit, &str)] = match k {
-        StepKind::CollectDigits(_) => &[
-            (NoInput, "the caller enters nothing"),
-            (NoMatch, "the digits do not fit"),
-        ],
-        StepKind::Recognize(_) => &[
-            (NoInput, "the caller says nothing"),
-            (NoMatch, "the caller is not understood"),
-        ],
-        StepKind::VerifyPassphrase(_) => &[
-            (NoInput, "the caller says nothing"),
-            (Failure, "the passphrase does not match"),
-        ],
-        StepKind::VerifyCode(_) | StepKind::VerifyTotp(_) => &[
-            (NoInput, "the caller enters nothing"),
-            (Failure, "the code is wrong"),
-        ],
-        _ => &[],
-    };
-    for &(e, when) in outcomes {
-        if !has(e) && !has(MaxAttempts) {
+    for &(e, when) in u.fallbacks {
+        if !has(e) && !has(Exit::MaxAttempts) {
             v.err(
                 step.span,
                 format!(
@@ -547,13 +493,10 @@ fn check_exits(v: &mut V, step: &Step) {
             );
         }
     }
-    if matches!(k, StepKind::VerifyCode(_)) && !has(Expired) && !has(Failure) && !has(MaxAttempts) {
-        v.err(
-            step.span,
-            format!("{w} does not say where to go when the code has expired; add `expired: <step>` (or `failure:`) under `on:`"),
-        );
+    for m in (u.check_exits)(step) {
+        v.err(step.span, format!("{w} {m}"));
     }
-    if calls_backend(k) && !has(Error) {
+    if u.calls_backend && !has(Exit::Error) {
         v.err(
             step.span,
             format!("{w} has no `error` exit; when the backend is unavailable the call would have nowhere to go — add `error: <step>` under `on:`"),

@@ -56,3 +56,65 @@ pub async fn run<C: CallChannel>(
         Retried::Exhausted { exit, .. } => exit,
     }))
 }
+
+// --- the unit: how a `collect_digits` step is read and what it may do ---
+
+use crate::flow::load::FieldReader;
+use crate::flow::model::StepKind;
+
+use super::unit::{Build, Unit};
+
+pub(crate) const UNIT: Unit = Unit {
+    exits: &[
+        Exit::Success,
+        Exit::NoInput,
+        Exit::NoMatch,
+        Exit::MaxAttempts,
+        Exit::Error,
+    ],
+    required: &[Exit::Success],
+    fallbacks: &[
+        (Exit::NoInput, "the caller enters nothing"),
+        (Exit::NoMatch, "the digits do not fit"),
+    ],
+    waits_for_caller: true,
+    ..Unit::new("collect_digits", Build::Reader(build))
+};
+
+fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
+    if !r.mapping() {
+        return None;
+    }
+    let input = r.digit_input(None);
+    let pattern =
+        r.string("pattern")
+            .and_then(|s| match regex::Regex::new(&format!("^(?:{})$", s.value)) {
+                Ok(_) => Some(s),
+                Err(e) => {
+                    let detail = e.to_string();
+                    let last = detail
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .trim()
+                        .trim_start_matches("error: ")
+                        .to_string();
+                    r.ferr(
+                        s.span,
+                        format!(
+                            "`pattern`: {:?} is not a valid regular expression: {last}",
+                            s.value
+                        ),
+                    );
+                    None
+                }
+            });
+    let into = r.into(false);
+    let secret = r.boolean("secret").unwrap_or(false);
+    Some(StepKind::CollectDigits(CollectDigits {
+        input,
+        pattern,
+        into,
+        secret,
+    }))
+}

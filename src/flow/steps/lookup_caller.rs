@@ -23,3 +23,28 @@ pub async fn run<C: CallChannel>(
         Err(e) => Err(Abort::Fail(format!("caller directory: {e}"))),
     }
 }
+
+// --- the unit: how a `lookup_caller` step is read and what it may do ---
+
+use crate::flow::load::FieldReader;
+use crate::flow::model::{Spanned, StepKind};
+
+use super::unit::{Build, Unit};
+
+pub(crate) const UNIT: Unit = Unit {
+    exits: &[Exit::Found, Exit::NotFound, Exit::Error],
+    required: &[Exit::Found, Exit::NotFound],
+    calls_backend: true,
+    ..Unit::new("lookup_caller", Build::Reader(build))
+};
+
+fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
+    if !r.mapping() {
+        return None;
+    }
+    let span = r.span();
+    let number = r
+        .template("number")
+        .unwrap_or_else(|| Spanned::new("${caller}".into(), span));
+    Some(StepKind::LookupCaller(LookupCaller { number }))
+}

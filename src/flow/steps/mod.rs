@@ -32,10 +32,31 @@ pub mod say;
 pub mod send_code;
 pub mod set;
 pub mod transfer;
+pub(crate) mod unit;
 pub mod verify_code;
 pub mod verify_passphrase;
 pub mod verify_totp;
 pub mod webhook;
+
+/// Every step kind's unit, in documentation order. Loader, validator and the
+/// JSON-Schema test loop over this table.
+pub(crate) const UNITS: &[&unit::Unit] = &[
+    &play::UNIT,
+    &say::UNIT,
+    &collect_digits::UNIT,
+    &recognize::UNIT,
+    &lookup_caller::UNIT,
+    &verify_passphrase::UNIT,
+    &send_code::UNIT,
+    &verify_code::UNIT,
+    &verify_totp::UNIT,
+    &transfer::UNIT,
+    &webhook::UNIT,
+    &set::UNIT,
+    &branch::UNIT,
+    &goto::UNIT,
+    &hangup::UNIT,
+];
 
 /// How the flow continues after a step.
 #[derive(Clone, Debug, PartialEq)]

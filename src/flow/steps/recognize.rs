@@ -110,3 +110,71 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Recognize) -> Resu
         },
     ))
 }
+
+// --- the unit: how a `recognize` step is read and what it may do ---
+
+use crate::flow::load::{FieldReader, Val};
+use crate::flow::model::{BargeIn, StepKind};
+
+use super::unit::{Build, Unit};
+
+pub(crate) const UNIT: Unit = Unit {
+    exits: &[
+        Exit::Success,
+        Exit::NoInput,
+        Exit::NoMatch,
+        Exit::MaxAttempts,
+        Exit::Error,
+    ],
+    required: &[Exit::Success],
+    fallbacks: &[
+        (Exit::NoInput, "the caller says nothing"),
+        (Exit::NoMatch, "the caller is not understood"),
+    ],
+    waits_for_caller: true,
+    calls_backend: true,
+    ..Unit::new("recognize", Build::Reader(build))
+};
+
+fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
+    if !r.mapping() {
+        return None;
+    }
+    let prompts = r.prompts("prompts");
+    let phrases = match r.get("phrases") {
+        None => vec![],
+        Some(n) => match &n.val {
+            Val::Seq(items) => items
+                .iter()
+                .filter_map(|i| r.node_string(i, "phrases"))
+                .collect(),
+            _ => {
+                r.err(
+                    n.span,
+                    format!(
+                        "`phrases` must be a list like [\"checking\", \"savings\"], got {}",
+                        n.shown()
+                    ),
+                );
+                vec![]
+            }
+        },
+    };
+    let both = BargeIn {
+        digits: true,
+        speech: true,
+    };
+    Some(StepKind::Recognize(Recognize {
+        prompts,
+        phrases,
+        digits_only: r.boolean("digits_only").unwrap_or(false),
+        language: r.string("language").map(|s| s.value),
+        timers: r.speech_timers(15),
+        min_confidence: r.float_or("min_confidence", 0.5),
+        tries: r.uint_or("tries", 2),
+        no_input_prompts: r.prompts("no_input_prompts"),
+        no_match_prompts: r.prompts("no_match_prompts"),
+        barge_in: r.barge_in("barge_in", both),
+        into: r.into(false),
+    }))
+}

@@ -56,3 +56,39 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &SendCode) -> Resul
     });
     flowing
 }
+
+// --- the unit: how a `send_code` step is read and what it may do ---
+
+use crate::flow::load::FieldReader;
+use crate::flow::model::{Spanned, StepKind};
+
+use super::unit::{Build, Unit};
+
+pub(crate) const UNIT: Unit = Unit {
+    exits: &[Exit::Success, Exit::RateLimited, Exit::Error],
+    required: &[Exit::Success, Exit::RateLimited],
+    calls_backend: true,
+    ..Unit::new("send_code", Build::Reader(build))
+};
+
+fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
+    if !r.mapping() {
+        return None;
+    }
+    let span = r.span();
+    Some(StepKind::SendCode(SendCode {
+        channel: r
+            .choice(
+                "channel",
+                &[("sms", CodeChannel::Sms), ("voice", CodeChannel::Voice)],
+            )
+            .unwrap_or(CodeChannel::Sms),
+        to: r
+            .template("to")
+            .unwrap_or_else(|| Spanned::new("${account.phone}".into(), span)),
+        length: r.uint_or("length", 6),
+        ttl: r.duration_or("ttl", 60, 0),
+        max_attempts: r.uint_or("max_attempts", 3),
+        resend_cooldown: r.duration_or("resend_cooldown", 30, 0),
+    }))
+}

@@ -26,3 +26,43 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Set) -> Result<Flo
     }
     Ok(Flowing::Exit(Exit::Next))
 }
+
+// --- the unit: how a `set` step is read and what it may do ---
+
+use crate::flow::load::{FieldReader, Val};
+use crate::flow::model::StepKind;
+
+use super::unit::{Build, Unit};
+
+pub(crate) const UNIT: Unit = Unit {
+    exits: &[Exit::Next],
+    needs_next: true,
+    ..Unit::new("set", Build::Reader(build))
+};
+
+/// `set:` takes any variable names as keys (so it declares no fields).
+fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
+    let body = r.body();
+    if !matches!(body.val, Val::Map(_)) {
+        let msg = format!(
+            "{} must be a mapping of variable: value (e.g. {{ tries_left: 2 }}), got {}",
+            r.what(),
+            body.shown()
+        );
+        r.err(body.span, msg);
+        return None;
+    }
+    let vars = r.node_template_map(body, "set");
+    for (k, _) in &vars {
+        if !r.is_var_name(&k.value) {
+            let msg = format!(
+                "{}: `{}` is not a variable name; use letters, digits, `_` and dots",
+                r.what(),
+                k.value
+            );
+            r.err(k.span, msg);
+        }
+    }
+    r.refuse_engine_writes(&vars);
+    Some(StepKind::Set(Set { vars }))
+}

@@ -57,3 +57,43 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Transfer) -> Resul
         }
     }
 }
+
+// --- the unit: how a `transfer` step is read and what it may do ---
+
+use crate::flow::load::FieldReader;
+use crate::flow::model::StepKind;
+
+use super::unit::{Build, Unit};
+
+pub(crate) const UNIT: Unit = Unit {
+    exits: &[Exit::Success, Exit::Failure, Exit::Error],
+    required: &[Exit::Failure],
+    calls_backend: true,
+    ends_call: true,
+    ..Unit::new("transfer", Build::Reader(build))
+};
+
+fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
+    if !r.mapping() {
+        return None;
+    }
+    // Missing or bad: reported here; the validator's own `target` check is
+    // at the same position and is not repeated.
+    let target = r.required_template("target", "(a SIP URI such as \"sip:agents@10.0.0.5:5060\")");
+    let mode = r
+        .choice(
+            "mode",
+            &[
+                ("refer", TransferMode::Refer),
+                ("bridge", TransferMode::Bridge),
+            ],
+        )
+        .unwrap_or(TransferMode::Refer);
+    let timeout = r.duration_or("timeout", 30, 0);
+    Some(StepKind::Transfer(Transfer {
+        target,
+        headers: r.template_map("headers"),
+        mode,
+        timeout,
+    }))
+}

@@ -93,3 +93,48 @@ pub async fn run<C: CallChannel>(
         }
     }
 }
+
+// --- the unit: how a `verify_code` step is read and what it may do ---
+
+use crate::flow::load::FieldReader;
+use crate::flow::model::{Step, StepKind};
+
+use super::unit::{Build, Unit};
+
+pub(crate) const UNIT: Unit = Unit {
+    exits: &[
+        Exit::Success,
+        Exit::Failure,
+        Exit::Expired,
+        Exit::NoInput,
+        Exit::MaxAttempts,
+        Exit::Error,
+    ],
+    required: &[Exit::Success],
+    fallbacks: &[
+        (Exit::NoInput, "the caller enters nothing"),
+        (Exit::Failure, "the code is wrong"),
+    ],
+    waits_for_caller: true,
+    calls_backend: true,
+    check_exits: expired_routed,
+    ..Unit::new("verify_code", Build::Reader(build))
+};
+
+/// An expired code takes `expired`, else `failure`, else `max_attempts`.
+fn expired_routed(step: &Step) -> Vec<String> {
+    let has = |e: Exit| step.exits.contains_key(&e);
+    if has(Exit::Expired) || has(Exit::Failure) || has(Exit::MaxAttempts) {
+        return Vec::new();
+    }
+    vec!["does not say where to go when the code has expired; add `expired: <step>` (or `failure:`) under `on:`".into()]
+}
+
+fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
+    if !r.mapping() {
+        return None;
+    }
+    Some(StepKind::VerifyCode(VerifyCode {
+        input: r.digit_input(Some(6)),
+    }))
+}

@@ -98,3 +98,43 @@ pub async fn run<C: CallChannel>(
         }
     }
 }
+
+// --- the unit: how a `verify_passphrase` step is read and what it may do ---
+
+use crate::flow::load::FieldReader;
+use crate::flow::model::StepKind;
+
+use super::unit::{Build, Unit};
+
+pub(crate) const UNIT: Unit = Unit {
+    exits: &[
+        Exit::Success,
+        Exit::Failure,
+        Exit::NoInput,
+        Exit::MaxAttempts,
+        Exit::Error,
+    ],
+    required: &[Exit::Success],
+    fallbacks: &[
+        (Exit::NoInput, "the caller says nothing"),
+        (Exit::Failure, "the passphrase does not match"),
+    ],
+    waits_for_caller: true,
+    calls_backend: true,
+    ..Unit::new("verify_passphrase", Build::Reader(build))
+};
+
+fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
+    if !r.mapping() {
+        return None;
+    }
+    let prompts = r.prompts("prompts");
+    let tries = r.uint_or("tries", 2);
+    Some(StepKind::VerifyPassphrase(VerifyPassphrase {
+        prompts,
+        timers: r.speech_timers(10),
+        tries,
+        no_input_prompts: r.prompts("no_input_prompts"),
+        retry_prompts: r.prompts("retry_prompts"),
+    }))
+}

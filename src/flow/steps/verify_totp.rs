@@ -73,3 +73,38 @@ pub async fn run<C: CallChannel>(
         }
     }
 }
+
+// --- the unit: how a `verify_totp` step is read and what it may do ---
+
+use crate::flow::load::FieldReader;
+use crate::flow::model::StepKind;
+
+use super::unit::{Build, Unit};
+
+pub(crate) const UNIT: Unit = Unit {
+    exits: &[
+        Exit::Success,
+        Exit::Failure,
+        Exit::NoInput,
+        Exit::MaxAttempts,
+        Exit::Error,
+    ],
+    required: &[Exit::Success],
+    fallbacks: &[
+        (Exit::NoInput, "the caller enters nothing"),
+        (Exit::Failure, "the code is wrong"),
+    ],
+    waits_for_caller: true,
+    calls_backend: true,
+    ..Unit::new("verify_totp", Build::Reader(build))
+};
+
+fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
+    if !r.mapping() {
+        return None;
+    }
+    Some(StepKind::VerifyTotp(VerifyTotp {
+        input: r.digit_input(Some(6)),
+        window: r.uint_or("window", 1),
+    }))
+}

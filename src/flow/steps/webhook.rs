@@ -113,3 +113,41 @@ fn store(vars: &mut Vars, prefix: &str, v: &serde_json::Value) {
         tracing::warn!("webhook answer field names engine state; not stored");
     }
 }
+
+// --- the unit: how a `webhook` step is read and what it may do ---
+
+use crate::flow::load::FieldReader;
+use crate::flow::model::StepKind;
+
+use super::unit::{Build, Unit};
+
+pub(crate) const UNIT: Unit = Unit {
+    exits: &[Exit::Success, Exit::Failure, Exit::Timeout, Exit::Error],
+    required: &[Exit::Success, Exit::Failure],
+    calls_backend: true,
+    ..Unit::new("webhook", Build::Reader(build))
+};
+
+fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
+    if !r.mapping() {
+        return None;
+    }
+    let url = r.required_template("url", "(e.g. \"http://127.0.0.1:8080/crm?n=${caller}\")");
+    let method = r
+        .choice(
+            "method",
+            &[("get", HttpMethod::Get), ("post", HttpMethod::Post)],
+        )
+        .unwrap_or(HttpMethod::Post);
+    let timeout = r.duration_or("timeout", 3, 0);
+    let headers = r.template_map("headers");
+    let body = r.template_map("body");
+    Some(StepKind::Webhook(Webhook {
+        url,
+        method,
+        headers,
+        body,
+        timeout,
+        into: r.into(true),
+    }))
+}
