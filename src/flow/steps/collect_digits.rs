@@ -62,9 +62,22 @@ pub async fn run<C: CallChannel>(
 use crate::flow::load::FieldReader;
 use crate::flow::model::StepKind;
 
-use super::unit::{Build, Unit};
+use super::unit::{digit_prompts, Build, Unit, Written};
 
 pub(crate) const UNIT: Unit = Unit {
+    prompts: |k| match k {
+        StepKind::CollectDigits(c) => digit_prompts(&c.input),
+        _ => Vec::new(),
+    },
+    writes: |k| match k {
+        StepKind::CollectDigits(c) => vec![Written::Exact(c.into.value.clone())],
+        _ => Vec::new(),
+    },
+    check_fields: |step, f| {
+        if let StepKind::CollectDigits(c) = &step.kind {
+            f.digits_in(step, &c.input);
+        }
+    },
     exits: &[
         Exit::Success,
         Exit::NoInput,

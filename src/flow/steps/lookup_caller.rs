@@ -29,9 +29,14 @@ pub async fn run<C: CallChannel>(
 use crate::flow::load::FieldReader;
 use crate::flow::model::{Spanned, StepKind};
 
-use super::unit::{Build, Unit};
+use super::unit::{Build, Read, Sink, Unit, Written};
 
 pub(crate) const UNIT: Unit = Unit {
+    reads: |k| match k {
+        StepKind::LookupCaller(l) => vec![Read::new("`number`", &l.number, Sink::Internal)],
+        _ => Vec::new(),
+    },
+    writes: |_| vec![Written::Prefix("account.".into())],
     exits: &[Exit::Found, Exit::NotFound, Exit::Error],
     required: &[Exit::Found, Exit::NotFound],
     calls_backend: true,

@@ -16,9 +16,13 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Play) -> Result<Fl
 use crate::flow::load::{FieldReader, Val};
 use crate::flow::model::{BargeIn as UnitBargeIn, Play as UnitPlay, StepKind};
 
-use super::unit::{Build, Unit};
+use super::unit::{tagged, Build, Unit};
 
 pub(crate) const UNIT: Unit = Unit {
+    prompts: |k| match k {
+        StepKind::Play(p) => tagged(&[("prompts", &p.prompts)]),
+        _ => Vec::new(),
+    },
     exits: &[Exit::Next],
     required: &[],
     needs_next: true,

@@ -116,9 +116,35 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Recognize) -> Resu
 use crate::flow::load::{FieldReader, Val};
 use crate::flow::model::{BargeIn, StepKind};
 
-use super::unit::{Build, Unit};
+use super::unit::{tagged, Build, Unit, Written};
 
 pub(crate) const UNIT: Unit = Unit {
+    prompts: |k| match k {
+        StepKind::Recognize(r) => tagged(&[
+            ("prompts", &r.prompts),
+            ("no_input_prompts", &r.no_input_prompts),
+            ("no_match_prompts", &r.no_match_prompts),
+        ]),
+        _ => Vec::new(),
+    },
+    writes: |k| match k {
+        StepKind::Recognize(r) => vec![Written::Exact(r.into.value.clone())],
+        _ => Vec::new(),
+    },
+    check_fields: |step, f| {
+        if let StepKind::Recognize(r) = &step.kind {
+            f.speech_in(&r.timers);
+            f.int_in("tries", &r.tries, 1, 10);
+            let c = r.min_confidence.value;
+            if !(0.0..=1.0).contains(&c) {
+                let msg = format!(
+                    "{}: `min_confidence` is {c}; it must be between 0 and 1",
+                    f.what
+                );
+                f.err(r.min_confidence.span, msg);
+            }
+        }
+    },
     exits: &[
         Exit::Success,
         Exit::NoInput,

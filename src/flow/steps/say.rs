@@ -111,9 +111,17 @@ fn below_thousand(n: u64, out: &mut Vec<String>) {
 use crate::flow::load::FieldReader;
 use crate::flow::model::{BargeIn, Say as UnitSay, StepKind};
 
-use super::unit::{Build, Unit};
+use super::unit::{tagged, Build, Read, Sink, Unit};
 
 pub(crate) const UNIT: Unit = Unit {
+    prompts: |k| match k {
+        StepKind::Say(s) => tagged(&[("before", &s.before), ("after", &s.after)]),
+        _ => Vec::new(),
+    },
+    reads: |k| match k {
+        StepKind::Say(s) => vec![Read::new("`value`", &s.value, Sink::Spoken)],
+        _ => Vec::new(),
+    },
     exits: &[Exit::Next],
     needs_next: true,
     ..Unit::new("say", Build::Reader(build))

@@ -59,12 +59,33 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &SendCode) -> Resul
 
 // --- the unit: how a `send_code` step is read and what it may do ---
 
+use std::time::Duration;
+
 use crate::flow::load::FieldReader;
 use crate::flow::model::{Spanned, StepKind};
 
-use super::unit::{Build, Unit};
+use super::unit::{Build, Read, Sink, Unit, Written};
 
 pub(crate) const UNIT: Unit = Unit {
+    reads: |k| match k {
+        StepKind::SendCode(c) => vec![Read::new("`to`", &c.to, Sink::Internal)],
+        _ => Vec::new(),
+    },
+    writes: |_| {
+        vec![
+            Written::Exact("code.sent_to".into()),
+            Written::Exact("code.channel".into()),
+        ]
+    },
+    check_fields: |step, f| {
+        if let StepKind::SendCode(c) = &step.kind {
+            let s = Duration::from_secs;
+            f.int_in("length", &c.length, 4, 10);
+            f.dur_in("ttl", &c.ttl, s(30), s(15 * 60));
+            f.int_in("max_attempts", &c.max_attempts, 1, 10);
+            f.dur_in("resend_cooldown", &c.resend_cooldown, s(0), s(15 * 60));
+        }
+    },
     exits: &[Exit::Success, Exit::RateLimited, Exit::Error],
     required: &[Exit::Success, Exit::RateLimited],
     calls_backend: true,

@@ -32,9 +32,25 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Set) -> Result<Flo
 use crate::flow::load::{FieldReader, Val};
 use crate::flow::model::StepKind;
 
-use super::unit::{Build, Unit};
+use super::unit::{Build, Read, Sink, Unit, Written};
 
 pub(crate) const UNIT: Unit = Unit {
+    reads: |k| match k {
+        StepKind::Set(s) => s
+            .vars
+            .iter()
+            .map(|(k, val)| Read::new(format!("`{}`", k.value), val, Sink::SetValue))
+            .collect(),
+        _ => Vec::new(),
+    },
+    writes: |k| match k {
+        StepKind::Set(s) => s
+            .vars
+            .iter()
+            .map(|(k, _)| Written::Exact(k.value.clone()))
+            .collect(),
+        _ => Vec::new(),
+    },
     exits: &[Exit::Next],
     needs_next: true,
     ..Unit::new("set", Build::Reader(build))

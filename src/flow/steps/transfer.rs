@@ -60,12 +60,51 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Transfer) -> Resul
 
 // --- the unit: how a `transfer` step is read and what it may do ---
 
+use std::time::Duration;
+
 use crate::flow::load::FieldReader;
 use crate::flow::model::StepKind;
 
-use super::unit::{Build, Unit};
+use super::unit::{Build, Read, Sink, Unit};
 
 pub(crate) const UNIT: Unit = Unit {
+    reads: |k| match k {
+        StepKind::Transfer(t) => {
+            let mut out = vec![Read::new("`target`", &t.target, Sink::TransferTarget)];
+            for (k, val) in &t.headers {
+                out.push(Read::new(
+                    format!("header {}", k.value),
+                    val,
+                    Sink::TransferHeader,
+                ));
+            }
+            out
+        }
+        _ => Vec::new(),
+    },
+    check_fields: |step, f| {
+        if let StepKind::Transfer(t) = &step.kind {
+            let s = Duration::from_secs;
+            f.dur_in("timeout", &t.timeout, s(1), s(120));
+            let w = f.what.clone();
+            let target = t.target.value.trim();
+            if target.is_empty() {
+                f.err(
+                    t.target.span,
+                    format!("{w}: `target` is empty; give a SIP URI such as \"sip:agents@10.0.0.5:5060\""),
+                );
+            } else if !target.contains("${")
+                && !["sip:", "sips:", "tel:"]
+                    .iter()
+                    .any(|p| target.starts_with(p))
+            {
+                f.err(
+                    t.target.span,
+                    format!("{w}: `target` {target:?} is not a SIP URI; write it like \"sip:agents@10.0.0.5:5060\" or \"tel:+15551234567\""),
+                );
+            }
+        }
+    },
     exits: &[Exit::Success, Exit::Failure, Exit::Error],
     required: &[Exit::Failure],
     calls_backend: true,

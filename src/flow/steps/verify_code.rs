@@ -99,9 +99,19 @@ pub async fn run<C: CallChannel>(
 use crate::flow::load::FieldReader;
 use crate::flow::model::{Step, StepKind};
 
-use super::unit::{Build, Unit};
+use super::unit::{auth_written, digit_prompts, Build, Unit};
 
 pub(crate) const UNIT: Unit = Unit {
+    prompts: |k| match k {
+        StepKind::VerifyCode(c) => digit_prompts(&c.input),
+        _ => Vec::new(),
+    },
+    writes: auth_written,
+    check_fields: |step, f| {
+        if let StepKind::VerifyCode(c) = &step.kind {
+            f.digits_in(step, &c.input);
+        }
+    },
     exits: &[
         Exit::Success,
         Exit::Failure,

@@ -104,9 +104,24 @@ pub async fn run<C: CallChannel>(
 use crate::flow::load::FieldReader;
 use crate::flow::model::StepKind;
 
-use super::unit::{Build, Unit};
+use super::unit::{auth_written, tagged, Build, Unit};
 
 pub(crate) const UNIT: Unit = Unit {
+    prompts: |k| match k {
+        StepKind::VerifyPassphrase(p) => tagged(&[
+            ("prompts", &p.prompts),
+            ("no_input_prompts", &p.no_input_prompts),
+            ("retry_prompts", &p.retry_prompts),
+        ]),
+        _ => Vec::new(),
+    },
+    writes: auth_written,
+    check_fields: |step, f| {
+        if let StepKind::VerifyPassphrase(p) = &step.kind {
+            f.speech_in(&p.timers);
+            f.int_in("tries", &p.tries, 1, 10);
+        }
+    },
     exits: &[
         Exit::Success,
         Exit::Failure,

@@ -79,9 +79,20 @@ pub async fn run<C: CallChannel>(
 use crate::flow::load::FieldReader;
 use crate::flow::model::StepKind;
 
-use super::unit::{Build, Unit};
+use super::unit::{auth_written, digit_prompts, Build, Unit};
 
 pub(crate) const UNIT: Unit = Unit {
+    prompts: |k| match k {
+        StepKind::VerifyTotp(t) => digit_prompts(&t.input),
+        _ => Vec::new(),
+    },
+    writes: auth_written,
+    check_fields: |step, f| {
+        if let StepKind::VerifyTotp(t) = &step.kind {
+            f.digits_in(step, &t.input);
+            f.int_in("window", &t.window, 0, 3);
+        }
+    },
     exits: &[
         Exit::Success,
         Exit::Failure,

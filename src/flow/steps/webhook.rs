@@ -116,12 +116,57 @@ fn store(vars: &mut Vars, prefix: &str, v: &serde_json::Value) {
 
 // --- the unit: how a `webhook` step is read and what it may do ---
 
+use std::time::Duration;
+
 use crate::flow::load::FieldReader;
 use crate::flow::model::StepKind;
 
-use super::unit::{Build, Unit};
+use super::unit::{Build, Read, Sink, Unit, Written};
 
 pub(crate) const UNIT: Unit = Unit {
+    reads: |k| match k {
+        StepKind::Webhook(h) => {
+            let mut out = vec![Read::new("`url`", &h.url, Sink::WebhookUrl)];
+            for (k, val) in &h.headers {
+                out.push(Read::new(
+                    format!("header {}", k.value),
+                    val,
+                    Sink::WebhookHeader,
+                ));
+            }
+            for (k, val) in &h.body {
+                out.push(Read::new(
+                    format!("body field `{}`", k.value),
+                    val,
+                    Sink::WebhookBody,
+                ));
+            }
+            out
+        }
+        _ => Vec::new(),
+    },
+    writes: |k| match k {
+        StepKind::Webhook(h) => vec![Written::Prefix(format!("{}.", h.into.value))],
+        _ => Vec::new(),
+    },
+    check_fields: |step, f| {
+        if let StepKind::Webhook(h) = &step.kind {
+            f.dur_in(
+                "timeout",
+                &h.timeout,
+                Duration::from_secs(1),
+                Duration::from_secs(120),
+            );
+            let url = h.url.value.trim();
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                let msg = format!(
+                    "{}: `url` {url:?} must start with http:// or https://",
+                    f.what
+                );
+                f.err(h.url.span, msg);
+            }
+        }
+    },
     exits: &[Exit::Success, Exit::Failure, Exit::Timeout, Exit::Error],
     required: &[Exit::Success, Exit::Failure],
     calls_backend: true,
