@@ -21,7 +21,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use crate::flow::diag::{self, Diagnostic};
 use crate::flow::model::*;
 use crate::flow::state::{reserved_list, reserved_owner, Reserved};
-use crate::flow::steps::unit::{unit, unit_of, Build};
+use crate::flow::steps::unit::{unit, unit_of, Build, Written};
 use crate::flow::steps::UNITS;
 use crate::flow::{duration, expr};
 
@@ -1323,35 +1323,30 @@ fn note_maybe_set(ctx: &mut Loader, sid: &str, kind: &str, body: &Node) {
         _ => None,
     }
     .unwrap_or_else(|| sid.to_string());
+    let keys: Vec<String> = match &body.val {
+        Val::Map(m) => m.iter().filter_map(|(k, _)| k.scalar_text()).collect(),
+        _ => Vec::new(),
+    };
     let rec = &mut ctx.rec;
-    match guess {
-        Some("collect_digits" | "recognize") => {
-            rec.maybe_set.insert(into);
+    let writes = match guess.and_then(unit) {
+        Some(u) => (u.guess_writes)(&into, &keys),
+        // Not even a likely kind: its keys, its `into` and anything under it.
+        None => {
+            let mut w: Vec<Written> = keys.into_iter().map(Written::Exact).collect();
+            w.push(Written::Exact(into.clone()));
+            w.push(Written::Prefix(format!("{into}.")));
+            w
         }
-        Some("webhook") => {
-            rec.maybe_prefixes.insert(format!("{into}."));
-        }
-        Some("lookup_caller") => {
-            rec.maybe_prefixes.insert("account.".into());
-        }
-        Some("verify_passphrase" | "verify_code" | "verify_totp") => {
-            rec.maybe_prefixes.insert("auth.".into());
-        }
-        Some("send_code") => {
-            rec.maybe_set.insert("code.sent_to".into());
-            rec.maybe_set.insert("code.channel".into());
-        }
-        Some("set") | None => {
-            if let Val::Map(m) = &body.val {
-                rec.maybe_set
-                    .extend(m.iter().filter_map(|(k, _)| k.scalar_text()));
+    };
+    for w in writes {
+        match w {
+            Written::Exact(n) => {
+                rec.maybe_set.insert(n);
             }
-            if guess.is_none() {
-                rec.maybe_set.insert(into.clone());
-                rec.maybe_prefixes.insert(format!("{into}."));
+            Written::Prefix(p) => {
+                rec.maybe_prefixes.insert(p);
             }
         }
-        _ => {}
     }
 }
 

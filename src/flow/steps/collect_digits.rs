@@ -62,9 +62,10 @@ pub async fn run<C: CallChannel>(
 use crate::flow::load::FieldReader;
 use crate::flow::model::StepKind;
 
-use super::unit::{digit_prompts, Build, Unit, Written};
+use super::unit::{digit_prompts, into_guessed, Build, Unit, Written};
 
 pub(crate) const UNIT: Unit = Unit {
+    guess_writes: into_guessed,
     prompts: |k| match k {
         StepKind::CollectDigits(c) => digit_prompts(&c.input),
         _ => Vec::new(),

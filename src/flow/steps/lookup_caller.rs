@@ -32,6 +32,7 @@ use crate::flow::model::{Spanned, StepKind};
 use super::unit::{Build, Read, Sink, Unit, Written};
 
 pub(crate) const UNIT: Unit = Unit {
+    guess_writes: |_, _| vec![Written::Prefix("account.".into())],
     reads: |k| match k {
         StepKind::LookupCaller(l) => vec![Read::new("`number`", &l.number, Sink::Internal)],
         _ => Vec::new(),

@@ -116,9 +116,10 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Recognize) -> Resu
 use crate::flow::load::{FieldReader, Val};
 use crate::flow::model::{BargeIn, StepKind};
 
-use super::unit::{tagged, Build, Unit, Written};
+use super::unit::{into_guessed, tagged, Build, Unit, Written};
 
 pub(crate) const UNIT: Unit = Unit {
+    guess_writes: into_guessed,
     prompts: |k| match k {
         StepKind::Recognize(r) => tagged(&[
             ("prompts", &r.prompts),

@@ -67,6 +67,12 @@ use crate::flow::model::{Spanned, StepKind};
 use super::unit::{Build, Read, Sink, Unit, Written};
 
 pub(crate) const UNIT: Unit = Unit {
+    guess_writes: |_, _| {
+        vec![
+            Written::Exact("code.sent_to".into()),
+            Written::Exact("code.channel".into()),
+        ]
+    },
     reads: |k| match k {
         StepKind::SendCode(c) => vec![Read::new("`to`", &c.to, Sink::Internal)],
         _ => Vec::new(),

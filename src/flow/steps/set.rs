@@ -35,6 +35,7 @@ use crate::flow::model::StepKind;
 use super::unit::{Build, Read, Sink, Unit, Written};
 
 pub(crate) const UNIT: Unit = Unit {
+    guess_writes: |_, keys| keys.iter().map(|k| Written::Exact(k.clone())).collect(),
     reads: |k| match k {
         StepKind::Set(s) => s
             .vars

@@ -56,6 +56,10 @@ pub(crate) struct Unit {
     pub(crate) writes: fn(&StepKind) -> Vec<Written>,
     /// Bounds and other checks of its own fields.
     pub(crate) check_fields: fn(&Step, &mut Findings),
+    /// What a step of this kind whose body could not be built may set, from
+    /// its raw `into:` (or step id) and keys: the validator then does not
+    /// report reads of those as "never set" (no cascades after load errors).
+    pub(crate) guess_writes: fn(into: &str, keys: &[String]) -> Vec<Written>,
 }
 
 /// No checks of its own.
@@ -82,6 +86,7 @@ impl Unit {
             reads: no_reads,
             writes: no_writes,
             check_fields: no_field_checks,
+            guess_writes: |_, _| Vec::new(),
         }
     }
 
@@ -268,6 +273,16 @@ pub(crate) fn tagged<'a>(
         .iter()
         .flat_map(|(name, l)| l.iter().map(move |p| (*name, p)))
         .collect()
+}
+
+/// What a broken verify step may have set.
+pub(crate) fn auth_guessed(_: &str, _: &[String]) -> Vec<Written> {
+    vec![Written::Prefix("auth.".into())]
+}
+
+/// A broken input step may have set its `into`.
+pub(crate) fn into_guessed(into: &str, _: &[String]) -> Vec<Written> {
+    vec![Written::Exact(into.to_string())]
 }
 
 /// The `auth.*` variables, for the verify steps.

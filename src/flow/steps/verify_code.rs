@@ -99,9 +99,10 @@ pub async fn run<C: CallChannel>(
 use crate::flow::load::FieldReader;
 use crate::flow::model::{Step, StepKind};
 
-use super::unit::{auth_written, digit_prompts, Build, Unit};
+use super::unit::{auth_guessed, auth_written, digit_prompts, Build, Unit};
 
 pub(crate) const UNIT: Unit = Unit {
+    guess_writes: auth_guessed,
     prompts: |k| match k {
         StepKind::VerifyCode(c) => digit_prompts(&c.input),
         _ => Vec::new(),

@@ -104,9 +104,10 @@ pub async fn run<C: CallChannel>(
 use crate::flow::load::FieldReader;
 use crate::flow::model::StepKind;
 
-use super::unit::{auth_written, tagged, Build, Unit};
+use super::unit::{auth_guessed, auth_written, tagged, Build, Unit};
 
 pub(crate) const UNIT: Unit = Unit {
+    guess_writes: auth_guessed,
     prompts: |k| match k {
         StepKind::VerifyPassphrase(p) => tagged(&[
             ("prompts", &p.prompts),

@@ -79,9 +79,10 @@ pub async fn run<C: CallChannel>(
 use crate::flow::load::FieldReader;
 use crate::flow::model::StepKind;
 
-use super::unit::{auth_written, digit_prompts, Build, Unit};
+use super::unit::{auth_guessed, auth_written, digit_prompts, Build, Unit};
 
 pub(crate) const UNIT: Unit = Unit {
+    guess_writes: auth_guessed,
     prompts: |k| match k {
         StepKind::VerifyTotp(t) => digit_prompts(&t.input),
         _ => Vec::new(),

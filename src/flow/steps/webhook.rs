@@ -124,6 +124,7 @@ use crate::flow::model::StepKind;
 use super::unit::{Build, Read, Sink, Unit, Written};
 
 pub(crate) const UNIT: Unit = Unit {
+    guess_writes: |into, _| vec![Written::Prefix(format!("{into}."))],
     reads: |k| match k {
         StepKind::Webhook(h) => {
             let mut out = vec![Read::new("`url`", &h.url, Sink::WebhookUrl)];
