@@ -7,7 +7,18 @@
 //! [`FieldReader`] that records which fields the kind knows, so the list of
 //! fields is never written twice), which exits it can take, which must be
 //! routed and which caller outcomes may fall back to `max_attempts`, whether
-//! it waits for the caller or calls a backend, and any check of its own.
+//! it waits for the caller, calls a backend or ends the call, the prompts it
+//! may play, the templates it renders and where they go, the variables it
+//! sets, and the bounds of its own fields.
+//!
+//! Adding a step kind: write `steps/<kind>.rs` (its `UNIT`, its build and its
+//! `run`), add the kind's struct and `StepKind` variant in `model.rs`, list
+//! the unit in [`UNITS`](super::UNITS) and its `run` in
+//! [`run_step`](super::run_step), then its schema (`docs/flow.schema.json`,
+//! checked against the unit by a test) and its section in `docs/flows.md`.
+//! Adding a field to a kind: read it in the kind's build (and describe it in
+//! the schema and the doc); unknown-field messages and the schema test pick
+//! it up from there.
 
 use std::time::Duration;
 
