@@ -1498,7 +1498,10 @@ fn build_step(ctx: &mut Loader, id: Spanned<StepId>, node: &Node) -> Step {
     });
 
     let mut exits: BTreeMap<Exit, Spanned<StepId>> = BTreeMap::new();
-    if let Some((_, body, _)) = the_kind.filter(|k| k.0 == "goto") {
+    let next_in_body = the_kind
+        .and_then(|k| unit(k.0))
+        .is_some_and(|u| u.next_in_body);
+    if let Some((_, body, _)) = the_kind.filter(|_| next_in_body) {
         match body.scalar_text().filter(|t| !t.is_empty()) {
             Some(t) => {
                 exits.insert(Exit::Next, Spanned::new(t, body.span));
@@ -1568,10 +1571,10 @@ fn build_step(ctx: &mut Loader, id: Spanned<StepId>, node: &Node) -> Step {
         exits.insert(exit, Spanned::new(t, target.span));
     };
     if let Some(n) = next {
-        if kind_name == "goto" {
+        if next_in_body {
             ctx.err(
                 n.span,
-                format!("step `{sid}` (goto): `goto:` already names the next step; remove `next:`"),
+                format!("step `{sid}` ({kind_name}): `{kind_name}:` already names the next step; remove `next:`"),
             );
             if let Some(t) = n.scalar_text() {
                 ctx.rec.hidden_edges.push((sid.clone(), t));
@@ -2581,7 +2584,7 @@ steps:
             }
             let exits = u.exits;
             // `goto:` itself names the next step; a `next:` beside it is an error.
-            let takes_next = exits.contains(&Exit::Next) && *kind != "goto";
+            let takes_next = exits.contains(&Exit::Next) && !u.next_in_body;
             assert_eq!(props.contains(&"next".to_string()), takes_next, "{kind}");
             let on: Vec<&str> = exits
                 .iter()

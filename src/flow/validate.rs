@@ -197,7 +197,9 @@ fn check_targets(v: &mut V) {
             .iter()
             .map(|(e, t)| {
                 let label = match (e, &step.kind) {
-                    (Exit::Next, StepKind::Goto) if !placeholder => "`goto`".to_string(),
+                    (Exit::Next, k) if !placeholder && unit_of(k).next_in_body => {
+                        format!("`{}`", k.name())
+                    }
                     (Exit::Next, _) => "`next`".to_string(),
                     _ => format!("exit `{}`", e.as_str()),
                 };

@@ -19,6 +19,7 @@ use super::unit::{Build, Unit};
 /// `goto: <step>`: the target is its `next` exit (the loader puts it there).
 pub(crate) const UNIT: Unit = Unit {
     exits: &[Exit::Next],
+    next_in_body: true,
     ..Unit::new("goto", Build::Reader(build))
 };
 

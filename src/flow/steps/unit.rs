@@ -47,6 +47,9 @@ pub(crate) struct Unit {
     pub(crate) required: &'static [Exit],
     /// `next:` must be given (the step has nothing else to do after).
     pub(crate) needs_next: bool,
+    /// The body itself names the next step (`goto: <step>`), so a `next:`
+    /// beside it is an error.
+    pub(crate) next_in_body: bool,
     /// Caller outcomes that may be routed by name or through `max_attempts`,
     /// with the situation for the message ("the caller enters nothing").
     pub(crate) fallbacks: &'static [(Exit, &'static str)],
@@ -88,6 +91,7 @@ impl Unit {
             exits: &[],
             required: &[],
             needs_next: false,
+            next_in_body: false,
             fallbacks: &[],
             waits_for_caller: false,
             calls_backend: false,
