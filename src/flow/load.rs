@@ -2625,6 +2625,49 @@ steps:
     }
 
     #[test]
+    fn json_schema_refuses_the_engine_owned_names_the_loader_refuses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/flow.schema.json");
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let re = |def: &str| {
+            let p = schema["$defs"][def]["not"]["pattern"].as_str().unwrap();
+            regex::Regex::new(p).unwrap()
+        };
+        let (name, prefix) = (re("writable_name"), re("writable_prefix"));
+        for n in [
+            "auth",
+            "auth.result",
+            "account.id",
+            "code",
+            "code.channel",
+            "caller",
+            "caller_trust",
+            "caller.trust",
+            "callers",
+            "call",
+            "call.id",
+            "call_id",
+            "call_ids",
+            "dialled",
+            "dialled_no",
+            "header.x",
+            "headers",
+            "crm",
+            "crm.auth.result",
+            "authority",
+            "result",
+        ] {
+            assert_eq!(name.is_match(n), reserved_owner(n).is_some(), "name {n}");
+            let under = format!("{n}.");
+            assert_eq!(
+                prefix.is_match(n),
+                reserved_owner(&under).is_some(),
+                "prefix {n}"
+            );
+        }
+    }
+
+    #[test]
     fn field_tables_cover_every_kind() {
         let names = kind_list();
         for k in names.iter() {
