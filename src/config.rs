@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::duration::{self, DurationError};
+
 /// Why a configuration file was refused; `Display` starts with the file's
 /// path so the CLI can print it as is.
 #[derive(Debug, thiserror::Error)]
@@ -76,25 +78,19 @@ impl std::str::FromStr for PortRange {
 }
 
 /// Human durations: `500ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
+/// Also `min` and `5 s` (the lenient dialect of the one duration parser); at most a week.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, ""), |i| s.split_at(i));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration; write e.g. 500ms, 30s, 5m"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        other => return Err(format!("`{s}`: unknown unit `{other}`; use ms, s, m or h")),
-    };
-    if !secs.is_finite() || !(0.0..=86_400.0 * 7.0).contains(&secs) {
-        return Err(format!("`{s}` is out of range"));
+    let t = s.trim();
+    match duration::parse(t, duration::Dialect::Lenient) {
+        Ok(d) if d <= Duration::from_secs(86_400 * 7) => Ok(d),
+        Ok(_) | Err(DurationError::TooLarge) => Err(format!("`{t}` is out of range")),
+        Err(DurationError::NotANumber) => Err(format!(
+            "`{t}` is not a duration; write e.g. 500ms, 30s, 5m"
+        )),
+        Err(DurationError::UnknownUnit(u)) => {
+            Err(format!("`{t}`: unknown unit `{u}`; use ms, s, m or h"))
+        }
     }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, Deserialize, Default)]

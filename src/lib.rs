@@ -14,12 +14,14 @@
 //! - `media` (RTP, G.711, DTMF, prompts) and `asr` (voice activity, Whisper):
 //!   below `call`, never importing it.
 //! - `events` (the one event vocabulary every consumer shares, free of
-//!   secrets), `config` and `linewriter`: the bottom.
+//!   secrets), `config`, `duration` (the one duration parser) and
+//!   `linewriter`: the bottom.
 
 pub mod app;
 pub mod asr;
 pub mod call;
 pub mod config;
+pub mod duration;
 pub mod events;
 pub mod flow;
 pub mod linewriter;

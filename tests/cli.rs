@@ -75,6 +75,29 @@ fn validate_reports_file_line_col_and_fails() {
 }
 
 #[test]
+fn validate_refuses_writes_to_engine_owned_names_in_one_pass() {
+    let dir = scratch("cli-reserved");
+    let f = dir.join("spoof.yaml");
+    std::fs::write(
+        &f,
+        "flow: spoof\nvars: { account.id: none }\nsteps:\n  crm:\n    webhook: { url: 'http://127.0.0.1:9/x', into: auth }\n    on: { success: mark, failure: mark, error: mark }\n  mark:\n    set: { caller_trust: high }\n    next: bye\n  bye:\n    hangup: {}\n",
+    )
+    .unwrap();
+    let (code, text) = run(&["validate", f.to_str().unwrap(), "--prompts", "prompts"]);
+    assert_ne!(code, 0, "{text}");
+    let tail = "is read-only to flows (reserved: auth.*, account.*, code.*, caller*, call.*, call_id, dialled, header.*)";
+    let p = f.display();
+    for line in [
+        format!("{p}:2:9: `vars`: cannot write `account.id`: `account.*` is set by the lookup_caller step and {tail}"),
+        format!("{p}:5:51: step `crm` (webhook): `into: auth` would write everything under `auth.`, but `auth.*` is set by the verify_passphrase, verify_code and verify_totp steps and {tail}; choose another prefix such as `crm`"),
+        format!("{p}:8:12: step `mark` (set): cannot write `caller_trust`: `caller*` is set by the call (its caller ID and how far it is trusted) and {tail}"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+    }
+    assert!(text.contains("3 problem(s) in 1 flow file(s)"), "{text}");
+}
+
+#[test]
 fn flow_tests_pass_and_a_wrong_expectation_fails() {
     let (code, text) = run(&["test", "flows"]);
     assert_eq!(code, 0, "{text}");

@@ -19,22 +19,33 @@ use std::path::{Path, PathBuf};
 /// `store` and `backends` do not exist yet; they have their slot already.
 const LAYERS: &[(&str, &[&str])] = &[
     // The bottom: the event vocabulary and the plumbing everyone shares.
-    ("events", &["linewriter", "config"]),
-    ("linewriter", &["events", "config"]),
-    ("config", &["events", "linewriter"]),
+    ("events", &["linewriter", "config", "duration"]),
+    ("linewriter", &["events", "config", "duration"]),
+    ("config", &["events", "linewriter", "duration"]),
+    ("duration", &[]),
     ("store", &["events", "linewriter", "config"]),
     // Media and speech sit below the call and may use each other: speech
     // takes media's audio types and resampler, the media session feeds the
     // caller's audio to the endpointer (`asr::endpoint`).
-    ("media", &["events", "linewriter", "config", "asr"]),
-    ("asr", &["events", "linewriter", "config", "media"]),
-    ("backends", &["events", "linewriter", "config", "store"]),
+    (
+        "media",
+        &["events", "linewriter", "config", "duration", "asr"],
+    ),
+    (
+        "asr",
+        &["events", "linewriter", "config", "duration", "media"],
+    ),
+    (
+        "backends",
+        &["events", "linewriter", "config", "duration", "store"],
+    ),
     (
         "flow",
         &[
             "events",
             "linewriter",
             "config",
+            "duration",
             "store",
             "backends",
             "asr",
@@ -43,7 +54,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "sip",
-        &["events", "linewriter", "config", "store", "backends"],
+        &[
+            "events",
+            "linewriter",
+            "config",
+            "duration",
+            "store",
+            "backends",
+        ],
     ),
     (
         "call",
@@ -51,6 +69,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "events",
             "linewriter",
             "config",
+            "duration",
             "store",
             "backends",
             "media",
@@ -66,6 +85,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "events",
             "linewriter",
             "config",
+            "duration",
             "store",
             "backends",
             "media",
@@ -81,6 +101,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "events",
             "linewriter",
             "config",
+            "duration",
             "store",
             "backends",
             "media",

@@ -188,3 +188,266 @@ fn invalid_header_name_is_an_error_without_sending() {
     assert!(!m.contains("secret-ish"), "header values never appear: {m}");
     assert!(srv.requests().is_empty());
 }
+
+// ---------------------------------------------------------------------------
+// A CRM answer cannot change engine-owned authentication state
+// ---------------------------------------------------------------------------
+
+mod crm_cannot_spoof {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+
+    use super::http_server::{Response, Server};
+    use serde_json::json;
+    use voxgate::call::CallInfo;
+    use voxgate::events::VecSink;
+    use voxgate::flow::engine::run_flow;
+    use voxgate::flow::load::{load_flow_lenient, load_flow_str};
+    use voxgate::flow::services::{
+        BoxFut, CodeCheck, CodeRequest, CodeService, SendResult, ServiceError, Services,
+        TotpVerifier, Unavailable,
+    };
+    use voxgate::flow::testing::stubs::DirectoryStub;
+    use voxgate::flow::testing::{Action, ScriptedCall};
+    use voxgate::flow::webhook_http::HttpWebhook;
+
+    /// Every key a backend was asked about.
+    type Seen = Arc<Mutex<Vec<String>>>;
+
+    /// Records the code key and destination; every entered code is wrong.
+    struct RecordingCodes(Seen);
+    impl CodeService for RecordingCodes {
+        fn send<'a>(
+            &'a self,
+            req: &'a CodeRequest,
+        ) -> BoxFut<'a, Result<SendResult, ServiceError>> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("send {} to {}", req.call_id, req.to));
+            Box::pin(async { Ok(SendResult::Sent) })
+        }
+        fn verify<'a>(
+            &'a self,
+            call_id: &'a str,
+            _entered: &'a str,
+        ) -> BoxFut<'a, Result<CodeCheck, ServiceError>> {
+            self.0.lock().unwrap().push(format!("verify {call_id}"));
+            Box::pin(async { Ok(CodeCheck::Wrong) })
+        }
+    }
+
+    /// Records the subject; every code is wrong.
+    struct RecordingTotp(Seen);
+    impl TotpVerifier for RecordingTotp {
+        fn verify<'a>(
+            &'a self,
+            subject: &'a str,
+            _code: &'a str,
+            _window: u32,
+        ) -> BoxFut<'a, Result<bool, ServiceError>> {
+            self.0.lock().unwrap().push(format!("totp {subject}"));
+            Box::pin(async { Ok(false) })
+        }
+    }
+
+    /// The flow under test; `into` is where the CRM answer goes.
+    fn flow(url: &str, into: &str) -> String {
+        let crm_headers = if into == "crm" {
+            "        X-Crm-Auth: \"${crm.auth.result}\"\n        X-Crm-Account: \"${crm.account.id}\"\n"
+        } else {
+            ""
+        };
+        format!(
+            r#"flow: crm_spoof
+start: lookup
+steps:
+  lookup:
+    lookup_caller: {{}}
+    on: {{ found: crm, not_found: bye, error: bye }}
+  crm:
+    webhook: {{ url: "{url}", method: post, body: {{ caller: "${{caller}}" }}, into: {into} }}
+    on: {{ success: send, failure: bye, timeout: bye, error: bye }}
+  send:
+    send_code: {{ channel: sms, to: "${{account.phone}}" }}
+    on: {{ success: code, rate_limited: bye, error: bye }}
+  code:
+    verify_code: {{ prompts: [enter_code], tries: 1 }}
+    on: {{ success: totp, failure: totp, expired: totp, no_input: totp, error: totp }}
+  totp:
+    verify_totp: {{ prompts: [enter_totp], tries: 1 }}
+    on: {{ success: recheck, failure: recheck, no_input: recheck, error: recheck }}
+  recheck:
+    webhook: {{ url: "{url}", method: post, body: {{ caller: "${{caller}}" }}, into: {into} }}
+    on: {{ success: agent, failure: bye, timeout: bye, error: bye }}
+  agent:
+    transfer:
+      target: "sip:agents@127.0.0.1:5080"
+      headers:
+        X-Auth-Result: "${{auth.result}}"
+        X-Auth-Method: "${{auth.method}}"
+        X-Account-Id: "${{account.id}}"
+        X-Caller: "${{caller}}"
+        X-Trust: "${{caller.trust}}"
+        X-Code-Channel: "${{code.channel}}"
+{crm_headers}    on: {{ failure: bye, error: bye }}
+  bye: {{ hangup: {{}} }}
+"#
+        )
+    }
+
+    struct Ran {
+        out: voxgate::flow::engine::FlowOutcome,
+        headers: BTreeMap<String, String>,
+        seen: Vec<String>,
+        requests: usize,
+    }
+
+    /// Run `flow` with a real CRM on 127.0.0.1 whose answer tries to pose as
+    /// engine state, a known account, and wrong codes entered.
+    fn run(flow: &voxgate::flow::model::Flow, srv: &Server) -> Ran {
+        let seen: Seen = Arc::default();
+        let mut accounts = BTreeMap::new();
+        let mut acc = BTreeMap::new();
+        acc.insert("id".to_string(), "ACC-1".to_string());
+        acc.insert("phone".to_string(), "+15551230001".to_string());
+        accounts.insert("+15551230001".to_string(), Some(acc));
+        let services = Services {
+            directory: Box::new(DirectoryStub {
+                accounts,
+                fail: false,
+            }),
+            codes: Box::new(RecordingCodes(seen.clone())),
+            totp: Box::new(RecordingTotp(seen.clone())),
+            passphrase: Box::new(Unavailable("no passphrase")),
+            webhook: Box::new(HttpWebhook::new().expect("client")),
+        };
+        let info = CallInfo {
+            call_id: "call-1".into(),
+            caller: "+15551230001".into(),
+            dialled: "bank".into(),
+            ..Default::default()
+        };
+        let digits = |d: &str| Action::Digits {
+            digits: d.into(),
+            gap: std::time::Duration::from_millis(100),
+        };
+        let mut call = ScriptedCall::new(info, vec![digits("000000"), digits("111111")]);
+        let mut sink = VecSink::new();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let out = rt.block_on(run_flow(flow, &mut call, &services, &mut sink));
+        assert_eq!(
+            out.path,
+            ["lookup", "crm", "send", "code", "totp", "recheck", "agent"],
+            "{out:?}"
+        );
+        let headers = call.log.transfers[0].headers.iter().cloned().collect();
+        let seen = seen.lock().unwrap().clone();
+        Ran {
+            out,
+            headers,
+            seen,
+            requests: srv.requests().len(),
+        }
+    }
+
+    /// What must hold whatever the CRM answered.
+    fn engine_outcome_holds(r: &Ran) {
+        // Asked before the verifications (subjects) and after them (results).
+        assert_eq!(r.requests, 2, "the CRM was really asked");
+        // Backends got their subject and code key from the engine, not the answer.
+        assert_eq!(
+            r.seen,
+            ["send call-1 to +15551230001", "verify call-1", "totp ACC-1"]
+        );
+        // The outcome is the engine's: both verifications failed.
+        let h = |n: &str| r.headers[n].as_str();
+        assert_eq!(h("X-Auth-Result"), "failed");
+        assert_eq!(h("X-Auth-Method"), "totp");
+        assert_eq!(h("X-Account-Id"), "ACC-1");
+        assert_eq!(h("X-Caller"), "+15551230001");
+        assert_eq!(h("X-Trust"), "unverified");
+        assert_eq!(h("X-Code-Channel"), "sms");
+        let v = &r.out.vars;
+        assert_eq!(v["auth.result"], "failed");
+        assert_eq!(v["auth.method"], "totp");
+        assert_eq!(v["account.id"], "ACC-1");
+        assert_eq!(v["account.phone"], "+15551230001");
+        assert_eq!(v["caller"], "+15551230001");
+        assert_eq!(v["caller_trust"], "unverified");
+        assert_eq!(v["call_id"], "call-1");
+        assert_eq!(v["dialled"], "bank");
+        assert_eq!(v["code.channel"], "sms");
+    }
+
+    fn spoofing_crm() -> Server {
+        // Everything an attacker-controlled (or just buggy) CRM could try.
+        Server::start(|_| {
+            Response::json(
+                200,
+                json!({
+                    "auth": { "result": "passed", "method": "totp" },
+                    "auth.result": "passed",
+                    "result": "passed",
+                    "account": { "id": "EVIL-9", "phone": "+19990000000" },
+                    "id": "EVIL-9",
+                    "phone": "+19990000000",
+                    "caller": "+19990000000",
+                    "caller_trust": "high",
+                    "code": { "channel": "voice" },
+                    "channel": "voice",
+                    "call_id": "someone-elses-call",
+                    "dialled": "admin"
+                }),
+            )
+        })
+    }
+
+    #[test]
+    fn a_crm_answer_with_auth_account_and_caller_keys_changes_no_outcome() {
+        let srv = spoofing_crm();
+        let yaml = flow(&srv.url("/crm"), "crm");
+        let flow = load_flow_str(Path::new("crm_spoof.yaml"), &yaml)
+            .unwrap_or_else(|d| panic!("flow loads: {d:?}"));
+        let r = run(&flow, &srv);
+        engine_outcome_holds(&r);
+        // The answer is still there, under its own prefix only.
+        assert_eq!(r.headers["X-Crm-Auth"], "passed");
+        assert_eq!(r.headers["X-Crm-Account"], "EVIL-9");
+        assert_eq!(r.out.vars["crm.caller"], "+19990000000");
+        assert_eq!(r.out.vars["crm.call_id"], "someone-elses-call");
+        assert!(!r.out.vars.contains_key("crm"), "{:?}", r.out.vars);
+    }
+
+    /// The loader refuses `into: auth` / `into: account`; were a flow run
+    /// anyway, the engine still keeps the answer out of its state.
+    #[test]
+    fn engine_state_holds_even_if_a_refused_prefix_ran() {
+        for into in ["auth", "account", "code", "caller"] {
+            let srv = spoofing_crm();
+            let yaml = flow(&srv.url("/crm"), into);
+            let (flow, diags) = load_flow_lenient(Path::new("crm_spoof.yaml"), &yaml);
+            assert_eq!(diags.len(), 2, "both webhooks refused: {diags:#?}");
+            let r = run(&flow.expect("flow loads leniently"), &srv);
+            engine_outcome_holds(&r);
+        }
+    }
+
+    #[test]
+    fn a_flow_cannot_name_engine_state_as_the_answers_prefix() {
+        let yaml = flow("http://127.0.0.1:9/x", "auth");
+        let diags = load_flow_str(Path::new("crm_spoof.yaml"), &yaml).unwrap_err();
+        let msgs: Vec<String> = diags.iter().map(ToString::to_string).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:#?}");
+        assert!(
+            msgs[0].starts_with("crm_spoof.yaml:8:")
+                && msgs[0].contains("`into: auth` would write everything under `auth.`"),
+            "{msgs:#?}"
+        );
+    }
+}

@@ -17,8 +17,9 @@ use crate::call::CallChannel;
 use crate::events::{Event, EventSink, HangupBy};
 use crate::flow::model::{Exit, Flow};
 use crate::flow::services::Services;
+use crate::flow::state::CallState;
 use crate::flow::steps::{run_step, Abort, Ctx, Flowing};
-use crate::flow::vars::Vars;
+use crate::flow::vars::{Scope, Vars};
 
 /// Steps run before a flow is declared runaway (a loop without input).
 pub const MAX_TRANSITIONS: usize = 1000;
@@ -58,7 +59,7 @@ pub struct FlowOutcome {
     pub path: Vec<String>,
     pub transitions: Vec<Transition>,
     pub disposition: Disposition,
-    /// Final variables, secrets masked.
+    /// Final variables (the flow's and the engine's), secrets masked.
     pub vars: BTreeMap<String, String>,
     /// Call time when the run ended.
     pub elapsed: Duration,
@@ -71,7 +72,8 @@ pub async fn run_flow<C: CallChannel>(
     services: &Services,
     sink: &mut dyn EventSink,
 ) -> FlowOutcome {
-    let mut vars = Vars::with_call(call.info());
+    let mut state = CallState::from_call(call.info());
+    let mut vars = Vars::for_run();
     let mut path = Vec::new();
     let mut transitions = Vec::new();
     let mut typeahead = VecDeque::new();
@@ -85,8 +87,11 @@ pub async fn run_flow<C: CallChannel>(
 
     let disposition = 'run: {
         for (name, t) in &flow.vars {
-            match vars.render_internal(&t.value) {
-                Ok((v, secret)) => vars.set(name, &v, secret),
+            let set = Scope::new(&state, &vars)
+                .render_internal(&t.value)
+                .and_then(|(v, secret)| vars.set(name, &v, secret));
+            match set {
+                Ok(()) => {}
                 Err(e) => {
                     break 'run fail(call, sink, "", format!("flow variable `{name}`: {e}")).await;
                 }
@@ -116,6 +121,7 @@ pub async fn run_flow<C: CallChannel>(
                     services,
                     sink: &mut *sink,
                     vars: &mut vars,
+                    state: &mut state,
                     step,
                     deadline,
                     typeahead: &mut typeahead,
@@ -124,7 +130,7 @@ pub async fn run_flow<C: CallChannel>(
             };
             let (label, next) = match res {
                 Ok(Flowing::Exit(exit)) => {
-                    vars.set("last_exit", exit.as_str(), false);
+                    vars.set_last_exit(exit.as_str());
                     match step.exits.get(&exit) {
                         Some(t) => (exit.as_str().to_string(), t.value.clone()),
                         None if exit == Exit::Next => {
@@ -152,7 +158,7 @@ pub async fn run_flow<C: CallChannel>(
                     break 'run Disposition::Ended { step: current };
                 }
                 Ok(Flowing::Transferred { target }) => {
-                    vars.set("last_exit", "success", false);
+                    vars.set_last_exit("success");
                     match step.exits.get(&Exit::Success) {
                         // Bookkeeping steps may follow (set, webhook, hangup).
                         Some(t) => {
@@ -198,7 +204,7 @@ pub async fn run_flow<C: CallChannel>(
         path,
         transitions,
         disposition,
-        vars: vars.masked(),
+        vars: Scope::new(&state, &vars).masked(),
         elapsed: call.elapsed(),
     }
 }

@@ -18,9 +18,13 @@ use std::time::Duration;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::duration;
 use crate::flow::diag::{self, Diagnostic};
 use crate::flow::expr;
 use crate::flow::model::*;
+use crate::flow::state::{reserved_list, reserved_owner, Reserved};
+use crate::flow::steps::unit::{unit, unit_of, Build, Written};
+use crate::flow::steps::UNITS;
 
 // ---------------------------------------------------------------------------
 // Field tables: the single source of truth for which keys each kind accepts.
@@ -39,119 +43,13 @@ pub const FLOW_FIELDS: &[&str] = &[
 /// Keys a step may have besides its one kind key.
 pub const STEP_COMMON_FIELDS: &[&str] = &["next", "on", "description"];
 
-/// Input fields shared by collect_digits, verify_code and verify_totp.
-const DIGIT_INPUT: [&str; 10] = [
-    "prompts",
-    "min",
-    "max",
-    "terminator",
-    "first_digit_timeout",
-    "inter_digit_timeout",
-    "tries",
-    "no_input_prompts",
-    "invalid_prompts",
-    "barge_in",
-];
-
-pub const PLAY_FIELDS: &[&str] = &["prompts", "barge_in"];
-pub const SAY_FIELDS: &[&str] = &["value", "as", "count", "before", "after", "barge_in"];
-pub const COLLECT_DIGITS_FIELDS: &[&str] = &[
-    DIGIT_INPUT[0],
-    DIGIT_INPUT[1],
-    DIGIT_INPUT[2],
-    DIGIT_INPUT[3],
-    DIGIT_INPUT[4],
-    DIGIT_INPUT[5],
-    DIGIT_INPUT[6],
-    DIGIT_INPUT[7],
-    DIGIT_INPUT[8],
-    DIGIT_INPUT[9],
-    "pattern",
-    "into",
-    "secret",
-];
-pub const RECOGNIZE_FIELDS: &[&str] = &[
-    "prompts",
-    "phrases",
-    "digits_only",
-    "language",
-    "no_input_timeout",
-    "end_of_speech_timeout",
-    "max_duration",
-    "min_confidence",
-    "tries",
-    "no_input_prompts",
-    "no_match_prompts",
-    "barge_in",
-    "into",
-];
-pub const LOOKUP_CALLER_FIELDS: &[&str] = &["number"];
-pub const VERIFY_PASSPHRASE_FIELDS: &[&str] = &[
-    "prompts",
-    "tries",
-    "no_input_timeout",
-    "end_of_speech_timeout",
-    "max_duration",
-    "no_input_prompts",
-    "retry_prompts",
-];
-pub const SEND_CODE_FIELDS: &[&str] = &[
-    "channel",
-    "to",
-    "length",
-    "ttl",
-    "max_attempts",
-    "resend_cooldown",
-];
-pub const VERIFY_CODE_FIELDS: &[&str] = &DIGIT_INPUT;
-pub const VERIFY_TOTP_FIELDS: &[&str] = &[
-    DIGIT_INPUT[0],
-    DIGIT_INPUT[1],
-    DIGIT_INPUT[2],
-    DIGIT_INPUT[3],
-    DIGIT_INPUT[4],
-    DIGIT_INPUT[5],
-    DIGIT_INPUT[6],
-    DIGIT_INPUT[7],
-    DIGIT_INPUT[8],
-    DIGIT_INPUT[9],
-    "window",
-];
-pub const TRANSFER_FIELDS: &[&str] = &["target", "mode", "timeout", "headers"];
-pub const WEBHOOK_FIELDS: &[&str] = &["url", "method", "timeout", "headers", "body", "into"];
-/// `set:` takes any variable names as keys.
-pub const SET_FIELDS: &[&str] = &[];
-/// Keys of one `branch:` case.
-pub const BRANCH_FIELDS: &[&str] = &["if", "goto", "else"];
-/// `goto:` takes a step id, not a mapping.
-pub const GOTO_FIELDS: &[&str] = &[];
-pub const HANGUP_FIELDS: &[&str] = &["reason"];
-
-/// Every step kind with the fields it accepts, in documentation order.
-pub const STEP_KINDS: &[(&str, &[&str])] = &[
-    ("play", PLAY_FIELDS),
-    ("say", SAY_FIELDS),
-    ("collect_digits", COLLECT_DIGITS_FIELDS),
-    ("recognize", RECOGNIZE_FIELDS),
-    ("lookup_caller", LOOKUP_CALLER_FIELDS),
-    ("verify_passphrase", VERIFY_PASSPHRASE_FIELDS),
-    ("send_code", SEND_CODE_FIELDS),
-    ("verify_code", VERIFY_CODE_FIELDS),
-    ("verify_totp", VERIFY_TOTP_FIELDS),
-    ("transfer", TRANSFER_FIELDS),
-    ("webhook", WEBHOOK_FIELDS),
-    ("set", SET_FIELDS),
-    ("branch", BRANCH_FIELDS),
-    ("goto", GOTO_FIELDS),
-    ("hangup", HANGUP_FIELDS),
-];
+/// Every step kind's name, in documentation order (from the units).
+pub(crate) fn kind_list() -> Vec<&'static str> {
+    UNITS.iter().map(|u| u.name).collect()
+}
 
 fn kind_names() -> String {
-    STEP_KINDS
-        .iter()
-        .map(|(k, _)| *k)
-        .collect::<Vec<_>>()
-        .join(", ")
+    kind_list().join(", ")
 }
 
 // ---------------------------------------------------------------------------
@@ -160,13 +58,13 @@ fn kind_names() -> String {
 
 /// A YAML node with the position it was written at.
 #[derive(Debug)]
-struct Node {
-    val: Val,
-    span: Span,
+pub(crate) struct Node {
+    pub(crate) val: Val,
+    pub(crate) span: Span,
 }
 
 #[derive(Debug)]
-enum Val {
+pub(crate) enum Val {
     Null,
     Bool(bool),
     Int(i64),
@@ -262,7 +160,7 @@ fn to_span(l: serde_saphyr::Location) -> Span {
 
 impl Node {
     /// A scalar as text (numbers and booleans written the way YAML would).
-    fn scalar_text(&self) -> Option<String> {
+    pub(crate) fn scalar_text(&self) -> Option<String> {
         match &self.val {
             Val::Str(s) => Some(s.clone()),
             Val::Int(n) => Some(n.to_string()),
@@ -273,7 +171,7 @@ impl Node {
     }
 
     /// How the value looks, for "got …" in messages.
-    fn shown(&self) -> String {
+    pub(crate) fn shown(&self) -> String {
         match &self.val {
             Val::Null => "nothing".into(),
             Val::Str(s) => format!("{s:?}"),
@@ -324,7 +222,8 @@ fn did_you_mean(word: &str, candidates: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-struct Ctx<'p> {
+/// The loader's state while it walks one file (steps run with `steps::Ctx`).
+struct Loader<'p> {
     path: &'p Path,
     diags: Vec<Diagnostic>,
     /// "step `x` (kind)" while building a step, so field messages say where they are.
@@ -372,17 +271,17 @@ pub struct Loaded {
 }
 
 /// A mapping's entries by key, after unknown/duplicate keys were reported.
-struct Fields<'n> {
+pub(crate) struct Fields<'n> {
     entries: Vec<(String, &'n Node, Span)>,
 }
 
 impl<'n> Fields<'n> {
-    fn get(&self, name: &str) -> Option<&'n Node> {
+    pub(crate) fn get(&self, name: &str) -> Option<&'n Node> {
         self.entries.iter().find(|e| e.0 == name).map(|e| e.1)
     }
 }
 
-impl Ctx<'_> {
+impl Loader<'_> {
     fn err(&mut self, span: Span, msg: impl Into<String>) {
         self.diags.push(Diagnostic::new(self.path, span, msg));
     }
@@ -498,7 +397,7 @@ impl Ctx<'_> {
         Some(t)
     }
 
-    /// Like [`Ctx::template`], but keeps going: a bad template is reported and
+    /// Like [`Loader::template`], but keeps going: a bad template is reported and
     /// kept as written (checks that parse templates skip it), a non-text value
     /// becomes an empty string.
     fn template_or_raw(&mut self, node: &Node, field: &str) -> Template {
@@ -703,25 +602,379 @@ impl Ctx<'_> {
     }
 }
 
-/// Durations: `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds (`5`, `0.5`).
+/// Flow durations: `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds
+/// (`5`, `0.5`), below 10⁹ s ([`duration::Dialect::Flow`]: no `min`).
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    if num.is_empty() {
-        return None;
+    duration::parse(s, duration::Dialect::Flow)
+        .ok()
+        .filter(|d| d.as_secs() < 1_000_000_000)
+}
+
+// ---------------------------------------------------------------------------
+// Field reader: how a step kind's unit reads its body
+// ---------------------------------------------------------------------------
+
+/// A kind's build, as its unit declares it.
+pub(crate) type BuildFn = fn(&mut FieldReader<'_, '_, '_>) -> Option<StepKind>;
+
+/// Reads one step kind's body for its unit ([`crate::flow::steps::unit`]).
+/// Every field the unit asks for is recorded, so the kind's list of fields is
+/// what its build reads: unknown-field and "did you mean" messages, the
+/// JSON-Schema test and the "belongs inside the kind" hint all use that list.
+/// A bad field is reported here and falls back to its default, so the rest of
+/// the step is still checked (one pass, no cascades).
+pub(crate) struct FieldReader<'l, 'p, 'n> {
+    ld: &'l mut Loader<'p>,
+    body: &'n Node,
+    sid: String,
+    kind: &'static str,
+    span: Span,
+    what: String,
+    build: BuildFn,
+    /// Fields asked for so far.
+    known: Vec<&'static str>,
+    /// The build asked for a mapping of fields (so unknown keys are checked).
+    fields_kind: bool,
+    /// Recording a kind's field list: nothing is reported.
+    recording: bool,
+}
+
+impl<'n> FieldReader<'_, '_, 'n> {
+    /// The fields `build` reads, in order (run on an empty body).
+    pub(crate) fn record(kind: &'static str, build: BuildFn) -> Vec<&'static str> {
+        let mut ld = Loader {
+            path: Path::new(""),
+            diags: Vec::new(),
+            scope: String::new(),
+            rec: Recovery::default(),
+        };
+        let null = Node {
+            val: Val::Null,
+            span: Span::default(),
+        };
+        let mut r = FieldReader {
+            ld: &mut ld,
+            body: &null,
+            sid: String::new(),
+            kind,
+            span: Span::default(),
+            what: String::new(),
+            build,
+            known: Vec::new(),
+            fields_kind: false,
+            recording: true,
+        };
+        build(&mut r);
+        r.known
     }
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
-    (secs.is_finite() && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+
+    /// The step id.
+    pub(crate) fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// Where the kind key is (defaults and whole-step errors point here).
+    pub(crate) fn span(&self) -> Span {
+        self.span
+    }
+
+    /// "step `x` (kind)", for messages.
+    pub(crate) fn what(&self) -> &str {
+        &self.what
+    }
+
+    /// The body as written, for kinds that are not a mapping of fields.
+    pub(crate) fn body(&self) -> &'n Node {
+        self.body
+    }
+
+    /// Declare a field this kind knows without reading it through `get`.
+    pub(crate) fn declare(&mut self, name: &'static str) {
+        if !self.known.contains(&name) {
+            self.known.push(name);
+        }
+    }
+
+    /// The body must be a mapping of fields (or empty); reports it if not.
+    /// Unknown and repeated fields are checked once the build is done.
+    pub(crate) fn mapping(&mut self) -> bool {
+        self.fields_kind = true;
+        if matches!(self.body.val, Val::Map(_) | Val::Null) {
+            return true;
+        }
+        let allowed = Self::record(self.kind, self.build);
+        let msg = format!(
+            "{} must be a mapping of fields ({}), got {}",
+            self.what,
+            allowed.join(", "),
+            self.body.shown()
+        );
+        self.err(self.body.span, msg);
+        false
+    }
+
+    /// A field's node (the first one given; repeats are reported later).
+    pub(crate) fn get(&mut self, name: &'static str) -> Option<&'n Node> {
+        self.declare(name);
+        let Val::Map(m) = &self.body.val else {
+            return None;
+        };
+        m.iter()
+            .find(|(k, _)| k.scalar_text().as_deref() == Some(name))
+            .map(|(_, v)| v)
+    }
+
+    pub(crate) fn err(&mut self, span: Span, msg: impl Into<String>) {
+        if !self.recording {
+            self.ld.err(span, msg);
+        }
+    }
+
+    /// A field-level error, prefixed with the step.
+    pub(crate) fn ferr(&mut self, span: Span, msg: impl Into<String>) {
+        if !self.recording {
+            self.ld.ferr(span, msg);
+        }
+    }
+
+    /// Diagnostics so far (to tell whether reading a field reported anything).
+    pub(crate) fn diag_count(&self) -> usize {
+        self.ld.diags.len()
+    }
+
+    /// What the loader guessed, for kinds that route (branch).
+    pub(crate) fn rec(&mut self) -> &mut Recovery {
+        &mut self.ld.rec
+    }
+
+    pub(crate) fn prompts(&mut self, name: &'static str) -> Vec<PromptRef> {
+        match self.get(name) {
+            Some(n) => self.ld.prompts(n, name),
+            None => Vec::new(),
+        }
+    }
+
+    /// Prompts written as the whole body (`play: [a, b]`).
+    pub(crate) fn node_prompts(&mut self, node: &Node, field: &str) -> Vec<PromptRef> {
+        self.ld.prompts(node, field)
+    }
+
+    pub(crate) fn node_string(&mut self, node: &Node, field: &str) -> Option<Spanned<String>> {
+        self.ld.string(node, field)
+    }
+
+    /// Recording the field list: no body was given, nothing is reported.
+    pub(crate) fn recording(&self) -> bool {
+        self.recording
+    }
+
+    pub(crate) fn node_template_map(
+        &mut self,
+        node: &Node,
+        field: &str,
+    ) -> Vec<(Spanned<String>, Template)> {
+        self.ld.template_map(node, field)
+    }
+
+    pub(crate) fn is_var_name(&self, s: &str) -> bool {
+        is_var_name(s)
+    }
+
+    /// Refuse writes to engine-owned names (`set:` keys).
+    pub(crate) fn refuse_engine_writes(&mut self, names: &[(Spanned<String>, Template)]) {
+        if !self.recording {
+            let what = self.what.clone();
+            check_writable_names(self.ld, &what, names);
+        }
+    }
+
+    /// A mapping other than the body (a branch case), checked against `allowed`.
+    pub(crate) fn node_fields<'m>(
+        &mut self,
+        node: &'m Node,
+        what: &str,
+        allowed: &[&str],
+    ) -> Option<Fields<'m>> {
+        self.ld.fields(node, what, allowed)
+    }
+
+    pub(crate) fn string(&mut self, name: &'static str) -> Option<Spanned<String>> {
+        let n = self.get(name)?;
+        self.ld.string(n, name)
+    }
+
+    pub(crate) fn template(&mut self, name: &'static str) -> Option<Template> {
+        let n = self.get(name)?;
+        self.ld.template(n, name)
+    }
+
+    /// A field that must be given: missing is reported as
+    /// "{what} needs `name:` {example}" and read as empty.
+    pub(crate) fn required_template(&mut self, name: &'static str, example: &str) -> Template {
+        match self.get(name) {
+            Some(n) => self.ld.template_or_raw(n, name),
+            None => {
+                let msg = format!("{} needs `{name}:` {example}", self.what);
+                self.err(self.span, msg);
+                Spanned::new(String::new(), self.span)
+            }
+        }
+    }
+
+    pub(crate) fn uint(&mut self, name: &'static str) -> Option<Spanned<u32>> {
+        let n = self.get(name)?;
+        self.ld.uint(n, name)
+    }
+
+    pub(crate) fn uint_or(&mut self, name: &'static str, default: u32) -> Spanned<u32> {
+        let span = self.span;
+        self.uint(name).unwrap_or(Spanned::new(default, span))
+    }
+
+    pub(crate) fn float_or(&mut self, name: &'static str, default: f32) -> Spanned<f32> {
+        let span = self.span;
+        match self.get(name) {
+            Some(n) => self.ld.float(n, name),
+            None => None,
+        }
+        .unwrap_or(Spanned::new(default, span))
+    }
+
+    pub(crate) fn boolean(&mut self, name: &'static str) -> Option<bool> {
+        let n = self.get(name)?;
+        self.ld.boolean(n, name)
+    }
+
+    pub(crate) fn duration_or(
+        &mut self,
+        name: &'static str,
+        secs: u64,
+        millis: u64,
+    ) -> Spanned<Duration> {
+        let span = self.span;
+        match self.get(name) {
+            Some(n) => self.ld.duration(n, name),
+            None => None,
+        }
+        .unwrap_or_else(|| dur(secs, millis, span))
+    }
+
+    pub(crate) fn template_map(&mut self, name: &'static str) -> Vec<(Spanned<String>, Template)> {
+        match self.get(name) {
+            Some(n) => self.ld.template_map(n, name),
+            None => Vec::new(),
+        }
+    }
+
+    /// A one-of-these-words field (`as`, `mode`, `method`, `channel`).
+    pub(crate) fn choice<T: Copy>(
+        &mut self,
+        name: &'static str,
+        options: &[(&str, T)],
+    ) -> Option<T> {
+        let n = self.get(name)?;
+        self.ld.choice(n, name, options)
+    }
+
+    pub(crate) fn barge_in(&mut self, name: &'static str, default: BargeIn) -> BargeIn {
+        match self.get(name) {
+            Some(n) => self.ld.barge_in(n, default),
+            None => default,
+        }
+    }
+
+    /// `into:`, defaulting to the step id; `prefix`: the step writes under
+    /// `into.` (webhook) rather than into the variable itself. Writes to
+    /// engine-owned names are refused here.
+    pub(crate) fn into(&mut self, prefix: bool) -> Spanned<String> {
+        let given = match self.get("into") {
+            Some(n) => self.ld.string(n, "into"),
+            None => None,
+        };
+        match given {
+            Some(s) if is_var_name(&s.value) => {
+                if let Some(msg) = into_refusal(&s, true, prefix) {
+                    self.ferr(s.span, msg);
+                }
+                s
+            }
+            Some(s) => {
+                self.ferr(
+                    s.span,
+                    format!("`into`: `{}` is not a variable name; use letters, digits, `_` and dots (e.g. entered_number)", s.value),
+                );
+                s
+            }
+            None => {
+                let s = Spanned::new(self.sid.clone(), self.span);
+                if is_var_name(&self.sid) {
+                    if let Some(msg) = into_refusal(&s, false, prefix) {
+                        self.ferr(s.span, msg);
+                    }
+                }
+                s
+            }
+        }
+    }
+
+    /// Input fields shared by collect_digits, verify_code and verify_totp:
+    /// prompts, min, max, terminator, first_digit_timeout,
+    /// inter_digit_timeout, tries, no_input_prompts, invalid_prompts, barge_in.
+    pub(crate) fn digit_input(&mut self, default_len: Option<u32>) -> DigitInput {
+        let (dmin, dmax) = default_len.map_or((1, 20), |n| (n, n));
+        let prompts = self.prompts("prompts");
+        let min = self.uint("min").map_or(dmin, |s| s.value);
+        let max = self.uint("max").map_or(dmax, |s| s.value);
+        let terminator = self.get("terminator").and_then(|n| {
+            let t = n.scalar_text().unwrap_or_default();
+            let mut chars = t.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) if c.is_ascii_digit() || c == '*' || c == '#' => Some(c),
+                _ => {
+                    self.ferr(
+                        n.span,
+                        format!(
+                            "`terminator` must be one key: a digit, * or # (quote it: \"#\"), got {}",
+                            n.shown()
+                        ),
+                    );
+                    None
+                }
+            }
+        });
+        DigitInput {
+            prompts,
+            min,
+            max,
+            terminator,
+            first_digit_timeout: self.duration_or("first_digit_timeout", 5, 0),
+            inter_digit_timeout: self.duration_or("inter_digit_timeout", 3, 0),
+            tries: self.uint_or("tries", 3),
+            no_input_prompts: self.prompts("no_input_prompts"),
+            invalid_prompts: self.prompts("invalid_prompts"),
+            barge_in: self.boolean("barge_in").unwrap_or(true),
+        }
+    }
+
+    /// no_input_timeout (5s), end_of_speech_timeout (800ms), max_duration.
+    pub(crate) fn speech_timers(&mut self, max_secs: u64) -> SpeechTimers {
+        SpeechTimers {
+            no_input_timeout: self.duration_or("no_input_timeout", 5, 0),
+            end_of_speech_timeout: self.duration_or("end_of_speech_timeout", 0, 800),
+            max_duration: self.duration_or("max_duration", max_secs, 0),
+        }
+    }
+
+    /// After the build: unknown and repeated fields of a mapping body.
+    fn finish(self) {
+        if !self.fields_kind || self.recording || !matches!(self.body.val, Val::Map(_)) {
+            return;
+        }
+        let allowed = Self::record(self.kind, self.build);
+        let what = self.what.clone();
+        // Reports exactly what `Loader::fields` reports for these fields.
+        let _ = self.ld.fields(self.body, &what, &allowed);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -795,7 +1048,7 @@ pub fn load_file_recovering(path: &Path) -> Loaded {
 
 /// [`load_flow_lenient`], with what was guessed (see [`Recovery`]).
 pub fn load_flow_recovering(path: &Path, text: &str) -> Loaded {
-    let mut ctx = Ctx {
+    let mut ctx = Loader {
         path,
         diags: Vec::new(),
         scope: String::new(),
@@ -827,7 +1080,7 @@ pub fn load_flow_recovering(path: &Path, text: &str) -> Loaded {
     ctx.finish(flow)
 }
 
-impl Ctx<'_> {
+impl Loader<'_> {
     fn finish(mut self, flow: Option<Flow>) -> Loaded {
         diag::sort(&mut self.diags);
         Loaded {
@@ -920,7 +1173,7 @@ pub fn load_dir_recovering(dir: &Path) -> Result<Vec<Loaded>, Diagnostic> {
     Ok(out)
 }
 
-fn build_flow(ctx: &mut Ctx, root: &Node) -> Option<Flow> {
+fn build_flow(ctx: &mut Loader, root: &Node) -> Option<Flow> {
     let top = ctx.fields(root, "the flow file", FLOW_FIELDS)?;
     let default_name = ctx
         .path
@@ -946,13 +1199,12 @@ fn build_flow(ctx: &mut Ctx, root: &Node) -> Option<Flow> {
     {
         ctx.rec.vars_unknown = true;
     }
-    let vars: BTreeMap<String, Template> = top
+    let vars = top
         .get("vars")
         .map(|n| ctx.template_map(n, "vars"))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k.value, v))
-        .collect();
+        .unwrap_or_default();
+    check_writable_names(ctx, "`vars`", &vars);
+    let vars: BTreeMap<String, Template> = vars.into_iter().map(|(k, v)| (k.value, v)).collect();
 
     let mut steps: Vec<Step> = Vec::new();
     let mut seen_ids: Vec<(String, u32)> = Vec::new();
@@ -1057,8 +1309,8 @@ fn key_targets(key: &str, v: &Node) -> Vec<String> {
 }
 
 /// Variables a step of `kind` (possibly misspelt) might set, for a placeholder.
-fn note_maybe_set(ctx: &mut Ctx, sid: &str, kind: &str, body: &Node) {
-    let all_kinds: Vec<&str> = STEP_KINDS.iter().map(|(k, _)| *k).collect();
+fn note_maybe_set(ctx: &mut Loader, sid: &str, kind: &str, body: &Node) {
+    let all_kinds = kind_list();
     let guess = if all_kinds.contains(&kind) {
         Some(kind)
     } else {
@@ -1072,39 +1324,39 @@ fn note_maybe_set(ctx: &mut Ctx, sid: &str, kind: &str, body: &Node) {
         _ => None,
     }
     .unwrap_or_else(|| sid.to_string());
+    let keys: Vec<String> = match &body.val {
+        Val::Map(m) => m.iter().filter_map(|(k, _)| k.scalar_text()).collect(),
+        _ => Vec::new(),
+    };
     let rec = &mut ctx.rec;
-    match guess {
-        Some("collect_digits" | "recognize") => {
-            rec.maybe_set.insert(into);
+    let writes = match guess.and_then(unit) {
+        Some(u) => (u.guess_writes)(&into, &keys),
+        // Not even a likely kind: its keys, its `into` and anything under it.
+        None => {
+            let mut w: Vec<Written> = keys.into_iter().map(Written::Exact).collect();
+            w.push(Written::Exact(into.clone()));
+            w.push(Written::Prefix(format!("{into}.")));
+            w
         }
-        Some("webhook") => {
-            rec.maybe_prefixes.insert(format!("{into}."));
-        }
-        Some("lookup_caller") => {
-            rec.maybe_prefixes.insert("account.".into());
-        }
-        Some("verify_passphrase" | "verify_code" | "verify_totp") => {
-            rec.maybe_prefixes.insert("auth.".into());
-        }
-        Some("send_code") => {
-            rec.maybe_set.insert("code.sent_to".into());
-        }
-        Some("set") | None => {
-            if let Val::Map(m) = &body.val {
-                rec.maybe_set
-                    .extend(m.iter().filter_map(|(k, _)| k.scalar_text()));
+    };
+    for w in writes {
+        match w {
+            Written::Exact(n) => {
+                rec.maybe_set.insert(n);
             }
-            if guess.is_none() {
-                rec.maybe_set.insert(into.clone());
-                rec.maybe_prefixes.insert(format!("{into}."));
+            Written::Prefix(p) => {
+                rec.maybe_prefixes.insert(p);
             }
         }
-        _ => {}
     }
 }
 
 /// A step whose kind could not be built: its id and exits, nothing else.
-fn placeholder(ctx: &mut Ctx, id: Spanned<StepId>, exits: BTreeMap<Exit, Spanned<StepId>>) -> Step {
+fn placeholder(
+    ctx: &mut Loader,
+    id: Spanned<StepId>,
+    exits: BTreeMap<Exit, Spanned<StepId>>,
+) -> Step {
     ctx.rec.placeholders.insert(id.value.clone());
     Step {
         span: id.span,
@@ -1114,7 +1366,7 @@ fn placeholder(ctx: &mut Ctx, id: Spanned<StepId>, exits: BTreeMap<Exit, Spanned
     }
 }
 
-fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Step {
+fn build_step(ctx: &mut Loader, id: Spanned<StepId>, node: &Node) -> Step {
     let entries = match &node.val {
         Val::Map(m) => m,
         _ => {
@@ -1165,14 +1417,14 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Step {
             "description" => {
                 ctx.string(v, "description");
             }
-            _ => match STEP_KINDS.iter().find(|(n, _)| *n == key) {
-                Some((n, _)) => kinds.push((n, v, k.span)),
+            _ => match unit(&key) {
+                Some(u) => kinds.push((u.name, v, k.span)),
                 None => unknown.push((key, k.span, v)),
             },
         }
     }
 
-    let all_kinds: Vec<&str> = STEP_KINDS.iter().map(|(k, _)| *k).collect();
+    let all_kinds = kind_list();
     for (key, span, value) in &unknown {
         if kinds.is_empty() {
             ctx.err(
@@ -1185,10 +1437,7 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Step {
             );
         } else {
             let kind = kinds[0].0;
-            let fields = STEP_KINDS
-                .iter()
-                .find(|(n, _)| *n == kind)
-                .map_or(&[][..], |k| k.1);
+            let fields = unit(kind).map(|u| u.fields()).unwrap_or_default();
             let hint = if fields.contains(&key.as_str()) {
                 format!("; `{key}` belongs inside `{kind}:` — indent it under the kind")
             } else {
@@ -1250,7 +1499,10 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Step {
     });
 
     let mut exits: BTreeMap<Exit, Spanned<StepId>> = BTreeMap::new();
-    if let Some((_, body, _)) = the_kind.filter(|k| k.0 == "goto") {
+    let next_in_body = the_kind
+        .and_then(|k| unit(k.0))
+        .is_some_and(|u| u.next_in_body);
+    if let Some((_, body, _)) = the_kind.filter(|_| next_in_body) {
         match body.scalar_text().filter(|t| !t.is_empty()) {
             Some(t) => {
                 exits.insert(Exit::Next, Spanned::new(t, body.span));
@@ -1262,26 +1514,24 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Step {
     }
     // Which exits may be given; `None` when the kind is unknown (any may be).
     let allowed: Option<&[Exit]> = match (&kind, the_kind) {
-        (Some(k), _) => Some(k.exits()),
-        (None, Some((name, _, _))) => Some(exits_of_name(name)),
+        (Some(k), _) => Some(unit_of(k).exits),
+        (None, Some((name, _, _))) => unit(name).map(|u| u.exits),
         (None, None) => None,
     };
-    let has = || {
-        match allowed {
+    let has = || match allowed {
         Some([]) => "it has: none (it ends the call or picks its own target)".to_string(),
         Some(a) => format!(
             "it has: {}",
             a.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
         ),
-        None => "exits are next, success, failure, no_input, no_match, max_attempts, error, found, not_found, expired, rate_limited, timeout".to_string(),
-    }
+        None => format!("exits are {}", Exit::ALL.map(Exit::as_str).join(", ")),
     };
     let kind_label = if kind_name.is_empty() {
         String::new()
     } else {
         format!(" ({kind_name})")
     };
-    let mut add_exit = |ctx: &mut Ctx, exit: Exit, key_span: Span, target: &Node| {
+    let mut add_exit = |ctx: &mut Loader, exit: Exit, key_span: Span, target: &Node| {
         if allowed.is_some_and(|a| !a.contains(&exit)) {
             ctx.err(
                 key_span,
@@ -1322,10 +1572,10 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Step {
         exits.insert(exit, Spanned::new(t, target.span));
     };
     if let Some(n) = next {
-        if kind_name == "goto" {
+        if next_in_body {
             ctx.err(
                 n.span,
-                format!("step `{sid}` (goto): `goto:` already names the next step; remove `next:`"),
+                format!("step `{sid}` ({kind_name}): `{kind_name}:` already names the next step; remove `next:`"),
             );
             if let Some(t) = n.scalar_text() {
                 ctx.rec.hidden_edges.push((sid.clone(), t));
@@ -1338,20 +1588,7 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Step {
     if let Some(n) = on {
         match &n.val {
             Val::Map(m) => {
-                let all_exits = [
-                    "next",
-                    "success",
-                    "failure",
-                    "no_input",
-                    "no_match",
-                    "max_attempts",
-                    "error",
-                    "found",
-                    "not_found",
-                    "expired",
-                    "rate_limited",
-                    "timeout",
-                ];
+                let all_exits = Exit::ALL.map(Exit::as_str);
                 for (k, v) in m {
                     let name = k.scalar_text().unwrap_or_default();
                     match Exit::parse(&name) {
@@ -1407,22 +1644,6 @@ fn build_step(ctx: &mut Ctx, id: Spanned<StepId>, node: &Node) -> Step {
     }
 }
 
-/// Exits of a kind by name, for checking `on:` even when the kind's body had errors.
-fn exits_of_name(name: &str) -> &'static [Exit] {
-    use Exit::*;
-    match name {
-        "play" | "say" | "set" | "goto" => &[Next],
-        "collect_digits" | "recognize" => &[Success, NoInput, NoMatch, MaxAttempts, Error],
-        "lookup_caller" => &[Found, NotFound, Error],
-        "verify_passphrase" | "verify_totp" => &[Success, Failure, NoInput, MaxAttempts, Error],
-        "send_code" => &[Success, RateLimited, Error],
-        "verify_code" => &[Success, Failure, Expired, NoInput, MaxAttempts, Error],
-        "transfer" => &[Success, Failure, Error],
-        "webhook" => &[Success, Failure, Timeout, Error],
-        _ => &[],
-    }
-}
-
 fn dur(secs: u64, millis: u64, span: Span) -> Spanned<Duration> {
     Spanned::new(
         Duration::from_secs(secs) + Duration::from_millis(millis),
@@ -1430,626 +1651,91 @@ fn dur(secs: u64, millis: u64, span: Span) -> Spanned<Duration> {
     )
 }
 
-fn digit_input(ctx: &mut Ctx, f: &Fields, span: Span, default_len: Option<u32>) -> DigitInput {
-    let (dmin, dmax) = default_len.map_or((1, 20), |n| (n, n));
-    let prompts = f
-        .get("prompts")
-        .map(|n| ctx.prompts(n, "prompts"))
-        .unwrap_or_default();
-    let min = f
-        .get("min")
-        .and_then(|n| ctx.uint(n, "min"))
-        .map_or(dmin, |s| s.value);
-    let max = f
-        .get("max")
-        .and_then(|n| ctx.uint(n, "max"))
-        .map_or(dmax, |s| s.value);
-    let terminator = f.get("terminator").and_then(|n| {
-        let t = n.scalar_text().unwrap_or_default();
-        let mut chars = t.chars();
-        match (chars.next(), chars.next()) {
-            (Some(c), None) if c.is_ascii_digit() || c == '*' || c == '#' => Some(c),
-            _ => {
-                ctx.ferr(
-                    n.span,
-                    format!(
-                        "`terminator` must be one key: a digit, * or # (quote it: \"#\"), got {}",
-                        n.shown()
-                    ),
-                );
-                None
-            }
-        }
-    });
-    DigitInput {
-        prompts,
-        min,
-        max,
-        terminator,
-        first_digit_timeout: f
-            .get("first_digit_timeout")
-            .and_then(|n| ctx.duration(n, "first_digit_timeout"))
-            .unwrap_or_else(|| dur(5, 0, span)),
-        inter_digit_timeout: f
-            .get("inter_digit_timeout")
-            .and_then(|n| ctx.duration(n, "inter_digit_timeout"))
-            .unwrap_or_else(|| dur(3, 0, span)),
-        tries: f
-            .get("tries")
-            .and_then(|n| ctx.uint(n, "tries"))
-            .unwrap_or(Spanned::new(3, span)),
-        no_input_prompts: f
-            .get("no_input_prompts")
-            .map(|n| ctx.prompts(n, "no_input_prompts"))
-            .unwrap_or_default(),
-        invalid_prompts: f
-            .get("invalid_prompts")
-            .map(|n| ctx.prompts(n, "invalid_prompts"))
-            .unwrap_or_default(),
-        barge_in: f
-            .get("barge_in")
-            .and_then(|n| ctx.boolean(n, "barge_in"))
-            .unwrap_or(true),
-    }
-}
-
-fn speech_timers(ctx: &mut Ctx, f: &Fields, span: Span, max_secs: u64) -> SpeechTimers {
-    SpeechTimers {
-        no_input_timeout: f
-            .get("no_input_timeout")
-            .and_then(|n| ctx.duration(n, "no_input_timeout"))
-            .unwrap_or_else(|| dur(5, 0, span)),
-        end_of_speech_timeout: f
-            .get("end_of_speech_timeout")
-            .and_then(|n| ctx.duration(n, "end_of_speech_timeout"))
-            .unwrap_or_else(|| dur(0, 800, span)),
-        max_duration: f
-            .get("max_duration")
-            .and_then(|n| ctx.duration(n, "max_duration"))
-            .unwrap_or_else(|| dur(max_secs, 0, span)),
-    }
-}
-
-/// `into:` variable name; defaults to the step id.
-fn into_var(ctx: &mut Ctx, f: &Fields, sid: &str, span: Span) -> Spanned<String> {
-    match f.get("into").and_then(|n| ctx.string(n, "into")) {
-        Some(s) if is_var_name(&s.value) => s,
-        Some(s) => {
-            ctx.ferr(
-                s.span,
-                format!("`into`: `{}` is not a variable name; use letters, digits, `_` and dots (e.g. entered_number)", s.value),
-            );
-            s
-        }
-        None => Spanned::new(sid.to_string(), span),
-    }
-}
-
 fn is_var_name(s: &str) -> bool {
     expr::template_vars(&format!("${{{s}}}")).is_ok_and(|v| v.len() == 1 && v[0] == s)
 }
 
-fn build_kind(ctx: &mut Ctx, sid: &str, kind: &str, body: &Node, span: Span) -> Option<StepKind> {
-    let what = format!("step `{sid}` ({kind})");
-    ctx.scope = what.clone();
-    let k = build_kind_inner(ctx, sid, kind, body, span, &what);
-    ctx.scope.clear();
-    k
+/// Why engine state may not be written, for the end of every refusal.
+fn read_only(r: &Reserved) -> String {
+    format!(
+        "`{}` is set by {} and is read-only to flows (reserved: {})",
+        r.pattern,
+        r.owner,
+        reserved_list()
+    )
 }
 
-fn build_kind_inner(
-    ctx: &mut Ctx,
+/// `set:` and `vars:` keys: a write to a name the engine owns is refused.
+fn check_writable_names(ctx: &mut Loader, what: &str, names: &[(Spanned<String>, Template)]) {
+    for (k, _) in names {
+        if let Some(r) = reserved_owner(&k.value) {
+            let msg = format!("{what}: cannot write `{}`: {}", k.value, read_only(r));
+            ctx.err(k.span, msg);
+        }
+    }
+}
+
+/// What an input step's or a webhook's `into:` writes: the variable itself,
+/// or (`prefix`) everything under `into.`; the refusal when that is engine
+/// state. `given`: written as `into:` (else it is the step id).
+fn into_refusal(into: &Spanned<String>, given: bool, prefix: bool) -> Option<String> {
+    let written = if prefix {
+        format!("{}.", into.value)
+    } else {
+        into.value.clone()
+    };
+    let r = reserved_owner(&written)?;
+    let (shown, other) = if prefix {
+        (
+            format!("everything under `{written}`"),
+            "prefix such as `crm`",
+        )
+    } else {
+        (format!("`{written}`"), "variable name")
+    };
+    Some(if given {
+        format!(
+            "`into: {}` would write {shown}, but {}; choose another {other}",
+            into.value,
+            read_only(r)
+        )
+    } else {
+        format!(
+            "without `into:` this step writes {shown} (named after the step id), but {}; add `into:` with another {other}",
+            read_only(r)
+        )
+    })
+}
+
+fn build_kind(
+    ctx: &mut Loader,
     sid: &str,
     kind: &str,
     body: &Node,
     span: Span,
-    what: &str,
 ) -> Option<StepKind> {
-    let k = match kind {
-        "play" => {
-            // Short form: `play: [welcome, menu]` (or one name).
-            if matches!(body.val, Val::Seq(_) | Val::Str(_)) {
-                let prompts = ctx.prompts(body, "play");
-                StepKind::Play(Play {
-                    prompts,
-                    barge_in: BargeIn {
-                        digits: true,
-                        speech: false,
-                    },
-                })
-            } else {
-                let f = ctx.fields(body, what, PLAY_FIELDS)?;
-                let n_before = ctx.diags.len();
-                let prompts = f
-                    .get("prompts")
-                    .map(|n| ctx.prompts(n, "prompts"))
-                    .unwrap_or_default();
-                // A bad `prompts:` was reported already; "plays nothing" would repeat it.
-                let prompts_ok = ctx.diags.len() == n_before;
-                let barge_in = f.get("barge_in").map_or(
-                    BargeIn {
-                        digits: true,
-                        speech: false,
-                    },
-                    |n| {
-                        ctx.barge_in(
-                            n,
-                            BargeIn {
-                                digits: true,
-                                speech: false,
-                            },
-                        )
-                    },
-                );
-                if prompts.is_empty() && prompts_ok {
-                    ctx.err(
-                        span,
-                        format!("{what} plays nothing; give `prompts: [name, …]`"),
-                    );
-                }
-                StepKind::Play(Play { prompts, barge_in })
-            }
-        }
-        "say" => {
-            let f = ctx.fields(body, what, SAY_FIELDS)?;
-            let value = match f.get("value") {
-                Some(n) => ctx.template_or_raw(n, "value"),
-                None => {
-                    ctx.err(
-                        span,
-                        format!(
-                            "{what} needs `value:` (what to say, e.g. \"${{entered_number}}\")"
-                        ),
-                    );
-                    Spanned::new(String::new(), span)
-                }
-            };
-            let say_as = f.get("as").and_then(|n| {
-                ctx.choice(
-                    n,
-                    "as",
-                    &[("digits", 0u8), ("number", 1), ("last_digits", 2)],
-                )
-            });
-            let count = f.get("count").and_then(|n| {
-                let c = ctx.uint(n, "count")?;
-                match u8::try_from(c.value) {
-                    Ok(v) if v >= 1 => Some((v, c.span)),
-                    _ => {
-                        ctx.ferr(
-                            c.span,
-                            format!("`count` must be between 1 and 255, got {}", c.value),
-                        );
-                        None
-                    }
-                }
-            });
-            // A bad `as:` was reported; `count` may be right for what was meant.
-            let as_bad = f.get("as").is_some() && say_as.is_none();
-            let say_as = match say_as.unwrap_or(0) {
-                2 => SayAs::LastDigits(count.map_or(4, |c| c.0)),
-                other => {
-                    if let Some((_, cspan)) = count.filter(|_| !as_bad) {
-                        ctx.ferr(cspan, "`count` only applies to `as: last_digits`");
-                    }
-                    if other == 1 {
-                        SayAs::Number
-                    } else {
-                        SayAs::Digits
-                    }
-                }
-            };
-            StepKind::Say(Say {
-                value,
-                say_as,
-                before: f
-                    .get("before")
-                    .map(|n| ctx.prompts(n, "before"))
-                    .unwrap_or_default(),
-                after: f
-                    .get("after")
-                    .map(|n| ctx.prompts(n, "after"))
-                    .unwrap_or_default(),
-                barge_in: f.get("barge_in").map_or(
-                    BargeIn {
-                        digits: true,
-                        speech: false,
-                    },
-                    |n| {
-                        ctx.barge_in(
-                            n,
-                            BargeIn {
-                                digits: true,
-                                speech: false,
-                            },
-                        )
-                    },
-                ),
-            })
-        }
-        "collect_digits" => {
-            let f = ctx.fields(body, what, COLLECT_DIGITS_FIELDS)?;
-            let input = digit_input(ctx, &f, span, None);
-            let pattern = f.get("pattern").and_then(|n| {
-                let s = ctx.string(n, "pattern")?;
-                match regex::Regex::new(&format!("^(?:{})$", s.value)) {
-                    Ok(_) => Some(s),
-                    Err(e) => {
-                        let detail = e.to_string();
-                        let last = detail
-                            .lines()
-                            .last()
-                            .unwrap_or("")
-                            .trim()
-                            .trim_start_matches("error: ");
-                        ctx.ferr(
-                            s.span,
-                            format!(
-                                "`pattern`: {:?} is not a valid regular expression: {last}",
-                                s.value
-                            ),
-                        );
-                        None
-                    }
-                }
-            });
-            let into = into_var(ctx, &f, sid, span);
-            let secret = f
-                .get("secret")
-                .and_then(|n| ctx.boolean(n, "secret"))
-                .unwrap_or(false);
-            StepKind::CollectDigits(CollectDigits {
-                input,
-                pattern,
-                into,
-                secret,
-            })
-        }
-        "recognize" => {
-            let f = ctx.fields(body, what, RECOGNIZE_FIELDS)?;
-            let phrases = match f.get("phrases") {
-                None => vec![],
-                Some(n) => {
-                    match &n.val {
-                        Val::Seq(items) => items
-                            .iter()
-                            .filter_map(|i| ctx.string(i, "phrases"))
-                            .collect(),
-                        _ => {
-                            ctx.err(n.span, format!("`phrases` must be a list like [\"checking\", \"savings\"], got {}", n.shown()));
-                            vec![]
-                        }
-                    }
-                }
-            };
-            StepKind::Recognize(Recognize {
-                prompts: f
-                    .get("prompts")
-                    .map(|n| ctx.prompts(n, "prompts"))
-                    .unwrap_or_default(),
-                phrases,
-                digits_only: f
-                    .get("digits_only")
-                    .and_then(|n| ctx.boolean(n, "digits_only"))
-                    .unwrap_or(false),
-                language: f
-                    .get("language")
-                    .and_then(|n| ctx.string(n, "language"))
-                    .map(|s| s.value),
-                timers: speech_timers(ctx, &f, span, 15),
-                min_confidence: f
-                    .get("min_confidence")
-                    .and_then(|n| ctx.float(n, "min_confidence"))
-                    .unwrap_or(Spanned::new(0.5, span)),
-                tries: f
-                    .get("tries")
-                    .and_then(|n| ctx.uint(n, "tries"))
-                    .unwrap_or(Spanned::new(2, span)),
-                no_input_prompts: f
-                    .get("no_input_prompts")
-                    .map(|n| ctx.prompts(n, "no_input_prompts"))
-                    .unwrap_or_default(),
-                no_match_prompts: f
-                    .get("no_match_prompts")
-                    .map(|n| ctx.prompts(n, "no_match_prompts"))
-                    .unwrap_or_default(),
-                barge_in: f.get("barge_in").map_or(
-                    BargeIn {
-                        digits: true,
-                        speech: true,
-                    },
-                    |n| {
-                        ctx.barge_in(
-                            n,
-                            BargeIn {
-                                digits: true,
-                                speech: true,
-                            },
-                        )
-                    },
-                ),
-                into: into_var(ctx, &f, sid, span),
-            })
-        }
-        "lookup_caller" => {
-            let f = ctx.fields(body, what, LOOKUP_CALLER_FIELDS)?;
-            let number = f
-                .get("number")
-                .and_then(|n| ctx.template(n, "number"))
-                .unwrap_or_else(|| Spanned::new("${caller}".into(), span));
-            StepKind::LookupCaller(LookupCaller { number })
-        }
-        "verify_passphrase" => {
-            let f = ctx.fields(body, what, VERIFY_PASSPHRASE_FIELDS)?;
-            StepKind::VerifyPassphrase(VerifyPassphrase {
-                prompts: f
-                    .get("prompts")
-                    .map(|n| ctx.prompts(n, "prompts"))
-                    .unwrap_or_default(),
-                timers: speech_timers(ctx, &f, span, 10),
-                tries: f
-                    .get("tries")
-                    .and_then(|n| ctx.uint(n, "tries"))
-                    .unwrap_or(Spanned::new(2, span)),
-                no_input_prompts: f
-                    .get("no_input_prompts")
-                    .map(|n| ctx.prompts(n, "no_input_prompts"))
-                    .unwrap_or_default(),
-                retry_prompts: f
-                    .get("retry_prompts")
-                    .map(|n| ctx.prompts(n, "retry_prompts"))
-                    .unwrap_or_default(),
-            })
-        }
-        "send_code" => {
-            let f = ctx.fields(body, what, SEND_CODE_FIELDS)?;
-            StepKind::SendCode(SendCode {
-                channel: f
-                    .get("channel")
-                    .and_then(|n| {
-                        ctx.choice(
-                            n,
-                            "channel",
-                            &[("sms", CodeChannel::Sms), ("voice", CodeChannel::Voice)],
-                        )
-                    })
-                    .unwrap_or(CodeChannel::Sms),
-                to: f
-                    .get("to")
-                    .and_then(|n| ctx.template(n, "to"))
-                    .unwrap_or_else(|| Spanned::new("${account.phone}".into(), span)),
-                length: f
-                    .get("length")
-                    .and_then(|n| ctx.uint(n, "length"))
-                    .unwrap_or(Spanned::new(6, span)),
-                ttl: f
-                    .get("ttl")
-                    .and_then(|n| ctx.duration(n, "ttl"))
-                    .unwrap_or_else(|| dur(60, 0, span)),
-                max_attempts: f
-                    .get("max_attempts")
-                    .and_then(|n| ctx.uint(n, "max_attempts"))
-                    .unwrap_or(Spanned::new(3, span)),
-                resend_cooldown: f
-                    .get("resend_cooldown")
-                    .and_then(|n| ctx.duration(n, "resend_cooldown"))
-                    .unwrap_or_else(|| dur(30, 0, span)),
-            })
-        }
-        "verify_code" => {
-            let f = ctx.fields(body, what, VERIFY_CODE_FIELDS)?;
-            StepKind::VerifyCode(VerifyCode {
-                input: digit_input(ctx, &f, span, Some(6)),
-            })
-        }
-        "verify_totp" => {
-            let f = ctx.fields(body, what, VERIFY_TOTP_FIELDS)?;
-            StepKind::VerifyTotp(VerifyTotp {
-                input: digit_input(ctx, &f, span, Some(6)),
-                window: f
-                    .get("window")
-                    .and_then(|n| ctx.uint(n, "window"))
-                    .unwrap_or(Spanned::new(1, span)),
-            })
-        }
-        "transfer" => {
-            let f = ctx.fields(body, what, TRANSFER_FIELDS)?;
-            // Missing or bad: reported here; the validator's own `target`
-            // check is at the same position and is not repeated.
-            let target = match f.get("target") {
-                Some(n) => ctx.template_or_raw(n, "target"),
-                None => {
-                    ctx.err(span, format!("{what} needs `target:` (a SIP URI such as \"sip:agents@10.0.0.5:5060\")"));
-                    Spanned::new(String::new(), span)
-                }
-            };
-            StepKind::Transfer(Transfer {
-                target,
-                headers: f
-                    .get("headers")
-                    .map(|n| ctx.template_map(n, "headers"))
-                    .unwrap_or_default(),
-                mode: f
-                    .get("mode")
-                    .and_then(|n| {
-                        ctx.choice(
-                            n,
-                            "mode",
-                            &[
-                                ("refer", TransferMode::Refer),
-                                ("bridge", TransferMode::Bridge),
-                            ],
-                        )
-                    })
-                    .unwrap_or(TransferMode::Refer),
-                timeout: f
-                    .get("timeout")
-                    .and_then(|n| ctx.duration(n, "timeout"))
-                    .unwrap_or_else(|| dur(30, 0, span)),
-            })
-        }
-        "webhook" => {
-            let f = ctx.fields(body, what, WEBHOOK_FIELDS)?;
-            let url = match f.get("url") {
-                Some(n) => ctx.template_or_raw(n, "url"),
-                None => {
-                    ctx.err(span, format!("{what} needs `url:` (e.g. \"http://127.0.0.1:8080/crm?n=${{caller}}\")"));
-                    Spanned::new(String::new(), span)
-                }
-            };
-            StepKind::Webhook(Webhook {
-                url,
-                method: f
-                    .get("method")
-                    .and_then(|n| {
-                        ctx.choice(
-                            n,
-                            "method",
-                            &[("get", HttpMethod::Get), ("post", HttpMethod::Post)],
-                        )
-                    })
-                    .unwrap_or(HttpMethod::Post),
-                headers: f
-                    .get("headers")
-                    .map(|n| ctx.template_map(n, "headers"))
-                    .unwrap_or_default(),
-                body: f
-                    .get("body")
-                    .map(|n| ctx.template_map(n, "body"))
-                    .unwrap_or_default(),
-                timeout: f
-                    .get("timeout")
-                    .and_then(|n| ctx.duration(n, "timeout"))
-                    .unwrap_or_else(|| dur(3, 0, span)),
-                into: into_var(ctx, &f, sid, span),
-            })
-        }
-        "set" => {
-            if !matches!(body.val, Val::Map(_)) {
-                ctx.err(body.span, format!("{what} must be a mapping of variable: value (e.g. {{ auth.result: passed }}), got {}", body.shown()));
-                return None;
-            }
-            let vars = ctx.template_map(body, "set");
-            for (k, _) in &vars {
-                if !is_var_name(&k.value) {
-                    ctx.err(k.span, format!("{what}: `{}` is not a variable name; use letters, digits, `_` and dots", k.value));
-                }
-            }
-            StepKind::Set(Set { vars })
-        }
-        "branch" => build_branch(ctx, sid, body, span)?,
-        "goto" => {
-            if body.scalar_text().is_none_or(|t| t.is_empty()) {
-                ctx.err(
-                    body.span,
-                    format!("{what}: `goto` must name a step id, got {}", body.shown()),
-                );
-                return None;
-            }
-            StepKind::Goto
-        }
-        "hangup" => {
-            let reason = match &body.val {
-                Val::Str(s) => Some(s.clone()),
-                _ => {
-                    let f = ctx.fields(body, what, HANGUP_FIELDS)?;
-                    f.get("reason")
-                        .and_then(|n| ctx.string(n, "reason"))
-                        .map(|s| s.value)
-                }
-            };
-            StepKind::Hangup(Hangup { reason })
-        }
-        _ => return None,
+    let u = unit(kind)?;
+    let what = format!("step `{sid}` ({kind})");
+    ctx.scope = what.clone();
+    let Build::Reader(build) = u.build;
+    let mut r = FieldReader {
+        ld: ctx,
+        body,
+        sid: sid.to_string(),
+        kind: u.name,
+        span,
+        what,
+        build,
+        known: Vec::new(),
+        fields_kind: false,
+        recording: false,
     };
-    // Field-level errors were reported and their fields fell back to defaults,
-    // so the validator can still check the rest of the step.
-    Some(k)
-}
-
-fn build_branch(ctx: &mut Ctx, sid: &str, body: &Node, span: Span) -> Option<StepKind> {
-    let Val::Seq(items) = &body.val else {
-        ctx.err(
-            body.span,
-            format!("step `{sid}` (branch) must be a list of cases: `- if: <condition>` with `goto: <step>`, ending with `- else: <step>`; got {}", body.shown()),
-        );
-        return None;
-    };
-    let mut cases = Vec::new();
-    let mut otherwise: Option<Spanned<StepId>> = None;
-    // An `else:` that was given but is not a step id (reported already).
-    let mut bad_else = false;
-    let what = format!("step `{sid}` (branch)");
-    for item in items {
-        let Some(f) = ctx.fields(item, &format!("{what} case"), BRANCH_FIELDS) else {
-            continue;
-        };
-        if otherwise.is_some() {
-            ctx.err(
-                item.span,
-                format!("{what}: a case after `else` is never tried; move `else` to the end"),
-            );
-            continue;
-        }
-        match (f.get("if"), f.get("goto"), f.get("else")) {
-            (None, None, Some(e)) => match ctx.string(e, "else") {
-                Some(t) => otherwise = Some(t),
-                None => {
-                    bad_else = true;
-                    ctx.rec.opaque.insert(sid.to_string());
-                }
-            },
-            (Some(c), Some(g), None) => {
-                let cond = ctx.string(c, "if");
-                let Some(target) = ctx.string(g, "goto") else {
-                    ctx.rec.opaque.insert(sid.to_string());
-                    continue;
-                };
-                let Some(cond) = cond else {
-                    ctx.rec.hidden_edges.push((sid.to_string(), target.value));
-                    continue;
-                };
-                // A bad condition is reported and kept as written (the
-                // validator skips conditions that do not parse), so its
-                // target is still checked.
-                if let Err(e) = expr::Condition::parse(&cond.value) {
-                    ctx.err(
-                        cond.span,
-                        format!("{what}: condition {:?}: {e}", cond.value),
-                    );
-                }
-                cases.push((cond, target));
-            }
-            (Some(_), None, None) => {
-                ctx.err(item.span, format!("{what}: case has `if:` but no `goto:`"))
-            }
-            (None, Some(_), None) => ctx.err(
-                item.span,
-                format!(
-                    "{what}: case has `goto:` but no `if:`; use `- else: <step>` for the default"
-                ),
-            ),
-            _ => ctx.err(
-                item.span,
-                format!("{what}: each case is either `if:` + `goto:` or a lone `else:`"),
-            ),
-        }
-    }
-    let Some(otherwise) = otherwise else {
-        if !bad_else {
-            ctx.err(
-                span,
-                format!(
-                "{what} has no `- else: <step>` case; add one so every call has somewhere to go"
-            ),
-            );
-        }
-        for (_, t) in cases {
-            ctx.rec.hidden_edges.push((sid.to_string(), t.value));
-        }
-        return None;
-    };
-    Some(StepKind::Branch(Branch { cases, otherwise }))
+    // Field-level errors are reported and their fields fall back to
+    // defaults, so the validator can still check the rest of the step.
+    let k = build(&mut r);
+    r.finish();
+    ctx.scope.clear();
+    k
 }
 
 /// Render a list of diagnostics one per line, for CLIs and test failure output.
@@ -2150,7 +1836,7 @@ steps:
     webhook: { url: "http://127.0.0.1:8080/crm?n=${caller}", method: post, timeout: 3s, headers: { X-Key: abc }, body: { caller: "${caller}" }, into: crm }
     on: { success: mark, failure: mark, timeout: mark, error: mark }
   mark:
-    set: { auth.result: passed, tries_left: "2", n: 5 }
+    set: { result: passed, tries_left: "2", n: 5 }
     next: route
   route:
     branch:
@@ -2636,6 +2322,110 @@ steps:
         has(&errs("a\n---\nb\n"), "YAML syntax error");
     }
 
+    const RESERVED_TAIL: &str =
+        "(reserved: auth.*, account.*, code.*, caller*, call.*, call_id, dialled, header.*)";
+
+    /// Errors of a flow that is fine but for the lines given.
+    fn errs_with(lines: &str) -> Vec<String> {
+        errs(&format!("{lines}  end: {{ hangup: {{}} }}\n"))
+    }
+
+    #[test]
+    fn reserved_write_by_set() {
+        let e = errs_with("steps:\n  s:\n    set: { ok: x, auth.result: passed, caller_trust: high }\n    next: end\n");
+        assert_eq!(
+            e,
+            [
+                format!("3:19: step `s` (set): cannot write `auth.result`: `auth.*` is set by the verify_passphrase, verify_code and verify_totp steps and is read-only to flows {RESERVED_TAIL}"),
+                format!("3:40: step `s` (set): cannot write `caller_trust`: `caller*` is set by the call (its caller ID and how far it is trusted) and is read-only to flows {RESERVED_TAIL}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn reserved_write_by_vars() {
+        let e = errs_with("vars:\n  brand: x\n  account.id: none\n  code.channel: voice\n  code: '1'\nsteps:\n  s: { play: [x], next: end }\n");
+        assert_eq!(
+            e,
+            [
+                format!("3:3: `vars`: cannot write `account.id`: `account.*` is set by the lookup_caller step and is read-only to flows {RESERVED_TAIL}"),
+                format!("4:3: `vars`: cannot write `code.channel`: `code.*` is set by the send_code step and is read-only to flows {RESERVED_TAIL}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn reserved_write_by_webhook_into() {
+        for (into, under, who) in [
+            (
+                "auth",
+                "auth.",
+                "`auth.*` is set by the verify_passphrase, verify_code and verify_totp steps",
+            ),
+            (
+                "account",
+                "account.",
+                "`account.*` is set by the lookup_caller step",
+            ),
+            ("code", "code.", "`code.*` is set by the send_code step"),
+            (
+                "caller",
+                "caller.",
+                "`caller*` is set by the call (its caller ID and how far it is trusted)",
+            ),
+            ("call", "call.", "`call.*` is set by the call"),
+            (
+                "header",
+                "header.",
+                "`header.*` is set by the call's SIP headers",
+            ),
+        ] {
+            let e = errs_with(&format!("steps:\n  w:\n    webhook: {{ url: 'http://127.0.0.1/x', into: {into} }}\n    on: {{ success: end, failure: end, error: end }}\n"));
+            assert_eq!(
+                e,
+                [format!("3:49: step `w` (webhook): `into: {into}` would write everything under `{under}`, but {who} and is read-only to flows {RESERVED_TAIL}; choose another prefix such as `crm`")],
+            );
+        }
+        // Without `into:` the step id is the prefix.
+        let e = errs_with("steps:\n  auth:\n    webhook: { url: 'http://127.0.0.1/x' }\n    on: { success: end, failure: end, error: end }\n");
+        assert_eq!(
+            e,
+            [format!("3:5: step `auth` (webhook): without `into:` this step writes everything under `auth.` (named after the step id), but `auth.*` is set by the verify_passphrase, verify_code and verify_totp steps and is read-only to flows {RESERVED_TAIL}; add `into:` with another prefix such as `crm`")]
+        );
+        // A prefix that merely starts like a reserved one is fine.
+        ok("steps:\n  w:\n    webhook: { url: 'http://127.0.0.1/x', into: authority }\n    on: { success: end, failure: end, error: end }\n  end: { hangup: {} }\n");
+    }
+
+    #[test]
+    fn reserved_write_by_collect_digits_into() {
+        let e = errs_with("steps:\n  c:\n    collect_digits: { prompts: [x], into: dialled }\n    on: { success: end, no_input: end, no_match: end }\n  caller_number:\n    collect_digits: { prompts: [x] }\n    on: { success: end, no_input: end, no_match: end }\n");
+        assert_eq!(
+            e,
+            [
+                format!("3:43: step `c` (collect_digits): `into: dialled` would write `dialled`, but `dialled` is set by the call and is read-only to flows {RESERVED_TAIL}; choose another variable name"),
+                format!("6:5: step `caller_number` (collect_digits): without `into:` this step writes `caller_number` (named after the step id), but `caller*` is set by the call (its caller ID and how far it is trusted) and is read-only to flows {RESERVED_TAIL}; add `into:` with another variable name"),
+            ]
+        );
+        // `code` is the flow's own (secret) variable; only `code.*` is the engine's.
+        ok("steps:\n  code:\n    collect_digits: { prompts: [x] }\n    on: { success: end, no_input: end, no_match: end }\n  end: { hangup: {} }\n");
+    }
+
+    #[test]
+    fn reserved_write_by_recognize_into() {
+        let e = errs_with("steps:\n  r:\n    recognize: { prompts: [x], into: auth.method }\n    on: { success: end, no_input: end, no_match: end, error: end }\n");
+        assert_eq!(
+            e,
+            [format!("3:38: step `r` (recognize): `into: auth.method` would write `auth.method`, but `auth.*` is set by the verify_passphrase, verify_code and verify_totp steps and is read-only to flows {RESERVED_TAIL}; choose another variable name")]
+        );
+    }
+
+    #[test]
+    fn every_reserved_write_in_one_pass() {
+        let e = errs_with("vars: { call_id: x }\nsteps:\n  s:\n    set: { account.name: Eve }\n    next: w\n  w:\n    webhook: { url: 'http://127.0.0.1/x', into: account }\n    on: { success: c, failure: c, error: c }\n  c:\n    collect_digits: { prompts: [x], into: caller }\n    on: { success: r, no_input: r, no_match: r }\n  r:\n    recognize: { prompts: [x], into: code.sent_to }\n    on: { success: end, no_input: end, no_match: end, error: end }\n");
+        let at: Vec<&str> = e.iter().map(|l| l.split(": ").next().unwrap()).collect();
+        assert_eq!(at, ["1:9", "4:12", "7:49", "10:43", "13:38"], "{e:#?}");
+    }
+
     #[test]
     fn collects_many_errors_in_one_pass() {
         let e = errs(
@@ -2775,8 +2565,10 @@ steps:
             .iter()
             .filter_map(|r| r["$ref"].as_str())
             .collect();
-        assert_eq!(step_refs.len(), STEP_KINDS.len());
-        for (kind, fields) in STEP_KINDS {
+        assert_eq!(step_refs.len(), UNITS.len());
+        for u in UNITS {
+            let kind = &u.name;
+            let fields = u.fields();
             assert!(
                 step_refs.contains(&format!("#/$defs/step_{kind}").as_str()),
                 "{kind}"
@@ -2791,9 +2583,9 @@ steps:
                     "step_{kind} has unexpected key {p}"
                 );
             }
-            let exits = exits_of_name(kind);
+            let exits = u.exits;
             // `goto:` itself names the next step; a `next:` beside it is an error.
-            let takes_next = exits.contains(&Exit::Next) && *kind != "goto";
+            let takes_next = exits.contains(&Exit::Next) && !u.next_in_body;
             assert_eq!(props.contains(&"next".to_string()), takes_next, "{kind}");
             let on: Vec<&str> = exits
                 .iter()
@@ -2821,32 +2613,91 @@ steps:
                 "hangup" => keys(&body["oneOf"][2]["properties"]),
                 _ => keys(&body["properties"]),
             };
-            assert_eq!(field_keys, sorted(fields), "fields of {kind}");
+            assert_eq!(field_keys, sorted(&fields), "fields of {kind}");
         }
-        // The model's own exit lists agree with the loader's by-name table.
+        // Every built kind finds its own unit.
         let flow = ok(FULL);
         let mut seen = std::collections::BTreeSet::new();
         for step in &flow.steps {
-            assert_eq!(
-                step.kind.exits(),
-                exits_of_name(step.kind.name()),
-                "{}",
-                step.kind.name()
-            );
+            assert_eq!(unit_of(&step.kind).name, step.kind.name());
             seen.insert(step.kind.name());
         }
-        assert_eq!(seen.len(), STEP_KINDS.len(), "FULL uses every kind");
+        assert_eq!(seen.len(), UNITS.len(), "FULL uses every kind");
+    }
+
+    #[test]
+    fn json_schema_refuses_the_engine_owned_names_the_loader_refuses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/flow.schema.json");
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let re = |def: &str| {
+            let p = schema["$defs"][def]["not"]["pattern"].as_str().unwrap();
+            regex::Regex::new(p).unwrap()
+        };
+        let (name, prefix) = (re("writable_name"), re("writable_prefix"));
+        for n in [
+            "auth",
+            "auth.result",
+            "account.id",
+            "code",
+            "code.channel",
+            "caller",
+            "caller_trust",
+            "caller.trust",
+            "callers",
+            "call",
+            "call.id",
+            "call_id",
+            "call_ids",
+            "dialled",
+            "dialled_no",
+            "header.x",
+            "headers",
+            "crm",
+            "crm.auth.result",
+            "authority",
+            "result",
+        ] {
+            assert_eq!(name.is_match(n), reserved_owner(n).is_some(), "name {n}");
+            let under = format!("{n}.");
+            assert_eq!(
+                prefix.is_match(n),
+                reserved_owner(&under).is_some(),
+                "prefix {n}"
+            );
+        }
     }
 
     #[test]
     fn field_tables_cover_every_kind() {
-        let names: Vec<&str> = STEP_KINDS.iter().map(|k| k.0).collect();
+        let names = kind_list();
         for k in names.iter() {
             assert!(
-                !exits_of_name(k).is_empty() || ["branch", "hangup"].contains(k),
+                !unit(k).unwrap().exits.is_empty() || ["branch", "hangup"].contains(k),
                 "{k}"
             );
         }
         assert_eq!(names.len(), 15);
+        // The field lists the units read, as they were written in the tables before.
+        let digit = "prompts min max terminator first_digit_timeout inter_digit_timeout tries no_input_prompts invalid_prompts barge_in";
+        for (kind, fields) in [
+            ("play", "prompts barge_in".to_string()),
+            ("say", "value as count before after barge_in".into()),
+            ("collect_digits", format!("{digit} pattern into secret")),
+            ("recognize", "prompts phrases digits_only language no_input_timeout end_of_speech_timeout max_duration min_confidence tries no_input_prompts no_match_prompts barge_in into".into()),
+            ("lookup_caller", "number".into()),
+            ("verify_passphrase", "prompts tries no_input_timeout end_of_speech_timeout max_duration no_input_prompts retry_prompts".into()),
+            ("send_code", "channel to length ttl max_attempts resend_cooldown".into()),
+            ("verify_code", digit.into()),
+            ("verify_totp", format!("{digit} window")),
+            ("transfer", "target mode timeout headers".into()),
+            ("webhook", "url method timeout headers body into".into()),
+            ("set", String::new()),
+            ("branch", "if goto else".into()),
+            ("goto", String::new()),
+            ("hangup", "reason".into()),
+        ] {
+            assert_eq!(unit(kind).unwrap().fields().join(" "), fields, "{kind}");
+        }
     }
 }

@@ -9,6 +9,7 @@ pub mod expr;
 pub mod load;
 pub mod model;
 pub mod services;
+pub mod state;
 pub mod steps;
 pub mod testing;
 pub mod validate;

@@ -88,6 +88,23 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// Every exit, in documentation order. Which exits a kind has is its
+    /// unit's business (`steps::unit`).
+    pub const ALL: [Exit; 12] = [
+        Exit::Next,
+        Exit::Success,
+        Exit::Failure,
+        Exit::NoInput,
+        Exit::NoMatch,
+        Exit::MaxAttempts,
+        Exit::Error,
+        Exit::Found,
+        Exit::NotFound,
+        Exit::Expired,
+        Exit::RateLimited,
+        Exit::Timeout,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Exit::Next => "next",
@@ -168,25 +185,6 @@ impl StepKind {
             StepKind::Branch(_) => "branch",
             StepKind::Goto => "goto",
             StepKind::Hangup(_) => "hangup",
-        }
-    }
-
-    /// Exits this kind can take.
-    pub fn exits(&self) -> &'static [Exit] {
-        use Exit::*;
-        match self {
-            StepKind::Play(_) | StepKind::Say(_) | StepKind::Set(_) | StepKind::Goto => &[Next],
-            StepKind::CollectDigits(_) | StepKind::Recognize(_) => {
-                &[Success, NoInput, NoMatch, MaxAttempts, Error]
-            }
-            StepKind::LookupCaller(_) => &[Found, NotFound, Error],
-            StepKind::VerifyPassphrase(_) => &[Success, Failure, NoInput, MaxAttempts, Error],
-            StepKind::SendCode(_) => &[Success, RateLimited, Error],
-            StepKind::VerifyCode(_) => &[Success, Failure, Expired, NoInput, MaxAttempts, Error],
-            StepKind::VerifyTotp(_) => &[Success, Failure, NoInput, MaxAttempts, Error],
-            StepKind::Transfer(_) => &[Success, Failure, Error],
-            StepKind::Webhook(_) => &[Success, Failure, Timeout, Error],
-            StepKind::Branch(_) | StepKind::Hangup(_) => &[],
         }
     }
 }

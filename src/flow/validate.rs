@@ -23,12 +23,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::flow::diag::{self, Diagnostic};
 use crate::flow::expr;
 use crate::flow::load::{self, nearest, Loaded, Recovery};
 use crate::flow::model::*;
+#[cfg(test)]
+use crate::flow::steps::unit::fmt_dur;
+use crate::flow::steps::unit::{unit_of, Findings, Read, Sink, Written};
 
 /// Where `validate` looks for things outside the flow file.
 #[derive(Clone, Debug)]
@@ -43,56 +45,23 @@ pub const BUILTIN_VARS: &[&str] = &[
     "dialled",
     "call_id",
     "caller_trust",
+    "caller.trust",
     "now",
     "last_exit",
     "attempts",
 ];
-/// Variables set by verify_passphrase / verify_code / verify_totp.
-pub const AUTH_VARS: &[&str] = &["auth.result", "auth.method", "auth.reason"];
+pub use crate::flow::steps::unit::AUTH_VARS;
 /// Names that always hold secrets, whoever sets them; so does anything under `secret.`.
 pub const RESERVED_SECRETS: &[&str] = &["code", "otp", "passphrase", "transcript"];
 
 /// Steps that wait for the caller; a loop through one of them cannot spin.
 fn waits_for_caller(k: &StepKind) -> bool {
-    matches!(
-        k,
-        StepKind::CollectDigits(_)
-            | StepKind::Recognize(_)
-            | StepKind::VerifyPassphrase(_)
-            | StepKind::VerifyCode(_)
-            | StepKind::VerifyTotp(_)
-    )
+    unit_of(k).waits_for_caller
 }
 
 /// Steps after which the engine's part of the call is over.
 fn is_terminal(k: &StepKind) -> bool {
-    matches!(k, StepKind::Hangup(_) | StepKind::Transfer(_))
-}
-
-/// Steps that call a backend, which may be down: they must route `error`.
-fn calls_backend(k: &StepKind) -> bool {
-    matches!(
-        k,
-        StepKind::LookupCaller(_)
-            | StepKind::SendCode(_)
-            | StepKind::VerifyPassphrase(_)
-            | StepKind::VerifyCode(_)
-            | StepKind::VerifyTotp(_)
-            | StepKind::Transfer(_)
-            | StepKind::Webhook(_)
-            | StepKind::Recognize(_)
-    )
-}
-
-fn fmt_dur(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 60_000 == 0 && ms >= 120_000 {
-        format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
+    unit_of(k).ends_call
 }
 
 struct V<'a> {
@@ -228,7 +197,9 @@ fn check_targets(v: &mut V) {
             .iter()
             .map(|(e, t)| {
                 let label = match (e, &step.kind) {
-                    (Exit::Next, StepKind::Goto) if !placeholder => "`goto`".to_string(),
+                    (Exit::Next, k) if !placeholder && unit_of(k).next_in_body => {
+                        format!("`{}`", k.name())
+                    }
                     (Exit::Next, _) => "`next`".to_string(),
                     _ => format!("exit `{}`", e.as_str()),
                 };
@@ -475,34 +446,20 @@ fn check_graph(v: &mut V) {
     }
 }
 
-/// Exits that must be routed, with the fallback that may stand in for each.
+/// Exits that must be routed, with the fallback that may stand in for each
+/// (all declared by the kind's unit).
 fn check_exits(v: &mut V, step: &Step) {
-    use Exit::*;
     let has = |e: Exit| step.exits.contains_key(&e);
     let w = what(step);
-    let k = &step.kind;
-    match k {
-        StepKind::Play(_) | StepKind::Say(_) | StepKind::Set(_) if !has(Next) => {
-            let msg = format!(
-                "{w} has no `next:`; the call would stop here with nothing to do — \
-                 add `next: <step>` or end the flow with a `hangup` step"
-            );
-            v.err(step.span, msg);
-        }
-        _ => {}
+    let u = unit_of(&step.kind);
+    if u.needs_next && !has(Exit::Next) {
+        let msg = format!(
+            "{w} has no `next:`; the call would stop here with nothing to do — \
+             add `next: <step>` or end the flow with a `hangup` step"
+        );
+        v.err(step.span, msg);
     }
-    let required: &[Exit] = match k {
-        StepKind::CollectDigits(_) | StepKind::Recognize(_) => &[Success],
-        StepKind::VerifyPassphrase(_) | StepKind::VerifyCode(_) | StepKind::VerifyTotp(_) => {
-            &[Success]
-        }
-        StepKind::LookupCaller(_) => &[Found, NotFound],
-        StepKind::SendCode(_) => &[Success, RateLimited],
-        StepKind::Transfer(_) => &[Failure],
-        StepKind::Webhook(_) => &[Success, Failure],
-        _ => &[],
-    };
-    for &e in required {
+    for &e in u.required {
         if !has(e) {
             v.err(
                 step.span,
@@ -515,27 +472,8 @@ fn check_exits(v: &mut V, step: &Step) {
         }
     }
     // Caller outcomes that may fall back to max_attempts.
-    let outcomes: &[(Exit, &str)] = match k {
-        StepKind::CollectDigits(_) => &[
-            (NoInput, "the caller enters nothing"),
-            (NoMatch, "the digits do not fit"),
-        ],
-        StepKind::Recognize(_) => &[
-            (NoInput, "the caller says nothing"),
-            (NoMatch, "the caller is not understood"),
-        ],
-        StepKind::VerifyPassphrase(_) => &[
-            (NoInput, "the caller says nothing"),
-            (Failure, "the passphrase does not match"),
-        ],
-        StepKind::VerifyCode(_) | StepKind::VerifyTotp(_) => &[
-            (NoInput, "the caller enters nothing"),
-            (Failure, "the code is wrong"),
-        ],
-        _ => &[],
-    };
-    for &(e, when) in outcomes {
-        if !has(e) && !has(MaxAttempts) {
+    for &(e, when) in u.fallbacks {
+        if !has(e) && !has(Exit::MaxAttempts) {
             v.err(
                 step.span,
                 format!(
@@ -546,13 +484,10 @@ fn check_exits(v: &mut V, step: &Step) {
             );
         }
     }
-    if matches!(k, StepKind::VerifyCode(_)) && !has(Expired) && !has(Failure) && !has(MaxAttempts) {
-        v.err(
-            step.span,
-            format!("{w} does not say where to go when the code has expired; add `expired: <step>` (or `failure:`) under `on:`"),
-        );
+    for m in (u.check_exits)(step) {
+        v.err(step.span, format!("{w} {m}"));
     }
-    if calls_backend(k) && !has(Error) {
+    if u.calls_backend && !has(Exit::Error) {
         v.err(
             step.span,
             format!("{w} has no `error` exit; when the backend is unavailable the call would have nowhere to go — add `error: <step>` under `on:`"),
@@ -560,191 +495,22 @@ fn check_exits(v: &mut V, step: &Step) {
     }
 }
 
-fn dur_in(v: &mut V, w: &str, field: &str, d: &Spanned<Duration>, lo: Duration, hi: Duration) {
-    if d.value < lo || d.value > hi {
-        v.err(
-            d.span,
-            format!(
-                "{w}: `{field}` is {}; it must be between {} and {}",
-                fmt_dur(d.value),
-                fmt_dur(lo),
-                fmt_dur(hi)
-            ),
-        );
-    }
-}
-
-fn int_in(v: &mut V, w: &str, field: &str, n: &Spanned<u32>, lo: u32, hi: u32) {
-    if n.value < lo || n.value > hi {
-        v.err(
-            n.span,
-            format!(
-                "{w}: `{field}` is {}; it must be between {lo} and {hi}",
-                n.value
-            ),
-        );
-    }
-}
-
-fn digits_in(v: &mut V, step: &Step, d: &DigitInput) {
-    let w = what(step);
-    let s = Duration::from_secs;
-    dur_in(
-        v,
-        &w,
-        "first_digit_timeout",
-        &d.first_digit_timeout,
-        s(1),
-        s(60),
-    );
-    dur_in(
-        v,
-        &w,
-        "inter_digit_timeout",
-        &d.inter_digit_timeout,
-        s(1),
-        s(30),
-    );
-    int_in(v, &w, "tries", &d.tries, 1, 10);
-    if d.min > d.max {
-        v.err(
-            step.span,
-            format!("{w}: `min` ({}) is greater than `max` ({})", d.min, d.max),
-        );
-    }
-    if d.min == 0 {
-        v.err(step.span, format!("{w}: `min` is 0; it must be at least 1"));
-    }
-    if d.max > 64 {
-        v.err(
-            step.span,
-            format!("{w}: `max` is {}; it must be at most 64", d.max),
-        );
-    }
-}
-
-fn speech_in(v: &mut V, w: &str, t: &SpeechTimers) {
-    let s = Duration::from_secs;
-    let ms = Duration::from_millis;
-    dur_in(v, w, "no_input_timeout", &t.no_input_timeout, s(1), s(60));
-    dur_in(
-        v,
-        w,
-        "end_of_speech_timeout",
-        &t.end_of_speech_timeout,
-        ms(200),
-        s(5),
-    );
-    dur_in(v, w, "max_duration", &t.max_duration, s(1), s(120));
-}
-
-/// Timers and counts outside these bounds are almost always typos (5m for 5s)
-/// and make calls hang or fail for real callers.
+/// Timers and counts outside the bounds a kind's unit checks are almost
+/// always typos (5m for 5s) and make calls hang or fail for real callers.
 fn check_bounds(v: &mut V, step: &Step) {
-    let w = what(step);
-    let s = Duration::from_secs;
-    match &step.kind {
-        StepKind::CollectDigits(c) => digits_in(v, step, &c.input),
-        StepKind::VerifyCode(c) => digits_in(v, step, &c.input),
-        StepKind::VerifyTotp(t) => {
-            digits_in(v, step, &t.input);
-            int_in(v, &w, "window", &t.window, 0, 3);
-        }
-        StepKind::Recognize(r) => {
-            speech_in(v, &w, &r.timers);
-            int_in(v, &w, "tries", &r.tries, 1, 10);
-            let c = r.min_confidence.value;
-            if !(0.0..=1.0).contains(&c) {
-                v.err(
-                    r.min_confidence.span,
-                    format!("{w}: `min_confidence` is {c}; it must be between 0 and 1"),
-                );
-            }
-        }
-        StepKind::VerifyPassphrase(p) => {
-            speech_in(v, &w, &p.timers);
-            int_in(v, &w, "tries", &p.tries, 1, 10);
-        }
-        StepKind::SendCode(c) => {
-            int_in(v, &w, "length", &c.length, 4, 10);
-            dur_in(v, &w, "ttl", &c.ttl, s(30), s(15 * 60));
-            int_in(v, &w, "max_attempts", &c.max_attempts, 1, 10);
-            dur_in(
-                v,
-                &w,
-                "resend_cooldown",
-                &c.resend_cooldown,
-                s(0),
-                s(15 * 60),
-            );
-        }
-        StepKind::Transfer(t) => {
-            dur_in(v, &w, "timeout", &t.timeout, s(1), s(120));
-            let target = t.target.value.trim();
-            if target.is_empty() {
-                v.err(
-                    t.target.span,
-                    format!("{w}: `target` is empty; give a SIP URI such as \"sip:agents@10.0.0.5:5060\""),
-                );
-            } else if !target.contains("${")
-                && !["sip:", "sips:", "tel:"]
-                    .iter()
-                    .any(|p| target.starts_with(p))
-            {
-                v.err(
-                    t.target.span,
-                    format!("{w}: `target` {target:?} is not a SIP URI; write it like \"sip:agents@10.0.0.5:5060\" or \"tel:+15551234567\""),
-                );
-            }
-        }
-        StepKind::Webhook(h) => {
-            dur_in(v, &w, "timeout", &h.timeout, s(1), s(120));
-            let url = h.url.value.trim();
-            if !url.starts_with("http://") && !url.starts_with("https://") {
-                v.err(
-                    h.url.span,
-                    format!("{w}: `url` {url:?} must start with http:// or https://"),
-                );
-            }
-        }
-        _ => {}
+    let mut f = Findings {
+        what: what(step),
+        found: Vec::new(),
+    };
+    (unit_of(&step.kind).check_fields)(step, &mut f);
+    for (span, msg) in f.found {
+        v.err(span, msg);
     }
 }
 
 /// Every prompt a step may play, with its field name.
 fn step_prompts(step: &Step) -> Vec<(&'static str, &PromptRef)> {
-    let mut out = Vec::new();
-    match &step.kind {
-        StepKind::Play(p) => out.extend(p.prompts.iter().map(|x| ("prompts", x))),
-        StepKind::Say(s) => {
-            out.extend(s.before.iter().map(|x| ("before", x)));
-            out.extend(s.after.iter().map(|x| ("after", x)));
-        }
-        StepKind::CollectDigits(CollectDigits { input, .. })
-        | StepKind::VerifyCode(VerifyCode { input })
-        | StepKind::VerifyTotp(VerifyTotp { input, .. }) => {
-            out.extend(input.prompts.iter().map(|x| ("prompts", x)));
-            out.extend(
-                input
-                    .no_input_prompts
-                    .iter()
-                    .map(|x| ("no_input_prompts", x)),
-            );
-            out.extend(input.invalid_prompts.iter().map(|x| ("invalid_prompts", x)));
-        }
-        StepKind::Recognize(r) => {
-            out.extend(r.prompts.iter().map(|x| ("prompts", x)));
-            out.extend(r.no_input_prompts.iter().map(|x| ("no_input_prompts", x)));
-            out.extend(r.no_match_prompts.iter().map(|x| ("no_match_prompts", x)));
-        }
-        StepKind::VerifyPassphrase(p) => {
-            out.extend(p.prompts.iter().map(|x| ("prompts", x)));
-            out.extend(p.no_input_prompts.iter().map(|x| ("no_input_prompts", x)));
-            out.extend(p.retry_prompts.iter().map(|x| ("retry_prompts", x)));
-        }
-        _ => {}
-    }
-    out
+    (unit_of(&step.kind).prompts)(&step.kind)
 }
 
 fn check_prompts(v: &mut V, opts: &ValidateOptions) {
@@ -797,29 +563,6 @@ fn check_prompts(v: &mut V, opts: &ValidateOptions) {
     }
 }
 
-/// Where a template's value goes, for the secrets rule.
-#[derive(Clone, Copy, PartialEq)]
-enum Sink {
-    /// Stays inside the engine (lookups, send_code destination, flow vars).
-    Internal,
-    /// Spoken to the caller.
-    Spoken,
-    TransferHeader,
-    TransferTarget,
-    WebhookUrl,
-    WebhookHeader,
-    WebhookBody,
-    /// Copied into another (non-secret) variable.
-    SetValue,
-}
-
-struct Read<'a> {
-    /// How to name the place in a message: "`value`", "header X-Debug".
-    label: String,
-    t: &'a Template,
-    sink: Sink,
-}
-
 fn step_reads(step: &Step) -> Vec<Read<'_>> {
     let mut out: Vec<Read> = step_prompts(step)
         .into_iter()
@@ -829,68 +572,7 @@ fn step_reads(step: &Step) -> Vec<Read<'_>> {
             sink: Sink::Spoken,
         })
         .collect();
-    match &step.kind {
-        StepKind::Say(s) => out.push(Read {
-            label: "`value`".into(),
-            t: &s.value,
-            sink: Sink::Spoken,
-        }),
-        StepKind::LookupCaller(l) => out.push(Read {
-            label: "`number`".into(),
-            t: &l.number,
-            sink: Sink::Internal,
-        }),
-        StepKind::SendCode(c) => out.push(Read {
-            label: "`to`".into(),
-            t: &c.to,
-            sink: Sink::Internal,
-        }),
-        StepKind::Transfer(t) => {
-            out.push(Read {
-                label: "`target`".into(),
-                t: &t.target,
-                sink: Sink::TransferTarget,
-            });
-            for (k, val) in &t.headers {
-                out.push(Read {
-                    label: format!("header {}", k.value),
-                    t: val,
-                    sink: Sink::TransferHeader,
-                });
-            }
-        }
-        StepKind::Webhook(h) => {
-            out.push(Read {
-                label: "`url`".into(),
-                t: &h.url,
-                sink: Sink::WebhookUrl,
-            });
-            for (k, val) in &h.headers {
-                out.push(Read {
-                    label: format!("header {}", k.value),
-                    t: val,
-                    sink: Sink::WebhookHeader,
-                });
-            }
-            for (k, val) in &h.body {
-                out.push(Read {
-                    label: format!("body field `{}`", k.value),
-                    t: val,
-                    sink: Sink::WebhookBody,
-                });
-            }
-        }
-        StepKind::Set(s) => {
-            for (k, val) in &s.vars {
-                out.push(Read {
-                    label: format!("`{}`", k.value),
-                    t: val,
-                    sink: Sink::SetValue,
-                });
-            }
-        }
-        _ => {}
-    }
+    out.extend((unit_of(&step.kind).reads)(&step.kind));
     out
 }
 
@@ -917,27 +599,15 @@ fn settable(flow: &Flow, rec: &Recovery) -> Settable {
     exact.extend(rec.maybe_set.iter().cloned());
     prefixes.extend(rec.maybe_prefixes.iter().cloned());
     for step in &flow.steps {
-        match &step.kind {
-            StepKind::CollectDigits(c) => {
-                exact.insert(c.into.value.clone());
+        for w in (unit_of(&step.kind).writes)(&step.kind) {
+            match w {
+                Written::Exact(n) => {
+                    exact.insert(n);
+                }
+                Written::Prefix(p) => {
+                    prefixes.insert(p);
+                }
             }
-            StepKind::Recognize(r) => {
-                exact.insert(r.into.value.clone());
-            }
-            StepKind::Set(s) => exact.extend(s.vars.iter().map(|(k, _)| k.value.clone())),
-            StepKind::Webhook(h) => {
-                prefixes.insert(format!("{}.", h.into.value));
-            }
-            StepKind::LookupCaller(_) => {
-                prefixes.insert("account.".to_string());
-            }
-            StepKind::VerifyPassphrase(_) | StepKind::VerifyCode(_) | StepKind::VerifyTotp(_) => {
-                exact.extend(AUTH_VARS.iter().map(|s| s.to_string()));
-            }
-            StepKind::SendCode(_) => {
-                exact.insert("code.sent_to".to_string());
-            }
-            _ => {}
         }
     }
     Settable {
@@ -1066,6 +736,7 @@ mod tests {
     use super::*;
     use crate::flow::load::load_flow_str;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     static N: AtomicUsize = AtomicUsize::new(0);
 

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
-use crate::call::CallInfo;
 use crate::flow::expr::{self, Condition};
+use crate::flow::state::{reserved_owner, CallState};
 
 /// What masked secrets look like in any output.
 pub const MASK: &str = "***";
@@ -35,9 +35,15 @@ pub enum VarError {
     Secret(String),
     #[error("{0}")]
     Expr(String),
+    /// The loader refuses these writes; this is the second lock.
+    #[error("`{0}` is set by the engine and read-only to flows")]
+    Reserved(String),
 }
 
-/// The variable store of one flow run. `Debug` shows secrets masked.
+/// The variables a flow run writes (`set`, `into`, `vars:`, webhook answers)
+/// plus `now`, `attempts` and `last_exit`. Names the engine owns (see
+/// [`crate::flow::state`]) are never stored here: reads of them go to the
+/// typed [`CallState`] through a [`Scope`]. `Debug` shows secrets masked.
 #[derive(Clone, Default)]
 pub struct Vars {
     map: BTreeMap<String, Var>,
@@ -54,40 +60,37 @@ impl Vars {
         Self::default()
     }
 
-    /// Built-ins from the call: `caller`, `dialled`, `call_id`, `caller_trust`,
-    /// `header.<name>`, `now` (UTC start of the run, `YYYY-MM-DDTHH:MM:SSZ`),
-    /// and `attempts` = 0, `last_exit` = "".
-    ///
-    /// `caller_trust` is `x-caller-trust` if the call layer set it, else
-    /// `asserted` when a P-Asserted-Identity was present, else `unverified`.
-    pub fn with_call(info: &CallInfo) -> Self {
+    /// The variables of a new run: `now` (UTC start of the run,
+    /// `YYYY-MM-DDTHH:MM:SSZ`), `attempts` = 0, `last_exit` = "".
+    pub fn for_run() -> Self {
         let mut v = Self::new();
-        v.set("caller", &info.caller, false);
-        v.set("dialled", &info.dialled, false);
-        v.set("call_id", &info.call_id, false);
-        let trust = info
-            .headers
-            .get("x-caller-trust")
-            .cloned()
-            .unwrap_or_else(|| {
-                if info.headers.contains_key("p-asserted-identity") {
-                    "asserted".into()
-                } else {
-                    "unverified".into()
-                }
-            });
-        v.set("caller_trust", &trust, false);
-        for (k, val) in &info.headers {
-            v.set(&format!("header.{k}"), val, false);
-        }
-        v.set("now", &utc_now(), false);
-        v.set("attempts", "0", false);
-        v.set("last_exit", "", false);
+        v.put("now", &utc_now(), false);
+        v.set_attempts(0);
+        v.put("last_exit", "", false);
         v
     }
 
-    /// Set a variable. Reserved names ([`is_reserved_secret`]) are always secret.
-    pub fn set(&mut self, name: &str, value: &str, secret: bool) {
+    /// Set a flow variable. Reserved names ([`is_reserved_secret`]) are always
+    /// secret; names the engine owns are refused.
+    pub fn set(&mut self, name: &str, value: &str, secret: bool) -> Result<(), VarError> {
+        if reserved_owner(name).is_some() {
+            return Err(VarError::Reserved(name.to_string()));
+        }
+        self.put(name, value, secret);
+        Ok(())
+    }
+
+    /// The attempts an input step used (`attempts`).
+    pub fn set_attempts(&mut self, n: u32) {
+        self.put("attempts", &n.to_string(), false);
+    }
+
+    /// The exit the last step took (`last_exit`).
+    pub fn set_last_exit(&mut self, exit: &str) {
+        self.put("last_exit", exit, false);
+    }
+
+    fn put(&mut self, name: &str, value: &str, secret: bool) {
         self.map.insert(
             name.to_string(),
             Var {
@@ -103,6 +106,49 @@ impl Vars {
 
     pub fn is_secret(&self, name: &str) -> bool {
         self.map.get(name).is_some_and(|v| v.secret)
+    }
+
+    /// All variables with secrets replaced by [`MASK`].
+    pub fn masked(&self) -> BTreeMap<String, String> {
+        self.map
+            .iter()
+            .map(|(k, v)| {
+                let shown = if v.secret {
+                    MASK.to_string()
+                } else {
+                    v.value.clone()
+                };
+                (k.clone(), shown)
+            })
+            .collect()
+    }
+}
+
+/// What a flow reads: the engine's [`CallState`] under the reserved names,
+/// its own [`Vars`] under every other name. The one place templates and
+/// conditions look names up, so a flow variable can never stand in for
+/// engine state.
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    pub state: &'a CallState,
+    pub vars: &'a Vars,
+}
+
+impl<'a> Scope<'a> {
+    pub fn new(state: &'a CallState, vars: &'a Vars) -> Self {
+        Self { state, vars }
+    }
+
+    /// A value and whether it is secret (engine state never is).
+    fn lookup(&self, name: &str) -> Option<(String, bool)> {
+        if reserved_owner(name).is_some() {
+            return self.state.read(name).map(|v| (v, false));
+        }
+        self.vars.map.get(name).map(|v| (v.value.clone(), v.secret))
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.lookup(name).map(|(v, _)| v)
     }
 
     /// Render a template for anything that leaves the engine (prompts, headers,
@@ -124,12 +170,12 @@ impl Vars {
         escape: &dyn Fn(&str) -> String,
     ) -> Result<String, VarError> {
         let touched = RefCell::new(None::<String>);
-        let res = expr::render(t, &|name| match self.map.get(name) {
-            Some(v) if v.secret => {
+        let res = expr::render(t, &|name| match self.lookup(name) {
+            Some((_, true)) => {
                 touched.borrow_mut().get_or_insert_with(|| name.to_string());
                 None
             }
-            Some(v) => Some(escape(&v.value)),
+            Some((v, false)) => Some(escape(&v)),
             None => None,
         });
         if let Some(name) = touched.into_inner() {
@@ -144,11 +190,11 @@ impl Vars {
     pub fn render_internal(&self, t: &str) -> Result<(String, bool), VarError> {
         let secret = RefCell::new(false);
         let res = expr::render(t, &|name| {
-            let v = self.map.get(name)?;
-            if v.secret {
+            let (v, s) = self.lookup(name)?;
+            if s {
                 *secret.borrow_mut() = true;
             }
-            Some(v.value.clone())
+            Some(v)
         });
         res.map(|s| (s, secret.into_inner()))
             .map_err(|e| VarError::Expr(e.to_string()))
@@ -156,23 +202,15 @@ impl Vars {
 
     /// Evaluate a condition; secrets may be compared (their values never leave).
     pub fn eval(&self, cond: &Condition) -> Result<bool, VarError> {
-        cond.eval(&|name| self.get(name).map(str::to_string))
+        cond.eval(&|name| self.get(name))
             .map_err(|e| VarError::Expr(e.to_string()))
     }
 
-    /// All variables with secrets replaced by [`MASK`].
+    /// Everything readable, secrets replaced by [`MASK`] (a run's final variables).
     pub fn masked(&self) -> BTreeMap<String, String> {
-        self.map
-            .iter()
-            .map(|(k, v)| {
-                let shown = if v.secret {
-                    MASK.to_string()
-                } else {
-                    v.value.clone()
-                };
-                (k.clone(), shown)
-            })
-            .collect()
+        let mut out = self.vars.masked();
+        out.extend(self.state.readable());
+        out
     }
 }
 
@@ -217,19 +255,23 @@ mod tests {
     #[test]
     fn reserved_names_are_always_secret() {
         let mut v = super::Vars::new();
-        v.set("code", "123456", false);
-        v.set("secret.pin", "1", false);
-        v.set("codes", "x", false);
+        v.set("code", "123456", false).unwrap();
+        v.set("secret.pin", "1", false).unwrap();
+        v.set("codes", "x", false).unwrap();
         assert!(v.is_secret("code") && v.is_secret("secret.pin") && !v.is_secret("codes"));
     }
 
     use super::*;
+    use crate::call::CallInfo;
 
     #[test]
     fn secrets_are_refused_in_public_renders_and_masked() {
         let mut v = Vars::new();
-        v.set("dob", "19800101", true);
-        v.set("name", "Alice", false);
+        v.set("dob", "19800101", true).unwrap();
+        v.set("name", "Alice", false).unwrap();
+        let state = CallState::from_call(&CallInfo::default());
+        let masked = v.masked();
+        let v = Scope::new(&state, &v);
         assert_eq!(v.render_public("hi ${name}").unwrap(), "hi Alice");
         assert_eq!(
             v.render_public("x${dob}").unwrap_err(),
@@ -239,6 +281,7 @@ mod tests {
             v.render_internal("${dob}").unwrap(),
             ("19800101".into(), true)
         );
+        assert_eq!(masked["dob"], MASK);
         assert_eq!(v.masked()["dob"], MASK);
         assert_eq!(v.masked()["name"], "Alice");
     }
@@ -253,11 +296,42 @@ mod tests {
         };
         info.headers
             .insert("p-asserted-identity".into(), "<sip:+1555@x>".into());
-        let v = Vars::with_call(&info);
-        assert_eq!(v.get("caller"), Some("+1555"));
-        assert_eq!(v.get("caller_trust"), Some("asserted"));
-        assert_eq!(v.get("attempts"), Some("0"));
+        let state = CallState::from_call(&info);
+        let vars = Vars::for_run();
+        let v = Scope::new(&state, &vars);
+        assert_eq!(v.get("caller").as_deref(), Some("+1555"));
+        assert_eq!(v.get("caller_trust").as_deref(), Some("asserted"));
+        assert_eq!(v.get("attempts").as_deref(), Some("0"));
         assert!(v.get("header.p-asserted-identity").is_some());
+    }
+
+    #[test]
+    fn engine_names_cannot_be_written_or_shadowed() {
+        let info = CallInfo {
+            caller: "+1555".into(),
+            ..Default::default()
+        };
+        let state = CallState::from_call(&info);
+        let mut vars = Vars::for_run();
+        for name in [
+            "auth.result",
+            "account.id",
+            "caller",
+            "caller_trust",
+            "code.channel",
+            "call_id",
+            "dialled",
+        ] {
+            assert_eq!(
+                vars.set(name, "spoofed", false),
+                Err(VarError::Reserved(name.into()))
+            );
+        }
+        vars.set("crm.auth.result", "passed", false).unwrap();
+        let v = Scope::new(&state, &vars);
+        assert_eq!(v.get("auth.result").as_deref(), Some("none"));
+        assert_eq!(v.get("caller").as_deref(), Some("+1555"));
+        assert_eq!(v.get("crm.auth.result").as_deref(), Some("passed"));
     }
 }
 

@@ -18,3 +18,29 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Hangup) -> Result<
     });
     Ok(Flowing::Hangup)
 }
+
+// --- the unit: how a `hangup` step is read and what it may do ---
+
+use crate::flow::load::{FieldReader, Val};
+use crate::flow::model::StepKind;
+
+use super::unit::{Build, Unit};
+
+pub(crate) const UNIT: Unit = Unit {
+    ends_call: true,
+    ..Unit::new("hangup", Build::Reader(build))
+};
+
+/// `hangup: {}`, `hangup: { reason: done }` or `hangup: done`.
+fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
+    if let Val::Str(s) = &r.body().val {
+        return Some(StepKind::Hangup(Hangup {
+            reason: Some(s.clone()),
+        }));
+    }
+    if !r.mapping() {
+        return None;
+    }
+    let reason = r.string("reason").map(|s| s.value);
+    Some(StepKind::Hangup(Hangup { reason }))
+}

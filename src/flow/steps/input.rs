@@ -114,6 +114,98 @@ impl Tries {
     }
 }
 
+/// What one judged try came to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Attempt<T> {
+    /// The step is done with this value.
+    Done(T),
+    /// The try failed this way; retry if tries remain.
+    Miss(Miss),
+}
+
+/// How the try loop ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Retried<T> {
+    Done(T),
+    /// Tries ran out: the last miss and the exit it leads to.
+    Exhausted {
+        last: Option<Miss>,
+        exit: Exit,
+    },
+}
+
+/// A step's prompts: the main ones and those played before a retry.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPrompts<'p> {
+    pub main: &'p [PromptRef],
+    pub no_input: &'p [PromptRef],
+    /// After an invalid entry or a wrong answer (`invalid_prompts`,
+    /// `no_match_prompts`, `retry_prompts`).
+    pub invalid: &'p [PromptRef],
+}
+
+/// One input step's tries, as the shared loop ([`retry`]) drives them.
+pub(crate) trait InputTries<C: CallChannel> {
+    /// What one try collects (an entry, a transcript).
+    type Got;
+    /// What a successful try yields.
+    type Done;
+    /// Play `prompts` and collect the caller's answer.
+    async fn collect(
+        &self,
+        ctx: &mut Ctx<'_, C>,
+        prompts: &[PromptRef],
+    ) -> Result<Self::Got, Abort>;
+    /// Decide what the answer means (may ask a backend).
+    async fn judge(
+        &self,
+        ctx: &mut Ctx<'_, C>,
+        got: Self::Got,
+    ) -> Result<Attempt<Self::Done>, Abort>;
+}
+
+/// The try loop every input step shares (`collect_digits`, `recognize`,
+/// `verify_code`, `verify_totp`, `verify_passphrase`): up to `total` tries,
+/// each collects with the prompts for that try (the retry prompts for the
+/// last miss first), records `attempts`, then judges what was collected.
+/// An `Err` from either ends the step at once.
+pub(crate) async fn retry<C: CallChannel, S: InputTries<C>>(
+    ctx: &mut Ctx<'_, C>,
+    total: u32,
+    prompts: RetryPrompts<'_>,
+    step: &S,
+) -> Result<Retried<S::Done>, Abort> {
+    let mut tries = Tries::new(total);
+    while tries.start_try() {
+        let for_try: Vec<PromptRef> = tries
+            .prompts(prompts.main, prompts.no_input, prompts.invalid)
+            .into_iter()
+            .cloned()
+            .collect();
+        let got = step.collect(ctx, &for_try).await?;
+        ctx.set_attempts(tries.used());
+        match step.judge(ctx, got).await? {
+            Attempt::Done(v) => return Ok(Retried::Done(v)),
+            Attempt::Miss(m) => tries.miss(m),
+        }
+    }
+    Ok(Retried::Exhausted {
+        last: tries.last(),
+        exit: tries.exhausted_exit(ctx),
+    })
+}
+
+impl<'p> RetryPrompts<'p> {
+    /// The prompts of a digit input (`prompts`, `no_input_prompts`, `invalid_prompts`).
+    pub fn digits(input: &'p DigitInput) -> Self {
+        RetryPrompts {
+            main: &input.prompts,
+            no_input: &input.no_input_prompts,
+            invalid: &input.invalid_prompts,
+        }
+    }
+}
+
 /// Compile a step's pattern anchored at both ends.
 pub fn anchored(pattern: &str) -> Result<Regex, Abort> {
     Regex::new(&format!("^(?:{pattern})$"))
@@ -206,7 +298,7 @@ pub async fn collect_once<C: CallChannel>(
 
 /// What one round of listening produced.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Heard {
+pub enum Listened {
     Speech(SpeechResult),
     NoSpeech,
 }
@@ -220,7 +312,7 @@ pub async fn listen_once<C: CallChannel>(
     prompts: &[PromptRef],
     spec: &RecognitionSpec,
     barge_in: BargeIn,
-) -> Result<Heard, Abort> {
+) -> Result<Listened, Abort> {
     ctx.typeahead.clear();
     let rendered = ctx.render_prompts(prompts)?;
     let mut playing = !rendered.is_empty();
@@ -250,7 +342,7 @@ pub async fn listen_once<C: CallChannel>(
                     ctx.call.stop_playback().await;
                 }
                 ctx.call.stop_recognition().await;
-                return Ok(Heard::NoSpeech);
+                return Ok(Listened::NoSpeech);
             }
             Some(CallInput::PlaybackDone) => {
                 playing = false;
@@ -280,14 +372,14 @@ pub async fn listen_once<C: CallChannel>(
                     ctx.call.stop_playback().await;
                 }
                 ctx.call.stop_recognition().await;
-                return Ok(Heard::Speech(r));
+                return Ok(Listened::Speech(r));
             }
             Some(CallInput::NoSpeech) => {
                 if playing {
                     ctx.call.stop_playback().await;
                 }
                 ctx.call.stop_recognition().await;
-                return Ok(Heard::NoSpeech);
+                return Ok(Listened::NoSpeech);
             }
             Some(CallInput::RecognitionFailed(why)) => {
                 if playing {

@@ -17,7 +17,8 @@ use crate::call::{CallChannel, CallError, CallInput, DigitSource};
 use crate::events::{AuthMethod, AuthOutcome, Event, EventSink};
 use crate::flow::model::{BargeIn, Exit, PromptRef, Step, StepKind};
 use crate::flow::services::Services;
-use crate::flow::vars::Vars;
+use crate::flow::state::CallState;
+use crate::flow::vars::{Scope, Vars};
 
 pub mod branch;
 pub mod collect_digits;
@@ -31,10 +32,31 @@ pub mod say;
 pub mod send_code;
 pub mod set;
 pub mod transfer;
+pub(crate) mod unit;
 pub mod verify_code;
 pub mod verify_passphrase;
 pub mod verify_totp;
 pub mod webhook;
+
+/// Every step kind's unit, in documentation order. Loader, validator and the
+/// JSON-Schema test loop over this table.
+pub(crate) const UNITS: &[&unit::Unit] = &[
+    &play::UNIT,
+    &say::UNIT,
+    &collect_digits::UNIT,
+    &recognize::UNIT,
+    &lookup_caller::UNIT,
+    &verify_passphrase::UNIT,
+    &send_code::UNIT,
+    &verify_code::UNIT,
+    &verify_totp::UNIT,
+    &transfer::UNIT,
+    &webhook::UNIT,
+    &set::UNIT,
+    &branch::UNIT,
+    &goto::UNIT,
+    &hangup::UNIT,
+];
 
 /// How the flow continues after a step.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,7 +105,10 @@ pub struct Ctx<'a, C: CallChannel> {
     pub call: &'a mut C,
     pub services: &'a Services,
     pub sink: &'a mut dyn EventSink,
+    /// The flow's own variables.
     pub vars: &'a mut Vars,
+    /// What the engine knows about the call; flows only read it.
+    pub state: &'a mut CallState,
     pub step: &'a Step,
     /// Absolute call time at which the flow's `max_duration` runs out.
     pub deadline: Option<Duration>,
@@ -98,6 +123,11 @@ impl<C: CallChannel> Ctx<'_, C> {
 
     pub fn emit(&mut self, ev: Event) {
         self.sink.emit(ev);
+    }
+
+    /// What templates and conditions of this step read.
+    pub fn scope(&self) -> Scope<'_> {
+        Scope::new(self.state, self.vars)
     }
 
     pub fn has_exit(&self, e: Exit) -> bool {
@@ -140,7 +170,7 @@ impl<C: CallChannel> Ctx<'_, C> {
         prompts
             .iter()
             .map(|p| {
-                self.vars
+                self.scope()
                     .render_public(&p.value)
                     .map_err(|e| Abort::Fail(format!("prompt `{}`: {e}", p.value)))
             })
@@ -195,11 +225,10 @@ impl<C: CallChannel> Ctx<'_, C> {
         }
     }
 
-    /// Emit an `Auth` event and set `auth.result`, `auth.method`, `auth.reason`.
+    /// Emit an `Auth` event and record the attempt in the call state (read
+    /// back as `auth.result`, `auth.method`, `auth.reason`).
     pub fn record_auth(&mut self, method: AuthMethod, outcome: AuthOutcome, reason: &str) {
-        self.vars.set("auth.result", outcome.as_str(), false);
-        self.vars.set("auth.method", method.as_str(), false);
-        self.vars.set("auth.reason", reason, false);
+        self.state.record_auth(method, outcome, reason);
         let step = self.id().to_string();
         self.emit(Event::Auth {
             step,
@@ -211,7 +240,7 @@ impl<C: CallChannel> Ctx<'_, C> {
 
     /// Record the attempts used by an input step in `attempts`.
     pub fn set_attempts(&mut self, n: u32) {
-        self.vars.set("attempts", &n.to_string(), false);
+        self.vars.set_attempts(n);
     }
 }
 

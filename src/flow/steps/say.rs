@@ -17,7 +17,7 @@ use super::{Abort, Ctx, Flowing};
 
 pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Say) -> Result<Flowing, Abort> {
     let value = ctx
-        .vars
+        .scope()
         .render_public(&step.value.value)
         .map_err(|e| Abort::Fail(format!("say: {e}")))?;
     let spoken = prompts_for(&value, step.say_as).map_err(Abort::Fail)?;
@@ -104,6 +104,72 @@ fn below_thousand(n: u64, out: &mut Vec<String>) {
     } else if rest > 0 {
         out.push(format!("numbers/{rest}"));
     }
+}
+
+// --- the unit: how a `say` step is read and what it may do ---
+
+use crate::flow::load::FieldReader;
+use crate::flow::model::{BargeIn, Say as UnitSay, StepKind};
+
+use super::unit::{tagged, Build, Read, Sink, Unit};
+
+pub(crate) const UNIT: Unit = Unit {
+    prompts: |k| match k {
+        StepKind::Say(s) => tagged(&[("before", &s.before), ("after", &s.after)]),
+        _ => Vec::new(),
+    },
+    reads: |k| match k {
+        StepKind::Say(s) => vec![Read::new("`value`", &s.value, Sink::Spoken)],
+        _ => Vec::new(),
+    },
+    exits: &[Exit::Next],
+    needs_next: true,
+    ..Unit::new("say", Build::Reader(build))
+};
+
+fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
+    if !r.mapping() {
+        return None;
+    }
+    let value = r.required_template("value", "(what to say, e.g. \"${entered_number}\")");
+    let as_given = r.get("as").is_some();
+    let say_as = r.choice("as", &[("digits", 0u8), ("number", 1), ("last_digits", 2)]);
+    let count = r.uint("count").and_then(|c| match u8::try_from(c.value) {
+        Ok(v) if v >= 1 => Some((v, c.span)),
+        _ => {
+            r.ferr(
+                c.span,
+                format!("`count` must be between 1 and 255, got {}", c.value),
+            );
+            None
+        }
+    });
+    // A bad `as:` was reported; `count` may be right for what was meant.
+    let as_bad = as_given && say_as.is_none();
+    let say_as = match say_as.unwrap_or(0) {
+        2 => SayAs::LastDigits(count.map_or(4, |c| c.0)),
+        other => {
+            if let Some((_, cspan)) = count.filter(|_| !as_bad) {
+                r.ferr(cspan, "`count` only applies to `as: last_digits`");
+            }
+            if other == 1 {
+                SayAs::Number
+            } else {
+                SayAs::Digits
+            }
+        }
+    };
+    let barge_in = BargeIn {
+        digits: true,
+        speech: false,
+    };
+    Some(StepKind::Say(UnitSay {
+        value,
+        say_as,
+        before: r.prompts("before"),
+        after: r.prompts("after"),
+        barge_in: r.barge_in("barge_in", barge_in),
+    }))
 }
 
 #[cfg(test)]

@@ -5,12 +5,13 @@ use crate::call::CallChannel;
 use crate::events::{mask_number, Event, SendOutcome};
 use crate::flow::model::{CodeChannel, Exit, SendCode};
 use crate::flow::services::{CodeRequest, SendResult};
+use crate::flow::state::PendingCode;
 
 use super::{Abort, Ctx, Flowing};
 
 pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &SendCode) -> Result<Flowing, Abort> {
     let to = ctx
-        .vars
+        .scope()
         .render_public(&step.to.value)
         .map_err(|e| Abort::Fail(format!("send_code to: {e}")))?;
     let channel = match step.channel {
@@ -18,7 +19,8 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &SendCode) -> Resul
         CodeChannel::Voice => "voice",
     };
     let req = CodeRequest {
-        call_id: ctx.vars.get("call_id").unwrap_or_default().to_string(),
+        // Keyed by the call itself, never by anything the flow can write.
+        call_id: ctx.state.call_id().to_string(),
         channel: step.channel,
         to: to.clone(),
         length: step.length.value,
@@ -41,8 +43,10 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &SendCode) -> Resul
     let step_id = ctx.id().to_string();
     let to_masked = mask_number(&to);
     if outcome == SendOutcome::Sent {
-        ctx.vars.set("code.sent_to", &to_masked, false);
-        ctx.vars.set("code.channel", channel, false);
+        ctx.state.code_sent(PendingCode {
+            channel: step.channel,
+            sent_to_masked: to_masked.clone(),
+        });
     }
     ctx.emit(Event::CodeSent {
         step: step_id,
@@ -51,4 +55,67 @@ pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &SendCode) -> Resul
         outcome,
     });
     flowing
+}
+
+// --- the unit: how a `send_code` step is read and what it may do ---
+
+use std::time::Duration;
+
+use crate::flow::load::FieldReader;
+use crate::flow::model::{Spanned, StepKind};
+
+use super::unit::{Build, Read, Sink, Unit, Written};
+
+pub(crate) const UNIT: Unit = Unit {
+    guess_writes: |_, _| {
+        vec![
+            Written::Exact("code.sent_to".into()),
+            Written::Exact("code.channel".into()),
+        ]
+    },
+    reads: |k| match k {
+        StepKind::SendCode(c) => vec![Read::new("`to`", &c.to, Sink::Internal)],
+        _ => Vec::new(),
+    },
+    writes: |_| {
+        vec![
+            Written::Exact("code.sent_to".into()),
+            Written::Exact("code.channel".into()),
+        ]
+    },
+    check_fields: |step, f| {
+        if let StepKind::SendCode(c) = &step.kind {
+            let s = Duration::from_secs;
+            f.int_in("length", &c.length, 4, 10);
+            f.dur_in("ttl", &c.ttl, s(30), s(15 * 60));
+            f.int_in("max_attempts", &c.max_attempts, 1, 10);
+            f.dur_in("resend_cooldown", &c.resend_cooldown, s(0), s(15 * 60));
+        }
+    },
+    exits: &[Exit::Success, Exit::RateLimited, Exit::Error],
+    required: &[Exit::Success, Exit::RateLimited],
+    calls_backend: true,
+    ..Unit::new("send_code", Build::Reader(build))
+};
+
+fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
+    if !r.mapping() {
+        return None;
+    }
+    let span = r.span();
+    Some(StepKind::SendCode(SendCode {
+        channel: r
+            .choice(
+                "channel",
+                &[("sms", CodeChannel::Sms), ("voice", CodeChannel::Voice)],
+            )
+            .unwrap_or(CodeChannel::Sms),
+        to: r
+            .template("to")
+            .unwrap_or_else(|| Spanned::new("${account.phone}".into(), span)),
+        length: r.uint_or("length", 6),
+        ttl: r.duration_or("ttl", 60, 0),
+        max_attempts: r.uint_or("max_attempts", 3),
+        resend_cooldown: r.duration_or("resend_cooldown", 30, 0),
+    }))
 }

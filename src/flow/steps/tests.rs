@@ -1046,6 +1046,6 @@ steps:
 #[test]
 fn vars_debug_output_masks_secrets() {
     let mut v = crate::flow::vars::Vars::new();
-    v.set("pin", "97531", true);
+    v.set("pin", "97531", true).unwrap();
     assert!(!format!("{v:?}").contains("97531"));
 }

@@ -7,59 +7,47 @@
 
 use crate::call::CallChannel;
 use crate::events::{AuthMethod, AuthOutcome};
-use crate::flow::model::{Exit, VerifyCode};
+use crate::flow::model::{Exit, PromptRef, VerifyCode};
 use crate::flow::services::CodeCheck;
 
-use super::input::{collect_once, Entry, Miss, Tries};
+use super::input::{collect_once, retry, Attempt, Entry, InputTries, Miss, Retried, RetryPrompts};
 use super::{Abort, Ctx, Flowing};
 
+/// The method is the channel the pending code went out on (SMS when none was sent).
 fn auth<C: CallChannel>(ctx: &mut Ctx<'_, C>, outcome: AuthOutcome, reason: &str) {
-    let method = match ctx.vars.get("code.channel") {
-        Some("voice") => AuthMethod::VoiceCode,
-        _ => AuthMethod::SmsCode,
-    };
+    let method = ctx.state.code().map_or(AuthMethod::SmsCode, |c| c.method());
     ctx.record_auth(method, outcome, reason);
 }
 
-pub async fn run<C: CallChannel>(
-    ctx: &mut Ctx<'_, C>,
-    step: &VerifyCode,
-) -> Result<Flowing, Abort> {
-    let input = &step.input;
-    let call_id = ctx.vars.get("call_id").unwrap_or_default().to_string();
-    let mut tries = Tries::new(input.tries.value);
-    while tries.start_try() {
-        let prompts: Vec<_> = tries
-            .prompts(
-                &input.prompts,
-                &input.no_input_prompts,
-                &input.invalid_prompts,
-            )
-            .into_iter()
-            .cloned()
-            .collect();
-        let entry = collect_once(ctx, input, &prompts, None, true).await?;
-        ctx.set_attempts(tries.used());
+struct Code<'s> {
+    step: &'s VerifyCode,
+    /// The key the backend filed this call's code under.
+    call_id: String,
+}
+
+impl<C: CallChannel> InputTries<C> for Code<'_> {
+    type Got = Entry;
+    type Done = Exit;
+
+    async fn collect(&self, ctx: &mut Ctx<'_, C>, prompts: &[PromptRef]) -> Result<Entry, Abort> {
+        collect_once(ctx, &self.step.input, prompts, None, true).await
+    }
+
+    async fn judge(&self, ctx: &mut Ctx<'_, C>, entry: Entry) -> Result<Attempt<Exit>, Abort> {
         let digits = match entry {
-            Entry::NoInput => {
-                tries.miss(Miss::NoInput);
-                continue;
-            }
-            Entry::Invalid => {
-                tries.miss(Miss::Wrong);
-                continue;
-            }
+            Entry::NoInput => return Ok(Attempt::Miss(Miss::NoInput)),
+            Entry::Invalid => return Ok(Attempt::Miss(Miss::Wrong)),
             Entry::Digits(d) => d,
         };
-        match ctx.services.codes.verify(&call_id, &digits).await {
+        match ctx.services.codes.verify(&self.call_id, &digits).await {
             Ok(CodeCheck::Ok) => {
                 auth(ctx, AuthOutcome::Passed, "code accepted");
-                return Ok(Flowing::Exit(Exit::Success));
+                Ok(Attempt::Done(Exit::Success))
             }
-            Ok(CodeCheck::Wrong) => tries.miss(Miss::Wrong),
+            Ok(CodeCheck::Wrong) => Ok(Attempt::Miss(Miss::Wrong)),
             Ok(CodeCheck::Exhausted) => {
                 auth(ctx, AuthOutcome::Failed, "code attempts used up");
-                return Ok(Flowing::Exit(Exit::Failure));
+                Ok(Attempt::Done(Exit::Failure))
             }
             Ok(CodeCheck::Expired) => {
                 auth(ctx, AuthOutcome::Expired, "code expired");
@@ -68,24 +56,96 @@ pub async fn run<C: CallChannel>(
                     .into_iter()
                     .find(|e| ctx.has_exit(*e))
                     .unwrap_or(Exit::MaxAttempts);
-                return Ok(Flowing::Exit(exit));
+                Ok(Attempt::Done(exit))
             }
             Ok(CodeCheck::NotSent) => {
                 let m = "no code was sent on this call".to_string();
                 auth(ctx, AuthOutcome::Error, &m);
-                return Err(Abort::Fail(m));
+                Err(Abort::Fail(m))
             }
             Err(e) => {
                 let m = format!("code service: {e}");
                 auth(ctx, AuthOutcome::Error, &m);
-                return Err(Abort::Fail(m));
+                Err(Abort::Fail(m))
             }
         }
     }
-    let (outcome, reason) = match tries.last() {
-        Some(Miss::NoInput) | None => (AuthOutcome::NoInput, "no code entered"),
-        _ => (AuthOutcome::Failed, "wrong code"),
+}
+
+pub async fn run<C: CallChannel>(
+    ctx: &mut Ctx<'_, C>,
+    step: &VerifyCode,
+) -> Result<Flowing, Abort> {
+    let input = &step.input;
+    let tries = Code {
+        step,
+        call_id: ctx.state.call_id().to_string(),
     };
-    auth(ctx, outcome, reason);
-    Ok(Flowing::Exit(tries.exhausted_exit(ctx)))
+    match retry(ctx, input.tries.value, RetryPrompts::digits(input), &tries).await? {
+        Retried::Done(exit) => Ok(Flowing::Exit(exit)),
+        Retried::Exhausted { last, exit } => {
+            let (outcome, reason) = match last {
+                Some(Miss::NoInput) | None => (AuthOutcome::NoInput, "no code entered"),
+                _ => (AuthOutcome::Failed, "wrong code"),
+            };
+            auth(ctx, outcome, reason);
+            Ok(Flowing::Exit(exit))
+        }
+    }
+}
+
+// --- the unit: how a `verify_code` step is read and what it may do ---
+
+use crate::flow::load::FieldReader;
+use crate::flow::model::{Step, StepKind};
+
+use super::unit::{auth_guessed, auth_written, digit_prompts, Build, Unit};
+
+pub(crate) const UNIT: Unit = Unit {
+    guess_writes: auth_guessed,
+    prompts: |k| match k {
+        StepKind::VerifyCode(c) => digit_prompts(&c.input),
+        _ => Vec::new(),
+    },
+    writes: auth_written,
+    check_fields: |step, f| {
+        if let StepKind::VerifyCode(c) = &step.kind {
+            f.digits_in(step, &c.input);
+        }
+    },
+    exits: &[
+        Exit::Success,
+        Exit::Failure,
+        Exit::Expired,
+        Exit::NoInput,
+        Exit::MaxAttempts,
+        Exit::Error,
+    ],
+    required: &[Exit::Success],
+    fallbacks: &[
+        (Exit::NoInput, "the caller enters nothing"),
+        (Exit::Failure, "the code is wrong"),
+    ],
+    waits_for_caller: true,
+    calls_backend: true,
+    check_exits: expired_routed,
+    ..Unit::new("verify_code", Build::Reader(build))
+};
+
+/// An expired code takes `expired`, else `failure`, else `max_attempts`.
+fn expired_routed(step: &Step) -> Vec<String> {
+    let has = |e: Exit| step.exits.contains_key(&e);
+    if has(Exit::Expired) || has(Exit::Failure) || has(Exit::MaxAttempts) {
+        return Vec::new();
+    }
+    vec!["does not say where to go when the code has expired; add `expired: <step>` (or `failure:`) under `on:`".into()]
+}
+
+fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
+    if !r.mapping() {
+        return None;
+    }
+    Some(StepKind::VerifyCode(VerifyCode {
+        input: r.digit_input(Some(6)),
+    }))
 }

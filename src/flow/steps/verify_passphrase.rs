@@ -2,58 +2,53 @@
 //! The transcript is a secret: it goes to the verifier only, never to events or variables.
 
 use crate::call::CallChannel;
+use crate::call::RecognitionSpec;
 use crate::events::{AuthMethod, AuthOutcome, Event};
-use crate::flow::model::{BargeIn, Exit, VerifyPassphrase};
+use crate::flow::model::{BargeIn, Exit, PromptRef, VerifyPassphrase};
 
-use super::input::{listen_once, spec, Heard, Miss, Tries};
+use super::input::{
+    listen_once, retry, spec, Attempt, InputTries, Listened, Miss, Retried, RetryPrompts,
+};
 use super::{Abort, Ctx, Flowing};
-
-/// Who the passphrase belongs to: `account.phone`, else the caller number.
-fn subject<C: CallChannel>(ctx: &Ctx<'_, C>) -> String {
-    ctx.vars
-        .get("account.phone")
-        .or_else(|| ctx.vars.get("caller"))
-        .unwrap_or_default()
-        .to_string()
-}
 
 fn auth<C: CallChannel>(ctx: &mut Ctx<'_, C>, outcome: AuthOutcome, reason: &str) {
     ctx.record_auth(AuthMethod::Passphrase, outcome, reason);
 }
 
-pub async fn run<C: CallChannel>(
-    ctx: &mut Ctx<'_, C>,
-    step: &VerifyPassphrase,
-) -> Result<Flowing, Abort> {
-    let spec = spec(&step.timers, Vec::new(), false, None);
-    let barge_in = BargeIn {
-        digits: false,
-        speech: true,
-    };
-    let who = subject(ctx);
-    let mut tries = Tries::new(step.tries.value);
-    while tries.start_try() {
-        let prompts: Vec<_> = tries
-            .prompts(&step.prompts, &step.no_input_prompts, &step.retry_prompts)
-            .into_iter()
-            .cloned()
-            .collect();
-        let heard = match listen_once(ctx, &prompts, &spec, barge_in).await {
+struct Passphrase {
+    spec: RecognitionSpec,
+    /// Who the passphrase belongs to: the account's phone, else the caller number.
+    who: String,
+}
+
+impl<C: CallChannel> InputTries<C> for Passphrase {
+    type Got = Listened;
+    type Done = ();
+
+    async fn collect(
+        &self,
+        ctx: &mut Ctx<'_, C>,
+        prompts: &[PromptRef],
+    ) -> Result<Listened, Abort> {
+        let barge_in = BargeIn {
+            digits: false,
+            speech: true,
+        };
+        match listen_once(ctx, prompts, &self.spec, barge_in).await {
             Err(Abort::Fail(m)) => {
                 auth(ctx, AuthOutcome::Error, &m);
-                return Err(Abort::Fail(m));
+                Err(Abort::Fail(m))
             }
-            other => other?,
-        };
-        ctx.set_attempts(tries.used());
+            other => other,
+        }
+    }
+
+    async fn judge(&self, ctx: &mut Ctx<'_, C>, heard: Listened) -> Result<Attempt<()>, Abort> {
         let r = match heard {
-            Heard::NoSpeech => {
-                tries.miss(Miss::NoInput);
-                continue;
-            }
-            Heard::Speech(r) => r,
+            Listened::NoSpeech => return Ok(Attempt::Miss(Miss::NoInput)),
+            Listened::Speech(r) => r,
         };
-        let matched = match ctx.services.passphrase.verify(&who, &r.text).await {
+        let matched = match ctx.services.passphrase.verify(&self.who, &r.text).await {
             Ok(m) => m,
             Err(e) => {
                 let m = format!("passphrase verifier: {e}");
@@ -70,17 +65,92 @@ pub async fn run<C: CallChannel>(
         });
         if matched {
             auth(ctx, AuthOutcome::Passed, "passphrase matched");
-            return Ok(Flowing::Exit(Exit::Success));
+            return Ok(Attempt::Done(()));
         }
-        tries.miss(Miss::Wrong);
+        Ok(Attempt::Miss(Miss::Wrong))
     }
-    let exit = tries.exhausted_exit(ctx);
-    let (outcome, reason) = match tries.last() {
-        Some(Miss::Wrong) | Some(Miss::Invalid) => {
-            (AuthOutcome::Failed, "passphrase did not match")
-        }
-        Some(Miss::NoInput) | None => (AuthOutcome::NoInput, "no speech"),
+}
+
+pub async fn run<C: CallChannel>(
+    ctx: &mut Ctx<'_, C>,
+    step: &VerifyPassphrase,
+) -> Result<Flowing, Abort> {
+    let tries = Passphrase {
+        spec: spec(&step.timers, Vec::new(), false, None),
+        who: ctx.state.passphrase_subject().to_string(),
     };
-    auth(ctx, outcome, reason);
-    Ok(Flowing::Exit(exit))
+    let prompts = RetryPrompts {
+        main: &step.prompts,
+        no_input: &step.no_input_prompts,
+        invalid: &step.retry_prompts,
+    };
+    match retry(ctx, step.tries.value, prompts, &tries).await? {
+        Retried::Done(()) => Ok(Flowing::Exit(Exit::Success)),
+        Retried::Exhausted { last, exit } => {
+            let (outcome, reason) = match last {
+                Some(Miss::Wrong) | Some(Miss::Invalid) => {
+                    (AuthOutcome::Failed, "passphrase did not match")
+                }
+                Some(Miss::NoInput) | None => (AuthOutcome::NoInput, "no speech"),
+            };
+            auth(ctx, outcome, reason);
+            Ok(Flowing::Exit(exit))
+        }
+    }
+}
+
+// --- the unit: how a `verify_passphrase` step is read and what it may do ---
+
+use crate::flow::load::FieldReader;
+use crate::flow::model::StepKind;
+
+use super::unit::{auth_guessed, auth_written, tagged, Build, Unit};
+
+pub(crate) const UNIT: Unit = Unit {
+    guess_writes: auth_guessed,
+    prompts: |k| match k {
+        StepKind::VerifyPassphrase(p) => tagged(&[
+            ("prompts", &p.prompts),
+            ("no_input_prompts", &p.no_input_prompts),
+            ("retry_prompts", &p.retry_prompts),
+        ]),
+        _ => Vec::new(),
+    },
+    writes: auth_written,
+    check_fields: |step, f| {
+        if let StepKind::VerifyPassphrase(p) = &step.kind {
+            f.speech_in(&p.timers);
+            f.int_in("tries", &p.tries, 1, 10);
+        }
+    },
+    exits: &[
+        Exit::Success,
+        Exit::Failure,
+        Exit::NoInput,
+        Exit::MaxAttempts,
+        Exit::Error,
+    ],
+    required: &[Exit::Success],
+    fallbacks: &[
+        (Exit::NoInput, "the caller says nothing"),
+        (Exit::Failure, "the passphrase does not match"),
+    ],
+    waits_for_caller: true,
+    calls_backend: true,
+    ..Unit::new("verify_passphrase", Build::Reader(build))
+};
+
+fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
+    if !r.mapping() {
+        return None;
+    }
+    let prompts = r.prompts("prompts");
+    let tries = r.uint_or("tries", 2);
+    Some(StepKind::VerifyPassphrase(VerifyPassphrase {
+        prompts,
+        timers: r.speech_timers(10),
+        tries,
+        no_input_prompts: r.prompts("no_input_prompts"),
+        retry_prompts: r.prompts("retry_prompts"),
+    }))
 }
