@@ -68,12 +68,12 @@ pub fn hear_file(
 
     let t0 = Instant::now();
     // The recording starts at once; the flow's own timer covers silence.
-    let mut ep = Endpointer::new(spec.timers(), t0);
+    let mut ep = Endpointer::new(spec.timers, t0);
     let mut started = None;
     let silence = [0i16; 160];
     let frames = pcm.chunks(160).chain(std::iter::repeat(&silence[..]));
     // Long enough for every timer to fire after the recording.
-    let limit = duration + spec.no_input_timeout + spec.end_of_speech_timeout;
+    let limit = duration + spec.timers.no_input_timeout + spec.timers.end_of_speech_timeout;
     for (i, frame) in frames.enumerate() {
         let at = Duration::from_millis(20 * i as u64);
         if at > limit + Duration::from_secs(1) {

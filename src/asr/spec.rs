@@ -41,30 +41,15 @@ impl Timers {
 }
 
 /// What speech recognition should listen for (from a flow step).
-///
-/// The timers are flat fields because the flow steps build this by struct
-/// literal today; [`RecognitionSpec::timers`] is the one conversion into
-/// [`Timers`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecognitionSpec {
     pub phrases: Vec<String>,
     pub digits_only: bool,
     pub language: Option<String>,
-    pub no_input_timeout: Duration,
-    pub end_of_speech_timeout: Duration,
-    pub max_duration: Duration,
+    pub timers: Timers,
 }
 
 impl RecognitionSpec {
-    /// The endpointer's timers of this recognition.
-    pub fn timers(&self) -> Timers {
-        Timers {
-            no_input_timeout: self.no_input_timeout,
-            end_of_speech_timeout: self.end_of_speech_timeout,
-            max_duration: self.max_duration,
-        }
-    }
-
     /// What the decoder is told to expect.
     pub fn hints(&self) -> Hints {
         Hints {

@@ -240,7 +240,7 @@ impl CallChannel for SipCall {
                 AsrError::Language(spec.language.clone().unwrap_or_default()).to_string(),
             ));
         }
-        self.listen(spec.timers(), |tag| Listening::Recognising {
+        self.listen(spec.timers, |tag| Listening::Recognising {
             tag,
             hints: spec.hints(),
         })
@@ -388,9 +388,11 @@ mod tests {
             phrases: vec![],
             digits_only: true,
             language: None,
-            no_input_timeout: Duration::from_secs(5),
-            end_of_speech_timeout: Duration::from_millis(800),
-            max_duration: Duration::from_secs(10),
+            timers: Timers {
+                no_input_timeout: Duration::from_secs(5),
+                end_of_speech_timeout: Duration::from_millis(800),
+                max_duration: Duration::from_secs(10),
+            },
         }
     }
 
@@ -423,7 +425,7 @@ mod tests {
         ));
         c.start_recognition(&spec()).await.unwrap();
         let (timers, recognition) = started(&mut media).await;
-        assert_eq!(timers, spec().timers());
+        assert_eq!(timers, spec().timers);
         assert_ne!(recognition, voice);
         // What the voice detection still had in flight answers nothing.
         ev.send(MediaEvent::SpeechStarted(voice)).unwrap();

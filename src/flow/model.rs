@@ -250,6 +250,17 @@ pub struct SpeechTimers {
     pub max_duration: Spanned<Duration>,
 }
 
+impl SpeechTimers {
+    /// The recogniser's timers: the one conversion (spans stay here).
+    pub fn to_asr(&self) -> crate::asr::Timers {
+        crate::asr::Timers {
+            no_input_timeout: self.no_input_timeout.value,
+            end_of_speech_timeout: self.end_of_speech_timeout.value,
+            max_duration: self.max_duration.value,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recognize {
     pub prompts: Vec<PromptRef>,

@@ -325,9 +325,9 @@ pub async fn listen_once<C: CallChannel>(
         recognizing = true;
     }
     // Safety net in case a recogniser never reports: all its timers plus slack.
-    let safety = spec.no_input_timeout
-        + spec.max_duration
-        + spec.end_of_speech_timeout
+    let safety = spec.timers.no_input_timeout
+        + spec.timers.max_duration
+        + spec.timers.end_of_speech_timeout
         + Duration::from_secs(1);
     loop {
         // Counted from the end of the prompt, like the recogniser's own timers.
@@ -414,8 +414,6 @@ pub fn spec(
         phrases,
         digits_only,
         language,
-        no_input_timeout: timers.no_input_timeout.value,
-        end_of_speech_timeout: timers.end_of_speech_timeout.value,
-        max_duration: timers.max_duration.value,
+        timers: timers.to_asr(),
     }
 }

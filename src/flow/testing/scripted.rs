@@ -420,7 +420,7 @@ impl CallChannel for ScriptedCall {
             self.drop_speech();
             let from = self.playback_end.unwrap_or_default().max(self.now());
             self.schedule(
-                from + spec.no_input_timeout,
+                from + spec.timers.no_input_timeout,
                 Origin::Recognizer,
                 CallInput::NoSpeech,
             );
