@@ -27,12 +27,19 @@ use crate::media::session::SessionConfig;
 use crate::media::stats;
 use crate::sip::endpoint::{self, Endpoint, SipConfig};
 
+/// The `serve` command line; each `Some` overrides the config file.
 pub struct ServeArgs {
+    /// Config file (YAML); None: the defaults, paths relative to `.`.
     pub config: Option<PathBuf>,
+    /// SIP listen address as `ADDR:PORT`; parsed (and refused) in [`serve`].
     pub listen: Option<String>,
+    /// Directory of the flow files.
     pub flows: Option<PathBuf>,
+    /// Directory of the prompt recordings the flows name.
     pub prompts: Option<PathBuf>,
+    /// Directory of the Whisper models; none found means no `recognize`.
     pub models: Option<PathBuf>,
+    /// File for the call events as JSON lines; `-` is stdout.
     pub events: Option<PathBuf>,
 }
 
@@ -302,6 +309,10 @@ impl CallRunner for FlowRunner {
     }
 }
 
+/// `voxgate serve`: load and check every flow (refusing to start on any
+/// problem), then answer calls until SIGTERM/SIGINT; SIGHUP or a change in
+/// the flows directory reloads the flows (a bad reload keeps the old ones).
+/// Blocks the calling thread; builds its own tokio runtimes.
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (mut cfg, base) = match &args.config {
         Some(p) => {
@@ -486,6 +497,9 @@ impl Drop for SyncOnDrop {
     }
 }
 
+/// `voxgate validate`: print every problem of the flows under `paths`
+/// (default `flows/`) as `file:line:col: message`, prompt files looked up in
+/// `prompts`. Exit 1 if there is any.
 pub fn validate(paths: &[PathBuf], prompts: &Path) -> ExitCode {
     let paths: Vec<PathBuf> = if paths.is_empty() {
         vec![PathBuf::from("flows")]
@@ -508,6 +522,9 @@ pub fn validate(paths: &[PathBuf], prompts: &Path) -> ExitCode {
     }
 }
 
+/// `voxgate test`: run the flow tests (`*.test.yaml`) under `paths`
+/// (default `flows/`) with the scripted caller. Exit 1 if any fails or if
+/// none ran, so an empty or mistyped path cannot pass.
 pub fn test(paths: &[PathBuf], models_dir: &Path) -> ExitCode {
     let paths: Vec<PathBuf> = if paths.is_empty() {
         vec![PathBuf::from("flows")]

@@ -32,7 +32,12 @@ pub struct CallInfo {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CallInput {
     /// One key press (already de-duplicated across DTMF methods).
-    Digit { digit: char, source: DigitSource },
+    Digit {
+        /// `0`–`9`, `*`, `#` or `A`–`D`.
+        digit: char,
+        /// The DTMF method that delivered it first.
+        source: DigitSource,
+    },
     /// The prompts started by the last `play` have all been sent.
     PlaybackDone,
     /// Voice activity started (speech barge-in).
@@ -47,30 +52,51 @@ pub enum CallInput {
     HungUp,
 }
 
+/// What a `transfer` step asks of the call, its templates already rendered.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TransferRequest {
+    /// The agent's `sip:`, `sips:` or `tel:` URI.
     pub target: String,
+    /// Extra SIP headers (name, value) for the agent; never secrets.
     pub headers: Vec<(String, String)>,
+    /// Blind transfer by REFER (falling back to a bridge if refused);
+    /// false: call the agent and bridge the media.
     pub refer: bool,
+    /// How long the target may take to accept before the transfer fails.
     pub timeout: Duration,
 }
 
+/// How a transfer ended (an error of the call itself is a [`CallError`]).
 #[derive(Clone, Debug, PartialEq)]
 pub enum TransferOutcome {
     /// The agent has the call; this leg is done.
     Transferred,
     /// The target refused or failed (SIP status if any).
-    Failed { status: Option<u16>, reason: String },
+    Failed {
+        /// The final SIP status of the target's answer; None when there was
+        /// none (timeout, no route).
+        status: Option<u16>,
+        /// Why, for the log only (not in events); no secrets.
+        reason: String,
+    },
 }
 
+/// Why the call could not do what the flow asked. The steps map them
+/// (`Abort::from_call`): a hang-up ends the flow, `Unsupported` and `Prompt`
+/// fail the step (its `error` exit), `Failed` is a broken call.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum CallError {
+    /// The far end is gone; nothing more can be asked of the call.
     #[error("caller hung up")]
     HungUp,
+    /// A feature (named by the first field) this kind of call lacks, e.g.
+    /// `recognize` without a speech model; the second field says why.
     #[error("{0} is not available on this call: {1}")]
     Unsupported(&'static str, String),
+    /// A prompt (named by the first field) could not be played.
     #[error("prompt {0}: {1}")]
     Prompt(String, String),
+    /// The call itself broke (or, in tests, the script cannot go on).
     #[error("call failed: {0}")]
     Failed(String),
 }
@@ -79,6 +105,7 @@ pub enum CallError {
 ///
 /// Futures are `Send` so one tokio task can run each call.
 pub trait CallChannel: Send {
+    /// What was known when the call was answered; fixed for the call.
     fn info(&self) -> &CallInfo;
 
     /// Time since the call was answered (virtual in tests).
@@ -112,6 +139,8 @@ pub trait CallChannel: Send {
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<Option<CallInput>, CallError>> + Send;
 
+    /// Hand the call to an agent and wait for the outcome (at most
+    /// `req.timeout`); after `Transferred` this leg is done.
     fn transfer(
         &mut self,
         req: &TransferRequest,

@@ -13,6 +13,8 @@ pub struct RtpPorts {
 }
 
 impl RtpPorts {
+    /// Ports `range.first..=range.last` (inclusive); an odd `first` starts
+    /// at the next even port. Nothing is bound until [`Self::allocate`].
     pub fn new(range: PortRange) -> Self {
         let first_even = range.first + (range.first % 2);
         Self {
@@ -44,12 +46,14 @@ impl RtpPorts {
         None
     }
 
+    /// Give `port` back once its socket is dropped; unknown ports are ignored.
     pub fn release(&self, port: u16) {
         if let Ok(mut st) = self.state.lock() {
             st.0.remove(&port);
         }
     }
 
+    /// Ports allocated and not yet released (what tests check for leaks).
     pub fn in_use(&self) -> usize {
         self.state.lock().map(|s| s.0.len()).unwrap_or(0)
     }

@@ -32,6 +32,9 @@ use crate::sip::sdp::{self, Encoding, LocalMedia};
 pub trait CallRunner: Send + Sync + 'static {
     /// The flow serving this dialled user, or None → 404.
     fn route(&self, dialled: &str) -> Option<String>;
+    /// Run flow `flow` (a name [`Self::route`] gave) on `call` until it ends;
+    /// the caller bounds it by `max_call_duration` and tears down the media
+    /// and the dialog after it returns.
     fn run(&self, flow: String, call: SipCall) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
@@ -43,8 +46,11 @@ pub struct SetupConfig {
     /// Address configured for SDP (public_ip, or the listen address); None:
     /// the address on the route to each caller, bound on the unspecified one.
     pub advertised_ip: Option<IpAddr>,
+    /// RTP ports to take one even port per call from (see [`RtpPorts`]).
     pub rtp: PortRange,
+    /// Settings every call's media session starts with.
     pub session: SessionConfig,
+    /// A call still running after this is hung up (BYE), whatever the flow does.
     pub max_call_duration: Duration,
     /// Where media sessions run (a runtime of their own, see `app`).
     pub media: tokio::runtime::Handle,

@@ -15,9 +15,16 @@ use crate::media::session::{MediaCommand, MediaEvent};
 /// What the call asks of the SIP side.
 #[derive(Debug)]
 pub enum CallControl {
-    Hangup { call: String },
+    /// Send BYE on this dialog.
+    Hangup {
+        /// The call id ([`CallInfo::call_id`]) of the dialog.
+        call: String,
+    },
 }
 
+/// The [`CallChannel`] of one answered SIP call: prompts, digits and speech
+/// through its media session, hang-up through the SIP side. Built by
+/// `call::setup`; the flow owns it for the call's life.
 pub struct SipCall {
     info: CallInfo,
     answered: Instant,
@@ -57,6 +64,9 @@ enum Listening {
 }
 
 impl SipCall {
+    /// A call answered now; `media`/`events` are its media session's command
+    /// and event channels, `control` reaches the SIP side. No speech until
+    /// [`Self::with_speech`].
     pub fn new(
         info: CallInfo,
         media: mpsc::UnboundedSender<MediaCommand>,
@@ -106,6 +116,8 @@ impl SipCall {
         }
     }
 
+    /// The far end is gone or we hung up: every further request fails with
+    /// [`CallError::HungUp`].
     pub fn is_gone(&self) -> bool {
         self.gone
     }
