@@ -47,11 +47,18 @@ impl Timers {
 /// [`Timers`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecognitionSpec {
+    /// Expected phrases, passed to the decoder as [`Hints::phrases`].
     pub phrases: Vec<String>,
+    /// Only digits can be the answer ([`Hints::digits_only`]).
     pub digits_only: bool,
+    /// Language tag asked for (e.g. `en-GB`); None = the engine's default.
+    /// The call refuses the turn if the engine does not speak it.
     pub language: Option<String>,
+    /// [`Timers::no_input_timeout`].
     pub no_input_timeout: Duration,
+    /// [`Timers::end_of_speech_timeout`].
     pub end_of_speech_timeout: Duration,
+    /// [`Timers::max_duration`].
     pub max_duration: Duration,
 }
 
