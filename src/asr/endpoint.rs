@@ -82,6 +82,8 @@ const DTMF_MIN_EACH: f32 = 0.1;
 const DTMF_LOW: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
 const DTMF_HIGH: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
 
+/// What [`Endpointer::push`] and [`Endpointer::poll`] report; after a
+/// final event the turn is over and the endpointer reports nothing more.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointEvent {
     /// Emitted once, when speech is confirmed (for barge-in).
@@ -92,11 +94,14 @@ pub enum EndpointEvent {
     NoInput,
 }
 
+/// The audio of one spoken turn, ready for a decoder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Utterance {
     /// 8 kHz PCM: up to 300 ms before the detected start, up to 200 ms of
     /// silence after the last speech frame.
     pub pcm: Vec<i16>,
+    /// The caller was still talking when `max_duration` ran out: the end of
+    /// what they said may be missing.
     pub cut_by_max_duration: bool,
 }
 
@@ -157,6 +162,8 @@ impl LineFloor {
         }
     }
 
+    /// The noise floor learnt so far, in dB re 1 LSB² (the unit of
+    /// [`Endpointer::on_line`]); starts at a quiet line's 30 dB.
     pub fn floor_db(&self) -> f32 {
         self.floor_db
     }
@@ -376,6 +383,8 @@ fn min_deadline(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 impl Endpointer {
+    /// A turn starting at `now` on a line of unknown noise (assumed quiet);
+    /// the no-input timer runs from `now`.
     pub fn new(cfg: Timers, now: Instant) -> Self {
         let max_samples =
             u64::try_from(cfg.max_duration.as_nanos() * u128::from(SAMPLE_RATE) / 1_000_000_000)

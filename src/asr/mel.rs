@@ -50,6 +50,8 @@ impl Default for MelFrontEnd {
 }
 
 impl MelFrontEnd {
+    /// Builds the window, the filterbank and the FFT plan; costly enough
+    /// that callers share one via [`MelFrontEnd::shared`].
     pub fn new() -> Self {
         // Periodic Hann (torch.hann_window default): divide by N, not N - 1.
         let window = (0..N_FFT)

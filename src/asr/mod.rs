@@ -42,19 +42,32 @@ pub struct Hints {
 /// What the engine made of one utterance.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Heard {
+    /// Words: the transcript and how sure the decoder is of it.
     Speech(SpeechResult),
     /// Sound, but the decoder judged it not to be speech (cough, line noise).
     Nothing,
 }
 
+/// Why a speech engine could not be loaded or an utterance not recognised.
 #[derive(Debug, thiserror::Error)]
 pub enum AsrError {
+    /// The model in `dir` is missing or unreadable (at start-up).
     #[error("speech model in {dir}: {reason}")]
-    Model { dir: PathBuf, reason: String },
+    Model {
+        /// The model's folder.
+        dir: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The decoder failed on this utterance.
     #[error("decoding failed: {0}")]
     Decode(String),
+    /// Every decoder's queue is full (the number is the pool's thread
+    /// count): refused at once, so the caller hears a re-prompt instead of
+    /// waiting.
     #[error("all {0} speech decoders are busy; utterance dropped")]
     Busy(usize),
+    /// The step asked for a language the loaded engine does not speak.
     #[error("no speech model for language `{0}` is installed")]
     Language(String),
 }
@@ -65,6 +78,8 @@ pub trait SpeechEngine: Send + Sync {
     fn name(&self) -> &str;
     /// Whether this engine understands `language` (None = the default).
     fn speaks(&self, language: Option<&str>) -> bool;
+    /// Decode one utterance of 8 kHz mono PCM (what the endpointer cut
+    /// out). Blocks for the whole decode.
     fn recognize(&self, pcm_8k: &[i16], hints: &Hints) -> Result<Heard, AsrError>;
 }
 

@@ -61,6 +61,8 @@ impl SpeechPool {
         }
     }
 
+    /// The engine the decoder threads run, e.g. to ask which languages it
+    /// speaks before listening.
     pub fn engine(&self) -> &Arc<dyn SpeechEngine> {
         &self.engine
     }

@@ -17,8 +17,12 @@ use crate::media::prompt;
 pub enum Simulated {
     /// Voice activity at `started`, result at `ended`.
     Heard {
+        /// When the endpointer confirmed speech.
         started: Duration,
+        /// When the utterance ended (end-of-speech silence or the maximum
+        /// duration), i.e. when a live call would have the result.
         ended: Duration,
+        /// What the engine decoded from the utterance.
         heard: Heard,
     },
     /// The endpointer found no speech in the recording: the recogniser's own

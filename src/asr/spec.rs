@@ -43,9 +43,14 @@ impl Timers {
 /// What speech recognition should listen for (from a flow step).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecognitionSpec {
+    /// Expected phrases, passed to the decoder as [`Hints::phrases`].
     pub phrases: Vec<String>,
+    /// Only digits can be the answer ([`Hints::digits_only`]).
     pub digits_only: bool,
+    /// Language tag asked for (e.g. `en-GB`); None = the engine's default.
+    /// The call refuses the turn if the engine does not speak it.
     pub language: Option<String>,
+    /// How long to wait for speech, for its end, and for the whole utterance.
     pub timers: Timers,
 }
 

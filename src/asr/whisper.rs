@@ -29,25 +29,64 @@ pub const MODEL_FILES: [&str; 4] = [
     "tokenizer.json",
 ];
 
+/// Why a Whisper model could not be loaded or run. The first five are
+/// load-time errors; [`WhisperError::Prompt`] and [`WhisperError::Decode`]
+/// concern one utterance.
 #[derive(Debug, thiserror::Error)]
 pub enum WhisperError {
+    /// One of [`MODEL_FILES`] is not in the model directory.
     #[error("whisper model directory {dir}: missing {file}")]
-    MissingFile { dir: PathBuf, file: &'static str },
+    MissingFile {
+        /// The model directory.
+        dir: PathBuf,
+        /// The missing file's name.
+        file: &'static str,
+    },
+    /// CTranslate2 refused the model (corrupt `model.bin`, wrong format).
     #[error("whisper model directory {dir}: cannot load model: {source}")]
-    Load { dir: PathBuf, source: BoxError },
+    Load {
+        /// The model directory.
+        dir: PathBuf,
+        /// CTranslate2's error.
+        source: BoxError,
+    },
+    /// `tokenizer.json` could not be read or parsed.
     #[error("{path}: cannot load tokenizer: {source}")]
-    Tokenizer { path: PathBuf, source: BoxError },
+    Tokenizer {
+        /// Path of `tokenizer.json`.
+        path: PathBuf,
+        /// The tokenizer library's error.
+        source: BoxError,
+    },
+    /// `vocabulary.txt` could not be read.
     #[error("{path}: cannot read vocabulary: {source}")]
     Vocabulary {
+        /// Path of `vocabulary.txt`.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// A token the decoding needs (start/end of transcript, previous text,
+    /// no timestamps) is not in the vocabulary: not a Whisper model.
     #[error("{path}: special token {token} not found")]
-    SpecialToken { path: PathBuf, token: &'static str },
+    SpecialToken {
+        /// Path of `vocabulary.txt`.
+        path: PathBuf,
+        /// The token missing, e.g. `<|endoftext|>`.
+        token: &'static str,
+    },
+    /// The initial prompt (expected phrases) could not be tokenised.
     #[error("cannot tokenise the initial prompt: {source}")]
-    Prompt { source: BoxError },
+    Prompt {
+        /// The tokenizer library's error.
+        source: BoxError,
+    },
+    /// CTranslate2 or the detokeniser failed on this utterance.
     #[error("whisper decoding failed: {source}")]
-    Decode { source: BoxError },
+    Decode {
+        /// The underlying error.
+        source: BoxError,
+    },
 }
 
 /// Per-call decoding choices.
@@ -60,6 +99,8 @@ pub struct DecodeOptions {
     pub prompt: Option<String>,
 }
 
+/// What Whisper decoded from one utterance, before the no-speech gate of
+/// [`WhisperEngine`] is applied.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transcript {
     /// Decoded text, trimmed.
@@ -101,6 +142,9 @@ impl Default for LoadOptions {
     }
 }
 
+/// A loaded Whisper model (int8 on CPU) with its tokenizer: decodes 8 or
+/// 16 kHz audio into a [`Transcript`]. Shared by reference across threads
+/// (see the module notes on thread safety).
 pub struct WhisperModel {
     model: ct2rs::sys::Whisper,
     tokenizer: Tokenizer,
@@ -123,10 +167,15 @@ const EOT: &str = "<|endoftext|>";
 const MAX_PROMPT_TOKENS: usize = 223;
 
 impl WhisperModel {
+    /// Load the model in `dir` with [`LoadOptions::default`]. Slow (reads
+    /// the weights once per replica): do it once at start-up.
     pub fn load(dir: &Path) -> Result<WhisperModel, WhisperError> {
         Self::load_with(dir, &LoadOptions::default())
     }
 
+    /// Load the model in `dir`, checking first that every one of
+    /// [`MODEL_FILES`] is present and the vocabulary has Whisper's special
+    /// tokens, so a wrong folder fails with a precise message.
     pub fn load_with(dir: &Path, opts: &LoadOptions) -> Result<WhisperModel, WhisperError> {
         for file in MODEL_FILES {
             if !dir.join(file).is_file() {
@@ -299,6 +348,8 @@ pub struct WhisperEngine {
 }
 
 impl WhisperEngine {
+    /// Load the model in `dir` ([`WhisperModel::load`]), its errors reported
+    /// as [`super::AsrError::Model`].
     pub fn load(dir: &Path) -> Result<WhisperEngine, super::AsrError> {
         let model = WhisperModel::load(dir).map_err(|e| super::AsrError::Model {
             dir: dir.to_path_buf(),

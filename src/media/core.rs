@@ -53,7 +53,10 @@ const FRAME_BYTES: usize = 160;
 /// What was negotiated in SDP, as media needs it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MediaParams {
+    /// The audio codec both directions use (prompts are encoded in it).
     pub codec: Codec,
+    /// RTP payload type of `codec` as negotiated (we send with it, and only
+    /// packets of this type are audio).
     pub codec_pt: u8,
     /// Every telephone-event payload type the offer listed.
     pub dtmf_pts: Vec<u8>,
@@ -68,8 +71,14 @@ pub struct MediaParams {
 /// Media settings of the service (from the configuration).
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
+    /// No RTP for this long (while RTP is expected) → [`MediaEvent::RtpTimeout`],
+    /// once per silence.
     pub rtp_timeout: Duration,
+    /// Also detect DTMF tones in the caller's audio (costs decoding every
+    /// frame even when nobody listens).
     pub inband_dtmf: bool,
+    /// Jitter buffer capacity in 20 ms frames (clamped to 1..=500);
+    /// playout starts once half of it is filled.
     pub jitter_frames: usize,
 }
 
@@ -78,15 +87,20 @@ pub struct SessionConfig {
 pub enum MediaCommand {
     /// Play these prompt names in order, replacing what plays.
     Play(Vec<String>),
+    /// Cut the prompts short. No [`MediaEvent::PlaybackDone`] follows; a
+    /// listening that waited for the prompt starts its no-input time now.
     Stop,
     /// re-INVITE changed codec, telephone-event PT, address or direction.
     Update(MediaParams),
-    /// A digit that arrived by SIP INFO: merged with the RTP ones.
+    /// A digit that arrived by SIP INFO, with its duration in ms if the body
+    /// gave one: merged with the RTP ones.
     InfoDigit(Digit, Option<u32>),
     /// Listen for speech: voice activity and the recognition timers. The
     /// number tags this listening's events so stale ones can be told apart.
     StartListening(Timers, u64),
+    /// Stop listening; the turn's pending events are not reported.
     StopListening,
+    /// End the leg: the socket loop stops after this round.
     Shutdown,
 }
 
@@ -94,16 +108,23 @@ pub enum MediaCommand {
 /// tells it on the same channel).
 #[derive(Clone, Debug, PartialEq)]
 pub enum MediaEvent {
+    /// One key press, reported once however many methods carried it.
     Digit {
+        /// `0-9 * # A-D` (upper-case), from [`Digit::as_char`].
         digit: char,
+        /// The method of the copy that was delivered (the first one).
         source: DigitSource,
     },
+    /// The prompts of the last `Play` finished playing (or were dropped
+    /// because a re-INVITE changed the codec); not sent after `Stop`.
     PlaybackDone,
     /// No RTP for the configured time.
     RtpTimeout,
     /// A prompt could not be played (missing or unreadable).
     PromptError {
+        /// The prompt name given to `Play`.
         name: String,
+        /// Why it could not be loaded or encoded.
         error: String,
     },
     /// Voice activity began (speech barge-in); tagged as its listening.
@@ -121,16 +142,23 @@ pub enum MediaEvent {
 /// Statistics logged when the call ends.
 #[derive(Clone, Debug, Default)]
 pub struct MediaStats {
+    /// RTP packets handed to the socket ([`MediaCore::transmitted`]).
     pub packets_sent: u64,
+    /// Parseable RTP packets received, of any payload type.
     pub packets_received: u64,
+    /// Frames played out as lost (a sequence number that never arrived in
+    /// time).
     pub frames_lost: u64,
+    /// Key presses delivered to the call (after de-duplication).
     pub digits: u64,
 }
 
 /// One RTP packet to send now.
 #[derive(Debug, PartialEq)]
 pub struct Transmit<'a> {
+    /// The peer: from SDP until its own RTP shows where it really is.
     pub to: SocketAddr,
+    /// The whole RTP packet (header and payload).
     pub data: &'a [u8],
 }
 

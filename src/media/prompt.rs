@@ -28,27 +28,65 @@ const MAX_INPUT_RATE: u32 = 384_000;
 /// Why a prompt could not be loaded; always names the file or prompt.
 #[derive(Debug, Error)]
 pub enum PromptError {
+    /// No file for this prompt name.
     #[error("prompt file {}: not found", .path.display())]
-    Missing { path: PathBuf },
+    Missing {
+        /// The prompt file.
+        path: PathBuf,
+    },
+    /// The file exists but could not be opened or read.
     #[error("prompt file {}: cannot read: {source}", .path.display())]
     Io {
+        /// The prompt file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: io::Error,
     },
+    /// The header is not RIFF/WAVE or is cut short.
     #[error("prompt file {}: not a valid WAV file: {reason}", .path.display())]
-    NotWav { path: PathBuf, reason: String },
+    NotWav {
+        /// The prompt file.
+        path: PathBuf,
+        /// What the WAV reader objected to.
+        reason: String,
+    },
+    /// A valid WAV we cannot play: an encoding other than integer PCM or
+    /// 32-bit float, no channels, or a sample rate outside 1–384 kHz.
     #[error("prompt file {}: unsupported WAV format: {reason}", .path.display())]
-    Unsupported { path: PathBuf, reason: String },
+    Unsupported {
+        /// The prompt file.
+        path: PathBuf,
+        /// Which format property is unsupported.
+        reason: String,
+    },
+    /// The header is fine but the samples cannot be read.
     #[error("prompt file {}: corrupt audio data: {reason}", .path.display())]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        /// The prompt file.
+        path: PathBuf,
+        /// The WAV reader's error.
+        reason: String,
+    },
+    /// A well-formed WAV without samples (it would play as nothing).
     #[error("prompt file {}: contains no audio samples", .path.display())]
-    Empty { path: PathBuf },
+    Empty {
+        /// The prompt file.
+        path: PathBuf,
+    },
+    /// A name that could escape the prompt directory (`..`, absolute,
+    /// hidden segments, backslashes).
     #[error("invalid prompt name {name:?}: use file stems, optionally in sub-folders (digits/5)")]
-    InvalidName { name: String },
+    InvalidName {
+        /// The name as given (not a path: it was refused before joining).
+        name: String,
+    },
+    /// The prompt directory could not be listed (at preload).
     #[error("prompt directory {}: cannot list: {source}", .path.display())]
     Directory {
+        /// The prompt directory.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: io::Error,
     },

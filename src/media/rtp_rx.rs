@@ -16,19 +16,35 @@ const FIXED_HEADER: usize = 12;
 pub enum RtpError {
     /// Shorter than the 12-byte fixed header.
     #[error("RTP packet too short: {len} bytes, need at least 12")]
-    TooShort { len: usize },
+    TooShort {
+        /// The datagram's length in bytes.
+        len: usize,
+    },
     /// Version field is not 2 (e.g. STUN or garbage on the media port).
     #[error("unsupported RTP version {0}, expected 2")]
     BadVersion(u8),
     /// CSRC list runs past the end of the packet.
     #[error("RTP CSRC list ({count} entries) truncated in {len}-byte packet")]
-    TruncatedCsrc { count: u8, len: usize },
+    TruncatedCsrc {
+        /// The CC field: CSRC entries (4 bytes each) the header claims.
+        count: u8,
+        /// The packet's length in bytes.
+        len: usize,
+    },
     /// Header extension runs past the end of the packet.
     #[error("RTP header extension truncated in {len}-byte packet")]
-    TruncatedExtension { len: usize },
+    TruncatedExtension {
+        /// The packet's length in bytes.
+        len: usize,
+    },
     /// Padding count is zero or larger than the payload area.
     #[error("invalid RTP padding length {padding} with only {available} bytes after header")]
-    BadPadding { padding: u8, available: usize },
+    BadPadding {
+        /// The last byte of the packet: the padding count it declares.
+        padding: u8,
+        /// Bytes after the header (payload plus padding).
+        available: usize,
+    },
 }
 
 /// Borrowed view of a parsed RTP packet.
@@ -111,9 +127,19 @@ pub const DEFAULT_CAPACITY: usize = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     /// A received packet, in sequence order.
-    Audio { seq: u16, ts: u32, payload: Vec<u8> },
+    Audio {
+        /// RTP sequence number.
+        seq: u16,
+        /// RTP timestamp (8 kHz units for G.711).
+        ts: u32,
+        /// The codec payload, as received.
+        payload: Vec<u8>,
+    },
     /// Packet `seq` never arrived in time; play one frame of concealment/silence.
-    Lost { seq: u16 },
+    Lost {
+        /// The sequence number that is missing.
+        seq: u16,
+    },
 }
 
 /// Counters for diagnostics and RTCP receiver reports.

@@ -54,6 +54,9 @@ mod phase_tests {
     }
 }
 
+/// The media task of one call leg: its RTP socket, its [`MediaCore`] and
+/// the channels to the call. Build it with [`MediaSession::new`], then spawn
+/// [`MediaSession::run`].
 pub struct MediaSession {
     /// Non-blocking; becomes a tokio socket on the runtime that runs the session.
     socket: std::net::UdpSocket,
@@ -65,6 +68,8 @@ pub struct MediaSession {
 }
 
 impl MediaSession {
+    /// A session on `socket` (already bound, and set non-blocking by the
+    /// caller); events go to `events`, commands come from `commands`.
     pub fn new(
         socket: std::net::UdpSocket,
         params: MediaParams,
@@ -83,6 +88,10 @@ impl MediaSession {
         }
     }
 
+    /// Run the leg until [`MediaCommand::Shutdown`] or until the command
+    /// channel closes; returns the leg's statistics. Must run inside a tokio
+    /// runtime (the socket is registered with it here). Ticks start on a
+    /// process-wide 5 ms phase so the timers of all calls coalesce.
     pub async fn run(mut self) -> MediaStats {
         let socket = match UdpSocket::from_std(self.socket) {
             Ok(s) => s,

@@ -24,6 +24,8 @@ pub struct RtpStats {
     send_interval: [AtomicU64; BUCKETS + 1],
 }
 
+/// The process's one set of counters: the media cores add to it, `serve`
+/// logs its snapshots.
 pub static STATS: RtpStats = RtpStats::new();
 
 impl RtpStats {
@@ -81,9 +83,14 @@ pub fn record_lost() {
 /// The counters at one moment (or the difference of two moments).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
+    /// RTP packets sent, all calls.
     pub sent: u64,
+    /// RTP packets received, all calls.
     pub received: u64,
+    /// Lost frames played out, all calls.
     pub lost: u64,
+    /// Histogram of the time between consecutive sends of a call:
+    /// [`BUCKETS`] buckets of 0.1 ms, then one overflow bucket (≥ 60 ms).
     pub send_interval: Vec<u64>,
 }
 

@@ -13,16 +13,23 @@ use super::Digit;
 /// picks 415 or 400.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum InfoError {
+    /// A `Content-Type` other than the two DTMF ones (answered 415); holds
+    /// the header as received.
     #[error(
         "unsupported DTMF content type {0:?} (expected application/dtmf-relay or application/dtmf)"
     )]
     UnsupportedContentType(String),
+    /// The body is empty or only whitespace.
     #[error("empty DTMF body")]
     EmptyBody,
+    /// The body is not UTF-8 text.
     #[error("DTMF body is not valid UTF-8")]
     NotUtf8,
+    /// An `application/dtmf-relay` body without a `Signal=` line.
     #[error("dtmf-relay body has no Signal= line")]
     MissingSignal,
+    /// The signal is not a DTMF key or event code 0–15; holds at most its
+    /// first 32 characters (it is the caller's text).
     #[error("invalid DTMF signal {0:?} (expected 0-9, *, #, A-D or 10/11)")]
     InvalidSignal(String),
 }

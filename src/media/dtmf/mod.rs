@@ -88,7 +88,9 @@ impl DigitSource {
 /// One key press as reported by one source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DigitEvent {
+    /// The key pressed.
     pub digit: Digit,
+    /// The method that carried this report.
     pub source: DigitSource,
     /// Best estimate of when the key press *started* (used for de-duplication).
     pub at: Instant,
