@@ -21,10 +21,15 @@ use super::wire::{self, Inbound, Rejection, StreamFramer, Transport};
 /// Signalling settings of the endpoint.
 #[derive(Clone, Debug)]
 pub struct SipConfig {
+    /// Where UDP and TCP listen (one address for both; [`bind`] takes it).
+    /// Its IP is also the fallback Via/Contact address when the route to a
+    /// caller cannot be found.
     pub listen: SocketAddr,
     /// Address written into Via and Contact. None (listening on 0.0.0.0 or
     /// :: without public_ip): per caller, our address on the route to it.
     pub advertised_ip: Option<IpAddr>,
+    /// After shutdown is asked for, how long running calls may go on before
+    /// they are hung up (new calls get 503 meanwhile).
     pub shutdown_grace: Duration,
     /// Send 180 and wait this long before answering (0 = answer at once).
     pub ring_time: Duration,
@@ -55,6 +60,9 @@ enum LoopMsg {
     },
 }
 
+/// The SIP endpoint: owns the sockets and the [`Core`], and hands each
+/// dialog's decisions to the handler `H`. Built by [`Endpoint::new`], driven by
+/// [`Endpoint::run`].
 pub struct Endpoint<H> {
     cfg: SipConfig,
     core: Core,
@@ -73,10 +81,14 @@ pub struct Endpoint<H> {
 
 /// Bound sockets, ready to serve (tests bind port 0 and read the address).
 pub struct Bound {
+    /// The UDP socket, bound to the listen address.
     pub udp: UdpSocket,
+    /// The TCP listener, on the same address and port as `udp`.
     pub tcp: TcpListener,
 }
 
+/// Bind UDP on `listen`, then TCP on the port UDP got (so port 0 gives both
+/// the same free port).
 pub async fn bind(listen: SocketAddr) -> std::io::Result<Bound> {
     let udp = UdpSocket::bind(listen).await?;
     let addr = udp.local_addr()?;

@@ -37,9 +37,18 @@ pub struct NewDialog {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Answer 200 with this SDP (after ringing, for a new call with a ring time).
-    Answer { sdp: String },
+    Answer {
+        /// The SDP answer (or, for a late offer, our offer), sent as the 200's body.
+        sdp: String,
+    },
     /// Final response with this status and reason phrase.
-    Reject { status: u16, reason: String },
+    Reject {
+        /// A final, non-2xx status (300–699), e.g. 404 or 488; the core sends it
+        /// as given. For a re-INVITE the dialog goes on with the old session.
+        status: u16,
+        /// The reason phrase; anything but printable ASCII becomes `?` on the wire.
+        reason: String,
+    },
 }
 
 /// What to do after the ACK of our 200.
@@ -76,9 +85,15 @@ pub trait DialogHandler: Send + 'static {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     /// Send BYE (or 480 before the answer).
-    Hangup { call: String },
+    Hangup {
+        /// The call's SIP Call-ID.
+        call: String,
+    },
     /// The call's task is over: free it and end any dialog left.
-    Release { call: String },
+    Release {
+        /// The call's SIP Call-ID.
+        call: String,
+    },
 }
 
 /// Clonable way back into the endpoint's loop from call tasks.

@@ -11,7 +11,10 @@ use rsipstack::sip::{Headers, Request, Response};
 
 use super::wire::ReplyContext;
 
+/// Our Allow header value: the methods we accept, sent with OPTIONS, 405 and
+/// 501 answers (RFC 3261 8.2.1, 11.2).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REFER, NOTIFY";
+/// Our Server (in responses) and User-Agent (in requests) header value.
 pub const SERVER: &str = concat!("voxgate/", env!("CARGO_PKG_VERSION"));
 
 /// All values of a header (canonical or compact name, case-insensitive).
@@ -22,14 +25,17 @@ pub fn header_values<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<I
         .map(|h| h.value())
 }
 
+/// The first value of a header (canonical or compact name, case-insensitive).
 pub fn header<'a>(headers: &'a Headers, name: &'a str) -> Option<&'a str> {
     header_values(headers, name).next()
 }
 
+/// The first value of a request's header; see [`header`].
 pub fn req_header<'a>(req: &'a Request, name: &'a str) -> Option<&'a str> {
     header(&req.headers, name)
 }
 
+/// The first value of a response's header; see [`header`].
 pub fn resp_header<'a>(resp: &'a Response, name: &'a str) -> Option<&'a str> {
     header(&resp.headers, name)
 }
@@ -133,14 +139,23 @@ fn clean_reason(reason: &str) -> String {
 /// Extra pieces of a response beyond the copied headers.
 #[derive(Default)]
 pub struct ResponseParts<'a> {
+    /// Our dialog tag, added to To unless the request's To already has one.
     pub to_tag: Option<&'a str>,
     /// Top Via gets `received`/`rport` filled (RFC 3581) from this source.
     pub source: Option<std::net::SocketAddr>,
+    /// Our Contact URI, written inside `<>`.
     pub contact: Option<&'a str>,
+    /// Further headers (name, value), written in order, values verbatim.
     pub headers: Vec<(&'a str, String)>,
+    /// Content-Type and body; `None` writes `Content-Length: 0`.
     pub body: Option<(&'a str, &'a [u8])>,
 }
 
+/// A response to the request `ctx` was taken from: its Via, From, To,
+/// Call-ID and CSeq copied verbatim (empty ones left out), our Server, and
+/// `parts`; the top Via gets `received`/`rport` from `parts.source`. Any text
+/// may be passed as `reason`: all but printable ASCII becomes `?`, and it is
+/// cut to 200 characters.
 pub fn build_response(
     ctx: &ReplyContext,
     status: u16,
@@ -211,22 +226,38 @@ fn top_via_with_received(via: &str, source: Option<std::net::SocketAddr>) -> Str
 }
 
 /// A request we originate inside a dialog (BYE, REFER, NOTIFY).
+/// Values are written verbatim: the caller passes well-formed header values.
 pub struct RequestParts<'a> {
+    /// The method name, also written into CSeq.
     pub method: &'a str,
+    /// The dialog's remote target (the peer's Contact URI, RFC 3261 12.2.1.1).
     pub request_uri: &'a str,
+    /// Via transport token: `UDP` or `TCP`.
     pub via_transport: &'a str,
+    /// Our host:port as the peer reaches us.
     pub via_sent_by: &'a str,
+    /// Via branch, starting with the `z9hG4bK` magic cookie (RFC 3261 8.1.1.7).
     pub branch: &'a str,
+    /// From: our side of the dialog, with our tag.
     pub from: &'a str,
+    /// To: the remote side, with its tag.
     pub to: &'a str,
+    /// The dialog's Call-ID.
     pub call_id: &'a str,
+    /// Our next local CSeq number.
     pub cseq: u32,
+    /// Our Contact URI, written inside `<>`.
     pub contact: Option<&'a str>,
+    /// The dialog's route set, one Route header each, in order.
     pub routes: &'a [String],
+    /// Further headers (name, value), written in order.
     pub headers: Vec<(&'a str, String)>,
+    /// Content-Type and body; `None` writes `Content-Length: 0`.
     pub body: Option<(&'a str, &'a [u8])>,
 }
 
+/// The request as bytes: Via (with `rport`, RFC 3581), Max-Forwards 70,
+/// Routes, From/To/Call-ID/CSeq, Contact, `headers`, User-Agent and body.
 pub fn build_request(p: &RequestParts<'_>) -> Vec<u8> {
     let mut s = String::with_capacity(512);
     let _ = write!(s, "{} {} SIP/2.0\r\n", p.method, p.request_uri);

@@ -71,10 +71,15 @@ pub struct LocalMedia {
 
 /// Media direction attribute (RFC 3264 5.1 / 6.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Always from the point of view of the side that wrote the SDP.
 pub enum Direction {
+    /// Media both ways (the default when no attribute is given).
     SendRecv,
+    /// The writer only sends (e.g. a caller putting us on hold with music).
     SendOnly,
+    /// The writer only receives.
     RecvOnly,
+    /// No media either way (hold).
     Inactive,
 }
 

@@ -34,7 +34,9 @@ pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 /// (RFC 3261 18.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
+    /// A datagram is one message; a missing Content-Length means "to the end".
     Udp,
+    /// A framed stream message; Content-Length is mandatory.
     Tcp,
 }
 
@@ -42,7 +44,9 @@ pub enum Transport {
 /// Content-Length).
 #[derive(Debug, Clone)]
 pub enum Inbound {
+    /// A request, for [`crate::sip::core::Core::handle_request`].
     Request(Request),
+    /// A response, for [`crate::sip::core::Core::handle_response`].
     Response(Response),
 }
 
@@ -54,10 +58,15 @@ pub enum Inbound {
 /// source address and port rather than trusting the top Via's sent-by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyContext {
+    /// Every Via header line's value, top first, copied back in this order.
     pub vias: Vec<String>,
+    /// The From value, tag included.
     pub from: String,
+    /// The To value, tag included if the request had one.
     pub to: String,
+    /// The Call-ID value.
     pub call_id: String,
+    /// The CSeq value (`<number> <METHOD>`).
     pub cseq: String,
 }
 
@@ -67,12 +76,18 @@ pub enum Rejection {
     /// A request we can answer: status + a single-line printable-ASCII reason phrase
     /// that says exactly what is wrong.
     Reply {
+        /// 400 for syntax; 413, 416, 501 or 505 where RFC 3261 names another.
         status: u16,
+        /// The reason phrase to send.
         reason: String,
+        /// The headers to copy into the reply.
         ctx: ReplyContext,
     },
     /// Drop silently (malformed responses, ACKs, requests without Via/CSeq).
-    Drop { why: String },
+    Drop {
+        /// What was wrong, for a debug log; sanitised like a reason phrase.
+        why: String,
+    },
 }
 
 /// Stream framing failures. After an error the stream cannot be resynchronised: the
@@ -80,16 +95,26 @@ pub enum Rejection {
 /// framer returns `None` from then on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FramingError {
+    /// A stream message's headers ended without Content-Length (RFC 3261 18.3).
     #[error("missing Content-Length (mandatory on stream transports)")]
-    MissingContentLength { ctx: Option<ReplyContext> },
-    #[error("invalid Content-Length: {detail}")]
-    InvalidContentLength {
-        detail: MessageError,
+    MissingContentLength {
+        /// The headers to answer with, when they could be recovered.
         ctx: Option<ReplyContext>,
     },
+    /// Content-Length was there but unusable (non-numeric, negative, conflicting…).
+    #[error("invalid Content-Length: {detail}")]
+    InvalidContentLength {
+        /// What exactly is wrong with it.
+        detail: MessageError,
+        /// The headers to answer with, when they could be recovered.
+        ctx: Option<ReplyContext>,
+    },
+    /// The message (or its header section, still unterminated) outgrew the limit.
     #[error("message larger than {limit} bytes")]
     TooLarge {
+        /// The limit, [`MAX_MESSAGE_SIZE`].
         limit: usize,
+        /// The headers to answer with, when they could be recovered.
         ctx: Option<ReplyContext>,
     },
 }
@@ -116,174 +141,284 @@ impl FramingError {
 /// What is wrong with a message, in the words its 400 (or other) reason phrase
 /// uses: the Display text goes on the wire, so it is printable ASCII and any
 /// quoted piece of the message is already sanitised.
+///
+/// Payloads: a `String` is the offending piece of the message, sanitised (for
+/// `Unparseable`, rsipstack's error text); a `&'static str` names where it was
+/// found (`To`, `Via`…). The status to answer with is [`MessageError::status`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
     /// A problem found inside a part of the message (`... in To`, `... in Via`).
     #[error("{error} in {place}")]
     In {
+        /// The problem.
         error: Box<MessageError>,
+        /// The header or element it is in.
         place: &'static str,
     },
+    /// A `<` inside `<>` in a name-addr (RFC 3261 25.1).
     #[error("nested '<'")]
     NestedAngle,
+    /// A `>` with no `<` before it.
     #[error("'>' without '<'")]
     UnopenedAngle,
+    /// A `<` never closed.
     #[error("'<' without '>'")]
     UnclosedAngle,
+    /// A quoted string without its closing `"`.
     #[error("unterminated quoted string")]
     UnterminatedQuote,
+    /// A URI with no `scheme:`; holds the text.
     #[error("URI without scheme '{0}'")]
     UriWithoutScheme(String),
+    /// A scheme that is not `ALPHA *(ALPHA / DIGIT / + - .)` (RFC 3986 3.1); holds it.
     #[error("malformed URI scheme '{0}'")]
     UriScheme(String),
+    /// Nothing after `scheme:`; holds the scheme.
     #[error("empty URI after scheme '{0}'")]
     EmptyUri(String),
+    /// `%` without two characters after it (RFC 3261 19.1.2).
     #[error("truncated %-escape in URI")]
     TruncatedEscape,
+    /// `%` not followed by two hex digits.
     #[error("malformed %-escape in URI")]
     MalformedEscape,
+    /// Whitespace inside a URI.
     #[error("whitespace in URI")]
     WhitespaceInUri,
+    /// A character no URI may hold unescaped; holds it.
     #[error("illegal character '{0}' in URI")]
     UriCharacter(String),
+    /// A `;` with no parameter after it; holds where.
     #[error("empty parameter in {0}")]
     EmptyParam(&'static str),
+    /// A parameter name that is not a token (RFC 3261 25.1 `generic-param`).
     #[error("malformed parameter name '{name}' in {place}")]
-    ParamName { name: String, place: &'static str },
-    #[error("malformed value of parameter '{name}' in {place}")]
-    ParamValue { name: String, place: &'static str },
-    #[error("text after quoted display name in {0}")]
-    TextAfterDisplayName(&'static str),
-    #[error("display name with '{character}' must be quoted in {place}")]
-    UnquotedDisplayName {
-        character: String,
+    ParamName {
+        /// The name as written.
+        name: String,
+        /// The header it is in.
         place: &'static str,
     },
+    /// A parameter value that is neither a token (`:`, `[`, `]` allowed, for
+    /// hosts) nor one quoted string.
+    #[error("malformed value of parameter '{name}' in {place}")]
+    ParamValue {
+        /// The parameter's name.
+        name: String,
+        /// The header it is in.
+        place: &'static str,
+    },
+    /// Text between a quoted display name and its `<`; holds where.
+    #[error("text after quoted display name in {0}")]
+    TextAfterDisplayName(&'static str),
+    /// A display name with characters a token may not hold, left unquoted.
+    #[error("display name with '{character}' must be quoted in {place}")]
+    UnquotedDisplayName {
+        /// The first character that needs quoting.
+        character: String,
+        /// The header it is in.
+        place: &'static str,
+    },
+    /// A header that must have a value is empty; holds which.
     #[error("empty {0} value")]
     EmptyValue(&'static str),
+    /// Whitespace around the URI inside `<>`; holds where.
     #[error("whitespace inside <> in {0}")]
     WhitespaceInAngles(&'static str),
+    /// After `>` only `;params` may follow; holds where.
     #[error("unexpected text after '>' in {0}")]
     TextAfterAngle(&'static str),
+    /// A quoted display name not followed by `<URI>`; holds where.
     #[error("quoted display name without <URI> in {0}")]
     QuotedNameWithoutUri(&'static str),
+    /// An addr-spec with `?` or `,` outside `<>` (RFC 3261 20.10); holds where.
     #[error("URI containing '?' or ',' must be enclosed in <> in {0}")]
     UnenclosedUri(&'static str),
+    /// A bare display name with no URI; holds where.
     #[error("display name without <URI> in {0}")]
     NameWithoutUri(&'static str),
+    /// Via's sent-protocol is not `SIP/2.0/<transport>` (RFC 3261 20.42).
     #[error("malformed Via sent-protocol")]
     ViaProtocol,
+    /// A `[` IPv6 reference without its `]`.
     #[error("unterminated IPv6 reference")]
     UnterminatedIpv6,
+    /// The text inside `[]` is not an IPv6 address.
     #[error("malformed IPv6 reference")]
     Ipv6,
+    /// After `]` only `:port` may follow.
     #[error("text after IPv6 reference")]
     TextAfterIpv6,
+    /// A host with characters other than letters, digits, `-` and `.`; holds it.
     #[error("malformed host '{0}'")]
     Host(String),
+    /// A port that is not 1–5 digits up to 65535; holds it.
     #[error("malformed port '{0}'")]
     Port(String),
+    /// Date must be in GMT (RFC 3261 20.17; RFC 4475 3.1.2.12 `baddate`); holds the zone.
     #[error("Date time zone '{0}' is not GMT")]
     DateZone(String),
+    /// Date is not an RFC 1123 date.
     #[error("malformed Date")]
     Date,
+    /// CSeq is not `number SP method`.
     #[error("malformed CSeq")]
     CSeq,
+    /// The CSeq number is not all digits.
     #[error("non-numeric CSeq sequence number")]
     CSeqNumber,
+    /// The CSeq number is 2^31 or more (RFC 3261 8.1.1.5).
     #[error("CSeq sequence number exceeds 2^31-1")]
     CSeqTooLarge,
+    /// The CSeq method is not a token.
     #[error("malformed CSeq method")]
     CSeqMethod,
+    /// The CSeq method differs from the Request-Line's (RFC 3261 8.1.1.5).
     #[error("CSeq method {cseq} does not match request method {method}")]
-    CSeqMismatch { cseq: String, method: String },
+    CSeqMismatch {
+        /// The CSeq's method.
+        cseq: String,
+        /// The Request-Line's method.
+        method: String,
+    },
+    /// A negative Content-Length.
     #[error("negative Content-Length")]
     NegativeContentLength,
+    /// Content-Length is not a decimal number; holds it.
     #[error("non-numeric Content-Length '{0}'")]
     ContentLengthNotNumeric(String),
+    /// Content-Length does not fit in 64 bits.
     #[error("Content-Length too large")]
     ContentLengthTooLarge,
+    /// Several Content-Length headers with different values.
     #[error("multiple conflicting Content-Length values")]
     ConflictingContentLength,
     /// Framing: Content-Length headers disagree (the framer's own wording).
     #[error("multiple conflicting values")]
     ConflictingValues,
+    /// A stream message without Content-Length (RFC 3261 18.3).
     #[error("missing Content-Length (mandatory on TCP)")]
     NoContentLengthOnTcp,
+    /// Content-Length promises more bytes than the message holds (RFC 3261 18.3).
     #[error("Content-Length {declared} exceeds body of {available} bytes")]
-    ContentLengthBeyondBody { declared: u64, available: usize },
+    ContentLengthBeyondBody {
+        /// Content-Length, bytes.
+        declared: u64,
+        /// Bytes after the header section.
+        available: usize,
+    },
+    /// The start line or headers are not UTF-8.
     #[error("header section is not valid UTF-8")]
     NotUtf8,
+    /// A CR or LF alone in the start line: lines end in CRLF only (RFC 3261 7).
     #[error("bare CR or LF in start line")]
     BareCrLfInStartLine,
+    /// A CR or LF alone in the header section.
     #[error("bare CR or LF in header section")]
     BareCrLfInHeaders,
+    /// The first header line starts with whitespace: folding with nothing to
+    /// fold into (RFC 3261 7.3.1).
     #[error("header section starts with a continuation line")]
     LeadingContinuation,
+    /// A header line without `:`; holds the line.
     #[error("header line without colon '{0}'")]
     NoColon(String),
+    /// A header name that is not a token; holds it.
     #[error("malformed header name '{0}'")]
     HeaderName(String),
+    /// The header section never ends with an empty line.
     #[error("missing empty line after header section")]
     NoEmptyLine,
+    /// A header that must appear once appears more often (RFC 3261 7.3.1); holds which.
     #[error("multiple {0} headers")]
     Multiple(&'static str),
+    /// Call-ID, CSeq, From, To or Via absent (RFC 3261 8.1.1); lists those missing.
     #[error("missing {}", .0.join(", "))]
     Missing(Vec<&'static str>),
+    /// Call-ID empty or not printable ASCII without spaces (RFC 3261 20.8).
     #[error("malformed Call-ID")]
     CallId,
+    /// Max-Forwards is not a number 0–255 (RFC 3261 20.22); holds it.
     #[error("Max-Forwards '{0}' is not 0-255")]
     MaxForwards(String),
+    /// Whitespace before or after the Request-Line (RFC 3261 7.1: exactly
+    /// `Method SP URI SP Version`; RFC 4475 3.1.2.10 `trws`).
     #[error("leading or trailing whitespace in Request-Line")]
     RequestLineEdgeWhitespace,
+    /// A tab where the Request-Line allows one SP only.
     #[error("tab in Request-Line")]
     RequestLineTab,
+    /// More than one SP between Request-Line elements (RFC 4475 3.1.2.9 `lwsstart`).
     #[error("multiple spaces between Request-Line elements")]
     RequestLineSpaces,
+    /// The Request-URI contains whitespace (RFC 4475 3.1.2.8 `lwsruri`).
     #[error("whitespace in Request-URI")]
     WhitespaceInRequestUri,
+    /// The Request-Line has no SIP-Version.
     #[error("Request-Line without SIP-Version")]
     NoVersion,
+    /// The Request-Line does not have three elements.
     #[error("malformed Request-Line")]
     RequestLine,
+    /// The method is not a token; holds it.
     #[error("malformed method '{0}'")]
     Method(String),
+    /// The SIP-Version is not `SIP/<digits>.<digits>`; holds it.
     #[error("malformed SIP-Version '{0}'")]
     Version(String),
+    /// The Request-URI is written inside `<>` (RFC 4475 3.1.2.7 `ltgtruri`).
     #[error("Request-URI enclosed in <>")]
     RequestUriInAngles,
+    /// The Request-URI has no valid `scheme:`.
     #[error("Request-URI without scheme")]
     RequestUriWithoutScheme,
+    /// A SIP Request-URI with `?headers` (RFC 3261 19.1.1 table 1: not allowed
+    /// there; RFC 4475 3.1.2.11 `escruri`).
     #[error("escaped headers in Request-URI")]
     RequestUriHeaders,
+    /// A response whose first line does not start with `SIP/2.0 ` (RFC 3261 7.2).
     #[error("Status-Line does not start with SIP/2.0")]
     StatusLinePrefix,
+    /// The status code is not three digits.
     #[error("status code is not 3 digits")]
     StatusDigits,
+    /// No SP between the status code and the reason phrase.
     #[error("no SP after status code")]
     StatusSpace,
+    /// The status code does not parse as a number.
     #[error("bad status code")]
     StatusCode,
+    /// A status code outside 100–699; holds it.
     #[error("status code {0} out of range")]
     StatusRange(u16),
+    /// A control character in the Reason-Phrase.
     #[error("control character in Reason-Phrase")]
     ReasonControl,
+    /// Validated as a request, but rsipstack read a response.
     #[error("not a request")]
     NotARequest,
+    /// Validated as a response, but rsipstack read a request.
     #[error("not a response")]
     NotAResponse,
+    /// Passed our checks but rsipstack's parser refused it; holds rsipstack's message.
     #[error("unparseable: {0}")]
     Unparseable(String),
     /// A response over the size limit (requests get [`MessageError::TooLarge`]).
     #[error("too large")]
     ResponseTooLarge,
     // Requests only, each with a status of its own (see `status`).
+    /// A request over [`MAX_MESSAGE_SIZE`]: answered 413 (RFC 3261 21.4.11); holds its size.
     #[error("{0} bytes exceeds {MAX_MESSAGE_SIZE}")]
     TooLarge(usize),
+    /// A Request-URI scheme other than `sip`, `sips` or `tel`: answered 416
+    /// (RFC 3261 8.2.2.1); holds it.
     #[error("scheme '{0}'")]
     UnsupportedScheme(String),
+    /// A well-formed method we do not know (case-sensitive, RFC 3261 7.1):
+    /// answered 501 (RFC 3261 21.5.2); holds it.
     #[error("method {0}")]
     UnknownMethod(String),
+    /// A SIP-Version other than `SIP/2.0`: answered 505 (RFC 3261 21.5.6); holds it.
     #[error("{0} is not supported")]
     UnsupportedVersion(String),
 }
@@ -1219,6 +1354,7 @@ pub struct StreamFramer {
 }
 
 impl StreamFramer {
+    /// A framer for one new connection.
     pub fn new() -> Self {
         Self::default()
     }

@@ -39,13 +39,21 @@ use server_tx::{server_txn_key, CachedResponse, InviteProgress};
 /// Which transport (and, for TCP, which connection) a peer is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Link {
+    /// The shared UDP socket: unreliable, so what we send is retransmitted
+    /// until answered (RFC 3261 17).
     Udp,
+    /// One accepted TCP connection, by the endpoint's connection number; reliable,
+    /// so nothing is retransmitted and replies must go back on this connection.
     Tcp(u64),
 }
 
+/// Where a message came from and where its replies go: the transport and the
+/// packet's source address (never an address taken from Via or Contact).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Peer {
+    /// The transport (and TCP connection) to answer on.
     pub link: Link,
+    /// The source address and port of the packet or connection.
     pub addr: SocketAddr,
 }
 
@@ -58,11 +66,16 @@ impl Peer {
 /// Call handle: the SIP Call-ID (we are a UAS; one dialog per Call-ID).
 pub type CallRef = String;
 
+/// Settings of a [`Core`]; `Default` is a loopback address and the RFC timer values.
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
     /// Our address as written in Via/Contact (`127.0.0.1:5060`).
     pub sent_by: String,
+    /// RTT estimate T1 (RFC 3261 17.1.1.1, default 500 ms): the first
+    /// retransmission interval; transactions give up after 64×T1.
     pub t1: Duration,
+    /// T2 (default 4 s): the cap on the doubling retransmission interval
+    /// (RFC 3261 13.3.1.4, 17.1.2.2).
     pub t2: Duration,
 }
 
@@ -76,6 +89,7 @@ impl Default for CoreConfig {
     }
 }
 
+/// Why a dialog ended, carried by [`CoreEvent::Ended`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EndReason {
     /// We sent BYE and it completed (or timed out).
@@ -88,46 +102,93 @@ pub enum EndReason {
     Rejected(u16),
 }
 
+/// What happened to a call, for the application; taken from [`Output::Event`].
+/// A call's last event is [`CoreEvent::RemoteHangup`] (the caller's BYE) or
+/// [`CoreEvent::Ended`] (everything else; it follows a `Cancelled` once the
+/// 487 is acknowledged).
 #[derive(Clone, Debug, PartialEq)]
 pub enum CoreEvent {
     /// A new call wants an answer: call `accept` or `reject`.
     NewCall {
+        /// The Call-ID: the handle for every later call on this dialog.
         call: CallRef,
+        /// The user part of the Request-URI (the number dialled), if it has one.
         dialled: Option<String>,
+        /// The user part of the From URI, `anonymous` when it has none. Not
+        /// authenticated: anyone can write any From.
         caller: String,
+        /// The INVITE body: the SDP offer, or empty for a late offer (the
+        /// caller then answers in its ACK, see [`CoreEvent::Confirmed`]).
         offer: Vec<u8>,
+        /// Where the INVITE came from.
         peer: Peer,
+        /// The identity-related headers present (P-Asserted-Identity, Identity,
+        /// User-Agent, Diversion), keyed by lower-case name, values verbatim.
         headers: BTreeMap<String, String>,
     },
     /// A re-INVITE inside a dialog: call `accept` (new answer) or `reject` (488…).
     ReOffer {
+        /// The dialog's Call-ID.
         call: CallRef,
+        /// The re-INVITE's Content-Type, if any; the application must refuse
+        /// a body that is not SDP (see [`is_sdp`]).
         content_type: Option<String>,
+        /// The new SDP offer; empty when the caller asks us to offer.
         offer: Vec<u8>,
     },
     /// ACK for our 200: media may flow both ways. `answer` is the ACK's SDP
     /// (the caller's answer when the INVITE had no offer; else usually empty).
-    Confirmed { call: CallRef, answer: Vec<u8> },
+    Confirmed {
+        /// The dialog's Call-ID.
+        call: CallRef,
+        /// The ACK body (SDP or empty).
+        answer: Vec<u8>,
+    },
     /// CANCEL before answer; the call is gone.
-    Cancelled { call: CallRef },
+    Cancelled {
+        /// The dialog's Call-ID.
+        call: CallRef,
+    },
     /// The caller sent BYE.
-    RemoteHangup { call: CallRef },
+    RemoteHangup {
+        /// The dialog's Call-ID.
+        call: CallRef,
+    },
     /// INFO inside the dialog (DTMF relay).
     Info {
+        /// The dialog's Call-ID.
         call: CallRef,
+        /// The INFO's Content-Type (`application/dtmf-relay`, `application/dtmf`…),
+        /// empty when absent; the application decides what it understands.
         content_type: String,
+        /// The INFO body, verbatim (already answered with 200).
         body: Vec<u8>,
     },
     /// The dialog is gone for good; release the call's resources.
-    Ended { call: CallRef, reason: EndReason },
+    Ended {
+        /// The dialog's Call-ID; no later event names it.
+        call: CallRef,
+        /// What ended it.
+        reason: EndReason,
+    },
 }
 
+/// One thing the I/O loop must do, taken from [`Core::poll_output`] in order.
 #[derive(Debug)]
 pub enum Output {
-    Transmit { to: Peer, data: Vec<u8> },
+    /// Send these bytes (one whole SIP message) to the peer, on its link.
+    Transmit {
+        /// The peer: for a reply, the source of the request it answers.
+        to: Peer,
+        /// The serialised message.
+        data: Vec<u8>,
+    },
+    /// Tell the application.
     Event(CoreEvent),
 }
 
+/// The sans-IO SIP state of every call we answer: feed it requests, responses,
+/// time and decisions; drain [`Core::poll_output`] after each.
 pub struct Core {
     cfg: CoreConfig,
     dialogs: HashMap<CallRef, Dialog>,
@@ -140,6 +201,8 @@ pub struct Core {
     route_local: HashMap<std::net::IpAddr, String>,
 }
 
+/// Whether a Content-Type value names SDP (`application/sdp`, any case,
+/// parameters ignored).
 pub fn is_sdp(ct: &str) -> bool {
     ct.split(';')
         .next()
@@ -164,6 +227,7 @@ fn accepts_sdp(accept: &str) -> bool {
 const SUPPORTED: &[&str] = &[];
 
 impl Core {
+    /// A core with no calls, taking new ones.
     pub fn new(cfg: CoreConfig) -> Self {
         Self {
             cfg,
@@ -180,10 +244,13 @@ impl Core {
         self.accepting = false;
     }
 
+    /// Dialogs alive, answered or not (shutdown waits for this to reach 0).
     pub fn call_count(&self) -> usize {
         self.dialogs.len()
     }
 
+    /// The next thing to send or report, oldest first; call until `None` after
+    /// every input, before waiting for the next one.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
@@ -222,6 +289,9 @@ impl Core {
         self.out.push_back(Output::Event(ev));
     }
 
+    /// Feed a request that passed [`crate::sip::wire::parse_message`], with its
+    /// raw headers from [`crate::sip::wire::reply_context`] and the peer it came from.
+    /// Retransmissions are absorbed here (cached responses are re-sent).
     pub fn handle_request(&mut self, now: Instant, peer: Peer, req: &Request, ctx: &ReplyContext) {
         let method = req.method;
         let method_name = method.to_string();
@@ -361,6 +431,9 @@ impl Core {
         }
     }
 
+    /// When [`Core::handle_timeout`] must next be called (a retransmission or a
+    /// transaction timer); `None` when nothing is pending. Changes after every
+    /// input, so ask again each time round the loop.
     pub fn next_deadline(&self) -> Option<Instant> {
         let invites = self.dialogs.values().filter_map(|d| {
             d.invite
@@ -376,6 +449,8 @@ impl Core {
         invites.chain(byes).chain(cached).min()
     }
 
+    /// Run the timers due at `now`: retransmit, or give up on transactions
+    /// (which ends their dialogs). Calling it early or late is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.responses.retain(|_, c| c.expires > now);
         let mut sends = Vec::new();
