@@ -7,7 +7,10 @@ use crate::flow::model::Branch;
 
 use super::{Abort, Ctx, Flowing};
 
-pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Branch) -> Result<Flowing, Abort> {
+pub(super) async fn run<C: CallChannel>(
+    ctx: &mut Ctx<'_, C>,
+    step: &Branch,
+) -> Result<Flowing, Abort> {
     for (i, (cond, target)) in step.cases.iter().enumerate() {
         let parsed = Condition::parse(&cond.value)
             .map_err(|e| Abort::Fail(format!("condition `{}`: {e}", cond.value)))?;

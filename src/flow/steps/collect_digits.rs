@@ -39,7 +39,7 @@ impl<C: CallChannel> InputTries<C> for Collect<'_> {
     }
 }
 
-pub async fn run<C: CallChannel>(
+pub(super) async fn run<C: CallChannel>(
     ctx: &mut Ctx<'_, C>,
     step: &CollectDigits,
 ) -> Result<Flowing, Abort> {

@@ -5,7 +5,7 @@ use crate::flow::model::Exit;
 
 use super::{Abort, Ctx, Flowing};
 
-pub async fn run<C: CallChannel>(_ctx: &mut Ctx<'_, C>) -> Result<Flowing, Abort> {
+pub(super) async fn run<C: CallChannel>(_ctx: &mut Ctx<'_, C>) -> Result<Flowing, Abort> {
     Ok(Flowing::Exit(Exit::Next))
 }
 

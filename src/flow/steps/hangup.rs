@@ -6,7 +6,10 @@ use crate::flow::model::Hangup;
 
 use super::{Abort, Ctx, Flowing};
 
-pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Hangup) -> Result<Flowing, Abort> {
+pub(super) async fn run<C: CallChannel>(
+    ctx: &mut Ctx<'_, C>,
+    step: &Hangup,
+) -> Result<Flowing, Abort> {
     if let Some(reason) = &step.reason {
         tracing::info!(step = %ctx.id(), %reason, "flow hangs up");
     }

@@ -31,14 +31,19 @@ use super::{Abort, Ctx};
 /// Result of one try of digit entry.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Entry {
+    /// A complete entry that passed the `min` length and the pattern (the
+    /// terminator is not part of it). May be a secret: never log it.
     Digits(String),
+    /// Not a single key before the first-digit timeout.
     NoInput,
+    /// Keys were pressed, but too few or not matching the pattern.
     Invalid,
 }
 
 /// Why a try failed (decides retry prompts and the exhausted exit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Miss {
+    /// Nothing entered or said in time — `no_input`.
     NoInput,
     /// Too short/long or pattern mismatch (collect_digits) — `no_match`.
     Invalid,
@@ -55,6 +60,7 @@ pub struct Tries {
 }
 
 impl Tries {
+    /// `total` tries in all; 0 counts as 1 (a step always gets one try).
     pub fn new(total: u32) -> Self {
         Tries {
             total: total.max(1),
@@ -72,14 +78,17 @@ impl Tries {
         true
     }
 
+    /// Tries started so far (what `attempts` reads).
     pub fn used(&self) -> u32 {
         self.used
     }
 
+    /// How the latest try failed; `None` before any miss.
     pub fn last(&self) -> Option<Miss> {
         self.last
     }
 
+    /// Record how the current try failed (picks the next retry prompts).
     pub fn miss(&mut self, m: Miss) {
         self.last = Some(m);
     }
@@ -126,10 +135,14 @@ pub enum Attempt<T> {
 /// How the try loop ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Retried<T> {
+    /// A try succeeded with this value.
     Done(T),
     /// Tries ran out: the last miss and the exit it leads to.
     Exhausted {
+        /// How the final try failed (`None` only if no try ran).
         last: Option<Miss>,
+        /// `no_input`, `no_match` or `failure` when the flow names it, else
+        /// `max_attempts`.
         exit: Exit,
     },
 }
@@ -137,7 +150,9 @@ pub enum Retried<T> {
 /// A step's prompts: the main ones and those played before a retry.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPrompts<'p> {
+    /// Played on every try, after any retry prompt.
     pub main: &'p [PromptRef],
+    /// Played before the main prompts after a try with no input.
     pub no_input: &'p [PromptRef],
     /// After an invalid entry or a wrong answer (`invalid_prompts`,
     /// `no_match_prompts`, `retry_prompts`).
@@ -299,7 +314,10 @@ pub async fn collect_once<C: CallChannel>(
 /// What one round of listening produced.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Listened {
+    /// The recogniser's result (may be a secret, e.g. a passphrase).
     Speech(SpeechResult),
+    /// Nobody spoke before the recogniser's no-input timer (or the safety
+    /// net behind it) ran out.
     NoSpeech,
 }
 

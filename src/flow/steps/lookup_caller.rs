@@ -6,7 +6,7 @@ use crate::flow::model::{Exit, LookupCaller};
 
 use super::{Abort, Ctx, Flowing};
 
-pub async fn run<C: CallChannel>(
+pub(super) async fn run<C: CallChannel>(
     ctx: &mut Ctx<'_, C>,
     step: &LookupCaller,
 ) -> Result<Flowing, Abort> {

@@ -65,6 +65,7 @@ pub enum Flowing {
     Exit(Exit),
     /// Jump straight to a step (branch targets).
     Goto {
+        /// The step id to continue at.
         target: String,
         /// Coverage label: `if#1`, `if#2`, …, `else`.
         label: String,
@@ -72,7 +73,10 @@ pub enum Flowing {
     /// The engine hung up (hangup step).
     Hangup,
     /// The call now belongs to the transfer target.
-    Transferred { target: String },
+    Transferred {
+        /// The rendered target URI the call went to.
+        target: String,
+    },
 }
 
 /// Why a step cannot continue normally.
@@ -102,13 +106,18 @@ impl Abort {
 
 /// Everything a step may touch.
 pub struct Ctx<'a, C: CallChannel> {
+    /// The live (or scripted) call; steps reach it only through the `Ctx`
+    /// helpers when a wait is involved, so the deadline and hang-up apply.
     pub call: &'a mut C,
+    /// The backends (directory, codes, TOTP, passphrase, webhook).
     pub services: &'a Services,
+    /// Where the step's events go; never give it a secret.
     pub sink: &'a mut dyn EventSink,
     /// The flow's own variables.
     pub vars: &'a mut Vars,
     /// What the engine knows about the call; flows only read it.
     pub state: &'a mut CallState,
+    /// The step being run (its id, exits and kind-specific fields).
     pub step: &'a Step,
     /// Absolute call time at which the flow's `max_duration` runs out.
     pub deadline: Option<Duration>,
@@ -117,10 +126,12 @@ pub struct Ctx<'a, C: CallChannel> {
 }
 
 impl<C: CallChannel> Ctx<'_, C> {
+    /// The running step's id, for events and logs.
     pub fn id(&self) -> &str {
         &self.step.id.value
     }
 
+    /// Send an event to the run's sink.
     pub fn emit(&mut self, ev: Event) {
         self.sink.emit(ev);
     }
@@ -130,6 +141,8 @@ impl<C: CallChannel> Ctx<'_, C> {
         Scope::new(self.state, self.vars)
     }
 
+    /// Whether the flow names this exit for the step (optional exits such as
+    /// `error` or `expired` change what a step does when they are absent).
     pub fn has_exit(&self, e: Exit) -> bool {
         self.step.exits.contains_key(&e)
     }
@@ -177,6 +190,8 @@ impl<C: CallChannel> Ctx<'_, C> {
             .collect()
     }
 
+    /// Start rendered prompts and return at once; the caller waits for
+    /// `PlaybackDone` itself (see [`Ctx::play_to_end`] for the usual case).
     pub async fn play(&mut self, prompts: &[String]) -> Result<(), Abort> {
         self.call.play(prompts).await.map_err(Abort::from_call)
     }

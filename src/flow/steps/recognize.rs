@@ -85,7 +85,10 @@ impl<C: CallChannel> InputTries<C> for Listen<'_> {
     }
 }
 
-pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Recognize) -> Result<Flowing, Abort> {
+pub(super) async fn run<C: CallChannel>(
+    ctx: &mut Ctx<'_, C>,
+    step: &Recognize,
+) -> Result<Flowing, Abort> {
     let phrases: Vec<String> = step.phrases.iter().map(|p| p.value.clone()).collect();
     let spec = spec(
         &step.timers,

@@ -15,7 +15,10 @@ use crate::flow::model::{Exit, Say, SayAs};
 
 use super::{Abort, Ctx, Flowing};
 
-pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Say) -> Result<Flowing, Abort> {
+pub(super) async fn run<C: CallChannel>(
+    ctx: &mut Ctx<'_, C>,
+    step: &Say,
+) -> Result<Flowing, Abort> {
     let value = ctx
         .scope()
         .render_public(&step.value.value)

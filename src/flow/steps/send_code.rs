@@ -9,7 +9,10 @@ use crate::flow::state::PendingCode;
 
 use super::{Abort, Ctx, Flowing};
 
-pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &SendCode) -> Result<Flowing, Abort> {
+pub(super) async fn run<C: CallChannel>(
+    ctx: &mut Ctx<'_, C>,
+    step: &SendCode,
+) -> Result<Flowing, Abort> {
     let to = ctx
         .scope()
         .render_public(&step.to.value)

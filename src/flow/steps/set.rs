@@ -8,7 +8,10 @@ use crate::flow::vars::is_reserved_secret;
 
 use super::{Abort, Ctx, Flowing};
 
-pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Set) -> Result<Flowing, Abort> {
+pub(super) async fn run<C: CallChannel>(
+    ctx: &mut Ctx<'_, C>,
+    step: &Set,
+) -> Result<Flowing, Abort> {
     for (name, t) in &step.vars {
         let (value, secret) = ctx
             .scope()

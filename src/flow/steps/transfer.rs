@@ -10,7 +10,10 @@ use crate::flow::model::{Exit, Transfer, TransferMode};
 
 use super::{Abort, Ctx, Flowing};
 
-pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Transfer) -> Result<Flowing, Abort> {
+pub(super) async fn run<C: CallChannel>(
+    ctx: &mut Ctx<'_, C>,
+    step: &Transfer,
+) -> Result<Flowing, Abort> {
     let target = ctx
         .scope()
         .render_public(&step.target.value)

@@ -72,7 +72,7 @@ impl<C: CallChannel> InputTries<C> for Code<'_> {
     }
 }
 
-pub async fn run<C: CallChannel>(
+pub(super) async fn run<C: CallChannel>(
     ctx: &mut Ctx<'_, C>,
     step: &VerifyCode,
 ) -> Result<Flowing, Abort> {

@@ -71,7 +71,7 @@ impl<C: CallChannel> InputTries<C> for Passphrase {
     }
 }
 
-pub async fn run<C: CallChannel>(
+pub(super) async fn run<C: CallChannel>(
     ctx: &mut Ctx<'_, C>,
     step: &VerifyPassphrase,
 ) -> Result<Flowing, Abort> {

@@ -52,7 +52,7 @@ impl<C: CallChannel> InputTries<C> for Totp<'_> {
     }
 }
 
-pub async fn run<C: CallChannel>(
+pub(super) async fn run<C: CallChannel>(
     ctx: &mut Ctx<'_, C>,
     step: &VerifyTotp,
 ) -> Result<Flowing, Abort> {

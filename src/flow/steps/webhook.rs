@@ -15,7 +15,10 @@ use crate::flow::vars::Vars;
 
 use super::{Abort, Ctx, Flowing};
 
-pub async fn run<C: CallChannel>(ctx: &mut Ctx<'_, C>, step: &Webhook) -> Result<Flowing, Abort> {
+pub(super) async fn run<C: CallChannel>(
+    ctx: &mut Ctx<'_, C>,
+    step: &Webhook,
+) -> Result<Flowing, Abort> {
     let url = ctx
         .scope()
         .render_url(&step.url.value)

@@ -60,15 +60,20 @@ use super::stubs::{CodeStub, DirectoryStub, PassphraseStub, SendMode, TotpStub, 
 /// Result of one test case.
 #[derive(Debug)]
 pub struct TestResult {
+    /// The test case's `name`.
     pub name: String,
     /// Empty when the test passed.
     pub failures: Vec<String>,
+    /// How the flow run ended (path, disposition, final variables).
     pub outcome: FlowOutcome,
+    /// Every event the run emitted, in order.
     pub events: Vec<Event>,
+    /// What the engine did to the scripted call (prompts, transfers, …).
     pub call: CallLog,
 }
 
 impl TestResult {
+    /// No expectation failed and the whole script was performed.
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }
@@ -77,15 +82,20 @@ impl TestResult {
 /// Results of one test file.
 #[derive(Debug)]
 pub struct TestReport {
+    /// The test file's path.
     pub file: PathBuf,
+    /// The flow it tests, as loaded (for coverage of its steps and exits).
     pub flow: Flow,
+    /// One result per test case, in file order.
     pub results: Vec<TestResult>,
 }
 
 /// Totals of a `run_paths` call; `ok()` decides the CLI's exit status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// Test cases that passed, over all files.
     pub passed: usize,
+    /// Test cases that failed, over all files.
     pub failed: usize,
     /// Test files (or flows) that could not be loaded.
     pub file_errors: usize,
@@ -94,6 +104,7 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Every case passed and every file loaded; uncovered exits do not count.
     pub fn ok(&self) -> bool {
         self.failed == 0 && self.file_errors == 0
     }

@@ -52,6 +52,7 @@ pub const SPEECH_DURATION: Duration = Duration::from_secs(1);
 pub struct VirtualClock(Arc<AtomicU64>);
 
 impl VirtualClock {
+    /// Virtual time since the call started.
     pub fn now(&self) -> Duration {
         Duration::from_nanos(self.0.load(Ordering::SeqCst))
     }
@@ -70,29 +71,41 @@ pub type ScriptVars = Arc<Mutex<BTreeMap<String, String>>>;
 /// One thing the scripted caller does.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
+    /// Press keys (`digits: "1234#"`).
     Digits {
+        /// The keys, `${name}` templates allowed (rendered when the action
+        /// starts).
         digits: String,
+        /// Time between two keys (100 ms unless the script says `gap:`).
         gap: Duration,
     },
+    /// Say something to the scripted recogniser (`say: text`).
     Say {
+        /// The transcript the recogniser reports.
         text: String,
+        /// Its confidence, 0.0 – 1.0 (0.95 unless the script gives one).
         confidence: f32,
     },
     /// Speak a recording, heard by the real recogniser (see `speech`).
     Audio(PathBuf),
+    /// Do nothing for this long; engine timers run meanwhile.
     Silence(Duration),
+    /// Jump the clock this far at once; engine timers do not fire in between.
     Advance(Duration),
     /// Wait until this prompt starts playing (after the previous action);
     /// the next actions then happen while it plays.
     WaitPrompt(String),
+    /// Hang up; every later call operation fails with `CallError::HungUp`.
     Hangup,
 }
 
 /// How a transfer request is answered.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub enum TransferFixture {
+    /// The target takes the call.
     #[default]
     Transferred,
+    /// The target refuses, with this SIP status if any (`transfer_fails:`).
     Failed(Option<u16>),
     /// The call cannot transfer at all (`CallError::Unsupported`).
     Error,
@@ -103,10 +116,13 @@ pub enum TransferFixture {
 pub struct CallLog {
     /// Every prompt started, in order.
     pub prompts: Vec<String>,
+    /// Every transfer requested, in order (whatever the fixture answered).
     pub transfers: Vec<TransferRequest>,
+    /// How often the engine hung up (a flow should do it at most once).
     pub engine_hangups: u32,
     /// Playbacks stopped before their end.
     pub barge_ins: u32,
+    /// Every recognition started (not those refused by a failing recogniser).
     pub recognitions: Vec<RecognitionSpec>,
 }
 
@@ -125,6 +141,9 @@ struct Pending {
     input: CallInput,
 }
 
+/// A `CallChannel` driven by a script of [`Action`]s on a [`VirtualClock`]
+/// (the timing model is in the module docs). Build with [`ScriptedCall::new`]
+/// and the `with_*` methods; read [`ScriptedCall::log`] after the run.
 pub struct ScriptedCall {
     info: CallInfo,
     clock: VirtualClock,
@@ -150,12 +169,18 @@ pub struct ScriptedCall {
     vars: ScriptVars,
     transfer: TransferFixture,
     known_prompts: Option<BTreeSet<String>>,
+    /// How long every prompt plays (1 s by default).
     pub prompt_duration: Duration,
+    /// Virtual time after which the call fails, so a flow that loops forever
+    /// ends the test (24 h by default).
     pub time_cap: Duration,
+    /// What the engine did so far.
     pub log: CallLog,
 }
 
 impl ScriptedCall {
+    /// A call with `info` that performs `script` in order; transfers succeed,
+    /// the recogniser is scripted (`say`) and any prompt name plays.
     pub fn new(info: CallInfo, script: Vec<Action>) -> Self {
         ScriptedCall {
             info,
@@ -182,14 +207,18 @@ impl ScriptedCall {
         }
     }
 
+    /// A handle on the call's clock, for stubs that need time (code expiry).
     pub fn clock(&self) -> VirtualClock {
         self.clock.clone()
     }
 
+    /// A handle on the `${name}` values scripts render (the code stub writes
+    /// `sent_code` here).
     pub fn script_vars(&self) -> ScriptVars {
         self.vars.clone()
     }
 
+    /// How transfer requests are answered.
     pub fn with_transfer(mut self, t: TransferFixture) -> Self {
         self.transfer = t;
         self
@@ -201,6 +230,8 @@ impl ScriptedCall {
         self
     }
 
+    /// Recognitions from the `from`-th on (1-based) fail to start, as in
+    /// `serve` without a model; `None` keeps the recogniser working.
     pub fn with_recognizer_failing(mut self, from: Option<u32>) -> Self {
         self.recognizer_fails_at = from;
         self

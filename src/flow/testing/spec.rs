@@ -14,22 +14,30 @@ use serde_saphyr::Spanned;
 use super::scripted::Action;
 use crate::duration;
 
+/// One `*.test.yaml` file: the flow under test and its cases.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestFile {
     /// Flow file, relative to the test file.
     pub flow: Spanned<String>,
+    /// The cases, run in order, each on a fresh call and fresh stubs.
     pub tests: Vec<TestCase>,
 }
 
+/// One test: the call, the backend fixtures, what the caller does and what
+/// must come of it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestCase {
+    /// Shown in the report; its span points failures at the case.
     pub name: Spanned<String>,
+    /// The calling number (`caller`); `+15550000000` when absent.
     #[serde(default = "default_caller")]
     pub caller: String,
+    /// The dialled number (`dialled`); empty when absent.
     #[serde(default)]
     pub dialled: String,
+    /// The call's id; `test-call-<n>` (1-based case index) when absent.
     #[serde(default)]
     pub call_id: Option<String>,
     /// Request headers the call exposes (lower-cased).
@@ -42,10 +50,13 @@ pub struct TestCase {
     /// Number → passphrase. Absent: the verifier is unavailable.
     #[serde(default)]
     pub passphrase: Option<BTreeMap<String, String>>,
+    /// How the one-time-code service answers. Absent: it is unavailable.
     #[serde(default)]
     pub codes: Option<CodesFixture>,
+    /// The webhook's canned answer. Absent: webhooks are unavailable.
     #[serde(default)]
     pub webhook: Option<WebhookFixture>,
+    /// The TOTP codes accepted. Absent: the verifier is unavailable.
     #[serde(default)]
     pub totp: Option<TotpFixture>,
     /// Backends (or `transfer`) that fail with an error in this test.
@@ -58,8 +69,10 @@ pub struct TestCase {
     /// `fail: [recognizer]`).
     #[serde(default)]
     pub recognizer_fails_at: Option<u32>,
+    /// What the caller does, in order; every action must be performed.
     #[serde(default)]
     pub script: Vec<ScriptItem>,
+    /// What must hold when the run ends; an empty `expect` checks nothing.
     #[serde(default)]
     pub expect: Expect,
 }
@@ -68,6 +81,8 @@ fn default_caller() -> String {
     "+15550000000".into()
 }
 
+/// The `codes:` fixture: how sending and verifying one-time codes behave
+/// (the sent code is offered to the script as `${sent_code}`).
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CodesFixture {
@@ -82,7 +97,9 @@ pub struct CodesFixture {
 /// A directory fixture entry: account fields, or `error`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DirEntry {
+    /// The number's account, field → value (read as `account.<field>`).
     Account(BTreeMap<String, String>),
+    /// Looking this number up fails with a backend error.
     Error,
 }
 
@@ -115,13 +132,17 @@ impl<'de> Deserialize<'de> for DirEntry {
     }
 }
 
+/// The `webhook:` fixture: one canned answer for every webhook step.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookFixture {
+    /// HTTP status of the answer; 200 when absent.
     #[serde(default = "default_status")]
     pub status: u16,
+    /// JSON body of the answer; absent means JSON `null` (no fields set).
     #[serde(default)]
     pub body: Option<serde_json::Value>,
+    /// No answer at all: the step takes its `timeout` exit (or `error`).
     #[serde(default)]
     pub timeout: bool,
 }
@@ -130,16 +151,20 @@ fn default_status() -> u16 {
     200
 }
 
+/// The `totp:` fixture.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TotpFixture {
+    /// Codes the verifier accepts (at any time); every other code is wrong.
     #[serde(default)]
     pub valid: Vec<Scalar>,
 }
 
+/// The `expect:` block; each field given is checked, absent ones are not.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
+    /// The exact list of step ids the run went through.
     pub path: Option<Vec<String>>,
     /// Steps that must appear in this order (others may come between).
     pub path_includes: Option<Vec<String>>,
@@ -156,18 +181,27 @@ pub struct Expect {
     pub events: Option<Vec<String>>,
     /// Event names that must not occur.
     pub events_exclude: Option<Vec<String>>,
+    /// The exact list of prompts started, in order (rendered names).
     pub prompts: Option<Vec<String>>,
+    /// Prompts that must have started at least once, in any order.
     pub prompts_include: Option<Vec<String>>,
+    /// The last transfer request must match this.
     pub transfer: Option<ExpectTransfer>,
+    /// How many codes the code stub sent.
     pub codes_sent: Option<u32>,
     /// Prompts cut short by the caller (keys or speech).
     pub barge_ins: Option<u32>,
 }
 
+/// `expect.transfer`: what the last transfer request carried. Requires that
+/// a transfer was requested at all.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectTransfer {
+    /// The exact rendered target URI; not checked when absent.
     pub target: Option<String>,
+    /// Headers that must be sent with these values (names case-insensitive;
+    /// other headers may be sent too).
     #[serde(default)]
     pub headers: BTreeMap<String, Scalar>,
 }

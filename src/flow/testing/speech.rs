@@ -20,6 +20,7 @@ pub struct SpeechModels {
 }
 
 impl SpeechModels {
+    /// `dir` is the models directory (`--models`); nothing is read yet.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         SpeechModels {
             dir: dir.into(),
@@ -27,6 +28,8 @@ impl SpeechModels {
         }
     }
 
+    /// The engine, loaded on the first call; the outcome (including a load
+    /// error, which says how to install a model) is cached for later calls.
     pub fn engine(&self) -> Result<Arc<dyn SpeechEngine>, String> {
         self.engine
             .get_or_init(|| {

@@ -24,7 +24,9 @@ fn scripted_error(what: &str) -> ServiceError {
 
 /// Number → account (`None`: lookups of that number fail); `fail` makes every lookup an error.
 pub struct DirectoryStub {
+    /// Keyed by the number as looked up; a number not listed has no account.
     pub accounts: BTreeMap<String, Option<Account>>,
+    /// Every lookup fails with a backend error (`fail: [directory]`).
     pub fail: bool,
 }
 
@@ -39,11 +41,15 @@ impl Directory for DirectoryStub {
     }
 }
 
+/// How [`CodeStub`] answers a send request (`codes: { send: … }`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum SendMode {
+    /// The code is sent (and published as `${sent_code}`).
     #[default]
     Ok,
+    /// The service refuses: too many codes for this caller.
     RateLimited,
+    /// The service fails with a backend error.
     Error,
 }
 
@@ -56,7 +62,9 @@ struct PendingCode {
 /// Generates deterministic codes, enforces TTL (virtual clock) and attempts,
 /// and publishes the last code as `${sent_code}` for the script.
 pub struct CodeStub {
+    /// How every send is answered.
     pub send_mode: SendMode,
+    /// Every verification fails with a backend error (`codes: { verify: error }`).
     pub verify_fails: bool,
     clock: VirtualClock,
     script_vars: ScriptVars,
@@ -65,6 +73,8 @@ pub struct CodeStub {
 }
 
 impl CodeStub {
+    /// `clock` decides expiry (a code's TTL runs on virtual time);
+    /// `script_vars` receives `sent_code` on each send.
     pub fn new(
         send_mode: SendMode,
         verify_fails: bool,
@@ -164,7 +174,9 @@ impl CodeService for CodeStub {
 
 /// Accepts exactly the listed codes, for any subject.
 pub struct TotpStub {
+    /// The accepted codes; the time window is ignored.
     pub valid: Vec<String>,
+    /// Every verification fails with a backend error (`fail: [totp]`).
     pub fail: bool,
 }
 
@@ -184,7 +196,9 @@ impl TotpVerifier for TotpStub {
 
 /// Subject (phone number) → passphrase; compared ignoring case and punctuation.
 pub struct PassphraseStub {
+    /// Subject → the passphrase as enrolled; unknown subjects never match.
     pub phrases: BTreeMap<String, String>,
+    /// Every verification fails with a backend error (`fail: [passphrase]`).
     pub fail: bool,
 }
 
@@ -207,10 +221,16 @@ impl PassphraseVerifier for PassphraseStub {
 
 /// Answers every call the same way and records the requests.
 pub struct WebhookStub {
+    /// HTTP status of every answer.
     pub status: u16,
+    /// JSON body of every answer (`null` sets no fields).
     pub body: serde_json::Value,
+    /// Answer with a timeout error instead (checked after `fail`).
     pub timeout: bool,
+    /// Answer with a transport error instead (`fail: [webhook]`).
     pub fail: bool,
+    /// Every request received, in order, recorded even when failing; keep a
+    /// clone of the handle to inspect them after the run.
     pub requests: Arc<Mutex<Vec<WebhookRequest>>>,
 }
 
