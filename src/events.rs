@@ -173,6 +173,25 @@ impl HangupBy {
     }
 }
 
+/// What cut a prompt short; the `by` of an [`Event::BargeIn`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BargeInBy {
+    /// A key press (kept as type-ahead for the next digit collection).
+    Digit,
+    /// The caller started talking (voice activity; nothing is recognised).
+    Speech,
+}
+
+impl BargeInBy {
+    /// Stable spelling used in JSON events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BargeInBy::Digit => "digit",
+            BargeInBy::Speech => "speech",
+        }
+    }
+}
+
 /// One thing that happened during a flow run.
 ///
 /// Every `step` field is the id of the step the event belongs to, as written
@@ -280,6 +299,13 @@ pub enum Event {
         /// transcript).
         message: String,
     },
+    /// The caller cut a prompt short and the prompt stopped.
+    BargeIn {
+        /// Step id.
+        step: String,
+        /// A key press or speech.
+        by: BargeInBy,
+    },
     /// The call ended while the flow ran.
     HungUp {
         /// Who hung up.
@@ -322,6 +348,7 @@ impl Event {
                 WebhookResult::Error => "webhook_error",
             },
             Event::Error { .. } => "error",
+            Event::BargeIn { .. } => "barge_in",
             Event::HungUp { by, .. } => match by {
                 HangupBy::Caller => "hung_up_by_caller",
                 HangupBy::Engine => "hung_up_by_engine",
@@ -342,6 +369,7 @@ impl Event {
             | Event::Transfer { step, .. }
             | Event::Webhook { step, .. }
             | Event::Error { step, .. }
+            | Event::BargeIn { step, .. }
             | Event::HungUp { step, .. } => Some(step),
         }
     }
@@ -435,6 +463,10 @@ impl Serialize for Event {
             Event::Error { step, message } => {
                 m.serialize_entry("step", step)?;
                 m.serialize_entry("message", message)?;
+            }
+            Event::BargeIn { step, by } => {
+                m.serialize_entry("step", step)?;
+                m.serialize_entry("by", by.as_str())?;
             }
             Event::HungUp { by, step } => {
                 m.serialize_entry("by", by.as_str())?;

@@ -33,6 +33,7 @@ fn event_fields(name: &str) -> Option<&'static [&'static str]> {
         }
         "error" => &["step", "message"],
         "hung_up_by_caller" | "hung_up_by_engine" => &["by", "step"],
+        "barge_in" => &["step", "by"],
         _ => return None,
     })
 }

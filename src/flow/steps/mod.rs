@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::call::{CallChannel, CallError, CallInput, DigitSource};
-use crate::events::{AuthMethod, AuthOutcome, Event, EventSink};
+use crate::events::{AuthMethod, AuthOutcome, BargeInBy, Event, EventSink};
 use crate::flow::model::{BargeIn, Exit, PromptRef, Step, StepKind};
 use crate::flow::services::Services;
 use crate::flow::state::CallState;
@@ -131,6 +131,13 @@ impl<C: CallChannel> Ctx<'_, C> {
         &self.step.id.value
     }
 
+    /// Note that the caller cut the prompt short (an event; the prompt is
+    /// already stopped).
+    fn barged_in(&mut self, by: BargeInBy) {
+        let step = self.id().to_string();
+        self.emit(Event::BargeIn { step, by });
+    }
+
     /// Send an event to the run's sink.
     pub fn emit(&mut self, ev: Event) {
         self.sink.emit(ev);
@@ -224,13 +231,14 @@ impl<C: CallChannel> Ctx<'_, C> {
                 Some(CallInput::Digit { digit, source }) if barge_in.digits => {
                     self.call.stop_playback().await;
                     self.typeahead.push_back((digit, source));
+                    self.barged_in(BargeInBy::Digit);
                     return Ok(());
                 }
                 // The caller talks over the prompt: stop it (the words are
                 // not recognised; the next input step listens afresh).
                 Some(CallInput::SpeechStarted) if voice => {
-                    tracing::debug!(step = %self.id(), "the caller spoke over the prompt; prompt stopped");
                     self.call.stop_playback().await;
+                    self.barged_in(BargeInBy::Speech);
                     return Ok(());
                 }
                 // Other inputs (digits without barge-in, stray speech events) are ignored.
