@@ -19,12 +19,16 @@ pub enum Dialect {
     Lenient,
 }
 
+/// Why a duration was refused; callers add the field name and location.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum DurationError {
+    /// The part before the unit is empty or not a decimal number.
     #[error("not a number")]
     NotANumber,
+    /// A unit the dialect does not accept (e.g. `min` in a flow); holds the unit as written.
     #[error("unknown unit `{0}`")]
     UnknownUnit(String),
+    /// Beyond what a `Duration` can hold (or not finite).
     #[error("too large")]
     TooLarge,
 }

@@ -13,13 +13,16 @@ use crate::flow::model::Span;
 /// any diagnostic must not be served.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// The flow file the problem is in, as it was given to the loader.
     pub path: PathBuf,
     /// 1-based line and column; `1:1` when the problem concerns the whole file.
     pub span: Span,
+    /// What is wrong, for a person; printed after `file:line:col: `.
     pub message: String,
 }
 
 impl Diagnostic {
+    /// A diagnostic at `span` in the file at `path`.
     pub fn new(path: &Path, span: Span, message: impl Into<String>) -> Self {
         Self {
             path: path.to_path_buf(),

@@ -27,10 +27,30 @@ pub const MAX_TRANSITIONS: usize = 1000;
 /// How the run ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Disposition {
-    HungUpByCaller { step: String },
-    Ended { step: String },
-    Transferred { step: String, target: String },
-    Error { step: String, message: String },
+    /// The caller hung up (while waiting for input, or seen as a call error).
+    HungUpByCaller {
+        /// The step the run was in.
+        step: String,
+    },
+    /// The flow ended itself: a `hangup` step, or a `next` exit with no target.
+    Ended {
+        /// The step that ended it.
+        step: String,
+    },
+    /// A transfer succeeded; the call now belongs to someone else.
+    Transferred {
+        /// The transfer step (not a bookkeeping step after it).
+        step: String,
+        /// The rendered transfer target.
+        target: String,
+    },
+    /// The run was stopped by a failure; we hung up.
+    Error {
+        /// The step that failed (empty when `vars:` could not be set).
+        step: String,
+        /// What went wrong, as in the `error` event.
+        message: String,
+    },
 }
 
 impl Disposition {
@@ -48,16 +68,23 @@ impl Disposition {
 /// One move from a step: the exit label (`success`, `if#1`, `else`, …) and where it led.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
+    /// The step id that was left.
     pub from: String,
+    /// The exit label taken, as test files and `StepLeft` events spell it.
     pub exit: String,
+    /// The step id entered next; `None` when the exit ended the run.
     pub to: Option<String>,
 }
 
+/// What [`run_flow`] reports about one run: for `voxgate test` assertions and
+/// the end-of-call log.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlowOutcome {
     /// Step ids in the order entered.
     pub path: Vec<String>,
+    /// Every exit taken, in order (one per entered step that finished).
     pub transitions: Vec<Transition>,
+    /// How the run ended.
     pub disposition: Disposition,
     /// Final variables (the flow's and the engine's), secrets masked.
     pub vars: BTreeMap<String, String>,

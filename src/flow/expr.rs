@@ -23,26 +23,55 @@ use thiserror::Error;
 /// What is wrong with a template or condition, and where (1-based column).
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum ExprError {
+    /// A template's `${` is never closed.
     #[error("`${{` at column {col} has no closing `}}`")]
-    UnterminatedVar { col: usize },
+    UnterminatedVar {
+        /// Column of the `$`.
+        col: usize,
+    },
+    /// What stands in `${...}` or in a condition is not a dotted variable name.
     #[error("`{name}` at column {col} is not a variable name; use letters, digits and `_`, with dots between parts (e.g. `account.phone`)")]
-    BadName { name: String, col: usize },
+    BadName {
+        /// The text as written (untrimmed inside `${...}`).
+        name: String,
+        /// Column where the name starts.
+        col: usize,
+    },
+    /// Rendering met a variable the call has not set; holds its name.
     #[error("variable `{0}` is not set")]
     Unset(String),
+    /// A quoted string in a condition runs to the end.
     #[error("string starting at column {col} has no closing quote")]
-    UnterminatedString { col: usize },
+    UnterminatedString {
+        /// Column of the opening quote.
+        col: usize,
+    },
+    /// A token (or the end) where the condition grammar wants something else.
     #[error("unexpected {found} at column {col}; expected {expected}")]
     Unexpected {
+        /// The token described for an author (a name, a string, an operator with a
+        /// hint such as "use `&&`", or `end of condition`).
         found: String,
+        /// Column of that token; one past the end for `end of condition`.
         col: usize,
+        /// What would have been accepted there, in words.
         expected: &'static str,
     },
+    /// The condition is empty or only whitespace.
     #[error("the condition is empty; write e.g. `account.status == \"locked\"`")]
     Empty,
+    /// More than 64 nested `(` / `!`; the bound keeps hostile input off the stack.
     #[error("parentheses nested too deeply at column {col} (limit 64)")]
-    TooDeep { col: usize },
+    TooDeep {
+        /// Column of the token that went past the limit.
+        col: usize,
+    },
+    /// A string or number used as a whole condition (`"yes"` instead of `x == "yes"`).
     #[error("a literal alone at column {col} is not a condition; compare it with something (e.g. `x == \"yes\"`)")]
-    BareLiteral { col: usize },
+    BareLiteral {
+        /// Column of the literal.
+        col: usize,
+    },
 }
 
 fn is_name(s: &str) -> bool {
@@ -491,6 +520,8 @@ fn eval_node(n: &Node, lookup: &dyn Fn(&str) -> Option<String>) -> bool {
 }
 
 impl Condition {
+    /// Parse a condition written in a flow's `branch`; errors carry the
+    /// 1-based column inside `src`.
     pub fn parse(src: &str) -> Result<Condition, ExprError> {
         let toks = lex(src)?;
         if toks.is_empty() {

@@ -2,7 +2,7 @@
 //!
 //! YAML crate choice: `serde-saphyr`. Its `Spanned<T>` wrapper gives the
 //! line/column of any value, so we deserialize the whole document into a
-//! small span-carrying tree ([`Node`]) and then build the typed model by hand.
+//! small span-carrying tree (`Node`) and then build the typed model by hand.
 //! Walking a tree ourselves (instead of `#[derive(Deserialize)]` on the model)
 //! is what lets us collect *all* mistakes in one pass — serde stops at the
 //! first — and word each message for flow authors rather than for Rust types.
@@ -249,8 +249,10 @@ pub struct Recovery {
     /// Targets written under a rejected exit (`from`, `to`): they count for
     /// reachability and ways out, but are not checked as targets.
     pub hidden_edges: Vec<(StepId, StepId)>,
-    /// Variables (exact names and `prefix.`es) that placeholder steps may set.
+    /// Exact variable names that placeholder steps or misspelt fields may
+    /// set, so reading them is not reported as "never set".
     pub maybe_set: BTreeSet<String>,
+    /// Likewise for whole families: prefixes ending in `.` (`crm.`).
     pub maybe_prefixes: BTreeSet<String>,
     /// `start` could not be read or a step was dropped whole: which steps are
     /// reachable is unknown.
@@ -267,6 +269,7 @@ pub struct Loaded {
     pub flow: Option<Flow>,
     /// Load diagnostics, sorted by position.
     pub diags: Vec<Diagnostic>,
+    /// What was guessed to get `flow`; the validator needs it to avoid cascades.
     pub recovery: Recovery,
 }
 

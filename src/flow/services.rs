@@ -23,6 +23,9 @@ pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Fields of an account (become `account.<field>` variables).
 pub type Account = BTreeMap<String, String>;
 
+/// Why a backend call did not produce an answer; the step takes `error`
+/// (or `timeout` where it has one). The text goes to the log and the `error`
+/// event, so it must never carry a secret.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum ServiceError {
     /// The backend is not configured on this server.
@@ -31,6 +34,8 @@ pub enum ServiceError {
     /// The backend did not answer in time.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// The backend answered or failed in a way that is not a result (I/O,
+    /// protocol, a malformed answer); holds the cause.
     #[error("{0}")]
     Failed(String),
 }
@@ -46,34 +51,51 @@ pub trait Directory: Send + Sync {
 pub struct CodeRequest {
     /// Codes are keyed by call: one pending code per call.
     pub call_id: String,
+    /// How to deliver it; `verify_code` later reports this channel as its method.
     pub channel: CodeChannel,
+    /// The rendered destination number (a secret-free phone number).
     pub to: String,
+    /// Digits to generate (4–10).
     pub length: u32,
+    /// How long the code stays valid from sending.
     pub ttl: Duration,
+    /// Wrong entries the backend allows before it burns the code.
     pub max_attempts: u32,
+    /// Least time since the call's previous code; sooner is [`SendResult::RateLimited`].
     pub resend_cooldown: Duration,
 }
 
+/// What [`CodeService::send`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendResult {
+    /// A code was generated, filed under the call and handed to the channel.
     Sent,
+    /// Refused: within the cooldown or over the backend's rate limit; no code sent.
     RateLimited,
 }
 
+/// What [`CodeService::verify`] found for an entered code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CodeCheck {
+    /// Right code, in time; the backend consumes it.
     Ok,
     /// Wrong code; more attempts allowed by the backend.
     Wrong,
     /// Wrong code and the backend burnt it (attempts used up).
     Exhausted,
+    /// The code's `ttl` has passed.
     Expired,
     /// No code was sent on this call.
     NotSent,
 }
 
+/// One-time codes: generation, delivery, TTLs and attempt counting all live
+/// here; the steps only prompt, collect and map results to exits.
 pub trait CodeService: Send + Sync {
+    /// Generate and deliver a code for `req.call_id`, replacing any pending one.
     fn send<'a>(&'a self, req: &'a CodeRequest) -> BoxFut<'a, Result<SendResult, ServiceError>>;
+    /// Check `entered` against the code pending for `call_id`. `entered` is a
+    /// secret: implementations must not log it.
     fn verify<'a>(
         &'a self,
         call_id: &'a str,
@@ -81,8 +103,11 @@ pub trait CodeService: Send + Sync {
     ) -> BoxFut<'a, Result<CodeCheck, ServiceError>>;
 }
 
+/// Authenticator-app codes (RFC 6238 TOTP).
 pub trait TotpVerifier: Send + Sync {
-    /// `subject` is `account.id` when known, else the caller number.
+    /// Whether `code` is valid for `subject` within `window` 30-second steps
+    /// either side of now. `subject` is `account.id` when known, else the
+    /// caller number.
     fn verify<'a>(
         &'a self,
         subject: &'a str,
@@ -91,8 +116,10 @@ pub trait TotpVerifier: Send + Sync {
     ) -> BoxFut<'a, Result<bool, ServiceError>>;
 }
 
+/// Spoken passphrases, checked against what is enrolled for a subject.
 pub trait PassphraseVerifier: Send + Sync {
-    /// `subject` is `account.phone` when known, else the caller number.
+    /// Whether `transcript` (what the recogniser heard) matches `subject`'s
+    /// passphrase. `subject` is `account.phone` when known, else the caller number.
     /// The transcript is a secret: implementations must not log it.
     fn verify<'a>(
         &'a self,
@@ -101,23 +128,34 @@ pub trait PassphraseVerifier: Send + Sync {
     ) -> BoxFut<'a, Result<bool, ServiceError>>;
 }
 
+/// One rendered `webhook` call. Header values may carry API keys: never log them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WebhookRequest {
+    /// Absolute `http://` / `https://` URL, template values already percent-encoded.
     pub url: String,
+    /// `true`: POST with `body` as JSON; `false`: GET without a body.
     pub post: bool,
+    /// Extra request headers (name, rendered value), in flow order.
     pub headers: Vec<(String, String)>,
+    /// The JSON object to POST (values are strings).
     pub body: serde_json::Map<String, serde_json::Value>,
+    /// Limit for the whole exchange, connecting to the last body byte.
     pub timeout: Duration,
 }
 
+/// An HTTP answer, whatever its status; the step maps 2xx to `success`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WebhookResponse {
+    /// The HTTP status code.
     pub status: u16,
+    /// For 2xx, the answer's JSON object; `null` for other statuses (not read).
     pub body: serde_json::Value,
 }
 
+/// HTTP calls for the `webhook` step ([`crate::flow::webhook_http::HttpWebhook`] in `serve`).
 pub trait WebhookClient: Send + Sync {
-    /// `Err(ServiceError::Timeout)` when `req.timeout` passed.
+    /// Any HTTP status is `Ok`; `Err(ServiceError::Timeout)` when
+    /// `req.timeout` passed, `Err(Failed)` for I/O errors and unusable 2xx bodies.
     fn call<'a>(
         &'a self,
         req: &'a WebhookRequest,
@@ -126,10 +164,15 @@ pub trait WebhookClient: Send + Sync {
 
 /// Everything the steps can call.
 pub struct Services {
+    /// For `lookup_caller`.
     pub directory: Box<dyn Directory>,
+    /// For `send_code` and `verify_code`.
     pub codes: Box<dyn CodeService>,
+    /// For `verify_totp`.
     pub totp: Box<dyn TotpVerifier>,
+    /// For `verify_passphrase`.
     pub passphrase: Box<dyn PassphraseVerifier>,
+    /// For `webhook`.
     pub webhook: Box<dyn WebhookClient>,
 }
 

@@ -143,6 +143,7 @@ impl CallerTrust {
         }
     }
 
+    /// What flows read as `caller_trust` / `caller.trust`.
     pub fn as_str(&self) -> &str {
         match self {
             CallerTrust::Unverified => "unverified",
@@ -159,14 +160,17 @@ pub struct KnownAccount {
 }
 
 impl KnownAccount {
+    /// The account's `id` field, if the directory returned one (the TOTP subject).
     pub fn id(&self) -> Option<&str> {
         self.field("id")
     }
 
+    /// The account's `phone` field, if any (the passphrase subject).
     pub fn phone(&self) -> Option<&str> {
         self.field("phone")
     }
 
+    /// Any field the directory returned; flows read it as `account.<name>`.
     pub fn field(&self, name: &str) -> Option<&str> {
         self.fields.get(name).map(String::as_str)
     }
@@ -175,6 +179,7 @@ impl KnownAccount {
 /// The one-time code the code backend accepted to send on this call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingCode {
+    /// The channel really used, which decides `verify_code`'s method.
     pub channel: CodeChannel,
     /// Destination as events show it ([`crate::events::mask_number`]).
     pub sent_to_masked: String,
@@ -193,8 +198,12 @@ impl PendingCode {
 /// One verification a step finished, in the order they happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthAttempt {
+    /// How the caller was checked (`auth.method`).
     pub method: AuthMethod,
+    /// What came of it (`auth.result`).
     pub outcome: AuthOutcome,
+    /// A short explanation for people (`auth.reason`, e.g. "code expired");
+    /// never a secret.
     pub reason: String,
 }
 
@@ -212,6 +221,8 @@ pub struct CallState {
 }
 
 impl CallState {
+    /// The state at the start of a run: the call's identity and headers, no
+    /// account, no code, no verification yet.
     pub fn from_call(info: &CallInfo) -> Self {
         Self {
             call_id: info.call_id.clone(),
@@ -230,18 +241,23 @@ impl CallState {
         &self.call_id
     }
 
+    /// The caller's number as the call layer gave it (`caller`); see
+    /// [`trust`](Self::trust) before believing it.
     pub fn caller(&self) -> &str {
         &self.caller
     }
 
+    /// How far [`caller`](Self::caller) can be believed.
     pub fn trust(&self) -> &CallerTrust {
         &self.trust
     }
 
+    /// The account `lookup_caller` found; `None` before or when none was found.
     pub fn account(&self) -> Option<&KnownAccount> {
         self.account.as_ref()
     }
 
+    /// The latest code `send_code` got sent on this call, if any.
     pub fn code(&self) -> Option<&PendingCode> {
         self.code.as_ref()
     }

@@ -29,10 +29,14 @@ struct Var {
     secret: bool,
 }
 
+/// Why a variable could not be set or a template rendered; the step fails
+/// with it (never showing a secret's value).
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum VarError {
+    /// A public rendering referenced the secret variable named here.
     #[error("refusing to render secret variable `{0}`")]
     Secret(String),
+    /// The template or condition is malformed or reads an unset variable; holds the [`expr::ExprError`] text.
     #[error("{0}")]
     Expr(String),
     /// The loader refuses these writes; this is the second lock.
@@ -56,6 +60,7 @@ impl std::fmt::Debug for Vars {
 }
 
 impl Vars {
+    /// No variables at all (tests); a run starts from [`for_run`](Self::for_run).
     pub fn new() -> Self {
         Self::default()
     }
@@ -100,10 +105,13 @@ impl Vars {
         );
     }
 
+    /// A flow variable's value, secret or not; engine-owned names are not
+    /// here (read them through a [`Scope`]).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.map.get(name).map(|v| v.value.as_str())
     }
 
+    /// Whether `name` is set and secret.
     pub fn is_secret(&self, name: &str) -> bool {
         self.map.get(name).is_some_and(|v| v.secret)
     }
@@ -130,11 +138,14 @@ impl Vars {
 /// engine state.
 #[derive(Clone, Copy)]
 pub struct Scope<'a> {
+    /// Answers the reserved names.
     pub state: &'a CallState,
+    /// Answers every other name.
     pub vars: &'a Vars,
 }
 
 impl<'a> Scope<'a> {
+    /// A view over one run's engine state and flow variables.
     pub fn new(state: &'a CallState, vars: &'a Vars) -> Self {
         Self { state, vars }
     }
@@ -147,6 +158,8 @@ impl<'a> Scope<'a> {
         self.vars.map.get(name).map(|v| (v.value.clone(), v.secret))
     }
 
+    /// The value a flow reads under `name` (secrets included, unmasked:
+    /// for conditions and backends, never for output).
     pub fn get(&self, name: &str) -> Option<String> {
         self.lookup(name).map(|(v, _)| v)
     }
