@@ -1,6 +1,10 @@
 //! The command line as an operator and a flow author meet it: exit codes and
 //! the exact shape of error messages.
 
+// Integration tests: helpers may unwrap (a failure should panic with the value)
+// and share `pub` helpers through `common`.
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
 mod common;
 
 use std::process::Command;

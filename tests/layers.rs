@@ -6,6 +6,10 @@
 //! A small Rust lexer blanks comments and string literals first, so prose and
 //! test strings that mention `crate::…` do not count.
 
+// Integration tests: helpers may unwrap (a failure should panic with the value)
+// and share `pub` helpers through `common`.
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

@@ -9,6 +9,10 @@
 //! the application-layer answers). The observed table is printed and written to
 //! `docs/rfc4475.md`, section "End to end (tests/rfc4475.rs)".
 
+// Integration tests: helpers may unwrap (a failure should panic with the value)
+// and share `pub` helpers through `common`.
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
 mod common;
 
 use common::*;

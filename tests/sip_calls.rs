@@ -2,6 +2,10 @@
 //! baresip as callers, digits by every DTMF method, CANCEL, BYE, re-INVITE,
 //! RTP checks on what the caller hears, shutdown and media timeout.
 
+// Integration tests: helpers may unwrap (a failure should panic with the value)
+// and share `pub` helpers through `common`.
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
 mod common;
 
 use std::process::Command;

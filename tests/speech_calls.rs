@@ -3,6 +3,10 @@
 //! recogniser (Whisper tiny.en, installed by scripts/fetch-whisper) must
 //! hear the account number and the "yes"; voice alone must stop a prompt.
 
+// Integration tests: helpers may unwrap (a failure should panic with the value)
+// and share `pub` helpers through `common`.
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,10 @@
 //! End to end: a sipp call into `voxgate serve` runs a flow whose `webhook`
 //! step calls a local HTTP server (127.0.0.1), then branches on the answer.
 
+// Integration tests: helpers may unwrap (a failure should panic with the value)
+// and share `pub` helpers through `common`.
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
 mod common;
 mod http_server;
 

@@ -1,6 +1,10 @@
 //! `HttpWebhook` (the webhook client `serve` uses) against a real HTTP server
 //! on 127.0.0.1: request shape, answer → result mapping, limits, timeouts.
 
+// Integration tests: helpers may unwrap (a failure should panic with the value)
+// and share `pub` helpers through `common`.
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
 mod http_server;
 
 use std::time::{Duration, Instant};

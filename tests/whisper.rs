@@ -2,6 +2,10 @@
 //! telephone audio. Needs the model: scripts/fetch-whisper (scripts/test.sh
 //! installs it); a missing model fails these tests.
 
+// Integration tests: helpers may unwrap (a failure should panic with the value)
+// and share `pub` helpers through `common`.
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
