@@ -236,6 +236,7 @@ mod crm_cannot_spoof {
             &'a self,
             call_id: &'a str,
             _entered: &'a str,
+            _now: std::time::SystemTime,
         ) -> BoxFut<'a, Result<CodeCheck, ServiceError>> {
             self.0.lock().unwrap().push(format!("verify {call_id}"));
             Box::pin(async { Ok(CodeCheck::Wrong) })
@@ -250,6 +251,7 @@ mod crm_cannot_spoof {
             subject: &'a str,
             _code: &'a str,
             _window: u32,
+            _now: std::time::SystemTime,
         ) -> BoxFut<'a, Result<bool, ServiceError>> {
             self.0.lock().unwrap().push(format!("totp {subject}"));
             Box::pin(async { Ok(false) })

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 // Each type lives in the layer that produces it; re-exported here because
 // the flows meet them as part of the call.
@@ -16,8 +16,12 @@ pub use crate::asr::{RecognitionSpec, SpeechResult};
 pub use crate::media::dtmf::DigitSource;
 
 /// Facts about the call known at answer time.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CallInfo {
+    /// Wall-clock time the call was answered. Backends that need the time
+    /// (code TTLs, TOTP steps) get `answered_at + elapsed()`, never a clock
+    /// of their own, so the virtual clock of `voxgate test` drives them too.
+    pub answered_at: SystemTime,
     /// Our call id (also in every log line of the call).
     pub call_id: String,
     /// Caller number/user (From or trusted P-Asserted-Identity).
@@ -26,6 +30,18 @@ pub struct CallInfo {
     pub dialled: String,
     /// Selected request headers the flow may read (lower-case names).
     pub headers: BTreeMap<String, String>,
+}
+
+impl Default for CallInfo {
+    fn default() -> Self {
+        CallInfo {
+            answered_at: SystemTime::UNIX_EPOCH,
+            call_id: String::new(),
+            caller: String::new(),
+            dialled: String::new(),
+            headers: BTreeMap::new(),
+        }
+    }
 }
 
 /// Something that happened on the call.

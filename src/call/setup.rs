@@ -299,6 +299,7 @@ impl DialogHandler for CallSetup {
             media_rx,
         );
         let info = CallInfo {
+            answered_at: std::time::SystemTime::now(),
             call_id: call.clone(),
             caller: caller.clone(),
             dialled: dialled.clone(),

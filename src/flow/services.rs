@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 
@@ -63,6 +63,9 @@ pub struct CodeRequest {
     pub max_attempts: u32,
     /// Least time since the call's previous code; sooner is [`SendResult::RateLimited`].
     pub resend_cooldown: Duration,
+    /// The call's clock ([`crate::call::CallInfo::answered_at`] + elapsed):
+    /// the TTL and cooldown count from here, not from a clock of the backend's.
+    pub now: SystemTime,
 }
 
 /// What [`CodeService::send`] did.
@@ -94,25 +97,28 @@ pub enum CodeCheck {
 pub trait CodeService: Send + Sync {
     /// Generate and deliver a code for `req.call_id`, replacing any pending one.
     fn send<'a>(&'a self, req: &'a CodeRequest) -> BoxFut<'a, Result<SendResult, ServiceError>>;
-    /// Check `entered` against the code pending for `call_id`. `entered` is a
-    /// secret: implementations must not log it.
+    /// Check `entered` against the code pending for `call_id` at `now` (the
+    /// call's clock, as in [`CodeRequest::now`]). `entered` is a secret:
+    /// implementations must not log it.
     fn verify<'a>(
         &'a self,
         call_id: &'a str,
         entered: &'a str,
+        now: SystemTime,
     ) -> BoxFut<'a, Result<CodeCheck, ServiceError>>;
 }
 
 /// Authenticator-app codes (RFC 6238 TOTP).
 pub trait TotpVerifier: Send + Sync {
     /// Whether `code` is valid for `subject` within `window` 30-second steps
-    /// either side of now. `subject` is `account.id` when known, else the
-    /// caller number.
+    /// either side of `now` (the call's clock: answered at + elapsed, virtual
+    /// in tests). `subject` is `account.id` when known, else the caller number.
     fn verify<'a>(
         &'a self,
         subject: &'a str,
         code: &'a str,
         window: u32,
+        now: SystemTime,
     ) -> BoxFut<'a, Result<bool, ServiceError>>;
 }
 
@@ -211,7 +217,12 @@ impl CodeService for Unavailable {
     fn send<'a>(&'a self, _: &'a CodeRequest) -> BoxFut<'a, Result<SendResult, ServiceError>> {
         self.fail()
     }
-    fn verify<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFut<'a, Result<CodeCheck, ServiceError>> {
+    fn verify<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: SystemTime,
+    ) -> BoxFut<'a, Result<CodeCheck, ServiceError>> {
         self.fail()
     }
 }
@@ -222,6 +233,7 @@ impl TotpVerifier for Unavailable {
         _: &'a str,
         _: &'a str,
         _: u32,
+        _: SystemTime,
     ) -> BoxFut<'a, Result<bool, ServiceError>> {
         self.fail()
     }

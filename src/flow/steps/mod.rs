@@ -138,6 +138,13 @@ impl<C: CallChannel> Ctx<'_, C> {
         self.emit(Event::BargeIn { step, by });
     }
 
+    /// The call's wall clock: when it was answered plus the time since (the
+    /// virtual time in `voxgate test`). Backends get this, never a clock of
+    /// their own, so code TTLs and TOTP steps are testable on virtual time.
+    pub fn clock(&self) -> std::time::SystemTime {
+        self.call.info().answered_at + self.call.elapsed()
+    }
+
     /// Send an event to the run's sink.
     pub fn emit(&mut self, ev: Event) {
         self.sink.emit(ev);

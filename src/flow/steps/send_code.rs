@@ -30,6 +30,7 @@ pub(super) async fn run<C: CallChannel>(
         ttl: step.ttl.value,
         max_attempts: step.max_attempts.value,
         resend_cooldown: step.resend_cooldown.value,
+        now: ctx.clock(),
     };
     let res = ctx.services.codes.send(&req).await;
     let (outcome, flowing) = match res {

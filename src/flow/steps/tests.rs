@@ -77,6 +77,8 @@ struct Fx {
     passphrase: Option<PassphraseStub>,
     codes: Option<(SendMode, bool)>,
     totp: Option<TotpStub>,
+    /// A TOTP verifier other than the stub (takes precedence over `totp`).
+    totp_with: Option<Box<dyn crate::flow::services::TotpVerifier>>,
     webhook: Option<WebhookStub>,
     transfer: TransferFixture,
     caller: Option<&'static str>,
@@ -84,6 +86,7 @@ struct Fx {
 
 fn run_with(f: &Flow, script: Vec<Action>, fx: Fx) -> Run {
     let info = CallInfo {
+        answered_at: crate::flow::testing::runner::test_epoch(),
         call_id: "c-1".into(),
         caller: fx.caller.unwrap_or("+15551230001").into(),
         dialled: "t".into(),
@@ -98,15 +101,13 @@ fn run_with(f: &Flow, script: Vec<Action>, fx: Fx) -> Run {
         s.passphrase = Box::new(p);
     }
     if let Some((mode, verify_fails)) = fx.codes {
-        s.codes = Box::new(CodeStub::new(
-            mode,
-            verify_fails,
-            call.clock(),
-            call.script_vars(),
-        ));
+        s.codes = Box::new(CodeStub::new(mode, verify_fails, call.script_vars()));
     }
     if let Some(t) = fx.totp {
         s.totp = Box::new(t);
+    }
+    if let Some(t) = fx.totp_with {
+        s.totp = t;
     }
     if let Some(w) = fx.webhook {
         s.webhook = Box::new(w);
@@ -647,6 +648,66 @@ steps:
     );
 }
 
+/// Records the `now` it is asked at; accepts nothing.
+struct ClockedTotp(std::sync::Arc<std::sync::Mutex<Vec<std::time::SystemTime>>>);
+
+impl crate::flow::services::TotpVerifier for ClockedTotp {
+    fn verify<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: u32,
+        now: std::time::SystemTime,
+    ) -> crate::flow::services::BoxFut<'a, Result<bool, crate::flow::services::ServiceError>> {
+        self.0.lock().unwrap().push(now);
+        Box::pin(std::future::ready(Ok(false)))
+    }
+}
+
+#[test]
+fn backends_get_the_calls_clock_not_their_own() {
+    let f = flow(
+        r##"
+flow: t
+start: t1
+steps:
+  t1:
+    verify_totp: { prompts: [enter], tries: 2, first_digit_timeout: 5s }
+    on: { success: ok, failure: bad, no_input: bad, error: bad }
+  ok: { hangup: {} }
+  bad: { hangup: {} }
+"##,
+    );
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let fx = Fx {
+        totp_with: Some(Box::new(ClockedTotp(seen.clone()))),
+        ..Fx::default()
+    };
+    let r = run_with(
+        &f,
+        vec![
+            Action::Advance(secs(90)),
+            digits("111111"),
+            Action::Advance(secs(120)),
+            digits("222222"),
+        ],
+        fx,
+    );
+    assert_eq!(r.out.path, ["t1", "bad"]);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let epoch = crate::flow::testing::runner::test_epoch();
+    // Virtual time: answered at the test epoch, then the script's waits
+    // (plus the prompt and key gaps), never the machine's clock.
+    let first = seen[0].duration_since(epoch).unwrap();
+    let second = seen[1].duration_since(epoch).unwrap();
+    assert!(first >= secs(90) && first < secs(100), "{first:?}");
+    assert!(
+        second >= first + secs(120) && second < first + secs(130),
+        "{second:?}"
+    );
+}
+
 const TRANSFER: &str = r##"
 flow: t
 start: x
@@ -970,11 +1031,11 @@ fn unavailable_services_explain_themselves() {
             .unwrap()
             .unwrap_err()
             .to_string(),
-        block_on(s.codes.verify("c", "1"))
+        block_on(s.codes.verify("c", "1", std::time::UNIX_EPOCH))
             .unwrap()
             .unwrap_err()
             .to_string(),
-        block_on(s.totp.verify("a", "1", 1))
+        block_on(s.totp.verify("a", "1", 1, std::time::UNIX_EPOCH))
             .unwrap()
             .unwrap_err()
             .to_string(),

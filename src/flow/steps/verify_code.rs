@@ -39,7 +39,8 @@ impl<C: CallChannel> InputTries<C> for Code<'_> {
             Entry::Invalid => return Ok(Attempt::Miss(Miss::Wrong)),
             Entry::Digits(d) => d,
         };
-        match ctx.services.codes.verify(&self.call_id, &digits).await {
+        let now = ctx.clock();
+        match ctx.services.codes.verify(&self.call_id, &digits, now).await {
             Ok(CodeCheck::Ok) => {
                 auth(ctx, AuthOutcome::Passed, "code accepted");
                 Ok(Attempt::Done(Exit::Success))

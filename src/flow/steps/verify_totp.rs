@@ -32,10 +32,11 @@ impl<C: CallChannel> InputTries<C> for Totp<'_> {
             Entry::Digits(d) => d,
         };
         let window = self.step.window.value;
+        let now = ctx.clock();
         match ctx
             .services
             .totp
-            .verify(&self.subject, &digits, window)
+            .verify(&self.subject, &digits, window, now)
             .await
         {
             Ok(true) => {

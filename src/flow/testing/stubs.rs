@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::SystemTime;
 
 use crate::flow::services::{
     Account, BoxFut, CodeCheck, CodeRequest, CodeService, Directory, PassphraseVerifier,
@@ -12,7 +12,7 @@ use crate::flow::services::{
 };
 use crate::flow::steps::recognize::normalize;
 
-use super::scripted::{ScriptVars, VirtualClock};
+use super::scripted::ScriptVars;
 
 fn ready<'a, T: Send + 'a>(v: T) -> BoxFut<'a, T> {
     Box::pin(async move { v })
@@ -55,36 +55,30 @@ pub enum SendMode {
 
 struct PendingCode {
     code: String,
-    expires_at: Duration,
+    expires_at: SystemTime,
     attempts_left: u32,
 }
 
-/// Generates deterministic codes, enforces TTL (virtual clock) and attempts,
+/// Generates deterministic codes, enforces TTL (on the call's clock, which
+/// the steps pass in: virtual in tests) and attempts,
 /// and publishes the last code as `${sent_code}` for the script.
 pub struct CodeStub {
     /// How every send is answered.
     pub send_mode: SendMode,
     /// Every verification fails with a backend error (`codes: { verify: error }`).
     pub verify_fails: bool,
-    clock: VirtualClock,
     script_vars: ScriptVars,
     pending: Mutex<BTreeMap<String, PendingCode>>,
     sent: Arc<AtomicU32>,
 }
 
 impl CodeStub {
-    /// `clock` decides expiry (a code's TTL runs on virtual time);
-    /// `script_vars` receives `sent_code` on each send.
-    pub fn new(
-        send_mode: SendMode,
-        verify_fails: bool,
-        clock: VirtualClock,
-        script_vars: ScriptVars,
-    ) -> Self {
+    /// `script_vars` receives `sent_code` on each send. Expiry is decided by
+    /// the `now` each call passes in, the call's own clock.
+    pub fn new(send_mode: SendMode, verify_fails: bool, script_vars: ScriptVars) -> Self {
         CodeStub {
             send_mode,
             verify_fails,
-            clock,
             script_vars,
             pending: Mutex::new(BTreeMap::new()),
             sent: Arc::new(AtomicU32::new(0)),
@@ -129,7 +123,7 @@ impl CodeService for CodeStub {
                 req.call_id.clone(),
                 PendingCode {
                     code,
-                    expires_at: self.clock.now() + req.ttl,
+                    expires_at: req.now + req.ttl,
                     attempts_left: req.max_attempts.max(1),
                 },
             );
@@ -141,6 +135,7 @@ impl CodeService for CodeStub {
         &'a self,
         call_id: &'a str,
         entered: &'a str,
+        now: SystemTime,
     ) -> BoxFut<'a, Result<CodeCheck, ServiceError>> {
         if self.verify_fails {
             return ready(Err(scripted_error("code service")));
@@ -150,7 +145,7 @@ impl CodeService for CodeStub {
         };
         let res = match map.get_mut(call_id) {
             None => CodeCheck::NotSent,
-            Some(p) if self.clock.now() >= p.expires_at => {
+            Some(p) if now >= p.expires_at => {
                 map.remove(call_id);
                 CodeCheck::Expired
             }
@@ -186,6 +181,7 @@ impl TotpVerifier for TotpStub {
         _subject: &'a str,
         code: &'a str,
         _window: u32,
+        _now: SystemTime,
     ) -> BoxFut<'a, Result<bool, ServiceError>> {
         if self.fail {
             return ready(Err(scripted_error("totp verifier")));
