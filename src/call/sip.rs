@@ -102,7 +102,10 @@ impl SipCall {
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Ok(Some(MediaEvent::Confirmed)) => {
+                    // The call's clock starts here, wall and monotonic
+                    // together, so `answered_at + elapsed()` is the real time.
                     self.answered = Instant::now();
+                    self.info.answered_at = std::time::SystemTime::now();
                     return true;
                 }
                 Ok(Some(MediaEvent::Hangup)) | Ok(None) => {

@@ -909,11 +909,11 @@ impl<'n> FieldReader<'_, '_, 'n> {
                 s
             }
             None => {
+                // The step id is the default target whatever it looks like:
+                // `caller-lookup` would write under `caller*` at run time.
                 let s = Spanned::new(self.sid.clone(), self.span);
-                if is_var_name(&self.sid) {
-                    if let Some(msg) = into_refusal(&s, false, prefix) {
-                        self.ferr(s.span, msg);
-                    }
+                if let Some(msg) = into_refusal(&s, false, prefix) {
+                    self.ferr(s.span, msg);
                 }
                 s
             }

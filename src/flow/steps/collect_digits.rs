@@ -5,6 +5,7 @@ use regex::Regex;
 
 use crate::call::CallChannel;
 use crate::flow::model::{CollectDigits, Exit, PromptRef};
+use crate::flow::vars::is_reserved_secret;
 
 use super::input::{
     anchored, collect_once, retry, Attempt, Entry, InputTries, Miss, Retried, RetryPrompts,
@@ -16,20 +17,35 @@ struct Collect<'s> {
     pattern: Option<Regex>,
 }
 
+impl Collect<'_> {
+    /// Secret when the step says so or its variable is one of the names that
+    /// always hold secrets (`code`, `otp`, `passphrase`, `secret.*`): the
+    /// digits then stay out of events as well as out of rendered output.
+    fn secret(&self) -> bool {
+        self.step.secret || is_reserved_secret(&self.step.into.value)
+    }
+}
+
 impl<C: CallChannel> InputTries<C> for Collect<'_> {
     type Got = Entry;
     type Done = ();
 
     async fn collect(&self, ctx: &mut Ctx<'_, C>, prompts: &[PromptRef]) -> Result<Entry, Abort> {
-        let s = self.step;
-        collect_once(ctx, &s.input, prompts, self.pattern.as_ref(), s.secret).await
+        collect_once(
+            ctx,
+            &self.step.input,
+            prompts,
+            self.pattern.as_ref(),
+            self.secret(),
+        )
+        .await
     }
 
     async fn judge(&self, ctx: &mut Ctx<'_, C>, entry: Entry) -> Result<Attempt<()>, Abort> {
         Ok(match entry {
             Entry::Digits(d) => {
                 ctx.vars
-                    .set(&self.step.into.value, &d, self.step.secret)
+                    .set(&self.step.into.value, &d, self.secret())
                     .map_err(|e| Abort::Fail(e.to_string()))?;
                 Attempt::Done(())
             }

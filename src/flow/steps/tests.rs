@@ -241,6 +241,23 @@ steps:
     assert_eq!(r.out.vars["got"], "7");
 }
 
+/// Digits collected into a name that always holds a secret (`code`, `otp`,
+/// `passphrase`, `secret.*`) stay out of events even without `secret: true`.
+#[test]
+fn digits_into_a_secret_name_are_withheld_from_events() {
+    for into in ["code", "otp", "passphrase", "secret.pin"] {
+        let f = flow(&format!(
+            "flow: t\nstart: ask\nsteps:\n  ask:\n    collect_digits: {{ prompts: [p], min: 4, max: 4, into: {into} }}\n    on: {{ success: done }}\n  done: {{ hangup: {{}} }}\n"
+        ));
+        let r = run(&f, vec![digits("9157")]);
+        assert_eq!(r.out.path, ["ask", "done"], "{into}");
+        let json = r.json();
+        assert!(json.contains("\"count\":4"), "{into}: {json}");
+        assert!(!json.contains("9157"), "{into}: digits leaked: {json}");
+        assert_eq!(r.out.vars[into], "***", "{into}");
+    }
+}
+
 #[test]
 fn secret_digits_never_reach_events_or_vars_output() {
     let f = flow(
@@ -1109,4 +1126,16 @@ fn vars_debug_output_masks_secrets() {
     let mut v = crate::flow::vars::Vars::new();
     v.set("pin", "97531", true).unwrap();
     assert!(!format!("{v:?}").contains("97531"));
+}
+
+/// A step whose id is not a variable name still writes under its id by
+/// default, so an id like `caller-lookup` is refused at load like `into: caller`.
+#[test]
+fn default_into_from_any_step_id_is_checked_against_reserved_names() {
+    let yaml = "flow: t\nstart: caller-lookup\nsteps:\n  caller-lookup:\n    webhook: { url: 'http://127.0.0.1:9/x' }\n    on: { success: done, failure: done, timeout: done, error: done }\n  done: { hangup: {} }\n";
+    let Err(diags) = load_flow_str(Path::new("t.yaml"), yaml) else {
+        panic!("a default into under `caller*` loaded");
+    };
+    let text = format!("{diags:?}");
+    assert!(text.contains("caller"), "{text}");
 }
