@@ -11,6 +11,9 @@ use anyhow::{bail, Context};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::backends::directory::Directories;
+use crate::backends::webhook_http::HttpWebhook;
+use crate::backends::Services;
 use crate::call::setup::{CallRunner, CallSetup, SetupConfig};
 use crate::call::sip::SipCall;
 use crate::call::CallChannel;
@@ -18,14 +21,13 @@ use crate::config::{self, Config};
 use crate::events::{Event, EventSink};
 use crate::flow::diag::Diagnostic;
 use crate::flow::model::Flow;
-use crate::flow::services::Services;
-use crate::flow::webhook_http::HttpWebhook;
 use crate::flow::{engine, load, testing, validate as fvalidate};
 use crate::linewriter::LineWriter;
 use crate::media::prompt::PromptCache;
 use crate::media::session::SessionConfig;
 use crate::media::stats;
 use crate::sip::endpoint::{self, Endpoint, SipConfig};
+use crate::store::{SecretKey, Store};
 
 /// The `serve` command line; each `Some` overrides the config file.
 pub struct ServeArgs {
@@ -74,7 +76,7 @@ fn init_logging(json: bool) -> Option<LineWriter> {
 /// Flows by name, swapped whole on reload so running calls keep their version.
 pub struct FlowSet {
     flows: RwLock<Arc<HashMap<String, Arc<Flow>>>>,
-    routes: std::collections::BTreeMap<String, String>,
+    routes: std::collections::BTreeMap<String, config::Route>,
     by_name: bool,
 }
 
@@ -273,13 +275,13 @@ struct FlowRunner {
 }
 
 impl CallRunner for FlowRunner {
-    fn route(&self, dialled: &str) -> Option<String> {
-        let name = match self.flows.routes.get(dialled) {
-            Some(n) => n.clone(),
-            None if self.flows.by_name => dialled.to_string(),
+    fn route(&self, dialled: &str) -> Option<config::Route> {
+        let route = match self.flows.routes.get(dialled) {
+            Some(r) => r.clone(),
+            None if self.flows.by_name => config::Route::to_flow(dialled),
             None => return None,
         };
-        self.flows.get(&name).map(|_| name)
+        self.flows.get(&route.flow).map(|_| route)
     }
 
     fn run(
@@ -307,6 +309,16 @@ impl CallRunner for FlowRunner {
             call.hangup().await;
         })
     }
+}
+
+/// Open the store of `cfg` and check the secret key against it. With
+/// `create_key`, a missing key file is created (0600) — `serve` on a fresh
+/// machine; the account commands that seal secrets do the same.
+pub(crate) fn open_store_checked(cfg: &Config, create_key: bool) -> anyhow::Result<Store> {
+    let store = Store::open(&cfg.database)?;
+    let key = SecretKey::load(&cfg.secret_key_file, create_key)?;
+    store.check_key(&key)?;
+    Ok(store)
 }
 
 /// `voxgate serve`: load and check every flow (refusing to start on any
@@ -355,14 +367,24 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if flows.is_empty() {
         bail!("no flows in {}", cfg.flows_dir.display());
     }
-    for (number, flow) in &cfg.routes {
-        if !flows.iter().any(|f| &f.name == flow) {
+    for (number, route) in &cfg.routes {
+        if !flows.iter().any(|f| f.name == route.flow) {
             bail!(
-                "routes: `{number}` points at flow `{flow}`, which is not in {}",
+                "routes: `{number}` points at flow `{}`, which is not in {}",
+                route.flow,
                 cfg.flows_dir.display()
             );
         }
     }
+    let store = open_store_checked(&cfg, true)?;
+    info!(database = %store.path().display(), accounts = store.count().unwrap_or(0), "account store open");
+    let store: Arc<dyn crate::store::AccountStore> = Arc::new(store);
+    let directories = Directories::build(
+        &cfg.directories,
+        &cfg.lookup,
+        store.clone(),
+        cfg.default_country,
+    )?;
     let flow_set = Arc::new(FlowSet {
         flows: RwLock::new(Arc::new(HashMap::new())),
         routes: cfg.routes.clone(),
@@ -399,10 +421,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runner = Arc::new(FlowRunner {
         flows: flow_set.clone(),
         services: Arc::new(Services {
-            // The only real backend so far; the others still take `error`.
+            directory: Box::new(directories),
             webhook: Box::new(
                 HttpWebhook::new().map_err(|e| anyhow::anyhow!("webhook client: {e}"))?,
             ),
+            default_country: cfg.default_country,
+            // Codes, TOTP and passphrases still take `error` until their
+            // backends land.
             ..Services::unavailable()
         }),
         events,
@@ -428,6 +453,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             jitter_frames: 3,
         },
         max_call_duration: cfg.max_call_duration,
+        trusted_peers: cfg.trusted_peers.clone(),
         media: media_rt.handle().clone(),
         speech,
     };

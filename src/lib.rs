@@ -10,6 +10,9 @@
 //! - `flow`: the YAML model, checks run before a caller hears a flow
 //!   (`validate`), the interpreter and its steps, and `voxgate test`; it sees
 //!   a call only through `call::CallChannel`.
+//! - `backends`: what steps call (caller directory, codes, TOTP, passphrase,
+//!   webhooks): the traits, the "unavailable" stand-ins and the real ones.
+//! - `store`: the embedded SQLite database (accounts), secrets sealed at rest.
 //! - `sip`: signalling only: wire → core (transactions, dialogs) → endpoint.
 //! - `media` (RTP, G.711, DTMF, prompts) and `asr` (voice activity, Whisper):
 //!   below `call`, never importing it.
@@ -19,6 +22,7 @@
 
 pub mod app;
 pub mod asr;
+pub mod backends;
 pub mod call;
 pub mod config;
 pub mod duration;
@@ -26,4 +30,6 @@ pub mod events;
 pub mod flow;
 pub mod linewriter;
 pub mod media;
+pub mod phone;
 pub mod sip;
+pub mod store;

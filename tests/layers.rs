@@ -20,28 +20,46 @@ use std::path::{Path, PathBuf};
 /// just the bottom. `call` assembles a call from sip, media and asr and runs
 /// a flow on it; `flow` sees the call only through `call`'s `CallChannel`
 /// trait and its types, so it may import `call` but never `sip` or `media`.
-/// `store` and `backends` do not exist yet; they have their slot already.
+/// `phone` (E.164 numbers) sits at the bottom with `duration`.
 const LAYERS: &[(&str, &[&str])] = &[
     // The bottom: the event vocabulary and the plumbing everyone shares.
     ("events", &["linewriter", "config", "duration"]),
     ("linewriter", &["events", "config", "duration"]),
-    ("config", &["events", "linewriter", "duration"]),
+    ("config", &["events", "linewriter", "duration", "phone"]),
     ("duration", &[]),
-    ("store", &["events", "linewriter", "config"]),
+    ("phone", &[]),
+    (
+        "store",
+        &["events", "linewriter", "config", "duration", "phone"],
+    ),
     // Media and speech sit below the call and may use each other: speech
     // takes media's audio types and resampler, the media session feeds the
     // caller's audio to the endpointer (`asr::endpoint`).
     (
         "media",
-        &["events", "linewriter", "config", "duration", "asr"],
+        &["events", "linewriter", "config", "duration", "phone", "asr"],
     ),
     (
         "asr",
-        &["events", "linewriter", "config", "duration", "media"],
+        &[
+            "events",
+            "linewriter",
+            "config",
+            "duration",
+            "phone",
+            "media",
+        ],
     ),
     (
         "backends",
-        &["events", "linewriter", "config", "duration", "store"],
+        &[
+            "events",
+            "linewriter",
+            "config",
+            "duration",
+            "phone",
+            "store",
+        ],
     ),
     (
         "flow",
@@ -50,6 +68,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "linewriter",
             "config",
             "duration",
+            "phone",
             "store",
             "backends",
             "asr",
@@ -63,6 +82,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "linewriter",
             "config",
             "duration",
+            "phone",
             "store",
             "backends",
         ],
@@ -74,6 +94,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "linewriter",
             "config",
             "duration",
+            "phone",
             "store",
             "backends",
             "media",
@@ -90,6 +111,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "linewriter",
             "config",
             "duration",
+            "phone",
             "store",
             "backends",
             "media",
@@ -106,6 +128,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "linewriter",
             "config",
             "duration",
+            "phone",
             "store",
             "backends",
             "media",

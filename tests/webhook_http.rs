@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use http_server::{Response, Server};
 use serde_json::json;
-use voxgate::flow::services::{ServiceError, WebhookClient, WebhookRequest, WebhookResponse};
-use voxgate::flow::webhook_http::{HttpWebhook, MAX_ANSWER_BYTES, MAX_VARIABLES};
+use voxgate::backends::webhook_http::{HttpWebhook, MAX_ANSWER_BYTES, MAX_VARIABLES};
+use voxgate::backends::{ServiceError, WebhookClient, WebhookRequest, WebhookResponse};
 
 fn call(req: WebhookRequest) -> Result<WebhookResponse, ServiceError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -204,17 +204,17 @@ mod crm_cannot_spoof {
 
     use super::http_server::{Response, Server};
     use serde_json::json;
+    use voxgate::backends::webhook_http::HttpWebhook;
+    use voxgate::backends::{
+        BoxFut, CodeCheck, CodeRequest, CodeService, SendResult, ServiceError, Services,
+        TotpVerifier, Unavailable,
+    };
     use voxgate::call::CallInfo;
     use voxgate::events::VecSink;
     use voxgate::flow::engine::run_flow;
     use voxgate::flow::load::{load_flow_lenient, load_flow_str};
-    use voxgate::flow::services::{
-        BoxFut, CodeCheck, CodeRequest, CodeService, SendResult, ServiceError, Services,
-        TotpVerifier, Unavailable,
-    };
     use voxgate::flow::testing::stubs::DirectoryStub;
     use voxgate::flow::testing::{Action, ScriptedCall};
-    use voxgate::flow::webhook_http::HttpWebhook;
 
     /// Every key a backend was asked about.
     type Seen = Arc<Mutex<Vec<String>>>;
@@ -328,6 +328,7 @@ steps:
             totp: Box::new(RecordingTotp(seen.clone())),
             passphrase: Box::new(Unavailable("no passphrase")),
             webhook: Box::new(HttpWebhook::new().expect("client")),
+            default_country: Default::default(),
         };
         let info = CallInfo {
             call_id: "call-1".into(),

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 // the flows meet them as part of the call.
 pub use crate::asr::{RecognitionSpec, SpeechResult};
 pub use crate::media::dtmf::DigitSource;
+pub use identity::CallerTrust;
 
 /// Facts about the call known at answer time.
 #[derive(Clone, Debug)]
@@ -24,8 +25,15 @@ pub struct CallInfo {
     pub answered_at: SystemTime,
     /// Our call id (also in every log line of the call).
     pub call_id: String,
-    /// Caller number/user (From or trusted P-Asserted-Identity).
+    /// Caller number/user (From or trusted P-Asserted-Identity;
+    /// `anonymous` when withheld): see [`identity::identify`].
     pub caller: String,
+    /// How far `caller` can be believed.
+    pub trust: CallerTrust,
+    /// The brand of the dialled number's route ("" for none).
+    pub brand: String,
+    /// The directory the route names for lookups; `None`: the default.
+    pub directory: Option<String>,
     /// Dialled user part of the Request-URI.
     pub dialled: String,
     /// Selected request headers the flow may read (lower-case names).
@@ -38,6 +46,9 @@ impl Default for CallInfo {
             answered_at: SystemTime::UNIX_EPOCH,
             call_id: String::new(),
             caller: String::new(),
+            trust: CallerTrust::FromHeader,
+            brand: String::new(),
+            directory: None,
             dialled: String::new(),
             headers: BTreeMap::new(),
         }
@@ -166,6 +177,7 @@ pub trait CallChannel: Send {
     fn hangup(&mut self) -> impl Future<Output = ()> + Send;
 }
 
+pub mod identity;
 pub mod rtp_ports;
 pub mod setup;
 pub mod sip;

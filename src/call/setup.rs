@@ -19,7 +19,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::rtp_ports::RtpPorts;
 use super::sip::{CallControl, SipCall};
-use super::CallInfo;
+use super::{identity, CallInfo};
 use crate::config::PortRange;
 use crate::media::dtmf::info::parse_info;
 use crate::media::g711::Codec;
@@ -31,7 +31,7 @@ use crate::sip::sdp::{self, Encoding, LocalMedia};
 /// Runs one answered call to its end (the flow, or a built-in handler).
 pub trait CallRunner: Send + Sync + 'static {
     /// The flow serving this dialled user, or None → 404.
-    fn route(&self, dialled: &str) -> Option<String>;
+    fn route(&self, dialled: &str) -> Option<crate::config::Route>;
     /// Run flow `flow` (a name [`Self::route`] gave) on `call` until it ends;
     /// the caller bounds it by `max_call_duration` and tears down the media
     /// and the dialog after it returns.
@@ -56,6 +56,8 @@ pub struct SetupConfig {
     pub media: tokio::runtime::Handle,
     /// Speech decoders shared by all calls (None: no model installed).
     pub speech: Option<crate::asr::SpeechPool>,
+    /// Sources whose P-Asserted-Identity is believed.
+    pub trusted_peers: Vec<ipnet::IpNet>,
 }
 
 /// Codecs we answer with, in no particular order (the offer's order wins).
@@ -233,7 +235,7 @@ impl DialogHandler for CallSetup {
         } = dialog;
         // Content-Type and Accept were checked by the SIP core (RFC 3261 8.2.3) before routing.
         let dialled = dialled.unwrap_or_default();
-        let Some(flow) = self.runner.route(&dialled) else {
+        let Some(route) = self.runner.route(&dialled) else {
             info!(%call, %dialled, "no flow serves this number");
             return reject(404, "Not Found");
         };
@@ -298,13 +300,20 @@ impl DialogHandler for CallSetup {
             ev_tx.clone(),
             media_rx,
         );
+        let id = identity::identify(&caller, &headers, peer.ip(), &self.cfg.trusted_peers);
+        let caller = id.caller;
         let info = CallInfo {
             answered_at: std::time::SystemTime::now(),
             call_id: call.clone(),
             caller: caller.clone(),
+            trust: id.trust,
+            brand: route.brand.clone(),
+            directory: route.lookup.clone(),
             dialled: dialled.clone(),
             headers,
         };
+        let flow = route.flow;
+        let (trust, brand) = (info.trust.as_str(), route.brand);
         let sip_call = SipCall::new(
             info,
             media_tx.clone(),
@@ -325,7 +334,7 @@ impl DialogHandler for CallSetup {
                 session_id,
             },
         );
-        info!(%call, %dialled, %caller, %flow, from = %peer, codec, rtp_port = port, "answering call");
+        info!(%call, %dialled, %caller, trust, %brand, %flow, from = %peer, codec, rtp_port = port, "answering call");
         self.spawn_call(call, flow, session, sip_call, media_tx, sip.clone());
         Decision::Answer { sdp: body }
     }
@@ -411,8 +420,8 @@ mod tests {
     struct Bank;
 
     impl CallRunner for Bank {
-        fn route(&self, dialled: &str) -> Option<String> {
-            (dialled == "bank").then(|| "demo".to_string())
+        fn route(&self, dialled: &str) -> Option<crate::config::Route> {
+            (dialled == "bank").then(|| crate::config::Route::to_flow("demo"))
         }
         fn run(&self, _flow: String, call: SipCall) -> Pin<Box<dyn Future<Output = ()> + Send>> {
             Box::pin(async move { drop(call) })
@@ -435,6 +444,7 @@ mod tests {
             max_call_duration: Duration::from_secs(5),
             media: tokio::runtime::Handle::current(),
             speech: None,
+            trusted_peers: Vec::new(),
         };
         CallSetup::new(
             cfg,

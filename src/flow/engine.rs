@@ -13,10 +13,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use crate::backends::Services;
 use crate::call::CallChannel;
 use crate::events::{Event, EventSink, HangupBy};
 use crate::flow::model::{Exit, Flow};
-use crate::flow::services::Services;
 use crate::flow::state::CallState;
 use crate::flow::steps::{run_step, Abort, Ctx, Flowing};
 use crate::flow::vars::{Scope, Vars};

@@ -393,15 +393,7 @@ pub struct VerifyPassphrase {
     pub retry_prompts: Vec<PromptRef>,
 }
 
-/// `send_code`'s `channel:`; `verify_code` later checks with the channel
-/// really used (kept in engine state).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CodeChannel {
-    /// A text message to `to`.
-    Sms,
-    /// Read out on a call back / this call (landlines).
-    Voice,
-}
+pub use crate::backends::CodeChannel;
 
 /// `send_code` fields.
 #[derive(Clone, Debug, PartialEq)]

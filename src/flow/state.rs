@@ -12,10 +12,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::call::CallInfo;
+use crate::backends::Account;
+use crate::call::{CallInfo, CallerTrust};
 use crate::events::{AuthMethod, AuthOutcome};
 use crate::flow::model::CodeChannel;
-use crate::flow::services::Account;
 
 /// How a reserved name is matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,40 +119,6 @@ pub fn reserved_list() -> String {
         .join(", ")
 }
 
-/// How far the caller's number can be believed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CallerTrust {
-    /// Only the From header: anyone can put anything there.
-    Unverified,
-    /// A P-Asserted-Identity from the trusted network was present.
-    Asserted,
-    /// The call layer's own `x-caller-trust` label (e.g. `high`).
-    Labelled(String),
-}
-
-impl CallerTrust {
-    /// `x-caller-trust` if the call layer set it, else `asserted` when a
-    /// P-Asserted-Identity was present, else `unverified`.
-    pub fn from_headers(headers: &BTreeMap<String, String>) -> Self {
-        match headers.get("x-caller-trust").map(String::as_str) {
-            Some("unverified") => CallerTrust::Unverified,
-            Some("asserted") => CallerTrust::Asserted,
-            Some(label) => CallerTrust::Labelled(label.to_string()),
-            None if headers.contains_key("p-asserted-identity") => CallerTrust::Asserted,
-            None => CallerTrust::Unverified,
-        }
-    }
-
-    /// What flows read as `caller_trust` / `caller.trust`.
-    pub fn as_str(&self) -> &str {
-        match self {
-            CallerTrust::Unverified => "unverified",
-            CallerTrust::Asserted => "asserted",
-            CallerTrust::Labelled(l) => l,
-        }
-    }
-}
-
 /// The account `lookup_caller` found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KnownAccount {
@@ -227,7 +193,7 @@ impl CallState {
         Self {
             call_id: info.call_id.clone(),
             caller: info.caller.clone(),
-            trust: CallerTrust::from_headers(&info.headers),
+            trust: info.trust,
             dialled: info.dialled.clone(),
             headers: info.headers.clone(),
             account: None,
@@ -248,8 +214,8 @@ impl CallState {
     }
 
     /// How far [`caller`](Self::caller) can be believed.
-    pub fn trust(&self) -> &CallerTrust {
-        &self.trust
+    pub fn trust(&self) -> CallerTrust {
+        self.trust
     }
 
     /// The account `lookup_caller` found; `None` before or when none was found.
@@ -377,6 +343,7 @@ mod tests {
             call_id: "c1".into(),
             caller: "+1555".into(),
             dialled: "bank".into(),
+            trust: CallerTrust::PaiTrusted,
             ..Default::default()
         };
         info.headers
@@ -423,21 +390,11 @@ mod tests {
     }
 
     #[test]
-    fn trust_from_headers() {
-        let mut h = BTreeMap::new();
-        assert_eq!(CallerTrust::from_headers(&h), CallerTrust::Unverified);
-        h.insert("p-asserted-identity".into(), "x".into());
-        assert_eq!(CallerTrust::from_headers(&h), CallerTrust::Asserted);
-        h.insert("x-caller-trust".into(), "high".into());
-        assert_eq!(CallerTrust::from_headers(&h).as_str(), "high");
-    }
-
-    #[test]
     fn reads_come_from_typed_state() {
         let mut s = CallState::from_call(&info());
         assert_eq!(s.read("caller").as_deref(), Some("+1555"));
-        assert_eq!(s.read("caller_trust").as_deref(), Some("asserted"));
-        assert_eq!(s.read("caller.trust").as_deref(), Some("asserted"));
+        assert_eq!(s.read("caller_trust").as_deref(), Some("pai_trusted"));
+        assert_eq!(s.read("caller.trust").as_deref(), Some("pai_trusted"));
         assert_eq!(s.read("auth.result").as_deref(), Some("none"));
         assert_eq!(s.read("account.id").as_deref(), Some("none"));
         assert_eq!(s.read("account.phone"), None);

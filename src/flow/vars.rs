@@ -305,6 +305,7 @@ mod tests {
             call_id: "c1".into(),
             caller: "+1555".into(),
             dialled: "bank".into(),
+            trust: crate::call::CallerTrust::PaiTrusted,
             ..Default::default()
         };
         info.headers
@@ -313,7 +314,7 @@ mod tests {
         let vars = Vars::for_run();
         let v = Scope::new(&state, &vars);
         assert_eq!(v.get("caller").as_deref(), Some("+1555"));
-        assert_eq!(v.get("caller_trust").as_deref(), Some("asserted"));
+        assert_eq!(v.get("caller_trust").as_deref(), Some("pai_trusted"));
         assert_eq!(v.get("attempts").as_deref(), Some("0"));
         assert!(v.get("header.p-asserted-identity").is_some());
     }

@@ -1,8 +1,13 @@
 //! `lookup_caller`: find the account for a number. The engine keeps it in the
 //! call state; flows read its fields as `account.<field>`.
 
+use tracing::info;
+
+use crate::backends::LookupQuery;
+use crate::call::identity::ANONYMOUS;
 use crate::call::CallChannel;
 use crate::flow::model::{Exit, LookupCaller};
+use crate::phone;
 
 use super::{Abort, Ctx, Flowing};
 
@@ -14,7 +19,25 @@ pub(super) async fn run<C: CallChannel>(
         .scope()
         .render_internal(&step.number.value)
         .map_err(|e| Abort::Fail(format!("number: {e}")))?;
-    match ctx.services.directory.lookup(&number).await {
+    // A withheld caller ID has no account: no query is made for it.
+    if number.trim().is_empty() || number == ANONYMOUS {
+        info!(step = ctx.id(), "no caller number to look up (withheld)");
+        return Ok(Flowing::Exit(Exit::NotFound));
+    }
+    let Some(e164) = phone::for_lookup(&number, ctx.services.default_country) else {
+        info!(
+            step = ctx.id(),
+            "the number to look up is not a phone number; not found"
+        );
+        return Ok(Flowing::Exit(Exit::NotFound));
+    };
+    let info = ctx.call.info();
+    let query = LookupQuery {
+        number: e164,
+        brand: info.brand.clone(),
+        directory: info.directory.clone(),
+    };
+    match ctx.services.directory.lookup(&query).await {
         Ok(Some(account)) => {
             ctx.state.found_account(account);
             Ok(Flowing::Exit(Exit::Found))

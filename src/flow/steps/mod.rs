@@ -13,10 +13,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::backends::Services;
 use crate::call::{CallChannel, CallError, CallInput, DigitSource};
 use crate::events::{AuthMethod, AuthOutcome, BargeInBy, Event, EventSink};
 use crate::flow::model::{BargeIn, Exit, PromptRef, Step, StepKind};
-use crate::flow::services::Services;
 use crate::flow::state::CallState;
 use crate::flow::vars::{Scope, Vars};
 

@@ -1,10 +1,10 @@
 //! `send_code`: ask the code backend to send a one-time code (SMS or voice).
 //! The code itself never passes through the engine.
 
+use crate::backends::{CodeRequest, SendResult};
 use crate::call::CallChannel;
 use crate::events::{mask_number, Event, SendOutcome};
 use crate::flow::model::{CodeChannel, Exit, SendCode};
-use crate::flow::services::{CodeRequest, SendResult};
 use crate::flow::state::PendingCode;
 
 use super::{Abort, Ctx, Flowing};

@@ -6,12 +6,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::backends::Services;
 use crate::call::CallInfo;
 use crate::events::{Event, VecSink};
 use crate::flow::engine::{run_flow, Disposition, FlowOutcome, MAX_TRANSITIONS};
 use crate::flow::load::load_flow_str;
 use crate::flow::model::Flow;
-use crate::flow::services::Services;
 use crate::flow::testing::block_on;
 use crate::flow::testing::scripted::{Action, CallLog, ScriptedCall, TransferFixture};
 use crate::flow::testing::stubs::{
@@ -78,7 +78,7 @@ struct Fx {
     codes: Option<(SendMode, bool)>,
     totp: Option<TotpStub>,
     /// A TOTP verifier other than the stub (takes precedence over `totp`).
-    totp_with: Option<Box<dyn crate::flow::services::TotpVerifier>>,
+    totp_with: Option<Box<dyn crate::backends::TotpVerifier>>,
     webhook: Option<WebhookStub>,
     transfer: TransferFixture,
     caller: Option<&'static str>,
@@ -668,14 +668,14 @@ steps:
 /// Records the `now` it is asked at; accepts nothing.
 struct ClockedTotp(std::sync::Arc<std::sync::Mutex<Vec<std::time::SystemTime>>>);
 
-impl crate::flow::services::TotpVerifier for ClockedTotp {
+impl crate::backends::TotpVerifier for ClockedTotp {
     fn verify<'a>(
         &'a self,
         _: &'a str,
         _: &'a str,
         _: u32,
         now: std::time::SystemTime,
-    ) -> crate::flow::services::BoxFut<'a, Result<bool, crate::flow::services::ServiceError>> {
+    ) -> crate::backends::BoxFut<'a, Result<bool, crate::backends::ServiceError>> {
         self.0.lock().unwrap().push(now);
         Box::pin(std::future::ready(Ok(false)))
     }
@@ -1036,7 +1036,7 @@ steps:
 #[test]
 fn unavailable_services_explain_themselves() {
     let s = Services::unavailable();
-    let req = crate::flow::services::WebhookRequest {
+    let req = crate::backends::WebhookRequest {
         url: "u".into(),
         post: true,
         headers: vec![],

@@ -5,10 +5,10 @@
 //! `expired` (else `failure`, else `max_attempts`, as the flow names them); entries shorter than `min` count as wrong without asking the
 //! backend. Entered digits are always secret.
 
+use crate::backends::CodeCheck;
 use crate::call::CallChannel;
 use crate::events::{AuthMethod, AuthOutcome};
 use crate::flow::model::{Exit, PromptRef, VerifyCode};
-use crate::flow::services::CodeCheck;
 
 use super::input::{collect_once, retry, Attempt, Entry, InputTries, Miss, Retried, RetryPrompts};
 use super::{Abort, Ctx, Flowing};

@@ -7,10 +7,10 @@
 //! leave the engine (the validator checks the same statically).
 //! Nested JSON objects flatten with dots; arrays and nulls are kept as JSON text.
 
+use crate::backends::{ServiceError, WebhookRequest};
 use crate::call::CallChannel;
 use crate::events::{Event, WebhookResult};
 use crate::flow::model::{Exit, HttpMethod, Webhook};
-use crate::flow::services::{ServiceError, WebhookRequest};
 use crate::flow::vars::Vars;
 
 use super::{Abort, Ctx, Flowing};

@@ -43,13 +43,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use crate::call::{CallChannel, CallInfo};
+use crate::backends::{Services, Unavailable};
+use crate::call::{CallChannel, CallInfo, CallerTrust};
 use crate::events::{Event, VecSink};
 use crate::flow::diag::Diagnostic;
 use crate::flow::engine::{run_flow, Disposition, FlowOutcome};
 use crate::flow::load::load_flow;
 use crate::flow::model::{Flow, Span, StepKind};
-use crate::flow::services::{Services, Unavailable};
 
 use super::block_on;
 use super::scripted::{Action, CallLog, ScriptedCall, TransferFixture};
@@ -292,6 +292,13 @@ fn run_case(
             .clone()
             .unwrap_or_else(|| format!("test-call-{}", index + 1)),
         caller: tc.caller.clone(),
+        trust: match tc.trust {
+            Some(t) => t.trust(),
+            None if tc.caller == crate::call::identity::ANONYMOUS => CallerTrust::Anonymous,
+            None => CallerTrust::FromHeader,
+        },
+        brand: tc.brand.clone(),
+        directory: None,
         dialled: tc.dialled.clone(),
         headers: tc
             .headers
@@ -329,7 +336,7 @@ fn run_case(
     }
 
     let not_in_test = |what: &'static str| Unavailable(what);
-    let directory: Box<dyn crate::flow::services::Directory> = match &tc.directory {
+    let directory: Box<dyn crate::backends::Directory> = match &tc.directory {
         Some(map) => Box::new(DirectoryStub {
             accounts: map
                 .iter()
@@ -372,15 +379,14 @@ fn run_case(
         code_stub.verify_fails = true;
     }
     let sent = code_stub.sent_counter();
-    let codes: Box<dyn crate::flow::services::CodeService> = if tc.codes.is_some() || fails("codes")
-    {
+    let codes: Box<dyn crate::backends::CodeService> = if tc.codes.is_some() || fails("codes") {
         Box::new(code_stub)
     } else {
         Box::new(not_in_test(
             "no one-time-code service is configured in this test",
         ))
     };
-    let totp: Box<dyn crate::flow::services::TotpVerifier> = match &tc.totp {
+    let totp: Box<dyn crate::backends::TotpVerifier> = match &tc.totp {
         Some(t) => Box::new(TotpStub {
             valid: t.valid.iter().map(|v| v.0.clone()).collect(),
             fail: fails("totp"),
@@ -391,7 +397,7 @@ fn run_case(
         }),
         None => Box::new(not_in_test("no TOTP verifier is configured in this test")),
     };
-    let passphrase: Box<dyn crate::flow::services::PassphraseVerifier> = match &tc.passphrase {
+    let passphrase: Box<dyn crate::backends::PassphraseVerifier> = match &tc.passphrase {
         Some(p) => Box::new(PassphraseStub {
             phrases: p.clone(),
             fail: fails("passphrase"),
@@ -404,7 +410,7 @@ fn run_case(
             "no passphrase verifier is configured in this test",
         )),
     };
-    let webhook: Box<dyn crate::flow::services::WebhookClient> = match &tc.webhook {
+    let webhook: Box<dyn crate::backends::WebhookClient> = match &tc.webhook {
         Some(w) => Box::new(WebhookStub {
             status: w.status,
             body: w.body.clone().unwrap_or(serde_json::Value::Null),
@@ -427,6 +433,7 @@ fn run_case(
         totp,
         passphrase,
         webhook,
+        default_country: crate::phone::Country::default(),
     };
 
     let mut sink = VecSink::new();

@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::flow::services::{
-    Account, BoxFut, CodeCheck, CodeRequest, CodeService, Directory, PassphraseVerifier,
-    SendResult, ServiceError, TotpVerifier, WebhookClient, WebhookRequest, WebhookResponse,
+use crate::backends::{
+    Account, BoxFut, CodeCheck, CodeRequest, CodeService, Directory, LookupQuery,
+    PassphraseVerifier, SendResult, ServiceError, TotpVerifier, WebhookClient, WebhookRequest,
+    WebhookResponse,
 };
 use crate::flow::steps::recognize::normalize;
 
@@ -24,15 +25,18 @@ fn scripted_error(what: &str) -> ServiceError {
 
 /// Number → account (`None`: lookups of that number fail); `fail` makes every lookup an error.
 pub struct DirectoryStub {
-    /// Keyed by the number as looked up; a number not listed has no account.
+    /// Keyed by the number as looked up (E.164); a number not listed has no account.
     pub accounts: BTreeMap<String, Option<Account>>,
     /// Every lookup fails with a backend error (`fail: [directory]`).
     pub fail: bool,
 }
 
 impl Directory for DirectoryStub {
-    fn lookup<'a>(&'a self, number: &'a str) -> BoxFut<'a, Result<Option<Account>, ServiceError>> {
-        match self.accounts.get(number) {
+    fn lookup<'a>(
+        &'a self,
+        query: &'a LookupQuery,
+    ) -> BoxFut<'a, Result<Option<Account>, ServiceError>> {
+        match self.accounts.get(query.number.as_str()) {
             _ if self.fail => ready(Err(scripted_error("caller directory"))),
             Some(None) => ready(Err(scripted_error("caller directory"))),
             Some(Some(a)) => ready(Ok(Some(a.clone()))),

@@ -296,7 +296,13 @@ impl Core {
             .unwrap_or("anonymous")
             .to_string();
         let mut headers = BTreeMap::new();
-        for name in ["P-Asserted-Identity", "Identity", "User-Agent", "Diversion"] {
+        for name in [
+            "P-Asserted-Identity",
+            "Privacy",
+            "Identity",
+            "User-Agent",
+            "Diversion",
+        ] {
             if let Some(v) = msg::req_header(req, name) {
                 headers.insert(name.to_ascii_lowercase(), v.to_string());
             }

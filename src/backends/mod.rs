@@ -15,7 +15,20 @@ use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 
-use crate::flow::model::CodeChannel;
+use crate::phone::E164;
+
+pub mod directory;
+pub mod webhook_http;
+
+/// `send_code`'s `channel:`; `verify_code` later checks with the channel
+/// really used (kept in engine state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeChannel {
+    /// A text message to `to`.
+    Sms,
+    /// Read out on a call back / this call (landlines).
+    Voice,
+}
 
 /// A boxed `Send` future borrowing from the backend and its arguments.
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -40,10 +53,25 @@ pub enum ServiceError {
     Failed(String),
 }
 
+/// What `lookup_caller` asks the directory: a number in the call's brand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LookupQuery {
+    /// The number, normalised to E.164.
+    pub number: E164,
+    /// The call's brand (from its route); "" when the route names none.
+    pub brand: String,
+    /// The directory the call's route names; `None`: the configured default.
+    pub directory: Option<String>,
+}
+
 /// Caller directory: number → account.
 pub trait Directory: Send + Sync {
-    /// `Ok(None)` = no account for this number.
-    fn lookup<'a>(&'a self, number: &'a str) -> BoxFut<'a, Result<Option<Account>, ServiceError>>;
+    /// `Ok(None)` = no account for this number in this brand. Must answer
+    /// (or fail) within the directory's own timeout: a caller waits on it.
+    fn lookup<'a>(
+        &'a self,
+        query: &'a LookupQuery,
+    ) -> BoxFut<'a, Result<Option<Account>, ServiceError>>;
 }
 
 /// A request to send a one-time code.
@@ -158,7 +186,7 @@ pub struct WebhookResponse {
     pub body: serde_json::Value,
 }
 
-/// HTTP calls for the `webhook` step ([`crate::flow::webhook_http::HttpWebhook`] in `serve`).
+/// HTTP calls for the `webhook` step ([`crate::backends::webhook_http::HttpWebhook`] in `serve`).
 pub trait WebhookClient: Send + Sync {
     /// Any HTTP status is `Ok`; `Err(ServiceError::Timeout)` when
     /// `req.timeout` passed, `Err(Failed)` for I/O errors and unusable 2xx bodies.
@@ -180,6 +208,8 @@ pub struct Services {
     pub passphrase: Box<dyn PassphraseVerifier>,
     /// For `webhook`.
     pub webhook: Box<dyn WebhookClient>,
+    /// Country for numbers a flow gives in national format (`lookup_caller`).
+    pub default_country: crate::phone::Country,
 }
 
 impl Services {
@@ -192,6 +222,7 @@ impl Services {
             totp: Box::new(Unavailable("no TOTP verifier is configured")),
             passphrase: Box::new(Unavailable("no passphrase verifier is configured")),
             webhook: Box::new(Unavailable("no webhook client is configured")),
+            default_country: crate::phone::Country::default(),
         }
     }
 }
@@ -208,7 +239,10 @@ impl Unavailable {
 }
 
 impl Directory for Unavailable {
-    fn lookup<'a>(&'a self, _: &'a str) -> BoxFut<'a, Result<Option<Account>, ServiceError>> {
+    fn lookup<'a>(
+        &'a self,
+        _: &'a LookupQuery,
+    ) -> BoxFut<'a, Result<Option<Account>, ServiceError>> {
         self.fail()
     }
 }

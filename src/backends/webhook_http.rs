@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT};
 
-use crate::flow::services::{BoxFut, ServiceError, WebhookClient, WebhookRequest, WebhookResponse};
+use crate::backends::{BoxFut, ServiceError, WebhookClient, WebhookRequest, WebhookResponse};
 
 /// Largest 2xx answer body accepted.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;

@@ -9,6 +9,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::duration::{self, DurationError};
+use crate::phone::Country;
+
+pub mod directory;
+
+pub use directory::{DirectoryConfig, HttpDirectoryConfig, HttpMethod, SQLITE};
 
 /// Why a configuration file was refused; `Display` starts with the file's
 /// path so the CLI can print it as is.
@@ -102,7 +107,14 @@ struct RawConfig {
     flows_dir: Option<String>,
     prompts_dir: Option<String>,
     models_dir: Option<String>,
-    routes: Option<BTreeMap<String, String>>,
+    routes: Option<BTreeMap<String, RawRoute>>,
+    state_dir: Option<String>,
+    database: Option<String>,
+    secret_key_file: Option<String>,
+    default_country: Option<String>,
+    trusted_peers: Option<Vec<String>>,
+    lookup: Option<String>,
+    directories: Option<BTreeMap<String, directory::RawDirectory>>,
     route_by_flow_name: Option<bool>,
     rtp_timeout: Option<String>,
     max_call_duration: Option<String>,
@@ -112,6 +124,59 @@ struct RawConfig {
     ring_time: Option<String>,
     nice: Option<i32>,
     media_priority: Option<i32>,
+}
+
+/// A route's value: a flow name, or a mapping with its brand and directory.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawRoute {
+    Flow(String),
+    Full(RawRouteFull),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouteFull {
+    flow: String,
+    brand: Option<String>,
+    lookup: Option<String>,
+}
+
+/// Where a dialled number goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The flow that answers it.
+    pub flow: String,
+    /// The brand its calls belong to ("" for none): lookups find only
+    /// accounts of this brand, prompts resolve `<brand>/<name>` first.
+    pub brand: String,
+    /// The directory its lookups use; `None`: the global `lookup:`.
+    pub lookup: Option<String>,
+}
+
+impl Route {
+    /// A route to `flow` with no brand and the global directory.
+    pub fn to_flow(flow: &str) -> Route {
+        Route {
+            flow: flow.to_string(),
+            brand: String::new(),
+            lookup: None,
+        }
+    }
+}
+
+/// A brand name: what `brand:` and `--brand` accept.
+pub fn check_brand(b: &str) -> Result<(), String> {
+    let ok = b.len() <= 64
+        && b.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "brand `{b}`: use letters, digits, `_` and `-`, at most 64 (it names a prompts folder)"
+        ))
+    }
 }
 
 /// The `serve` configuration (`voxgate.yaml`). Every field is optional in
@@ -133,8 +198,24 @@ pub struct Config {
     pub prompts_dir: PathBuf,
     /// Speech models (models/whisper-tiny.en by default).
     pub models_dir: PathBuf,
-    /// Dialled user → flow name.
-    pub routes: BTreeMap<String, String>,
+    /// Dialled user → flow, brand and directory.
+    pub routes: BTreeMap<String, Route>,
+    /// Folder for voxgate's own files (the database, the key file);
+    /// default `state`, next to the config file.
+    pub state_dir: PathBuf,
+    /// The SQLite database; default `<state_dir>/voxgate.db`.
+    pub database: PathBuf,
+    /// The secret key file (used when `VOXGATE_SECRET_KEY` is unset);
+    /// default `<state_dir>/secret.key`.
+    pub secret_key_file: PathBuf,
+    /// Country for numbers written in national format (default US).
+    pub default_country: Country,
+    /// Sources whose P-Asserted-Identity is believed (CIDR list; empty: none).
+    pub trusted_peers: Vec<ipnet::IpNet>,
+    /// The directory lookups use unless a route names another (default `sqlite`).
+    pub lookup: String,
+    /// Every directory by name; `sqlite` is always there.
+    pub directories: BTreeMap<String, DirectoryConfig>,
     /// `sip:bank@…` reaches the flow named `bank` with no explicit route.
     pub route_by_flow_name: bool,
     /// No RTP for this long → BYE.
@@ -173,6 +254,13 @@ impl Default for Config {
             prompts_dir: PathBuf::from("prompts"),
             models_dir: PathBuf::from("models"),
             routes: BTreeMap::new(),
+            state_dir: PathBuf::from("state"),
+            database: PathBuf::from("state/voxgate.db"),
+            secret_key_file: PathBuf::from("state/secret.key"),
+            default_country: Country::default(),
+            trusted_peers: Vec::new(),
+            lookup: directory::SQLITE.to_string(),
+            directories: BTreeMap::from([(directory::SQLITE.to_string(), DirectoryConfig::Sqlite)]),
             route_by_flow_name: true,
             rtp_timeout: Duration::from_secs(30),
             max_call_duration: Duration::from_secs(3600),
@@ -247,9 +335,63 @@ impl Config {
         if let Some(d) = raw.prompts_dir {
             c.prompts_dir = PathBuf::from(d);
         }
-        if let Some(r) = raw.routes {
-            c.routes = r;
+        if let Some(d) = raw.state_dir {
+            c.state_dir = PathBuf::from(d);
         }
+        c.database = match raw.database {
+            Some(d) => PathBuf::from(d),
+            None => c.state_dir.join("voxgate.db"),
+        };
+        c.secret_key_file = match raw.secret_key_file {
+            Some(d) => PathBuf::from(d),
+            None => c.state_dir.join("secret.key"),
+        };
+        if let Some(cc) = raw.default_country {
+            c.default_country = cc
+                .parse()
+                .map_err(|e| sem(format!("default_country: {e}")))?;
+        }
+        for p in raw.trusted_peers.unwrap_or_default() {
+            let net = p
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    sem(format!(
+                        "trusted_peers: `{p}` is not an address or CIDR block (e.g. 192.0.2.0/24)"
+                    ))
+                })?;
+            c.trusted_peers.push(net.trunc());
+        }
+        for (name, d) in raw.directories.unwrap_or_default() {
+            if name == directory::SQLITE && !matches!(d, directory::RawDirectory::Sqlite {}) {
+                return Err(sem(format!(
+                    "directories.{name}: the name `sqlite` is the embedded store's"
+                )));
+            }
+            let d = d.into_config(&name).map_err(sem)?;
+            c.directories.insert(name, d);
+        }
+        if let Some(l) = raw.lookup {
+            c.lookup = l;
+        }
+        for (number, r) in raw.routes.unwrap_or_default() {
+            let route = match r {
+                RawRoute::Flow(f) => Route::to_flow(&f),
+                RawRoute::Full(f) => Route {
+                    flow: f.flow,
+                    brand: f.brand.unwrap_or_default(),
+                    lookup: f.lookup,
+                },
+            };
+            check_brand(&route.brand).map_err(|e| sem(format!("routes.{number}: {e}")))?;
+            c.routes.insert(number, route);
+        }
+        let used = std::iter::once(("lookup".to_string(), c.lookup.clone())).chain(
+            c.routes
+                .iter()
+                .filter_map(|(n, r)| r.lookup.clone().map(|l| (format!("routes.{n}.lookup"), l))),
+        );
+        directory::check_names(&c.directories, used).map_err(sem)?;
         if let Some(b) = raw.route_by_flow_name {
             c.route_by_flow_name = b;
         }
@@ -307,6 +449,15 @@ impl Config {
         }
         if self.models_dir.is_relative() {
             self.models_dir = base.join(&self.models_dir);
+        }
+        for p in [
+            &mut self.state_dir,
+            &mut self.database,
+            &mut self.secret_key_file,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
         }
     }
 }
@@ -395,11 +546,71 @@ mod tests {
             "routes:\n  \"18005550100\": bank\nrtp_timeout: 10s\n",
         )
         .unwrap();
-        assert_eq!(
-            c.routes.get("18005550100").map(String::as_str),
-            Some("bank")
-        );
+        assert_eq!(c.routes.get("18005550100"), Some(&Route::to_flow("bank")));
         assert_eq!(c.rtp_timeout, Duration::from_secs(10));
         assert!(c.route_by_flow_name);
+    }
+
+    #[test]
+    fn store_directories_brands_and_trusted_peers() {
+        let c = Config::parse(
+            "c.yaml",
+            r#"state_dir: /var/lib/vg
+default_country: gb
+trusted_peers: [10.0.0.0/8, 192.0.2.7]
+lookup: both
+directories:
+  crm:
+    type: http
+    url: "http://127.0.0.1:9/c?n=${number}"
+    headers: { Authorization: "Bearer ${env.T}" }
+    fields: { id: /id, name: /n }
+    timeout: 2s
+    cache_ttl: 1m
+  both: { type: chain, directories: [crm, sqlite] }
+routes:
+  "18005550100": { flow: bank, brand: acme }
+  "18005550101": { flow: bank, brand: globex, lookup: crm }
+  "18005550102": clinic
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.database, PathBuf::from("/var/lib/vg/voxgate.db"));
+        assert_eq!(c.secret_key_file, PathBuf::from("/var/lib/vg/secret.key"));
+        assert_eq!(c.default_country.to_string(), "GB");
+        assert!(c.trusted_peers[1].contains(&"192.0.2.7".parse::<std::net::IpAddr>().unwrap()));
+        assert_eq!(c.routes["18005550100"].brand, "acme");
+        assert_eq!(c.routes["18005550101"].lookup.as_deref(), Some("crm"));
+        assert_eq!(c.routes["18005550102"], Route::to_flow("clinic"));
+        let DirectoryConfig::Http(h) = &c.directories["crm"] else {
+            panic!("crm is http")
+        };
+        assert_eq!(h.timeout, Duration::from_secs(2));
+        assert_eq!(h.retries, 2);
+        assert_eq!(h.cache_ttl, Some(Duration::from_secs(60)));
+        assert_eq!(
+            c.directories["both"],
+            DirectoryConfig::Chain(vec!["crm".into(), "sqlite".into()])
+        );
+        let d = Config::default();
+        assert_eq!(d.database, PathBuf::from("state/voxgate.db"));
+        assert_eq!(d.lookup, "sqlite");
+    }
+
+    #[test]
+    fn bad_directories_and_routes_say_what() {
+        for (yaml, want) in [
+            ("lookup: nowhere\n", "lookup: no directory `nowhere`"),
+            ("trusted_peers: [10.0.0.0/33]\n", "trusted_peers: `10.0.0.0/33`"),
+            ("default_country: XX\n", "default_country"),
+            ("directories:\n  a: { type: chain, directories: [b] }\n  b: { type: chain, directories: [a] }\n", "loops"),
+            ("directories:\n  c: { type: http, url: 'ftp://x', fields: { id: /id } }\n", "must start with http"),
+            ("directories:\n  c: { type: http, url: 'http://x', fields: { name: /n } }\n", "`id` is required"),
+            ("routes:\n  '1': { flow: bank, brand: 'a/b' }\n", "routes.1: brand `a/b`"),
+            ("routes:\n  '1': { flow: bank, lookup: crm }\n", "routes.1.lookup: no directory `crm`"),
+        ] {
+            let e = Config::parse("c.yaml", yaml).unwrap_err().to_string();
+            assert!(e.contains(want), "{yaml}: {e}");
+        }
     }
 }
