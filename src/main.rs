@@ -71,6 +71,216 @@ enum Cmd {
         #[arg(long, default_value = "models")]
         models: PathBuf,
     },
+    /// Manage the accounts callers are looked up in (the SQLite store).
+    ///
+    /// Secrets: a passphrase or TOTP secret given as an argument
+    /// (--passphrase, --totp-secret) is visible to every user in `ps` and in
+    /// shell history. Prefer --passphrase-stdin, or --passphrase-env VAR /
+    /// --totp-secret-env VAR. Secrets are sealed (XChaCha20-Poly1305) under
+    /// the key from VOXGATE_SECRET_KEY or the key file, and never printed.
+    Accounts {
+        #[command(flatten)]
+        store: StoreOpts,
+        #[command(subcommand)]
+        cmd: AccountsSub,
+    },
+    /// The secret key that seals passphrases and TOTP secrets.
+    Keys {
+        #[command(flatten)]
+        store: StoreOpts,
+        #[command(subcommand)]
+        cmd: KeysSub,
+    },
+}
+
+#[derive(clap::Args)]
+struct StoreOpts {
+    /// Configuration file (default: ./voxgate.yaml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Database file, overrides the config's `database:`.
+    #[arg(long, global = true)]
+    database: Option<PathBuf>,
+    /// Key file, overrides the config's `secret_key_file:`.
+    #[arg(long, global = true)]
+    key_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct FieldOpts {
+    /// Display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// E-mail address (codes by e-mail).
+    #[arg(long)]
+    email: Option<String>,
+    /// mobile, landline, voip, toll_free or unknown (default: from the number).
+    #[arg(long)]
+    line_type: Option<String>,
+    /// Extra field readable by flows as account.KEY (repeatable; empty value removes it on update).
+    #[arg(long = "field", value_name = "KEY=VALUE")]
+    fields: Vec<String>,
+    /// The spoken passphrase. VISIBLE IN `ps`: prefer --passphrase-stdin or --passphrase-env.
+    #[arg(long, conflicts_with_all = ["passphrase_stdin", "passphrase_env"])]
+    passphrase: Option<String>,
+    /// Read the passphrase from the first line of standard input.
+    #[arg(long)]
+    passphrase_stdin: bool,
+    /// Read the passphrase from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    passphrase_env: Option<String>,
+    /// TOTP secret, base32. VISIBLE IN `ps`: prefer --totp-secret-env.
+    #[arg(long, conflicts_with_all = ["totp_secret_env", "totp_generate"])]
+    totp_secret: Option<String>,
+    /// Read the base32 TOTP secret from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with = "totp_generate")]
+    totp_secret_env: Option<String>,
+    /// Draw a new TOTP secret; prints its otpauth:// URI and a QR code for an authenticator app.
+    #[arg(long)]
+    totp_generate: bool,
+}
+
+impl FieldOpts {
+    fn into_fields(
+        self,
+        phone: Option<String>,
+        brand: Option<String>,
+    ) -> voxgate::app::accounts::AccountFields {
+        use voxgate::app::accounts::{AccountFields, SecretInput};
+        AccountFields {
+            phone,
+            name: self.name,
+            email: self.email,
+            line_type: self.line_type,
+            brand,
+            fields: self.fields,
+            passphrase: SecretInput {
+                arg: self.passphrase,
+                stdin: self.passphrase_stdin,
+                env: self.passphrase_env,
+            },
+            totp: SecretInput {
+                arg: self.totp_secret,
+                stdin: false,
+                env: self.totp_secret_env,
+            },
+            totp_generate: self.totp_generate,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum AccountsSub {
+    /// Add an account.
+    Add {
+        /// The number on file (E.164, or national in default_country).
+        #[arg(long)]
+        phone: String,
+        /// Account id (default: drawn, acc_…).
+        #[arg(long)]
+        id: Option<String>,
+        /// The brand it belongs to (default: none).
+        #[arg(long)]
+        brand: Option<String>,
+        #[command(flatten)]
+        fields: FieldOpts,
+    },
+    /// Change an account (named by id, or by number within --brand).
+    Update {
+        /// Account id or number.
+        account: String,
+        /// Brand to find the number in.
+        #[arg(long)]
+        brand: Option<String>,
+        /// New number.
+        #[arg(long)]
+        phone: Option<String>,
+        /// Move the account to this brand.
+        #[arg(long)]
+        new_brand: Option<String>,
+        /// Remove the passphrase.
+        #[arg(long)]
+        clear_passphrase: bool,
+        /// Remove the TOTP secret.
+        #[arg(long)]
+        clear_totp: bool,
+        #[command(flatten)]
+        fields: FieldOpts,
+    },
+    /// Show an account (secrets only as set / not set).
+    Show {
+        /// Account id or number.
+        account: String,
+        /// Brand to find the number in.
+        #[arg(long)]
+        brand: Option<String>,
+        /// table or json.
+        #[arg(long, value_enum, default_value = "table")]
+        format: voxgate::app::accounts::Format,
+    },
+    /// List accounts.
+    List {
+        /// Only this brand.
+        #[arg(long)]
+        brand: Option<String>,
+        /// table, json or csv.
+        #[arg(long, value_enum, default_value = "table")]
+        format: voxgate::app::accounts::Format,
+    },
+    /// Remove an account.
+    Remove {
+        /// Account id or number.
+        account: String,
+        /// Brand to find the number in.
+        #[arg(long)]
+        brand: Option<String>,
+    },
+    /// Import accounts from CSV (header row: phone required; id, brand, name, email,
+    /// line_type, passphrase, totp_secret; any other column is a field).
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// Check every row, keep nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Export accounts (never secrets) to stdout.
+    Export {
+        /// Only this brand.
+        #[arg(long)]
+        brand: Option<String>,
+        /// csv or json.
+        #[arg(long, value_enum, default_value = "csv")]
+        format: voxgate::app::accounts::Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysSub {
+    /// Draw a new key and re-seal every secret under it (one transaction).
+    Rotate {
+        /// Where to write the new key (required when the key comes from VOXGATE_SECRET_KEY).
+        #[arg(long)]
+        new_key_file: Option<PathBuf>,
+    },
+}
+
+fn store_args(o: StoreOpts) -> voxgate::app::accounts::StoreArgs {
+    voxgate::app::accounts::StoreArgs {
+        config: o.config,
+        database: o.database,
+        key_file: o.key_file,
+    }
+}
+
+fn report(r: anyhow::Result<ExitCode>) -> ExitCode {
+    match r {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("voxgate: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -107,5 +317,54 @@ fn main() -> ExitCode {
             phrases,
             models,
         } => voxgate::app::recognize(&files, digits, &phrases, &models),
+        Cmd::Accounts { store, cmd } => {
+            use voxgate::app::accounts::{accounts, AccountsCmd};
+            let cmd = match cmd {
+                AccountsSub::Add {
+                    phone,
+                    id,
+                    brand,
+                    fields,
+                } => AccountsCmd::Add {
+                    id,
+                    fields: fields.into_fields(Some(phone), brand),
+                },
+                AccountsSub::Update {
+                    account,
+                    brand,
+                    phone,
+                    new_brand,
+                    clear_passphrase,
+                    clear_totp,
+                    fields,
+                } => AccountsCmd::Update {
+                    account,
+                    brand,
+                    fields: fields.into_fields(phone, new_brand),
+                    clear_passphrase,
+                    clear_totp,
+                },
+                AccountsSub::Show {
+                    account,
+                    brand,
+                    format,
+                } => AccountsCmd::Show {
+                    account,
+                    brand,
+                    format,
+                },
+                AccountsSub::List { brand, format } => AccountsCmd::List { brand, format },
+                AccountsSub::Remove { account, brand } => AccountsCmd::Remove { account, brand },
+                AccountsSub::Import { file, dry_run } => AccountsCmd::Import { file, dry_run },
+                AccountsSub::Export { brand, format } => AccountsCmd::Export { brand, format },
+            };
+            report(accounts(&store_args(store), cmd))
+        }
+        Cmd::Keys { store, cmd } => match cmd {
+            KeysSub::Rotate { new_key_file } => report(voxgate::app::accounts::rotate_keys(
+                &store_args(store),
+                new_key_file.as_deref(),
+            )),
+        },
     }
 }

@@ -247,8 +247,8 @@ mod tests {
             "+442079460018"
         );
         assert_eq!(
-            normalise("07700 900123", gb).unwrap().as_str(),
-            "+447700900123"
+            normalise("07911 123456", gb).unwrap().as_str(),
+            "+447911123456"
         );
     }
 
@@ -284,7 +284,7 @@ mod tests {
     fn line_types_come_from_the_metadata() {
         let gb: Country = "GB".parse().unwrap();
         assert_eq!(
-            normalise("07700 900123", gb).unwrap().line_type(),
+            normalise("07911 123456", gb).unwrap().line_type(),
             LineType::Mobile
         );
         assert_eq!(

@@ -226,13 +226,18 @@ impl CallChannel for SipCall {
 
     async fn play(&mut self, prompts: &[String]) -> Result<(), CallError> {
         self.live()?;
-        for p in prompts {
+        // A branded call hears `<brand>/<name>` where the brand has its own.
+        let prompts: Vec<String> = prompts
+            .iter()
+            .map(|p| self.prompts.for_brand(&self.info.brand, p))
+            .collect();
+        for p in &prompts {
             if let Err(e) = self.prompts.audio(p) {
                 return Err(CallError::Prompt(p.clone(), e.to_string()));
             }
         }
         self.media
-            .send(MediaCommand::Play(prompts.to_vec()))
+            .send(MediaCommand::Play(prompts))
             .map_err(|_| CallError::HungUp)
     }
 

@@ -258,6 +258,10 @@ impl CallState {
         self.account = Some(KnownAccount { fields });
     }
 
+    pub(crate) fn forget_account(&mut self) {
+        self.account = None;
+    }
+
     pub(crate) fn code_sent(&mut self, code: PendingCode) {
         self.code = Some(code);
     }

@@ -322,6 +322,26 @@ impl PromptCache {
         }
     }
 
+    /// The prompt a call of `brand` plays for `name`: `<brand>/<name>` when
+    /// the brand has its own recording (cached, or a file in the brand's
+    /// folder), else `name`. No brand: `name`.
+    pub fn for_brand(&self, brand: &str, name: &str) -> String {
+        if brand.is_empty() {
+            return name.to_string();
+        }
+        let branded = format!("{brand}/{name}");
+        if validate_name(&branded).is_err() {
+            return name.to_string();
+        }
+        let known =
+            self.lock().contains_key(&branded) || self.dir.join(format!("{branded}.wav")).is_file();
+        if known {
+            branded
+        } else {
+            name.to_string()
+        }
+    }
+
     /// Directory the prompts are read from.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -871,6 +891,36 @@ mod tests {
         let fr: Vec<_> = cache.frames("bye", Codec::Pcma).expect("frames").collect();
         assert_eq!(fr.len(), 1);
         assert!(fr[0][100..].iter().all(|&b| b == 0xD5));
+    }
+
+    #[test]
+    fn a_brand_hears_its_own_prompt_where_it_has_one() {
+        let dir = TempDir::new("brand");
+        std::fs::create_dir_all(dir.path("acme")).expect("mkdir");
+        write_wav(
+            &dir.path("welcome.wav"),
+            8000,
+            1,
+            Fmt::Int(16),
+            160,
+            |_, _| 0.1,
+        );
+        write_wav(&dir.path("bye.wav"), 8000, 1, Fmt::Int(16), 160, |_, _| 0.1);
+        write_wav(
+            &dir.path("acme/welcome.wav"),
+            8000,
+            1,
+            Fmt::Int(16),
+            320,
+            |_, _| 0.2,
+        );
+        let cache = PromptCache::new(&dir.0);
+        assert_eq!(cache.for_brand("acme", "welcome"), "acme/welcome");
+        assert_eq!(cache.for_brand("acme", "bye"), "bye");
+        assert_eq!(cache.for_brand("globex", "welcome"), "welcome");
+        assert_eq!(cache.for_brand("", "welcome"), "welcome");
+        assert_eq!(cache.for_brand("..", "welcome"), "welcome");
+        assert_eq!(cache.audio("acme/welcome").expect("branded").len(), 320);
     }
 
     #[test]

@@ -266,22 +266,22 @@ fn insert(c: &Connection, a: &NewAccount, key: Option<&SecretKey>) -> Result<Str
     let now = unix_now();
     let fields =
         serde_json::to_string(&a.fields).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let res = c.execute(
+    let mut st = c.prepare_cached(
         "INSERT INTO accounts (id, brand, phone, name, email, line_type, passphrase, totp_secret, fields, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-        params![
-            id,
-            a.brand,
-            phone.as_str(),
-            a.name,
-            a.email,
-            a.line_type.map(|t| t.as_str()),
-            pass,
-            totp,
-            fields,
-            now
-        ],
-    );
+    )?;
+    let res = st.execute(params![
+        id,
+        a.brand,
+        phone.as_str(),
+        a.name,
+        a.email,
+        a.line_type.map(|t| t.as_str()),
+        pass,
+        totp,
+        fields,
+        now
+    ]);
     match res {
         Ok(_) => Ok(id),
         Err(e) if is_unique(&e, "accounts.id") => Err(StoreError::DuplicateId(id)),
@@ -318,14 +318,15 @@ impl Store {
 
     /// Add many accounts in one transaction; a refused row (duplicate, bad
     /// field) is reported and skipped, the others are kept. With `dry_run`
-    /// the transaction is rolled back.
+    /// the transaction is rolled back (and `key` is not checked: a dry run
+    /// may seal with a throw-away key, nothing is kept).
     pub fn add_batch(
         &self,
         rows: &[NewAccount],
         key: Option<&SecretKey>,
         dry_run: bool,
     ) -> Result<Vec<ImportOutcome>, StoreError> {
-        if let Some(k) = key {
+        if let Some(k) = key.filter(|_| !dry_run) {
             self.check_key(k)?;
         }
         self.with(|c| {

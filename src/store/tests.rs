@@ -1,4 +1,5 @@
 use super::*;
+use zeroize::Zeroizing;
 use crate::phone::{normalise, Country};
 
 struct TempDir(PathBuf);

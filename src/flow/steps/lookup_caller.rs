@@ -42,7 +42,12 @@ pub(super) async fn run<C: CallChannel>(
             ctx.state.found_account(account);
             Ok(Flowing::Exit(Exit::Found))
         }
-        Ok(None) => Ok(Flowing::Exit(Exit::NotFound)),
+        Ok(None) => {
+            // A second lookup that misses (a keyed number) must not leave
+            // the first one's account in `account.*`.
+            ctx.state.forget_account();
+            Ok(Flowing::Exit(Exit::NotFound))
+        }
         Err(e) => Err(Abort::Fail(format!("caller directory: {e}"))),
     }
 }

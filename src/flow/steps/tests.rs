@@ -91,6 +91,7 @@ fn run_with(f: &Flow, script: Vec<Action>, fx: Fx) -> Run {
         caller: fx.caller.unwrap_or("+15551230001").into(),
         dialled: "t".into(),
         headers: BTreeMap::new(),
+        ..Default::default()
     };
     let mut call = ScriptedCall::new(info, script).with_transfer(fx.transfer);
     let mut s = Services::unavailable();
@@ -1044,7 +1045,11 @@ fn unavailable_services_explain_themselves() {
         timeout: secs(1),
     };
     let errs = [
-        block_on(s.directory.lookup("1"))
+        block_on(s.directory.lookup(&crate::backends::LookupQuery {
+            number: crate::phone::for_lookup("+16502530000", Default::default()).unwrap(),
+            brand: String::new(),
+            directory: None,
+        }))
             .unwrap()
             .unwrap_err()
             .to_string(),

@@ -1,5 +1,7 @@
 //! What the subcommands do, at the CLI edge (anyhow errors, process setup).
 
+pub mod accounts;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
