@@ -89,6 +89,9 @@ fn run_with(f: &Flow, script: Vec<Action>, fx: Fx) -> Run {
         answered_at: crate::flow::testing::runner::test_epoch(),
         call_id: "c-1".into(),
         caller: fx.caller.unwrap_or("+15551230001").into(),
+        trust: crate::call::CallerTrust::FromHeader,
+        brand: String::new(),
+        directory: None,
         dialled: "t".into(),
         headers: BTreeMap::new(),
     };
@@ -1044,10 +1047,14 @@ fn unavailable_services_explain_themselves() {
         timeout: secs(1),
     };
     let errs = [
-        block_on(s.directory.lookup("1"))
-            .unwrap()
-            .unwrap_err()
-            .to_string(),
+        block_on(s.directory.lookup(&crate::backends::LookupQuery {
+            number: crate::phone::E164::trusted("+15551230001".into()),
+            brand: String::new(),
+            directory: None,
+        }))
+        .unwrap()
+        .unwrap_err()
+        .to_string(),
         block_on(s.codes.verify("c", "1", std::time::UNIX_EPOCH))
             .unwrap()
             .unwrap_err()
