@@ -315,6 +315,22 @@ pub fn sipp_in(
     tcp: bool,
     keys: &[(&str, String)],
 ) -> Output {
+    let local = if target.is_ipv6() { "::1" } else { "127.0.0.1" };
+    sipp_from(dir, scenario, target, service, tcp, local, keys)
+}
+
+/// Like [`sipp_in`], with sipp bound to `local_ip` (`-i`): its SIP packets
+/// come from that address, e.g. `127.0.0.2` for a second peer (all of
+/// 127/8 is loopback on Linux).
+pub fn sipp_from(
+    dir: &Path,
+    scenario: &str,
+    target: SocketAddr,
+    service: &str,
+    tcp: bool,
+    local_ip: &str,
+    keys: &[(&str, String)],
+) -> Output {
     let mut cmd = Command::new("sipp");
     cmd.arg(target.to_string())
         .arg("-sf")
@@ -323,7 +339,7 @@ pub fn sipp_in(
             "-s",
             service,
             "-i",
-            if target.is_ipv6() { "::1" } else { "127.0.0.1" },
+            local_ip,
             "-m",
             "1",
             "-l",
