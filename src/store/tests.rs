@@ -1,5 +1,6 @@
 use super::*;
 use crate::phone::{normalise, Country};
+use zeroize::Zeroizing;
 
 struct TempDir(PathBuf);
 
@@ -68,8 +69,11 @@ fn every_earlier_schema_version_migrates_and_keeps_its_accounts() {
             }
         }
         let s = Store::open(&path).unwrap();
-        s.with(|c| Ok(assert_eq!(migrate::version(c)?, migrate::LATEST)))
-            .unwrap();
+        s.with(|c| {
+            assert_eq!(migrate::version(c)?, migrate::LATEST);
+            Ok(())
+        })
+        .unwrap();
         if from >= 1 {
             let a = s.find("", &num("+16502530000")).unwrap().unwrap();
             assert_eq!(a.id, "acc_old");

@@ -89,6 +89,9 @@ fn run_with(f: &Flow, script: Vec<Action>, fx: Fx) -> Run {
         answered_at: crate::flow::testing::runner::test_epoch(),
         call_id: "c-1".into(),
         caller: fx.caller.unwrap_or("+15551230001").into(),
+        trust: crate::call::CallerTrust::PaiTrusted,
+        brand: String::new(),
+        directory: None,
         dialled: "t".into(),
         headers: BTreeMap::new(),
     };
@@ -1043,8 +1046,13 @@ fn unavailable_services_explain_themselves() {
         body: serde_json::Map::new(),
         timeout: secs(1),
     };
+    let query = crate::backends::LookupQuery {
+        number: crate::phone::for_lookup("+15551230001", crate::phone::Country::default()).unwrap(),
+        brand: String::new(),
+        directory: None,
+    };
     let errs = [
-        block_on(s.directory.lookup("1"))
+        block_on(s.directory.lookup(&query))
             .unwrap()
             .unwrap_err()
             .to_string(),
