@@ -196,7 +196,7 @@ fn map_err(e: &reqwest::Error, timeout: Duration) -> ServiceError {
 
 /// The error and its causes, without the URL (which may carry caller data) and
 /// without repeating a cause that is already part of the previous message.
-fn chain(e: &reqwest::Error) -> String {
+pub(crate) fn chain(e: &reqwest::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = cur {
