@@ -81,8 +81,9 @@ enum Cmd {
     Accounts {
         #[command(flatten)]
         store: StoreOpts,
+        // Boxed: its field options dwarf the other commands.
         #[command(subcommand)]
-        cmd: AccountsSub,
+        cmd: Box<AccountsSub>,
     },
     /// The secret key that seals passphrases and TOTP secrets.
     Keys {
@@ -319,7 +320,7 @@ fn main() -> ExitCode {
         } => voxgate::app::recognize(&files, digits, &phrases, &models),
         Cmd::Accounts { store, cmd } => {
             use voxgate::app::accounts::{accounts, AccountsCmd};
-            let cmd = match cmd {
+            let cmd = match *cmd {
                 AccountsSub::Add {
                     phone,
                     id,

@@ -1050,9 +1050,9 @@ fn unavailable_services_explain_themselves() {
             brand: String::new(),
             directory: None,
         }))
-            .unwrap()
-            .unwrap_err()
-            .to_string(),
+        .unwrap()
+        .unwrap_err()
+        .to_string(),
         block_on(s.codes.verify("c", "1", std::time::UNIX_EPOCH))
             .unwrap()
             .unwrap_err()
