@@ -1,0 +1,436 @@
+//! `voxgate accounts` and `voxgate keys` as an operator meets them: a real
+//! SQLite file and key file in a scratch folder, secrets in and never out.
+
+// Integration tests: helpers may unwrap (a failure should panic with the value)
+// and share `pub` helpers through `common`.
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+const PASSPHRASE: &str = "purple elephant dance";
+const PASSPHRASE_2: &str = "seven silver swans";
+const TOTP_B32: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    fn new(name: &str) -> Store {
+        Store { dir: scratch(name) }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.join("state/voxgate.db")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.join("state/secret.key")
+    }
+
+    /// Run `voxgate <args…>` against this store, with `stdin` fed and the
+    /// environment given; (exit code, stdout, stderr).
+    fn run_with(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+        let (cmd, rest) = args.split_first().unwrap();
+        let mut c = Command::new(bin());
+        c.arg(cmd)
+            .arg("--database")
+            .arg(self.db())
+            .arg("--key-file")
+            .arg(self.key())
+            .args(rest)
+            .current_dir(&self.dir)
+            .env_remove("VOXGATE_SECRET_KEY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        self.run_with(args, "", &[])
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        out
+    }
+}
+
+fn added_id(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("added "))
+        .unwrap_or_else(|| panic!("no `added` line in {out}"))
+        .trim()
+        .to_string()
+}
+
+/// Every file of the store (database, WAL, shared memory) must be free of
+/// every secret in clear.
+fn assert_no_secret_on_disk(dir: &Path, secrets: &[&[u8]]) {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir.join("state")).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        seen += 1;
+        for s in secrets {
+            assert!(
+                !bytes.windows(s.len()).any(|w| w == *s),
+                "{} holds a secret in clear",
+                path.display()
+            );
+        }
+    }
+    assert!(seen >= 1 && dir.join("state/voxgate.db").exists(), "no database");
+}
+
+#[test]
+fn add_show_list_update_remove_and_secrets_never_come_out() {
+    let s = Store::new("acc-crud");
+    let (code, out, err) = s.run_with(
+        &[
+            "accounts",
+            "add",
+            "--phone",
+            "(650) 253-0000",
+            "--name",
+            "Ada Lovelace",
+            "--brand",
+            "acme",
+            "--passphrase-stdin",
+            "--totp-secret-env",
+            "TOTP_FOR_TEST",
+            "--field",
+            "dob=19701201",
+        ],
+        &format!("{PASSPHRASE}\n"),
+        &[("TOTP_FOR_TEST", TOTP_B32)],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let id = added_id(&out);
+    // The key file was created on first use, private to its owner.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(s.key()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let show = s.ok(&["accounts", "show", &id]);
+    assert!(show.contains("+16502530000"), "{show}");
+    assert!(show.contains("Ada Lovelace"), "{show}");
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("passphrase") && l.ends_with(" set")),
+        "{show}"
+    );
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("totp") && l.ends_with(" set")),
+        "{show}"
+    );
+    // By number, in its brand; not found in another.
+    let by_number = s.ok(&[
+        "accounts",
+        "show",
+        "+1 650 253 0000",
+        "--brand",
+        "acme",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&by_number).unwrap();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["passphrase"], "set");
+    assert_eq!(v["fields"]["dob"], "19701201");
+    let (code, _, err) = s.run(&["accounts", "show", "+16502530000", "--brand", "globex"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no account"), "{err}");
+
+    s.ok(&[
+        "accounts",
+        "add",
+        "--phone",
+        "+442079460018",
+        "--name",
+        "Grace",
+        "--line-type",
+        "landline",
+    ]);
+    let table = s.ok(&["accounts", "list"]);
+    assert!(
+        table.contains("Grace") && table.contains("Ada Lovelace"),
+        "{table}"
+    );
+    let only_acme = s.ok(&["accounts", "list", "--brand", "acme", "--format", "csv"]);
+    assert_eq!(only_acme.lines().count(), 2, "{only_acme}");
+    let json: serde_json::Value =
+        serde_json::from_str(&s.ok(&["accounts", "list", "--format", "json"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+
+    // A duplicate number in the same brand is refused with the reason.
+    let (code, _, err) = s.run(&[
+        "accounts",
+        "add",
+        "--phone",
+        "650-253-0000",
+        "--brand",
+        "acme",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("already exists in brand `acme`"), "{err}");
+    // An invalid number is refused with the reason.
+    let (code, _, err) = s.run(&["accounts", "add", "--phone", "+1 555 0100"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not a valid number"), "{err}");
+
+    // Update: a new passphrase by environment, a new e-mail.
+    let (code, out, err) = s.run_with(
+        &[
+            "accounts",
+            "update",
+            &id,
+            "--passphrase-env",
+            "NEW_PP",
+            "--email",
+            "ada@example.org",
+        ],
+        "",
+        &[("NEW_PP", PASSPHRASE_2)],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let show = s.ok(&["accounts", "show", &id]);
+    assert!(show.contains("ada@example.org"), "{show}");
+    s.ok(&["accounts", "update", &id, "--clear-totp"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&s.ok(&["accounts", "show", &id, "--format", "json"])).unwrap();
+    assert_eq!(v["totp"], "not set");
+
+    // Export: no secrets, only whether they are set.
+    let export = s.ok(&["accounts", "export"]);
+    assert!(
+        export.starts_with("id,phone,brand,name,email,line_type,passphrase,totp"),
+        "{export}"
+    );
+    for out in [&export, &show, &table] {
+        assert!(
+            !out.contains(PASSPHRASE) && !out.contains(PASSPHRASE_2) && !out.contains(TOTP_B32),
+            "{out}"
+        );
+    }
+    assert_no_secret_on_disk(
+        &s.dir,
+        &[
+            PASSPHRASE.as_bytes(),
+            PASSPHRASE_2.as_bytes(),
+            b"Hello!\xde\xad\xbe\xef",
+        ],
+    );
+
+    s.ok(&["accounts", "remove", &id]);
+    let (code, _, err) = s.run(&["accounts", "remove", &id]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no account"), "{err}");
+}
+
+#[test]
+fn import_keeps_good_rows_and_reports_bad_ones_by_line() {
+    let s = Store::new("acc-import");
+    let csv = s.dir.join("accounts.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "phone,name,brand,passphrase,line_type,dob\n\
+             +16502530001,Bob,acme,{PASSPHRASE},mobile,1980\n\
+             not a number,X,,,,\n\
+             +16502530002,Carol,acme,,fax,\n\
+             +16502530003,Dan,acme,,,1990,surplus\n\
+             +1 650 253 0001,Dup,acme,,,\n\
+             +16502530004,Eve,,,,\n"
+        ),
+    )
+    .unwrap();
+    // A dry run reports the same problems and keeps nothing.
+    let (code, out, err) = s.run(&["accounts", "import", csv.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("would import 2 account(s); 4 bad row(s)"),
+        "{out}"
+    );
+    let (code, out, _) = s.run(&["accounts", "list", "--format", "csv"]);
+    assert_eq!((code, out.lines().count()), (0, 1), "{out}");
+
+    let (code, out, err) = s.run(&["accounts", "import", csv.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("imported 2 account(s); 4 bad row(s)"), "{out}");
+    let name = csv.display().to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            format!("{name}:3: `not a number` is not a phone number"),
+            format!(
+                "{name}:4: `fax` is not a line type (mobile, landline, voip, toll_free, unknown)"
+            ),
+            format!("{name}:5: 7 columns where the header has 6"),
+            format!("{name}:6: an account with number +16502530001 already exists in brand `acme`"),
+        ],
+        "{err}"
+    );
+    let list = s.ok(&["accounts", "list", "--format", "json"]);
+    assert!(
+        list.contains("Bob") && list.contains("Eve") && !list.contains("Carol"),
+        "{list}"
+    );
+    assert!(!err.contains(PASSPHRASE) && !out.contains(PASSPHRASE));
+    assert_no_secret_on_disk(&s.dir, &[PASSPHRASE.as_bytes()]);
+
+    // A file without a phone column is refused whole, at its header.
+    std::fs::write(&csv, "name\nx\n").unwrap();
+    let (code, _, err) = s.run(&["accounts", "import", csv.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("{name}:1: the header row has no `phone` column")),
+        "{err}"
+    );
+}
+
+#[test]
+fn keys_rotate_reseals_and_a_wrong_or_missing_key_is_refused() {
+    let s = Store::new("acc-keys");
+    let (code, out, err) = s.run_with(
+        &[
+            "accounts",
+            "add",
+            "--phone",
+            "+16502530000",
+            "--passphrase-stdin",
+        ],
+        &format!("{PASSPHRASE}\n"),
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let id = added_id(&out);
+    let old_key = std::fs::read_to_string(s.key()).unwrap();
+    let out = s.ok(&["keys", "rotate"]);
+    assert!(out.contains("re-sealed 1 secret(s)"), "{out}");
+    let new_key = std::fs::read_to_string(s.key()).unwrap();
+    assert_ne!(old_key, new_key);
+    assert!(!out.contains(new_key.trim()), "the key is never printed");
+    // The rotated key still seals and opens: a new secret can be added.
+    let (code, out, err) = s.run_with(
+        &["accounts", "update", &id, "--passphrase-stdin"],
+        &format!("{PASSPHRASE_2}\n"),
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
+    // The old key (say, restored from a backup) is refused, never used.
+    let (code, _, err) = s.run_with(
+        &["accounts", "update", &id, "--passphrase-stdin"],
+        "x y z\n",
+        &[("VOXGATE_SECRET_KEY", old_key.trim())],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("not the one this database's secrets were sealed with"),
+        "{err}"
+    );
+    // A malformed key names its source, not its value.
+    let (code, _, err) = s.run_with(
+        &["keys", "rotate"],
+        "",
+        &[("VOXGATE_SECRET_KEY", "c2hvcnQ=")],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("VOXGATE_SECRET_KEY: not a secret key"),
+        "{err}"
+    );
+    // No key at all: refused, no plaintext fallback, no new key drawn by rotate.
+    std::fs::remove_file(s.key()).unwrap();
+    let (code, _, err) = s.run(&["keys", "rotate"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no secret key"), "{err}");
+    assert!(!s.key().exists());
+    assert_no_secret_on_disk(&s.dir, &[PASSPHRASE.as_bytes(), PASSPHRASE_2.as_bytes()]);
+}
+
+#[test]
+fn totp_generate_prints_an_otpauth_uri_and_a_qr_code_once() {
+    let s = Store::new("acc-totp");
+    let out = s.ok(&[
+        "accounts",
+        "add",
+        "--phone",
+        "+442079460018",
+        "--brand",
+        "acme",
+        "--totp-generate",
+    ]);
+    let uri = out
+        .lines()
+        .find(|l| l.starts_with("otpauth://totp/"))
+        .unwrap_or_else(|| panic!("no otpauth URI in {out}"));
+    assert!(uri.contains("issuer=acme"), "{uri}");
+    let secret = uri
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .unwrap();
+    assert!(secret.len() >= 32, "160-bit secret expected: {secret}");
+    // The QR code is drawn with block characters.
+    assert!(
+        out.contains('█') || out.contains('▀') || out.contains('▄'),
+        "{out}"
+    );
+    let show = s.ok(&["accounts", "show", "+442079460018", "--brand", "acme"]);
+    assert!(!show.contains(secret), "{show}");
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("totp") && l.ends_with(" set")),
+        "{show}"
+    );
+}
+
+#[test]
+fn help_warns_that_arguments_are_visible_in_ps() {
+    let s = Store::new("acc-help");
+    let out = s.ok(&["accounts", "--help"]);
+    assert!(out.contains("visible to every user in `ps`"), "{out}");
+    assert!(out.contains("--passphrase-stdin"), "{out}");
+    let add = s.ok(&["accounts", "add", "--help"]);
+    assert!(add.contains("VISIBLE IN `ps`"), "{add}");
+    assert!(add.contains("--passphrase-env"), "{add}");
+}
+
+#[test]
+fn broken_database_files_are_clear_errors() {
+    let s = Store::new("acc-broken");
+    std::fs::create_dir_all(s.dir.join("state")).unwrap();
+    std::fs::write(s.db(), vec![7u8; 4096]).unwrap();
+    let (code, _, err) = s.run(&["accounts", "list"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("corrupt or not a voxgate database"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
