@@ -153,6 +153,28 @@ impl WebhookResult {
     }
 }
 
+/// What a caller lookup found; the `outcome` of an [`Event::Lookup`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LookupResult {
+    /// An account for the number.
+    Found,
+    /// No account (or no number to look up: withheld, not a number).
+    NotFound,
+    /// The directory failed or timed out.
+    Error,
+}
+
+impl LookupResult {
+    /// Stable spelling used in JSON events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LookupResult::Found => "found",
+            LookupResult::NotFound => "not_found",
+            LookupResult::Error => "error",
+        }
+    }
+}
+
 /// Who ended the call; the `by` of an [`Event::HungUp`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HangupBy {
@@ -299,6 +321,20 @@ pub enum Event {
         /// transcript).
         message: String,
     },
+    /// `lookup_caller` looked for the caller's account.
+    Lookup {
+        /// Step id.
+        step: String,
+        /// What came of it.
+        outcome: LookupResult,
+        /// How far the caller ID was trusted (`caller.trust`).
+        trust: &'static str,
+        /// The directory asked; empty when no query was made (withheld
+        /// caller, not a number).
+        directory: String,
+        /// How long the directory took, in microseconds (0 without a query).
+        micros: u64,
+    },
     /// The caller cut a prompt short and the prompt stopped.
     BargeIn {
         /// Step id.
@@ -349,6 +385,7 @@ impl Event {
             },
             Event::Error { .. } => "error",
             Event::BargeIn { .. } => "barge_in",
+            Event::Lookup { .. } => "lookup",
             Event::HungUp { by, .. } => match by {
                 HangupBy::Caller => "hung_up_by_caller",
                 HangupBy::Engine => "hung_up_by_engine",
@@ -370,6 +407,7 @@ impl Event {
             | Event::Webhook { step, .. }
             | Event::Error { step, .. }
             | Event::BargeIn { step, .. }
+            | Event::Lookup { step, .. }
             | Event::HungUp { step, .. } => Some(step),
         }
     }
@@ -467,6 +505,19 @@ impl Serialize for Event {
             Event::BargeIn { step, by } => {
                 m.serialize_entry("step", step)?;
                 m.serialize_entry("by", by.as_str())?;
+            }
+            Event::Lookup {
+                step,
+                outcome,
+                trust,
+                directory,
+                micros,
+            } => {
+                m.serialize_entry("step", step)?;
+                m.serialize_entry("outcome", outcome.as_str())?;
+                m.serialize_entry("trust", trust)?;
+                m.serialize_entry("directory", directory)?;
+                m.serialize_entry("micros", micros)?;
             }
             Event::HungUp { by, step } => {
                 m.serialize_entry("by", by.as_str())?;

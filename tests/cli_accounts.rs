@@ -103,7 +103,10 @@ fn assert_no_secret_on_disk(dir: &Path, secrets: &[&[u8]]) {
             );
         }
     }
-    assert!(seen >= 1 && dir.join("state/voxgate.db").exists(), "no database");
+    assert!(
+        seen >= 1 && dir.join("state/voxgate.db").exists(),
+        "no database"
+    );
 }
 
 #[test]

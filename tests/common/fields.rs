@@ -34,6 +34,7 @@ fn event_fields(name: &str) -> Option<&'static [&'static str]> {
         "error" => &["step", "message"],
         "hung_up_by_caller" | "hung_up_by_engine" => &["by", "step"],
         "barge_in" => &["step", "by"],
+        "lookup" => &["step", "outcome", "trust", "directory", "micros"],
         _ => return None,
     })
 }
@@ -46,6 +47,12 @@ const LOG_KEYS: &[&str] = &[
     "call",
     "dialled",
     "caller",
+    "trust",
+    "brand",
+    "source",
+    "directory",
+    "database",
+    "accounts",
     "flow",
     "flows",
     "from",

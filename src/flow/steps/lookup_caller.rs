@@ -1,11 +1,14 @@
 //! `lookup_caller`: find the account for a number. The engine keeps it in the
 //! call state; flows read its fields as `account.<field>`.
 
+use std::time::Instant;
+
 use tracing::info;
 
 use crate::backends::LookupQuery;
 use crate::call::identity::ANONYMOUS;
 use crate::call::CallChannel;
+use crate::events::{Event, LookupResult};
 use crate::flow::model::{Exit, LookupCaller};
 use crate::phone;
 
@@ -21,15 +24,18 @@ pub(super) async fn run<C: CallChannel>(
         .map_err(|e| Abort::Fail(format!("number: {e}")))?;
     // A withheld caller ID has no account: no query is made for it.
     if number.trim().is_empty() || number == ANONYMOUS {
-        info!(step = ctx.id(), "no caller number to look up (withheld)");
-        return Ok(Flowing::Exit(Exit::NotFound));
+        info!(
+            step = ctx.id(),
+            "no caller number to look up (withheld); no lookup made"
+        );
+        return Ok(not_found(ctx, "", 0));
     }
     let Some(e164) = phone::for_lookup(&number, ctx.services.default_country) else {
         info!(
             step = ctx.id(),
-            "the number to look up is not a phone number; not found"
+            "the number to look up is not a phone number; no lookup made"
         );
-        return Ok(Flowing::Exit(Exit::NotFound));
+        return Ok(not_found(ctx, "", 0));
     };
     let info = ctx.call.info();
     let query = LookupQuery {
@@ -37,19 +43,42 @@ pub(super) async fn run<C: CallChannel>(
         brand: info.brand.clone(),
         directory: info.directory.clone(),
     };
-    match ctx.services.directory.lookup(&query).await {
+    let directory = query.directory.as_deref().unwrap_or("default").to_string();
+    let started = Instant::now();
+    let answer = ctx.services.directory.lookup(&query).await;
+    let micros = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+    match answer {
         Ok(Some(account)) => {
             ctx.state.found_account(account);
+            emit(ctx, LookupResult::Found, &directory, micros);
             Ok(Flowing::Exit(Exit::Found))
         }
-        Ok(None) => {
-            // A second lookup that misses (a keyed number) must not leave
-            // the first one's account in `account.*`.
+        Ok(None) => Ok(not_found(ctx, &directory, micros)),
+        Err(e) => {
             ctx.state.forget_account();
-            Ok(Flowing::Exit(Exit::NotFound))
+            emit(ctx, LookupResult::Error, &directory, micros);
+            Err(Abort::Fail(format!("caller directory: {e}")))
         }
-        Err(e) => Err(Abort::Fail(format!("caller directory: {e}"))),
     }
+}
+
+/// No account: a second lookup that misses (a keyed number) must not leave
+/// the first one's account in `account.*`.
+fn not_found<C: CallChannel>(ctx: &mut Ctx<'_, C>, directory: &str, micros: u64) -> Flowing {
+    ctx.state.forget_account();
+    emit(ctx, LookupResult::NotFound, directory, micros);
+    Flowing::Exit(Exit::NotFound)
+}
+
+fn emit<C: CallChannel>(ctx: &mut Ctx<'_, C>, outcome: LookupResult, directory: &str, micros: u64) {
+    let ev = Event::Lookup {
+        step: ctx.id().to_string(),
+        outcome,
+        trust: ctx.state.trust().as_str(),
+        directory: directory.to_string(),
+        micros,
+    };
+    ctx.emit(ev);
 }
 
 // --- the unit: how a `lookup_caller` step is read and what it may do ---
