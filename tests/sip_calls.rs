@@ -449,12 +449,51 @@ fn flows_reload_on_change_and_a_broken_edit_keeps_the_old_version() {
 }
 
 /// Backends that do not exist yet take their `error` exit with an error event; nothing pretends success.
+/// The caller is on file (the account store is real), so the flow gets past
+/// the lookup to the passphrase and code steps, whose backends are missing.
 #[test]
 fn bank_flow_in_serve_takes_error_exits_without_backends() {
-    let vg = Voxgate::start("bank-unavailable", demo());
+    let db = scratch("bank-unavailable-db").join("accounts.db");
+    let store = voxgate::store::Store::open(&db).unwrap();
+    store
+        .add(
+            &voxgate::store::NewAccount {
+                id: Some("ACC-1".into()),
+                // silent.xml's From; a 555 number is no valid one, so it goes
+                // in as a lookup would write it.
+                phone: voxgate::phone::for_lookup("+15551230001", Default::default()),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+    drop(store);
+    // The silent caller sends no RTP: keep rtp_timeout past the flow's end.
+    let extra = format!("database: \"{}\"\nrtp_timeout: 2m\n", db.display());
+    let vg = Voxgate::start(
+        "bank-unavailable",
+        Options {
+            flows: root().join("flows"),
+            extra_config: &extra,
+        },
+    );
     let out = call(&vg, "silent.xml", "bank");
     vg.expect_sipp_ok(&out, "bank call");
     let evs = vg.wait_call_end();
+    assert!(
+        evs.iter().any(|e| event_name(e) == "step_left"
+            && e["event"]["step"] == "lookup"
+            && e["event"]["exit"] == "found"),
+        "the caller is found in the store:\n{}",
+        pretty(&evs)
+    );
+    assert!(
+        evs.iter().any(|e| event_name(e) == "step_left"
+            && e["event"]["step"] == "passphrase"
+            && e["event"]["exit"] == "error"),
+        "the passphrase step has no backend yet:\n{}",
+        pretty(&evs)
+    );
     assert!(
         evs.iter()
             .any(|e| event_name(e) == "step_left" && e["event"]["exit"] == "error"),

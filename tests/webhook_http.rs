@@ -378,7 +378,7 @@ steps:
         assert_eq!(h("X-Auth-Method"), "totp");
         assert_eq!(h("X-Account-Id"), "ACC-1");
         assert_eq!(h("X-Caller"), "+15551230001");
-        assert_eq!(h("X-Trust"), "unverified");
+        assert_eq!(h("X-Trust"), "from_header");
         assert_eq!(h("X-Code-Channel"), "sms");
         let v = &r.out.vars;
         assert_eq!(v["auth.result"], "failed");
@@ -386,7 +386,7 @@ steps:
         assert_eq!(v["account.id"], "ACC-1");
         assert_eq!(v["account.phone"], "+15551230001");
         assert_eq!(v["caller"], "+15551230001");
-        assert_eq!(v["caller_trust"], "unverified");
+        assert_eq!(v["caller_trust"], "from_header");
         assert_eq!(v["call_id"], "call-1");
         assert_eq!(v["dialled"], "bank");
         assert_eq!(v["code.channel"], "sms");

@@ -53,6 +53,7 @@ const LOG_KEYS: &[&str] = &[
     "directory",
     "database",
     "accounts",
+    "file",
     "flow",
     "flows",
     "from",
