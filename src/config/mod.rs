@@ -613,4 +613,13 @@ routes:
             assert!(e.contains(want), "{yaml}: {e}");
         }
     }
+
+    #[test]
+    fn the_shipped_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("voxgate.yaml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.routes["18005550100"].flow, "bank");
+        assert_eq!(c.lookup, "sqlite");
+        assert!(c.trusted_peers.is_empty());
+    }
 }
