@@ -437,3 +437,45 @@ fn broken_database_files_are_clear_errors() {
     assert!(err.contains("corrupt or not a voxgate database"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn serve_refuses_to_start_with_the_wrong_key() {
+    let s = Store::new("acc-serve-key");
+    let (code, out, err) = s.run_with(
+        &[
+            "accounts",
+            "add",
+            "--phone",
+            "+16502530000",
+            "--passphrase-stdin",
+        ],
+        &format!("{PASSPHRASE}\n"),
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let cfg = s.dir.join("voxgate.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{}\nflows_dir: {}\nprompts_dir: {}\n",
+            free_port(),
+            root().join("flows").display(),
+            root().join("prompts").display()
+        ),
+    )
+    .unwrap();
+    let other = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; // 32 bytes, not the key
+    let out = Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("VOXGATE_SECRET_KEY", other)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("not the one this database's secrets were sealed with"),
+        "{err}"
+    );
+}

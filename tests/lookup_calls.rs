@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod common;
+mod http_server;
 
 use std::net::UdpSocket;
 use std::path::Path;
@@ -426,4 +427,78 @@ fn shipped_flows_find_real_accounts() {
     let raw = std::fs::read_to_string(&vg.events).unwrap();
     assert_eq!(fields::events_file_problems(&raw), Vec::<String>::new());
     assert_eq!(fields::log_problems(&vg.log()), Vec::<String>::new());
+}
+
+/// A CRM over HTTP as the directory, through whole calls: found, 404 (not
+/// found), 500 then found on the retry, garbage and an answer slower than the
+/// timeout (both the step's `error` exit, the slow one without waiting for it).
+#[test]
+fn a_crm_over_http_answers_lookups_in_serve() {
+    use http_server::{Response, Server};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let flaky = std::sync::Arc::new(AtomicU32::new(0));
+    let f = flaky.clone();
+    let crm = Server::start(move |req| {
+        let n = req
+            .query
+            .strip_prefix("n=")
+            .unwrap_or("")
+            .replace("%2B", "+");
+        let found = |id: &str| {
+            Response::json(
+                200,
+                serde_json::json!({ "customer": { "id": id, "name": "CRM" } }),
+            )
+        };
+        match n.as_str() {
+            NUM_A => found("acct_a"),
+            NUM_B if f.fetch_add(1, Ordering::SeqCst) == 0 => Response::text(500, "busy"),
+            NUM_B => found("acct_b"),
+            NUM_UK => {
+                let mut r = found("acct_uk");
+                r.delay = Duration::from_secs(5);
+                r
+            }
+            "+16502530002" => Response::text(200, "<html>not json</html>"),
+            _ => Response::text(404, "no such customer"),
+        }
+    });
+    let config = format!(
+        "lookup: crm\ndirectories:\n  crm:\n    type: http\n    url: \"{}?n=${{number}}\"\n    timeout: 1s\n    retries: 2\n    retry_backoff: 50ms\n    fields: {{ id: /customer/id, name: /customer/name }}\n",
+        crm.url("/customers")
+    );
+    let vg = start("lookup-crm", &config, &[]);
+    let evs = call(&vg, "lookup", "127.0.0.1", NUM_A, NO_IDENTITY);
+    assert_path(&evs, "found_acct_a", "trust_from_header", "CRM found");
+    let evs = call(&vg, "lookup", "127.0.0.1", NUM_UNKNOWN, NO_IDENTITY);
+    assert_path(&evs, "no_account", "trust_from_header", "CRM 404");
+    let evs = call(&vg, "lookup", "127.0.0.1", NUM_B, NO_IDENTITY);
+    assert_path(
+        &evs,
+        "found_acct_b",
+        "trust_from_header",
+        "CRM 500 then 200",
+    );
+    assert_eq!(flaky.load(Ordering::SeqCst), 2, "one retry after the 500");
+    for (number, what) in [("+16502530002", "garbage"), (NUM_UK, "slow")] {
+        let evs = call(&vg, "lookup", "127.0.0.1", number, NO_IDENTITY);
+        assert_eq!(
+            exit_of(&evs, "lookup"),
+            "error",
+            "{what}:\n{}",
+            pretty(&evs)
+        );
+        assert!(
+            entered(&evs).contains(&"lookup_failed".to_string()),
+            "{what}"
+        );
+        let ev = &events_named(&evs, "lookup")[0]["event"];
+        assert_eq!(ev["outcome"], "error", "{what}");
+        // The slow CRM answers after 5 s; the step did not wait for it.
+        assert!(ev["micros"].as_u64().unwrap() < 4_000_000, "{what}: {ev}");
+    }
+    assert!(
+        vg.log().contains("caller directory"),
+        "the reason is logged"
+    );
 }
