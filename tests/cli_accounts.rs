@@ -68,6 +68,14 @@ impl Store {
         )
     }
 
+    /// `accounts add --phone NUMBER --passphrase-stdin` with [`PASSPHRASE`]; its output.
+    fn add_with_passphrase(&self, number: &str) -> String {
+        let args = ["accounts", "add", "--phone", number, "--passphrase-stdin"];
+        let (code, out, err) = self.run_with(&args, &format!("{PASSPHRASE}\n"), &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        out
+    }
+
     fn run(&self, args: &[&str]) -> (i32, String, String) {
         self.run_with(args, "", &[])
     }
@@ -322,18 +330,7 @@ fn import_keeps_good_rows_and_reports_bad_ones_by_line() {
 #[test]
 fn keys_rotate_reseals_and_a_wrong_or_missing_key_is_refused() {
     let s = Store::new("acc-keys");
-    let (code, out, err) = s.run_with(
-        &[
-            "accounts",
-            "add",
-            "--phone",
-            "+16502530000",
-            "--passphrase-stdin",
-        ],
-        &format!("{PASSPHRASE}\n"),
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let out = s.add_with_passphrase("+16502530000");
     let id = added_id(&out);
     let old_key = std::fs::read_to_string(s.key()).unwrap();
     let out = s.ok(&["keys", "rotate"]);
@@ -441,18 +438,7 @@ fn broken_database_files_are_clear_errors() {
 #[test]
 fn serve_refuses_to_start_with_the_wrong_key() {
     let s = Store::new("acc-serve-key");
-    let (code, out, err) = s.run_with(
-        &[
-            "accounts",
-            "add",
-            "--phone",
-            "+16502530000",
-            "--passphrase-stdin",
-        ],
-        &format!("{PASSPHRASE}\n"),
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    s.add_with_passphrase("+16502530000");
     let cfg = s.dir.join("voxgate.yaml");
     std::fs::write(
         &cfg,

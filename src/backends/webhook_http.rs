@@ -37,19 +37,25 @@ pub struct HttpWebhook {
     client: reqwest::Client,
 }
 
+/// The HTTP client voxgate's outbound requests share the settings of: no
+/// proxy (environment variables are ignored), no redirects (a redirect could
+/// carry an API key to another host), `User-Agent: voxgate/<version>`,
+/// pooled connections.
+pub(crate) fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {}", chain(&e)))
+}
+
 impl HttpWebhook {
     /// A client with no proxy (environment variables are ignored), no
     /// redirects, `User-Agent: voxgate/<version>`, and pooled connections.
     pub fn new() -> Result<Self, ServiceError> {
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| {
-                ServiceError::Failed(format!("cannot build the HTTP client: {}", chain(&e)))
-            })?;
+        let client = http_client().map_err(ServiceError::Failed)?;
         Ok(HttpWebhook { client })
     }
 

@@ -36,7 +36,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::backends::webhook_http::{chain, USER_AGENT};
+use crate::backends::webhook_http::{chain, http_client};
 use crate::backends::{Account, BoxFut, Directory, LookupQuery, ServiceError};
 use crate::config::{HttpDirectoryConfig, HttpMethod};
 use crate::phone::{self, Country};
@@ -111,13 +111,7 @@ impl HttpDirectory {
         if !headers.contains_key(ACCEPT) {
             headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         }
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {}", chain(&e)))?;
+        let client = http_client()?;
         Ok(HttpDirectory {
             client,
             post: cfg.method == HttpMethod::Post,
