@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::backends::directory::Directories;
+use crate::backends::passphrase::StorePassphrases;
 use crate::backends::webhook_http::HttpWebhook;
 use crate::backends::Services;
 use crate::call::setup::{CallRunner, CallSetup, SetupConfig};
@@ -316,11 +317,14 @@ impl CallRunner for FlowRunner {
 /// Open the store of `cfg` and check the secret key against it. With
 /// `create_key`, a missing key file is created (0600) — `serve` on a fresh
 /// machine; the account commands that seal secrets do the same.
-pub(crate) fn open_store_checked(cfg: &Config, create_key: bool) -> anyhow::Result<Store> {
+pub(crate) fn open_store_checked(
+    cfg: &Config,
+    create_key: bool,
+) -> anyhow::Result<(Store, SecretKey)> {
     let store = Store::open(&cfg.database)?;
     let key = SecretKey::load(&cfg.secret_key_file, create_key)?;
     store.check_key(&key)?;
-    Ok(store)
+    Ok((store, key))
 }
 
 /// `voxgate serve`: load and check every flow (refusing to start on any
@@ -378,7 +382,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let store = open_store_checked(&cfg, true)?;
+    let (store, key) = open_store_checked(&cfg, true)?;
     info!(database = %store.path().display(), accounts = store.count().unwrap_or(0), "account store open");
     let store: Arc<dyn crate::store::AccountStore> = Arc::new(store);
     let directories = Directories::build(
@@ -427,9 +431,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             webhook: Box::new(
                 HttpWebhook::new().map_err(|e| anyhow::anyhow!("webhook client: {e}"))?,
             ),
+            passphrase: Box::new(StorePassphrases::new(
+                store.clone(),
+                Arc::new(key),
+                cfg.passphrase,
+            )),
             default_country: cfg.default_country,
-            // Codes, TOTP and passphrases still take `error` until their
-            // backends land.
+            // Codes and TOTP still take `error` until their backends land.
             ..Services::unavailable()
         }),
         events,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 pub mod endpoint;
 pub mod mel;
+pub mod phrase;
 mod pool;
 pub mod recording;
 pub mod spec;

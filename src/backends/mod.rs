@@ -18,6 +18,7 @@ use thiserror::Error;
 use crate::phone::E164;
 
 pub mod directory;
+pub mod passphrase;
 pub mod webhook_http;
 
 /// `send_code`'s `channel:`; `verify_code` later checks with the channel
@@ -150,16 +151,77 @@ pub trait TotpVerifier: Send + Sync {
     ) -> BoxFut<'a, Result<bool, ServiceError>>;
 }
 
+/// Whose passphrase a `verify_passphrase` checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassphraseSubject {
+    /// The account `lookup_caller` found (the store's key).
+    pub account_id: Option<String>,
+    /// The account's number when found, else the caller's.
+    pub number: String,
+}
+
+/// What is enrolled for a subject, before the caller speaks.
+#[derive(Debug)]
+pub enum Enrolment {
+    /// A passphrase: its text is the recogniser's hint (a secret: never
+    /// logged, never in an event), `digits` selects digits mode.
+    Ready {
+        /// The enrolled phrase.
+        hint: zeroize::Zeroizing<String>,
+        /// The phrase is a digit string.
+        digits: bool,
+    },
+    /// No passphrase is enrolled for the subject (or no account was found).
+    NotEnrolled,
+    /// Too many failures in the lockout window: the factor is locked.
+    Locked,
+}
+
+/// The verdict on one utterance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassphraseVerdict {
+    /// The whole utterance is the phrase, heard with enough confidence.
+    Match,
+    /// The utterance is not the phrase.
+    NoMatch,
+    /// The words match but the recogniser was not sure enough.
+    LowConfidence,
+    /// The factor is locked for the account (now or by this failure's count
+    /// reaching the limit before the check ran).
+    Locked,
+}
+
+impl PassphraseVerdict {
+    /// The failure reason flows read as `auth.reason`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            PassphraseVerdict::Match => "matched",
+            PassphraseVerdict::NoMatch => "no_match",
+            PassphraseVerdict::LowConfidence => "low_confidence",
+            PassphraseVerdict::Locked => "locked",
+        }
+    }
+}
+
 /// Spoken passphrases, checked against what is enrolled for a subject.
 pub trait PassphraseVerifier: Send + Sync {
-    /// Whether `transcript` (what the recogniser heard) matches `subject`'s
-    /// passphrase. `subject` is `account.phone` when known, else the caller number.
-    /// The transcript is a secret: implementations must not log it.
+    /// What is enrolled for `subject` at `now` (the call's clock).
+    fn enrolment<'a>(
+        &'a self,
+        subject: &'a PassphraseSubject,
+        now: SystemTime,
+    ) -> BoxFut<'a, Result<Enrolment, ServiceError>>;
+    /// Judge `transcript` (what the recogniser heard, with its
+    /// `confidence`) against `subject`'s passphrase at `now`; failures count
+    /// towards the lockout. The transcript is a secret: implementations must
+    /// not log it.
     fn verify<'a>(
         &'a self,
-        subject: &'a str,
+        subject: &'a PassphraseSubject,
         transcript: &'a str,
-    ) -> BoxFut<'a, Result<bool, ServiceError>>;
+        confidence: f32,
+        now: SystemTime,
+    ) -> BoxFut<'a, Result<PassphraseVerdict, ServiceError>>;
 }
 
 /// One rendered `webhook` call. Header values may carry API keys: never log them.
@@ -274,7 +336,20 @@ impl TotpVerifier for Unavailable {
 }
 
 impl PassphraseVerifier for Unavailable {
-    fn verify<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFut<'a, Result<bool, ServiceError>> {
+    fn enrolment<'a>(
+        &'a self,
+        _: &'a PassphraseSubject,
+        _: SystemTime,
+    ) -> BoxFut<'a, Result<Enrolment, ServiceError>> {
+        self.fail()
+    }
+    fn verify<'a>(
+        &'a self,
+        _: &'a PassphraseSubject,
+        _: &'a str,
+        _: f32,
+        _: SystemTime,
+    ) -> BoxFut<'a, Result<PassphraseVerdict, ServiceError>> {
         self.fail()
     }
 }

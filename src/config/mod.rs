@@ -115,6 +115,7 @@ struct RawConfig {
     trusted_peers: Option<Vec<String>>,
     lookup: Option<String>,
     directories: Option<BTreeMap<String, directory::RawDirectory>>,
+    passphrase: Option<RawPassphrase>,
     route_by_flow_name: Option<bool>,
     rtp_timeout: Option<String>,
     max_call_duration: Option<String>,
@@ -163,6 +164,36 @@ impl Route {
             lookup: None,
         }
     }
+}
+
+/// How spoken passphrases are judged and locked (`passphrase:`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PassphrasePolicy {
+    /// Least recogniser confidence for a match (0–1; default 0.5).
+    pub min_confidence: f32,
+    /// Failed checks within `window` that lock the factor for the account
+    /// (default 5).
+    pub max_failures: u32,
+    /// The lockout window (default 24 h).
+    pub window: Duration,
+}
+
+impl Default for PassphrasePolicy {
+    fn default() -> Self {
+        PassphrasePolicy {
+            min_confidence: 0.5,
+            max_failures: 5,
+            window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPassphrase {
+    min_confidence: Option<f32>,
+    max_failures: Option<u32>,
+    lockout_window: Option<String>,
 }
 
 /// A brand name: what `brand:` and `--brand` accept.
@@ -216,6 +247,8 @@ pub struct Config {
     pub lookup: String,
     /// Every directory by name; `sqlite` is always there.
     pub directories: BTreeMap<String, DirectoryConfig>,
+    /// How `verify_passphrase` judges and locks.
+    pub passphrase: PassphrasePolicy,
     /// `sip:bank@…` reaches the flow named `bank` with no explicit route.
     pub route_by_flow_name: bool,
     /// No RTP for this long → BYE.
@@ -261,6 +294,7 @@ impl Default for Config {
             trusted_peers: Vec::new(),
             lookup: directory::SQLITE.to_string(),
             directories: BTreeMap::from([(directory::SQLITE.to_string(), DirectoryConfig::Sqlite)]),
+            passphrase: PassphrasePolicy::default(),
             route_by_flow_name: true,
             rtp_timeout: Duration::from_secs(30),
             max_call_duration: Duration::from_secs(3600),
@@ -373,6 +407,28 @@ impl Config {
         }
         if let Some(l) = raw.lookup {
             c.lookup = l;
+        }
+        if let Some(p) = raw.passphrase {
+            if let Some(m) = p.min_confidence {
+                if !(0.0..=1.0).contains(&m) {
+                    return Err(sem(format!(
+                        "passphrase.min_confidence: {m} is outside 0..1"
+                    )));
+                }
+                c.passphrase.min_confidence = m;
+            }
+            if let Some(n) = p.max_failures {
+                if n == 0 || n > 100 {
+                    return Err(sem(format!(
+                        "passphrase.max_failures: {n} is outside 1..100"
+                    )));
+                }
+                c.passphrase.max_failures = n;
+            }
+            if let Some(w) = p.lockout_window {
+                c.passphrase.window = parse_duration(&w)
+                    .map_err(|e| sem(format!("passphrase.lockout_window: {e}")))?;
+            }
         }
         for (number, r) in raw.routes.unwrap_or_default() {
             let route = match r {

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use crate::backends::Account;
+use crate::backends::PassphraseSubject;
 use crate::call::{CallInfo, CallerTrust};
 use crate::events::{AuthMethod, AuthOutcome};
 use crate::flow::model::CodeChannel;
@@ -246,12 +247,17 @@ impl CallState {
             .unwrap_or(&self.caller)
     }
 
-    /// Whose passphrase: the account's phone when one was found, else the caller number.
-    pub fn passphrase_subject(&self) -> &str {
-        self.account
-            .as_ref()
-            .and_then(KnownAccount::phone)
-            .unwrap_or(&self.caller)
+    /// Whose passphrase: the account found (its id and number), else the
+    /// caller number alone.
+    pub fn passphrase_subject(&self) -> PassphraseSubject {
+        let account = self.account.as_ref();
+        PassphraseSubject {
+            account_id: account.and_then(KnownAccount::id).map(str::to_string),
+            number: account
+                .and_then(KnownAccount::phone)
+                .unwrap_or(&self.caller)
+                .to_string(),
+        }
     }
 
     pub(crate) fn found_account(&mut self, fields: Account) {
@@ -417,7 +423,8 @@ mod tests {
         s.record_auth(AuthMethod::VoiceCode, AuthOutcome::Passed, "code accepted");
         assert_eq!(s.read("account.id").as_deref(), Some("ACC-1"));
         assert_eq!(s.totp_subject(), "ACC-1");
-        assert_eq!(s.passphrase_subject(), "+1666");
+        assert_eq!(s.passphrase_subject().number, "+1666");
+        assert_eq!(s.passphrase_subject().account_id.as_deref(), Some("ACC-1"));
         assert_eq!(s.read("code.channel").as_deref(), Some("voice"));
         assert_eq!(s.read("auth.result").as_deref(), Some("passed"));
         assert_eq!(s.read("auth.method").as_deref(), Some("voice_code"));

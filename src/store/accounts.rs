@@ -537,4 +537,31 @@ impl AccountStore for Store {
             .map(|s| key.open(id, field.name(), &s).map_err(StoreError::from))
             .transpose()
     }
+
+    fn record_failure(
+        &self,
+        account: &str,
+        factor: super::lockout::Factor,
+        at: i64,
+        since: i64,
+    ) -> Result<u32, StoreError> {
+        self.record_failure_at(account, factor, at, since)
+    }
+
+    fn failures_since(
+        &self,
+        account: &str,
+        factor: super::lockout::Factor,
+        since: i64,
+    ) -> Result<u32, StoreError> {
+        self.failures_since_at(account, factor, since)
+    }
+
+    fn clear_failures(
+        &self,
+        account: &str,
+        factor: super::lockout::Factor,
+    ) -> Result<(), StoreError> {
+        self.clear_failures_of(account, factor)
+    }
 }

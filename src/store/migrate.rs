@@ -35,6 +35,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         value BLOB NOT NULL
     );
     CREATE INDEX accounts_by_brand ON accounts (brand, id);",
+    // 3: failed checks of a factor (passphrase now, codes next) per account,
+    // counted in a window across calls and restarts for lockouts.
+    "CREATE TABLE auth_failures (
+        account_id TEXT NOT NULL,
+        factor     TEXT NOT NULL,
+        at         INTEGER NOT NULL
+    );
+    CREATE INDEX auth_failures_by_account ON auth_failures (account_id, factor, at);",
 ];
 
 /// The schema version this build writes.

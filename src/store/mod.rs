@@ -14,6 +14,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 pub mod accounts;
+pub mod lockout;
 pub mod migrate;
 pub mod sealed;
 
@@ -134,6 +135,24 @@ pub trait AccountStore: Send + Sync {
         field: SecretField,
         key: &SecretKey,
     ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError>;
+    /// Note a failed check of `factor` for `account` at `at` (Unix seconds);
+    /// returns the failures since `since`, this one included.
+    fn record_failure(
+        &self,
+        account: &str,
+        factor: lockout::Factor,
+        at: i64,
+        since: i64,
+    ) -> Result<u32, StoreError>;
+    /// Failed checks of `factor` for `account` since `since` (Unix seconds).
+    fn failures_since(
+        &self,
+        account: &str,
+        factor: lockout::Factor,
+        since: i64,
+    ) -> Result<u32, StoreError>;
+    /// Forget the failures of `factor` for `account` (after a success).
+    fn clear_failures(&self, account: &str, factor: lockout::Factor) -> Result<(), StoreError>;
 }
 
 /// The SQLite store: a file and a few open connections to it.

@@ -1061,10 +1061,18 @@ fn unavailable_services_explain_themselves() {
             .unwrap()
             .unwrap_err()
             .to_string(),
-        block_on(s.passphrase.verify("a", "b"))
-            .unwrap()
-            .unwrap_err()
-            .to_string(),
+        block_on(s.passphrase.verify(
+            &crate::backends::PassphraseSubject {
+                account_id: None,
+                number: "a".into(),
+            },
+            "b",
+            1.0,
+            std::time::UNIX_EPOCH,
+        ))
+        .unwrap()
+        .unwrap_err()
+        .to_string(),
         block_on(s.webhook.call(&req))
             .unwrap()
             .unwrap_err()

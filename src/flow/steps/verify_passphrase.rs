@@ -1,6 +1,10 @@
 //! `verify_passphrase`: the caller speaks their passphrase; the backend judges it.
+//! Locked or not enrolled: `failure` at once, without listening.
 //! The transcript is a secret: it goes to the verifier only, never to events or variables.
 
+use std::sync::Mutex;
+
+use crate::backends::{Enrolment, PassphraseSubject, PassphraseVerdict};
 use crate::call::CallChannel;
 use crate::call::RecognitionSpec;
 use crate::events::{AuthMethod, AuthOutcome, Event};
@@ -17,13 +21,25 @@ fn auth<C: CallChannel>(ctx: &mut Ctx<'_, C>, outcome: AuthOutcome, reason: &str
 
 struct Passphrase {
     spec: RecognitionSpec,
-    /// Who the passphrase belongs to: the account's phone, else the caller number.
-    who: String,
+    /// Whose passphrase: the account found, else the caller number.
+    who: PassphraseSubject,
+    /// The latest refusal (`no_match` or `low_confidence`), for the reason
+    /// when the tries run out.
+    last_refusal: Mutex<Option<PassphraseVerdict>>,
+}
+
+/// How the tries ended when they ended early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verified {
+    /// The passphrase matched.
+    Matched,
+    /// The factor is locked: no further try.
+    Locked,
 }
 
 impl<C: CallChannel> InputTries<C> for Passphrase {
     type Got = Listened;
-    type Done = ();
+    type Done = Verified;
 
     async fn collect(
         &self,
@@ -43,13 +59,23 @@ impl<C: CallChannel> InputTries<C> for Passphrase {
         }
     }
 
-    async fn judge(&self, ctx: &mut Ctx<'_, C>, heard: Listened) -> Result<Attempt<()>, Abort> {
+    async fn judge(
+        &self,
+        ctx: &mut Ctx<'_, C>,
+        heard: Listened,
+    ) -> Result<Attempt<Verified>, Abort> {
         let r = match heard {
             Listened::NoSpeech => return Ok(Attempt::Miss(Miss::NoInput)),
             Listened::Speech(r) => r,
         };
-        let matched = match ctx.services.passphrase.verify(&self.who, &r.text).await {
-            Ok(m) => m,
+        let now = ctx.clock();
+        let verdict = match ctx
+            .services
+            .passphrase
+            .verify(&self.who, &r.text, r.confidence, now)
+            .await
+        {
+            Ok(v) => v,
             Err(e) => {
                 let m = format!("passphrase verifier: {e}");
                 auth(ctx, AuthOutcome::Error, &m);
@@ -60,14 +86,20 @@ impl<C: CallChannel> InputTries<C> for Passphrase {
         ctx.emit(Event::Recognition {
             step: id,
             confidence: r.confidence,
-            matched,
+            matched: verdict == PassphraseVerdict::Match,
             words: r.text.split_whitespace().count(),
         });
-        if matched {
-            auth(ctx, AuthOutcome::Passed, "passphrase matched");
-            return Ok(Attempt::Done(()));
-        }
-        Ok(Attempt::Miss(Miss::Wrong))
+        Ok(match verdict {
+            PassphraseVerdict::Match => Attempt::Done(Verified::Matched),
+            // Locked by another call's failures since this step began: stop now.
+            PassphraseVerdict::Locked => Attempt::Done(Verified::Locked),
+            v => {
+                if let Ok(mut last) = self.last_refusal.lock() {
+                    *last = Some(v);
+                }
+                Attempt::Miss(Miss::Wrong)
+            }
+        })
     }
 }
 
@@ -75,9 +107,34 @@ pub(super) async fn run<C: CallChannel>(
     ctx: &mut Ctx<'_, C>,
     step: &VerifyPassphrase,
 ) -> Result<Flowing, Abort> {
+    let who = ctx.state.passphrase_subject();
+    let now = ctx.clock();
+    let enrolment = match ctx.services.passphrase.enrolment(&who, now).await {
+        Ok(e) => e,
+        Err(e) => {
+            let m = format!("passphrase verifier: {e}");
+            auth(ctx, AuthOutcome::Error, &m);
+            return Err(Abort::Fail(m));
+        }
+    };
+    // The enrolled phrase is the recogniser's hint (digits mode for a digit
+    // string); it stays inside the engine, like the transcript.
+    let (phrases, digits) = match enrolment {
+        Enrolment::Ready { hint, digits } => {
+            let phrases = if digits || hint.is_empty() {
+                Vec::new()
+            } else {
+                vec![hint.to_string()]
+            };
+            (phrases, digits)
+        }
+        Enrolment::Locked => return Ok(refuse(ctx, "locked")),
+        Enrolment::NotEnrolled => return Ok(refuse(ctx, "not_enrolled")),
+    };
     let tries = Passphrase {
-        spec: spec(&step.timers, Vec::new(), false, None),
-        who: ctx.state.passphrase_subject().to_string(),
+        spec: spec(&step.timers, phrases, digits, None),
+        who,
+        last_refusal: Mutex::new(None),
     };
     let prompts = RetryPrompts {
         main: &step.prompts,
@@ -85,18 +142,35 @@ pub(super) async fn run<C: CallChannel>(
         invalid: &step.retry_prompts,
     };
     match retry(ctx, step.tries.value, prompts, &tries).await? {
-        Retried::Done(()) => Ok(Flowing::Exit(Exit::Success)),
+        Retried::Done(Verified::Matched) => {
+            auth(ctx, AuthOutcome::Passed, "matched");
+            Ok(Flowing::Exit(Exit::Success))
+        }
+        Retried::Done(Verified::Locked) => Ok(refuse(ctx, "locked")),
         Retried::Exhausted { last, exit } => {
             let (outcome, reason) = match last {
-                Some(Miss::Wrong) | Some(Miss::Invalid) => {
-                    (AuthOutcome::Failed, "passphrase did not match")
-                }
-                Some(Miss::NoInput) | None => (AuthOutcome::NoInput, "no speech"),
+                Some(Miss::Wrong) | Some(Miss::Invalid) => (
+                    AuthOutcome::Failed,
+                    tries
+                        .last_refusal
+                        .lock()
+                        .ok()
+                        .and_then(|l| *l)
+                        .map_or("no_match", PassphraseVerdict::reason),
+                ),
+                Some(Miss::NoInput) | None => (AuthOutcome::NoInput, "no_input"),
             };
             auth(ctx, outcome, reason);
             Ok(Flowing::Exit(exit))
         }
     }
+}
+
+/// Fail at once, without listening: `failure` with the reason (`locked`,
+/// `not_enrolled`), so the flow falls back to another factor.
+fn refuse<C: CallChannel>(ctx: &mut Ctx<'_, C>, reason: &str) -> Flowing {
+    auth(ctx, AuthOutcome::Failed, reason);
+    Flowing::Exit(Exit::Failure)
 }
 
 // --- the unit: how a `verify_passphrase` step is read and what it may do ---

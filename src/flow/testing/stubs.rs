@@ -7,11 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::backends::{
-    Account, BoxFut, CodeCheck, CodeRequest, CodeService, Directory, LookupQuery,
-    PassphraseVerifier, SendResult, ServiceError, TotpVerifier, WebhookClient, WebhookRequest,
-    WebhookResponse,
+    Account, BoxFut, CodeCheck, CodeRequest, CodeService, Directory, Enrolment, LookupQuery,
+    PassphraseSubject, PassphraseVerdict, PassphraseVerifier, SendResult, ServiceError,
+    TotpVerifier, WebhookClient, WebhookRequest, WebhookResponse,
 };
-use crate::flow::steps::recognize::normalize;
 
 use super::scripted::ScriptVars;
 
@@ -203,19 +202,48 @@ pub struct PassphraseStub {
 }
 
 impl PassphraseVerifier for PassphraseStub {
-    fn verify<'a>(
+    fn enrolment<'a>(
         &'a self,
-        subject: &'a str,
-        transcript: &'a str,
-    ) -> BoxFut<'a, Result<bool, ServiceError>> {
+        subject: &'a PassphraseSubject,
+        _: SystemTime,
+    ) -> BoxFut<'a, Result<Enrolment, ServiceError>> {
         if self.fail {
             return ready(Err(scripted_error("passphrase verifier")));
         }
-        let ok = self
+        // An unknown subject still listens (and never matches), as a
+        // directory-less test expects.
+        let hint = self
             .phrases
-            .get(subject)
-            .is_some_and(|p| normalize(p) == normalize(transcript));
-        ready(Ok(ok))
+            .get(&subject.number)
+            .cloned()
+            .unwrap_or_default();
+        let digits = crate::asr::phrase::is_digits(&hint);
+        ready(Ok(Enrolment::Ready {
+            hint: zeroize::Zeroizing::new(hint),
+            digits,
+        }))
+    }
+
+    fn verify<'a>(
+        &'a self,
+        subject: &'a PassphraseSubject,
+        transcript: &'a str,
+        confidence: f32,
+        _: SystemTime,
+    ) -> BoxFut<'a, Result<PassphraseVerdict, ServiceError>> {
+        if self.fail {
+            return ready(Err(scripted_error("passphrase verifier")));
+        }
+        let matched = self
+            .phrases
+            .get(&subject.number)
+            .is_some_and(|p| crate::asr::phrase::matches(p, transcript));
+        let policy = crate::config::PassphrasePolicy::default();
+        ready(Ok(match matched {
+            true if confidence >= policy.min_confidence => PassphraseVerdict::Match,
+            true => PassphraseVerdict::LowConfidence,
+            false => PassphraseVerdict::NoMatch,
+        }))
     }
 }
 

@@ -1,0 +1,282 @@
+//! Comparing what a caller said with an enrolled passphrase.
+//!
+//! Both sides are normalised the same way: case and punctuation go, number
+//! words become digits ("four two" and "42" both read `4 2`, "oh" is zero,
+//! "double five" is `5 5`, "forty two" is `4 2`), digit runs split into
+//! single digits, and filler before and after ("uh", "my passphrase is",
+//! "please") is cut from what was heard. A passphrase matches only when the whole normalised
+//! utterance equals the whole normalised phrase — never "contains".
+
+/// Words spoken before the passphrase that carry nothing; longest first.
+const LEADING_FILLERS: &[&[&str]] = &[
+    &["my", "pass", "phrase", "is"],
+    &["my", "passphrase", "is"],
+    &["the", "passphrase", "is"],
+    &["my", "password", "is"],
+    &["my", "pass", "code", "is"],
+    &["my", "passcode", "is"],
+    &["it", "s"],
+    &["it", "is"],
+    &["its"],
+    &["uh"],
+    &["uhm"],
+    &["um"],
+    &["umm"],
+    &["er"],
+    &["erm"],
+    &["ah"],
+    &["hmm"],
+    &["mm"],
+    &["so"],
+    &["well"],
+    &["okay"],
+    &["ok"],
+    &["yes"],
+];
+
+/// Words spoken after the passphrase that carry nothing.
+const TRAILING_FILLERS: &[&[&str]] = &[
+    &["thank", "you"],
+    &["thanks"],
+    &["please"],
+    &["uh"],
+    &["um"],
+    &["er"],
+    &["ah"],
+];
+
+fn unit(w: &str) -> Option<u8> {
+    Some(match w {
+        "zero" | "oh" | "o" | "nought" | "naught" => 0,
+        "one" | "won" => 1,
+        "two" | "to" | "too" => 2,
+        "three" => 3,
+        "four" | "for" => 4,
+        "five" => 5,
+        "six" => 6,
+        "seven" => 7,
+        "eight" | "ate" => 8,
+        "nine" => 9,
+        _ => return None,
+    })
+}
+
+fn teen(w: &str) -> Option<u8> {
+    Some(match w {
+        "ten" => 10,
+        "eleven" => 11,
+        "twelve" => 12,
+        "thirteen" => 13,
+        "fourteen" => 14,
+        "fifteen" => 15,
+        "sixteen" => 16,
+        "seventeen" => 17,
+        "eighteen" => 18,
+        "nineteen" => 19,
+        _ => return None,
+    })
+}
+
+fn tens(w: &str) -> Option<u8> {
+    Some(match w {
+        "twenty" => 2,
+        "thirty" => 3,
+        "forty" | "fourty" => 4,
+        "fifty" => 5,
+        "sixty" => 6,
+        "seventy" => 7,
+        "eighty" => 8,
+        "ninety" => 9,
+        _ => return None,
+    })
+}
+
+/// Lower-case alphanumeric words; apostrophes join (`it's` → `its`), every
+/// other non-alphanumeric character separates.
+fn words(s: &str) -> Vec<String> {
+    let mut cleaned = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_alphanumeric() {
+            cleaned.extend(c.to_lowercase());
+        } else if c == '\'' || c == '’' {
+            // "it's" → "its"
+        } else {
+            cleaned.push(' ');
+        }
+    }
+    cleaned.split_whitespace().map(str::to_string).collect()
+}
+
+/// Number words to digits, digit runs split: every digit its own token.
+fn digits_split(ws: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(ws.len());
+    let mut i = 0;
+    let push_digits = |out: &mut Vec<String>, n: u32| {
+        for c in n.to_string().chars() {
+            out.push(c.to_string());
+        }
+    };
+    while i < ws.len() {
+        let w = ws[i].as_str();
+        let next = ws.get(i + 1).map(String::as_str);
+        if w.chars().all(|c| c.is_ascii_digit()) {
+            for c in w.chars() {
+                out.push(c.to_string());
+            }
+        } else if let (true, Some(d)) = (w == "double" || w == "triple", next.and_then(unit)) {
+            let times = if w == "double" { 2 } else { 3 };
+            for _ in 0..times {
+                out.push(d.to_string());
+            }
+            i += 1;
+        } else if let Some(t) = tens(w) {
+            match next.and_then(unit).filter(|u| *u > 0) {
+                Some(u) => {
+                    push_digits(&mut out, u32::from(t) * 10 + u32::from(u));
+                    i += 1;
+                }
+                None => push_digits(&mut out, u32::from(t) * 10),
+            }
+        } else if let Some(n) = teen(w) {
+            push_digits(&mut out, u32::from(n));
+        } else if let Some(u) = unit(w) {
+            out.push(u.to_string());
+        } else {
+            out.push(w.to_string());
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The tokens of `s`: lower-case words, number words as digits, every
+/// digit its own token. Fillers stay (see [`matches`]).
+pub fn tokens(s: &str) -> Vec<String> {
+    digits_split(words(s))
+}
+
+/// Every position `toks` can start at after cutting leading fillers.
+fn starts(toks: &[String]) -> Vec<usize> {
+    let mut found = vec![0];
+    let mut i = 0;
+    while i < found.len() {
+        let at = found[i];
+        for f in LEADING_FILLERS {
+            let end = at + f.len();
+            if end <= toks.len()
+                && toks[at..end].iter().zip(f.iter()).all(|(a, b)| a == b)
+                && !found.contains(&end)
+            {
+                found.push(end);
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
+/// Every position `toks` can end at after cutting trailing fillers.
+fn ends(toks: &[String]) -> Vec<usize> {
+    let mut found = vec![toks.len()];
+    let mut i = 0;
+    while i < found.len() {
+        let at = found[i];
+        for f in TRAILING_FILLERS {
+            if let Some(start) = at.checked_sub(f.len()) {
+                if toks[start..at].iter().zip(f.iter()).all(|(a, b)| a == b)
+                    && !found.contains(&start)
+                {
+                    found.push(start);
+                }
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
+/// Whether a phrase is a digit string once normalised (then the recogniser
+/// listens in digits mode).
+pub fn is_digits(phrase: &str) -> bool {
+    let t = tokens(phrase);
+    !t.is_empty()
+        && t.iter()
+            .all(|w| w.len() == 1 && w.as_bytes()[0].is_ascii_digit())
+}
+
+/// Whether `heard` says exactly `enrolled`: the whole utterance, less filler
+/// before and after it, equals the whole phrase. Filler is cut from what was
+/// heard only, so a phrase made of filler words is not matched by less of it.
+pub fn matches(enrolled: &str, heard: &str) -> bool {
+    let e = tokens(enrolled);
+    if e.is_empty() {
+        return false;
+    }
+    let h = tokens(heard);
+    if h.len() < e.len() {
+        return false;
+    }
+    let ends = ends(&h);
+    starts(&h)
+        .into_iter()
+        .any(|s| ends.iter().any(|&end| end >= s && h[s..end] == e[..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_and_digits_meet() {
+        assert_eq!(tokens("Four two seven one."), ["4", "2", "7", "1"]);
+        assert_eq!(tokens("4271"), ["4", "2", "7", "1"]);
+        assert_eq!(tokens("427 1"), ["4", "2", "7", "1"]);
+        assert_eq!(tokens("four-two, seven; one!"), ["4", "2", "7", "1"]);
+        assert_eq!(tokens("oh five double nine"), ["0", "5", "9", "9"]);
+        assert_eq!(tokens("forty two seventy one"), ["4", "2", "7", "1"]);
+        assert_eq!(tokens("twenty"), ["2", "0"]);
+        assert_eq!(tokens("nineteen eighty"), ["1", "9", "8", "0"]);
+        assert!(is_digits("2 4 6 2") && is_digits("two four six two"));
+        assert!(!is_digits("white horse") && !is_digits(""));
+    }
+
+    #[test]
+    fn fillers_before_and_after_are_cut() {
+        for said in [
+            "Purple elephant dance.",
+            "uh, purple elephant dance",
+            "My passphrase is purple elephant dance, thank you.",
+            "Um. It's purple elephant dance please",
+            "okay so purple elephant dance",
+        ] {
+            assert!(matches("purple elephant dance", said), "{said}");
+        }
+        assert!(matches("2462", "uh my passcode is two four six two"));
+    }
+
+    #[test]
+    fn only_the_whole_phrase_matches() {
+        let p = "purple elephant dance";
+        for said in [
+            "purple elephant",
+            "purple elephant dance party",
+            "the purple elephant dance",
+            "elephant purple dance",
+            "purple elephants dance",
+            "",
+            "uh",
+        ] {
+            assert!(!matches(p, said), "{said}");
+        }
+        assert!(!matches("2462", "246"));
+        assert!(!matches("2462", "2642"));
+        assert!(!matches("2462", "24622"));
+        // A phrase that is only filler can never be matched by filler.
+        assert!(!matches("", ""));
+        // Filler words inside the phrase stay, and less of them is no match.
+        assert!(matches("well well well", "well well well"));
+        assert!(matches("well well well", "uh, well well well"));
+        assert!(!matches("well well well", "well"));
+        assert!(!matches("well well well", "well well"));
+    }
+}
