@@ -71,6 +71,22 @@ enum Cmd {
         #[arg(long, default_value = "models")]
         models: PathBuf,
     },
+    /// Judge a set of passphrase recordings as verify_passphrase would
+    /// (bench/passphrase.sh builds the set): true- and false-accept rates,
+    /// a sweep of the confidence gate, CPU per check. No transcript is printed.
+    EvaluatePassphrases {
+        /// manifest.tsv: file, enrolled, accept|reject, set, condition, kind.
+        manifest: PathBuf,
+        /// Speech models directory.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        /// Beam width of the decoder (1 = greedy).
+        #[arg(long, default_value_t = 1)]
+        beam: usize,
+        /// The confidence gate to report (as passphrase.min_confidence).
+        #[arg(long, default_value_t = 0.5)]
+        min_confidence: f32,
+    },
     /// Manage the accounts callers are looked up in (the SQLite store).
     ///
     /// Secrets: a passphrase or TOTP secret given as an argument
@@ -361,6 +377,17 @@ fn main() -> ExitCode {
             };
             report(accounts(&store_args(store), cmd))
         }
+        Cmd::EvaluatePassphrases {
+            manifest,
+            models,
+            beam,
+            min_confidence,
+        } => report(voxgate::app::evaluate::evaluate(
+            &manifest,
+            &models,
+            beam,
+            min_confidence,
+        )),
         Cmd::Keys { store, cmd } => match cmd {
             KeysSub::Rotate { new_key_file } => report(voxgate::app::accounts::rotate_keys(
                 &store_args(store),

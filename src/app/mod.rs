@@ -1,6 +1,7 @@
 //! What the subcommands do, at the CLI edge (anyhow errors, process setup).
 
 pub mod accounts;
+pub mod evaluate;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -642,7 +643,7 @@ pub fn recognize(files: &[PathBuf], digits: bool, phrases: &[String], models: &P
 }
 
 /// CPU time of the whole process: CTranslate2 decodes on its own worker threads.
-fn process_cpu() -> std::time::Duration {
+pub(crate) fn process_cpu() -> std::time::Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -95,7 +95,16 @@ pub const WHISPER_DIR: &str = "whisper-tiny.en";
 
 /// Load the default English engine from `models_dir`.
 pub fn load_default(models_dir: &Path) -> Result<Arc<dyn SpeechEngine>, AsrError> {
+    load_with(models_dir, &whisper::LoadOptions::default())
+}
+
+/// [`load_default`] with explicit decoder options (the evaluation compares
+/// beam widths).
+pub fn load_with(
+    models_dir: &Path,
+    opts: &whisper::LoadOptions,
+) -> Result<Arc<dyn SpeechEngine>, AsrError> {
     let dir = models_dir.join(WHISPER_DIR);
-    let engine = whisper::WhisperEngine::load(&dir)?;
+    let engine = whisper::WhisperEngine::load_with(&dir, opts)?;
     Ok(Arc::new(engine))
 }

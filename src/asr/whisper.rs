@@ -351,7 +351,12 @@ impl WhisperEngine {
     /// Load the model in `dir` ([`WhisperModel::load`]), its errors reported
     /// as [`super::AsrError::Model`].
     pub fn load(dir: &Path) -> Result<WhisperEngine, super::AsrError> {
-        let model = WhisperModel::load(dir).map_err(|e| super::AsrError::Model {
+        Self::load_with(dir, &LoadOptions::default())
+    }
+
+    /// Load with explicit options (beam width, replicas).
+    pub fn load_with(dir: &Path, opts: &LoadOptions) -> Result<WhisperEngine, super::AsrError> {
+        let model = WhisperModel::load_with(dir, opts).map_err(|e| super::AsrError::Model {
             dir: dir.to_path_buf(),
             reason: e.to_string(),
         })?;

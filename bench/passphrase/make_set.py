@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Build the passphrase evaluation set: WAVs plus a manifest of what each
+recording is checked against and what the answer must be.
+
+Sets (each at telephone quality: 8 kHz, band-passed 300-3400 Hz; voxgate
+recognize then does the G.711 round trip itself, as on a call):
+  allison_digits  real human speech: Allison Smith's recorded digits from
+                  Debian's asterisk-core-sounds-en-wav, spliced into digit
+                  passphrases with natural pauses (120-450 ms)
+  espeak_words    word passphrases said by several espeak-ng voices
+  piper_words     word passphrases said by the piper voice (if installed by
+                  scripts/make-prompts into .deps/venv)
+  nonspeech       silence, noise and hum checked against every kind of phrase
+Conditions: clean, noise (pink noise at ~15 dB SNR), hum (50 Hz + harmonics).
+Impostors for every genuine phrase: one digit/word changed, two swapped, one
+dropped, a similar-sounding word, another account's phrase.
+
+Deterministic (seeded). Usage: make_set.py OUTDIR
+"""
+import os
+import random
+import subprocess
+import sys
+
+SOUNDS = "/usr/share/asterisk/sounds/en/digits"
+WORD_PHRASES = [
+    "purple elephant dance", "white horse", "silver river morning",
+    "green apple tree", "blue ocean wave", "quiet mountain lake",
+    "orange tiger stripe", "golden summer field", "happy yellow bird",
+    "frozen winter garden", "red fox running", "gentle autumn rain",
+]
+# A word that sounds like one of the phrase's words, for near misses.
+SIMILAR = {
+    "purple": "people", "elephant": "element", "dance": "dense", "white": "wide",
+    "horse": "house", "silver": "sliver", "river": "liver", "morning": "mourning",
+    "green": "gray", "apple": "able", "tree": "three", "blue": "glue",
+    "ocean": "motion", "wave": "way", "quiet": "quite", "mountain": "fountain",
+    "lake": "late", "orange": "arrange", "tiger": "tiller", "stripe": "strike",
+    "golden": "olden", "summer": "simmer", "field": "feel", "happy": "hoppy",
+    "yellow": "mellow", "bird": "board", "frozen": "chosen", "winter": "winner",
+    "garden": "pardon", "red": "bed", "fox": "box", "running": "cunning",
+    "gentle": "dental", "autumn": "bottom", "rain": "train",
+}
+ESPEAK_VOICES = ["en-us", "en-gb", "en-us+f3", "en-us+m7", "en-gb-x-rp+f2"]
+CONDITIONS = ["clean", "noise", "hum"]
+DIGIT_NAMES = "zero one two three four five six seven eight nine".split()
+
+
+def sh(*args):
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def telephone(src, dst, condition, rnd):
+    """Band-pass to the telephone band at 8 kHz, 0.4 s of line before and
+    0.4 s after, and the condition's noise mixed in."""
+    tmp = dst + ".tmp.wav"
+    sh("sox", src, "-r", "8000", "-c", "1", "-b", "16", tmp, "sinc", "300-3400",
+       "pad", "0.4", "0.4", "norm", "-6")
+    dur = float(subprocess.run(["soxi", "-D", tmp], check=True, capture_output=True,
+                               text=True).stdout)
+    if condition == "clean":
+        noise = ["synth", str(dur), "whitenoise", "vol", "-60dB"]
+    elif condition == "noise":
+        noise = ["synth", str(dur), "pinknoise", "sinc", "300-3400", "vol", "-21dB"]
+    else:  # hum: mains at 50 Hz with its odd harmonics, as a bad line has
+        noise = ["synth", str(dur), "sine", "50", "sine", "150", "sine", "250",
+                 "remix", "1-3", "vol", "-24dB"]
+    nz = dst + ".nz.wav"
+    sh("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", nz, *noise)
+    sh("sox", "-m", tmp, nz, "-r", "8000", "-c", "1", "-b", "16", dst)
+    os.remove(tmp)
+    os.remove(nz)
+
+
+def allison(digits, dst, rnd):
+    parts = []
+    for i, d in enumerate(digits):
+        parts.append(os.path.join(SOUNDS, f"{d}.wav"))
+        if i + 1 < len(digits):
+            gap = dst + f".gap{i}.wav"
+            sh("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", gap, "trim", "0",
+               f"{rnd.uniform(0.12, 0.45):.3f}")
+            parts.append(gap)
+    sh("sox", *parts, dst)
+    for i in range(len(digits)):
+        g = dst + f".gap{i}.wav"
+        if os.path.exists(g):
+            os.remove(g)
+
+
+def espeak(text, voice, speed, dst):
+    sh("espeak-ng", "-v", voice, "-s", str(speed), "-w", dst, text)
+
+
+def piper_bin():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    exe = os.path.join(root, ".deps", "venv", "bin", "piper")
+    return exe if os.path.exists(exe) else None
+
+
+def digit_impostors(d, others, rnd):
+    out = []
+    i = rnd.randrange(len(d))
+    changed = d[:i] + str((int(d[i]) + rnd.randrange(1, 10)) % 10) + d[i + 1:]
+    out.append(("one_changed", changed))
+    j = rnd.randrange(len(d) - 1)
+    swapped = d[:j] + d[j + 1] + d[j] + d[j + 2:]
+    if swapped != d:
+        out.append(("swapped", swapped))
+    k = rnd.randrange(len(d))
+    out.append(("dropped", d[:k] + d[k + 1:]))
+    out.append(("other_account", rnd.choice([o for o in others if o != d])))
+    return out
+
+
+def word_impostors(p, others, rnd):
+    w = p.split()
+    out = []
+    i = rnd.randrange(len(w))
+    repl = rnd.choice([x for x in SIMILAR.values() if x != w[i]])
+    out.append(("one_changed", " ".join(w[:i] + [repl] + w[i + 1:])))
+    if len(w) > 1:
+        j = rnd.randrange(len(w) - 1)
+        out.append(("swapped", " ".join(w[:j] + [w[j + 1], w[j]] + w[j + 2:])))
+        k = rnd.randrange(len(w))
+        out.append(("dropped", " ".join(w[:k] + w[k + 1:])))
+    sim = [SIMILAR.get(x, x) for x in w]
+    i = next((n for n, x in enumerate(w) if x in SIMILAR), 0)
+    out.append(("similar", " ".join(w[:i] + [sim[i]] + w[i + 1:])))
+    out.append(("other_account", rnd.choice([o for o in others if o != p])))
+    return out
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    rnd = random.Random(20261206)
+    rows = []
+
+    def add(src, enrolled, expect, set_, kind):
+        for cond in CONDITIONS:
+            name = f"{set_}-{len(rows):04d}-{kind}-{cond}.wav"
+            dst = os.path.join(out, name)
+            telephone(src, dst, cond, rnd)
+            rows.append((name, enrolled, expect, set_, cond, kind))
+
+    tmp = os.path.join(out, "src.wav")
+    # Real human digits: 30 passphrases of 4-6 digits, each with impostors.
+    passes = ["".join(rnd.choice("0123456789") for _ in range(rnd.choice([4, 4, 5, 6])))
+              for _ in range(30)]
+    for d in passes:
+        allison(d, tmp, rnd)
+        add(tmp, d, "accept", "allison_digits", "genuine")
+        for kind, said in digit_impostors(d, passes, rnd):
+            allison(said, tmp, rnd)
+            add(tmp, d, "reject", "allison_digits", kind)
+    # Synthetic voices saying word phrases.
+    for n, p in enumerate(WORD_PHRASES):
+        voice = ESPEAK_VOICES[n % len(ESPEAK_VOICES)]
+        speed = 140 + 10 * (n % 4)
+        espeak(p, voice, speed, tmp)
+        add(tmp, p, "accept", "espeak_words", "genuine")
+        for kind, said in word_impostors(p, WORD_PHRASES, rnd):
+            espeak(said, voice, speed, tmp)
+            add(tmp, p, "reject", "espeak_words", kind)
+    exe = piper_bin()
+    if exe:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        model = next((os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(root, ".deps"))
+                      for f in fs if f.endswith(".onnx")), None)
+        if model:
+            for p in WORD_PHRASES:
+                def say(text):
+                    subprocess.run([exe, "--model", model, "--output_file", tmp],
+                                   input=text, text=True, check=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                say(p)
+                add(tmp, p, "accept", "piper_words", "genuine")
+                for kind, said in word_impostors(p, WORD_PHRASES, rnd):
+                    say(said)
+                    add(tmp, p, "reject", "piper_words", kind)
+    # No voice at all, checked against a digit and a word phrase.
+    sh("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", tmp, "trim", "0", "2.5")
+    for enrolled in [passes[0], WORD_PHRASES[0]]:
+        add(tmp, enrolled, "reject", "nonspeech", "silence")
+    os.remove(tmp)
+    with open(os.path.join(out, "manifest.tsv"), "w") as f:
+        f.write("file\tenrolled\texpect\tset\tcondition\tkind\n")
+        for r in rows:
+            f.write("\t".join(r) + "\n")
+    print(f"{len(rows)} recordings in {out}")
+
+
+if __name__ == "__main__":
+    main()
