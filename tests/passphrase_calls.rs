@@ -1,0 +1,430 @@
+//! Spoken passphrases over whole calls: sipp calls `voxgate serve` from a
+//! number on file in a real SQLite account store (seeded, with sealed
+//! passphrases, through the library before serve starts) and streams
+//! recorded caller speech (flows/callers) as PCMU RTP; the on-device
+//! recogniser (Whisper tiny.en) hears it and `verify_passphrase` judges it
+//! against the enrolled phrase. The right phrase passes, a near miss, noise
+//! and silence do not, a digit passphrase spoken as words passes, and
+//! failures counted across calls lock the account's passphrase. Nothing the
+//! caller said and no enrolled phrase reaches an event or a log line.
+//!
+//! The test flow (`tests/flows_passphrase/pass.yaml`) leaves the step's exit
+//! in the events as a step id: `ok`, `failed`, `silent`, `exhausted`,
+//! `errored`.
+
+// Integration tests: helpers may unwrap (a failure should panic with the value)
+// and share `pub` helpers through `common`.
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use voxgate::phone::{normalise, Country};
+use voxgate::store::sealed::write_key_file;
+use voxgate::store::{NewAccount, SecretKey, Store};
+use zeroize::Zeroizing;
+
+/// Real, valid numbers (libphonenumber refuses 555 area codes).
+const NUM_PHRASE: &str = "+16502530000";
+const NUM_DIGITS: &str = "+16502530001";
+const NUM_DIGIT_WORDS: &str = "+16502530002";
+const NUM_LOCKED: &str = "+16502530003";
+const NUM_OTHER: &str = "+16502530004";
+
+const PHRASE: &str = "purple elephant dance";
+
+/// Words of the enrolled phrases and of what the callers say: none may
+/// appear in an event or a log line (compared lower-case).
+const SECRET_WORDS: &[&str] = &[
+    "purple",
+    "elephant",
+    "dance",
+    "green",
+    "giraffe",
+    "four two seven one",
+];
+
+fn models() -> PathBuf {
+    let m = root().join("models");
+    assert!(
+        m.join("whisper-tiny.en/model.bin").exists(),
+        "the speech model is missing: run scripts/fetch-whisper (scripts/test.sh does)"
+    );
+    m
+}
+
+/// `serve` on the test flow with the speech model, an account store at a
+/// path of our own seeded with `accounts` (id, phone, passphrase) sealed
+/// under a key written where serve reads it; `extra` is more config.
+fn start(name: &str, extra: &str, accounts: &[(&str, &str, &str)]) -> Voxgate {
+    let state = scratch(&format!("{name}-state"));
+    let (db, key_file) = (state.join("accounts.db"), state.join("secret.key"));
+    let key = SecretKey::generate();
+    write_key_file(&key_file, &key).unwrap();
+    let store = Store::open(&db).unwrap();
+    for (id, phone, phrase) in accounts {
+        let acct = NewAccount {
+            id: Some((*id).to_string()),
+            phone: Some(normalise(phone, Country::default()).unwrap()),
+            passphrase: Some(Zeroizing::new((*phrase).to_string())),
+            ..NewAccount::default()
+        };
+        assert_eq!(store.add(&acct, Some(&key)).unwrap(), *id);
+    }
+    drop(store);
+    let config = format!(
+        "models_dir: \"{}\"\ndatabase: \"{}\"\nsecret_key_file: \"{}\"\n{extra}",
+        models().display(),
+        db.display(),
+        key_file.display()
+    );
+    Voxgate::start(
+        name,
+        Options {
+            flows: root().join("tests/flows_passphrase"),
+            extra_config: &config,
+        },
+    )
+}
+
+/// `secs` of µ-law silence.
+fn silence(secs: f32, out: &Path) {
+    sox(
+        &["-n", "-r", "8000", "-c", "1", "-e", "u-law", "-t", "raw"],
+        out,
+        &["trim", "0", &secs.to_string()],
+    );
+}
+
+/// What the caller streams: 2.5 s of silence (the prompt plays meanwhile),
+/// the recording `wav` from flows/callers (none: only silence), 2 s of
+/// silence, as raw µ-law in `dir/caller.ulaw`.
+fn caller_audio(dir: &Path, wav: Option<&str>) {
+    let (lead, tail) = (dir.join("lead.ulaw"), dir.join("tail.ulaw"));
+    silence(2.5, &lead);
+    silence(if wav.is_some() { 2.0 } else { 8.0 }, &tail);
+    let mut all = std::fs::read(&lead).unwrap();
+    if let Some(wav) = wav {
+        let said = dir.join("said.ulaw");
+        let src = root().join("flows/callers").join(wav);
+        sox(
+            &[
+                src.to_str().unwrap(),
+                "-r",
+                "8000",
+                "-c",
+                "1",
+                "-e",
+                "u-law",
+                "-t",
+                "raw",
+            ],
+            &said,
+            &[],
+        );
+        all.extend(std::fs::read(&said).unwrap());
+    }
+    all.extend(std::fs::read(&tail).unwrap());
+    std::fs::write(dir.join("caller.ulaw"), all).unwrap();
+}
+
+/// One call from `from` saying `wav` (none: silence); returns this call's
+/// events (calls on one voxgate run one after the other).
+fn call(vg: &Voxgate, from: &str, wav: Option<&str>) -> Vec<Value> {
+    let dir = scratch("passphrase-sipp");
+    caller_audio(&dir, wav);
+    let sink = RtpSink::new();
+    let before = vg.read_events().len();
+    let out = sipp_in(
+        &dir,
+        "passphrase.xml",
+        vg.sip,
+        "pass",
+        false,
+        &[
+            ("rtp_listen", sink.port().to_string()),
+            ("from_user", from.to_string()),
+        ],
+    );
+    vg.expect_sipp_ok(&out, &format!("call from {from} saying {wav:?}"));
+    let all = vg.wait_events("the call to end", Duration::from_secs(60), |evs| {
+        evs.iter()
+            .skip(before)
+            .any(|e| event_name(e).starts_with("hung_up"))
+    });
+    let evs = all[before..].to_vec();
+    // What the recogniser made of it, for the record (`--nocapture`).
+    for r in events_named(&evs, "recognition") {
+        eprintln!(
+            "{from} saying {wav:?}: confidence {} words {} matched {}",
+            r["event"]["confidence"], r["event"]["words"], r["event"]["matched"]
+        );
+    }
+    evs
+}
+
+/// The steps the call entered, in order.
+fn entered(evs: &[Value]) -> Vec<String> {
+    events_named(evs, "step_entered")
+        .iter()
+        .map(|e| e["event"]["step"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// The exit `verify_passphrase` left by.
+fn exit_of_passphrase(evs: &[Value]) -> String {
+    evs.iter()
+        .find(|e| event_name(e) == "step_left" && e["event"]["step"] == "passphrase")
+        .and_then(|e| e["event"]["exit"].as_str())
+        .unwrap_or_else(|| panic!("the passphrase step never left:\n{}", pretty(evs)))
+        .to_string()
+}
+
+/// The call's one auth event: its name and reason.
+fn auth_of(evs: &[Value]) -> (String, String) {
+    let auths: Vec<&Value> = evs
+        .iter()
+        .filter(|e| event_name(e).starts_with("auth_"))
+        .collect();
+    assert_eq!(auths.len(), 1, "one auth event:\n{}", pretty(evs));
+    let ev = &auths[0]["event"];
+    assert_eq!(ev["method"], "passphrase", "{ev}");
+    assert_eq!(ev["step"], "passphrase", "{ev}");
+    (
+        event_name(auths[0]).to_string(),
+        ev["reason"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// The call went lookup → passphrase → `end` → bye, the passphrase step
+/// leaving by `exit`, with the auth event `auth` and reason `reason`.
+fn assert_outcome(evs: &[Value], exit: &str, end: &str, auth: &str, reason: &str, what: &str) {
+    assert_eq!(
+        entered(evs),
+        ["lookup", "passphrase", end, "bye"],
+        "{what}:\n{}",
+        pretty(evs)
+    );
+    assert_eq!(exit_of_passphrase(evs), exit, "{what}:\n{}", pretty(evs));
+    assert_eq!(
+        auth_of(evs),
+        (auth.to_string(), reason.to_string()),
+        "{what}:\n{}",
+        pretty(evs)
+    );
+    assert!(
+        events_named(evs, "error").is_empty(),
+        "{what}: no step failed:\n{}",
+        pretty(evs)
+    );
+}
+
+/// The one recognition event of a call that listened and heard speech.
+fn recognition(evs: &[Value], what: &str) -> Value {
+    let recs = events_named(evs, "recognition");
+    assert_eq!(recs.len(), 1, "{what}: one recognition:\n{}", pretty(evs));
+    recs[0]["event"].clone()
+}
+
+/// A digit run `4271` as the recogniser or a careless log might write it
+/// ("4271", "427 1", "4-2-7-1"), not part of a longer number or a decimal.
+fn digits_4271() -> regex::Regex {
+    regex::Regex::new(r"(?:^|[^0-9.])4[ ,.-]*2[ ,.-]*7[ ,.-]*1(?:[^0-9]|$)").unwrap()
+}
+
+/// Everything voxgate wrote about the calls so far: every event field and
+/// log key on the allow-lists, and no word of a phrase (enrolled or heard)
+/// anywhere in the events file or the log.
+fn assert_nothing_leaked(vg: &Voxgate) {
+    let raw = std::fs::read_to_string(&vg.events).unwrap();
+    let log = vg.log();
+    let mut off_list = fields::events_file_problems(&raw);
+    off_list.extend(fields::log_problems(&log));
+    assert!(
+        off_list.is_empty(),
+        "fields off the allow-lists:\n{}",
+        off_list.join("\n")
+    );
+    let (raw_l, log_l) = (raw.to_lowercase(), log.to_lowercase());
+    for w in SECRET_WORDS {
+        assert!(!raw_l.contains(w), "`{w}` in the events file");
+        assert!(!log_l.contains(w), "`{w}` in the log");
+    }
+    let digits = digits_4271();
+    // The log's timestamps are not what we look for: from the level on.
+    let body = |l: &str| l.split_once('Z').map_or(l, |(_, rest)| rest).to_string();
+    for (n, line) in raw.lines().enumerate() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert!(
+            !digits.is_match(&v["event"].to_string()),
+            "the digit passphrase in events line {}",
+            n + 1
+        );
+    }
+    for (n, line) in log.lines().enumerate() {
+        assert!(
+            !digits.is_match(&body(line)),
+            "the digit passphrase in log line {}",
+            n + 1
+        );
+    }
+}
+
+#[test]
+fn spoken_passphrases_are_judged_over_rtp() {
+    let vg = start(
+        "passphrase-calls",
+        "",
+        &[
+            ("acct_phrase", NUM_PHRASE, PHRASE),
+            ("acct_digits", NUM_DIGITS, "4271"),
+            ("acct_digit_words", NUM_DIGIT_WORDS, "four two seven one"),
+        ],
+    );
+
+    // A near miss: "Green giraffe." is speech, heard, and not the phrase.
+    let evs = call(&vg, NUM_PHRASE, Some("wrong_passphrase.wav"));
+    assert_outcome(
+        &evs,
+        "failure",
+        "failed",
+        "auth_failed",
+        "no_match",
+        "wrong phrase",
+    );
+    let rec = recognition(&evs, "wrong phrase");
+    assert_eq!(rec["matched"], false, "{rec}");
+    assert!(rec["words"].as_u64().unwrap() >= 1, "{rec}");
+
+    // Line noise: whatever the recogniser makes of it, never a pass.
+    let evs = call(&vg, NUM_PHRASE, Some("line_noise.wav"));
+    assert_ne!(
+        exit_of_passphrase(&evs),
+        "success",
+        "noise:\n{}",
+        pretty(&evs)
+    );
+    assert!(
+        events_named(&evs, "auth_passed").is_empty(),
+        "{}",
+        pretty(&evs)
+    );
+    assert!(
+        !entered(&evs).contains(&"ok".to_string()),
+        "{}",
+        pretty(&evs)
+    );
+    assert!(
+        events_named(&evs, "recognition")
+            .iter()
+            .all(|r| r["event"]["matched"] == false),
+        "{}",
+        pretty(&evs)
+    );
+
+    // Silence: the caller says nothing.
+    let evs = call(&vg, NUM_PHRASE, None);
+    assert_outcome(
+        &evs,
+        "no_input",
+        "silent",
+        "auth_no_input",
+        "no_input",
+        "silence",
+    );
+    assert!(
+        events_named(&evs, "recognition").is_empty(),
+        "{}",
+        pretty(&evs)
+    );
+
+    // The genuine phrase passes (one or two failures above stay under the
+    // lockout).
+    let evs = call(&vg, NUM_PHRASE, Some("purple_elephant_dance.wav"));
+    assert_outcome(
+        &evs,
+        "success",
+        "ok",
+        "auth_passed",
+        "matched",
+        "genuine phrase",
+    );
+    let rec = recognition(&evs, "genuine phrase");
+    assert_eq!(rec["matched"], true, "{rec}");
+    assert_eq!(rec["words"], 3, "{rec}");
+    assert!(rec["confidence"].as_f64().unwrap() >= 0.5, "{rec}");
+
+    // A digit passphrase, enrolled as digits and as number words, spoken as
+    // "four two seven one" (digits mode for the recogniser).
+    for (from, what) in [
+        (NUM_DIGITS, "digits enrolled"),
+        (NUM_DIGIT_WORDS, "number words enrolled"),
+    ] {
+        let evs = call(&vg, from, Some("account_4271.wav"));
+        assert_outcome(&evs, "success", "ok", "auth_passed", "matched", what);
+        assert_eq!(recognition(&evs, what)["matched"], true);
+    }
+
+    assert_nothing_leaked(&vg);
+}
+
+#[test]
+fn failures_across_calls_lock_the_passphrase() {
+    // The default policy: five failures within 24 h lock.
+    let vg = start(
+        "passphrase-lockout",
+        "",
+        &[
+            ("acct_locked", NUM_LOCKED, PHRASE),
+            ("acct_other", NUM_OTHER, PHRASE),
+        ],
+    );
+    for n in 1..=5 {
+        let evs = call(&vg, NUM_LOCKED, Some("wrong_passphrase.wav"));
+        let what = format!("wrong phrase, call {n}");
+        assert_outcome(&evs, "failure", "failed", "auth_failed", "no_match", &what);
+        assert_eq!(recognition(&evs, &what)["matched"], false);
+    }
+    // The sixth call says the right phrase: locked, at once, without listening.
+    let speech_lines = vg.log().matches("speech recognised").count();
+    let evs = call(&vg, NUM_LOCKED, Some("purple_elephant_dance.wav"));
+    assert_outcome(
+        &evs,
+        "failure",
+        "failed",
+        "auth_failed",
+        "locked",
+        "right phrase, locked",
+    );
+    assert!(
+        events_named(&evs, "recognition").is_empty(),
+        "nothing was recognised:\n{}",
+        pretty(&evs)
+    );
+    assert!(
+        events_named(&evs, "barge_in").is_empty(),
+        "{}",
+        pretty(&evs)
+    );
+    assert_eq!(
+        vg.log().matches("speech recognised").count(),
+        speech_lines,
+        "the recogniser did not run for the locked call"
+    );
+    // The lockout is the account's: another account's caller passes.
+    let evs = call(&vg, NUM_OTHER, Some("purple_elephant_dance.wav"));
+    assert_outcome(
+        &evs,
+        "success",
+        "ok",
+        "auth_passed",
+        "matched",
+        "another account",
+    );
+
+    assert_nothing_leaked(&vg);
+}
