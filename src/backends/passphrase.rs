@@ -124,6 +124,20 @@ impl PassphraseVerifier for StorePassphrases {
                 Loaded::NotEnrolled => return Ok(PassphraseVerdict::NoMatch),
                 Loaded::Phrase(p) => p,
             };
+            let Some(id) = subject.account_id.clone() else {
+                return Ok(PassphraseVerdict::NoMatch);
+            };
+            // The guess is counted before it is judged (see reserve_check).
+            let store = self.store.clone();
+            let (at, since, max) = (unix(now), self.since(now), self.policy.max_failures);
+            let reserved = {
+                let (store, id) = (store.clone(), id.clone());
+                blocking(move || store.reserve_check(&id, Factor::Passphrase, at, since, max))
+                    .await?
+            };
+            if !reserved {
+                return Ok(PassphraseVerdict::Locked);
+            }
             let verdict = if !phrase::matches(&enrolled, transcript) {
                 PassphraseVerdict::NoMatch
             } else if confidence < self.policy.min_confidence {
@@ -132,20 +146,8 @@ impl PassphraseVerifier for StorePassphrases {
                 PassphraseVerdict::Match
             };
             drop(enrolled);
-            let Some(id) = subject.account_id.clone() else {
-                return Ok(verdict);
-            };
-            let store = self.store.clone();
-            let (at, since) = (unix(now), self.since(now));
             if verdict == PassphraseVerdict::Match {
                 blocking(move || store.clear_failures(&id, Factor::Passphrase)).await?;
-            } else {
-                blocking(move || {
-                    store
-                        .record_failure(&id, Factor::Passphrase, at, since)
-                        .map(|_| ())
-                })
-                .await?;
             }
             Ok(verdict)
         })
@@ -277,5 +279,31 @@ mod tests {
             v("purple elephant dance", 0.9, 3700).await,
             PassphraseVerdict::Match
         );
+    }
+
+    #[tokio::test]
+    async fn parallel_guesses_get_no_more_than_the_limit() {
+        let f = std::sync::Arc::new(fixture("race", Some("purple elephant dance")));
+        // 12 checks at once, all wrong, and one right guess among them:
+        // with 3 allowed, at most 3 are judged; the rest are locked out.
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let f = f.clone();
+            tasks.push(tokio::spawn(async move {
+                let said = if i == 11 {
+                    "purple elephant dance"
+                } else {
+                    "nope"
+                };
+                f.v.verify(&f.subject, said, 0.9, at(i)).await.unwrap()
+            }));
+        }
+        let mut judged = 0;
+        for t in tasks {
+            if t.await.unwrap() != PassphraseVerdict::Locked {
+                judged += 1;
+            }
+        }
+        assert!(judged <= 3, "{judged} guesses were judged");
     }
 }

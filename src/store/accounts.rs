@@ -538,14 +538,15 @@ impl AccountStore for Store {
             .transpose()
     }
 
-    fn record_failure(
+    fn reserve_check(
         &self,
         account: &str,
         factor: super::lockout::Factor,
         at: i64,
         since: i64,
-    ) -> Result<u32, StoreError> {
-        self.record_failure_at(account, factor, at, since)
+        max: u32,
+    ) -> Result<bool, StoreError> {
+        self.reserve_check_at(account, factor, at, since, max)
     }
 
     fn failures_since(

@@ -30,27 +30,32 @@ impl Factor {
 }
 
 impl Store {
-    pub(crate) fn record_failure_at(
+    pub(crate) fn reserve_check_at(
         &self,
         account: &str,
         factor: Factor,
         at: i64,
         since: i64,
-    ) -> Result<u32, StoreError> {
+        max: u32,
+    ) -> Result<bool, StoreError> {
         self.with(|c| {
-            let tx = c.transaction()?;
-            tx.execute(
-                "INSERT INTO auth_failures (account_id, factor, at) VALUES (?1, ?2, ?3)",
-                params![account, factor.as_str(), at],
-            )?;
+            // IMMEDIATE: the write lock is taken before the count, so two
+            // processes or threads cannot both see room for one more guess.
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             // Old rows are of no use to any window: drop them as we go.
             tx.execute(
                 "DELETE FROM auth_failures WHERE account_id = ?1 AND factor = ?2 AND at < ?3",
                 params![account, factor.as_str(), since],
             )?;
-            let n = count(&tx, account, factor, since)?;
+            if count(&tx, account, factor, since)? >= max {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO auth_failures (account_id, factor, at) VALUES (?1, ?2, ?3)",
+                params![account, factor.as_str(), at],
+            )?;
             tx.commit()?;
-            Ok(n)
+            Ok(true)
         })
     }
 

@@ -135,15 +135,20 @@ pub trait AccountStore: Send + Sync {
         field: SecretField,
         key: &SecretKey,
     ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError>;
-    /// Note a failed check of `factor` for `account` at `at` (Unix seconds);
-    /// returns the failures since `since`, this one included.
-    fn record_failure(
+    /// Reserve one check of `factor` for `account` at `at` (Unix seconds):
+    /// in one write transaction, refuse (`false`) when `max` failures lie
+    /// since `since`, else count this check as a failure now (`true`). A
+    /// check that then succeeds clears the failures; one that fails leaves
+    /// its count. Judging only after the reservation means parallel calls
+    /// cannot get more than `max` guesses in.
+    fn reserve_check(
         &self,
         account: &str,
         factor: lockout::Factor,
         at: i64,
         since: i64,
-    ) -> Result<u32, StoreError>;
+        max: u32,
+    ) -> Result<bool, StoreError>;
     /// Failed checks of `factor` for `account` since `since` (Unix seconds).
     fn failures_since(
         &self,
