@@ -43,6 +43,28 @@ def digits(path, want="123456"):
     return f"{right} {total}"
 
 
+def lookups(path):
+    """`lookup` events (voxgate --events): count, found / not_found / error, and
+    micros p50 / p99 / p99.9 / max / mean (nearest rank) of the lookups made
+    (a withheld or non-numeric caller ID makes no query: directory "")."""
+    vals, outcomes = [], {"found": 0, "not_found": 0, "error": 0}
+    for line in open(path):
+        try:
+            ev = json.loads(line)["event"]
+        except (ValueError, KeyError):
+            continue
+        if ev.get("event") != "lookup" or not ev.get("directory"):
+            continue
+        outcomes[ev.get("outcome")] = outcomes.get(ev.get("outcome"), 0) + 1
+        vals.append(int(ev.get("micros", 0)))
+    if not vals:
+        return "0 0 0 0 - - - - -"
+    vals.sort()
+    pct = lambda q: vals[max(0, math.ceil(q * len(vals)) - 1)]
+    return (f"{len(vals)} {outcomes['found']} {outcomes['not_found']} {outcomes['error']} "
+            f"{pct(0.5)} {pct(0.99)} {pct(0.999)} {vals[-1]} {sum(vals) / len(vals):.0f}")
+
+
 def rtpstats(log):
     """Fields of the last `rtp stats since last report` line of the voxgate log."""
     line = ""
@@ -61,5 +83,7 @@ if __name__ == "__main__":
         print(rtt(args[0]))
     elif cmd == "digits":
         print(digits(args[0]))
+    elif cmd == "lookups":
+        print(lookups(args[0]))
     elif cmd == "rtpstats":
         print(rtpstats(args[0]))

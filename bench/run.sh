@@ -7,7 +7,10 @@
 # Environment: WINDOW (steady window, s, default 30), SETTLE (s after the ramp,
 # default 5), SETUP_RATES (call set-up rates, default "50 100 200 400"; "" skips),
 # SETUP_SECS (default 20), SKIP_BUILD=1, EVENTS=0 (no --events file: digits not
-# counted). Everything runs on 127.0.0.1; every run is bounded; children die on exit.
+# counted); for the levels only: FLOW (flow dialled, default bench), SCENARIO
+# (sipp scenario, default load.xml), INF (sipp -inf file, default none),
+# DATABASE (account database for voxgate, default none); OUT (output folder).
+# Everything runs on 127.0.0.1; every run is bounded; children die on exit.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -20,10 +23,14 @@ SETUP_RATES=${SETUP_RATES-50 100 200 400}
 SETUP_SECS=${SETUP_SECS:-20}
 EVENTS=${EVENTS:-1}
 INBAND=${INBAND:-true}   # voxgate's in-band DTMF detector (its default: on)
+FLOW=${FLOW:-bench}           # levels: the flow dialled (route_by_flow_name)
+SCENARIO=${SCENARIO:-$here/load.xml}
+INF=${INF:-}                  # levels: sipp -inf file (e.g. caller numbers for [field0])
+DATABASE=${DATABASE:-}        # voxgate's account database (default: none configured)
 SIP_PORT=15060 SIPP_PORT=15070 SIPP_MEDIA=16000 SIPP_CTRL=15888
 CALL_SECS=19   # length of one bench call (bench/flows/bench.yaml + load.xml)
 HZ=$(getconf CLK_TCK)
-out="$here/out/$(date -u +%Y%m%d-%H%M%S)"
+out=${OUT:-$here/out/$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 
 pids=()
@@ -74,6 +81,7 @@ shutdown_grace: 5s
 inband_dtmf: $INBAND
 log_format: text
 ${MEDIA_PRIORITY:+media_priority: $MEDIA_PRIORITY}
+${DATABASE:+database: \"$DATABASE\"}
 YAML
   local ev=()
   [ "$EVENTS" = 1 ] && ev=(--events "$d/events.jsonl")
@@ -114,7 +122,9 @@ run_level() { # N
   m=$(awk -v n="$n" -v s="$SETTLE" -v w="$WINDOW" -v c="$CALL_SECS" 'BEGIN{printf "%d", n + n*(s+w+8)/c + 0.999}')
   tglobal=$((ramp + 30 + SETTLE + WINDOW + 60))
   echo "== $n concurrent calls: rate $rate/s, $m calls, window ${WINDOW}s (out: $d)" >&2
-  (cd "$d" && exec sipp 127.0.0.1:$SIP_PORT -sf "$here/load.xml" -s bench -i 127.0.0.1 \
+  local inf=()
+  [ -n "$INF" ] && inf=(-inf "$INF")
+  (cd "$d" && exec sipp 127.0.0.1:$SIP_PORT -sf "$SCENARIO" -s "$FLOW" "${inf[@]}" -i 127.0.0.1 \
       -p $SIPP_PORT -mp $SIPP_MEDIA -cp $SIPP_CTRL -l "$n" -r "$rate" -rp 1000 -m "$m" \
       -timeout "${tglobal}s" -nostdin -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 1 \
       -trace_err -error_file errors.log > sipp.out 2>&1) &

@@ -298,6 +298,14 @@ fn is_unique(e: &rusqlite::Error, column: &str) -> bool {
         if f.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains(column))
 }
 
+/// Rows per transaction of [`Store::add_batches`] (a writer in another
+/// process waits at most one such transaction, ~1–2 s).
+pub const COMMIT_ROWS: usize = 100_000;
+
+/// The page cache (KiB) of a connection that has run [`Store::add_batches`]:
+/// enough for the indexes of about a million accounts.
+const BULK_CACHE_KIB: i64 = 128 * 1024;
+
 /// How one row of a batch import fared.
 #[derive(Debug)]
 pub struct ImportOutcome {
@@ -316,33 +324,60 @@ impl Store {
         self.with(|c| insert(c, a, key))
     }
 
-    /// Add many accounts in one transaction; a refused row (duplicate, bad
-    /// field) is reported and skipped, the others are kept. With `dry_run`
-    /// the transaction is rolled back (and `key` is not checked: a dry run
-    /// may seal with a throw-away key, nothing is kept).
-    pub fn add_batch(
+    /// Add accounts arriving in batches (an import); `done` gets each batch's
+    /// tag and how each of its rows fared. A refused row (duplicate, bad
+    /// field) is reported and skipped, the others are kept; they are
+    /// committed every [`COMMIT_ROWS`] rows or so. With `dry_run` everything
+    /// is one transaction, rolled back at the end (so a number repeated
+    /// anywhere in the file is found), and `key` is not checked: a dry run may
+    /// seal with a throw-away key, nothing is kept.
+    pub fn add_batches<T>(
         &self,
-        rows: &[NewAccount],
+        batches: impl IntoIterator<Item = (Vec<NewAccount>, T)>,
         key: Option<&SecretKey>,
         dry_run: bool,
-    ) -> Result<Vec<ImportOutcome>, StoreError> {
+        mut done: impl FnMut(T, Vec<ImportOutcome>),
+    ) -> Result<(), StoreError> {
         if let Some(k) = key.filter(|_| !dry_run) {
             self.check_key(k)?;
         }
         self.with(|c| {
-            let tx = c.transaction()?;
-            let mut out = Vec::with_capacity(rows.len());
-            for (index, a) in rows.iter().enumerate() {
-                // One INSERT per row: a refused row leaves nothing behind.
-                let result = insert(&tx, a, key);
-                out.push(ImportOutcome { index, result });
+            // Each row goes into three indexes (id, brand+phone, brand+id) at
+            // random places: with SQLite's default 2 MiB page cache a
+            // million-row import re-reads and re-writes index pages for
+            // nearly every row. The connection may keep up to this much
+            // (pages are only held once used).
+            let cache: i64 = c.pragma_query_value(None, "cache_size", |r| r.get(0))?;
+            if cache > -BULK_CACHE_KIB {
+                c.pragma_update(None, "cache_size", -BULK_CACHE_KIB)?;
+            }
+            // A commit writes every page the transaction changed to the WAL,
+            // and random inserts change most index pages: few, large
+            // transactions write far less than one per batch.
+            let mut tx = c.transaction()?;
+            let mut uncommitted = 0usize;
+            for (rows, tag) in batches {
+                let mut out = Vec::with_capacity(rows.len());
+                for (index, a) in rows.iter().enumerate() {
+                    // One INSERT per row: a refused row leaves nothing behind.
+                    let result = insert(&tx, a, key);
+                    out.push(ImportOutcome { index, result });
+                }
+                uncommitted += rows.len();
+                drop(rows);
+                done(tag, out);
+                if !dry_run && uncommitted >= COMMIT_ROWS {
+                    tx.commit()?;
+                    tx = c.transaction()?;
+                    uncommitted = 0;
+                }
             }
             if dry_run {
                 tx.rollback()?;
             } else {
                 tx.commit()?;
             }
-            Ok(out)
+            Ok(())
         })
     }
 
