@@ -449,8 +449,9 @@ fn flows_reload_on_change_and_a_broken_edit_keeps_the_old_version() {
 }
 
 /// Backends that do not exist yet take their `error` exit with an error event; nothing pretends success.
-/// The caller is on file (the account store is real), so the flow gets past
-/// the lookup to the passphrase and code steps, whose backends are missing.
+/// The caller is on file (the account store is real) without a passphrase,
+/// so the flow gets past the lookup and the passphrase (`not_enrolled`) to
+/// the code and transfer steps, whose backends are missing.
 #[test]
 fn bank_flow_in_serve_takes_error_exits_without_backends() {
     let db = scratch("bank-unavailable-db").join("accounts.db");
@@ -488,10 +489,17 @@ fn bank_flow_in_serve_takes_error_exits_without_backends() {
         pretty(&evs)
     );
     assert!(
-        evs.iter().any(|e| event_name(e) == "step_left"
+        evs.iter().any(|e| event_name(e) == "auth_failed"
             && e["event"]["step"] == "passphrase"
+            && e["event"]["reason"] == "not_enrolled"),
+        "no passphrase is enrolled for the account: failure at once:\n{}",
+        pretty(&evs)
+    );
+    assert!(
+        evs.iter().any(|e| event_name(e) == "step_left"
+            && e["event"]["step"] == "send"
             && e["event"]["exit"] == "error"),
-        "the passphrase step has no backend yet:\n{}",
+        "the code step has no backend yet:\n{}",
         pretty(&evs)
     );
     assert!(
