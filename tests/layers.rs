@@ -50,6 +50,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "media",
         ],
     ),
+    // Backends sit over the store; the passphrase verifier judges what the
+    // recogniser heard with `asr::phrase`.
     (
         "backends",
         &[
@@ -59,6 +61,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "duration",
             "phone",
             "store",
+            "asr",
         ],
     ),
     (
