@@ -86,6 +86,9 @@ enum Cmd {
         /// The confidence gate to report (as passphrase.min_confidence).
         #[arg(long, default_value_t = 0.5)]
         min_confidence: f32,
+        /// Do not give the enrolled word phrase to the recogniser as its hint.
+        #[arg(long)]
+        no_hint: bool,
     },
     /// Manage the accounts callers are looked up in (the SQLite store).
     ///
@@ -382,11 +385,13 @@ fn main() -> ExitCode {
             models,
             beam,
             min_confidence,
+            no_hint,
         } => report(voxgate::app::evaluate::evaluate(
             &manifest,
             &models,
             beam,
             min_confidence,
+            !no_hint,
         )),
         Cmd::Keys { store, cmd } => match cmd {
             KeysSub::Rotate { new_key_file } => report(voxgate::app::accounts::rotate_keys(

@@ -114,6 +114,7 @@ pub fn evaluate(
     models: &Path,
     beam: usize,
     min_confidence: f32,
+    hint: bool,
 ) -> anyhow::Result<ExitCode> {
     let rows = read_manifest(manifest)?;
     let opts = crate::asr::whisper::LoadOptions {
@@ -126,7 +127,7 @@ pub fn evaluate(
     for row in rows {
         let digits = phrase::is_digits(&row.enrolled);
         let spec = crate::call::RecognitionSpec {
-            phrases: if digits {
+            phrases: if digits || !hint {
                 Vec::new()
             } else {
                 vec![row.enrolled.clone()]
@@ -159,7 +160,7 @@ pub fn evaluate(
     let accepted = |c: &Checked, gate: f32| c.words_match && c.confidence >= gate;
 
     println!(
-        "beam {beam}, confidence gate {min_confidence}, {} checks",
+        "beam {beam}, confidence gate {min_confidence}, enrolled phrase as hint: {hint}, {} checks",
         checked.len()
     );
     println!("\n| set | condition | genuine | true accept | impostors | false accept |");
