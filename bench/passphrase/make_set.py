@@ -73,19 +73,24 @@ def telephone(src, dst, condition, rnd):
 
 
 def allison(digits, dst, rnd):
+    """The digits, each cut to its voice (the recordings carry 0.2-0.6 s of
+    silence around every digit, which would make 1 s pauses) with 30 ms kept
+    either side, then joined with natural pauses of 120-450 ms."""
     parts = []
     for i, d in enumerate(digits):
-        parts.append(os.path.join(SOUNDS, f"{d}.wav"))
+        cut = dst + f".d{i}.wav"
+        sh("sox", os.path.join(SOUNDS, f"{d}.wav"), cut,
+           "silence", "1", "0.01", "-45d", "reverse", "silence", "1", "0.01", "-45d",
+           "reverse", "pad", "0.03", "0.03")
+        parts.append(cut)
         if i + 1 < len(digits):
             gap = dst + f".gap{i}.wav"
             sh("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", gap, "trim", "0",
                f"{rnd.uniform(0.12, 0.45):.3f}")
             parts.append(gap)
     sh("sox", *parts, dst)
-    for i in range(len(digits)):
-        g = dst + f".gap{i}.wav"
-        if os.path.exists(g):
-            os.remove(g)
+    for p in parts:
+        os.remove(p)
 
 
 def espeak(text, voice, speed, dst):
