@@ -35,21 +35,7 @@ out="$here/out/$stamp-lookup"
 cache="$here/out/cache"
 mkdir -p "$out" "$cache"
 
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  sleep 1
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-ulimit -n 65536 2>/dev/null || ulimit -n 16384 2>/dev/null || true
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  (cd "$root" && cargo build --release --quiet) || { echo "build failed" >&2; exit 1; }
-fi
-cp "$root/target/release/voxgate" "$out/voxgate" || exit 1
-vox="$out/voxgate"
+source "$here/lib.sh"   # cleanup trap, ulimit, build, $vox
 
 now() { date +%s.%N; }
 ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }

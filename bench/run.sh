@@ -33,22 +33,7 @@ HZ=$(getconf CLK_TCK)
 out=${OUT:-$here/out/$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  sleep 1
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-ulimit -n 65536 2>/dev/null || ulimit -n 16384 2>/dev/null || true
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  (cd "$root" && cargo build --release --quiet) || { echo "build failed" >&2; exit 1; }
-fi
-# A private copy: concurrent rebuilds of target/ must not change the binary mid-run.
-cp "$root/target/release/voxgate" "$out/voxgate" || exit 1
-vox="$out/voxgate"
+source "$here/lib.sh"   # cleanup trap, ulimit, build, $vox
 audio="$here/audio/caller.ulaw"
 if [ ! -s "$audio" ]; then
   mkdir -p "$here/audio"

@@ -465,3 +465,14 @@ fn serve_refuses_to_start_with_the_wrong_key() {
         "{err}"
     );
 }
+
+#[test]
+fn import_reads_a_header_with_a_byte_order_mark() {
+    // Spreadsheets save CSV as UTF-8 with a BOM before the first column name.
+    let s = Store::new("acc-bom");
+    let csv = s.dir.join("bom.csv");
+    std::fs::write(&csv, "\u{feff}phone,name\n+16502530001,Bob\n").unwrap();
+    let (code, out, err) = s.run(&["accounts", "import", csv.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("imported 1 account(s); 0 bad row(s)"), "{out}");
+}

@@ -616,7 +616,7 @@ fn import(
         .headers()
         .with_context(|| format!("{name}:1: cannot read the header row"))?
         .iter()
-        .map(|h| h.to_ascii_lowercase())
+        .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
         .collect();
     if !headers.iter().any(|h| h == "phone") {
         bail!("{name}:1: the header row has no `phone` column");

@@ -134,11 +134,7 @@ pub fn evaluate(
             },
             digits_only: digits,
             language: None,
-            timers: crate::asr::Timers {
-                no_input_timeout: std::time::Duration::from_secs(5),
-                end_of_speech_timeout: std::time::Duration::from_millis(800),
-                max_duration: std::time::Duration::from_secs(15),
-            },
+            timers: crate::asr::Timers::RECORDING,
         };
         let cpu0 = super::process_cpu();
         let heard = hear_file(&*engine, &row.file, &spec).map_err(|e| anyhow::anyhow!(e))?;

@@ -598,11 +598,7 @@ pub fn recognize(files: &[PathBuf], digits: bool, phrases: &[String], models: &P
         phrases: phrases.to_vec(),
         digits_only: digits,
         language: None,
-        timers: crate::asr::Timers {
-            no_input_timeout: std::time::Duration::from_secs(5),
-            end_of_speech_timeout: std::time::Duration::from_millis(800),
-            max_duration: std::time::Duration::from_secs(15),
-        },
+        timers: crate::asr::Timers::RECORDING,
     };
     let mut failed = false;
     for f in files {

@@ -30,6 +30,14 @@ impl Timers {
         max_duration: Duration::from_secs(1),
     };
 
+    /// A recording heard from the command line (`recognize`,
+    /// `evaluate-passphrases`): a flow's defaults, with room for long strings.
+    pub const RECORDING: Timers = Timers {
+        no_input_timeout: Duration::from_secs(5),
+        end_of_speech_timeout: Duration::from_millis(800),
+        max_duration: Duration::from_secs(15),
+    };
+
     /// The same turn while a prompt still plays: the caller's no-input time
     /// starts only when the prompt ends (or is stopped).
     pub fn while_prompting(self) -> Timers {

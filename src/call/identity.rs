@@ -16,8 +16,10 @@ use crate::sip::msg;
 /// What `caller` is when the caller withheld or has no number.
 pub const ANONYMOUS: &str = "anonymous";
 
-/// How far the caller's number can be believed (`caller.trust`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How far the caller's number can be believed (`caller.trust`; test specs
+/// name it as `trust: pai_trusted`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CallerTrust {
     /// A P-Asserted-Identity from a trusted peer: the network vouches for it.
     PaiTrusted,

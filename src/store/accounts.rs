@@ -249,7 +249,7 @@ fn insert(c: &Connection, a: &NewAccount, key: Option<&SecretKey>) -> Result<Str
     };
     let needs_key = a.passphrase.is_some() || a.totp_secret.is_some();
     let key = match (needs_key, key) {
-        (true, None) => return Err(StoreError::Key(super::KeyError::Missing("".into()))),
+        (true, None) => return Err(StoreError::NeedsKey),
         (_, k) => k,
     };
     let seal = |field: SecretField, v: Option<&[u8]>| {
@@ -400,7 +400,7 @@ impl Store {
         let needs_key =
             matches!(u.passphrase, Some(Some(_))) || matches!(u.totp_secret, Some(Some(_)));
         if needs_key && key.is_none() {
-            return Err(StoreError::Key(super::KeyError::Missing("".into())));
+            return Err(StoreError::NeedsKey);
         }
         self.with(|c| {
             let tx = c.transaction()?;

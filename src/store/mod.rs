@@ -71,6 +71,10 @@ pub enum StoreError {
     /// The secret key is missing, wrong or unreadable.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// Secrets were given without a key to seal them with (a caller's bug:
+    /// the CLI loads the key whenever it has secrets to store).
+    #[error("secrets can only be stored with the secret key at hand")]
+    NeedsKey,
     /// The key given is not the one this database's secrets are sealed with.
     #[error("the secret key is not the one this database's secrets were sealed with (check {env} or the key file; `voxgate keys rotate` changes keys)", env = sealed::KEY_ENV)]
     KeyMismatch,

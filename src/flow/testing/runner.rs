@@ -293,7 +293,7 @@ fn run_case(
             .unwrap_or_else(|| format!("test-call-{}", index + 1)),
         caller: tc.caller.clone(),
         trust: match tc.trust {
-            Some(t) => t.trust(),
+            Some(t) => t,
             None if tc.caller == crate::call::identity::ANONYMOUS => CallerTrust::Anonymous,
             None => CallerTrust::FromHeader,
         },

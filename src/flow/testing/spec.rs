@@ -38,7 +38,7 @@ pub struct TestCase {
     /// `from_header` or `anonymous`; absent: `anonymous` for an `anonymous`
     /// caller, else `from_header`.
     #[serde(default)]
-    pub trust: Option<TrustSpec>,
+    pub trust: Option<crate::call::CallerTrust>,
     /// The brand of the dialled number's route (lookups see it); "" when absent.
     #[serde(default)]
     pub brand: String,
@@ -83,30 +83,6 @@ pub struct TestCase {
     /// What must hold when the run ends; an empty `expect` checks nothing.
     #[serde(default)]
     pub expect: Expect,
-}
-
-/// `trust:` of a test case.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum TrustSpec {
-    /// A P-Asserted-Identity from a trusted peer.
-    PaiTrusted,
-    /// Only the From header.
-    FromHeader,
-    /// Withheld.
-    Anonymous,
-}
-
-impl TrustSpec {
-    /// The call layer's value.
-    pub fn trust(self) -> crate::call::CallerTrust {
-        use crate::call::CallerTrust as T;
-        match self {
-            TrustSpec::PaiTrusted => T::PaiTrusted,
-            TrustSpec::FromHeader => T::FromHeader,
-            TrustSpec::Anonymous => T::Anonymous,
-        }
-    }
 }
 
 fn default_caller() -> String {
