@@ -58,6 +58,8 @@ pub enum AuthOutcome {
     Failed,
     /// The one-time code's time to live had run out when it was checked.
     Expired,
+    /// The factor is locked for the account (too many failures across calls).
+    Locked,
     /// The caller entered or said nothing within the step's timeouts.
     NoInput,
     /// The check could not be made (backend missing or failing, decoder
@@ -72,6 +74,7 @@ impl AuthOutcome {
             AuthOutcome::Passed => "passed",
             AuthOutcome::Failed => "failed",
             AuthOutcome::Expired => "expired",
+            AuthOutcome::Locked => "locked",
             AuthOutcome::NoInput => "no_input",
             AuthOutcome::Error => "error",
         }
@@ -84,9 +87,14 @@ impl AuthOutcome {
 pub enum SendOutcome {
     /// The backend accepted the code for delivery (not a proof of receipt).
     Sent,
-    /// The backend refused to send another code yet (e.g. within
-    /// `resend_cooldown`); the step takes its `rate_limited` exit.
+    /// A live code went out within `resend_cooldown`: none was sent now;
+    /// the step takes `success` (the caller enters that code).
+    StillValid,
+    /// An abuse limit refused the send (the event's `reason` says which);
+    /// the step takes its `rate_limited` exit.
     RateLimited,
+    /// Too many wrong codes for the account; the step takes `rate_limited`.
+    Locked,
     /// The backend is missing or failed; the step takes its `error` exit.
     Error,
 }
@@ -96,7 +104,9 @@ impl SendOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             SendOutcome::Sent => "sent",
+            SendOutcome::StillValid => "still_valid",
             SendOutcome::RateLimited => "rate_limited",
+            SendOutcome::Locked => "locked",
             SendOutcome::Error => "error",
         }
     }
@@ -289,6 +299,13 @@ pub enum Event {
         to_masked: String,
         /// What the backend answered.
         outcome: SendOutcome,
+        /// Which limit refused it (`rate_limited`) or why it failed
+        /// (`error`); never a secret.
+        reason: Option<String>,
+        /// The gateway that took the message (`sent`).
+        gateway: Option<String>,
+        /// The gateway's message id (`sent`), which delivery receipts name.
+        message_id: Option<String>,
     },
     /// A `transfer` step tried to hand the call to an agent.
     Transfer {
@@ -364,12 +381,15 @@ impl Event {
                 AuthOutcome::Passed => "auth_passed",
                 AuthOutcome::Failed => "auth_failed",
                 AuthOutcome::Expired => "auth_expired",
+                AuthOutcome::Locked => "auth_locked",
                 AuthOutcome::NoInput => "auth_no_input",
                 AuthOutcome::Error => "auth_error",
             },
             Event::CodeSent { outcome, .. } => match outcome {
                 SendOutcome::Sent => "code_sent",
+                SendOutcome::StillValid => "code_still_valid",
                 SendOutcome::RateLimited => "code_rate_limited",
+                SendOutcome::Locked => "code_locked",
                 SendOutcome::Error => "code_send_error",
             },
             Event::Transfer { outcome, .. } => match outcome {
@@ -468,11 +488,23 @@ impl Serialize for Event {
                 channel,
                 to_masked,
                 outcome,
+                reason,
+                gateway,
+                message_id,
             } => {
                 m.serialize_entry("step", step)?;
                 m.serialize_entry("channel", channel)?;
                 m.serialize_entry("to_masked", to_masked)?;
                 m.serialize_entry("outcome", outcome.as_str())?;
+                for (k, v) in [
+                    ("reason", reason),
+                    ("gateway", gateway),
+                    ("message_id", message_id),
+                ] {
+                    if let Some(v) = v {
+                        m.serialize_entry(k, v)?;
+                    }
+                }
             }
             Event::Transfer {
                 step,

@@ -17,8 +17,10 @@ use thiserror::Error;
 
 use crate::phone::E164;
 
+pub mod codes;
 pub mod directory;
 pub mod passphrase;
+pub mod sms;
 pub mod webhook_http;
 
 /// `send_code`'s `channel:`; `verify_code` later checks with the channel
@@ -75,41 +77,129 @@ pub trait Directory: Send + Sync {
     ) -> BoxFut<'a, Result<Option<Account>, ServiceError>>;
 }
 
+/// Whose code: pending codes are filed under the account `lookup_caller`
+/// found, so a caller whose call dropped (or whose server restarted) can
+/// call again and enter the code already sent; without an account, under
+/// the number the code went to (for `verify_code`: the caller's number).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodeSubject {
+    /// The account's id.
+    Account(String),
+    /// No account: the number.
+    Number(String),
+}
+
+impl CodeSubject {
+    /// The stored key (`acct:<id>` or `num:<number>`, so the two never meet).
+    pub fn key(&self) -> String {
+        match self {
+            CodeSubject::Account(id) => format!("acct:{id}"),
+            CodeSubject::Number(n) => format!("num:{n}"),
+        }
+    }
+
+    /// The account id, when the subject is an account.
+    pub fn account_id(&self) -> Option<&str> {
+        match self {
+            CodeSubject::Account(id) => Some(id),
+            CodeSubject::Number(_) => None,
+        }
+    }
+}
+
 /// A request to send a one-time code.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CodeRequest {
-    /// Codes are keyed by call: one pending code per call.
+    /// The call asking (recorded with the code; not its key).
     pub call_id: String,
+    /// Whose code it is.
+    pub subject: CodeSubject,
+    /// The caller's number for the per-caller send limits; `None` when
+    /// withheld (the limits then count the destination only).
+    pub caller: Option<E164>,
     /// How to deliver it; `verify_code` later reports this channel as its method.
     pub channel: CodeChannel,
-    /// The rendered destination number (a secret-free phone number).
-    pub to: String,
+    /// The destination, in E.164.
+    pub to: E164,
+    /// The call's brand ("" = none): picks the gateway and the message template.
+    pub brand: String,
+    /// Language of the message template (`en` unless the step says).
+    pub language: String,
     /// Digits to generate (4–10).
     pub length: u32,
     /// How long the code stays valid from sending.
     pub ttl: Duration,
     /// Wrong entries the backend allows before it burns the code.
     pub max_attempts: u32,
-    /// Least time since the call's previous code; sooner is [`SendResult::RateLimited`].
+    /// Least time between two sends to a subject: within it a live code is
+    /// not sent again ([`SendResult::StillValid`]).
     pub resend_cooldown: Duration,
     /// The call's clock ([`crate::call::CallInfo::answered_at`] + elapsed):
     /// the TTL and cooldown count from here, not from a clock of the backend's.
     pub now: SystemTime,
 }
 
-/// What [`CodeService::send`] did.
+/// Why a send was refused by an abuse limit (events and `auth.reason`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendLimit {
+    /// Sends to this destination in the last hour.
+    DestinationHourly,
+    /// Sends to this destination in the last day.
+    DestinationDaily,
+    /// Sends asked by this caller number in the last hour.
+    CallerHourly,
+    /// Sends asked by this caller number in the last day.
+    CallerDaily,
+}
+
+impl SendLimit {
+    /// Stable spelling in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendLimit::DestinationHourly => "destination_hourly",
+            SendLimit::DestinationDaily => "destination_daily",
+            SendLimit::CallerHourly => "caller_hourly",
+            SendLimit::CallerDaily => "caller_daily",
+        }
+    }
+}
+
+/// What [`CodeService::send`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SendResult {
-    /// A code was generated, filed under the call and handed to the channel.
-    Sent,
-    /// Refused: within the cooldown or over the backend's rate limit; no code sent.
-    RateLimited,
+    /// A code was generated, stored and handed to the channel's gateway.
+    Sent {
+        /// The gateway's name in the config.
+        gateway: String,
+        /// The gateway's message id, when it gave one.
+        message_id: Option<String>,
+    },
+    /// A live code went to this subject within the resend cooldown: none
+    /// was sent now, the caller enters that one.
+    StillValid,
+    /// Refused by an abuse limit; no code sent.
+    RateLimited(SendLimit),
+    /// Too many wrong codes for the account in the lockout window.
+    Locked,
+}
+
+/// What `verify_code` hands the backend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CodeEntry<'a> {
+    /// The call entering it.
+    pub call_id: &'a str,
+    /// Whose code is checked.
+    pub subject: &'a CodeSubject,
+    /// The digits keyed in: a secret, never logged.
+    pub entered: &'a str,
+    /// The call's clock, as in [`CodeRequest::now`].
+    pub now: SystemTime,
 }
 
 /// What [`CodeService::verify`] found for an entered code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CodeCheck {
-    /// Right code, in time; the backend consumes it.
+    /// Right code, in time; the backend consumed it.
     Ok,
     /// Wrong code; more attempts allowed by the backend.
     Wrong,
@@ -117,24 +207,21 @@ pub enum CodeCheck {
     Exhausted,
     /// The code's `ttl` has passed.
     Expired,
-    /// No code was sent on this call.
+    /// No code is pending for the subject.
     NotSent,
+    /// Too many wrong codes for the account in the lockout window.
+    Locked,
 }
 
-/// One-time codes: generation, delivery, TTLs and attempt counting all live
-/// here; the steps only prompt, collect and map results to exits.
+/// One-time codes: generation, storage, delivery, TTLs, attempt counting
+/// and abuse limits all live here; the steps only prompt, collect and map
+/// results to exits.
 pub trait CodeService: Send + Sync {
-    /// Generate and deliver a code for `req.call_id`, replacing any pending one.
+    /// Generate, store and deliver a code for `req.subject` (or decline, see
+    /// [`SendResult`]).
     fn send<'a>(&'a self, req: &'a CodeRequest) -> BoxFut<'a, Result<SendResult, ServiceError>>;
-    /// Check `entered` against the code pending for `call_id` at `now` (the
-    /// call's clock, as in [`CodeRequest::now`]). `entered` is a secret:
-    /// implementations must not log it.
-    fn verify<'a>(
-        &'a self,
-        call_id: &'a str,
-        entered: &'a str,
-        now: SystemTime,
-    ) -> BoxFut<'a, Result<CodeCheck, ServiceError>>;
+    /// Check an entered code against the codes pending for its subject.
+    fn verify<'a>(&'a self, entry: CodeEntry<'a>) -> BoxFut<'a, Result<CodeCheck, ServiceError>>;
 }
 
 /// Authenticator-app codes (RFC 6238 TOTP).
@@ -313,12 +400,7 @@ impl CodeService for Unavailable {
     fn send<'a>(&'a self, _: &'a CodeRequest) -> BoxFut<'a, Result<SendResult, ServiceError>> {
         self.fail()
     }
-    fn verify<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-        _: SystemTime,
-    ) -> BoxFut<'a, Result<CodeCheck, ServiceError>> {
+    fn verify<'a>(&'a self, _: CodeEntry<'a>) -> BoxFut<'a, Result<CodeCheck, ServiceError>> {
         self.fail()
     }
 }

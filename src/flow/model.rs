@@ -408,8 +408,12 @@ pub struct SendCode {
     pub ttl: Spanned<Duration>,
     /// Wrong entries allowed before the code is burnt (1–10).
     pub max_attempts: Spanned<u32>,
-    /// Least time between two codes to the same call (0–15m); sooner is `rate_limited`.
+    /// Least time between two sends to the same account or number
+    /// (0–15m); within it a live code is not sent again (the caller enters
+    /// the one already sent).
     pub resend_cooldown: Spanned<Duration>,
+    /// Language of the message template (default `en`).
+    pub language: Spanned<String>,
 }
 
 /// `verify_code` fields: digit input only; the code, its key and channel come

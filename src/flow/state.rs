@@ -148,6 +148,8 @@ impl KnownAccount {
 pub struct PendingCode {
     /// The channel really used, which decides `verify_code`'s method.
     pub channel: CodeChannel,
+    /// Whose code it is (the key the code backend filed it under).
+    pub subject: crate::backends::CodeSubject,
     /// Destination as events show it ([`crate::events::mask_number`]).
     pub sent_to_masked: String,
 }
@@ -245,6 +247,24 @@ impl CallState {
             .as_ref()
             .and_then(KnownAccount::id)
             .unwrap_or(&self.caller)
+    }
+
+    /// Whose code a `send_code` to `to` sends: the account found, else the
+    /// destination number.
+    pub fn code_subject_for(&self, to: &str) -> crate::backends::CodeSubject {
+        match self.account.as_ref().and_then(KnownAccount::id) {
+            Some(id) => crate::backends::CodeSubject::Account(id.to_string()),
+            None => crate::backends::CodeSubject::Number(to.to_string()),
+        }
+    }
+
+    /// Whose code a `verify_code` checks: the code sent on this call, else
+    /// the account found (a code sent on an earlier call), else the caller.
+    pub fn code_subject(&self) -> crate::backends::CodeSubject {
+        if let Some(c) = &self.code {
+            return c.subject.clone();
+        }
+        self.code_subject_for(&self.caller)
     }
 
     /// Whose passphrase: the account found (its id and number), else the
@@ -416,8 +436,13 @@ mod tests {
         acc.insert("id".into(), "ACC-1".into());
         acc.insert("phone".into(), "+1666".into());
         s.found_account(acc);
+        assert_eq!(
+            s.code_subject(),
+            crate::backends::CodeSubject::Account("ACC-1".into())
+        );
         s.code_sent(PendingCode {
             channel: CodeChannel::Voice,
+            subject: s.code_subject_for("+1666"),
             sent_to_masked: "+1******66".into(),
         });
         s.record_auth(AuthMethod::VoiceCode, AuthOutcome::Passed, "code accepted");

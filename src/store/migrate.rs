@@ -43,6 +43,63 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         at         INTEGER NOT NULL
     );
     CREATE INDEX auth_failures_by_account ON auth_failures (account_id, factor, at);",
+    // 4: TOTP replay protection: the last time step accepted per account;
+    // a code of that step or an earlier one is refused (RFC 6238 5.2).
+    "CREATE TABLE totp_used (
+        account_id TEXT PRIMARY KEY NOT NULL,
+        last_step  INTEGER NOT NULL,
+        at         INTEGER NOT NULL
+    );",
+    // 5: code deliveries (one per message handed to a gateway) and every
+    // status a gateway reported for them, with its time (milliseconds).
+    // Never the message text: it carries the code.
+    "CREATE TABLE deliveries (
+        id           INTEGER PRIMARY KEY,
+        code_id      TEXT,
+        channel      TEXT NOT NULL,
+        gateway      TEXT NOT NULL,
+        message_id   TEXT,
+        to_masked    TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        error        TEXT,
+        created_at   INTEGER NOT NULL,
+        updated_at   INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX deliveries_by_message ON deliveries (gateway, message_id);
+    CREATE INDEX deliveries_by_code ON deliveries (code_id);
+    CREATE TABLE delivery_statuses (
+        delivery_id INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+        status      TEXT NOT NULL,
+        error       TEXT,
+        at          INTEGER NOT NULL
+    );
+    CREATE INDEX delivery_statuses_by_delivery ON delivery_statuses (delivery_id, at);",
+    // 6: one-time codes, only as a keyed hash (HMAC-SHA-256 over the code
+    // id and the code), and every send for the abuse limits. `subject` is
+    // the account id, or the destination number when no account is known;
+    // times are milliseconds since the Unix epoch.
+    "CREATE TABLE codes (
+        id           TEXT PRIMARY KEY NOT NULL,
+        subject      TEXT NOT NULL,
+        call_id      TEXT NOT NULL,
+        channel      TEXT NOT NULL,
+        destination  TEXT NOT NULL,
+        mac          BLOB NOT NULL,
+        sent_at      INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        state        TEXT NOT NULL
+    );
+    CREATE INDEX codes_by_subject ON codes (subject, state, expires_at);
+    CREATE INDEX codes_by_expiry ON codes (expires_at);
+    CREATE TABLE code_sends (
+        destination TEXT NOT NULL,
+        caller      TEXT NOT NULL,
+        at          INTEGER NOT NULL
+    );
+    CREATE INDEX code_sends_by_destination ON code_sends (destination, at);
+    CREATE INDEX code_sends_by_caller ON code_sends (caller, at);",
 ];
 
 /// The schema version this build writes.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 pub mod accounts;
+pub mod deliveries;
 pub mod lockout;
 pub mod migrate;
 pub mod sealed;

@@ -331,6 +331,32 @@ pub fn sipp_from(
     local_ip: &str,
     keys: &[(&str, String)],
 ) -> Output {
+    // sipp binds -mp and the three ports above it (RTCP, video RTP/RTCP);
+    // free_port() probes only one, so a test running alongside can hold one
+    // of the others. sipp then stops before creating its call: run it again
+    // on other ports (nothing was sent, so the test sees one clean call).
+    for _ in 0..4 {
+        let out = sipp_once(dir, scenario, target, service, tcp, local_ip, keys);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success()
+            || !(stderr.contains("Unable to bind") && stderr.contains("errno = 98"))
+        {
+            return out;
+        }
+        eprintln!("sipp could not bind its ports (taken by a parallel test); retrying");
+    }
+    sipp_once(dir, scenario, target, service, tcp, local_ip, keys)
+}
+
+fn sipp_once(
+    dir: &Path,
+    scenario: &str,
+    target: SocketAddr,
+    service: &str,
+    tcp: bool,
+    local_ip: &str,
+    keys: &[(&str, String)],
+) -> Output {
     let mut cmd = Command::new("sipp");
     cmd.arg(target.to_string())
         .arg("-sf")

@@ -6,6 +6,7 @@ use crate::call::CallChannel;
 use crate::events::{mask_number, Event, SendOutcome};
 use crate::flow::model::{CodeChannel, Exit, SendCode};
 use crate::flow::state::PendingCode;
+use crate::phone;
 
 use super::{Abort, Ctx, Flowing};
 
@@ -13,19 +14,28 @@ pub(super) async fn run<C: CallChannel>(
     ctx: &mut Ctx<'_, C>,
     step: &SendCode,
 ) -> Result<Flowing, Abort> {
-    let to = ctx
+    let rendered = ctx
         .scope()
         .render_public(&step.to.value)
         .map_err(|e| Abort::Fail(format!("send_code to: {e}")))?;
+    // Lenient like lookups: the number is on file (or the flow's); a number
+    // the numbering plan does not know is the gateway's to refuse.
+    let to = phone::for_lookup(&rendered, ctx.services.default_country)
+        .ok_or_else(|| Abort::Fail("send_code to: not a phone number".to_string()))?;
     let channel = match step.channel {
         CodeChannel::Sms => "sms",
         CodeChannel::Voice => "voice",
     };
+    let subject = ctx.state.code_subject_for(to.as_str());
+    let caller = phone::for_lookup(ctx.state.caller(), ctx.services.default_country);
     let req = CodeRequest {
-        // Keyed by the call itself, never by anything the flow can write.
         call_id: ctx.state.call_id().to_string(),
+        subject: subject.clone(),
+        caller,
         channel: step.channel,
         to: to.clone(),
+        brand: ctx.call.info().brand.clone(),
+        language: step.language.value.clone(),
         length: step.length.value,
         ttl: step.ttl.value,
         max_attempts: step.max_attempts.value,
@@ -33,22 +43,41 @@ pub(super) async fn run<C: CallChannel>(
         now: ctx.clock(),
     };
     let res = ctx.services.codes.send(&req).await;
+    let (mut reason, mut gateway, mut message_id) = (None, None, None);
     let (outcome, flowing) = match res {
-        Ok(SendResult::Sent) => (SendOutcome::Sent, Ok(Flowing::Exit(Exit::Success))),
-        Ok(SendResult::RateLimited) => (
-            SendOutcome::RateLimited,
-            Ok(Flowing::Exit(Exit::RateLimited)),
-        ),
-        Err(e) => (
-            SendOutcome::Error,
-            Err(Abort::Fail(format!("code service: {e}"))),
-        ),
+        Ok(SendResult::Sent {
+            gateway: g,
+            message_id: m,
+        }) => {
+            (gateway, message_id) = (Some(g), m);
+            (SendOutcome::Sent, Ok(Flowing::Exit(Exit::Success)))
+        }
+        Ok(SendResult::StillValid) => (SendOutcome::StillValid, Ok(Flowing::Exit(Exit::Success))),
+        Ok(SendResult::RateLimited(limit)) => {
+            reason = Some(limit.as_str().to_string());
+            (
+                SendOutcome::RateLimited,
+                Ok(Flowing::Exit(Exit::RateLimited)),
+            )
+        }
+        Ok(SendResult::Locked) => {
+            reason = Some("too many wrong codes for the account".to_string());
+            (SendOutcome::Locked, Ok(Flowing::Exit(Exit::RateLimited)))
+        }
+        Err(e) => {
+            reason = Some(e.to_string());
+            (
+                SendOutcome::Error,
+                Err(Abort::Fail(format!("code service: {e}"))),
+            )
+        }
     };
     let step_id = ctx.id().to_string();
-    let to_masked = mask_number(&to);
-    if outcome == SendOutcome::Sent {
+    let to_masked = mask_number(to.as_str());
+    if matches!(outcome, SendOutcome::Sent | SendOutcome::StillValid) {
         ctx.state.code_sent(PendingCode {
             channel: step.channel,
+            subject,
             sent_to_masked: to_masked.clone(),
         });
     }
@@ -57,6 +86,9 @@ pub(super) async fn run<C: CallChannel>(
         channel,
         to_masked,
         outcome,
+        reason,
+        gateway,
+        message_id,
     });
     flowing
 }
@@ -121,5 +153,8 @@ fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
         ttl: r.duration_or("ttl", 60, 0),
         max_attempts: r.uint_or("max_attempts", 3),
         resend_cooldown: r.duration_or("resend_cooldown", 30, 0),
+        language: r
+            .string("language")
+            .unwrap_or_else(|| Spanned::new("en".into(), span)),
     }))
 }

@@ -1053,10 +1053,15 @@ fn unavailable_services_explain_themselves() {
         .unwrap()
         .unwrap_err()
         .to_string(),
-        block_on(s.codes.verify("c", "1", std::time::UNIX_EPOCH))
-            .unwrap()
-            .unwrap_err()
-            .to_string(),
+        block_on(s.codes.verify(crate::backends::CodeEntry {
+            call_id: "c",
+            subject: &crate::backends::CodeSubject::Number("+1555".into()),
+            entered: "1",
+            now: std::time::UNIX_EPOCH,
+        }))
+        .unwrap()
+        .unwrap_err()
+        .to_string(),
         block_on(s.totp.verify("a", "1", 1, std::time::UNIX_EPOCH))
             .unwrap()
             .unwrap_err()

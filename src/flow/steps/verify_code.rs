@@ -5,7 +5,7 @@
 //! `expired` (else `failure`, else `max_attempts`, as the flow names them); entries shorter than `min` count as wrong without asking the
 //! backend. Entered digits are always secret.
 
-use crate::backends::CodeCheck;
+use crate::backends::{CodeCheck, CodeEntry, CodeSubject};
 use crate::call::CallChannel;
 use crate::events::{AuthMethod, AuthOutcome};
 use crate::flow::model::{Exit, PromptRef, VerifyCode};
@@ -21,8 +21,10 @@ fn auth<C: CallChannel>(ctx: &mut Ctx<'_, C>, outcome: AuthOutcome, reason: &str
 
 struct Code<'s> {
     step: &'s VerifyCode,
-    /// The key the backend filed this call's code under.
+    /// This call.
     call_id: String,
+    /// Whose code is checked (from engine state, never from a variable).
+    subject: CodeSubject,
 }
 
 impl<C: CallChannel> InputTries<C> for Code<'_> {
@@ -40,7 +42,13 @@ impl<C: CallChannel> InputTries<C> for Code<'_> {
             Entry::Digits(d) => d,
         };
         let now = ctx.clock();
-        match ctx.services.codes.verify(&self.call_id, &digits, now).await {
+        let entry = CodeEntry {
+            call_id: &self.call_id,
+            subject: &self.subject,
+            entered: &digits,
+            now,
+        };
+        match ctx.services.codes.verify(entry).await {
             Ok(CodeCheck::Ok) => {
                 auth(ctx, AuthOutcome::Passed, "code accepted");
                 Ok(Attempt::Done(Exit::Success))
@@ -59,8 +67,16 @@ impl<C: CallChannel> InputTries<C> for Code<'_> {
                     .unwrap_or(Exit::MaxAttempts);
                 Ok(Attempt::Done(exit))
             }
+            Ok(CodeCheck::Locked) => {
+                auth(
+                    ctx,
+                    AuthOutcome::Locked,
+                    "too many wrong codes for the account",
+                );
+                Ok(Attempt::Done(Exit::Failure))
+            }
             Ok(CodeCheck::NotSent) => {
-                let m = "no code was sent on this call".to_string();
+                let m = "no code is pending for this caller".to_string();
                 auth(ctx, AuthOutcome::Error, &m);
                 Err(Abort::Fail(m))
             }
@@ -81,6 +97,7 @@ pub(super) async fn run<C: CallChannel>(
     let tries = Code {
         step,
         call_id: ctx.state.call_id().to_string(),
+        subject: ctx.state.code_subject(),
     };
     match retry(ctx, input.tries.value, RetryPrompts::digits(input), &tries).await? {
         Retried::Done(exit) => Ok(Flowing::Exit(exit)),

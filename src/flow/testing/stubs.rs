@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::backends::{
-    Account, BoxFut, CodeCheck, CodeRequest, CodeService, Directory, Enrolment, LookupQuery,
-    PassphraseSubject, PassphraseVerdict, PassphraseVerifier, SendResult, ServiceError,
-    TotpVerifier, WebhookClient, WebhookRequest, WebhookResponse,
+    Account, BoxFut, CodeCheck, CodeEntry, CodeRequest, CodeService, Directory, Enrolment,
+    LookupQuery, PassphraseSubject, PassphraseVerdict, PassphraseVerifier, SendLimit, SendResult,
+    ServiceError, TotpVerifier, WebhookClient, WebhookRequest, WebhookResponse,
 };
 
 use super::scripted::ScriptVars;
@@ -113,7 +113,9 @@ impl CodeService for CodeStub {
     fn send<'a>(&'a self, req: &'a CodeRequest) -> BoxFut<'a, Result<SendResult, ServiceError>> {
         match self.send_mode {
             SendMode::Error => return ready(Err(scripted_error("code service"))),
-            SendMode::RateLimited => return ready(Ok(SendResult::RateLimited)),
+            SendMode::RateLimited => {
+                return ready(Ok(SendResult::RateLimited(SendLimit::DestinationHourly)))
+            }
             SendMode::Ok => {}
         }
         let n = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
@@ -123,7 +125,7 @@ impl CodeService for CodeStub {
         }
         if let Ok(mut p) = self.pending.lock() {
             p.insert(
-                req.call_id.clone(),
+                req.subject.key(),
                 PendingCode {
                     code,
                     expires_at: req.now + req.ttl,
@@ -131,15 +133,15 @@ impl CodeService for CodeStub {
                 },
             );
         }
-        ready(Ok(SendResult::Sent))
+        ready(Ok(SendResult::Sent {
+            gateway: "stub".into(),
+            message_id: Some(format!("stub-{n}")),
+        }))
     }
 
-    fn verify<'a>(
-        &'a self,
-        call_id: &'a str,
-        entered: &'a str,
-        now: SystemTime,
-    ) -> BoxFut<'a, Result<CodeCheck, ServiceError>> {
+    fn verify<'a>(&'a self, entry: CodeEntry<'a>) -> BoxFut<'a, Result<CodeCheck, ServiceError>> {
+        let (key, entered, now) = (entry.subject.key(), entry.entered, entry.now);
+        let call_id = key.as_str();
         if self.verify_fails {
             return ready(Err(scripted_error("code service")));
         }

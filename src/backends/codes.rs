@@ -1,0 +1,1 @@
+//! One-time codes kept in the store (see [`StoreCodes`]).
