@@ -14,6 +14,7 @@ use anyhow::{bail, Context};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::backends::codes::StoreCodes;
 use crate::backends::directory::Directories;
 use crate::backends::passphrase::StorePassphrases;
 use crate::backends::webhook_http::HttpWebhook;
@@ -385,7 +386,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let (store, key) = open_store_checked(&cfg, true)?;
     info!(database = %store.path().display(), accounts = store.count().unwrap_or(0), "account store open");
-    let store: Arc<dyn crate::store::AccountStore> = Arc::new(store);
+    let code_store = Arc::new(store);
+    let key = Arc::new(key);
+    let store: Arc<dyn crate::store::AccountStore> = code_store.clone();
+    let sms = Arc::new(crate::backends::sms::Sms::default());
+    let codes = StoreCodes::new(code_store.clone(), &key, cfg.codes, sms);
     let directories = Directories::build(
         &cfg.directories,
         &cfg.lookup,
@@ -434,11 +439,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ),
             passphrase: Box::new(StorePassphrases::new(
                 store.clone(),
-                Arc::new(key),
+                key.clone(),
                 cfg.passphrase,
             )),
+            codes: Box::new(codes),
             default_country: cfg.default_country,
-            // Codes and TOTP still take `error` until their backends land.
+            // TOTP still takes `error` until its backend lands.
             ..Services::unavailable()
         }),
         events,
@@ -483,6 +489,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })?;
         let (stop_tx, stop_rx) = watch::channel(false);
         info!(listen = %local, flows = ?flow_set.names(), "voxgate ready (SIP over UDP and TCP)");
+        tokio::spawn(purge_codes(code_store.clone()));
         let reload_set = flow_set.clone();
         let (flows_dir, prompts_dir) = (cfg.flows_dir.clone(), cfg.prompts_dir.clone());
         tokio::spawn(async move {
@@ -521,6 +528,27 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         anyhow::Ok(())
     })
+}
+
+/// Delete ended codes and old send counts once a minute, off the call
+/// path. Codes stay a day past their expiry (for reports); send counts as
+/// long as the longest abuse-limit window.
+async fn purge_codes(store: Arc<Store>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let s = store.clone();
+        let now = crate::store::now_ms();
+        let done = tokio::task::spawn_blocking(move || s.purge_codes(now, now - 86_400_000)).await;
+        match done {
+            Ok(Ok((codes, sends))) if codes + sends > 0 => {
+                tracing::debug!(codes, sends, "purged ended codes and old send counts");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "purging codes failed"),
+            Err(e) => warn!(error = %e, "purging codes failed"),
+        }
+    }
 }
 
 /// Nothing written before `serve` returns (on any path) may be lost.

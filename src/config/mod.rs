@@ -11,8 +11,10 @@ use serde::Deserialize;
 use crate::duration::{self, DurationError};
 use crate::phone::Country;
 
+pub mod codes;
 pub mod directory;
 
+pub use codes::{CodePolicy, Resend, SendLimits};
 pub use directory::{DirectoryConfig, HttpDirectoryConfig, HttpMethod, SQLITE};
 
 /// Why a configuration file was refused; `Display` starts with the file's
@@ -116,6 +118,7 @@ struct RawConfig {
     lookup: Option<String>,
     directories: Option<BTreeMap<String, directory::RawDirectory>>,
     passphrase: Option<RawPassphrase>,
+    codes: Option<codes::RawCodes>,
     route_by_flow_name: Option<bool>,
     rtp_timeout: Option<String>,
     max_call_duration: Option<String>,
@@ -249,6 +252,8 @@ pub struct Config {
     pub directories: BTreeMap<String, DirectoryConfig>,
     /// How `verify_passphrase` judges and locks.
     pub passphrase: PassphrasePolicy,
+    /// How one-time codes are resent, limited and locked.
+    pub codes: CodePolicy,
     /// `sip:bank@…` reaches the flow named `bank` with no explicit route.
     pub route_by_flow_name: bool,
     /// No RTP for this long → BYE.
@@ -295,6 +300,7 @@ impl Default for Config {
             lookup: directory::SQLITE.to_string(),
             directories: BTreeMap::from([(directory::SQLITE.to_string(), DirectoryConfig::Sqlite)]),
             passphrase: PassphrasePolicy::default(),
+            codes: CodePolicy::default(),
             route_by_flow_name: true,
             rtp_timeout: Duration::from_secs(30),
             max_call_duration: Duration::from_secs(3600),
@@ -429,6 +435,9 @@ impl Config {
                 c.passphrase.window = parse_duration(&w)
                     .map_err(|e| sem(format!("passphrase.lockout_window: {e}")))?;
             }
+        }
+        if let Some(codes) = raw.codes {
+            c.codes = codes.into_policy().map_err(sem)?;
         }
         for (number, r) in raw.routes.unwrap_or_default() {
             let route = match r {

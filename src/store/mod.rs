@@ -14,6 +14,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 pub mod accounts;
+pub mod codes;
 pub mod deliveries;
 pub mod lockout;
 pub mod migrate;
@@ -124,6 +125,14 @@ impl From<rusqlite::Error> for StoreError {
             _ => StoreError::Sqlite(e.to_string()),
         }
     }
+}
+
+/// Now, in milliseconds since the Unix epoch (the store's time unit for
+/// codes and deliveries).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// What the engine asks of an account store; SQLite's [`Store`] is one.
@@ -361,5 +370,7 @@ pub(crate) fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+#[cfg(test)]
+mod codes_tests;
 #[cfg(test)]
 mod tests;

@@ -121,6 +121,18 @@ impl SecretKey {
         }
     }
 
+    /// A key for one purpose (e.g. the one-time codes' MACs), derived from
+    /// this one with HMAC-SHA-256 over `label`, so no two uses share a key.
+    pub fn subkey(&self, label: &[u8]) -> Zeroizing<[u8; 32]> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0[..])
+            .expect("HMAC takes keys of any length");
+        mac.update(b"voxgate subkey\0");
+        mac.update(label);
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(&mac.finalize().into_bytes());
+        out
+    }
+
     /// The value kept in the database to recognise this key.
     pub fn check_value(&self) -> Vec<u8> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0[..])

@@ -3,10 +3,10 @@ use zeroize::Zeroizing;
 use super::*;
 use crate::phone::{normalise, Country};
 
-struct TempDir(PathBuf);
+pub(super) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> TempDir {
+    pub(super) fn new(tag: &str) -> TempDir {
         let d = std::env::temp_dir().join(format!(
             "vg-store-{tag}-{}-{}",
             std::process::id(),
@@ -15,7 +15,7 @@ impl TempDir {
         std::fs::create_dir_all(&d).unwrap();
         TempDir(d)
     }
-    fn file(&self, name: &str) -> PathBuf {
+    pub(super) fn file(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 }
