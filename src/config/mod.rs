@@ -686,5 +686,40 @@ routes:
         assert_eq!(c.routes["18005550100"].flow, "bank");
         assert_eq!(c.lookup, "sqlite");
         assert!(c.trusted_peers.is_empty());
+        assert_eq!(c.codes, CodePolicy::default());
+    }
+
+    #[test]
+    fn code_rules_are_read_and_checked() {
+        let c = Config::parse(
+            "c.yaml",
+            "codes: { resend: keep, per_destination: { hour: 2 }, per_caller: { hour: 3, day: 4 }, max_failures: 7, lockout_window: 1h }\n",
+        )
+        .unwrap();
+        assert_eq!(c.codes.resend, Resend::Keep);
+        assert_eq!(c.codes.per_destination, SendLimits { hour: 2, day: 10 });
+        assert_eq!(c.codes.per_caller, SendLimits { hour: 3, day: 4 });
+        assert_eq!(c.codes.max_failures, 7);
+        assert_eq!(c.codes.lockout_window, Duration::from_secs(3600));
+        for (yaml, want) in [
+            ("codes: { resend: later }\n", "codes.resend: `later`"),
+            (
+                "codes: { per_caller: { hour: 0 } }\n",
+                "codes.per_caller: a limit of 0",
+            ),
+            (
+                "codes: { per_destination: { hour: 20, day: 5 } }\n",
+                "hour (20) is above day (5)",
+            ),
+            (
+                "codes: { max_failures: 0 }\n",
+                "codes.max_failures: 0 is outside",
+            ),
+            ("codes: { lockout_window: soon }\n", "codes.lockout_window"),
+            ("codes: { per_hour: 3 }\n", "per_hour"),
+        ] {
+            let e = Config::parse("c.yaml", yaml).unwrap_err().to_string();
+            assert!(e.contains(want), "{yaml}: {e}");
+        }
     }
 }
