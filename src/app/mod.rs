@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::backends::directory::Directories;
 use crate::backends::passphrase::StorePassphrases;
+use crate::backends::totp::StoreTotp;
 use crate::backends::webhook_http::HttpWebhook;
 use crate::backends::Services;
 use crate::call::setup::{CallRunner, CallSetup, SetupConfig};
@@ -386,6 +387,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (store, key) = open_store_checked(&cfg, true)?;
     info!(database = %store.path().display(), accounts = store.count().unwrap_or(0), "account store open");
     let store: Arc<dyn crate::store::AccountStore> = Arc::new(store);
+    let key = Arc::new(key);
     let directories = Directories::build(
         &cfg.directories,
         &cfg.lookup,
@@ -434,11 +436,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ),
             passphrase: Box::new(StorePassphrases::new(
                 store.clone(),
-                Arc::new(key),
+                key.clone(),
                 cfg.passphrase,
             )),
+            totp: Box::new(StoreTotp::new(store.clone(), key.clone(), cfg.totp)),
             default_country: cfg.default_country,
-            // Codes and TOTP still take `error` until their backends land.
+            // Codes still take `error` until their backend lands.
             ..Services::unavailable()
         }),
         events,

@@ -116,6 +116,7 @@ struct RawConfig {
     lookup: Option<String>,
     directories: Option<BTreeMap<String, directory::RawDirectory>>,
     passphrase: Option<RawPassphrase>,
+    totp: Option<RawTotp>,
     route_by_flow_name: Option<bool>,
     rtp_timeout: Option<String>,
     max_call_duration: Option<String>,
@@ -188,6 +189,32 @@ impl Default for PassphrasePolicy {
     }
 }
 
+/// How wrong authenticator-app codes lock an account (`totp:`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TotpPolicy {
+    /// Wrong (or replayed) codes within `window` that lock the factor for
+    /// the account (default 5).
+    pub max_failures: u32,
+    /// The lockout window (default 24 h).
+    pub window: Duration,
+}
+
+impl Default for TotpPolicy {
+    fn default() -> Self {
+        TotpPolicy {
+            max_failures: 5,
+            window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTotp {
+    max_failures: Option<u32>,
+    lockout_window: Option<String>,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawPassphrase {
@@ -249,6 +276,8 @@ pub struct Config {
     pub directories: BTreeMap<String, DirectoryConfig>,
     /// How `verify_passphrase` judges and locks.
     pub passphrase: PassphrasePolicy,
+    /// How `verify_totp` locks after wrong codes.
+    pub totp: TotpPolicy,
     /// `sip:bank@…` reaches the flow named `bank` with no explicit route.
     pub route_by_flow_name: bool,
     /// No RTP for this long → BYE.
@@ -295,6 +324,7 @@ impl Default for Config {
             lookup: directory::SQLITE.to_string(),
             directories: BTreeMap::from([(directory::SQLITE.to_string(), DirectoryConfig::Sqlite)]),
             passphrase: PassphrasePolicy::default(),
+            totp: TotpPolicy::default(),
             route_by_flow_name: true,
             rtp_timeout: Duration::from_secs(30),
             max_call_duration: Duration::from_secs(3600),
@@ -428,6 +458,18 @@ impl Config {
             if let Some(w) = p.lockout_window {
                 c.passphrase.window = parse_duration(&w)
                     .map_err(|e| sem(format!("passphrase.lockout_window: {e}")))?;
+            }
+        }
+        if let Some(t) = raw.totp {
+            if let Some(n) = t.max_failures {
+                if n == 0 || n > 100 {
+                    return Err(sem(format!("totp.max_failures: {n} is outside 1..100")));
+                }
+                c.totp.max_failures = n;
+            }
+            if let Some(w) = t.lockout_window {
+                c.totp.window =
+                    parse_duration(&w).map_err(|e| sem(format!("totp.lockout_window: {e}")))?;
             }
         }
         for (number, r) in raw.routes.unwrap_or_default() {
@@ -677,5 +719,18 @@ routes:
         assert_eq!(c.routes["18005550100"].flow, "bank");
         assert_eq!(c.lookup, "sqlite");
         assert!(c.trusted_peers.is_empty());
+        assert_eq!(c.totp, TotpPolicy::default());
+    }
+
+    #[test]
+    fn totp_policy_reads_and_checks_its_bounds() {
+        let c = Config::parse("c.yaml", "totp: { max_failures: 3, lockout_window: 1h }\n").unwrap();
+        assert_eq!(c.totp.max_failures, 3);
+        assert_eq!(c.totp.window, Duration::from_secs(3600));
+        let e = Config::parse("c.yaml", "totp: { max_failures: 0 }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("totp.max_failures"), "{e}");
+        assert!(Config::parse("c.yaml", "totp: { tries: 3 }\n").is_err());
     }
 }
