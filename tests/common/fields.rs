@@ -19,9 +19,8 @@ fn event_fields(name: &str) -> Option<&'static [&'static str]> {
         "digits" => &["step", "count", "source", "digits"],
         // Never the transcript: only how many words and how sure.
         "recognition" => &["step", "confidence", "matched", "words"],
-        "auth_passed" | "auth_failed" | "auth_expired" | "auth_no_input" | "auth_error" => {
-            &["step", "method", "outcome", "reason"]
-        }
+        "auth_passed" | "auth_failed" | "auth_expired" | "auth_locked" | "auth_no_input"
+        | "auth_error" => &["step", "method", "outcome", "reason"],
         "code_sent" | "code_rate_limited" | "code_send_error" => {
             &["step", "channel", "to_masked", "outcome"]
         }
