@@ -461,4 +461,45 @@ fn enrolment_with_totp_generate_carries_algorithm_and_digits() {
         !list.contains(secret) && !export.contains(secret),
         "no secret in list or export"
     );
+
+    // update changes the parameters; import takes them as columns.
+    accounts(
+        &state,
+        &[
+            "update",
+            NUM_A,
+            "--totp-algorithm",
+            "sha256",
+            "--totp-digits",
+            "8",
+        ],
+        None,
+    );
+    let shown: Value = serde_json::from_str(&accounts(
+        &state,
+        &["show", NUM_A, "--format", "json"],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(
+        (&shown["totp_algorithm"], &shown["totp_digits"]),
+        (&"SHA256".into(), &8.into())
+    );
+    let (_, b32) = new_secret();
+    let csv = state.join("in.csv");
+    std::fs::write(
+        &csv,
+        format!("phone,totp_secret,totp_algorithm,totp_digits\n{NUM_B},{b32},sha512,7\n"),
+    )
+    .unwrap();
+    accounts(&state, &["import", csv.to_str().unwrap()], None);
+    let shown = accounts(&state, &["show", NUM_B], None);
+    assert!(
+        shown.contains("SHA512")
+            && shown
+                .lines()
+                .any(|l| l.split_whitespace().eq(["totp_digits", "7"])),
+        "{shown}"
+    );
+    assert!(!shown.contains(&b32));
 }
