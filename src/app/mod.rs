@@ -446,7 +446,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             codes: Box::new(codes),
             totp: Box::new(StoreTotp::new(store.clone(), key.clone(), cfg.totp)),
             default_country: cfg.default_country,
-            ..Services::unavailable()
         }),
         events,
     });
