@@ -385,7 +385,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let (store, key) = open_store_checked(&cfg, true)?;
     info!(database = %store.path().display(), accounts = store.count().unwrap_or(0), "account store open");
-    let store: Arc<dyn crate::store::AccountStore> = Arc::new(store);
+    let store = Arc::new(store);
+    let sms = Arc::new(crate::backends::sms::build(&cfg.sms)?);
     let directories = Directories::build(
         &cfg.directories,
         &cfg.lookup,
@@ -474,6 +475,22 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
+        if let Some(h) = &cfg.http {
+            let listener = tokio::net::TcpListener::bind(h.listen)
+                .await
+                .with_context(|| format!("binding HTTP (http.listen) on {}", h.listen))?;
+            info!(listen = %listener.local_addr()?, public_url = %h.public_url, "HTTP endpoint ready");
+            let state = crate::web::WebState {
+                store: store.clone(),
+                sms: sms.clone(),
+                public_url: h.public_url.clone(),
+            };
+            tokio::spawn(async move {
+                if let Err(e) = crate::web::serve(listener, state).await {
+                    error!(error = %e, "HTTP endpoint stopped");
+                }
+            });
+        }
         let bound = endpoint::bind(cfg.listen)
             .await
             .with_context(|| format!("binding SIP UDP+TCP on {}", cfg.listen))?;
