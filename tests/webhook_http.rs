@@ -206,7 +206,7 @@ mod crm_cannot_spoof {
     use serde_json::json;
     use voxgate::backends::webhook_http::HttpWebhook;
     use voxgate::backends::{
-        BoxFut, CodeCheck, CodeRequest, CodeService, SendResult, ServiceError, Services,
+        BoxFut, CodeCheck, CodeEntry, CodeRequest, CodeService, SendResult, ServiceError, Services,
         TotpVerifier, Unavailable,
     };
     use voxgate::call::CallInfo;
@@ -230,15 +230,21 @@ mod crm_cannot_spoof {
                 .lock()
                 .unwrap()
                 .push(format!("send {} to {}", req.call_id, req.to));
-            Box::pin(async { Ok(SendResult::Sent) })
+            Box::pin(async {
+                Ok(SendResult::Sent {
+                    gateway: "test".into(),
+                    message_id: None,
+                })
+            })
         }
         fn verify<'a>(
             &'a self,
-            call_id: &'a str,
-            _entered: &'a str,
-            _now: std::time::SystemTime,
+            entry: CodeEntry<'a>,
         ) -> BoxFut<'a, Result<CodeCheck, ServiceError>> {
-            self.0.lock().unwrap().push(format!("verify {call_id}"));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("verify {}", entry.call_id));
             Box::pin(async { Ok(CodeCheck::Wrong) })
         }
     }
