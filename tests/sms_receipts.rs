@@ -29,7 +29,9 @@ struct Setup {
     vg: Voxgate,
     store: Store,
     base: String,
-    _fake: FakeTwilio,
+    fake: FakeTwilio,
+    /// The `sms:`/`http:` part of serve's config.
+    config: String,
 }
 
 fn start(name: &str) -> Setup {
@@ -55,7 +57,8 @@ fn start(name: &str) -> Setup {
         vg,
         store,
         base,
-        _fake: fake,
+        fake,
+        config: extra.replace("{port}", "5060"),
     }
 }
 
@@ -145,6 +148,61 @@ fn signed_receipts_are_recorded_with_history() {
     assert!(!log.contains(TOKEN), "the token is never logged");
     let (_, log) = s.vg.terminate();
     assert!(!log.contains(TOKEN));
+}
+
+/// The round trip: the gateway (built from serve's own config) sends
+/// through the fake Twilio, which records the `StatusCallback` it was given;
+/// a receipt signed for exactly that URL is taken by serve.
+#[test]
+fn a_receipt_to_the_gateways_status_callback_url_is_taken() {
+    let s = start("receipts-roundtrip");
+    let cfg = voxgate::config::Config::parse("serve.yaml", &s.config).unwrap();
+    let sms = voxgate::backends::sms::build_with_env(&cfg.sms, &|n| {
+        (n == TOKEN_ENV).then(|| TOKEN.to_string())
+    })
+    .unwrap();
+    let (gateway, gw) = sms.gateway_for("").unwrap();
+    let msg = voxgate::backends::sms::SmsMessage {
+        to: voxgate::phone::normalise("+14155550123", Default::default()).unwrap(),
+        body: zeroize::Zeroizing::new("Your code is 271828".into()),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let accepted = rt.block_on(gw.send(&msg)).unwrap();
+    let sid = accepted.message_id.unwrap();
+    s.store
+        .add_delivery(&NewDelivery {
+            code_id: None,
+            channel: "sms",
+            gateway,
+            message_id: Some(&sid),
+            to_masked: "+1415•••0123",
+            status: accepted.status,
+            error: None,
+            at_ms: 1_000,
+        })
+        .unwrap();
+    let sent = s.fake.sent();
+    let callback = sent[0].status_callback.clone().unwrap();
+    assert_eq!(callback, format!("{}/sms/status/tw", s.base));
+    let params = [
+        ("MessageSid", sid.as_str()),
+        ("MessageStatus", "delivered"),
+        ("AccountSid", twilio::ACCOUNT_SID),
+    ];
+    assert_eq!(
+        send_status_callback(&callback, Signing::With(TOKEN), &params),
+        204
+    );
+    assert_eq!(
+        statuses(&s.store, &sid),
+        (
+            "delivered".into(),
+            vec!["queued".into(), "delivered".into()]
+        )
+    );
 }
 
 #[test]
