@@ -308,6 +308,21 @@ fn webhook_retries_5xx_not_4xx() {
 }
 
 #[test]
+fn webhook_2xx_without_an_id_is_still_a_send() {
+    let server = http_server::Server::start(|_| http_server::Response::text(202, "queued"));
+    let sms = build(&webhook_yaml(&server.url("/send"), "      retries: 3\n"));
+    let a = rt()
+        .block_on(
+            sms.gateway("hook")
+                .unwrap()
+                .send(&msg("+14155550123", "c 1")),
+        )
+        .unwrap();
+    assert_eq!(a.message_id, None);
+    assert_eq!(server.requests().len(), 1, "sent once, not retried");
+}
+
+#[test]
 fn webhook_timeout() {
     let server = http_server::Server::start(|_| {
         let mut r = http_server::Response::json(200, serde_json::json!({ "result": { "id": 1 } }));

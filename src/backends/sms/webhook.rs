@@ -1,7 +1,8 @@
 //! A generic JSON webhook gateway: `POST url` with configured headers
 //! (values may take `${env.NAME}`, for API keys) and a JSON body template
 //! whose `{to}` and `{body}` are filled in JSON-escaped. A 2xx answer is
-//! accepted, its message id read at the configured JSON pointer; a 5xx, a
+//! accepted, its message id read at the configured JSON pointer (an answer
+//! without one is still a send: logged, no id recorded); a 5xx, a
 //! network error or a timed-out attempt is retried with backoff; a 4xx is an
 //! error naming only the status.
 
@@ -92,12 +93,9 @@ impl WebhookGateway {
             let message_id = match &self.message_id {
                 None => None,
                 Some(ptr) => {
-                    let json: serde_json::Value = serde_json::from_slice(&a.body).map_err(|e| {
-                        ServiceError::Failed(format!(
-                            "SMS gateway `{}`: HTTP {} answer is not JSON ({e})",
-                            self.name, a.status
-                        ))
-                    })?;
+                    // Not JSON: `null`, so the pointer finds nothing (below).
+                    let json: serde_json::Value =
+                        serde_json::from_slice(&a.body).unwrap_or_default();
                     match json.pointer(ptr) {
                         Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
                         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
