@@ -90,6 +90,19 @@ const LAYERS: &[(&str, &[&str])] = &[
             "backends",
         ],
     ),
+    // voxgate's HTTP endpoint: app-level, over the store and the backends.
+    (
+        "web",
+        &[
+            "events",
+            "linewriter",
+            "config",
+            "duration",
+            "phone",
+            "store",
+            "backends",
+        ],
+    ),
     (
         "call",
         &[
@@ -122,6 +135,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "flow",
             "call",
             "sip",
+            "web",
         ],
     ),
     (
@@ -140,6 +154,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "call",
             "sip",
             "app",
+            "web",
         ],
     ),
 ];

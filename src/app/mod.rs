@@ -390,8 +390,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let code_store = Arc::new(store);
     let key = Arc::new(key);
     let store: Arc<dyn crate::store::AccountStore> = code_store.clone();
-    let sms = Arc::new(crate::backends::sms::Sms::default());
-    let codes = StoreCodes::new(code_store.clone(), &key, cfg.codes, sms);
+    let sms = Arc::new(crate::backends::sms::build(&cfg.sms)?);
+    let codes = StoreCodes::new(code_store.clone(), &key, cfg.codes, sms.clone());
     let directories = Directories::build(
         &cfg.directories,
         &cfg.lookup,
@@ -480,6 +480,22 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
+        if let Some(h) = &cfg.http {
+            let listener = tokio::net::TcpListener::bind(h.listen)
+                .await
+                .with_context(|| format!("binding HTTP (http.listen) on {}", h.listen))?;
+            info!(listen = %listener.local_addr()?, public_url = %h.public_url, "HTTP endpoint ready");
+            let state = crate::web::WebState {
+                store: code_store.clone(),
+                sms: sms.clone(),
+                public_url: h.public_url.clone(),
+            };
+            tokio::spawn(async move {
+                if let Err(e) = crate::web::serve(listener, state).await {
+                    error!(error = %e, "HTTP endpoint stopped");
+                }
+            });
+        }
         let bound = endpoint::bind(cfg.listen)
             .await
             .with_context(|| format!("binding SIP UDP+TCP on {}", cfg.listen))?;

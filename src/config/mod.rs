@@ -13,9 +13,14 @@ use crate::phone::Country;
 
 pub mod codes;
 pub mod directory;
+pub mod http;
+pub mod segments;
+pub mod sms;
 
 pub use codes::{CodePolicy, Resend, SendLimits};
 pub use directory::{DirectoryConfig, HttpDirectoryConfig, HttpMethod, SQLITE};
+pub use http::HttpConfig;
+pub use sms::SmsConfig;
 
 /// Why a configuration file was refused; `Display` starts with the file's
 /// path so the CLI can print it as is.
@@ -129,6 +134,8 @@ struct RawConfig {
     ring_time: Option<String>,
     nice: Option<i32>,
     media_priority: Option<i32>,
+    sms: Option<sms::RawSms>,
+    http: Option<http::RawHttp>,
 }
 
 /// A route's value: a flow name, or a mapping with its brand and directory.
@@ -306,6 +313,10 @@ pub struct Config {
     /// RTP; 0 keeps them at `nice`. Without CAP_SYS_NICE voxgate warns and
     /// runs them at `nice`.
     pub media_priority: i32,
+    /// Text-message gateways and templates (`sms:`).
+    pub sms: SmsConfig,
+    /// voxgate's HTTP endpoint (`http:`); `None`: no HTTP server.
+    pub http: Option<HttpConfig>,
 }
 
 impl Default for Config {
@@ -340,6 +351,8 @@ impl Default for Config {
             ring_time: Duration::ZERO,
             nice: -10,
             media_priority: 10,
+            sms: SmsConfig::default(),
+            http: None,
         }
     }
 }
@@ -543,6 +556,13 @@ impl Config {
             Some("json") => c.json_logs = true,
             Some(o) => return Err(sem(format!("log_format: `{o}`; expected text or json"))),
         }
+        c.http = raw
+            .http
+            .map(http::RawHttp::into_config)
+            .transpose()
+            .map_err(sem)?;
+        c.sms = raw.sms.unwrap_or_default().into_config(path)?;
+        c.sms.public_url = c.http.as_ref().map(|h| h.public_url.clone());
         Ok(c)
     }
 
@@ -730,6 +750,12 @@ routes:
         assert!(c.trusted_peers.is_empty());
         assert_eq!(c.codes, CodePolicy::default());
         assert_eq!(c.totp, TotpPolicy::default());
+        assert_eq!(c.sms.max_segments, 1);
+        assert!(c
+            .sms
+            .templates
+            .contains_key(&(String::new(), "en".to_string())));
+        assert!(c.http.is_none());
     }
 
     #[test]

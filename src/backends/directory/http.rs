@@ -402,7 +402,10 @@ fn percent_encode(s: &str) -> String {
 
 /// `value` with every `${env.NAME}` replaced from `env`. Errors name the
 /// variable, never a value.
-fn resolve_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub(crate) fn resolve_env(
+    value: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = value;
     while let Some(i) = rest.find("${") {

@@ -11,8 +11,13 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use super::{BoxFut, ServiceError};
+use crate::config::sms::{SmsConfig, SmsGatewayConfig};
 use crate::phone::E164;
 use crate::store::deliveries::DeliveryStatus;
+
+mod retry;
+pub mod twilio;
+pub mod webhook;
 
 /// One message to send.
 #[derive(Debug)]
@@ -37,6 +42,18 @@ pub trait SmsGateway: Send + Sync {
     /// Send `msg`, retrying as the gateway's config says; `Err` when it
     /// could not be handed over (the reason names no secret).
     fn send<'a>(&'a self, msg: &'a SmsMessage) -> BoxFut<'a, Result<SmsAccepted, ServiceError>>;
+
+    /// Whether a delivery receipt POSTed to `url` (the public URL it was
+    /// sent to) with the form `params` carries the right `signature`;
+    /// `None` (the default): this gateway sends no receipts.
+    fn verify_receipt(
+        &self,
+        _url: &str,
+        _params: &[(String, String)],
+        _signature: &str,
+    ) -> Option<bool> {
+        None
+    }
 }
 
 /// What the message says: `{code}`, `{minutes}`, `{seconds}` and `{brand}`
@@ -149,6 +166,11 @@ impl Sms {
         }
     }
 
+    /// The gateway named `name` in the config.
+    pub fn gateway(&self, name: &str) -> Option<&dyn SmsGateway> {
+        self.gateways.get(name).map(|g| g.as_ref())
+    }
+
     /// The gateway (name and sender) for `brand`; `None` when none is configured.
     pub fn gateway_for(&self, brand: &str) -> Option<(&str, &dyn SmsGateway)> {
         let name = self.by_brand.get(brand).or(self.default.as_ref())?;
@@ -156,4 +178,54 @@ impl Sms {
             .get_key_value(name)
             .map(|(n, g)| (n.as_str(), g.as_ref()))
     }
+}
+
+/// Why the `sms:` config could not be turned into gateways (at start-up).
+#[derive(Debug, thiserror::Error)]
+pub enum SmsBuildError {
+    /// A gateway could not be set up (a missing environment variable, a bad
+    /// header); names the variable or header, never a secret.
+    #[error("sms.gateways.{gateway}: {reason}")]
+    Gateway {
+        /// The gateway's name.
+        gateway: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The gateways, routing and templates of `cfg`; secrets from the process
+/// environment.
+pub fn build(cfg: &SmsConfig) -> Result<Sms, SmsBuildError> {
+    build_with_env(cfg, &|name| std::env::var(name).ok())
+}
+
+/// [`build`] with the environment given as `env`.
+pub fn build_with_env(
+    cfg: &SmsConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Sms, SmsBuildError> {
+    let mut gateways: BTreeMap<String, Arc<dyn SmsGateway>> = BTreeMap::new();
+    for (name, g) in &cfg.gateways {
+        let gw: Arc<dyn SmsGateway> = match g {
+            SmsGatewayConfig::Twilio(t) => Arc::new(twilio::TwilioGateway::new(
+                name,
+                t,
+                cfg.public_url.as_deref(),
+                env,
+            )?),
+            SmsGatewayConfig::Webhook(w) => Arc::new(webhook::WebhookGateway::new(name, w, env)?),
+        };
+        gateways.insert(name.clone(), gw);
+    }
+    let texts = cfg
+        .templates
+        .iter()
+        .map(|((b, l), t)| (b.clone(), l.clone(), t.clone()));
+    Ok(Sms::new(
+        gateways,
+        cfg.default.clone(),
+        cfg.brands.clone(),
+        Templates::new(texts, cfg.brand_names.clone()),
+    ))
 }
