@@ -393,3 +393,66 @@ fn the_send_limit_refuses_the_nth_call_and_a_gateway_4xx_is_an_error() {
         "a 4xx is not retried"
     );
 }
+
+#[test]
+fn the_shipped_bank_flow_falls_back_from_the_passphrase_to_an_sms_code() {
+    const NUM: &str = "+16502530106";
+    let st = state("codes-bank", &[("ACC-BANK", NUM)]);
+    let fake = FakeTwilio::start(TOKEN);
+    set_token_env();
+    let config = format!(
+        "listen: 127.0.0.1:{{port}}\ndatabase: \"{}\"\nsecret_key_file: \"{}\"\nmodels_dir: \"{}\"\nroute_by_flow_name: true\nsms:\n  gateways:\n    tw: {}\n",
+        st.db.display(),
+        st.key_file.display(),
+        root().join("models").display(),
+        fake.gateway_yaml(TOKEN_ENV, ""),
+    );
+    let vg = Voxgate::start(
+        "codes-bank",
+        Options {
+            flows: root().join("flows"),
+            extra_config: &config,
+        },
+    );
+    // The caller says nothing at the passphrase (no passphrase is enrolled
+    // anyway), then keys the code the SMS brought.
+    let dir = scratch("codes-bank-sipp");
+    std::fs::write(dir.join("code.txt"), "").unwrap();
+    let sink = RtpSink::new();
+    let (sip, sink_port) = (vg.sip, sink.port());
+    let sipp_dir = dir.clone();
+    let caller = std::thread::spawn(move || {
+        sipp_in(
+            &sipp_dir,
+            "code_entry.xml",
+            sip,
+            "bank",
+            false,
+            &[
+                ("rtp_listen", sink_port.to_string()),
+                ("from_user", NUM.to_string()),
+            ],
+        )
+    });
+    let code = wait_code(&fake, NUM, 1);
+    std::fs::write(dir.join("code.txt"), &code).unwrap();
+    let out = caller.join().unwrap();
+    vg.expect_sipp_ok(&out, "bank call keying its SMS code");
+    let evs = call_events(&vg, 0);
+    let path: Vec<&str> = evs
+        .iter()
+        .filter(|e| event_name(e) == "step_entered")
+        .filter_map(|e| e["event"]["step"].as_str())
+        .collect();
+    for step in ["lookup", "passphrase", "send", "code_sent", "code", "agent"] {
+        assert!(path.contains(&step), "{step} not in {path:?}");
+    }
+    let passed = events_named(&evs, "auth_passed");
+    assert_eq!(passed.len(), 1, "{}", pretty(&evs));
+    assert_eq!(passed[0]["event"]["method"], "sms_code");
+    // The SMS: 60 s lifetime, one message.
+    let msgs = fake.sent();
+    assert_eq!(msgs.len(), 1);
+    assert!(msgs[0].body.contains("1 min"), "{}", msgs[0].body);
+    assert_nowhere(&vg, &st, &[code]);
+}
