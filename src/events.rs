@@ -307,6 +307,18 @@ pub enum Event {
         /// The gateway's message id (`sent`), which delivery receipts name.
         message_id: Option<String>,
     },
+    /// A gateway reported where a code's message is (a delivery receipt,
+    /// after or during the call that sent it; not tied to a step).
+    CodeDelivery {
+        /// The gateway's name in the config.
+        gateway: String,
+        /// The gateway's message id (as in the `code_sent` event).
+        message_id: String,
+        /// `queued`, `sent`, `delivered`, `undelivered` or `failed`.
+        status: &'static str,
+        /// The gateway's error code, when it gave one (e.g. Twilio's 30003).
+        error: Option<String>,
+    },
     /// A `transfer` step tried to hand the call to an agent.
     Transfer {
         /// Step id.
@@ -392,6 +404,7 @@ impl Event {
                 SendOutcome::Locked => "code_locked",
                 SendOutcome::Error => "code_send_error",
             },
+            Event::CodeDelivery { .. } => "code_delivery",
             Event::Transfer { outcome, .. } => match outcome {
                 TransferResult::Transferred => "transferred",
                 TransferResult::Failed => "transfer_failed",
@@ -429,6 +442,7 @@ impl Event {
             | Event::BargeIn { step, .. }
             | Event::Lookup { step, .. }
             | Event::HungUp { step, .. } => Some(step),
+            Event::CodeDelivery { .. } => None,
         }
     }
 }
@@ -504,6 +518,19 @@ impl Serialize for Event {
                     if let Some(v) = v {
                         m.serialize_entry(k, v)?;
                     }
+                }
+            }
+            Event::CodeDelivery {
+                gateway,
+                message_id,
+                status,
+                error,
+            } => {
+                m.serialize_entry("gateway", gateway)?;
+                m.serialize_entry("message_id", message_id)?;
+                m.serialize_entry("status", status)?;
+                if let Some(e) = error {
+                    m.serialize_entry("error", e)?;
                 }
             }
             Event::Transfer {

@@ -273,6 +273,14 @@ fn the_code_the_gateway_received_passes_and_its_receipt_is_recorded() {
     assert_eq!(d.status, "delivered");
     let history: Vec<&str> = d.history.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(history, ["queued", "delivered"]);
+    // And it is an event of the call that sent the code.
+    let evs = vg.wait_events("the delivery event", Duration::from_secs(10), |evs| {
+        !events_named(evs, "code_delivery").is_empty()
+    });
+    let delivery = events_named(&evs, "code_delivery")[0];
+    assert_eq!(delivery["event"]["status"], "delivered");
+    assert_eq!(delivery["event"]["message_id"], msg.sid.as_str());
+    assert_eq!(delivery["call_id"], sent[0]["call_id"]);
     assert_nowhere(&vg, &st, &[code]);
 }
 

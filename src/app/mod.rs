@@ -274,6 +274,27 @@ impl EventSink for JsonLines {
     }
 }
 
+/// Events not made by a call's flow (delivery receipts), in the same stream.
+struct ServerEvents(LineWriter);
+
+impl std::fmt::Debug for ServerEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerEvents")
+    }
+}
+
+impl crate::web::EventLines for ServerEvents {
+    fn emit(&self, call_id: Option<&str>, ev: &Event) {
+        tracing::info!(
+            event = ev.name(),
+            "{}",
+            serde_json::to_string(ev).unwrap_or_default()
+        );
+        let line = serde_json::json!({ "call_id": call_id, "event": ev });
+        let _ = self.0.clone().write_all(format!("{line}\n").as_bytes());
+    }
+}
+
 struct FlowRunner {
     flows: Arc<FlowSet>,
     services: Arc<Services>,
@@ -430,6 +451,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None
         }
     };
+    let server_events: Option<Arc<dyn crate::web::EventLines>> = events
+        .clone()
+        .map(|w| Arc::new(ServerEvents(w)) as Arc<dyn crate::web::EventLines>);
     let prompts = Arc::new(PromptCache::new(cfg.prompts_dir.clone()));
     let runner = Arc::new(FlowRunner {
         flows: flow_set.clone(),
@@ -489,6 +513,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 store: code_store.clone(),
                 sms: sms.clone(),
                 public_url: h.public_url.clone(),
+                events: server_events.clone(),
             };
             tokio::spawn(async move {
                 if let Err(e) = crate::web::serve(listener, state).await {

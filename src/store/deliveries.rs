@@ -87,6 +87,13 @@ pub struct NewDelivery<'a> {
     pub at_ms: i64,
 }
 
+/// What [`Store::record_delivery_status`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusRecorded {
+    /// The call that sent the code (`None` once the code is purged).
+    pub call_id: Option<String>,
+}
+
 /// A delivery as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
@@ -135,7 +142,8 @@ impl Store {
     }
 
     /// Record a status a gateway reported for its message `message_id`;
-    /// `false` when no such delivery is known. A final status is not
+    /// `None` when no such delivery is known, else the call that sent the
+    /// code (while the code is kept). A final status is not
     /// overwritten by a late earlier one (callbacks can arrive out of
     /// order), but every report is kept in the history.
     pub fn record_delivery_status(
@@ -145,18 +153,20 @@ impl Store {
         status: DeliveryStatus,
         error: Option<&str>,
         at_ms: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<StatusRecorded>, StoreError> {
         self.with(|c| {
             let tx = c.transaction()?;
-            let row: Option<(i64, String)> = tx
+            let row: Option<(i64, String, Option<String>)> = tx
                 .query_row(
-                    "SELECT id, status FROM deliveries WHERE gateway = ?1 AND message_id = ?2",
+                    "SELECT d.id, d.status, c.call_id FROM deliveries d
+                     LEFT JOIN codes c ON c.id = d.code_id
+                     WHERE d.gateway = ?1 AND d.message_id = ?2",
                     params![gateway, message_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
-            let Some((id, current)) = row else {
-                return Ok(false);
+            let Some((id, current, call_id)) = row else {
+                return Ok(None);
             };
             tx.execute(
                 "INSERT INTO delivery_statuses (delivery_id, status, error, at) VALUES (?1, ?2, ?3, ?4)",
@@ -170,7 +180,7 @@ impl Store {
                 )?;
             }
             tx.commit()?;
-            Ok(true)
+            Ok(Some(StatusRecorded { call_id }))
         })
     }
 

@@ -30,6 +30,15 @@ pub struct WebState {
     /// `http.public_url`, without a trailing `/`: the URL a request was
     /// sent to is this followed by its path and query.
     pub public_url: String,
+    /// Where events about codes (delivery receipts) go; `None`: nowhere.
+    pub events: Option<Arc<dyn EventLines>>,
+}
+
+/// The `--events` stream as the web layer writes to it: one JSON line per
+/// event, with the call it belongs to when known.
+pub trait EventLines: Send + Sync + std::fmt::Debug {
+    /// Write `ev` for `call_id`.
+    fn emit(&self, call_id: Option<&str>, ev: &crate::events::Event);
 }
 
 /// Every route, with the body limit.

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use super::WebState;
 use crate::backends::sms::twilio::{form_params, StatusCallback};
+use crate::events::Event;
 use crate::store::deliveries::DeliveryStatus;
 
 /// The signature header.
@@ -86,11 +87,22 @@ async fn status_callback(
     })
     .await;
     match recorded {
-        Ok(Ok(true)) => {
+        Ok(Ok(Some(rec))) => {
             info!(gateway = %gateway, message_id = %cb.message_sid, status = status.as_str(), error_code = ?cb.error_code, "delivery status recorded");
+            if let Some(events) = &state.events {
+                events.emit(
+                    rec.call_id.as_deref(),
+                    &Event::CodeDelivery {
+                        gateway: gateway.clone(),
+                        message_id: cb.message_sid.clone(),
+                        status: status.as_str(),
+                        error: cb.error_code.clone(),
+                    },
+                );
+            }
             (StatusCode::NO_CONTENT, "")
         }
-        Ok(Ok(false)) => {
+        Ok(Ok(None)) => {
             warn!(gateway = %gateway, message_id = %cb.message_sid, "delivery receipt for an unknown message");
             (StatusCode::NOT_FOUND, "no such message\n")
         }

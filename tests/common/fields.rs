@@ -31,6 +31,7 @@ fn event_fields(name: &str) -> Option<&'static [&'static str]> {
             "gateway",
             "message_id",
         ],
+        "code_delivery" => &["gateway", "message_id", "status", "error"],
         "transferred" | "transfer_failed" | "transfer_error" => {
             &["step", "target", "outcome", "status"]
         }
