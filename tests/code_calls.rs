@@ -104,7 +104,7 @@ fn outcome(evs: &[Value]) -> String {
         .filter(|e| event_name(e) == "step_entered")
         .filter_map(|e| e["event"]["step"].as_str())
         .filter(|s| ends.contains(s) && *s != "bye")
-        .last()
+        .next_back()
         .unwrap_or("none")
         .to_string()
 }
