@@ -103,8 +103,7 @@ fn outcome(evs: &[Value]) -> String {
     evs.iter()
         .filter(|e| event_name(e) == "step_entered")
         .filter_map(|e| e["event"]["step"].as_str())
-        .filter(|s| ends.contains(s) && *s != "bye")
-        .next_back()
+        .rfind(|s| ends.contains(s) && *s != "bye")
         .unwrap_or("none")
         .to_string()
 }
