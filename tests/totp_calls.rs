@@ -503,3 +503,67 @@ fn enrolment_with_totp_generate_carries_algorithm_and_digits() {
     );
     assert!(!shown.contains(&b32));
 }
+
+/// The shipped clinic flow in `serve`: the patient picks the authenticator
+/// app (2) and keys its code → verified, on to the nurse (whose transfer
+/// takes its `error` exit in serve until transfers land).
+#[test]
+fn the_shipped_clinic_flow_accepts_a_totp_code() {
+    let state = state_dir("totp-clinic");
+    let (_, b32) = new_secret();
+    accounts(
+        &state,
+        &[
+            "add",
+            "--id",
+            "patient_1",
+            "--phone",
+            NUM_A,
+            "--totp-secret-env",
+            "VG_TEST_TOTP",
+        ],
+        Some(&b32),
+    );
+    let config = format!(
+        "database: \"{}\"\nsecret_key_file: \"{}\"\n",
+        state.join("accounts.db").display(),
+        state.join("secret.key").display()
+    );
+    let vg = Voxgate::start(
+        "totp-clinic",
+        Options {
+            flows: root().join("flows"),
+            extra_config: &config,
+        },
+    );
+    let rtp = rtp_port();
+    let code = oath_now(&b32, "sha1", 6);
+    let keys = vec![
+        ("rtp_listen", rtp.local_addr().unwrap().port().to_string()),
+        ("from_user", NUM_A.to_string()),
+        ("dtmf", format!("2{code}#")),
+    ];
+    let out = sipp_in(
+        &scratch("totp-clinic-sipp"),
+        "identity_dtmf.xml",
+        vg.sip,
+        "clinic",
+        false,
+        &keys,
+    );
+    assert!(out.status.success(), "sipp: the clinic call failed");
+    let evs = vg.wait_call_end();
+    let path: Vec<&str> = evs
+        .iter()
+        .filter(|e| event_name(e) == "step_entered")
+        .filter_map(|e| e["event"]["step"].as_str())
+        .collect();
+    assert!(
+        path.windows(3).any(|w| w == ["totp", "verified", "nurse"]),
+        "{path:?}\n{}",
+        pretty(&evs)
+    );
+    let passed = events_named(&evs, "auth_passed");
+    assert_eq!(passed.len(), 1, "{}", pretty(&evs));
+    assert_eq!(passed[0]["event"]["method"], "totp");
+}
