@@ -104,6 +104,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: Box<AccountsSub>,
     },
+    /// One-time codes of an account (or a number): show what was sent and
+    /// its state, or cancel the live ones so a new code goes out at once.
+    /// Codes themselves are never shown: the store keeps only their MAC.
+    Codes {
+        #[command(flatten)]
+        store: StoreOpts,
+        #[command(subcommand)]
+        cmd: CodesSub,
+    },
     /// The secret key that seals passphrases and TOTP secrets.
     Keys {
         #[command(flatten)]
@@ -284,6 +293,37 @@ enum AccountsSub {
 }
 
 #[derive(Subcommand)]
+enum CodesSub {
+    /// The codes kept for an account or number, newest first.
+    Show(WhoseOpts),
+    /// Cancel the live codes of an account or number.
+    Cancel(WhoseOpts),
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct WhoseOpts {
+    /// The account id.
+    #[arg(long)]
+    account: Option<String>,
+    /// The number a code went to when no account was known.
+    #[arg(long)]
+    number: Option<String>,
+}
+
+impl WhoseOpts {
+    fn whose(self) -> voxgate::app::codes::Whose {
+        use voxgate::app::codes::Whose;
+        match (self.account, self.number) {
+            (Some(a), _) => Whose::Account(a),
+            (None, Some(n)) => Whose::Number(n),
+            // clap's group requires one of them.
+            (None, None) => Whose::Account(String::new()),
+        }
+    }
+}
+
+#[derive(Subcommand)]
 enum KeysSub {
     /// Draw a new key and re-seal every secret under it (one transaction).
     Rotate {
@@ -401,6 +441,12 @@ fn main() -> ExitCode {
             min_confidence,
             !no_hint,
         )),
+        Cmd::Codes { store, cmd } => match cmd {
+            CodesSub::Show(w) => report(voxgate::app::codes::show(&store_args(store), &w.whose())),
+            CodesSub::Cancel(w) => {
+                report(voxgate::app::codes::cancel(&store_args(store), &w.whose()))
+            }
+        },
         Cmd::Keys { store, cmd } => match cmd {
             KeysSub::Rotate { new_key_file } => report(voxgate::app::accounts::rotate_keys(
                 &store_args(store),

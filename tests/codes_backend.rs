@@ -230,3 +230,52 @@ fn a_code_without_a_gateway_is_unavailable() {
     let e = rt().block_on(codes.send(&request("A", t(0)))).unwrap_err();
     assert!(matches!(e, ServiceError::Unavailable(_)), "{e:?}");
 }
+
+#[test]
+fn voxgate_codes_shows_a_code_without_it_and_cancel_lets_a_new_one_go() {
+    let f = fixture("cli", CodePolicy::default());
+    rt().block_on(f.codes.send(&request("ACC-9", t(0))))
+        .unwrap();
+    let code = last_code(&f);
+    let db = f.store.path().to_path_buf();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_voxgate"))
+            .arg("codes")
+            .args(args)
+            .arg("--database")
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let shown = run(&["show", "--account", "ACC-9"]);
+    assert!(
+        shown.contains("live") && shown.contains("+1650•••0001"),
+        "{shown}"
+    );
+    assert!(shown.contains("2027-01-15T08:00:00Z"), "{shown}");
+    assert!(!shown.contains(&code), "the code is shown: {shown}");
+    assert_eq!(
+        run(&["cancel", "--account", "ACC-9"]).trim(),
+        "cancelled 1 live code(s)"
+    );
+    assert_eq!(verify(&f, "ACC-9", &code, t(5)), CodeCheck::NotSent);
+    // Within the cooldown, but nothing is live: a new code goes out.
+    let r = rt()
+        .block_on(f.codes.send(&request("ACC-9", t(6))))
+        .unwrap();
+    assert!(matches!(r, SendResult::Sent { .. }), "{r:?}");
+    assert!(run(&["show", "--account", "ACC-9"]).contains("cancelled"));
+    // Neither or both of --account/--number is a usage error.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_voxgate"))
+        .args(["codes", "show", "--database"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,6 +1,7 @@
 //! What the subcommands do, at the CLI edge (anyhow errors, process setup).
 
 pub mod accounts;
+pub mod codes;
 pub mod evaluate;
 
 use std::collections::HashMap;

@@ -357,3 +357,49 @@ impl Store {
         })
     }
 }
+
+/// A code as operators may see it: never the code or its MAC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeInfo {
+    /// The code's id.
+    pub id: String,
+    /// `sms`, `email`, …
+    pub channel: String,
+    /// Destination (E.164 or address) — masked by whoever shows it.
+    pub destination: String,
+    /// `live`, `used`, `burnt`, `expired`, `cancelled`, `undelivered`.
+    pub state: String,
+    /// Sent (ms).
+    pub sent_at: i64,
+    /// Expires (ms).
+    pub expires_at: i64,
+    /// Wrong entries so far.
+    pub attempts: u32,
+    /// Wrong entries allowed.
+    pub max_attempts: u32,
+}
+
+impl Store {
+    /// The codes of `subject` still kept, newest first.
+    pub fn codes_of(&self, subject: &str) -> Result<Vec<CodeInfo>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, channel, destination, state, sent_at, expires_at, attempts, max_attempts
+                 FROM codes WHERE subject = ?1 ORDER BY sent_at DESC",
+            )?;
+            let rows = st.query_map(params![subject], |r| {
+                Ok(CodeInfo {
+                    id: r.get(0)?,
+                    channel: r.get(1)?,
+                    destination: r.get(2)?,
+                    state: r.get(3)?,
+                    sent_at: r.get(4)?,
+                    expires_at: r.get(5)?,
+                    attempts: r.get(6)?,
+                    max_attempts: r.get(7)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+}
