@@ -152,7 +152,17 @@ def dbrows(path):
     c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     names = [r[0] for r in c.execute("select name from sqlite_master where type='table' order by name")]
     count = lambda n: c.execute('select count(*) from "%s"' % n).fetchone()[0]
-    return ", ".join(f"{n} {count(n)}" for n in names)
+    line = ", ".join(f"{n} {count(n)}" for n in names)
+    try:  # bytes on disk per table, its indexes included (SQLite's dbstat, if built in)
+        owner = dict(c.execute("select name, tbl_name from sqlite_master where type in ('table', 'index')"))
+        size = {}
+        for name, b in c.execute("select name, sum(pgsize) from dbstat group by name"):
+            t = owner.get(name, name)
+            size[t] = size.get(t, 0) + b
+        line += "; KiB with indexes: " + ", ".join(f"{t} {b // 1024}" for t, b in sorted(size.items(), key=lambda x: -x[1]))
+    except sqlite3.Error:
+        pass
+    return line
 
 
 def rtpstats(log):
