@@ -9,9 +9,9 @@
 # SETUP_SECS (default 20), SKIP_BUILD=1, EVENTS=0 (no --events file: digits not
 # counted); for the levels only: FLOW (flow dialled, default bench), SCENARIO
 # (sipp scenario, default load.xml), INF (sipp -inf file, default none),
-# DATABASE (account database for voxgate, default none); EXTRA_CONFIG (YAML
-# appended to voxgate's config as is, default none: e.g. `sms:` and `codes:`
-# for bench/codes.sh); OUT (output folder).
+# DATABASE (account database for voxgate, default none); for every run:
+# EXTRA_CONFIG (YAML appended to voxgate's config as is, default none: e.g.
+# `sms:` and `codes:` for bench/codes.sh); OUT (output folder).
 # Everything runs on 127.0.0.1; every run is bounded; children die on exit.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
