@@ -51,7 +51,8 @@ fn size(path: &std::path::Path) -> u64 {
 /// checkpoints ran, so the total varies between runs).
 fn split(path: &std::path::Path) -> String {
     let mib = |s: &str| {
-        std::fs::metadata(format!("{}{s}", path.display())).map_or(0.0, |m| m.len() as f64 / 1048576.0)
+        std::fs::metadata(format!("{}{s}", path.display()))
+            .map_or(0.0, |m| m.len() as f64 / 1048576.0)
     };
     format!("file {:.1} MiB + WAL {:.1} MiB", mib(""), mib("-wal"))
 }
