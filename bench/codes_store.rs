@@ -47,6 +47,16 @@ fn size(path: &std::path::Path) -> u64 {
         .sum()
 }
 
+/// The database file and its WAL, MiB (the WAL's size depends on when
+/// checkpoints ran, so the total varies between runs).
+fn split(path: &std::path::Path) -> String {
+    let mib = |s: &str| {
+        std::fs::metadata(format!("{}{s}", path.display()))
+            .map_or(0.0, |m| m.len() as f64 / 1048576.0)
+    };
+    format!("file {:.1} MiB + WAL {:.1} MiB", mib(""), mib("-wal"))
+}
+
 fn main() {
     let n = env("CODES", 1_000_000);
     let threads = env("THREADS", 4).max(1);
@@ -131,8 +141,9 @@ fn main() {
     show("send (begin_send)", n, wall, lat);
     let bytes = size(&path);
     println!(
-        "store after {n} codes: {:.1} MiB ({:.0} MiB per million codes, {:.0} bytes per code)",
+        "store after {n} codes: {:.1} MiB ({}; {:.0} MiB per million codes, {:.0} bytes per code)",
         bytes as f64 / 1048576.0,
+        split(&path),
         bytes as f64 / 1048576.0 * 1e6 / n as f64,
         bytes as f64 / n as f64
     );
@@ -143,9 +154,10 @@ fn main() {
     let later = t0 + n as i64 + 2 * 86_400_000;
     let (codes, sends) = store.purge_codes(later, later).expect("purge");
     println!(
-        "purge: {codes} codes and {sends} send counts in {:.2} s; store {:.1} MiB after (SQLite reuses the freed pages)",
+        "purge: {codes} codes and {sends} send counts in {:.2} s; store {:.1} MiB after ({}; SQLite reuses the freed pages)",
         began.elapsed().as_secs_f64(),
-        size(&path) as f64 / 1048576.0
+        size(&path) as f64 / 1048576.0,
+        split(&path)
     );
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);

@@ -30,7 +30,9 @@ def rtt(pattern):
 
 
 def digits(path, want="123456"):
-    """Calls whose digit string was exactly `want`, and all digit events."""
+    """Calls whose digit string was exactly `want`, and all digit events. A
+    secret entry (verify_code: the event has no `digits`) counts as right when
+    it has as many digits as `want` — what was keyed cannot be checked."""
     right = total = 0
     for line in open(path):
         try:
@@ -39,7 +41,10 @@ def digits(path, want="123456"):
             continue
         if ev.get("event") == "digits":
             total += 1
-            right += ev.get("digits") == want
+            if "digits" in ev:
+                right += ev["digits"] == want
+            else:
+                right += ev.get("count") == len(want)
     return f"{right} {total}"
 
 
@@ -65,6 +70,101 @@ def lookups(path):
             f"{pct(0.5)} {pct(0.99)} {pct(0.999)} {vals[-1]} {sum(vals) / len(vals):.0f}")
 
 
+LOGLINE = re.compile(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z .*?call\{id=([^}]*)\}: voxgate::app: (\{.*\}) event="(\w+)"$')
+
+
+def codes(events, log):
+    """One-time codes under load (bench/codes.sh), as markdown lines. From
+    voxgate's log (text format: a microsecond UTC time, the call id and each
+    event's JSON): sends and verifications per second over run.sh's steady
+    window (between the first two `rtp stats since last report` lines, i.e. its
+    two SIGUSR1s); the send latency (`step_entered` of the send_code step to
+    its `code_sent`: the store's send transaction, the HTTP POST to the
+    gateway, the delivery recorded) and the verification latency (the
+    verify_code step's `digits` event, emitted when the sixth digit has been
+    collected, to its `auth_*` event: the store's check and the attempt
+    written) of every call; totals cross-checked with the events file."""
+    from datetime import datetime
+    ts = lambda t: datetime.fromisoformat(t).timestamp()
+    marks, per_call, names_all = [], {}, {}
+    sends, verifs = [], []  # (time, latency ms) per call
+    for line in open(log, errors="replace"):
+        if "rtp stats since last report" in line:
+            marks.append(ts(line[:26]))
+            continue
+        m = LOGLINE.match(line.rstrip("\n"))
+        if not m:
+            continue
+        t, call, name = ts(m.group(1)), m.group(2), m.group(4)
+        names_all[name] = names_all.get(name, 0) + 1
+        c = per_call.setdefault(call, {})
+        if name == "step_entered" and '"kind":"send_code"' in m.group(3):
+            c["send0"] = t
+        elif name.startswith("code_") and "send0" in c:
+            sends.append((t, (t - c.pop("send0")) * 1e3, name))
+        elif name == "digits" and '"step":"code"' in m.group(3):
+            c["dig"] = t
+        elif name.startswith("auth_") and "dig" in c:
+            verifs.append((t, (t - c.pop("dig")) * 1e3, name))
+    ev_names = {}
+    for line in open(events):
+        try:
+            n = json.loads(line)["event"]["event"]
+        except (ValueError, KeyError):
+            continue
+        ev_names[n] = ev_names.get(n, 0) + 1
+    out = []
+    if len(marks) < 2:
+        return "no steady window marks (rtp stats) in the log"
+    w0, w1 = marks[0], marks[1]
+    span = w1 - w0
+
+    def pcts(xs):
+        xs = sorted(xs)
+        if not xs:
+            return "- | - | - | - | -"
+        p = lambda q: xs[max(0, math.ceil(q * len(xs)) - 1)]
+        return f"{p(0.5):.2f} | {p(0.99):.2f} | {p(0.999):.2f} | {xs[-1]:.2f} | {sum(xs) / len(xs):.2f}"
+
+    def outcomes(rows):
+        d = {}
+        for r in rows:
+            d[r[2]] = d.get(r[2], 0) + 1
+        return ", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "none"
+
+    ws = [r for r in sends if w0 <= r[0] < w1]
+    wv = [r for r in verifs if w0 <= r[0] < w1]
+    out.append(f"Steady window: {span:.1f} s (run.sh's two SIGUSR1s).")
+    out.append("")
+    out.append("| what | in the window | per second | outcomes (window) | latency p50 ms | p99 | p99.9 | max | mean (window) | all calls of the run | latency p50 ms | p99 | p99.9 | max | mean (all) |")
+    out.append("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append(f"| codes sent (send_code → code_*) | {len(ws)} | {len(ws) / span:.1f} | {outcomes(ws)} | {pcts([r[1] for r in ws])} | {len(sends)} | {pcts([r[1] for r in sends])} |")
+    out.append(f"| codes verified (digits → auth_*) | {len(wv)} | {len(wv) / span:.1f} | {outcomes(wv)} | {pcts([r[1] for r in wv])} | {len(verifs)} | {pcts([r[1] for r in verifs])} |")
+    out.append("")
+    keys = sorted(k for k in set(ev_names) | set(names_all) if k.startswith(("code_", "auth_")) or k in ("digits", "lookup", "flow_started"))
+    out.append("Event totals, whole run (events file / log): " + ", ".join(f"{k} {ev_names.get(k, 0)}/{names_all.get(k, 0)}" for k in keys))
+    return "\n".join(out)
+
+
+def dbrows(path):
+    """Row counts of every table of a SQLite file (read-only)."""
+    import sqlite3
+    c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    names = [r[0] for r in c.execute("select name from sqlite_master where type='table' order by name")]
+    count = lambda n: c.execute('select count(*) from "%s"' % n).fetchone()[0]
+    line = ", ".join(f"{n} {count(n)}" for n in names)
+    try:  # bytes on disk per table, its indexes included (SQLite's dbstat, if built in)
+        owner = dict(c.execute("select name, tbl_name from sqlite_master where type in ('table', 'index')"))
+        size = {}
+        for name, b in c.execute("select name, sum(pgsize) from dbstat group by name"):
+            t = owner.get(name, name)
+            size[t] = size.get(t, 0) + b
+        line += "; KiB with indexes: " + ", ".join(f"{t} {b // 1024}" for t, b in sorted(size.items(), key=lambda x: -x[1]))
+    except sqlite3.Error:
+        pass
+    return line
+
+
 def rtpstats(log):
     """Fields of the last `rtp stats since last report` line of the voxgate log."""
     line = ""
@@ -85,5 +185,9 @@ if __name__ == "__main__":
         print(digits(args[0]))
     elif cmd == "lookups":
         print(lookups(args[0]))
+    elif cmd == "codes":
+        print(codes(args[0], args[1]))
+    elif cmd == "dbrows":
+        print(dbrows(args[0]))
     elif cmd == "rtpstats":
         print(rtpstats(args[0]))

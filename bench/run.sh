@@ -9,7 +9,9 @@
 # SETUP_SECS (default 20), SKIP_BUILD=1, EVENTS=0 (no --events file: digits not
 # counted); for the levels only: FLOW (flow dialled, default bench), SCENARIO
 # (sipp scenario, default load.xml), INF (sipp -inf file, default none),
-# DATABASE (account database for voxgate, default none); OUT (output folder).
+# DATABASE (account database for voxgate, default none); for every run:
+# EXTRA_CONFIG (YAML appended to voxgate's config as is, default none: e.g.
+# `sms:` and `codes:` for bench/codes.sh); OUT (output folder).
 # Everything runs on 127.0.0.1; every run is bounded; children die on exit.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,6 +29,7 @@ FLOW=${FLOW:-bench}           # levels: the flow dialled (route_by_flow_name)
 SCENARIO=${SCENARIO:-$here/load.xml}
 INF=${INF:-}                  # levels: sipp -inf file (e.g. caller numbers for [field0])
 DATABASE=${DATABASE:-}        # voxgate's account database (default: none configured)
+EXTRA_CONFIG=${EXTRA_CONFIG:-} # YAML appended to voxgate's config (default: nothing)
 SIP_PORT=15060 SIPP_PORT=15070 SIPP_MEDIA=16000 SIPP_CTRL=15888
 CALL_SECS=19   # length of one bench call (bench/flows/bench.yaml + load.xml)
 HZ=$(getconf CLK_TCK)
@@ -68,6 +71,7 @@ log_format: text
 ${MEDIA_PRIORITY:+media_priority: $MEDIA_PRIORITY}
 ${DATABASE:+database: \"$DATABASE\"}
 YAML
+  [ -n "$EXTRA_CONFIG" ] && printf '%s\n' "$EXTRA_CONFIG" >> "$d/voxgate.yaml"
   local ev=()
   [ "$EVENTS" = 1 ] && ev=(--events "$d/events.jsonl")
   "$vox" serve --config "$d/voxgate.yaml" "${ev[@]}" 2> "$d/voxgate.log" &
