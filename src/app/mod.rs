@@ -306,7 +306,8 @@ impl CallRunner for FlowRunner {
                 call.hangup().await;
                 return;
             };
-            if !call.wait_confirmed(std::time::Duration::from_secs(5)).await {
+            // Nothing runs before the ACK: an INVITE never ACKed ends at Timer H.
+            if !call.wait_confirmed(std::time::Duration::from_secs(64)).await {
                 return;
             }
             let outcome = engine::run_flow(&flow, &mut call, &services, &mut sink).await;
@@ -468,6 +469,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             rtp_timeout: cfg.rtp_timeout,
             inband_dtmf: cfg.inband_dtmf,
             jitter_frames: 3,
+            rtp_source: cfg.rtp_source,
         },
         max_call_duration: cfg.max_call_duration,
         trusted_peers: cfg.trusted_peers.clone(),

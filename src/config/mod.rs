@@ -121,6 +121,7 @@ struct RawConfig {
     codes: Option<codes::RawCodes>,
     route_by_flow_name: Option<bool>,
     rtp_timeout: Option<String>,
+    rtp_source: Option<String>,
     max_call_duration: Option<String>,
     shutdown_grace: Option<String>,
     inband_dtmf: Option<bool>,
@@ -256,8 +257,12 @@ pub struct Config {
     pub codes: CodePolicy,
     /// `sip:bank@…` reaches the flow named `bank` with no explicit route.
     pub route_by_flow_name: bool,
-    /// No RTP for this long → BYE.
+    /// No RTP for this long → BYE; also how long a caller that sends no
+    /// RTP gets the consent trickle.
     pub rtp_timeout: Duration,
+    /// Whose RTP a call accepts and whether media waits for consent
+    /// (`rtp_source: latch | address | any`, default latch).
+    pub rtp_source: crate::media::source::RtpSource,
     /// A call still running after this long is hung up, whatever its flow
     /// does; default 1 h.
     pub max_call_duration: Duration,
@@ -303,6 +308,7 @@ impl Default for Config {
             codes: CodePolicy::default(),
             route_by_flow_name: true,
             rtp_timeout: Duration::from_secs(30),
+            rtp_source: Default::default(),
             max_call_duration: Duration::from_secs(3600),
             shutdown_grace: Duration::from_secs(30),
             inband_dtmf: true,
@@ -472,6 +478,17 @@ impl Config {
             raw.max_call_duration,
             c.max_call_duration,
         )?;
+        if c.max_call_duration.is_zero() {
+            return Err(sem("max_call_duration: 0s would cut every call; give a positive duration (default 1h)".into()));
+        }
+        if let Some(m) = raw.rtp_source {
+            c.rtp_source = crate::media::source::RtpSource::parse(&m).ok_or_else(|| {
+                sem(format!(
+                    "rtp_source: `{m}`; expected one of {}",
+                    crate::media::source::RtpSource::NAMES.join(", ")
+                ))
+            })?;
+        }
         c.shutdown_grace = dur("shutdown_grace", raw.shutdown_grace, c.shutdown_grace)?;
         c.ring_time = dur("ring_time", raw.ring_time, c.ring_time)?;
         if let Some(n) = raw.nice {
