@@ -307,7 +307,10 @@ impl CallRunner for FlowRunner {
                 return;
             };
             // Nothing runs before the ACK: an INVITE never ACKed ends at Timer H.
-            if !call.wait_confirmed(std::time::Duration::from_secs(64)).await {
+            if !call
+                .wait_confirmed(std::time::Duration::from_secs(64))
+                .await
+            {
                 return;
             }
             let outcome = engine::run_flow(&flow, &mut call, &services, &mut sink).await;

@@ -479,7 +479,10 @@ impl Config {
             c.max_call_duration,
         )?;
         if c.max_call_duration.is_zero() {
-            return Err(sem("max_call_duration: 0s would cut every call; give a positive duration (default 1h)".into()));
+            return Err(sem(
+                "max_call_duration: 0s would cut every call; give a positive duration (default 1h)"
+                    .into(),
+            ));
         }
         if let Some(m) = raw.rtp_source {
             c.rtp_source = crate::media::source::RtpSource::parse(&m).ok_or_else(|| {

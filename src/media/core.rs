@@ -1205,7 +1205,10 @@ mod tests {
             sim.tick_from(caller, &[pkt]);
         }
         assert!(sim.digits().is_empty(), "{:?}", sim.digits());
-        assert!(sim.sent[latched..].iter().all(|p| p.to == caller), "audio never moved");
+        assert!(
+            sim.sent[latched..].iter().all(|p| p.to == caller),
+            "audio never moved"
+        );
         assert!(sim.sent.iter().all(|p| p.to != attacker));
         assert_eq!(sim.core.stats().packets_dropped, 16);
         // The caller's own key press still counts.

@@ -150,7 +150,11 @@ impl SourceGuard {
     /// An accepted audio packet of the call's codec came from `from`: where
     /// our RTP goes now, given the current destination `current` (symmetric
     /// RTP; in `latch` mode the first audio source, for good).
-    pub fn audio_from(&mut self, current: Option<SocketAddr>, from: SocketAddr) -> Option<SocketAddr> {
+    pub fn audio_from(
+        &mut self,
+        current: Option<SocketAddr>,
+        from: SocketAddr,
+    ) -> Option<SocketAddr> {
         match self.mode {
             RtpSource::Latch => Some(*self.latched_to.get_or_insert(from)),
             RtpSource::Address | RtpSource::Any => Some(from),
@@ -218,7 +222,10 @@ mod tests {
         // A telephone-event first (pcap playback from port 0): accepted,
         // and (not being audio) it does not choose the destination.
         assert_eq!(g.judge(sa("10.0.0.1:0")), Verdict::Accept);
-        assert_eq!(g.audio_from(None, sa("10.0.0.1:4000")), Some(sa("10.0.0.1:4000")));
+        assert_eq!(
+            g.audio_from(None, sa("10.0.0.1:4000")),
+            Some(sa("10.0.0.1:4000"))
+        );
         assert_eq!(g.judge(sa("10.0.0.3:6000")), Verdict::Drop);
         g.rearm(ip("10.0.0.3"));
         assert_eq!(g.judge(sa("10.0.0.3:6000")), Verdict::Accept);

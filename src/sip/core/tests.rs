@@ -135,7 +135,10 @@ fn no_ack_ends_call_with_one_bye_at_timer_h() {
     while let Some(t) = core.next_deadline() {
         core.handle_timeout(t);
         let (sent, evs) = drain(&mut core);
-        oks += sent.iter().filter(|(_, s)| s.starts_with("SIP/2.0 200")).count();
+        oks += sent
+            .iter()
+            .filter(|(_, s)| s.starts_with("SIP/2.0 200"))
+            .count();
         byes.extend(
             sent.iter()
                 .filter(|(_, s)| s.starts_with("BYE "))
