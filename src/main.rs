@@ -158,6 +158,12 @@ struct FieldOpts {
     /// Draw a new TOTP secret; prints its otpauth:// URI and a QR code for an authenticator app.
     #[arg(long)]
     totp_generate: bool,
+    /// TOTP hash: sha1 (default; every authenticator app), sha256 or sha512.
+    #[arg(long, value_name = "ALG", value_parser = ["sha1", "sha256", "sha512"])]
+    totp_algorithm: Option<String>,
+    /// Digits per TOTP code: 6 (default), 7 or 8.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(6..=8))]
+    totp_digits: Option<u32>,
 }
 
 impl FieldOpts {
@@ -185,6 +191,8 @@ impl FieldOpts {
                 env: self.totp_secret_env,
             },
             totp_generate: self.totp_generate,
+            totp_algorithm: self.totp_algorithm,
+            totp_digits: self.totp_digits,
         }
     }
 }

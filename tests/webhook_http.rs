@@ -206,8 +206,8 @@ mod crm_cannot_spoof {
     use serde_json::json;
     use voxgate::backends::webhook_http::HttpWebhook;
     use voxgate::backends::{
-        BoxFut, CodeCheck, CodeRequest, CodeService, SendResult, ServiceError, Services,
-        TotpVerifier, Unavailable,
+        BoxFut, CodeCheck, CodeEntry, CodeRequest, CodeService, SendResult, ServiceError, Services,
+        TotpCheck, TotpVerifier, Unavailable,
     };
     use voxgate::call::CallInfo;
     use voxgate::events::VecSink;
@@ -230,15 +230,21 @@ mod crm_cannot_spoof {
                 .lock()
                 .unwrap()
                 .push(format!("send {} to {}", req.call_id, req.to));
-            Box::pin(async { Ok(SendResult::Sent) })
+            Box::pin(async {
+                Ok(SendResult::Sent {
+                    gateway: "test".into(),
+                    message_id: None,
+                })
+            })
         }
         fn verify<'a>(
             &'a self,
-            call_id: &'a str,
-            _entered: &'a str,
-            _now: std::time::SystemTime,
+            entry: CodeEntry<'a>,
         ) -> BoxFut<'a, Result<CodeCheck, ServiceError>> {
-            self.0.lock().unwrap().push(format!("verify {call_id}"));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("verify {}", entry.call_id));
             Box::pin(async { Ok(CodeCheck::Wrong) })
         }
     }
@@ -252,9 +258,9 @@ mod crm_cannot_spoof {
             _code: &'a str,
             _window: u32,
             _now: std::time::SystemTime,
-        ) -> BoxFut<'a, Result<bool, ServiceError>> {
+        ) -> BoxFut<'a, Result<TotpCheck, ServiceError>> {
             self.0.lock().unwrap().push(format!("totp {subject}"));
-            Box::pin(async { Ok(false) })
+            Box::pin(async { Ok(TotpCheck::Wrong) })
         }
     }
 

@@ -13,7 +13,9 @@ use zeroize::Zeroizing;
 
 use crate::config::{self, Config};
 use crate::phone::{self, Country, LineType};
-use crate::store::{sealed, AccountRecord, AccountUpdate, NewAccount, SecretKey, Store};
+use crate::store::{
+    sealed, AccountRecord, AccountUpdate, NewAccount, SecretKey, Store, TotpAlgorithm, TotpParams,
+};
 
 /// Where the store and key are: the config file's, or overrides.
 pub struct StoreArgs {
@@ -93,6 +95,33 @@ pub struct AccountFields {
     pub totp: SecretInput,
     /// Draw a new TOTP secret and print its otpauth:// URI and QR code.
     pub totp_generate: bool,
+    /// `--totp-algorithm sha1|sha256|sha512` (default sha1 when adding).
+    pub totp_algorithm: Option<String>,
+    /// `--totp-digits 6|7|8` (default 6 when adding).
+    pub totp_digits: Option<u32>,
+}
+
+impl AccountFields {
+    /// The TOTP parameters given, over `base` (the defaults, or the
+    /// account's when updating); `None` when neither option was given.
+    fn totp_params(&self, base: TotpParams) -> anyhow::Result<Option<TotpParams>> {
+        if self.totp_algorithm.is_none() && self.totp_digits.is_none() {
+            return Ok(None);
+        }
+        let mut p = base;
+        if let Some(a) = &self.totp_algorithm {
+            p.algorithm = a
+                .parse::<TotpAlgorithm>()
+                .map_err(|e| anyhow::anyhow!("--totp-algorithm: {e}"))?;
+        }
+        if let Some(d) = self.totp_digits {
+            if !TotpParams::DIGITS.contains(&d) {
+                bail!("--totp-digits: {d}; authenticator codes have 6, 7 or 8 digits");
+            }
+            p.digits = d;
+        }
+        Ok(Some(p))
+    }
 }
 
 /// Output formats of `list` / `show` / `export`.
@@ -233,13 +262,24 @@ fn parse_totp_secret(text: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     Ok(Zeroizing::new(bytes))
 }
 
-/// A fresh 160-bit TOTP secret; prints its otpauth:// URI and QR code.
-fn generate_totp(label: &str, issuer: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
-    let mut secret = Zeroizing::new(vec![0u8; 20]);
+/// A fresh TOTP secret (160 bits; as long as the hash for SHA-256/512, as
+/// RFC 6238's seeds are); prints its otpauth:// URI (with the algorithm
+/// and digits) and QR code.
+fn generate_totp(
+    label: &str,
+    issuer: &str,
+    params: TotpParams,
+) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let (algorithm, len) = match params.algorithm {
+        TotpAlgorithm::Sha1 => (totp_rs::Algorithm::SHA1, 20),
+        TotpAlgorithm::Sha256 => (totp_rs::Algorithm::SHA256, 32),
+        TotpAlgorithm::Sha512 => (totp_rs::Algorithm::SHA512, 64),
+    };
+    let mut secret = Zeroizing::new(vec![0u8; len]);
     rand::fill(&mut secret[..]);
-    let totp = totp_rs::TOTP::new(
-        totp_rs::Algorithm::SHA1,
-        6,
+    let mut totp = totp_rs::TOTP::new(
+        algorithm,
+        params.digits as usize,
         1,
         30,
         secret.to_vec(),
@@ -248,6 +288,7 @@ fn generate_totp(label: &str, issuer: &str) -> anyhow::Result<Zeroizing<Vec<u8>>
     )
     .map_err(|e| anyhow::anyhow!("TOTP: {e}"))?;
     let uri = Zeroizing::new(totp.get_url());
+    zeroize::Zeroize::zeroize(&mut totp.secret);
     let qr = qrcode::QrCode::new(uri.as_bytes()).context("drawing the QR code")?;
     let art = qr
         .render::<qrcode::render::unicode::Dense1x2>()
@@ -288,6 +329,7 @@ fn new_account(
         None => None,
     };
     let needs_key = passphrase.is_some() || totp_secret.is_some() || f.totp_generate;
+    let totp_params = f.totp_params(TotpParams::default())?.unwrap_or_default();
     Ok((
         NewAccount {
             id,
@@ -298,6 +340,7 @@ fn new_account(
             line_type,
             passphrase,
             totp_secret,
+            totp_params,
             fields: parse_fields(&f.fields)?,
         },
         needs_key,
@@ -345,7 +388,7 @@ pub fn accounts(args: &StoreArgs, cmd: AccountsCmd) -> anyhow::Result<ExitCode> 
                 } else {
                     &acc.brand
                 };
-                acc.totp_secret = Some(generate_totp(&label, issuer)?);
+                acc.totp_secret = Some(generate_totp(&label, issuer, acc.totp_params)?);
             }
             let id = store.add(&acc, key.as_ref())?;
             writeln!(out, "added {id}")?;
@@ -391,6 +434,7 @@ pub fn accounts(args: &StoreArgs, cmd: AccountsCmd) -> anyhow::Result<ExitCode> 
                     .transpose()
                     .map_err(|e| anyhow::anyhow!("--line-type: {e}"))?,
                 fields: parse_fields(&fields.fields)?,
+                totp_params: fields.totp_params(cur.totp)?,
                 ..Default::default()
             };
             if clear_passphrase && fields.passphrase.given() {
@@ -415,7 +459,8 @@ pub fn accounts(args: &StoreArgs, cmd: AccountsCmd) -> anyhow::Result<ExitCode> 
                 } else {
                     cur.brand.clone()
                 };
-                u.totp_secret = Some(Some(generate_totp(cur.phone.as_str(), &issuer)?));
+                let params = u.totp_params.unwrap_or(cur.totp);
+                u.totp_secret = Some(Some(generate_totp(cur.phone.as_str(), &issuer, params)?));
             } else if clear_totp {
                 u.totp_secret = Some(None);
             }
@@ -481,6 +526,10 @@ fn show_rows(rec: &AccountRecord) -> Vec<(&'static str, String)> {
         ("passphrase", set(rec.has_passphrase)),
         ("totp", set(rec.has_totp)),
     ];
+    if rec.has_totp {
+        rows.push(("totp_algorithm", rec.totp.algorithm.to_string()));
+        rows.push(("totp_digits", rec.totp.digits.to_string()));
+    }
     for (k, v) in &rec.fields {
         rows.push(("field", format!("{k}={v}")));
     }
@@ -497,6 +546,8 @@ fn to_json(rec: &AccountRecord) -> serde_json::Value {
         "line_type": rec.effective_line_type().as_str(),
         "passphrase": if rec.has_passphrase { "set" } else { "not set" },
         "totp": if rec.has_totp { "set" } else { "not set" },
+        "totp_algorithm": rec.has_totp.then(|| rec.totp.algorithm.as_str()),
+        "totp_digits": rec.has_totp.then_some(rec.totp.digits),
         "fields": rec.fields,
     })
 }
@@ -515,20 +566,26 @@ fn write_accounts(
         Format::Table => {
             writeln!(
                 out,
-                "{:<18} {:<16} {:<10} {:<10} {:<10} {:<8} name",
+                "{:<18} {:<16} {:<10} {:<10} {:<10} {:<9} name",
                 "id", "phone", "brand", "line_type", "passphrase", "totp"
             )?;
             store.for_each(brand, |r| {
                 let set = |b: bool| if b { "set" } else { "-" };
+                // The TOTP column: its algorithm and digits when set.
+                let totp = if r.has_totp {
+                    format!("{}/{}", r.totp.algorithm, r.totp.digits)
+                } else {
+                    "-".to_string()
+                };
                 writeln!(
                     out,
-                    "{:<18} {:<16} {:<10} {:<10} {:<10} {:<8} {}",
+                    "{:<18} {:<16} {:<10} {:<10} {:<10} {:<9} {}",
                     r.id,
                     r.phone.as_str(),
                     r.brand,
                     r.effective_line_type().as_str(),
                     set(r.has_passphrase),
-                    set(r.has_totp),
+                    totp,
                     r.name.as_deref().unwrap_or("")
                 )
                 .map_err(|e| crate::store::StoreError::Invalid(e.to_string()))
@@ -556,7 +613,7 @@ fn write_accounts(
             let header: Vec<&str> = CSV_COLUMNS
                 .iter()
                 .copied()
-                .chain(["passphrase", "totp"])
+                .chain(["passphrase", "totp", "totp_algorithm", "totp_digits"])
                 .chain(extra.iter().map(String::as_str))
                 .collect();
             w.write_record(&header)?;
@@ -572,6 +629,16 @@ fn write_accounts(
                     r.line_type.map(|t| t.to_string()).unwrap_or_default(),
                     set(r.has_passphrase).to_string(),
                     set(r.has_totp).to_string(),
+                    if r.has_totp {
+                        r.totp.algorithm.to_string()
+                    } else {
+                        String::new()
+                    },
+                    if r.has_totp {
+                        r.totp.digits.to_string()
+                    } else {
+                        String::new()
+                    },
                 ];
                 row.extend(
                     extra
@@ -754,6 +821,16 @@ fn row_account(
             "line_type" => a.line_type = Some(v.parse()?),
             "passphrase" => a.passphrase = Some(Zeroizing::new(v.to_string())),
             "totp_secret" => a.totp_secret = Some(parse_totp_secret(v).map_err(|e| e.to_string())?),
+            "totp_algorithm" => {
+                a.totp_params.algorithm = v.parse().map_err(|e| format!("column `{h}`: {e}"))?
+            }
+            "totp_digits" => {
+                a.totp_params.digits = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|d| TotpParams::DIGITS.contains(d))
+                    .ok_or_else(|| format!("column `{h}`: `{v}` is not 6, 7 or 8"))?
+            }
             "totp" => {
                 return Err(
                     "column `totp`: use `totp_secret` (base32) to import a TOTP secret".into(),

@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 use crate::backends::codes::StoreCodes;
 use crate::backends::directory::Directories;
 use crate::backends::passphrase::StorePassphrases;
+use crate::backends::totp::StoreTotp;
 use crate::backends::webhook_http::HttpWebhook;
 use crate::backends::Services;
 use crate::call::setup::{CallRunner, CallSetup, SetupConfig};
@@ -447,9 +448,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 cfg.passphrase,
             )),
             codes: Box::new(codes),
+            totp: Box::new(StoreTotp::new(store.clone(), key.clone(), cfg.totp)),
             default_country: cfg.default_country,
-            // TOTP still takes `error` until its backend lands.
-            ..Services::unavailable()
         }),
         events,
     });

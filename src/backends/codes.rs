@@ -68,7 +68,7 @@ fn millis_of(d: std::time::Duration) -> i64 {
 }
 
 fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| millis_of(d))
+    t.duration_since(UNIX_EPOCH).map_or(0, millis_of)
 }
 
 fn failed(e: StoreError) -> ServiceError {

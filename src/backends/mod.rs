@@ -21,6 +21,7 @@ pub mod codes;
 pub mod directory;
 pub mod passphrase;
 pub mod sms;
+pub mod totp;
 pub mod webhook_http;
 
 /// `send_code`'s `channel:`; `verify_code` later checks with the channel
@@ -224,18 +225,36 @@ pub trait CodeService: Send + Sync {
     fn verify<'a>(&'a self, entry: CodeEntry<'a>) -> BoxFut<'a, Result<CodeCheck, ServiceError>>;
 }
 
+/// What [`TotpVerifier::verify`] found for an entered code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TotpCheck {
+    /// The code of a time step within the window, newer than any accepted
+    /// before; now recorded as used.
+    Accepted,
+    /// Not the code of any step within the window (counts towards the lockout).
+    Wrong,
+    /// The code of a step already used (or older than one used): refused,
+    /// and counted like a wrong code.
+    Replayed,
+    /// Too many wrong codes for the account in the lockout window; the
+    /// code was not judged.
+    Locked,
+    /// No such account, or it has no TOTP secret.
+    NotEnrolled,
+}
+
 /// Authenticator-app codes (RFC 6238 TOTP).
 pub trait TotpVerifier: Send + Sync {
-    /// Whether `code` is valid for `subject` within `window` 30-second steps
+    /// Judge `code` for account `account_id` within `window` 30-second steps
     /// either side of `now` (the call's clock: answered at + elapsed, virtual
-    /// in tests). `subject` is `account.id` when known, else the caller number.
+    /// in tests). The code is a secret: implementations must not log it.
     fn verify<'a>(
         &'a self,
-        subject: &'a str,
+        account_id: &'a str,
         code: &'a str,
         window: u32,
         now: SystemTime,
-    ) -> BoxFut<'a, Result<bool, ServiceError>>;
+    ) -> BoxFut<'a, Result<TotpCheck, ServiceError>>;
 }
 
 /// Whose passphrase a `verify_passphrase` checks.
@@ -412,7 +431,7 @@ impl TotpVerifier for Unavailable {
         _: &'a str,
         _: u32,
         _: SystemTime,
-    ) -> BoxFut<'a, Result<bool, ServiceError>> {
+    ) -> BoxFut<'a, Result<TotpCheck, ServiceError>> {
         self.fail()
     }
 }

@@ -119,6 +119,7 @@ struct RawConfig {
     directories: Option<BTreeMap<String, directory::RawDirectory>>,
     passphrase: Option<RawPassphrase>,
     codes: Option<codes::RawCodes>,
+    totp: Option<RawTotp>,
     route_by_flow_name: Option<bool>,
     rtp_timeout: Option<String>,
     rtp_source: Option<String>,
@@ -192,6 +193,32 @@ impl Default for PassphrasePolicy {
     }
 }
 
+/// How wrong authenticator-app codes lock an account (`totp:`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TotpPolicy {
+    /// Wrong (or replayed) codes within `window` that lock the factor for
+    /// the account (default 5).
+    pub max_failures: u32,
+    /// The lockout window (default 24 h).
+    pub window: Duration,
+}
+
+impl Default for TotpPolicy {
+    fn default() -> Self {
+        TotpPolicy {
+            max_failures: 5,
+            window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTotp {
+    max_failures: Option<u32>,
+    lockout_window: Option<String>,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawPassphrase {
@@ -255,6 +282,8 @@ pub struct Config {
     pub passphrase: PassphrasePolicy,
     /// How one-time codes are resent, limited and locked.
     pub codes: CodePolicy,
+    /// How `verify_totp` locks after wrong codes.
+    pub totp: TotpPolicy,
     /// `sip:bank@…` reaches the flow named `bank` with no explicit route.
     pub route_by_flow_name: bool,
     /// No RTP for this long → BYE; also how long a caller that sends no
@@ -306,6 +335,7 @@ impl Default for Config {
             directories: BTreeMap::from([(directory::SQLITE.to_string(), DirectoryConfig::Sqlite)]),
             passphrase: PassphrasePolicy::default(),
             codes: CodePolicy::default(),
+            totp: TotpPolicy::default(),
             route_by_flow_name: true,
             rtp_timeout: Duration::from_secs(30),
             rtp_source: Default::default(),
@@ -444,6 +474,18 @@ impl Config {
         }
         if let Some(codes) = raw.codes {
             c.codes = codes.into_policy().map_err(sem)?;
+        }
+        if let Some(t) = raw.totp {
+            if let Some(n) = t.max_failures {
+                if n == 0 || n > 100 {
+                    return Err(sem(format!("totp.max_failures: {n} is outside 1..100")));
+                }
+                c.totp.max_failures = n;
+            }
+            if let Some(w) = t.lockout_window {
+                c.totp.window =
+                    parse_duration(&w).map_err(|e| sem(format!("totp.lockout_window: {e}")))?;
+            }
         }
         for (number, r) in raw.routes.unwrap_or_default() {
             let route = match r {
@@ -707,6 +749,7 @@ routes:
         assert_eq!(c.lookup, "sqlite");
         assert!(c.trusted_peers.is_empty());
         assert_eq!(c.codes, CodePolicy::default());
+        assert_eq!(c.totp, TotpPolicy::default());
     }
 
     #[test]
@@ -741,5 +784,17 @@ routes:
             let e = Config::parse("c.yaml", yaml).unwrap_err().to_string();
             assert!(e.contains(want), "{yaml}: {e}");
         }
+    }
+
+    #[test]
+    fn totp_policy_reads_and_checks_its_bounds() {
+        let c = Config::parse("c.yaml", "totp: { max_failures: 3, lockout_window: 1h }\n").unwrap();
+        assert_eq!(c.totp.max_failures, 3);
+        assert_eq!(c.totp.window, Duration::from_secs(3600));
+        let e = Config::parse("c.yaml", "totp: { max_failures: 0 }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("totp.max_failures"), "{e}");
+        assert!(Config::parse("c.yaml", "totp: { tries: 3 }\n").is_err());
     }
 }

@@ -108,7 +108,7 @@ pub enum Exit {
     NotFound,
     /// `verify_code`: the code's `ttl` passed.
     Expired,
-    /// `send_code`: refused by the `resend_cooldown` or the backend's rate limit.
+    /// `send_code`: refused by a server abuse limit, or the account is locked for codes.
     RateLimited,
     /// `webhook`: no complete answer within its `timeout`.
     Timeout,

@@ -241,12 +241,11 @@ impl CallState {
         self.auth.last()
     }
 
-    /// Whose TOTP secret: the account's id when one was found, else the caller number.
-    pub fn totp_subject(&self) -> &str {
-        self.account
-            .as_ref()
-            .and_then(KnownAccount::id)
-            .unwrap_or(&self.caller)
+    /// Whose TOTP secret: the id of the account `lookup_caller` found;
+    /// `None` without one (never the caller's number, which could equal
+    /// some account's id).
+    pub fn totp_subject(&self) -> Option<&str> {
+        self.account.as_ref().and_then(KnownAccount::id)
     }
 
     /// Whose code a `send_code` to `to` sends: the account found, else the
@@ -430,7 +429,7 @@ mod tests {
         assert_eq!(s.read("account.phone"), None);
         assert_eq!(s.read("code.channel"), None);
         assert!(s.read("header.p-asserted-identity").is_some());
-        assert_eq!(s.totp_subject(), "+1555");
+        assert_eq!(s.totp_subject(), None);
 
         let mut acc = Account::new();
         acc.insert("id".into(), "ACC-1".into());
@@ -447,7 +446,7 @@ mod tests {
         });
         s.record_auth(AuthMethod::VoiceCode, AuthOutcome::Passed, "code accepted");
         assert_eq!(s.read("account.id").as_deref(), Some("ACC-1"));
-        assert_eq!(s.totp_subject(), "ACC-1");
+        assert_eq!(s.totp_subject(), Some("ACC-1"));
         assert_eq!(s.passphrase_subject().number, "+1666");
         assert_eq!(s.passphrase_subject().account_id.as_deref(), Some("ACC-1"));
         assert_eq!(s.read("code.channel").as_deref(), Some("voice"));

@@ -1009,7 +1009,7 @@ steps:
         has(&e, "`max_duration` is 3m; it must be between 1s and 2m");
         has(&e, "`min_confidence` is 1.5; it must be between 0 and 1");
         has(&e, "`tries` is 11; it must be between 1 and 10");
-        let e = check("steps:\n  a:\n    send_code: { ttl: 20m, length: 3 }\n    on: { success: b, rate_limited: b, error: b }\n  b: { hangup: {} }\n");
+        let e = check("steps:\n  a:\n    send_code: { ttl: 20m, length: 3, language: english }\n    on: { success: b, rate_limited: b, error: b }\n  b: { hangup: {} }\n");
         has(
             &e,
             "step `a` (send_code): `ttl` is 20m; it must be between 30s and 15m",
@@ -1017,6 +1017,10 @@ steps:
         has(
             &e,
             "step `a` (send_code): `length` is 3; it must be between 4 and 10",
+        );
+        has(
+            &e,
+            "language `english` is not a language tag (e.g. `en`, `es`, `fr-CA`)",
         );
         let e = check("steps:\n  a:\n    verify_totp: { window: 4 }\n    on: { success: b, max_attempts: b, error: b }\n  b: { hangup: {} }\n");
         has(

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use zeroize::Zeroizing;
 
-use super::{no_row, unix_now, AccountStore, SecretKey, Store, StoreError};
+use super::{no_row, unix_now, AccountStore, SecretKey, Store, StoreError, TotpParams};
 use crate::phone::{LineType, E164};
 
 /// The account fields every account has; `--field` names may not reuse them.
@@ -63,6 +63,8 @@ pub struct AccountRecord {
     pub has_passphrase: bool,
     /// Whether a TOTP secret is enrolled.
     pub has_totp: bool,
+    /// How its TOTP codes are made (meaningful when `has_totp`).
+    pub totp: TotpParams,
     /// Operator-defined fields (`--field key=value`).
     pub fields: BTreeMap<String, String>,
     /// When it was added (Unix seconds).
@@ -125,6 +127,8 @@ pub struct NewAccount {
     pub passphrase: Option<Zeroizing<String>>,
     /// TOTP secret bytes (wiped on drop).
     pub totp_secret: Option<Zeroizing<Vec<u8>>>,
+    /// TOTP hash and code length (default SHA-1, 6 digits).
+    pub totp_params: TotpParams,
     /// Operator fields.
     pub fields: BTreeMap<String, String>,
 }
@@ -146,14 +150,20 @@ pub struct AccountUpdate {
     pub passphrase: Option<Option<Zeroizing<String>>>,
     /// New or cleared TOTP secret.
     pub totp_secret: Option<Option<Zeroizing<Vec<u8>>>>,
+    /// New TOTP hash and code length.
+    pub totp_params: Option<TotpParams>,
     /// Fields to set (an empty value removes the field).
     pub fields: BTreeMap<String, String>,
 }
 
-const COLUMNS: &str = "id, brand, phone, name, email, line_type, passphrase IS NOT NULL, totp_secret IS NOT NULL, fields, created_at, updated_at";
+const COLUMNS: &str = "id, brand, phone, name, email, line_type, passphrase IS NOT NULL, totp_secret IS NOT NULL, fields, created_at, updated_at, totp_algorithm, totp_digits";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<(AccountRecord, String, String)> {
-    // The raw phone and fields are checked by the caller, which can report them.
+/// A row as read, before its checks: the record, the raw fields JSON and
+/// the raw TOTP columns.
+type RawRow = (AccountRecord, String, (String, i64));
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
+    // The fields and TOTP columns are checked by `finish`, which can report them.
     let raw_phone: String = r.get(2)?;
     let fields: String = r.get(8)?;
     let line_type: Option<String> = r.get(5)?;
@@ -161,23 +171,26 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(AccountRecord, String, String)> {
         AccountRecord {
             id: r.get(0)?,
             brand: r.get(1)?,
-            phone: E164::trusted(raw_phone.clone()),
+            phone: E164::trusted(raw_phone),
             name: r.get(3)?,
             email: r.get(4)?,
             line_type: line_type.and_then(|t| t.parse().ok()),
             has_passphrase: r.get(6)?,
             has_totp: r.get(7)?,
+            totp: TotpParams::default(),
             fields: BTreeMap::new(),
             created_at: r.get(9)?,
             updated_at: r.get(10)?,
         },
-        raw_phone,
         fields,
+        (r.get(11)?, r.get(12)?),
     ))
 }
 
-fn finish(row: (AccountRecord, String, String)) -> Result<AccountRecord, StoreError> {
-    let (mut rec, _, fields) = row;
+fn finish(row: RawRow) -> Result<AccountRecord, StoreError> {
+    let (mut rec, fields, (algorithm, digits)) = row;
+    rec.totp = TotpParams::from_columns(&algorithm, digits)
+        .map_err(|e| StoreError::Invalid(format!("account `{}`: {e}", rec.id)))?;
     rec.fields = serde_json::from_str(&fields).map_err(|e| {
         StoreError::Invalid(format!(
             "account `{}`: stored fields unreadable: {e}",
@@ -240,6 +253,7 @@ fn insert(c: &Connection, a: &NewAccount, key: Option<&SecretKey>) -> Result<Str
         .as_ref()
         .ok_or_else(|| StoreError::Invalid("an account needs a phone number".into()))?;
     check_field_names(&a.fields)?;
+    a.totp_params.check()?;
     let id = match &a.id {
         Some(id) => {
             check_id(id)?;
@@ -267,8 +281,8 @@ fn insert(c: &Connection, a: &NewAccount, key: Option<&SecretKey>) -> Result<Str
     let fields =
         serde_json::to_string(&a.fields).map_err(|e| StoreError::Invalid(e.to_string()))?;
     let mut st = c.prepare_cached(
-        "INSERT INTO accounts (id, brand, phone, name, email, line_type, passphrase, totp_secret, fields, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+        "INSERT INTO accounts (id, brand, phone, name, email, line_type, passphrase, totp_secret, fields, created_at, updated_at, totp_algorithm, totp_digits)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12)",
     )?;
     let res = st.execute(params![
         id,
@@ -280,7 +294,9 @@ fn insert(c: &Connection, a: &NewAccount, key: Option<&SecretKey>) -> Result<Str
         pass,
         totp,
         fields,
-        now
+        now,
+        a.totp_params.algorithm.as_str(),
+        a.totp_params.digits
     ]);
     match res {
         Ok(_) => Ok(id),
@@ -412,6 +428,8 @@ impl Store {
             let name = u.name.clone().unwrap_or(cur.name.clone());
             let email = u.email.clone().unwrap_or(cur.email.clone());
             let line_type = u.line_type.unwrap_or(cur.line_type);
+            let totp = u.totp_params.unwrap_or(cur.totp);
+            totp.check()?;
             let mut fields = cur.fields.clone();
             for (k, v) in &u.fields {
                 if v.is_empty() {
@@ -424,7 +442,8 @@ impl Store {
                 serde_json::to_string(&fields).map_err(|e| StoreError::Invalid(e.to_string()))?;
             let res = tx.execute(
                 "UPDATE accounts SET phone = ?2, brand = ?3, name = ?4, email = ?5, line_type = ?6,
-                        fields = ?7, updated_at = ?8 WHERE id = ?1",
+                        fields = ?7, updated_at = ?8, totp_algorithm = ?9, totp_digits = ?10
+                 WHERE id = ?1",
                 params![
                     id,
                     phone.as_str(),
@@ -433,7 +452,9 @@ impl Store {
                     email,
                     line_type.map(|t| t.as_str()),
                     fields_json,
-                    unix_now()
+                    unix_now(),
+                    totp.algorithm.as_str(),
+                    totp.digits
                 ],
             );
             match res {
@@ -599,5 +620,9 @@ impl AccountStore for Store {
         factor: super::lockout::Factor,
     ) -> Result<(), StoreError> {
         self.clear_failures_of(account, factor)
+    }
+
+    fn accept_totp_step(&self, account: &str, step: i64, at: i64) -> Result<bool, StoreError> {
+        self.accept_totp_step_at(account, step, at)
     }
 }

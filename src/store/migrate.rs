@@ -100,6 +100,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX code_sends_by_destination ON code_sends (destination, at);
     CREATE INDEX code_sends_by_caller ON code_sends (caller, at);",
+    // 7: TOTP parameters per account (RFC 6238: the HMAC hash and the code
+    // length); accounts enrolled before keep what authenticator apps assume.
+    "ALTER TABLE accounts ADD COLUMN totp_algorithm TEXT NOT NULL DEFAULT 'SHA1';
+    ALTER TABLE accounts ADD COLUMN totp_digits INTEGER NOT NULL DEFAULT 6;",
 ];
 
 /// The schema version this build writes.

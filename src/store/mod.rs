@@ -19,9 +19,11 @@ pub mod deliveries;
 pub mod lockout;
 pub mod migrate;
 pub mod sealed;
+pub mod totp;
 
 pub use accounts::{AccountRecord, AccountUpdate, NewAccount, SecretField};
 pub use sealed::{KeyError, SecretKey};
+pub use totp::{TotpAlgorithm, TotpParams};
 
 use crate::phone::E164;
 
@@ -172,6 +174,10 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<u32, StoreError>;
     /// Forget the failures of `factor` for `account` (after a success).
     fn clear_failures(&self, account: &str, factor: lockout::Factor) -> Result<(), StoreError>;
+    /// Accept TOTP time step `step` for `account` at `at` (Unix seconds):
+    /// in one write transaction, refuse (`false`) when a step at or after it
+    /// was accepted before (a replayed code), else record it (`true`).
+    fn accept_totp_step(&self, account: &str, step: i64, at: i64) -> Result<bool, StoreError>;
 }
 
 /// The SQLite store: a file and a few open connections to it.

@@ -75,6 +75,8 @@ fn every_earlier_schema_version_migrates_and_keeps_its_accounts() {
             let a = s.find("", &num("+16502530000")).unwrap().unwrap();
             assert_eq!(a.id, "acc_old");
             assert_eq!(a.fields.get("tier").map(String::as_str), Some("gold"));
+            // Accounts from before migration 7 keep what authenticator apps assume.
+            assert_eq!(a.totp, crate::store::TotpParams::default());
         }
         // And it can hold a new account and a key check.
         s.add(&account("+16502530001", ""), None).unwrap();

@@ -126,6 +126,15 @@ pub(crate) const UNIT: Unit = Unit {
             f.dur_in("ttl", &c.ttl, s(30), s(15 * 60));
             f.int_in("max_attempts", &c.max_attempts, 1, 10);
             f.dur_in("resend_cooldown", &c.resend_cooldown, s(0), s(15 * 60));
+            if !is_language_tag(&c.language.value) {
+                f.err(
+                    c.language.span,
+                    format!(
+                        "language `{}` is not a language tag (e.g. `en`, `es`, `fr-CA`)",
+                        c.language.value
+                    ),
+                );
+            }
         }
     },
     exits: &[Exit::Success, Exit::RateLimited, Exit::Error],
@@ -157,4 +166,19 @@ fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
             .string("language")
             .unwrap_or_else(|| Spanned::new("en".into(), span)),
     }))
+}
+
+/// `en`, `es`, `fr-CA`, `pt-BR`: a primary language of 2–3 letters and an
+/// optional region or script subtag (it names a message template).
+fn is_language_tag(s: &str) -> bool {
+    let mut parts = s.split('-');
+    let primary_ok = parts
+        .next()
+        .is_some_and(|p| (2..=3).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphabetic()));
+    let rest: Vec<&str> = parts.collect();
+    primary_ok
+        && rest.len() <= 1
+        && rest
+            .iter()
+            .all(|p| (2..=4).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
 }

@@ -634,8 +634,9 @@ fn verify_totp_exits() {
     let f = flow(
         r##"
 flow: t
-start: t1
+start: look
 steps:
+  look: { lookup_caller: {}, on: { found: t1, not_found: t1 } }
   t1:
     verify_totp: { prompts: [enter], tries: 2, first_digit_timeout: 2s }
     on: { success: ok, failure: bad, no_input: quiet, error: err }
@@ -645,25 +646,84 @@ steps:
   err: { hangup: {} }
 "##,
     );
-    let totp = |fail| Fx {
-        totp: Some(TotpStub {
-            valid: vec!["123456".into()],
-            fail,
-        }),
+    let stub = |fail, locked, not_enrolled| TotpStub {
+        valid: vec!["123456".into()],
+        fail,
+        locked,
+        not_enrolled,
+        ..TotpStub::default()
+    };
+    let totp = |t: TotpStub| Fx {
+        directory: Some(alice()),
+        totp: Some(t),
         ..Fx::default()
     };
-    assert_eq!(
-        run_with(&f, vec![digits("123456")], totp(false)).out.path,
-        ["t1", "ok"]
+    let r = run_with(&f, vec![digits("123456")], totp(stub(false, false, false)));
+    assert_eq!(r.out.path, ["look", "t1", "ok"]);
+    let r = run_with(
+        &f,
+        vec![digits("654321"), digits("12")],
+        totp(stub(false, false, false)),
     );
-    let r = run_with(&f, vec![digits("654321"), digits("12")], totp(false));
-    assert_eq!(r.out.path, ["t1", "bad"]);
+    assert_eq!(r.out.path, ["look", "t1", "bad"]);
     assert!(!r.json().contains("654321"));
-    assert_eq!(run_with(&f, vec![], totp(false)).out.path, ["t1", "quiet"]);
+    assert!(r.json().contains("wrong code"), "{}", r.json());
     assert_eq!(
-        run_with(&f, vec![digits("123456")], totp(true)).out.path,
-        ["t1", "err"]
+        run_with(&f, vec![], totp(stub(false, false, false)))
+            .out
+            .path,
+        ["look", "t1", "quiet"]
     );
+    assert_eq!(
+        run_with(&f, vec![digits("123456")], totp(stub(true, false, false)))
+            .out
+            .path,
+        ["look", "t1", "err"]
+    );
+    // Accepted once; the same code again (the stub remembers) is refused
+    // as replayed on every try.
+    let once = stub(false, false, false);
+    once.used.lock().unwrap().push("123456".into());
+    let r = run_with(&f, vec![digits("123456"), digits("123456")], totp(once));
+    assert_eq!(r.out.path, ["look", "t1", "bad"]);
+    assert!(
+        r.json().contains(super::verify_totp::REPLAYED),
+        "{}",
+        r.json()
+    );
+    assert!(!r.json().contains("123456"));
+    // Locked: `failure` at the first code, with the locked outcome.
+    let r = run_with(&f, vec![digits("123456")], totp(stub(false, true, false)));
+    assert_eq!(r.out.path, ["look", "t1", "bad"]);
+    assert_eq!(r.left("t1"), ["failure"]);
+    let j = r.json();
+    assert!(
+        j.contains("\"locked\"") && j.contains(super::verify_totp::LOCKED),
+        "{j}"
+    );
+    // No secret for the account: `failure` at once.
+    let r = run_with(
+        &f,
+        vec![digits("123456"), digits("123456")],
+        totp(stub(false, false, true)),
+    );
+    assert_eq!(r.out.path, ["look", "t1", "bad"]);
+    assert!(r.json().contains(super::verify_totp::NOT_ENROLLED));
+    // A caller without an account is never checked (the verifier would
+    // accept the code), and is not asked for one.
+    let r = run_with(
+        &f,
+        vec![digits("123456")],
+        Fx {
+            directory: Some(alice()),
+            totp: Some(stub(false, false, false)),
+            caller: Some("+15559990000"),
+            ..Fx::default()
+        },
+    );
+    assert_eq!(r.out.path, ["look", "t1", "bad"]);
+    assert!(r.json().contains(super::verify_totp::NO_ACCOUNT));
+    assert!(r.log.prompts.is_empty(), "{:?}", r.log.prompts);
 }
 
 /// Records the `now` it is asked at; accepts nothing.
@@ -676,9 +736,12 @@ impl crate::backends::TotpVerifier for ClockedTotp {
         _: &'a str,
         _: u32,
         now: std::time::SystemTime,
-    ) -> crate::backends::BoxFut<'a, Result<bool, crate::backends::ServiceError>> {
+    ) -> crate::backends::BoxFut<
+        'a,
+        Result<crate::backends::TotpCheck, crate::backends::ServiceError>,
+    > {
         self.0.lock().unwrap().push(now);
-        Box::pin(std::future::ready(Ok(false)))
+        Box::pin(std::future::ready(Ok(crate::backends::TotpCheck::Wrong)))
     }
 }
 
@@ -687,8 +750,9 @@ fn backends_get_the_calls_clock_not_their_own() {
     let f = flow(
         r##"
 flow: t
-start: t1
+start: look
 steps:
+  look: { lookup_caller: {}, on: { found: t1 } }
   t1:
     verify_totp: { prompts: [enter], tries: 2, first_digit_timeout: 5s }
     on: { success: ok, failure: bad, no_input: bad, error: bad }
@@ -698,6 +762,7 @@ steps:
     );
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let fx = Fx {
+        directory: Some(alice()),
         totp_with: Some(Box::new(ClockedTotp(seen.clone()))),
         ..Fx::default()
     };
@@ -711,7 +776,7 @@ steps:
         ],
         fx,
     );
-    assert_eq!(r.out.path, ["t1", "bad"]);
+    assert_eq!(r.out.path, ["look", "t1", "bad"]);
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2, "{seen:?}");
     let epoch = crate::flow::testing::runner::test_epoch();

@@ -1,5 +1,14 @@
 //! `verify_totp`: the caller keys in an authenticator-app code. Digits are secret.
+//!
+//! The subject is the account `lookup_caller` found (never the caller's
+//! number): without one, `failure` at once, without asking. Each try's
+//! digits go to the TOTP verifier: accepted → `success`; wrong or already
+//! used (replayed) → retry, then `failure` / `max_attempts`; locked for the
+//! account or not enrolled → `failure` at once.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::backends::TotpCheck;
 use crate::call::CallChannel;
 use crate::events::{AuthMethod, AuthOutcome};
 use crate::flow::model::{Exit, PromptRef, VerifyTotp};
@@ -11,21 +20,33 @@ fn auth<C: CallChannel>(ctx: &mut Ctx<'_, C>, outcome: AuthOutcome, reason: &str
     ctx.record_auth(AuthMethod::Totp, outcome, reason);
 }
 
+/// `auth.reason` when the caller has no account to check against.
+pub const NO_ACCOUNT: &str = "no account identified for an authenticator code";
+/// `auth.reason` when the account has no TOTP secret.
+pub const NOT_ENROLLED: &str = "no authenticator app enrolled for the account";
+/// `auth.reason` when the last code was one already used.
+pub const REPLAYED: &str = "code already used";
+/// `auth.reason` when the factor is locked for the account.
+pub const LOCKED: &str = "too many wrong codes for the account";
+
 struct Totp<'s> {
     step: &'s VerifyTotp,
-    /// Whose secret: the account's id when the caller is known, else the caller number.
-    subject: String,
+    /// Whose secret: the account `lookup_caller` found.
+    account_id: String,
+    /// The last miss was a code already used.
+    replayed: AtomicBool,
 }
 
 impl<C: CallChannel> InputTries<C> for Totp<'_> {
     type Got = Entry;
-    type Done = ();
+    type Done = Exit;
 
     async fn collect(&self, ctx: &mut Ctx<'_, C>, prompts: &[PromptRef]) -> Result<Entry, Abort> {
         collect_once(ctx, &self.step.input, prompts, None, true).await
     }
 
-    async fn judge(&self, ctx: &mut Ctx<'_, C>, entry: Entry) -> Result<Attempt<()>, Abort> {
+    async fn judge(&self, ctx: &mut Ctx<'_, C>, entry: Entry) -> Result<Attempt<Exit>, Abort> {
+        self.replayed.store(false, Ordering::Relaxed);
         let digits = match entry {
             Entry::NoInput => return Ok(Attempt::Miss(Miss::NoInput)),
             Entry::Invalid => return Ok(Attempt::Miss(Miss::Wrong)),
@@ -36,14 +57,26 @@ impl<C: CallChannel> InputTries<C> for Totp<'_> {
         match ctx
             .services
             .totp
-            .verify(&self.subject, &digits, window, now)
+            .verify(&self.account_id, &digits, window, now)
             .await
         {
-            Ok(true) => {
+            Ok(TotpCheck::Accepted) => {
                 auth(ctx, AuthOutcome::Passed, "totp accepted");
-                Ok(Attempt::Done(()))
+                Ok(Attempt::Done(Exit::Success))
             }
-            Ok(false) => Ok(Attempt::Miss(Miss::Wrong)),
+            Ok(TotpCheck::Wrong) => Ok(Attempt::Miss(Miss::Wrong)),
+            Ok(TotpCheck::Replayed) => {
+                self.replayed.store(true, Ordering::Relaxed);
+                Ok(Attempt::Miss(Miss::Wrong))
+            }
+            Ok(TotpCheck::Locked) => {
+                auth(ctx, AuthOutcome::Locked, LOCKED);
+                Ok(Attempt::Done(Exit::Failure))
+            }
+            Ok(TotpCheck::NotEnrolled) => {
+                auth(ctx, AuthOutcome::Failed, NOT_ENROLLED);
+                Ok(Attempt::Done(Exit::Failure))
+            }
             Err(e) => {
                 let m = format!("totp verifier: {e}");
                 auth(ctx, AuthOutcome::Error, &m);
@@ -57,16 +90,22 @@ pub(super) async fn run<C: CallChannel>(
     ctx: &mut Ctx<'_, C>,
     step: &VerifyTotp,
 ) -> Result<Flowing, Abort> {
+    let Some(account_id) = ctx.state.totp_subject().map(str::to_string) else {
+        auth(ctx, AuthOutcome::Failed, NO_ACCOUNT);
+        return Ok(Flowing::Exit(Exit::Failure));
+    };
     let input = &step.input;
     let tries = Totp {
         step,
-        subject: ctx.state.totp_subject().to_string(),
+        account_id,
+        replayed: AtomicBool::new(false),
     };
     match retry(ctx, input.tries.value, RetryPrompts::digits(input), &tries).await? {
-        Retried::Done(()) => Ok(Flowing::Exit(Exit::Success)),
+        Retried::Done(exit) => Ok(Flowing::Exit(exit)),
         Retried::Exhausted { last, exit } => {
             let (outcome, reason) = match last {
                 Some(Miss::NoInput) | None => (AuthOutcome::NoInput, "no code entered"),
+                _ if tries.replayed.load(Ordering::Relaxed) => (AuthOutcome::Failed, REPLAYED),
                 _ => (AuthOutcome::Failed, "wrong code"),
             };
             auth(ctx, outcome, reason);

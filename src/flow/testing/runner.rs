@@ -9,7 +9,7 @@
 //!     passphrase: { "+15551230001": "purple elephant dance" }
 //!     codes: { send: ok }          # ok | rate_limited | error; script keys ${sent_code}
 //!     webhook: { status: 200, body: { tier: gold } }   # or { timeout: true }
-//!     totp: { valid: ["123456"] }
+//!     totp: { valid: ["123456"] }  # each once; also used: [codes], locked: true, enrolled: false
 //!     fail: [directory]            # backends that error: recognizer directory codes totp passphrase webhook transfer
 //!     transfer_fails: 486          # the agent refuses
 //!     recognizer_fails_at: 2       # recognitions from the 2nd on fail
@@ -390,10 +390,13 @@ fn run_case(
         Some(t) => Box::new(TotpStub {
             valid: t.valid.iter().map(|v| v.0.clone()).collect(),
             fail: fails("totp"),
+            locked: t.locked,
+            not_enrolled: !t.enrolled,
+            used: std::sync::Mutex::new(t.used.iter().map(|v| v.0.clone()).collect()),
         }),
         None if fails("totp") => Box::new(TotpStub {
-            valid: Vec::new(),
             fail: true,
+            ..TotpStub::default()
         }),
         None => Box::new(not_in_test("no TOTP verifier is configured in this test")),
     };

@@ -163,9 +163,23 @@ fn default_status() -> u16 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TotpFixture {
-    /// Codes the verifier accepts (at any time); every other code is wrong.
+    /// Codes the verifier accepts (at any time, once each: the same code
+    /// again is refused as replayed); every other code is wrong.
     #[serde(default)]
     pub valid: Vec<Scalar>,
+    /// Codes already accepted before this call: entering one is a replay.
+    #[serde(default)]
+    pub used: Vec<Scalar>,
+    /// The factor is locked for the account (too many wrong codes).
+    #[serde(default)]
+    pub locked: bool,
+    /// The account has a TOTP secret (default `true`).
+    #[serde(default = "enrolled_by_default")]
+    pub enrolled: bool,
+}
+
+fn enrolled_by_default() -> bool {
+    true
 }
 
 /// The `expect:` block; each field given is checked, absent ones are not.

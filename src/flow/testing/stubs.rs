@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use crate::backends::{
     Account, BoxFut, CodeCheck, CodeEntry, CodeRequest, CodeService, Directory, Enrolment,
     LookupQuery, PassphraseSubject, PassphraseVerdict, PassphraseVerifier, SendLimit, SendResult,
-    ServiceError, TotpVerifier, WebhookClient, WebhookRequest, WebhookResponse,
+    ServiceError, TotpCheck, TotpVerifier, WebhookClient, WebhookRequest, WebhookResponse,
 };
 
 use super::scripted::ScriptVars;
@@ -172,26 +172,50 @@ impl CodeService for CodeStub {
     }
 }
 
-/// Accepts exactly the listed codes, for any subject.
+/// Accepts each listed code once, for any account: the same code again is
+/// [`TotpCheck::Replayed`], any other [`TotpCheck::Wrong`].
+#[derive(Default)]
 pub struct TotpStub {
     /// The accepted codes; the time window is ignored.
     pub valid: Vec<String>,
     /// Every verification fails with a backend error (`fail: [totp]`).
     pub fail: bool,
+    /// Every account is locked (`totp: { locked: true }`).
+    pub locked: bool,
+    /// No account has a TOTP secret (`totp: { enrolled: false }`).
+    pub not_enrolled: bool,
+    /// Codes accepted so far (replay protection across the test's calls).
+    pub used: std::sync::Mutex<Vec<String>>,
 }
 
 impl TotpVerifier for TotpStub {
     fn verify<'a>(
         &'a self,
-        _subject: &'a str,
+        _account_id: &'a str,
         code: &'a str,
         _window: u32,
         _now: SystemTime,
-    ) -> BoxFut<'a, Result<bool, ServiceError>> {
+    ) -> BoxFut<'a, Result<TotpCheck, ServiceError>> {
         if self.fail {
             return ready(Err(scripted_error("totp verifier")));
         }
-        ready(Ok(self.valid.iter().any(|v| v == code)))
+        if self.not_enrolled {
+            return ready(Ok(TotpCheck::NotEnrolled));
+        }
+        if self.locked {
+            return ready(Ok(TotpCheck::Locked));
+        }
+        if !self.valid.iter().any(|v| v == code) {
+            return ready(Ok(TotpCheck::Wrong));
+        }
+        let Ok(mut used) = self.used.lock() else {
+            return ready(Err(scripted_error("totp verifier")));
+        };
+        if used.iter().any(|u| u == code) {
+            return ready(Ok(TotpCheck::Replayed));
+        }
+        used.push(code.to_string());
+        ready(Ok(TotpCheck::Accepted))
     }
 }
 
