@@ -33,3 +33,4 @@ pub mod media;
 pub mod phone;
 pub mod sip;
 pub mod store;
+pub mod textfile;

@@ -354,10 +354,12 @@ impl Config {
     /// Read and parse the file at `path` (see [`Config::parse`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: p.clone(),
-            source,
-        })?;
+        let text = crate::textfile::read_capped(path, crate::textfile::MAX_CONFIG_BYTES).map_err(
+            |source| ConfigError::Io {
+                path: p.clone(),
+                source,
+            },
+        )?;
         Self::parse(&p, &text)
     }
 
@@ -402,6 +404,7 @@ impl Config {
         if let Some(r) = raw.rtp_ports {
             c.rtp_ports = r.parse().map_err(|e| sem(format!("rtp_ports: {e}")))?;
         }
+        check_sip_port(c.listen.port(), c.rtp_ports).map_err(sem)?;
         if let Some(d) = raw.flows_dir {
             c.flows_dir = PathBuf::from(d);
         }
@@ -601,6 +604,18 @@ pub fn ephemeral_range() -> Option<(u16, u16)> {
     Some((it.next()?, it.next()?))
 }
 
+/// Refuse an RTP range that holds the SIP port: a call's RTP socket would
+/// take it (or fail to bind it) and media would be read as SIP.
+pub fn check_sip_port(sip: u16, r: PortRange) -> Result<(), String> {
+    if (r.first..=r.last).contains(&sip) {
+        return Err(format!(
+            "rtp_ports {}-{} contains the SIP port {sip} (listen); move one of them",
+            r.first, r.last
+        ));
+    }
+    Ok(())
+}
+
 /// Refuse an RTP range that overlaps the kernel's ephemeral ports; the
 /// error says which range to stay below. Passes when the kernel's range
 /// cannot be read.
@@ -649,6 +664,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("ADDR:PORT"), "{e}");
+    }
+
+    #[test]
+    fn holes_refused_at_load() {
+        let e = Config::parse("c.yaml", "max_call_duration: 0s\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_call_duration"), "{e}");
+        let e = Config::parse(
+            "c.yaml",
+            "listen: 127.0.0.1:20010\nrtp_ports: 20000-20100\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("contains the SIP port 20010"), "{e}");
+        assert!(
+            Config::parse("c.yaml", "listen: 127.0.0.1:5060\nrtp_ports: 20000-20100\n").is_ok()
+        );
+        use crate::media::source::RtpSource;
+        assert_eq!(Config::default().rtp_source, RtpSource::Latch);
+        for (name, mode) in [
+            ("latch", RtpSource::Latch),
+            ("address", RtpSource::Address),
+            ("any", RtpSource::Any),
+        ] {
+            let c = Config::parse("c.yaml", &format!("rtp_source: {name}\n")).unwrap();
+            assert_eq!(c.rtp_source, mode);
+        }
+        let e = Config::parse("c.yaml", "rtp_source: strict\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("latch, address, any"), "{e}");
+        let e = Config::load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1 MiB") && e.contains("limit"), "{e}");
     }
 
     #[test]
@@ -750,6 +801,11 @@ routes:
         assert!(c.trusted_peers.is_empty());
         assert_eq!(c.codes, CodePolicy::default());
         assert_eq!(c.totp, TotpPolicy::default());
+        assert_eq!(c.rtp_source, crate::media::source::RtpSource::Latch);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for mode in crate::media::source::RtpSource::NAMES {
+            assert!(text.contains(&format!("#   {mode} ")), "{mode} documented");
+        }
     }
 
     #[test]
