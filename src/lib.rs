@@ -33,4 +33,3 @@ pub mod media;
 pub mod phone;
 pub mod sip;
 pub mod store;
-pub mod textfile;

@@ -13,6 +13,8 @@ use crate::phone::Country;
 
 pub mod codes;
 pub mod directory;
+pub mod rtp_source;
+pub mod textfile;
 
 pub use codes::{CodePolicy, Resend, SendLimits};
 pub use directory::{DirectoryConfig, HttpDirectoryConfig, HttpMethod, SQLITE};
@@ -291,7 +293,7 @@ pub struct Config {
     pub rtp_timeout: Duration,
     /// Whose RTP a call accepts and whether media waits for consent
     /// (`rtp_source: latch | address | any`, default latch).
-    pub rtp_source: crate::media::source::RtpSource,
+    pub rtp_source: rtp_source::RtpSource,
     /// A call still running after this long is hung up, whatever its flow
     /// does; default 1 h.
     pub max_call_duration: Duration,
@@ -354,12 +356,12 @@ impl Config {
     /// Read and parse the file at `path` (see [`Config::parse`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let p = path.display().to_string();
-        let text = crate::textfile::read_capped(path, crate::textfile::MAX_CONFIG_BYTES).map_err(
-            |source| ConfigError::Io {
+        let text = textfile::read_capped(path, textfile::MAX_CONFIG_BYTES).map_err(|source| {
+            ConfigError::Io {
                 path: p.clone(),
                 source,
-            },
-        )?;
+            }
+        })?;
         Self::parse(&p, &text)
     }
 
@@ -530,10 +532,10 @@ impl Config {
             ));
         }
         if let Some(m) = raw.rtp_source {
-            c.rtp_source = crate::media::source::RtpSource::parse(&m).ok_or_else(|| {
+            c.rtp_source = rtp_source::RtpSource::parse(&m).ok_or_else(|| {
                 sem(format!(
                     "rtp_source: `{m}`; expected one of {}",
-                    crate::media::source::RtpSource::NAMES.join(", ")
+                    rtp_source::RtpSource::NAMES.join(", ")
                 ))
             })?;
         }
@@ -682,7 +684,7 @@ mod tests {
         assert!(
             Config::parse("c.yaml", "listen: 127.0.0.1:5060\nrtp_ports: 20000-20100\n").is_ok()
         );
-        use crate::media::source::RtpSource;
+        use rtp_source::RtpSource;
         assert_eq!(Config::default().rtp_source, RtpSource::Latch);
         for (name, mode) in [
             ("latch", RtpSource::Latch),
@@ -801,9 +803,9 @@ routes:
         assert!(c.trusted_peers.is_empty());
         assert_eq!(c.codes, CodePolicy::default());
         assert_eq!(c.totp, TotpPolicy::default());
-        assert_eq!(c.rtp_source, crate::media::source::RtpSource::Latch);
+        assert_eq!(c.rtp_source, rtp_source::RtpSource::Latch);
         let text = std::fs::read_to_string(&path).unwrap();
-        for mode in crate::media::source::RtpSource::NAMES {
+        for mode in rtp_source::RtpSource::NAMES {
             assert!(text.contains(&format!("#   {mode} ")), "{mode} documented");
         }
     }
