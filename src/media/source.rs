@@ -70,16 +70,14 @@ impl SourceGuard {
         self.mode
     }
 
-    /// A new SDP (re-INVITE, or the late offer's answer in the ACK): the
-    /// allowed addresses are the signalling one and the new SDP's, and the
-    /// latch is released so the media may move; consent already given stays.
+    /// A new SDP address or port (re-INVITE, or the late offer's answer in
+    /// the ACK): the allowed addresses are the signalling one and the new
+    /// SDP's, and the latch is released so the media may move; consent
+    /// already given stays.
     pub fn rearm(&mut self, sdp: Option<IpAddr>) {
-        let sdp = sdp.map(canon);
-        if sdp != self.sdp {
-            self.sdp = sdp;
-            self.latched_ip = None;
-            self.latched_to = None;
-        }
+        self.sdp = sdp.map(canon);
+        self.latched_ip = None;
+        self.latched_to = None;
     }
 
     /// Whether `ip` is one of the call's addresses.
@@ -194,6 +192,22 @@ mod tests {
         assert_eq!(
             g.audio_from(Some(sa("10.0.0.1:4000")), sa("10.0.0.3:6000")),
             Some(sa("10.0.0.3:6000"))
+        );
+    }
+
+    #[test]
+    fn a_new_sdp_port_on_the_same_address_releases_the_latched_destination() {
+        let mut g = SourceGuard::new(RtpSource::Latch, ip("10.0.0.1"), ip("10.0.0.1"));
+        assert_eq!(g.judge(sa("10.0.0.1:4000")), Verdict::Accept);
+        assert_eq!(
+            g.audio_from(None, sa("10.0.0.1:4000")),
+            Some(sa("10.0.0.1:4000"))
+        );
+        g.rearm(ip("10.0.0.1"));
+        assert_eq!(g.judge(sa("10.0.0.1:5000")), Verdict::Accept);
+        assert_eq!(
+            g.audio_from(None, sa("10.0.0.1:5000")),
+            Some(sa("10.0.0.1:5000"))
         );
     }
 
