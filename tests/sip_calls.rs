@@ -45,8 +45,28 @@ fn collected(evs: &[serde_json::Value]) -> Vec<String> {
         .collect()
 }
 
-/// What voxgate sent to the caller: one stream, 20 ms frames, monotonic, with the prompt's audio in it.
+/// How long a sink waits for more RTP: longer than the consent trickle's
+/// one-second gaps, which come before a caller's first RTP packet.
+const QUIET: Duration = Duration::from_millis(1600);
+
+/// What voxgate sent to the caller once the caller's own RTP gave consent:
+/// before it (these callers wait 1.2 s before keying) only the trickle, at
+/// most one packet a second; after it one stream, 20 ms frames, monotonic,
+/// with the prompt's audio in it.
 fn check_prompt_stream(pkts: &[RtpPacket]) {
+    let start = pkts
+        .windows(2)
+        .rposition(|w| w[1].seq.wrapping_sub(w[0].seq) != 1)
+        .map_or(0, |i| i + 1);
+    let (trickle, pkts) = pkts.split_at(start);
+    assert!(
+        trickle.len() <= 3,
+        "before the caller's RTP only the consent trickle: {} packets",
+        trickle.len()
+    );
+    for w in trickle.windows(2) {
+        assert!(w[1].at.duration_since(w[0].at) >= Duration::from_millis(800));
+    }
     assert!(
         pkts.len() >= 50,
         "expected at least a second of RTP, got {} packets",
@@ -107,9 +127,7 @@ fn play_dtmf_call(tcp: bool) {
     );
     let sink = RtpSink::new();
     let port = sink.port();
-    let collector = std::thread::spawn(move || {
-        sink.collect(Duration::from_millis(800), Duration::from_secs(30))
-    });
+    let collector = std::thread::spawn(move || sink.collect(QUIET, Duration::from_secs(30)));
     let out = sipp(
         "dtmf_play.xml",
         vg.sip,
@@ -601,9 +619,7 @@ fn late_offer_invite_without_sdp_is_answered_in_the_ack() {
     let vg = Voxgate::start("late-offer", demo());
     let sink = RtpSink::new();
     let port = sink.port();
-    let collector = std::thread::spawn(move || {
-        sink.collect(Duration::from_millis(800), Duration::from_secs(30))
-    });
+    let collector = std::thread::spawn(move || sink.collect(QUIET, Duration::from_secs(30)));
     let out = sipp(
         "late_offer.xml",
         vg.sip,

@@ -52,13 +52,20 @@ pub struct ServeArgs {
     pub events: Option<PathBuf>,
 }
 
+/// The log filter unless `VOXGATE_LOG` says otherwise: rsipstack only at
+/// warn (it logs raw messages, with INFO digits, at info), and its parser
+/// not at all (one warning per folded header line of a hostile message).
+pub const DEFAULT_LOG_FILTER: &str = "info,rsipstack=warn,rsipstack::sip::parser=off";
+
 /// Log lines go through a writer thread (see `linewriter`); the handle lets
 /// `serve` flush them before exiting.
 fn init_logging(json: bool) -> Option<LineWriter> {
     use tracing_subscriber::EnvFilter;
     // rsipstack logs raw messages (INFO bodies carry digits) at info: keep it quiet.
     let filter = EnvFilter::try_from_env("VOXGATE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,rsipstack=warn"));
+        // Its parser warns once per folded header line (thousands per
+        // datagram from a hostile peer): off; our own parser answers 400.
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     use std::io::IsTerminal;
     let writer = LineWriter::spawn(Box::new(std::io::stderr()), "voxgate-log").ok();
     let w = writer.clone();
@@ -329,7 +336,11 @@ impl CallRunner for FlowRunner {
                 call.hangup().await;
                 return;
             };
-            if !call.wait_confirmed(std::time::Duration::from_secs(5)).await {
+            // Nothing runs before the ACK: an INVITE never ACKed ends at Timer H.
+            if !call
+                .wait_confirmed(std::time::Duration::from_secs(64))
+                .await
+            {
                 return;
             }
             let outcome = engine::run_flow(&flow, &mut call, &services, &mut sink).await;
@@ -381,6 +392,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let _log_flush = SyncOnDrop(init_logging(cfg.json_logs));
     config::check_rtp_range(cfg.rtp_ports).map_err(|e| anyhow::anyhow!(e))?;
+    config::check_sip_port(cfg.listen.port(), cfg.rtp_ports).map_err(|e| anyhow::anyhow!(e))?;
 
     let flows = match load_valid_flows(&cfg.flows_dir, &cfg.prompts_dir) {
         Ok(f) => f,
@@ -493,6 +505,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             rtp_timeout: cfg.rtp_timeout,
             inband_dtmf: cfg.inband_dtmf,
             jitter_frames: 3,
+            rtp_source: cfg.rtp_source,
         },
         max_call_duration: cfg.max_call_duration,
         trusted_peers: cfg.trusted_peers.clone(),

@@ -73,6 +73,8 @@ struct CallMedia {
     rtp_port: u16,
     /// Our address in this call's SDP.
     media_ip: IpAddr,
+    /// Where the call was signalled from (its RTP may come from there).
+    peer_ip: IpAddr,
     /// Late offer: what we offered, until the caller's answer (in the ACK) comes.
     late_offer: Option<LocalMedia>,
     sdp_version: u64,
@@ -170,6 +172,7 @@ impl CallSetup {
                         received = stats.packets_received,
                         lost = stats.frames_lost,
                         digits = stats.digits,
+                        dropped_foreign = stats.packets_dropped,
                         "call ended"
                     );
                 }
@@ -203,15 +206,17 @@ fn our_encodings() -> Vec<Encoding> {
     CODECS.into_iter().map(encoding).collect()
 }
 
-/// What the media session needs of a negotiation. None only if SDP chose an
-/// encoding we did not list, which `sdp::answer` never does.
-fn media_params(neg: &sdp::Negotiated) -> Option<MediaParams> {
+/// What the media session needs of a negotiation with a caller signalling
+/// from `signalled`. None only if SDP chose an encoding we did not list,
+/// which `sdp::answer` never does.
+fn media_params(neg: &sdp::Negotiated, signalled: IpAddr) -> Option<MediaParams> {
     let codec = CODECS.into_iter().find(|c| encoding(*c) == neg.codec)?;
     Some(MediaParams {
         codec,
         codec_pt: neg.codec_pt,
         dtmf_pts: neg.dtmf_pts.clone(),
         remote: neg.remote_rtp,
+        signalled: Some(signalled),
         send: neg.local_direction.sends(),
         expect_rtp: neg.local_direction.receives() && !neg.on_hold,
     })
@@ -261,13 +266,14 @@ impl DialogHandler for CallSetup {
                 codec_pt: Codec::Pcmu.payload_type(),
                 dtmf_pts: vec![LATE_OFFER_DTMF_PT],
                 remote: None,
+                signalled: Some(peer.ip()),
                 send: false,
                 expect_rtp: false,
             };
             (params, sdp::offer(&local, LATE_OFFER_DTMF_PT), "offered")
         } else {
             match sdp::answer(&offer, &local) {
-                Ok(n) => match media_params(&n) {
+                Ok(n) => match media_params(&n, peer.ip()) {
                     Some(params) => (params, n.answer, n.codec.name),
                     None => {
                         self.ports.release(port);
@@ -329,6 +335,7 @@ impl DialogHandler for CallSetup {
                 media: media_tx.clone(),
                 rtp_port: port,
                 media_ip,
+                peer_ip: peer.ip(),
                 late_offer: late_offer.then(|| local.clone()),
                 sdp_version: 1,
                 session_id,
@@ -346,7 +353,7 @@ impl DialogHandler for CallSetup {
         h.sdp_version += 1;
         match sdp::answer(offer, &h.local_media()) {
             Ok(neg) => {
-                let Some(params) = media_params(&neg) else {
+                let Some(params) = media_params(&neg, h.peer_ip) else {
                     return unusable_codec();
                 };
                 info!(%call, codec = neg.codec.name, dtmf_pts = ?neg.dtmf_pts, hold = neg.on_hold, "re-INVITE accepted");
@@ -365,7 +372,8 @@ impl DialogHandler for CallSetup {
             // The ACK carries the caller's answer to our offer; read it as
             // the offerer would (their codec, their DTMF PTs, their address
             // and direction).
-            match sdp::answer(answer, &local).map(|n| (media_params(&n), n)) {
+            let peer_ip = h.peer_ip;
+            match sdp::answer(answer, &local).map(|n| (media_params(&n, peer_ip), n)) {
                 Ok((Some(params), n)) => {
                     info!(%call, codec = n.codec.name, "late offer answered in the ACK");
                     let _ = h.media.send(MediaCommand::Update(params));
@@ -382,6 +390,8 @@ impl DialogHandler for CallSetup {
                 }
             }
         }
+        // Media may flow now (none is sent before the ACK), and the flow starts.
+        let _ = h.media.send(MediaCommand::Confirmed);
         let _ = h.events.send(MediaEvent::Confirmed);
         AfterAck::Proceed
     }
@@ -440,6 +450,7 @@ mod tests {
                 rtp_timeout: Duration::from_secs(30),
                 inband_dtmf: false,
                 jitter_frames: 3,
+                rtp_source: Default::default(),
             },
             max_call_duration: Duration::from_secs(5),
             media: tokio::runtime::Handle::current(),
@@ -548,7 +559,10 @@ mod tests {
                 },
             )
             .expect("answer");
-            assert_eq!(media_params(&n).map(|p| p.codec), Some(c));
+            assert_eq!(
+                media_params(&n, "192.0.2.1".parse().unwrap()).map(|p| p.codec),
+                Some(c)
+            );
         }
     }
 }

@@ -96,7 +96,9 @@ impl SipCall {
     }
 
     /// Wait for the ACK of our 200 before talking, so the first words are
-    /// not lost; false if the call ended first.
+    /// not lost and an INVITE that is never ACKed (a forged source) runs
+    /// nothing; false if the call ended first or no ACK came within `limit`
+    /// (the dialog layer ends an un-ACKed call at Timer H, 64×T1, first).
     pub async fn wait_confirmed(&mut self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         loop {
@@ -113,8 +115,10 @@ impl SipCall {
                     return false;
                 }
                 Ok(Some(_)) => continue,
-                // No ACK yet: start anyway; the dialog layer ends the call if it never comes.
-                Err(_) => return true,
+                Err(_) => {
+                    self.gone = true;
+                    return false;
+                }
             }
         }
     }

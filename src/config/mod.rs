@@ -14,8 +14,10 @@ use crate::phone::Country;
 pub mod codes;
 pub mod directory;
 pub mod http;
+pub mod rtp_source;
 pub mod segments;
 pub mod sms;
+pub mod textfile;
 
 pub use codes::{CodePolicy, Resend, SendLimits};
 pub use directory::{DirectoryConfig, HttpDirectoryConfig, HttpMethod, SQLITE};
@@ -127,6 +129,7 @@ struct RawConfig {
     totp: Option<RawTotp>,
     route_by_flow_name: Option<bool>,
     rtp_timeout: Option<String>,
+    rtp_source: Option<String>,
     max_call_duration: Option<String>,
     shutdown_grace: Option<String>,
     inband_dtmf: Option<bool>,
@@ -292,8 +295,12 @@ pub struct Config {
     pub totp: TotpPolicy,
     /// `sip:bank@…` reaches the flow named `bank` with no explicit route.
     pub route_by_flow_name: bool,
-    /// No RTP for this long → BYE.
+    /// No RTP for this long → BYE; also how long a caller that sends no
+    /// RTP gets the consent trickle.
     pub rtp_timeout: Duration,
+    /// Whose RTP a call accepts and whether media waits for consent
+    /// (`rtp_source: latch | address | any`, default latch).
+    pub rtp_source: rtp_source::RtpSource,
     /// A call still running after this long is hung up, whatever its flow
     /// does; default 1 h.
     pub max_call_duration: Duration,
@@ -344,6 +351,7 @@ impl Default for Config {
             totp: TotpPolicy::default(),
             route_by_flow_name: true,
             rtp_timeout: Duration::from_secs(30),
+            rtp_source: Default::default(),
             max_call_duration: Duration::from_secs(3600),
             shutdown_grace: Duration::from_secs(30),
             inband_dtmf: true,
@@ -361,9 +369,11 @@ impl Config {
     /// Read and parse the file at `path` (see [`Config::parse`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: p.clone(),
-            source,
+        let text = textfile::read_capped(path, textfile::MAX_CONFIG_BYTES).map_err(|source| {
+            ConfigError::Io {
+                path: p.clone(),
+                source,
+            }
         })?;
         Self::parse(&p, &text)
     }
@@ -409,6 +419,7 @@ impl Config {
         if let Some(r) = raw.rtp_ports {
             c.rtp_ports = r.parse().map_err(|e| sem(format!("rtp_ports: {e}")))?;
         }
+        check_sip_port(c.listen.port(), c.rtp_ports).map_err(sem)?;
         if let Some(d) = raw.flows_dir {
             c.flows_dir = PathBuf::from(d);
         }
@@ -527,6 +538,20 @@ impl Config {
             raw.max_call_duration,
             c.max_call_duration,
         )?;
+        if c.max_call_duration.is_zero() {
+            return Err(sem(
+                "max_call_duration: 0s would cut every call; give a positive duration (default 1h)"
+                    .into(),
+            ));
+        }
+        if let Some(m) = raw.rtp_source {
+            c.rtp_source = rtp_source::RtpSource::parse(&m).ok_or_else(|| {
+                sem(format!(
+                    "rtp_source: `{m}`; expected one of {}",
+                    rtp_source::RtpSource::NAMES.join(", ")
+                ))
+            })?;
+        }
         c.shutdown_grace = dur("shutdown_grace", raw.shutdown_grace, c.shutdown_grace)?;
         c.ring_time = dur("ring_time", raw.ring_time, c.ring_time)?;
         if let Some(n) = raw.nice {
@@ -601,6 +626,18 @@ pub fn ephemeral_range() -> Option<(u16, u16)> {
     Some((it.next()?, it.next()?))
 }
 
+/// Refuse an RTP range that holds the SIP port: a call's RTP socket would
+/// take it (or fail to bind it) and media would be read as SIP.
+pub fn check_sip_port(sip: u16, r: PortRange) -> Result<(), String> {
+    if (r.first..=r.last).contains(&sip) {
+        return Err(format!(
+            "rtp_ports {}-{} contains the SIP port {sip} (listen); move one of them",
+            r.first, r.last
+        ));
+    }
+    Ok(())
+}
+
 /// Refuse an RTP range that overlaps the kernel's ephemeral ports; the
 /// error says which range to stay below. Passes when the kernel's range
 /// cannot be read.
@@ -649,6 +686,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("ADDR:PORT"), "{e}");
+    }
+
+    #[test]
+    fn holes_refused_at_load() {
+        let e = Config::parse("c.yaml", "max_call_duration: 0s\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_call_duration"), "{e}");
+        let e = Config::parse(
+            "c.yaml",
+            "listen: 127.0.0.1:20010\nrtp_ports: 20000-20100\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("contains the SIP port 20010"), "{e}");
+        assert!(
+            Config::parse("c.yaml", "listen: 127.0.0.1:5060\nrtp_ports: 20000-20100\n").is_ok()
+        );
+        use rtp_source::RtpSource;
+        assert_eq!(Config::default().rtp_source, RtpSource::Latch);
+        for (name, mode) in [
+            ("latch", RtpSource::Latch),
+            ("address", RtpSource::Address),
+            ("any", RtpSource::Any),
+        ] {
+            let c = Config::parse("c.yaml", &format!("rtp_source: {name}\n")).unwrap();
+            assert_eq!(c.rtp_source, mode);
+        }
+        let e = Config::parse("c.yaml", "rtp_source: strict\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("latch, address, any"), "{e}");
+        let e = Config::load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1 MiB") && e.contains("limit"), "{e}");
     }
 
     #[test]
@@ -756,6 +829,11 @@ routes:
             .templates
             .contains_key(&(String::new(), "en".to_string())));
         assert!(c.http.is_none());
+        assert_eq!(c.rtp_source, rtp_source::RtpSource::Latch);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for mode in rtp_source::RtpSource::NAMES {
+            assert!(text.contains(&format!("#   {mode} ")), "{mode} documented");
+        }
     }
 
     #[test]

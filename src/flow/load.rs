@@ -1035,7 +1035,7 @@ pub fn load_flow_lenient(path: &Path, text: &str) -> (Option<Flow>, Vec<Diagnost
 
 /// [`load_flow_lenient`] from a file, with what was guessed.
 pub fn load_file_recovering(path: &Path) -> Loaded {
-    match std::fs::read_to_string(path) {
+    match crate::config::textfile::read_capped(path, crate::config::textfile::MAX_FLOW_BYTES) {
         Ok(text) => load_flow_recovering(path, &text),
         Err(e) => Loaded {
             flow: None,

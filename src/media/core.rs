@@ -31,7 +31,7 @@
 //! each leg as they are.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,12 +43,19 @@ use super::g711::{self, Codec};
 use super::prompt::PromptCache;
 use super::rtp_rx::{self, Frame, JitterBuffer};
 use super::rtp_tx::TxStream;
+use super::source::{RtpSource, SourceGuard, Verdict};
 use super::stats;
 use crate::asr::endpoint::{EndpointEvent, Endpointer, LineFloor};
 use crate::asr::Timers;
 
 /// Bytes of one 20 ms G.711 frame.
 const FRAME_BYTES: usize = 160;
+
+/// Before the peer has sent any RTP (no media consent yet), at most one
+/// packet per this interval goes to the SDP address: enough to open a NAT
+/// binding or wake a caller that waits for media, too little to use voxgate
+/// as a reflector (RFC 7675's reasoning, without ICE).
+pub const CONSENT_TRICKLE: Duration = Duration::from_secs(1);
 
 /// What was negotiated in SDP, as media needs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +69,9 @@ pub struct MediaParams {
     pub dtmf_pts: Vec<u8>,
     /// Where to send before we have seen the peer's RTP (from SDP).
     pub remote: Option<SocketAddr>,
+    /// The address the call was signalled from: RTP is accepted from it
+    /// and from `remote`'s address (see [`RtpSource`]).
+    pub signalled: Option<IpAddr>,
     /// False on hold / recvonly answers: we keep time but send nothing.
     pub send: bool,
     /// False while the peer sends nothing on purpose (hold): no RTP timeout.
@@ -80,6 +90,8 @@ pub struct SessionConfig {
     /// Jitter buffer capacity in 20 ms frames (clamped to 1..=500);
     /// playout starts once half of it is filled.
     pub jitter_frames: usize,
+    /// Whose RTP is accepted and whether media waits for consent.
+    pub rtp_source: RtpSource,
 }
 
 /// What the call asks of its media.
@@ -100,6 +112,10 @@ pub enum MediaCommand {
     StartListening(Timers, u64),
     /// Stop listening; the turn's pending events are not reported.
     StopListening,
+    /// The caller ACKed our answer: RTP may be sent from now on (none is
+    /// before), and the RTP timeout (which bounds the consent trickle)
+    /// counts from here.
+    Confirmed,
     /// End the leg: the socket loop stops after this round.
     Shutdown,
 }
@@ -151,6 +167,9 @@ pub struct MediaStats {
     pub frames_lost: u64,
     /// Key presses delivered to the call (after de-duplication).
     pub digits: u64,
+    /// Datagrams dropped unread because they came from an address that is
+    /// not the call's (see [`RtpSource`]).
+    pub packets_dropped: u64,
 }
 
 /// One RTP packet to send now.
@@ -222,6 +241,12 @@ pub struct MediaCore {
     playback: Option<Playback>,
     /// Where we send: from SDP, then where the caller's audio comes from.
     remote: Option<SocketAddr>,
+    /// Which sources are the call's, and whether the peer has consented.
+    guard: SourceGuard,
+    /// The ACK came: sending is allowed.
+    confirmed: Option<Instant>,
+    /// The last packet sent before consent (the trickle).
+    last_trickle: Option<Instant>,
     last_rx: Instant,
     rtp_timed_out: bool,
     listening: Option<Listening>,
@@ -262,6 +287,13 @@ impl MediaCore {
         Self {
             jitter: JitterBuffer::new(cfg.jitter_frames.max(1)),
             remote: params.remote,
+            guard: SourceGuard::new(
+                cfg.rtp_source,
+                params.signalled,
+                params.remote.map(|r| r.ip()),
+            ),
+            confirmed: None,
+            last_trickle: None,
             params,
             cfg,
             prompts,
@@ -289,6 +321,12 @@ impl MediaCore {
     /// Counters so far.
     pub fn stats(&self) -> &MediaStats {
         &self.stats
+    }
+
+    /// Whether the peer has sent RTP we accepted (media consent), or the
+    /// mode needs none.
+    pub fn consented(&self) -> bool {
+        !self.cfg.rtp_source.needs_consent() || self.guard.heard()
     }
 
     /// The next output; None once the core has shut down (the loop ends).
@@ -321,6 +359,13 @@ impl MediaCore {
     pub fn handle_command(&mut self, now: Instant, cmd: MediaCommand) {
         match cmd {
             MediaCommand::Shutdown => self.stopped = true,
+            MediaCommand::Confirmed => {
+                if self.confirmed.is_none() {
+                    self.confirmed = Some(now);
+                    self.last_rx = now;
+                    self.rtp_timed_out = false;
+                }
+            }
             MediaCommand::Stop => {
                 self.playback = None;
                 self.restart_no_input(now);
@@ -367,6 +412,7 @@ impl MediaCore {
                 self.tx.set_payload_type(p.codec_pt);
                 if p.remote.is_some() && p.remote != self.params.remote {
                     self.remote = p.remote;
+                    self.guard.rearm(p.remote.map(|r| r.ip()));
                 }
                 self.params = p;
                 self.last_rx = now;
@@ -421,15 +467,41 @@ impl MediaCore {
             self.playback = None;
             self.playback_done(now);
         }
-        self.transmit = self.remote.filter(|_| self.params.send);
+        self.transmit = self.destination(now);
+    }
+
+    /// Where this tick's packet goes, if anywhere: nothing before the ACK;
+    /// after it, every packet once the peer consented, else one per
+    /// [`CONSENT_TRICKLE`] for at most the RTP timeout.
+    fn destination(&mut self, now: Instant) -> Option<SocketAddr> {
+        let confirmed = self.confirmed?;
+        let to = self.remote.filter(|_| self.params.send)?;
+        if self.consented() {
+            return Some(to);
+        }
+        let within = now.saturating_duration_since(confirmed) < self.cfg.rtp_timeout;
+        let due = self
+            .last_trickle
+            .is_none_or(|t| now.saturating_duration_since(t) >= CONSENT_TRICKLE);
+        if within && due {
+            self.last_trickle = Some(now);
+            return Some(to);
+        }
+        None
     }
 
     /// One datagram that arrived on the leg's socket from `from` (feed the
     /// ones of a tick between its two halves, with the tick's time).
     pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        // Judged by source before a byte of it is read.
+        if self.guard.judge(from) == Verdict::Drop {
+            self.stats.packets_dropped = self.guard.dropped();
+            return;
+        }
         let Ok(pkt) = rtp_rx::parse(datagram) else {
             return;
         };
+        self.guard.consent();
         self.stats.packets_received += 1;
         stats::record_received();
         self.last_rx = now;
@@ -446,8 +518,9 @@ impl MediaCore {
                 self.offer_digit(ev);
             }
         } else if pkt.payload_type == self.params.codec_pt {
-            // Symmetric RTP: answer where the caller's audio really comes from.
-            self.remote = Some(from);
+            // Symmetric RTP: answer where the caller's audio really comes
+            // from (in `latch` mode, where it first came from).
+            self.remote = self.guard.audio_from(self.remote, from);
             self.jitter.push_rtp(now, &pkt);
         }
     }
@@ -492,7 +565,9 @@ impl MediaCore {
             self.heard(ev);
         }
         self.rfc4733.poll(now);
+        // Before the ACK the flow does not run: nothing to time out.
         if self.params.expect_rtp
+            && self.confirmed.is_some()
             && !self.rtp_timed_out
             && now.saturating_duration_since(self.last_rx) >= self.cfg.rtp_timeout
         {
@@ -569,16 +644,20 @@ mod tests {
             codec_pt: 0,
             dtmf_pts: vec![DTMF_PT],
             remote: Some(peer()),
+            signalled: Some(peer().ip()),
             send: true,
             expect_rtp: true,
         }
     }
 
+    /// The media of before `rtp_source` (sources and consent unchecked):
+    /// what the tests of pacing, DTMF and listening assume.
     fn cfg() -> SessionConfig {
         SessionConfig {
             rtp_timeout: Duration::from_secs(1),
             inband_dtmf: true,
             jitter_frames: 3,
+            rtp_source: RtpSource::Any,
         }
     }
 
@@ -618,6 +697,13 @@ mod tests {
 
     impl Sim {
         fn new(params: MediaParams, cfg: SessionConfig, prompts: Arc<PromptCache>) -> Sim {
+            let mut sim = Sim::unconfirmed(params, cfg, prompts);
+            sim.core.handle_command(sim.now, MediaCommand::Confirmed);
+            sim
+        }
+
+        /// A leg whose call has not been ACKed yet.
+        fn unconfirmed(params: MediaParams, cfg: SessionConfig, prompts: Arc<PromptCache>) -> Sim {
             let t0 = Instant::now();
             Sim {
                 core: MediaCore::new(t0, params, cfg, prompts),
@@ -1032,6 +1118,133 @@ mod tests {
         sim.tick();
         assert_eq!(sim.sent[4].to, MOVED.parse::<SocketAddr>().unwrap());
         assert_eq!(sim.core.stats().packets_received, 1);
+    }
+
+    const ATTACKER: &str = "127.0.0.2:40000";
+
+    fn latch_cfg() -> SessionConfig {
+        SessionConfig {
+            rtp_timeout: Duration::from_secs(5),
+            rtp_source: RtpSource::Latch,
+            ..cfg()
+        }
+    }
+
+    #[test]
+    fn nothing_is_sent_before_the_ack_and_a_silent_peer_gets_a_trickle_then_a_timeout() {
+        let prompts = Arc::new(PromptCache::new("/nonexistent"));
+        let mut sim = Sim::unconfirmed(params(), latch_cfg(), prompts);
+        for _ in 0..500 {
+            sim.tick();
+        }
+        assert!(sim.sent.is_empty(), "no RTP before the ACK");
+        sim.command(MediaCommand::Confirmed);
+        let acked = sim.at();
+        // 10 s of a peer that never sends: one packet a second for the
+        // RTP timeout (5 s), then the call is ended as for rtp_timeout.
+        for _ in 0..500 {
+            sim.tick();
+        }
+        let times: Vec<Duration> = sim.sent.iter().map(|p| p.at - acked).collect();
+        assert_eq!(times.len(), 5, "{times:?}");
+        for w in times.windows(2) {
+            assert!(w[1] - w[0] >= CONSENT_TRICKLE, "{times:?}");
+        }
+        assert!(sim.sent.iter().all(|p| p.to == peer()));
+        assert_eq!(sim.events(), vec![MediaEvent::RtpTimeout]);
+        assert_eq!(sim.when(&MediaEvent::RtpTimeout), Some(acked + ms(5000)));
+    }
+
+    #[test]
+    fn the_peers_first_rtp_gives_consent_and_full_rate_media() {
+        let mut sim = Sim::new(params(), latch_cfg(), Arc::new(PromptCache::new("/x")));
+        for _ in 0..100 {
+            sim.tick();
+        }
+        let trickle = sim.sent.len();
+        assert!((2..=3).contains(&trickle), "the trickle: {trickle}");
+        // A stranger's RTP is no consent.
+        let pkt = sim.audio_packet(&SILENCE);
+        sim.tick_from(ATTACKER.parse().unwrap(), &[pkt]);
+        for _ in 0..10 {
+            sim.tick();
+        }
+        assert!(sim.sent.len() <= trickle + 1, "still the trickle");
+        // The peer's is: every tick sends from then on.
+        let pkt = sim.audio_packet(&SILENCE);
+        sim.tick_with(&[pkt]);
+        let before = sim.sent.len();
+        for _ in 0..10 {
+            sim.tick_audio(&SILENCE);
+        }
+        assert_eq!(sim.sent.len(), before + 10);
+        assert_eq!(sim.core.stats().packets_dropped, 1);
+    }
+
+    #[test]
+    fn a_third_party_can_neither_key_digits_nor_move_the_audio() {
+        let mut sim = Sim::new(params(), latch_cfg(), Arc::new(PromptCache::new("/x")));
+        // The caller streams from another port than its SDP says: latched.
+        let caller: SocketAddr = MOVED.parse().unwrap();
+        for _ in 0..5 {
+            let pkt = sim.audio_packet(&SILENCE);
+            sim.tick_from(caller, &[pkt]);
+        }
+        let latched = sim.sent.len();
+        // An attacker on another address sprays a whole key press of 6
+        // (RFC 4733 and in-band tones) and audio at the port.
+        let attacker: SocketAddr = ATTACKER.parse().unwrap();
+        let six = tone(770.0, 1477.0, 8);
+        for (i, frame) in six.chunks(160).enumerate() {
+            let audio = sim.audio_packet(frame);
+            let ev = event_packet(7000 + i as u16, 99_000, 6, i >= 5, 160 * (i as u16 + 1));
+            sim.tick_from(attacker, &[audio, ev]);
+        }
+        for _ in 0..30 {
+            let pkt = sim.audio_packet(&SILENCE);
+            sim.tick_from(caller, &[pkt]);
+        }
+        assert!(sim.digits().is_empty(), "{:?}", sim.digits());
+        assert!(
+            sim.sent[latched..].iter().all(|p| p.to == caller),
+            "audio never moved"
+        );
+        assert!(sim.sent.iter().all(|p| p.to != attacker));
+        assert_eq!(sim.core.stats().packets_dropped, 16);
+        // The caller's own key press still counts.
+        for (i, frame) in tone(697.0, 1209.0, 6).chunks(160).enumerate() {
+            let audio = sim.audio_packet(frame);
+            let ev = event_packet(8000 + i as u16, 120_000, 1, i >= 4, 160 * (i as u16 + 1));
+            sim.tick_from(caller, &[audio, ev]);
+        }
+        for _ in 0..30 {
+            sim.tick_audio(&SILENCE);
+        }
+        assert_eq!(sim.digits(), vec![('1', DigitSource::Rfc4733)]);
+    }
+
+    #[test]
+    fn a_re_invite_with_new_sdp_moves_the_latch() {
+        let mut sim = Sim::new(params(), latch_cfg(), Arc::new(PromptCache::new("/x")));
+        let pkt = sim.audio_packet(&SILENCE);
+        sim.tick_with(&[pkt]);
+        let elsewhere: SocketAddr = "127.0.0.3:41000".parse().unwrap();
+        let pkt = sim.audio_packet(&SILENCE);
+        sim.tick_from(elsewhere, &[pkt]);
+        assert_eq!(sim.core.stats().packets_dropped, 1);
+        sim.command(MediaCommand::Update(MediaParams {
+            remote: Some(elsewhere),
+            ..params()
+        }));
+        sim.tick();
+        assert_eq!(sim.sent.last().unwrap().to, elsewhere);
+        let pkt = sim.audio_packet(&SILENCE);
+        sim.tick_from(elsewhere, &[pkt]);
+        assert_eq!(sim.core.stats().packets_dropped, 1, "accepted now");
+        // The old address is no longer the call's... unless it signalled it.
+        let pkt = sim.audio_packet(&SILENCE);
+        sim.tick_from("127.0.0.4:1".parse().unwrap(), &[pkt]);
+        assert_eq!(sim.core.stats().packets_dropped, 2);
     }
 
     #[test]

@@ -10,4 +10,5 @@ pub mod resample;
 pub mod rtp_rx;
 pub mod rtp_tx;
 pub mod session;
+pub mod source;
 pub mod stats;

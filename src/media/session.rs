@@ -189,6 +189,7 @@ mod listening_tests {
             codec_pt: 0,
             dtmf_pts: vec![101],
             remote: None,
+            signalled: None,
             send: false,
             expect_rtp: false,
         };
@@ -196,6 +197,7 @@ mod listening_tests {
             rtp_timeout: Duration::from_secs(30),
             inband_dtmf: false,
             jitter_frames: 3,
+            rtp_source: Default::default(),
         };
         let s = MediaSession::new(sock, params, cfg, prompts, ev_tx, cmd_rx);
         tokio::spawn(s.run());

@@ -157,7 +157,7 @@ pub struct Negotiated {
     /// `remote_rtp` is `None`).
     pub local_direction: Direction,
     /// Where to send RTP; `None` for `c=0.0.0.0`/`::`, port 0, or a
-    /// hostname / multicast address (we never resolve names).
+    /// hostname (we never resolve names); a multicast address is refused (488).
     pub remote_rtp: Option<SocketAddr>,
     /// Peer put us on hold (sendonly, inactive, unspecified address or
     /// disabled stream).
@@ -333,7 +333,7 @@ fn ptime_of(attrs: &[Attribute]) -> Option<u32> {
         .and_then(|v| v.trim().parse::<u32>().ok())
 }
 
-/// Remote IP from a c= line: `Ok(None)` for a hostname or multicast
+/// Remote IP from a c= line: `Ok(None)` for a hostname (or a multicast group
 /// `addr/ttl` we will not use; `Err` if the line has no address at all.
 fn connection_ip(conn: &ConnectionInformation) -> Result<Option<IpAddr>, SdpError> {
     let Some(addr) = conn.address.as_ref() else {
@@ -346,6 +346,20 @@ fn connection_ip(conn: &ConnectionInformation) -> Result<Option<IpAddr>, SdpErro
         _ => None,
     };
     Ok(ip)
+}
+
+/// Whether a c= address is a multicast group written with its TTL or count
+/// (`224.2.1.1/127`, `ff15::101/3`), which does not parse as an address.
+fn is_multicast_text(conn: &ConnectionInformation) -> bool {
+    let Some(addr) = conn.address.as_ref() else {
+        return false;
+    };
+    let host = addr.address.split('/').next().unwrap_or("");
+    host.parse::<IpAddr>().is_ok_and(|ip| ip.is_multicast())
+        || conn
+            .address
+            .as_ref()
+            .is_some_and(|a| a.ttl.is_some() || a.range.is_some())
 }
 
 /// Human-readable summary of what was offered, for the 488 reason phrase and
@@ -535,6 +549,11 @@ pub fn answer(offer: &[u8], local: &LocalMedia) -> Result<Negotiated, SdpError> 
         return Err(SdpError::bad("no c= line for audio stream"));
     };
     let remote_ip = connection_ip(conn)?;
+    // Multicast media (RFC 4566 c= with a group address) is not a phone
+    // call, and answering it would send our RTP to a whole group.
+    if remote_ip.is_some_and(|ip| ip.is_multicast()) || is_multicast_text(conn) {
+        return Err(SdpError::not_acceptable("multicast connection address"));
+    }
     let remote_port = port_of(md);
     let disabled = remote_port == 0;
     let unspecified = remote_ip.is_some_and(|ip| ip.is_unspecified());
@@ -1250,6 +1269,23 @@ mod tests {
         let n = answer(text.as_bytes(), &local()).expect("own offer");
         assert_eq!(n.codec, PCMU);
         assert_eq!(n.dtmf_pts, vec![101]);
+    }
+
+    #[test]
+    fn a_multicast_connection_address_is_refused_with_488() {
+        for c in ["224.2.1.1", "224.2.1.1/127", "239.255.0.1/16/3"] {
+            let o = format!(
+                "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 {c}\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+            );
+            let e = answer(o.as_bytes(), &local()).expect_err(c);
+            assert_eq!(e.status(), 488, "{c}: {e}");
+            assert!(e.to_string().contains("multicast"), "{e}");
+        }
+        let o = "v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ff15::101\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        assert_eq!(
+            answer(o.as_bytes(), &local()).map_err(|e| e.status()).err(),
+            Some(488)
+        );
     }
 
     #[test]

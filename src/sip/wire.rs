@@ -155,6 +155,10 @@ pub enum MessageError {
         /// The header or element it is in.
         place: &'static str,
     },
+    /// A NUL byte in a header value (RFC 3261 25.1 allows no control
+    /// characters but tab there); holds the header's name.
+    #[error("NUL byte in header {0}")]
+    NulInHeader(String),
     /// A `<` inside `<>` in a name-addr (RFC 3261 25.1).
     #[error("nested '<'")]
     NestedAngle,
@@ -1058,6 +1062,9 @@ fn check_headers(head: &Head) -> Result<(String, Option<u64>), MessageError> {
         return Err(MessageError::CallId);
     }
     for h in &head.headers {
+        if has_bare_nul(&h.value) {
+            return Err(MessageError::NulInHeader(sanitize(&h.name)));
+        }
         match h.name.as_str() {
             "via" => check_via(&h.value)?,
             "to" | "from" | "reply-to" => check_name_addr(&h.value, label(&h.name), false)?,
@@ -1090,6 +1097,25 @@ fn check_headers(head: &Head) -> Result<(String, Option<u64>), MessageError> {
         }
     }
     Ok((method.to_string(), content_length))
+}
+
+/// A NUL byte outside a quoted-pair (`"\\<NUL>"` inside a quoted string is
+/// legal, RFC 3261 25.1 and RFC 4475 `intmeth`).
+fn has_bare_nul(v: &str) -> bool {
+    let (mut quoted, mut escaped) = (false, false);
+    for b in v.bytes() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match b {
+            0 => return true,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            _ => {}
+        }
+    }
+    false
 }
 
 fn label(name: &str) -> &'static str {
@@ -1963,6 +1989,25 @@ mod tests {
             f.next_message().map(|r| r.map_err(|e| frame_kind(&e))),
             Some(Err("too-large"))
         );
+    }
+
+    #[test]
+    fn a_nul_byte_in_a_header_value_is_a_400() {
+        let msg = "OPTIONS sip:ivr@h SIP/2.0\r\nVia: SIP/2.0/UDP h:5060;branch=z9hG4bKn\r\n\
+                   From: <sip:a@h>;tag=1\r\nTo: <sip:ivr@h>\r\nCall-ID: nul@h\r\n\
+                   CSeq: 1 OPTIONS\r\nSubject: hi\0there\r\nContent-Length: 0\r\n\r\n";
+        match parse_message(msg.as_bytes(), Transport::Udp) {
+            Err(Rejection::Reply { status, reason, .. }) => {
+                assert_eq!(status, 400);
+                assert_eq!(reason, "Bad Request: NUL byte in header subject");
+            }
+            other => panic!("{other:?}"),
+        }
+        let clean = msg.replace('\0', " ");
+        assert!(parse_message(clean.as_bytes(), Transport::Udp).is_ok());
+        // Escaped in a quoted string it is a legal quoted-pair.
+        assert!(!has_bare_nul("\"a\\\0b\" <sip:a@h>"));
+        assert!(has_bare_nul("\"a\0b\" <sip:a@h>"));
     }
 
     #[test]

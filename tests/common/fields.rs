@@ -103,6 +103,7 @@ const LOG_KEYS: &[&str] = &[
     "received",
     "lost",
     "digits",
+    "dropped_foreign",
     "send_interval_p50_ms",
     "p99_ms",
     "p999_ms",

@@ -16,8 +16,12 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The voxgate under test: this build, or `VOXGATE_BIN` (to measure another
+/// build, e.g. an older one, with the same tests).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_voxgate"))
+    std::env::var_os("VOXGATE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_voxgate")))
 }
 
 /// A fresh scratch directory for one test.

@@ -484,13 +484,17 @@ impl Core {
             };
             d.invite = None;
             if accepted && d.state == State::Answered {
-                // Timer H: the caller never confirmed; RFC 3261 13.3.1.4 says end it with BYE.
+                // Timer H: the caller never confirmed. RFC 3261 13.3.1.4 says
+                // end it with BYE; we send it once, unretransmitted, and the
+                // dialog is gone now: the INVITE's source may be forged, and
+                // eleven BYEs to it would make us an amplifier.
                 d.state = State::Confirmed;
-                d.end_reason = Some(EndReason::NoAck);
                 self.send_bye(now, &call);
-                if let Some(d) = self.dialogs.get_mut(&call) {
-                    d.end_reason = Some(EndReason::NoAck);
-                }
+                self.dialogs.remove(&call);
+                self.emit(CoreEvent::Ended {
+                    call,
+                    reason: EndReason::NoAck,
+                });
             } else if d.state == State::Closing {
                 let reason = d.end_reason.clone().unwrap_or(EndReason::Rejected(0));
                 self.dialogs.remove(&call);

@@ -125,24 +125,37 @@ fn ok_retransmitted_with_doubling_until_ack() {
 }
 
 #[test]
-fn no_ack_ends_call_with_bye_after_timer_h() {
+fn no_ack_ends_call_with_one_bye_at_timer_h() {
     let mut core = Core::new(CoreConfig::default());
     let t0 = Instant::now();
     answered(&mut core, t0);
-    let mut bye = None;
+    let mut byes = Vec::new();
+    let mut ended = None;
+    let mut oks = 0;
     while let Some(t) = core.next_deadline() {
         core.handle_timeout(t);
         let (sent, evs) = drain(&mut core);
-        if let Some((_, b)) = sent.iter().find(|(_, s)| s.starts_with("BYE ")) {
-            assert!(t - t0 >= Duration::from_secs(32));
-            bye.get_or_insert(b.clone());
-        }
+        oks += sent
+            .iter()
+            .filter(|(_, s)| s.starts_with("SIP/2.0 200"))
+            .count();
+        byes.extend(
+            sent.iter()
+                .filter(|(_, s)| s.starts_with("BYE "))
+                .map(|(_, b)| (t - t0, b.clone())),
+        );
         if let Some(CoreEvent::Ended { reason, .. }) = evs.first() {
             assert_eq!(*reason, EndReason::NoAck);
-            break;
+            ended = Some(t - t0);
         }
     }
-    let bye = bye.expect("BYE sent");
+    // Torn down at Timer H (64×T1), with one BYE and nothing after it.
+    assert_eq!(ended, Some(Duration::from_secs(32)));
+    assert_eq!(byes.len(), 1, "one BYE, not retransmitted");
+    assert_eq!(byes[0].0, Duration::from_secs(32));
+    assert!(oks <= 10, "the 200's retransmissions: {oks}");
+    assert_eq!(core.call_count(), 0);
+    let bye = byes[0].1.clone();
     assert!(
         bye.starts_with("BYE sip:alice@192.0.2.7:5070 SIP/2.0\r\n"),
         "{bye}"
