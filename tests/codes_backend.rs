@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use voxgate::backends::codes::StoreCodes;
 use voxgate::backends::sms::{Sms, SmsAccepted, SmsGateway, SmsMessage, Templates};
 use voxgate::backends::{
-    BoxFut, CodeChannel, CodeCheck, CodeEntry, CodeRequest, CodeService, CodeSubject, SendLimit,
-    SendResult, ServiceError,
+    BoxFut, CodeChannel, CodeCheck, CodeEntry, CodeRequest, CodeService, CodeSubject, CodeTarget,
+    SendAttempt, SendLimit, SendResult, ServiceError,
 };
 use voxgate::config::CodePolicy;
 use voxgate::phone::{normalise, Country};
@@ -100,8 +100,12 @@ fn request(account: &str, now: SystemTime) -> CodeRequest {
         call_id: "call-1".into(),
         subject: CodeSubject::Account(account.into()),
         caller: Some(normalise("+16502530009", Country::default()).unwrap()),
-        channel: CodeChannel::Sms,
-        to: normalise("+16502530001", Country::default()).unwrap(),
+        targets: vec![CodeTarget {
+            channel: CodeChannel::Sms,
+            to: normalise("+16502530001", Country::default())
+                .unwrap()
+                .to_string(),
+        }],
         brand: "acme".into(),
         language: "en".into(),
         length: 6,
@@ -143,8 +147,17 @@ fn a_code_goes_out_in_the_brand_template_and_verifies_once() {
     assert_eq!(
         r,
         SendResult::Sent {
+            channel: CodeChannel::Sms,
+            to_masked: "+1650•••0001".into(),
             gateway: "main".into(),
-            message_id: Some("SM1".into())
+            message_id: Some("SM1".into()),
+            attempts: vec![SendAttempt {
+                channel: CodeChannel::Sms,
+                to_masked: "+1650•••0001".into(),
+                gateway: "main".into(),
+                message_id: Some("SM1".into()),
+                error: None,
+            }],
         }
     );
     let (to, body) = f.outbox.sent.lock().unwrap()[0].clone();
@@ -185,10 +198,15 @@ fn after_its_ttl_a_code_is_expired_and_a_resend_works() {
 fn a_gateway_failure_is_an_error_and_leaves_no_live_code() {
     let f = fixture("gwfail", CodePolicy::default());
     *f.outbox.fail.lock().unwrap() = true;
-    let e = rt()
-        .block_on(f.codes.send(&request("A", t(0))))
-        .unwrap_err();
-    assert!(e.to_string().contains("503"), "{e}");
+    let r = rt().block_on(f.codes.send(&request("A", t(0)))).unwrap();
+    let SendResult::Undeliverable { attempts } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(attempts.len(), 1);
+    assert!(
+        attempts[0].error.as_deref().unwrap().contains("503"),
+        "{attempts:?}"
+    );
     // Not "still valid": nobody has that code, so the next send goes out.
     *f.outbox.fail.lock().unwrap() = false;
     let r = rt().block_on(f.codes.send(&request("A", t(1)))).unwrap();
