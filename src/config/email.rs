@@ -292,10 +292,10 @@ mod tests {
     fn errors_say_what() {
         let smtp = "smtp: { host: smtp.example.com }";
         for (yaml, want) in [
-            (format!("email: {{ smtp: {{ host: mail.example.com, tls: none }}, from: a@b.c }}"), "only to a loopback relay"),
-            (format!("email: {{ smtp: {{ host: h, tls: ssl }}, from: a@b.c }}"), "email.smtp.tls: `ssl`"),
-            (format!("email: {{ smtp: {{ host: h, password_env: 'hunter2!' }}, from: a@b.c }}"), "the NAME of an environment variable"),
-            (format!("email: {{ smtp: {{ host: h, password_env: P }}, from: a@b.c }}"), "go together"),
+            ("email: { smtp: { host: mail.example.com, tls: none }, from: a@b.c }".to_string(), "only to a loopback relay"),
+            ("email: { smtp: { host: h, tls: ssl }, from: a@b.c }".to_string(), "email.smtp.tls: `ssl`"),
+            ("email: { smtp: { host: h, password_env: 'hunter2!' }, from: a@b.c }".to_string(), "the NAME of an environment variable"),
+            ("email: { smtp: { host: h, password_env: P }, from: a@b.c }".to_string(), "go together"),
             (format!("email: {{ {smtp}, from: 'not a mailbox' }}"), "email.from: `not a mailbox`"),
             (format!("email: {{ {smtp}, from: a@b.c, templates: {{ '*': {{ en: {{ subject: s, text: 'no code' }} }} }} }}"), "email.templates.*.en.text: the text has no `{code}`"),
             (format!("email: {{ {smtp}, from: a@b.c, templates: {{ x: {{ en: {{ subject: 'c {{code}}', text: '{{code}}' }} }} }} }}"), "email.templates.x.en.subject: no `{code}`"),
