@@ -248,3 +248,110 @@ fn a_code_without_a_gateway_is_unavailable() {
     let e = rt().block_on(codes.send(&request("A", t(0)))).unwrap_err();
     assert!(matches!(e, ServiceError::Unavailable(_)), "{e:?}");
 }
+
+fn email_target(to: &str) -> CodeTarget {
+    CodeTarget {
+        channel: CodeChannel::Email,
+        to: to.into(),
+    }
+}
+
+#[test]
+fn a_channel_without_a_gateway_is_a_failed_try_and_the_next_one_goes() {
+    let f = fixture("no-email", CodePolicy::default());
+    let mut req = request("A", t(0));
+    req.targets.insert(0, email_target("alice@example.com"));
+    let r = rt().block_on(f.codes.send(&req)).unwrap();
+    let SendResult::Sent {
+        channel, attempts, ..
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!(channel, CodeChannel::Sms);
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0].to_masked, "a•••@example.com");
+    assert_eq!(
+        attempts[0].error.as_deref(),
+        Some("no e-mail channel is configured")
+    );
+    assert_eq!(attempts[1].error, None);
+    assert_eq!(f.outbox.sent.lock().unwrap().len(), 1);
+    // Both tries are deliveries of the one code.
+    let sent = f.store.delivery_by_message("main", "SM1").unwrap().unwrap();
+    let all = f
+        .store
+        .deliveries_of_code(sent.code_id.as_deref().unwrap())
+        .unwrap();
+    let rows: Vec<_> = all
+        .iter()
+        .map(|d| (d.channel.as_str(), d.status.as_str(), d.to_masked.as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("email", "failed", "a•••@example.com"),
+            ("sms", "queued", "+1650•••0001")
+        ]
+    );
+}
+
+#[test]
+fn when_every_channel_fails_each_try_is_recorded_and_no_code_is_live() {
+    use voxgate::config::email::{EmailConfig, SmtpConfig, SmtpTls};
+    let Fixture {
+        codes,
+        store,
+        outbox,
+        _dir,
+    } = fixture("all-fail", CodePolicy::default());
+    // A port nothing listens on: the relay cannot be reached.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = EmailConfig {
+        smtp: SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: SmtpTls::None,
+            username_env: None,
+            password_env: None,
+            timeout: Duration::from_secs(2),
+        },
+        from: "codes@example.com".into(),
+        same_code: true,
+        templates: BTreeMap::new(),
+        brand_names: BTreeMap::new(),
+    };
+    let email = voxgate::backends::email::build(&cfg).unwrap();
+    let codes = codes.with_email(Some(Arc::new(email)));
+    *outbox.fail.lock().unwrap() = true;
+    let mut req = request("A", t(0));
+    req.targets.push(email_target("alice@example.com"));
+    let r = rt().block_on(codes.send(&req)).unwrap();
+    let SendResult::Undeliverable { attempts } = r else {
+        panic!("{r:?}")
+    };
+    let tried: Vec<_> = attempts
+        .iter()
+        .map(|a| (a.channel, a.gateway.as_str(), a.error.is_some()))
+        .collect();
+    assert_eq!(
+        tried,
+        [
+            (CodeChannel::Sms, "main", true),
+            (CodeChannel::Email, "smtp:127.0.0.1", true)
+        ]
+    );
+    assert!(!attempts[1].error.as_deref().unwrap().contains("alice"));
+    assert_eq!(
+        store.code_states().unwrap(),
+        [("undelivered".to_string(), 1)]
+    );
+    // Nobody has that code: the next send goes out at once.
+    *outbox.fail.lock().unwrap() = false;
+    let r = rt().block_on(codes.send(&request("A", t(1)))).unwrap();
+    assert!(matches!(r, SendResult::Sent { .. }), "{r:?}");
+}

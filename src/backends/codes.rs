@@ -215,15 +215,28 @@ impl StoreCodes {
                 Some("no voice channel for codes is configured".to_string()),
             ),
         };
+        let attempt = SendAttempt {
+            channel: target.channel,
+            to_masked,
+            gateway,
+            message_id,
+            error,
+        };
+        self.record(code_id, &attempt, status).await;
+        attempt
+    }
+
+    /// Record a try as a delivery of code `code_id`.
+    async fn record(&self, code_id: &str, a: &SendAttempt, status: DeliveryStatus) {
         let store = self.store.clone();
         let (gw, id, mid, err, masked) = (
-            gateway.clone(),
+            a.gateway.clone(),
             code_id.to_string(),
-            message_id.clone(),
-            error.clone(),
-            to_masked.clone(),
+            a.message_id.clone(),
+            a.error.clone(),
+            a.to_masked.clone(),
         );
-        let channel = target.channel.as_str();
+        let channel = a.channel.as_str();
         let at_ms = millis(SystemTime::now());
         let recorded = blocking(move || {
             store.add_delivery(&NewDelivery {
@@ -240,13 +253,6 @@ impl StoreCodes {
         .await;
         if let Err(e) = recorded {
             tracing::warn!(error = %e, "code delivery not recorded");
-        }
-        SendAttempt {
-            channel: target.channel,
-            to_masked,
-            gateway,
-            message_id,
-            error,
         }
     }
 
@@ -380,6 +386,10 @@ impl CodeService for StoreCodes {
             if let Some(r) = refused(decision) {
                 return Ok(r);
             }
+            // The channels tried in vain before any code existed are records too.
+            for a in &attempts {
+                self.record(&id, a, DeliveryStatus::Failed).await;
+            }
             for (i, target) in usable.iter().enumerate() {
                 if i > 0 && !self.same_code() {
                     // A new code for the next channel: the one that did not go
@@ -399,7 +409,7 @@ impl CodeService for StoreCodes {
                         })
                         .await?;
                     if let Some(r) = refused(d) {
-                        attempts.push(SendAttempt {
+                        let failed = SendAttempt {
                             channel: target.channel,
                             to_masked: target.masked(),
                             gateway: String::new(),
@@ -411,7 +421,9 @@ impl CodeService for StoreCodes {
                                 SendResult::Locked => "locked".into(),
                                 _ => "not sent".into(),
                             }),
-                        });
+                        };
+                        self.record(&id, &failed, DeliveryStatus::Failed).await;
+                        attempts.push(failed);
                         continue;
                     }
                 }
