@@ -12,7 +12,8 @@
 //!   secret (`digits: None` otherwise);
 //! - [`Event::Recognition`] never carries a transcript (callers say account
 //!   numbers and names as well as passphrases): only its length in words;
-//! - [`Event::CodeSent`] carries the destination masked ([`mask_number`]).
+//! - [`Event::CodeSent`] and [`Event::CodeAttempt`] carry the destination
+//!   masked ([`mask_number`], [`mask_email`]).
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -29,6 +30,9 @@ pub enum AuthMethod {
     /// A one-time code read out in a voice call and keyed in by the caller
     /// (`verify_code` after a `send_code` with `channel: voice`).
     VoiceCode,
+    /// A one-time code sent by e-mail and keyed in by the caller
+    /// (`verify_code` after a `send_code` whose e-mail channel took the code).
+    EmailCode,
     /// A time-based one-time password from the caller's authenticator app
     /// (`verify_totp`).
     Totp,
@@ -41,6 +45,7 @@ impl AuthMethod {
             AuthMethod::Passphrase => "passphrase",
             AuthMethod::SmsCode => "sms_code",
             AuthMethod::VoiceCode => "voice_code",
+            AuthMethod::EmailCode => "email_code",
             AuthMethod::Totp => "totp",
         }
     }
@@ -307,6 +312,25 @@ pub enum Event {
         /// The gateway's message id (`sent`), which delivery receipts name.
         message_id: Option<String>,
     },
+    /// One try of a `send_code` at one channel: taken, failed or skipped
+    /// (before the step's [`Event::CodeSent`], which names the channel that
+    /// took the code). Never the code, never a destination in clear.
+    CodeAttempt {
+        /// Step id.
+        step: String,
+        /// `sms`, `voice` or `email`.
+        channel: &'static str,
+        /// The destination masked (`""` when the account has none).
+        to_masked: String,
+        /// `sent`, `failed` or `skipped`.
+        outcome: &'static str,
+        /// Why it failed or was skipped.
+        reason: Option<String>,
+        /// The gateway (or SMTP relay) asked.
+        gateway: Option<String>,
+        /// The gateway's message id, when it gave one.
+        message_id: Option<String>,
+    },
     /// A gateway reported where a code's message is (a delivery receipt,
     /// after or during the call that sent it; not tied to a step).
     CodeDelivery {
@@ -405,6 +429,7 @@ impl Event {
                 SendOutcome::Error => "code_send_error",
             },
             Event::CodeDelivery { .. } => "code_delivery",
+            Event::CodeAttempt { .. } => "code_attempt",
             Event::Transfer { outcome, .. } => match outcome {
                 TransferResult::Transferred => "transferred",
                 TransferResult::Failed => "transfer_failed",
@@ -436,6 +461,7 @@ impl Event {
             | Event::Recognition { step, .. }
             | Event::Auth { step, .. }
             | Event::CodeSent { step, .. }
+            | Event::CodeAttempt { step, .. }
             | Event::Transfer { step, .. }
             | Event::Webhook { step, .. }
             | Event::Error { step, .. }
@@ -510,6 +536,29 @@ impl Serialize for Event {
                 m.serialize_entry("channel", channel)?;
                 m.serialize_entry("to_masked", to_masked)?;
                 m.serialize_entry("outcome", outcome.as_str())?;
+                for (k, v) in [
+                    ("reason", reason),
+                    ("gateway", gateway),
+                    ("message_id", message_id),
+                ] {
+                    if let Some(v) = v {
+                        m.serialize_entry(k, v)?;
+                    }
+                }
+            }
+            Event::CodeAttempt {
+                step,
+                channel,
+                to_masked,
+                outcome,
+                reason,
+                gateway,
+                message_id,
+            } => {
+                m.serialize_entry("step", step)?;
+                m.serialize_entry("channel", channel)?;
+                m.serialize_entry("to_masked", to_masked)?;
+                m.serialize_entry("outcome", outcome)?;
                 for (k, v) in [
                     ("reason", reason),
                     ("gateway", gateway),
@@ -639,9 +688,34 @@ pub fn mask_number(n: &str) -> String {
     }
 }
 
+/// Mask an e-mail address for events and records: the first character of
+/// the local part and the whole domain. `alice@example.com` →
+/// `a•••@example.com`; anything without an `@` → `•••`.
+pub fn mask_email(a: &str) -> String {
+    let a = a.trim();
+    match a.rsplit_once('@') {
+        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}•••@{domain}")
+        }
+        _ => "•••".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_email_addresses() {
+        assert_eq!(mask_email("alice@example.com"), "a•••@example.com");
+        assert_eq!(mask_email(" b@x.org "), "b•••@x.org");
+        assert_eq!(mask_email("élodie@exemple.fr"), "é•••@exemple.fr");
+        assert_eq!(mask_email("odd\"@\"quoted@example.com"), "o•••@example.com");
+        assert_eq!(mask_email("nobody"), "•••");
+        assert_eq!(mask_email("@example.com"), "•••");
+        assert!(!mask_email("alice@example.com").contains("alice"));
+    }
 
     #[test]
     fn masks_numbers() {

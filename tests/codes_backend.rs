@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use voxgate::backends::codes::StoreCodes;
 use voxgate::backends::sms::{Sms, SmsAccepted, SmsGateway, SmsMessage, Templates};
 use voxgate::backends::{
-    BoxFut, CodeChannel, CodeCheck, CodeEntry, CodeRequest, CodeService, CodeSubject, SendLimit,
-    SendResult, ServiceError,
+    BoxFut, CodeChannel, CodeCheck, CodeEntry, CodeRequest, CodeService, CodeSubject, CodeTarget,
+    SendAttempt, SendLimit, SendResult, ServiceError,
 };
 use voxgate::config::CodePolicy;
 use voxgate::phone::{normalise, Country};
@@ -100,8 +100,12 @@ fn request(account: &str, now: SystemTime) -> CodeRequest {
         call_id: "call-1".into(),
         subject: CodeSubject::Account(account.into()),
         caller: Some(normalise("+16502530009", Country::default()).unwrap()),
-        channel: CodeChannel::Sms,
-        to: normalise("+16502530001", Country::default()).unwrap(),
+        targets: vec![CodeTarget {
+            channel: CodeChannel::Sms,
+            to: normalise("+16502530001", Country::default())
+                .unwrap()
+                .to_string(),
+        }],
         brand: "acme".into(),
         language: "en".into(),
         length: 6,
@@ -143,8 +147,17 @@ fn a_code_goes_out_in_the_brand_template_and_verifies_once() {
     assert_eq!(
         r,
         SendResult::Sent {
+            channel: CodeChannel::Sms,
+            to_masked: "+1650•••0001".into(),
             gateway: "main".into(),
-            message_id: Some("SM1".into())
+            message_id: Some("SM1".into()),
+            attempts: vec![SendAttempt {
+                channel: CodeChannel::Sms,
+                to_masked: "+1650•••0001".into(),
+                gateway: "main".into(),
+                message_id: Some("SM1".into()),
+                error: None,
+            }],
         }
     );
     let (to, body) = f.outbox.sent.lock().unwrap()[0].clone();
@@ -185,10 +198,15 @@ fn after_its_ttl_a_code_is_expired_and_a_resend_works() {
 fn a_gateway_failure_is_an_error_and_leaves_no_live_code() {
     let f = fixture("gwfail", CodePolicy::default());
     *f.outbox.fail.lock().unwrap() = true;
-    let e = rt()
-        .block_on(f.codes.send(&request("A", t(0))))
-        .unwrap_err();
-    assert!(e.to_string().contains("503"), "{e}");
+    let r = rt().block_on(f.codes.send(&request("A", t(0)))).unwrap();
+    let SendResult::Undeliverable { attempts } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(attempts.len(), 1);
+    assert!(
+        attempts[0].error.as_deref().unwrap().contains("503"),
+        "{attempts:?}"
+    );
     // Not "still valid": nobody has that code, so the next send goes out.
     *f.outbox.fail.lock().unwrap() = false;
     let r = rt().block_on(f.codes.send(&request("A", t(1)))).unwrap();
@@ -278,4 +296,111 @@ fn voxgate_codes_shows_a_code_without_it_and_cancel_lets_a_new_one_go() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+fn email_target(to: &str) -> CodeTarget {
+    CodeTarget {
+        channel: CodeChannel::Email,
+        to: to.into(),
+    }
+}
+
+#[test]
+fn a_channel_without_a_gateway_is_a_failed_try_and_the_next_one_goes() {
+    let f = fixture("no-email", CodePolicy::default());
+    let mut req = request("A", t(0));
+    req.targets.insert(0, email_target("alice@example.com"));
+    let r = rt().block_on(f.codes.send(&req)).unwrap();
+    let SendResult::Sent {
+        channel, attempts, ..
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!(channel, CodeChannel::Sms);
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0].to_masked, "a•••@example.com");
+    assert_eq!(
+        attempts[0].error.as_deref(),
+        Some("no e-mail channel is configured")
+    );
+    assert_eq!(attempts[1].error, None);
+    assert_eq!(f.outbox.sent.lock().unwrap().len(), 1);
+    // Both tries are deliveries of the one code.
+    let sent = f.store.delivery_by_message("main", "SM1").unwrap().unwrap();
+    let all = f
+        .store
+        .deliveries_of_code(sent.code_id.as_deref().unwrap())
+        .unwrap();
+    let rows: Vec<_> = all
+        .iter()
+        .map(|d| (d.channel.as_str(), d.status.as_str(), d.to_masked.as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("email", "failed", "a•••@example.com"),
+            ("sms", "queued", "+1650•••0001")
+        ]
+    );
+}
+
+#[test]
+fn when_every_channel_fails_each_try_is_recorded_and_no_code_is_live() {
+    use voxgate::config::email::{EmailConfig, SmtpConfig, SmtpTls};
+    let Fixture {
+        codes,
+        store,
+        outbox,
+        _dir,
+    } = fixture("all-fail", CodePolicy::default());
+    // A port nothing listens on: the relay cannot be reached.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = EmailConfig {
+        smtp: SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: SmtpTls::None,
+            username_env: None,
+            password_env: None,
+            timeout: Duration::from_secs(2),
+        },
+        from: "codes@example.com".into(),
+        same_code: true,
+        templates: BTreeMap::new(),
+        brand_names: BTreeMap::new(),
+    };
+    let email = voxgate::backends::email::build(&cfg).unwrap();
+    let codes = codes.with_email(Some(Arc::new(email)));
+    *outbox.fail.lock().unwrap() = true;
+    let mut req = request("A", t(0));
+    req.targets.push(email_target("alice@example.com"));
+    let r = rt().block_on(codes.send(&req)).unwrap();
+    let SendResult::Undeliverable { attempts } = r else {
+        panic!("{r:?}")
+    };
+    let tried: Vec<_> = attempts
+        .iter()
+        .map(|a| (a.channel, a.gateway.as_str(), a.error.is_some()))
+        .collect();
+    assert_eq!(
+        tried,
+        [
+            (CodeChannel::Sms, "main", true),
+            (CodeChannel::Email, "smtp:127.0.0.1", true)
+        ]
+    );
+    assert!(!attempts[1].error.as_deref().unwrap().contains("alice"));
+    assert_eq!(
+        store.code_states().unwrap(),
+        [("undelivered".to_string(), 1)]
+    );
+    // Nobody has that code: the next send goes out at once.
+    *outbox.fail.lock().unwrap() = false;
+    let r = rt().block_on(codes.send(&request("A", t(1)))).unwrap();
+    assert!(matches!(r, SendResult::Sent { .. }), "{r:?}");
 }

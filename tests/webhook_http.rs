@@ -229,11 +229,14 @@ mod crm_cannot_spoof {
             self.0
                 .lock()
                 .unwrap()
-                .push(format!("send {} to {}", req.call_id, req.to));
+                .push(format!("send {} to {}", req.call_id, req.targets[0].to));
             Box::pin(async {
                 Ok(SendResult::Sent {
+                    channel: voxgate::backends::CodeChannel::Sms,
+                    to_masked: String::new(),
                     gateway: "test".into(),
                     message_id: None,
+                    attempts: Vec::new(),
                 })
             })
         }

@@ -425,7 +425,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let key = Arc::new(key);
     let store: Arc<dyn crate::store::AccountStore> = code_store.clone();
     let sms = Arc::new(crate::backends::sms::build(&cfg.sms)?);
-    let codes = StoreCodes::new(code_store.clone(), &key, cfg.codes, sms.clone());
+    let email = cfg
+        .email
+        .as_ref()
+        .map(crate::backends::email::build)
+        .transpose()?;
+    let codes = StoreCodes::new(code_store.clone(), &key, cfg.codes, sms.clone())
+        .with_email(email.map(Arc::new));
     let directories = Directories::build(
         &cfg.directories,
         &cfg.lookup,

@@ -1,8 +1,9 @@
 //! One-time codes kept in the store ([`StoreCodes`]): drawn from the OS's
 //! CSPRNG, stored only as a MAC (`store::codes`), judged against the
 //! server's abuse limits and lockout inside the store's transactions, and
-//! handed to the brand's SMS gateway with the message template; every
-//! message handed over is recorded as a delivery for the receipts to update.
+//! handed to the first channel of the request that takes it (the brand's SMS
+//! gateway, the e-mail relay), with the same code or a new one on fallback;
+//! every try is recorded as a delivery (receipts update the SMS ones).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,13 +12,14 @@ use rand::rngs::OsRng;
 use rand::TryRngCore;
 use zeroize::Zeroizing;
 
+use super::email::Email;
 use super::sms::{Sms, SmsMessage};
 use super::{
-    BoxFut, CodeChannel, CodeCheck, CodeEntry, CodeRequest, CodeService, SendLimit, SendResult,
-    ServiceError,
+    BoxFut, CodeChannel, CodeCheck, CodeEntry, CodeRequest, CodeService, CodeTarget, SendAttempt,
+    SendLimit, SendResult, ServiceError,
 };
 use crate::config::{CodePolicy, Resend};
-use crate::events::mask_number;
+use crate::phone;
 use crate::store::codes::{
     code_mac, CheckOutcome, Limit, NewCode, SendDecision, SendRules, Window,
 };
@@ -31,6 +33,7 @@ pub struct StoreCodes {
     mac_key: Zeroizing<[u8; 32]>,
     policy: CodePolicy,
     sms: Arc<Sms>,
+    email: Option<Arc<Email>>,
 }
 
 impl StoreCodes {
@@ -41,6 +44,7 @@ impl StoreCodes {
             mac_key: key.subkey(b"one-time codes"),
             policy,
             sms,
+            email: None,
         }
     }
 
@@ -122,118 +126,328 @@ fn limit_of(l: Limit) -> SendLimit {
     }
 }
 
-fn channel_name(c: CodeChannel) -> &'static str {
-    match c {
-        CodeChannel::Sms => "sms",
-        CodeChannel::Voice => "voice",
+/// One decision of the store about a code about to go to `target`.
+struct Begin<'r> {
+    req: &'r CodeRequest,
+    target: &'r CodeTarget,
+    id: String,
+    mac: Vec<u8>,
+    rules: SendRules,
+}
+
+impl StoreCodes {
+    /// Also send codes by e-mail through `email` (`None`: no e-mail channel).
+    pub fn with_email(mut self, email: Option<Arc<Email>>) -> Self {
+        self.email = email;
+        self
+    }
+
+    /// A fallback sends the code that failed to go (else a new one).
+    fn same_code(&self) -> bool {
+        self.email.as_ref().is_none_or(|e| e.same_code)
+    }
+
+    /// Why `target` cannot be tried on this server (no gateway for it).
+    fn unusable(&self, target: &CodeTarget, brand: &str) -> Option<&'static str> {
+        match target.channel {
+            CodeChannel::Sms if self.sms.gateway_for(brand).is_none() => {
+                Some("no SMS gateway is configured for this brand")
+            }
+            CodeChannel::Sms => None,
+            CodeChannel::Email if self.email.is_none() => Some("no e-mail channel is configured"),
+            CodeChannel::Email => None,
+            CodeChannel::Voice => Some("no voice channel for codes is configured"),
+        }
+    }
+
+    /// Store the code (judged by the limits) before it goes anywhere.
+    async fn begin(&self, b: Begin<'_>) -> Result<SendDecision, ServiceError> {
+        let req = b.req;
+        let store = self.store.clone();
+        let subject = req.subject.key();
+        let account = req.subject.account_id().map(str::to_string);
+        let (call_id, destination) = (req.call_id.clone(), b.target.to.clone());
+        let caller = req.caller.as_ref().map(|c| c.as_str().to_string());
+        let now = millis(req.now);
+        let (expires, max_attempts) = (
+            now.saturating_add(millis_of(req.ttl)),
+            req.max_attempts.max(1),
+        );
+        let channel = b.target.channel.as_str();
+        let (id, mac, rules) = (b.id, b.mac, b.rules);
+        blocking(move || {
+            store.begin_send(
+                &NewCode {
+                    id: &id,
+                    subject: &subject,
+                    account_id: account.as_deref(),
+                    call_id: &call_id,
+                    channel,
+                    destination: &destination,
+                    caller: caller.as_deref(),
+                    mac: &mac,
+                    now_ms: now,
+                    expires_at_ms: expires,
+                    max_attempts,
+                },
+                &rules,
+            )
+        })
+        .await
+    }
+
+    /// Hand `code` to `target`'s gateway and record the delivery.
+    async fn deliver(
+        &self,
+        req: &CodeRequest,
+        target: &CodeTarget,
+        code_id: &str,
+        code: &str,
+    ) -> SendAttempt {
+        let to_masked = target.masked();
+        let (gateway, status, message_id, error) = match target.channel {
+            CodeChannel::Sms => self.deliver_sms(req, target, code).await,
+            CodeChannel::Email => self.deliver_email(req, target, code).await,
+            CodeChannel::Voice => (
+                String::new(),
+                DeliveryStatus::Failed,
+                None,
+                Some("no voice channel for codes is configured".to_string()),
+            ),
+        };
+        let attempt = SendAttempt {
+            channel: target.channel,
+            to_masked,
+            gateway,
+            message_id,
+            error,
+        };
+        self.record(code_id, &attempt, status).await;
+        attempt
+    }
+
+    /// Record a try as a delivery of code `code_id`.
+    async fn record(&self, code_id: &str, a: &SendAttempt, status: DeliveryStatus) {
+        let store = self.store.clone();
+        let (gw, id, mid, err, masked) = (
+            a.gateway.clone(),
+            code_id.to_string(),
+            a.message_id.clone(),
+            a.error.clone(),
+            a.to_masked.clone(),
+        );
+        let channel = a.channel.as_str();
+        let at_ms = millis(SystemTime::now());
+        let recorded = blocking(move || {
+            store.add_delivery(&NewDelivery {
+                code_id: Some(&id),
+                channel,
+                gateway: &gw,
+                message_id: mid.as_deref(),
+                to_masked: &masked,
+                status,
+                error: err.as_deref(),
+                at_ms,
+            })
+        })
+        .await;
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "code delivery not recorded");
+        }
+    }
+
+    async fn deliver_sms(
+        &self,
+        req: &CodeRequest,
+        target: &CodeTarget,
+        code: &str,
+    ) -> (String, DeliveryStatus, Option<String>, Option<String>) {
+        let Some((name, gateway)) = self.sms.gateway_for(&req.brand) else {
+            let e = "no SMS gateway is configured for this brand".to_string();
+            return (String::new(), DeliveryStatus::Failed, None, Some(e));
+        };
+        let Some(to) = phone::for_lookup(&target.to, phone::Country::default()) else {
+            let e = "not a phone number".to_string();
+            return (name.to_string(), DeliveryStatus::Failed, None, Some(e));
+        };
+        let body = self
+            .sms
+            .templates
+            .render(&req.brand, &req.language, code, req.ttl);
+        let msg = SmsMessage { to, body };
+        let sent = gateway.send(&msg).await;
+        drop(msg);
+        match sent {
+            Ok(a) => (name.to_string(), a.status, a.message_id, None),
+            Err(e) => (
+                name.to_string(),
+                DeliveryStatus::Failed,
+                None,
+                Some(e.to_string()),
+            ),
+        }
+    }
+
+    async fn deliver_email(
+        &self,
+        req: &CodeRequest,
+        target: &CodeTarget,
+        code: &str,
+    ) -> (String, DeliveryStatus, Option<String>, Option<String>) {
+        let Some(email) = &self.email else {
+            let e = "no e-mail channel is configured".to_string();
+            return (String::new(), DeliveryStatus::Failed, None, Some(e));
+        };
+        let msg = email
+            .templates
+            .render(&req.brand, &req.language, code, req.ttl);
+        let sent = email.send(&target.to, &msg).await;
+        drop(msg);
+        let relay = email.relay().to_string();
+        match sent {
+            Ok(_) => (relay, DeliveryStatus::Sent, None, None),
+            Err(e) => (relay, DeliveryStatus::Failed, None, Some(e.to_string())),
+        }
+    }
+
+    async fn undeliverable(&self, code_id: &str) {
+        let store = self.store.clone();
+        let id = code_id.to_string();
+        if let Err(e) = blocking(move || store.code_undeliverable(&id)).await {
+            tracing::warn!(error = %e, "undelivered code not marked");
+        }
+    }
+}
+
+/// A fresh code and its id and MAC.
+fn fresh(key: &[u8; 32], len: u32) -> Result<(Zeroizing<String>, String, Vec<u8>), ServiceError> {
+    let code = draw_code(len.clamp(4, 10))?;
+    let id = draw_id()?;
+    let mac = code_mac(key, &id, &code);
+    Ok((code, id, mac))
+}
+
+fn refused(d: SendDecision) -> Option<SendResult> {
+    match d {
+        SendDecision::Send => None,
+        SendDecision::StillValid => Some(SendResult::StillValid),
+        SendDecision::Limited(l) => Some(SendResult::RateLimited(limit_of(l))),
+        SendDecision::Locked => Some(SendResult::Locked),
     }
 }
 
 impl CodeService for StoreCodes {
     fn send<'a>(&'a self, req: &'a CodeRequest) -> BoxFut<'a, Result<SendResult, ServiceError>> {
         Box::pin(async move {
-            if req.channel != CodeChannel::Sms {
-                return Err(ServiceError::Unavailable(format!(
-                    "no {} channel for codes is configured",
-                    channel_name(req.channel)
-                )));
-            }
-            let Some((gateway_name, _)) = self.sms.gateway_for(&req.brand) else {
-                return Err(ServiceError::Unavailable(
-                    "no SMS gateway is configured for this brand".into(),
-                ));
-            };
-            let gateway_name = gateway_name.to_string();
-            let code = draw_code(req.length.clamp(4, 10))?;
-            let id = draw_id()?;
-            let mac = code_mac(&self.mac_key, &id, &code);
-            let now = millis(req.now);
-            let rules = self.rules(millis_of(req.resend_cooldown));
-            let decision = {
-                let store = self.store.clone();
-                let (id, subject) = (id.clone(), req.subject.key());
-                let account = req.subject.account_id().map(str::to_string);
-                let (call_id, destination) = (req.call_id.clone(), req.to.as_str().to_string());
-                let caller = req.caller.as_ref().map(|c| c.as_str().to_string());
-                let (expires, max_attempts) = (
-                    now.saturating_add(millis_of(req.ttl)),
-                    req.max_attempts.max(1),
-                );
-                let channel = channel_name(req.channel);
-                blocking(move || {
-                    store.begin_send(
-                        &NewCode {
-                            id: &id,
-                            subject: &subject,
-                            account_id: account.as_deref(),
-                            call_id: &call_id,
-                            channel,
-                            destination: &destination,
-                            caller: caller.as_deref(),
-                            mac: &mac,
-                            now_ms: now,
-                            expires_at_ms: expires,
-                            max_attempts,
-                        },
-                        &rules,
-                    )
-                })
-                .await?
-            };
-            match decision {
-                SendDecision::Send => {}
-                SendDecision::StillValid => return Ok(SendResult::StillValid),
-                SendDecision::Limited(l) => return Ok(SendResult::RateLimited(limit_of(l))),
-                SendDecision::Locked => return Ok(SendResult::Locked),
-            }
-            let body = self
-                .sms
-                .templates
-                .render(&req.brand, &req.language, &code, req.ttl);
-            drop(code);
-            let msg = SmsMessage {
-                to: req.to.clone(),
-                body,
-            };
-            let Some((_, gateway)) = self.sms.gateway_for(&req.brand) else {
-                return Err(ServiceError::Unavailable(
-                    "the SMS gateway went away".into(),
-                ));
-            };
-            let sent = gateway.send(&msg).await;
-            drop(msg);
-            let to_masked = mask_number(req.to.as_str());
-            let at_ms = millis(SystemTime::now());
-            let (status, message_id, error) = match &sent {
-                Ok(a) => (a.status, a.message_id.clone(), None),
-                Err(e) => (DeliveryStatus::Failed, None, Some(e.to_string())),
-            };
-            let store = self.store.clone();
-            let (gw, code_id) = (gateway_name.clone(), id.clone());
-            let mid = message_id.clone();
-            let recorded = blocking(move || {
-                if status == DeliveryStatus::Failed {
-                    store.code_undeliverable(&code_id)?;
+            // Channels this server cannot serve are failed tries before any
+            // code is drawn or counted.
+            let mut attempts = Vec::new();
+            let mut usable = Vec::new();
+            for t in &req.targets {
+                match self.unusable(t, &req.brand) {
+                    Some(why) => attempts.push(SendAttempt {
+                        channel: t.channel,
+                        to_masked: t.masked(),
+                        gateway: String::new(),
+                        message_id: None,
+                        error: Some(why.to_string()),
+                    }),
+                    None => usable.push(t),
                 }
-                store.add_delivery(&NewDelivery {
-                    code_id: Some(&code_id),
-                    channel: "sms",
-                    gateway: &gw,
-                    message_id: mid.as_deref(),
-                    to_masked: &to_masked,
-                    status,
-                    error: error.as_deref(),
-                    at_ms,
-                })
-            })
-            .await;
-            if let Err(e) = recorded {
-                tracing::warn!(error = %e, "code delivery not recorded");
             }
-            sent.map(|_| SendResult::Sent {
-                gateway: gateway_name,
-                message_id,
-            })
+            let Some(first) = usable.first() else {
+                let why = attempts
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "{}: {}",
+                            a.channel.as_str(),
+                            a.error.as_deref().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                return Err(ServiceError::Unavailable(if why.is_empty() {
+                    "no channel to send the code by".into()
+                } else {
+                    why.join("; ")
+                }));
+            };
+            let (mut code, mut id, mac) = fresh(&self.mac_key, req.length)?;
+            let rules = self.rules(millis_of(req.resend_cooldown));
+            let decision = self
+                .begin(Begin {
+                    req,
+                    target: first,
+                    id: id.clone(),
+                    mac,
+                    rules,
+                })
+                .await?;
+            if let Some(r) = refused(decision) {
+                return Ok(r);
+            }
+            // The channels tried in vain before any code existed are records too.
+            for a in &attempts {
+                self.record(&id, a, DeliveryStatus::Failed).await;
+            }
+            for (i, target) in usable.iter().enumerate() {
+                if i > 0 && !self.same_code() {
+                    // A new code for the next channel: the one that did not go
+                    // is not live, and the new one is counted like any send.
+                    self.undeliverable(&id).await;
+                    let (c, new_id, mac) = fresh(&self.mac_key, req.length)?;
+                    (code, id) = (c, new_id);
+                    let mut rules = self.rules(0);
+                    rules.cancel_previous = true;
+                    let d = self
+                        .begin(Begin {
+                            req,
+                            target,
+                            id: id.clone(),
+                            mac,
+                            rules,
+                        })
+                        .await?;
+                    if let Some(r) = refused(d) {
+                        let failed = SendAttempt {
+                            channel: target.channel,
+                            to_masked: target.masked(),
+                            gateway: String::new(),
+                            message_id: None,
+                            error: Some(match r {
+                                SendResult::RateLimited(l) => {
+                                    format!("rate limited: {}", l.as_str())
+                                }
+                                SendResult::Locked => "locked".into(),
+                                _ => "not sent".into(),
+                            }),
+                        };
+                        self.record(&id, &failed, DeliveryStatus::Failed).await;
+                        attempts.push(failed);
+                        continue;
+                    }
+                }
+                let attempt = self.deliver(req, target, &id, &code).await;
+                let taken = attempt.error.is_none();
+                attempts.push(attempt);
+                if taken {
+                    drop(code);
+                    let last = attempts.last().cloned();
+                    return Ok(match last {
+                        Some(a) => SendResult::Sent {
+                            channel: a.channel,
+                            to_masked: a.to_masked,
+                            gateway: a.gateway,
+                            message_id: a.message_id,
+                            attempts,
+                        },
+                        None => SendResult::Undeliverable { attempts },
+                    });
+                }
+            }
+            drop(code);
+            self.undeliverable(&id).await;
+            Ok(SendResult::Undeliverable { attempts })
         })
     }
 

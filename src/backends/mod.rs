@@ -19,12 +19,13 @@ use crate::phone::E164;
 
 pub mod codes;
 pub mod directory;
+pub mod email;
 pub mod passphrase;
 pub mod sms;
 pub mod totp;
 pub mod webhook_http;
 
-/// `send_code`'s `channel:`; `verify_code` later checks with the channel
+/// `send_code`'s `channels:`; `verify_code` later checks with the channel
 /// really used (kept in engine state).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CodeChannel {
@@ -32,6 +33,55 @@ pub enum CodeChannel {
     Sms,
     /// Read out on a call back / this call (landlines).
     Voice,
+    /// An e-mail to the account's address.
+    Email,
+}
+
+impl CodeChannel {
+    /// Stable spelling in flows, events, deliveries and `code.channel`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeChannel::Sms => "sms",
+            CodeChannel::Voice => "voice",
+            CodeChannel::Email => "email",
+        }
+    }
+}
+
+/// One channel a code may go by, with its destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeTarget {
+    /// The channel.
+    pub channel: CodeChannel,
+    /// The destination: a number in E.164 (SMS, voice) or an e-mail address.
+    pub to: String,
+}
+
+impl CodeTarget {
+    /// The destination as events and deliveries show it (a number by
+    /// [`crate::events::mask_number`], an address by
+    /// [`crate::events::mask_email`]).
+    pub fn masked(&self) -> String {
+        match self.channel {
+            CodeChannel::Email => crate::events::mask_email(&self.to),
+            CodeChannel::Sms | CodeChannel::Voice => crate::events::mask_number(&self.to),
+        }
+    }
+}
+
+/// One try at handing a code to a channel (events and `send_code`'s report).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendAttempt {
+    /// The channel tried.
+    pub channel: CodeChannel,
+    /// The destination, masked.
+    pub to_masked: String,
+    /// The gateway (or SMTP relay) asked; "" when none is configured.
+    pub gateway: String,
+    /// The gateway's message id, when it gave one.
+    pub message_id: Option<String>,
+    /// `None`: taken; else why not (never a secret, never the address).
+    pub error: Option<String>,
 }
 
 /// A boxed `Send` future borrowing from the backend and its arguments.
@@ -118,10 +168,12 @@ pub struct CodeRequest {
     /// The caller's number for the per-caller send limits; `None` when
     /// withheld (the limits then count the destination only).
     pub caller: Option<E164>,
-    /// How to deliver it; `verify_code` later reports this channel as its method.
-    pub channel: CodeChannel,
-    /// The destination, in E.164.
-    pub to: E164,
+    /// Where and how to deliver it, in order of preference: when a channel
+    /// fails to take the code, the next is tried (with the same code or a
+    /// new one, as the server's config says). `verify_code` later reports
+    /// the channel that took it as its method. The first target's
+    /// destination is the one the per-destination limits count.
+    pub targets: Vec<CodeTarget>,
     /// The call's brand ("" = none): picks the gateway and the message template.
     pub brand: String,
     /// Language of the message template (`en` unless the step says).
@@ -168,12 +220,23 @@ impl SendLimit {
 /// What [`CodeService::send`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SendResult {
-    /// A code was generated, stored and handed to the channel's gateway.
+    /// A code was generated, stored and handed to a channel's gateway.
     Sent {
+        /// The channel that took it.
+        channel: CodeChannel,
+        /// Its destination, masked.
+        to_masked: String,
         /// The gateway's name in the config.
         gateway: String,
         /// The gateway's message id, when it gave one.
         message_id: Option<String>,
+        /// Every try, in order, the one that took the code last.
+        attempts: Vec<SendAttempt>,
+    },
+    /// No channel took the code (each try says why); it is not live.
+    Undeliverable {
+        /// Every try, in order.
+        attempts: Vec<SendAttempt>,
     },
     /// A live code went to this subject within the resend cooldown: none
     /// was sent now, the caller enters that one.

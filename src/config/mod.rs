@@ -13,6 +13,7 @@ use crate::phone::Country;
 
 pub mod codes;
 pub mod directory;
+pub mod email;
 pub mod http;
 pub mod rtp_source;
 pub mod segments;
@@ -138,6 +139,7 @@ struct RawConfig {
     nice: Option<i32>,
     media_priority: Option<i32>,
     sms: Option<sms::RawSms>,
+    email: Option<email::RawEmail>,
     http: Option<http::RawHttp>,
 }
 
@@ -322,6 +324,8 @@ pub struct Config {
     pub media_priority: i32,
     /// Text-message gateways and templates (`sms:`).
     pub sms: SmsConfig,
+    /// The e-mail channel for codes (`email:`); `None`: not configured.
+    pub email: Option<email::EmailConfig>,
     /// voxgate's HTTP endpoint (`http:`); `None`: no HTTP server.
     pub http: Option<HttpConfig>,
 }
@@ -360,6 +364,7 @@ impl Default for Config {
             nice: -10,
             media_priority: 10,
             sms: SmsConfig::default(),
+            email: None,
             http: None,
         }
     }
@@ -588,6 +593,11 @@ impl Config {
             .map_err(sem)?;
         c.sms = raw.sms.unwrap_or_default().into_config(path)?;
         c.sms.public_url = c.http.as_ref().map(|h| h.public_url.clone());
+        c.email = raw
+            .email
+            .map(email::RawEmail::into_config)
+            .transpose()
+            .map_err(sem)?;
         Ok(c)
     }
 

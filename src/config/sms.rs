@@ -719,6 +719,10 @@ mod tests {
         assert_eq!(c.sms.gateways.len(), 2);
         assert!(c.sms.templates.contains_key(&("acme".into(), "de".into())));
         assert_eq!(c.http.unwrap().public_url, "https://ivr.example.com");
+        // The e-mail example after it.
+        let email = c.email.expect("the email: example");
+        assert_eq!(email.smtp.username_env.as_deref(), Some("SMTP_USER"));
+        assert_eq!(email.templates.len(), 1);
     }
 
     #[test]

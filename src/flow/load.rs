@@ -879,6 +879,40 @@ impl<'n> FieldReader<'_, '_, 'n> {
         self.ld.choice(n, name, options)
     }
 
+    /// A list of one-of-these-words (`channels: [sms, email]`), each at most
+    /// once; `None` when absent (or unusable: reported).
+    pub(crate) fn choice_list<T: Copy + PartialEq>(
+        &mut self,
+        name: &'static str,
+        options: &[(&str, T)],
+    ) -> Option<Spanned<Vec<T>>> {
+        let n = self.get(name)?;
+        let Val::Seq(items) = &n.val else {
+            self.ferr(
+                n.span,
+                format!("`{name}` must be a list, got {}", n.shown()),
+            );
+            return None;
+        };
+        if items.is_empty() {
+            self.ferr(n.span, format!("`{name}` must name at least one"));
+            return None;
+        }
+        let mut out = Vec::new();
+        for item in items {
+            let v = self.ld.choice(item, name, options)?;
+            if out.contains(&v) {
+                self.ferr(
+                    item.span,
+                    format!("`{name}`: {} is listed twice", item.shown()),
+                );
+                return None;
+            }
+            out.push(v);
+        }
+        Some(Spanned::new(out, n.span))
+    }
+
     pub(crate) fn barge_in(&mut self, name: &'static str, default: BargeIn) -> BargeIn {
         match self.get(name) {
             Some(n) => self.ld.barge_in(n, default),
@@ -2010,7 +2044,7 @@ steps:
         let StepKind::SendCode(s) = &f.step("c").unwrap().kind else {
             panic!()
         };
-        assert_eq!(s.channel, CodeChannel::Sms);
+        assert_eq!(s.channels.value, vec![CodeChannel::Sms]);
         assert_eq!(s.to.value, "${account.phone}");
         assert_eq!(s.length.value, 6);
         assert_eq!(s.ttl.value, Duration::from_secs(60));
@@ -2672,6 +2706,46 @@ steps:
     }
 
     #[test]
+    fn send_code_channels_in_order_and_channel_as_a_list_of_one() {
+        let f = ok(r#"
+steps:
+  a: { send_code: { channels: [sms, email, voice] }, on: { success: b, rate_limited: z } }
+  b: { send_code: { channel: email }, on: { success: z, rate_limited: z } }
+  z: { hangup: {} }
+"#);
+        let chans = |id: &str| match &f.step(id).unwrap().kind {
+            StepKind::SendCode(s) => s.channels.value.clone(),
+            _ => panic!(),
+        };
+        assert_eq!(
+            chans("a"),
+            [CodeChannel::Sms, CodeChannel::Email, CodeChannel::Voice]
+        );
+        assert_eq!(chans("b"), [CodeChannel::Email]);
+        for (body, want) in [
+            (
+                "{ channels: [sms, sms] }",
+                "`channels`: \"sms\" is listed twice",
+            ),
+            ("{ channels: [] }", "`channels` must name at least one"),
+            ("{ channels: sms }", "`channels` must be a list"),
+            (
+                "{ channels: [fax] }",
+                "`channels` must be one of sms, voice, email, got \"fax\"",
+            ),
+            (
+                "{ channel: sms, channels: [email] }",
+                "`channel` or `channels`, not both",
+            ),
+        ] {
+            let e = errs(&format!(
+                "steps:\n  a: {{ send_code: {body}, on: {{ success: z, rate_limited: z }} }}\n  z: {{ hangup: {{}} }}\n"
+            ));
+            assert!(e.iter().any(|m| m.contains(want)), "{body}: {e:?}");
+        }
+    }
+
+    #[test]
     fn field_tables_cover_every_kind() {
         let names = kind_list();
         for k in names.iter() {
@@ -2690,7 +2764,7 @@ steps:
             ("recognize", "prompts phrases digits_only language no_input_timeout end_of_speech_timeout max_duration min_confidence tries no_input_prompts no_match_prompts barge_in into".into()),
             ("lookup_caller", "number".into()),
             ("verify_passphrase", "prompts tries no_input_timeout end_of_speech_timeout max_duration no_input_prompts retry_prompts".into()),
-            ("send_code", "channel to length ttl max_attempts resend_cooldown language".into()),
+            ("send_code", "channel channels to length ttl max_attempts resend_cooldown language".into()),
             ("verify_code", digit.into()),
             ("verify_totp", format!("{digit} window")),
             ("transfer", "target mode timeout headers".into()),

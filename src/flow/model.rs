@@ -398,9 +398,12 @@ pub use crate::backends::CodeChannel;
 /// `send_code` fields.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SendCode {
-    /// How the code reaches the caller (default SMS).
-    pub channel: CodeChannel,
-    /// Destination number (default `${account.phone}`).
+    /// How the code may reach the caller, in order of preference (default
+    /// `[sms]`; `channel: x` is `channels: [x]`). A channel the account
+    /// cannot take is skipped; one whose gateway fails, the next is tried.
+    pub channels: Spanned<Vec<CodeChannel>>,
+    /// Destination number for SMS and voice (default `${account.phone}`);
+    /// e-mail goes to `${account.email}`.
     pub to: Template,
     /// Digits in the code (4–10).
     pub length: Spanned<u32>,

@@ -160,6 +160,7 @@ impl PendingCode {
         match self.channel {
             CodeChannel::Sms => AuthMethod::SmsCode,
             CodeChannel::Voice => AuthMethod::VoiceCode,
+            CodeChannel::Email => AuthMethod::EmailCode,
         }
     }
 }
@@ -316,13 +317,7 @@ impl CallState {
             "auth.method" => s(auth.map_or("none", |a| a.method.as_str())),
             "auth.reason" => s(auth.map_or("", |a| a.reason.as_str())),
             "code.sent_to" => self.code.as_ref().map(|c| c.sent_to_masked.clone()),
-            "code.channel" => self.code.as_ref().map(|c| {
-                match c.channel {
-                    CodeChannel::Sms => "sms",
-                    CodeChannel::Voice => "voice",
-                }
-                .to_string()
-            }),
+            "code.channel" => self.code.as_ref().map(|c| c.channel.as_str().to_string()),
             "account.id" if self.account.is_none() => s("none"),
             _ => {
                 if let Some(field) = name.strip_prefix("account.") {

@@ -31,6 +31,16 @@ fn event_fields(name: &str) -> Option<&'static [&'static str]> {
             "gateway",
             "message_id",
         ],
+        // One try per channel: `to_masked` is "" when skipped (no address).
+        "code_attempt" => &[
+            "step",
+            "channel",
+            "to_masked",
+            "outcome",
+            "reason",
+            "gateway",
+            "message_id",
+        ],
         "code_delivery" => &["gateway", "message_id", "status", "error"],
         "transferred" | "transfer_failed" | "transfer_error" => {
             &["step", "target", "outcome", "status"]

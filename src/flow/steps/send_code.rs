@@ -1,39 +1,127 @@
-//! `send_code`: ask the code backend to send a one-time code (SMS or voice).
+//! `send_code`: ask the code backend to send a one-time code by the first
+//! of the step's channels (SMS, voice, e-mail) the account can take and a
+//! gateway accepts.
 //! The code itself never passes through the engine.
 
-use crate::backends::{CodeRequest, SendResult};
+use crate::backends::{CodeRequest, CodeTarget, SendAttempt, SendResult};
 use crate::call::CallChannel;
-use crate::events::{mask_number, Event, SendOutcome};
+use crate::events::{Event, SendOutcome};
 use crate::flow::model::{CodeChannel, Exit, SendCode};
 use crate::flow::state::PendingCode;
 use crate::phone;
 
 use super::{Abort, Ctx, Flowing};
 
+/// Where `channel` would take the code for this call's account, or why it
+/// cannot (`Err`: the reason, naming no destination).
+fn target_for<C: CallChannel>(
+    ctx: &Ctx<'_, C>,
+    step: &SendCode,
+    channel: CodeChannel,
+) -> Result<CodeTarget, &'static str> {
+    let state = &ctx.state;
+    let to = match channel {
+        CodeChannel::Sms | CodeChannel::Voice => {
+            let rendered = ctx
+                .scope()
+                .render_public(&step.to.value)
+                .map_err(|_| "no phone number")?;
+            if rendered.trim().is_empty() {
+                return Err("no phone number");
+            }
+            // Lenient like lookups: the number is on file (or the flow's); a
+            // number the numbering plan does not know is the gateway's to refuse.
+            let n = phone::for_lookup(&rendered, ctx.services.default_country)
+                .ok_or("not a phone number")?;
+            // The line type on file speaks for the account's own number only.
+            let own = state.read("account.phone").as_deref() == Some(n.as_str());
+            if channel == CodeChannel::Sms
+                && own
+                && state.read("account.line_type").as_deref() == Some("landline")
+            {
+                return Err("a landline cannot take a text message");
+            }
+            n.as_str().to_string()
+        }
+        CodeChannel::Email => {
+            let a = state.read("account.email").unwrap_or_default();
+            let a = a.trim();
+            match a.split_once('@') {
+                Some((l, d)) if !l.is_empty() && d.contains('.') => a.to_string(),
+                _ => return Err("no e-mail address on file"),
+            }
+        }
+    };
+    Ok(CodeTarget { channel, to })
+}
+
+fn attempt_event(step: &str, a: &SendAttempt) -> Event {
+    Event::CodeAttempt {
+        step: step.to_string(),
+        channel: a.channel.as_str(),
+        to_masked: a.to_masked.clone(),
+        outcome: if a.error.is_none() { "sent" } else { "failed" },
+        reason: a.error.clone(),
+        gateway: Some(a.gateway.clone()).filter(|g| !g.is_empty()),
+        message_id: a.message_id.clone(),
+    }
+}
+
 pub(super) async fn run<C: CallChannel>(
     ctx: &mut Ctx<'_, C>,
     step: &SendCode,
 ) -> Result<Flowing, Abort> {
-    let rendered = ctx
-        .scope()
-        .render_public(&step.to.value)
-        .map_err(|e| Abort::Fail(format!("send_code to: {e}")))?;
-    // Lenient like lookups: the number is on file (or the flow's); a number
-    // the numbering plan does not know is the gateway's to refuse.
-    let to = phone::for_lookup(&rendered, ctx.services.default_country)
-        .ok_or_else(|| Abort::Fail("send_code to: not a phone number".to_string()))?;
-    let channel = match step.channel {
-        CodeChannel::Sms => "sms",
-        CodeChannel::Voice => "voice",
+    let step_id = ctx.id().to_string();
+    let mut targets = Vec::new();
+    let mut skipped = Vec::new();
+    for &channel in &step.channels.value {
+        match target_for(ctx, step, channel) {
+            Ok(t) => targets.push(t),
+            Err(why) => {
+                skipped.push(format!("{}: {why}", channel.as_str()));
+                ctx.emit(Event::CodeAttempt {
+                    step: step_id.clone(),
+                    channel: channel.as_str(),
+                    to_masked: String::new(),
+                    outcome: "skipped",
+                    reason: Some(why.to_string()),
+                    gateway: None,
+                    message_id: None,
+                });
+            }
+        }
+    }
+    let first_channel = step
+        .channels
+        .value
+        .first()
+        .copied()
+        .unwrap_or(CodeChannel::Sms);
+    let Some(first) = targets.first().cloned() else {
+        let why = format!("no channel can take the code ({})", skipped.join("; "));
+        ctx.emit(Event::CodeSent {
+            step: step_id,
+            channel: first_channel.as_str(),
+            to_masked: String::new(),
+            outcome: SendOutcome::Error,
+            reason: Some(why.clone()),
+            gateway: None,
+            message_id: None,
+        });
+        return Err(Abort::Fail(format!("send_code: {why}")));
     };
-    let subject = ctx.state.code_subject_for(to.as_str());
+    // The subject: the account's, else the number the code goes to.
+    let subject_key = match first.channel {
+        CodeChannel::Email => ctx.state.read("account.phone").unwrap_or_default(),
+        _ => first.to.clone(),
+    };
+    let subject = ctx.state.code_subject_for(&subject_key);
     let caller = phone::for_lookup(ctx.state.caller(), ctx.services.default_country);
     let req = CodeRequest {
         call_id: ctx.state.call_id().to_string(),
         subject: subject.clone(),
         caller,
-        channel: step.channel,
-        to: to.clone(),
+        targets,
         brand: ctx.call.info().brand.clone(),
         language: step.language.value.clone(),
         length: step.length.value,
@@ -44,13 +132,44 @@ pub(super) async fn run<C: CallChannel>(
     };
     let res = ctx.services.codes.send(&req).await;
     let (mut reason, mut gateway, mut message_id) = (None, None, None);
+    let (mut channel, mut to_masked) = (first.channel, first.masked());
     let (outcome, flowing) = match res {
         Ok(SendResult::Sent {
+            channel: c,
+            to_masked: t,
             gateway: g,
             message_id: m,
+            attempts,
         }) => {
-            (gateway, message_id) = (Some(g), m);
+            for a in &attempts {
+                ctx.emit(attempt_event(&step_id, a));
+            }
+            (channel, to_masked, gateway, message_id) = (c, t, Some(g), m);
             (SendOutcome::Sent, Ok(Flowing::Exit(Exit::Success)))
+        }
+        Ok(SendResult::Undeliverable { attempts }) => {
+            for a in &attempts {
+                ctx.emit(attempt_event(&step_id, a));
+            }
+            if let Some(last) = attempts.last() {
+                (channel, to_masked) = (last.channel, last.to_masked.clone());
+            }
+            let why = attempts
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{}: {}",
+                        a.channel.as_str(),
+                        a.error.as_deref().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            reason = Some(why.clone());
+            (
+                SendOutcome::Error,
+                Err(Abort::Fail(format!("code service: {why}"))),
+            )
         }
         Ok(SendResult::StillValid) => (SendOutcome::StillValid, Ok(Flowing::Exit(Exit::Success))),
         Ok(SendResult::RateLimited(limit)) => {
@@ -72,18 +191,16 @@ pub(super) async fn run<C: CallChannel>(
             )
         }
     };
-    let step_id = ctx.id().to_string();
-    let to_masked = mask_number(to.as_str());
     if matches!(outcome, SendOutcome::Sent | SendOutcome::StillValid) {
         ctx.state.code_sent(PendingCode {
-            channel: step.channel,
+            channel,
             subject,
             sent_to_masked: to_masked.clone(),
         });
     }
     ctx.emit(Event::CodeSent {
         step: step_id,
-        channel,
+        channel: channel.as_str(),
         to_masked,
         outcome,
         reason,
@@ -148,13 +265,24 @@ fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
         return None;
     }
     let span = r.span();
+    const CHANNELS: &[(&str, CodeChannel)] = &[
+        ("sms", CodeChannel::Sms),
+        ("voice", CodeChannel::Voice),
+        ("email", CodeChannel::Email),
+    ];
+    let one = r.choice("channel", CHANNELS);
+    let list = r.choice_list("channels", CHANNELS);
+    let channels = match (one, list) {
+        (Some(c), None) => Spanned::new(vec![c], span),
+        (None, Some(l)) => l,
+        (Some(_), Some(l)) => {
+            r.ferr(l.span, "`channel` or `channels`, not both");
+            l
+        }
+        (None, None) => Spanned::new(vec![CodeChannel::Sms], span),
+    };
     Some(StepKind::SendCode(SendCode {
-        channel: r
-            .choice(
-                "channel",
-                &[("sms", CodeChannel::Sms), ("voice", CodeChannel::Voice)],
-            )
-            .unwrap_or(CodeChannel::Sms),
+        channels,
         to: r
             .template("to")
             .unwrap_or_else(|| Spanned::new("${account.phone}".into(), span)),

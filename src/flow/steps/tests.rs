@@ -572,6 +572,53 @@ fn code_fx(mode: SendMode, verify_fails: bool) -> Fx {
     }
 }
 
+/// Alice on a landline, with `email` when given.
+fn landline_alice(email: Option<&str>) -> Fx {
+    let mut d = alice();
+    if let Some(Some(acc)) = d.accounts.get_mut("+15551230001") {
+        acc.insert("line_type".into(), "landline".into());
+        if let Some(e) = email {
+            acc.insert("email".into(), e.into());
+        }
+    }
+    Fx {
+        directory: Some(d),
+        codes: Some((SendMode::Ok, false)),
+        ..Fx::default()
+    }
+}
+
+#[test]
+fn send_code_skips_what_the_account_cannot_take() {
+    let f = flow(&CODES.replace("channel: sms", "channels: [sms, email]"));
+    let r = run_with(
+        &f,
+        vec![digits("${sent_code}")],
+        landline_alice(Some("alice@example.com")),
+    );
+    assert_eq!(r.out.path, ["look", "send", "code", "ok"]);
+    assert!(r.events.iter().any(|e| matches!(e,
+        Event::CodeAttempt { channel: "sms", outcome: "skipped", reason: Some(why), .. }
+            if why == "a landline cannot take a text message")));
+    assert!(r.events.iter().any(|e| matches!(e,
+        Event::CodeSent { channel: "email", to_masked, .. } if to_masked == "a•••@example.com")));
+    assert!(r.events.iter().any(|e| matches!(
+        e,
+        Event::Auth {
+            method: crate::events::AuthMethod::EmailCode,
+            ..
+        }
+    )));
+    assert!(!r.json().contains("alice@example.com"));
+
+    // Nothing it can take: `error`, each channel's reason in the event.
+    let r = run_with(&f, vec![], landline_alice(None));
+    assert_eq!(r.out.path, ["look", "send", "send_err"]);
+    assert!(r.events.iter().any(|e| matches!(e,
+        Event::CodeSent { reason: Some(why), .. }
+            if why.contains("sms: a landline") && why.contains("email: no e-mail address on file"))));
+}
+
 #[test]
 fn send_code_exits_and_masked_destination() {
     let f = flow(CODES);

@@ -133,9 +133,22 @@ impl CodeService for CodeStub {
                 },
             );
         }
-        ready(Ok(SendResult::Sent {
+        let Some(first) = req.targets.first() else {
+            return ready(Err(ServiceError::Unavailable("no channel".into())));
+        };
+        let attempt = crate::backends::SendAttempt {
+            channel: first.channel,
+            to_masked: first.masked(),
             gateway: "stub".into(),
             message_id: Some(format!("stub-{n}")),
+            error: None,
+        };
+        ready(Ok(SendResult::Sent {
+            channel: first.channel,
+            to_masked: first.masked(),
+            gateway: "stub".into(),
+            message_id: Some(format!("stub-{n}")),
+            attempts: vec![attempt],
         }))
     }
 

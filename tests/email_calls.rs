@@ -1,0 +1,493 @@
+//! Codes by e-mail over whole calls: `voxgate serve` with a real SQLite
+//! account store, a fake Twilio (`tests/twilio`) as its SMS gateway and a
+//! real local SMTP server (Debian `python3-aiosmtpd`, `tests/smtp/sink.py`)
+//! as its e-mail relay. The flow (`tests/flows_codes/code_email.yaml`) asks
+//! for `channels: [sms, email]`: a landline account skips SMS, a gateway
+//! that answers 4xx or 5xx falls back to e-mail with the same code; the
+//! test reads the code from the received mail and sipp keys it → `ok`. A
+//! recipient the relay refuses is the step's `error`, with the reply code.
+//! No code in the log, the events, the database or its WAL; no address in
+//! clear in the events or the log.
+
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
+mod common;
+mod twilio;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+use twilio::FakeTwilio;
+use voxgate::phone::{normalise, Country, LineType};
+use voxgate::store::sealed::write_key_file;
+use voxgate::store::{NewAccount, SecretKey, Store};
+
+const TOKEN_ENV: &str = "VOXGATE_TEST_EMAIL_CALLS_TWILIO_TOKEN";
+const TOKEN: &str = "email-calls-auth-token-0123456789";
+const USER_ENV: &str = "VOXGATE_TEST_EMAIL_CALLS_SMTP_USER";
+const PASS_ENV: &str = "VOXGATE_TEST_EMAIL_CALLS_SMTP_PASSWORD";
+const USER: &str = "voxgate-relay-user";
+/// The relay's password: required by the sink, never in voxgate's log.
+const PASSWORD: &str = "smtp-relay-password-5f1e9c";
+
+fn set_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var(TOKEN_ENV, TOKEN);
+        std::env::set_var(USER_ENV, USER);
+        std::env::set_var(PASS_ENV, PASSWORD);
+    });
+}
+
+/// The local SMTP server; killed when dropped.
+struct Smtp {
+    child: Child,
+    port: u16,
+    folder: PathBuf,
+}
+
+impl Smtp {
+    fn start(name: &str) -> Smtp {
+        let folder = scratch(&format!("{name}-mail"));
+        let port = free_port();
+        // Debian's interpreter: python3-aiosmtpd is a system package.
+        let python = ["/usr/bin/python3", "python3"]
+            .into_iter()
+            .find(|p| !p.starts_with('/') || Path::new(p).exists())
+            .unwrap();
+        let mut child = Command::new(python)
+            .arg(root().join("tests/smtp/sink.py"))
+            .arg(port.to_string())
+            .arg(&folder)
+            .env("SINK_USER", USER)
+            .env("SINK_PASSWORD", PASSWORD)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 (with Debian's python3-aiosmtpd) runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the SMTP sink did not start (python3-aiosmtpd installed?)"
+        );
+        Smtp {
+            child,
+            port,
+            folder,
+        }
+    }
+
+    /// The messages received, in order.
+    fn received(&self) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(&self.folder)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+
+    /// The code in the `nth` message to `to`, waiting for it.
+    fn wait_code(&self, to: &str, nth: usize) -> (String, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mails: Vec<String> = self
+                .received()
+                .into_iter()
+                .filter(|m| m.starts_with(&format!("X-Rcpt-To: {to}\r\n")))
+                .collect();
+            if mails.len() >= nth {
+                let mail = mails[nth - 1].clone();
+                let body = mail.split("\r\n\r\n").nth(1).unwrap_or("");
+                let code = body
+                    .split(|c: char| !c.is_ascii_digit())
+                    .find(|w| w.len() == 6)
+                    .unwrap_or_else(|| panic!("no 6-digit code in {mail:?}"))
+                    .to_string();
+                return (code, mail);
+            }
+            assert!(Instant::now() < deadline, "no mail to {to} arrived");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct State {
+    db: PathBuf,
+    key_file: PathBuf,
+}
+
+/// A fresh store with accounts (id, phone, line type, e-mail).
+fn state(name: &str, accounts: &[(&str, &str, Option<LineType>, Option<&str>)]) -> State {
+    let dir = scratch(&format!("{name}-state"));
+    let (db, key_file) = (dir.join("voxgate.db"), dir.join("secret.key"));
+    write_key_file(&key_file, &SecretKey::generate()).unwrap();
+    let store = Store::open(&db).unwrap();
+    for (id, phone, line_type, email) in accounts {
+        let acct = NewAccount {
+            id: Some((*id).to_string()),
+            phone: Some(normalise(phone, Country::default()).unwrap()),
+            line_type: *line_type,
+            email: email.map(str::to_string),
+            ..NewAccount::default()
+        };
+        store.add(&acct, None).unwrap();
+    }
+    State { db, key_file }
+}
+
+/// `serve` on the code flows, the fake Twilio for SMS, `smtp` for e-mail.
+fn serve(name: &str, st: &State, fake: &FakeTwilio, smtp: &Smtp) -> Voxgate {
+    serve_with(name, st, fake, smtp, true)
+}
+
+/// [`serve`], a fallback sending the same code or (`same_code: false`) a new one.
+fn serve_with(name: &str, st: &State, fake: &FakeTwilio, smtp: &Smtp, same_code: bool) -> Voxgate {
+    set_env();
+    let config = format!(
+        "listen: 127.0.0.1:{{port}}\ndatabase: \"{}\"\nsecret_key_file: \"{}\"\nroute_by_flow_name: true\nsms:\n  gateways:\n    tw: {}\n  brand_names: {{ '': 'Voxbank' }}\nemail:\n  smtp: {{ host: 127.0.0.1, port: {}, tls: none, timeout: 5s, username_env: {USER_ENV}, password_env: {PASS_ENV} }}\n  from: 'Voxbank <codes@voxbank.example>'\n  same_code: {same_code}\n  brand_names: {{ '': 'Voxbank' }}\n  templates:\n    '*': {{ en: {{ subject: 'Your {{brand}} code', text: 'Your {{brand}} code is {{code}}. It expires in {{minutes}} min.' }} }}\n",
+        st.db.display(),
+        st.key_file.display(),
+        fake.gateway_yaml(TOKEN_ENV, ", retries: 1, retry_backoff: 10ms"),
+        smtp.port,
+    );
+    Voxgate::start(
+        name,
+        Options {
+            flows: root().join("tests/flows_codes"),
+            extra_config: &config,
+        },
+    )
+}
+
+fn call_events(vg: &Voxgate, before: usize) -> Vec<Value> {
+    let all = vg.wait_events("the call to end", Duration::from_secs(60), |evs| {
+        evs.iter()
+            .skip(before)
+            .any(|e| event_name(e).starts_with("hung_up"))
+    });
+    all[before..].to_vec()
+}
+
+fn outcome(evs: &[Value]) -> String {
+    let ends = [
+        "ok",
+        "wrong",
+        "used_up",
+        "expired",
+        "quiet",
+        "limited",
+        "send_err",
+        "errored",
+        "no_account",
+    ];
+    evs.iter()
+        .filter(|e| event_name(e) == "step_entered")
+        .filter_map(|e| e["event"]["step"].as_str())
+        .rfind(|s| ends.contains(s))
+        .unwrap_or("none")
+        .to_string()
+}
+
+/// A call from `from` that keys the code the test writes to code.txt:
+/// `code_of` runs while the call waits and returns the code.
+fn call_entering(
+    vg: &Voxgate,
+    name: &str,
+    from: &str,
+    code_of: impl FnOnce() -> String,
+) -> Vec<Value> {
+    let dir = scratch(&format!("{name}-sipp"));
+    std::fs::write(dir.join("code.txt"), "").unwrap();
+    let sink = RtpSink::new();
+    let (sip, sink_port) = (vg.sip, sink.port());
+    let sipp_dir = dir.clone();
+    let from_user = from.to_string();
+    let before = vg.read_events().len();
+    let caller = std::thread::spawn(move || {
+        sipp_in(
+            &sipp_dir,
+            "code_entry.xml",
+            sip,
+            "code_email",
+            false,
+            &[
+                ("rtp_listen", sink_port.to_string()),
+                ("from_user", from_user),
+            ],
+        )
+    });
+    let code = code_of();
+    std::fs::write(dir.join("code.txt"), &code).unwrap();
+    let out = caller.join().unwrap();
+    vg.expect_sipp_ok(&out, "call keying the code it received");
+    call_events(vg, before)
+}
+
+/// The `code_attempt` events as (channel, outcome, reason).
+fn attempts(evs: &[Value]) -> Vec<(String, String, String)> {
+    events_named(evs, "code_attempt")
+        .iter()
+        .map(|e| {
+            let f = |k: &str| e["event"][k].as_str().unwrap_or("").to_string();
+            (f("channel"), f("outcome"), f("reason"))
+        })
+        .collect()
+}
+
+fn read_lossy(p: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
+}
+
+/// None of `codes` in the log, the events, the database or its WAL, and
+/// none of `addresses` in the log or the events.
+fn assert_nowhere(vg: &Voxgate, st: &State, codes: &[String], addresses: &[&str]) {
+    let wal = PathBuf::from(format!("{}-wal", st.db.display()));
+    let log = vg.log();
+    let events = std::fs::read_to_string(&vg.events).unwrap_or_default();
+    let files = [
+        ("log", &log),
+        ("events", &events),
+        ("database", &read_lossy(&st.db)),
+        ("WAL", &read_lossy(&wal)),
+    ];
+    for c in codes {
+        for (what, text) in &files {
+            assert!(!text.contains(c.as_str()), "the code {c} is in the {what}");
+        }
+    }
+    for (what, text) in &files {
+        assert!(
+            !text.contains(PASSWORD),
+            "the SMTP password is in the {what}"
+        );
+    }
+    for a in addresses {
+        for (what, text) in &files[..2] {
+            assert!(!text.contains(a), "the address {a} is in the {what}");
+        }
+    }
+}
+
+#[test]
+fn a_landline_gets_its_code_by_email_and_keys_it_in() {
+    const NUM: &str = "+16502530201";
+    const MAIL: &str = "alice.landline@example.com";
+    let st = state(
+        "email-landline",
+        &[("ACC-L", NUM, Some(LineType::Landline), Some(MAIL))],
+    );
+    let fake = FakeTwilio::start(TOKEN);
+    let smtp = Smtp::start("email-landline");
+    let vg = serve("email-landline", &st, &fake, &smtp);
+
+    let mut code = String::new();
+    let mut mail = String::new();
+    let evs = call_entering(&vg, "email-landline", NUM, || {
+        (code, mail) = smtp.wait_code(MAIL, 1);
+        code.clone()
+    });
+    assert_eq!(outcome(&evs), "ok", "{}", pretty(&evs));
+    assert_eq!(
+        attempts(&evs),
+        [
+            (
+                "sms".into(),
+                "skipped".into(),
+                "a landline cannot take a text message".into()
+            ),
+            ("email".into(), "sent".into(), String::new()),
+        ],
+        "{}",
+        pretty(&evs)
+    );
+    let sent = events_named(&evs, "code_sent");
+    assert_eq!(sent[0]["event"]["channel"], "email", "{}", pretty(&evs));
+    assert_eq!(sent[0]["event"]["to_masked"], "a•••@example.com");
+    assert_eq!(sent[0]["event"]["gateway"], "smtp:127.0.0.1");
+    let passed = events_named(&evs, "auth_passed");
+    assert_eq!(
+        passed[0]["event"]["method"],
+        "email_code",
+        "{}",
+        pretty(&evs)
+    );
+    assert!(fake.sent().is_empty(), "no SMS to a landline");
+
+    // The mail: the brand's subject, the code in the text only.
+    assert!(mail.contains("Subject: Your Voxbank code"), "{mail}");
+    assert!(
+        mail.contains("From: Voxbank <codes@voxbank.example>"),
+        "{mail}"
+    );
+    assert!(mail.contains("expires in 5 min"), "{mail}");
+    let headers = mail.split("\r\n\r\n").next().unwrap();
+    assert!(
+        !headers.contains(&code),
+        "the code is in a header: {headers}"
+    );
+
+    // The delivery is recorded with the address masked.
+    let text = read_lossy(&st.db) + &read_lossy(&PathBuf::from(format!("{}-wal", st.db.display())));
+    assert!(
+        text.contains("a•••@example.com"),
+        "no masked delivery recorded"
+    );
+    assert_nowhere(&vg, &st, &[code], &[MAIL]);
+}
+
+#[test]
+fn a_gateway_that_fails_falls_back_to_email_with_the_same_code() {
+    const NUM4: &str = "+16502530202";
+    const MAIL4: &str = "bob4xx@example.com";
+    const NUM5: &str = "+16502530203";
+    const MAIL5: &str = "carol5xx@example.com";
+    let st = state(
+        "email-fallback",
+        &[
+            ("ACC-4", NUM4, Some(LineType::Mobile), Some(MAIL4)),
+            ("ACC-5", NUM5, Some(LineType::Mobile), Some(MAIL5)),
+        ],
+    );
+    let fake = FakeTwilio::start(TOKEN);
+    let smtp = Smtp::start("email-fallback");
+    let vg = serve("email-fallback", &st, &fake, &smtp);
+
+    // A 4xx: not retried, the e-mail goes out.
+    fake.reject_next(
+        1,
+        400,
+        21612,
+        "The 'To' phone number is not currently reachable via SMS.",
+    );
+    let mut code4 = String::new();
+    let evs = call_entering(&vg, "email-4xx", NUM4, || {
+        code4 = smtp.wait_code(MAIL4, 1).0;
+        code4.clone()
+    });
+    assert_eq!(outcome(&evs), "ok", "{}", pretty(&evs));
+    let a = attempts(&evs);
+    assert_eq!(a.len(), 2, "{}", pretty(&evs));
+    assert_eq!((a[0].0.as_str(), a[0].1.as_str()), ("sms", "failed"));
+    assert!(a[0].2.contains("21612"), "{a:?}");
+    assert_eq!((a[1].0.as_str(), a[1].1.as_str()), ("email", "sent"));
+    assert_eq!(
+        events_named(&evs, "code_sent")[0]["event"]["channel"],
+        "email"
+    );
+
+    // A 5xx on every try (one retry): the e-mail goes out.
+    fake.fail_next(2, 503);
+    let mut code5 = String::new();
+    let evs = call_entering(&vg, "email-5xx", NUM5, || {
+        code5 = smtp.wait_code(MAIL5, 1).0;
+        code5.clone()
+    });
+    assert_eq!(outcome(&evs), "ok", "{}", pretty(&evs));
+    let a = attempts(&evs);
+    assert_eq!(
+        (a[0].0.as_str(), a[0].1.as_str()),
+        ("sms", "failed"),
+        "{a:?}"
+    );
+    assert!(a[0].2.contains("503"), "{a:?}");
+    assert_eq!((a[1].0.as_str(), a[1].1.as_str()), ("email", "sent"));
+    assert!(fake.sent().is_empty(), "{:?}", fake.sent());
+
+    assert_nowhere(&vg, &st, &[code4, code5], &[MAIL4, MAIL5]);
+}
+
+#[test]
+fn a_refused_recipient_is_the_steps_error_with_the_reply_code() {
+    const NUM: &str = "+16502530204";
+    const MAIL: &str = "bounce.me@example.com";
+    let st = state(
+        "email-refused",
+        &[("ACC-R", NUM, Some(LineType::Landline), Some(MAIL))],
+    );
+    let fake = FakeTwilio::start(TOKEN);
+    let smtp = Smtp::start("email-refused");
+    let vg = serve("email-refused", &st, &fake, &smtp);
+
+    let sink = RtpSink::new();
+    let before = vg.read_events().len();
+    let out = sipp(
+        "identity.xml",
+        vg.sip,
+        "code_email",
+        false,
+        &[
+            ("rtp_listen", sink.port().to_string()),
+            ("from_user", NUM.to_string()),
+            ("identity", "X-Identity: none".to_string()),
+        ],
+    );
+    vg.expect_sipp_ok(&out, "a call whose code cannot go");
+    let evs = call_events(&vg, before);
+    assert_eq!(outcome(&evs), "send_err", "{}", pretty(&evs));
+    let a = attempts(&evs);
+    assert_eq!(a[0].1, "skipped", "{a:?}");
+    assert_eq!((a[1].0.as_str(), a[1].1.as_str()), ("email", "failed"));
+    assert_eq!(
+        a[1].2, "refused by the SMTP relay: 550 (permanent)",
+        "{a:?}"
+    );
+    let err = events_named(&evs, "code_send_error");
+    let reason = err[0]["event"]["reason"].as_str().unwrap();
+    assert!(reason.contains("550"), "{reason}");
+    assert!(smtp.received().is_empty());
+    assert_nowhere(&vg, &st, &[], &[MAIL]);
+}
+
+#[test]
+fn with_same_code_false_the_fallback_sends_a_new_code() {
+    const NUM: &str = "+16502530205";
+    const MAIL: &str = "dave.newcode@example.com";
+    let st = state(
+        "email-new",
+        &[("ACC-N", NUM, Some(LineType::Mobile), Some(MAIL))],
+    );
+    let fake = FakeTwilio::start(TOKEN);
+    let smtp = Smtp::start("email-new");
+    let vg = serve_with("email-new", &st, &fake, &smtp, false);
+    fake.reject_next(1, 400, 21610, "Attempt to send to unsubscribed recipient");
+    let mut code = String::new();
+    let evs = call_entering(&vg, "email-new", NUM, || {
+        code = smtp.wait_code(MAIL, 1).0;
+        code.clone()
+    });
+    assert_eq!(outcome(&evs), "ok", "{}", pretty(&evs));
+    let a = attempts(&evs);
+    assert_eq!(
+        (a[0].1.as_str(), a[1].1.as_str()),
+        ("failed", "sent"),
+        "{a:?}"
+    );
+    // Two codes drawn: the one the gateway refused is not live, the e-mailed
+    // one was used up by the entry.
+    let store = Store::open(&st.db).unwrap();
+    let states = store.code_states().unwrap();
+    let n = |s: &str| states.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+    assert_eq!((n("undelivered"), n("used")), (1, 1), "{states:?}");
+    assert_nowhere(&vg, &st, &[code], &[MAIL]);
+}
