@@ -197,7 +197,7 @@ pub enum AccountsCmd {
 }
 
 /// Load the config for a store command.
-fn load_config(args: &StoreArgs) -> anyhow::Result<Config> {
+pub(crate) fn load_config(args: &StoreArgs) -> anyhow::Result<Config> {
     let path = match &args.config {
         Some(p) => Some(p.clone()),
         None => Some(PathBuf::from("voxgate.yaml")).filter(|p| p.exists()),

@@ -14,12 +14,14 @@ use crate::phone::Country;
 pub mod codes;
 pub mod directory;
 pub mod http;
+pub mod records;
 pub mod segments;
 pub mod sms;
 
 pub use codes::{CodePolicy, Resend, SendLimits};
 pub use directory::{DirectoryConfig, HttpDirectoryConfig, HttpMethod, SQLITE};
 pub use http::HttpConfig;
+pub use records::RecordsConfig;
 pub use sms::SmsConfig;
 
 /// Why a configuration file was refused; `Display` starts with the file's
@@ -136,6 +138,7 @@ struct RawConfig {
     media_priority: Option<i32>,
     sms: Option<sms::RawSms>,
     http: Option<http::RawHttp>,
+    records: Option<records::RawRecords>,
 }
 
 /// A route's value: a flow name, or a mapping with its brand and directory.
@@ -317,6 +320,8 @@ pub struct Config {
     pub sms: SmsConfig,
     /// voxgate's HTTP endpoint (`http:`); `None`: no HTTP server.
     pub http: Option<HttpConfig>,
+    /// Call records (`records:`).
+    pub records: RecordsConfig,
 }
 
 impl Default for Config {
@@ -353,6 +358,7 @@ impl Default for Config {
             media_priority: 10,
             sms: SmsConfig::default(),
             http: None,
+            records: RecordsConfig::default(),
         }
     }
 }
@@ -563,6 +569,9 @@ impl Config {
             .map_err(sem)?;
         c.sms = raw.sms.unwrap_or_default().into_config(path)?;
         c.sms.public_url = c.http.as_ref().map(|h| h.public_url.clone());
+        if let Some(r) = raw.records {
+            c.records = r.into_config().map_err(sem)?;
+        }
         Ok(c)
     }
 
