@@ -765,6 +765,7 @@ routes:
             .templates
             .contains_key(&(String::new(), "en".to_string())));
         assert!(c.http.is_none());
+        assert_eq!(c.records, RecordsConfig::default());
     }
 
     #[test]
@@ -799,6 +800,24 @@ routes:
             let e = Config::parse("c.yaml", yaml).unwrap_err().to_string();
             assert!(e.contains(want), "{yaml}: {e}");
         }
+    }
+
+    #[test]
+    fn records_section_reads_and_checks_its_bounds() {
+        let c = Config::parse("c.yaml", "").unwrap();
+        assert_eq!(c.records, RecordsConfig::default());
+        let c = Config::parse(
+            "c.yaml",
+            "records: { mask_caller: false, retention_days: 7, enabled: false }\n",
+        )
+        .unwrap();
+        assert!(!c.records.mask_caller && !c.records.enabled);
+        assert_eq!(c.records.retention_days, 7);
+        let e = Config::parse("c.yaml", "records: { retention_days: 0 }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("records.retention_days"), "{e}");
+        assert!(Config::parse("c.yaml", "records: { keep: 3 }\n").is_err());
     }
 
     #[test]

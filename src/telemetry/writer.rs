@@ -151,3 +151,66 @@ pub async fn purge_loop(store: Arc<Store>, retention_days: u32) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::records::CallOutcome;
+
+    fn record(id: &str) -> CallRecord {
+        CallRecord {
+            call_id: id.into(),
+            started_at: crate::store::now_ms(),
+            answered_at: None,
+            ended_at: crate::store::now_ms(),
+            caller_masked: "+1•••0001".into(),
+            country: "US".into(),
+            calling_code: "1".into(),
+            dialled: "bank".into(),
+            brand: String::new(),
+            flow: "bank".into(),
+            steps: 1,
+            path: "hello".into(),
+            outcome: CallOutcome::NoAuth,
+            auth_method: None,
+            auth_result: None,
+            methods: Vec::new(),
+            lookup: None,
+            codes_sent: 0,
+            code_send: None,
+            transfer_result: None,
+            transfer_agent: None,
+            hangup_by: Some("engine".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_and_never_waits() {
+        let dir = std::env::temp_dir().join(format!(
+            "vg-writer-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let store = Arc::new(Store::open(&dir.join("w.db")).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let (q, w) = queue(2, store.clone(), metrics.clone());
+        // The writer is not running yet: the third record finds the queue full.
+        for id in ["a", "b", "c"] {
+            q.push(record(id));
+        }
+        let text = metrics.encode().unwrap();
+        assert!(text.contains("voxgate_records_dropped_total 1\n"), "{text}");
+        tokio::spawn(w.run());
+        assert!(q.flush(Duration::from_secs(10)).await);
+        let ids: Vec<String> = store
+            .call_records()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.call_id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        let text = metrics.encode().unwrap();
+        assert!(text.contains("voxgate_records_written_total 2\n"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
