@@ -108,7 +108,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // its end (`store::records`). Times in milliseconds since the Unix
     // epoch (UTC). The caller number only masked; never a code, passphrase,
     // transcript or full number. `methods` is a JSON array of
-    // {method, attempts, result, reasons}.
+    // {method, attempts, result, reasons}. The indexes cover the funnel
+    // queries (`store::report`), so a report reads no table rows.
     "CREATE TABLE call_records (
         call_id         TEXT PRIMARY KEY NOT NULL,
         started_at      INTEGER NOT NULL,
@@ -133,8 +134,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         transfer_agent  TEXT,
         hangup_by       TEXT
     );
-    CREATE INDEX call_records_by_start ON call_records (started_at);
-    CREATE INDEX call_records_by_country ON call_records (country, started_at);",
+    CREATE INDEX call_records_funnel ON call_records
+        (started_at, outcome, auth_method, country, calling_code, brand, flow);
+    CREATE INDEX call_records_by_country ON call_records
+        (country, started_at, outcome, auth_method);",
 ];
 
 /// The schema version this build writes.

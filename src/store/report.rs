@@ -85,8 +85,7 @@ impl Store {
         let mut report = Report::default();
         self.with(|c| {
             let mut st = c.prepare(&format!(
-                "SELECT coalesce(auth_method, 'none'),
-                        strftime('%Y-%m-%d', started_at / 1000, 'unixepoch'),
+                "SELECT coalesce(auth_method, 'none'), started_at / 86400000,
                         outcome, count(*)
                  FROM call_records {clause}
                  GROUP BY 1, 2, 3"
@@ -94,13 +93,13 @@ impl Store {
             let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| {
                 Ok((
                     r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, i64>(3)?,
                 ))
             })?;
             let mut methods = std::collections::BTreeMap::<String, Funnel>::new();
-            let mut days = std::collections::BTreeMap::<String, Funnel>::new();
+            let mut days = std::collections::BTreeMap::<i64, Funnel>::new();
             for row in rows {
                 let (method, day, outcome, n) = row?;
                 let outcome = CallOutcome::parse(&outcome).unwrap_or(CallOutcome::NoAuth);
@@ -110,11 +109,26 @@ impl Store {
                 days.entry(day).or_default().add(outcome, n);
             }
             report.by_method = methods.into_iter().collect();
-            report.by_day = days.into_iter().collect();
+            report.by_day = days.into_iter().map(|(d, f)| (utc_day(d), f)).collect();
             Ok(())
         })?;
         Ok(report)
     }
+}
+
+/// `YYYY-MM-DD` of day `days` since 1970-01-01 (H. Hinnant's
+/// civil-from-days).
+pub fn utc_day(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// `WHERE …` for `filter` (empty when it selects everything) and its values.

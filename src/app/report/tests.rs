@@ -290,3 +290,17 @@ fn retention_purges_old_records_only() {
     assert_eq!(n, 1);
     assert_eq!(s.call_records().unwrap().len(), 5);
 }
+
+#[test]
+fn utc_days_round_trip() {
+    use crate::store::report::utc_day;
+    for d in [
+        "1970-01-01",
+        "2000-02-29",
+        "2024-12-31",
+        "2026-03-01",
+        "2100-03-01",
+    ] {
+        assert_eq!(utc_day(day_start_ms(d).unwrap() / DAY_MS), d);
+    }
+}
