@@ -90,22 +90,25 @@ fn main() {
         size as f64 / 1e6 / (n as f64 / 1e6)
     );
 
-    let feb = (START + 31 * DAY_MS, START + 59 * DAY_MS);
+    let feb = (
+        (START + 31 * DAY_MS) / DAY_MS,
+        (START + 59 * DAY_MS) / DAY_MS,
+    );
     for (what, f) in [
         ("all", ReportFilter::default()),
         (
             "one month",
             ReportFilter {
-                from_ms: Some(feb.0),
-                to_ms: Some(feb.1),
+                from_day: Some(feb.0),
+                to_day: Some(feb.1),
                 ..ReportFilter::default()
             },
         ),
         (
             "one month, one country",
             ReportFilter {
-                from_ms: Some(feb.0),
-                to_ms: Some(feb.1),
+                from_day: Some(feb.0),
+                to_day: Some(feb.1),
                 country: Some("GB".into()),
                 ..ReportFilter::default()
             },

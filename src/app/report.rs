@@ -62,14 +62,18 @@ pub fn filter_of(args: &ReportArgs) -> anyhow::Result<ReportFilter> {
     let from = args
         .from
         .as_deref()
-        .map(|d| day_start_ms(d).with_context(|| format!("--from {d}")))
+        .map(|d| {
+            day_start_ms(d)
+                .map(|ms| ms / DAY_MS)
+                .with_context(|| format!("--from {d}"))
+        })
         .transpose()?;
     let to = args
         .to
         .as_deref()
         .map(|d| {
             day_start_ms(d)
-                .map(|ms| ms + DAY_MS)
+                .map(|ms| ms / DAY_MS + 1)
                 .with_context(|| format!("--to {d}"))
         })
         .transpose()?;
@@ -88,8 +92,8 @@ pub fn filter_of(args: &ReportArgs) -> anyhow::Result<ReportFilter> {
         }
     }
     Ok(ReportFilter {
-        from_ms: from,
-        to_ms: to,
+        from_day: from,
+        to_day: to,
         country: args.country.clone(),
         brand: args.brand.clone(),
         flow: args.flow.clone(),

@@ -108,8 +108,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // its end (`store::records`). Times in milliseconds since the Unix
     // epoch (UTC). The caller number only masked; never a code, passphrase,
     // transcript or full number. `methods` is a JSON array of
-    // {method, attempts, result, reasons}. The indexes cover the funnel
-    // queries (`store::report`), so a report reads no table rows.
+    // {method, attempts, result, reasons}. `call_days` counts the records
+    // per UTC day (days since the epoch) and dimension, kept in the same
+    // transaction: the funnel queries (`store::report`) read only it.
     "CREATE TABLE call_records (
         call_id         TEXT PRIMARY KEY NOT NULL,
         started_at      INTEGER NOT NULL,
@@ -134,10 +135,19 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         transfer_agent  TEXT,
         hangup_by       TEXT
     );
-    CREATE INDEX call_records_funnel ON call_records
-        (started_at, outcome, auth_method, country, calling_code, brand, flow);
-    CREATE INDEX call_records_by_country ON call_records
-        (country, started_at, outcome, auth_method);",
+    CREATE INDEX call_records_by_start ON call_records (started_at);
+    CREATE INDEX call_records_by_country ON call_records (country, started_at);
+    CREATE TABLE call_days (
+        day          INTEGER NOT NULL,
+        brand        TEXT NOT NULL,
+        flow         TEXT NOT NULL,
+        country      TEXT NOT NULL,
+        calling_code TEXT NOT NULL,
+        method       TEXT NOT NULL,
+        outcome      TEXT NOT NULL,
+        calls        INTEGER NOT NULL,
+        PRIMARY KEY (day, brand, flow, country, calling_code, method, outcome)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
 
+/// Milliseconds in a day.
+pub const DAY_MS: i64 = 86_400_000;
+
 /// How a call ended for the authentication funnel.
 ///
 /// Precedence when a call has several: passed, then transferred, then
@@ -123,23 +126,29 @@ pub struct CallRecord {
 }
 
 impl Store {
-    /// Write `records` in one transaction (a record already written for
-    /// the same call is replaced).
+    /// Write `records` in one transaction, counting each in its day's
+    /// totals (`call_days`); a call already recorded is left as it is.
     pub fn insert_call_records(&self, records: &[CallRecord]) -> Result<(), StoreError> {
         self.with(|c| {
             let tx = c.transaction()?;
             {
                 let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO call_records (call_id, started_at, answered_at, ended_at,
+                    "INSERT INTO call_records (call_id, started_at, answered_at, ended_at,
                         caller_masked, country, calling_code, dialled, brand, flow, steps, path,
                         outcome, auth_method, auth_result, methods, lookup, codes_sent, code_send,
                         transfer_result, transfer_agent, hangup_by)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                        ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                        ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+                     ON CONFLICT (call_id) DO NOTHING",
+                )?;
+                let mut day = tx.prepare_cached(
+                    "INSERT INTO call_days (day, brand, flow, country, calling_code, method, outcome, calls)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)
+                     ON CONFLICT DO UPDATE SET calls = calls + 1",
                 )?;
                 for r in records {
                     let methods = serde_json::to_string(&r.methods).unwrap_or_else(|_| "[]".into());
-                    st.execute(params![
+                    let added = st.execute(params![
                         r.call_id,
                         r.started_at,
                         r.answered_at,
@@ -163,6 +172,17 @@ impl Store {
                         r.transfer_agent,
                         r.hangup_by,
                     ])?;
+                    if added == 1 {
+                        day.execute(params![
+                            r.started_at.div_euclid(DAY_MS),
+                            r.brand,
+                            r.flow,
+                            r.country,
+                            r.calling_code,
+                            r.auth_method.as_deref().unwrap_or("none"),
+                            r.outcome.as_str(),
+                        ])?;
+                    }
                 }
             }
             tx.commit()?;
@@ -170,14 +190,21 @@ impl Store {
         })
     }
 
-    /// Delete the records of calls that started before `before_ms`;
-    /// returns how many.
+    /// Delete the records of calls that started before `before_ms`, and
+    /// the day totals of whole days before it; returns how many records.
     pub fn purge_call_records(&self, before_ms: i64) -> Result<usize, StoreError> {
         self.with(|c| {
-            Ok(c.execute(
+            let tx = c.transaction()?;
+            let n = tx.execute(
                 "DELETE FROM call_records WHERE started_at < ?1",
                 params![before_ms],
-            )?)
+            )?;
+            tx.execute(
+                "DELETE FROM call_days WHERE day < ?1",
+                params![before_ms.div_euclid(DAY_MS)],
+            )?;
+            tx.commit()?;
+            Ok(n)
         })
     }
 

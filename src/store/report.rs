@@ -1,6 +1,8 @@
 //! Aggregates over the call records: the authentication funnel in total,
 //! by method and by day (UTC). `voxgate report` prints them; the operator
-//! console will show the same queries.
+//! console will show the same queries. They read the per-day totals
+//! (`call_days`) kept with the records, so their cost grows with days and
+//! dimensions, not with calls.
 
 use rusqlite::types::Value;
 
@@ -10,10 +12,11 @@ use super::{Store, StoreError};
 /// Which records a report covers; every `None` is "all".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReportFilter {
-    /// Calls that started at or after this time (ms since the epoch, UTC).
-    pub from_ms: Option<i64>,
-    /// Calls that started before this time (ms, exclusive).
-    pub to_ms: Option<i64>,
+    /// Calls that started on this UTC day or later (days since
+    /// 1970-01-01; `ms.div_euclid(DAY_MS)`).
+    pub from_day: Option<i64>,
+    /// Calls that started before this UTC day (excluded).
+    pub to_day: Option<i64>,
     /// The caller's country: an ISO 3166 code (`US`) or a calling code
     /// (`+44` or `44`).
     pub country: Option<String>,
@@ -85,9 +88,8 @@ impl Store {
         let mut report = Report::default();
         self.with(|c| {
             let mut st = c.prepare(&format!(
-                "SELECT coalesce(auth_method, 'none'), started_at / 86400000,
-                        outcome, count(*)
-                 FROM call_records {clause}
+                "SELECT method, day, outcome, sum(calls)
+                 FROM call_days {clause}
                  GROUP BY 1, 2, 3"
             ))?;
             let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| {
@@ -139,11 +141,11 @@ fn where_clause(filter: &ReportFilter) -> (String, Vec<Value>) {
         args.push(v);
         conds.push(cond.replace('?', &format!("?{}", args.len())));
     };
-    if let Some(f) = filter.from_ms {
-        push("started_at >= ?", Value::Integer(f));
+    if let Some(f) = filter.from_day {
+        push("day >= ?", Value::Integer(f));
     }
-    if let Some(t) = filter.to_ms {
-        push("started_at < ?", Value::Integer(t));
+    if let Some(t) = filter.to_day {
+        push("day < ?", Value::Integer(t));
     }
     if let Some(cc) = &filter.country {
         let cc = cc.trim();

@@ -289,6 +289,20 @@ fn retention_purges_old_records_only() {
         .unwrap();
     assert_eq!(n, 1);
     assert_eq!(s.call_records().unwrap().len(), 5);
+    // The day totals went with them.
+    let all = s.report(&filter_of(&args(None, None)).unwrap()).unwrap();
+    assert_eq!(all.total.total(), 5);
+    assert_eq!(all.by_day[0].0, "2026-01-31");
+}
+
+#[test]
+fn a_call_recorded_twice_counts_once() {
+    let (_d, s) = store_with_records();
+    let again = s.call_records().unwrap();
+    s.insert_call_records(&again[..2]).unwrap();
+    assert_eq!(s.call_records().unwrap().len(), 6);
+    let all = s.report(&filter_of(&args(None, None)).unwrap()).unwrap();
+    assert_eq!(all.total.total(), 6);
 }
 
 #[test]
