@@ -19,6 +19,8 @@
 //! - `events` (the one event vocabulary every consumer shares, free of
 //!   secrets), `config`, `duration` (the one duration parser) and
 //!   `linewriter`: the bottom.
+//! - `telemetry`: call records and Prometheus metrics, folded from each
+//!   call's events (over the store; `web` serves the metrics).
 
 pub mod app;
 pub mod asr;
@@ -33,4 +35,5 @@ pub mod media;
 pub mod phone;
 pub mod sip;
 pub mod store;
+pub mod telemetry;
 pub mod web;

@@ -113,6 +113,32 @@ enum Cmd {
         #[command(subcommand)]
         cmd: CodesSub,
     },
+    /// The authentication funnel from the call records: calls passed,
+    /// failed, abandoned, transferred (and without authentication), in
+    /// total, by method and by day. Times are stored in UTC and --from/--to
+    /// are UTC days (YYYY-MM-DD), both included.
+    Report {
+        #[command(flatten)]
+        store: StoreOpts,
+        /// First UTC day, included (YYYY-MM-DD).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last UTC day, included (YYYY-MM-DD).
+        #[arg(long)]
+        to: Option<String>,
+        /// Caller's country: ISO 3166 code (US, GB) or calling code (+1, +44).
+        #[arg(long)]
+        country: Option<String>,
+        /// Only this brand's calls.
+        #[arg(long)]
+        brand: Option<String>,
+        /// Only this flow's calls.
+        #[arg(long)]
+        flow: Option<String>,
+        /// text, csv or json.
+        #[arg(long, value_enum, default_value = "text")]
+        format: voxgate::app::report::ReportFormat,
+    },
     /// The secret key that seals passphrases and TOTP secrets.
     Keys {
         #[command(flatten)]
@@ -447,6 +473,25 @@ fn main() -> ExitCode {
                 report(voxgate::app::codes::cancel(&store_args(store), &w.whose()))
             }
         },
+        Cmd::Report {
+            store,
+            from,
+            to,
+            country,
+            brand,
+            flow,
+            format,
+        } => report(voxgate::app::report::report(
+            &store_args(store),
+            &voxgate::app::report::ReportArgs {
+                from,
+                to,
+                country,
+                brand,
+                flow,
+                format,
+            },
+        )),
         Cmd::Keys { store, cmd } => match cmd {
             KeysSub::Rotate { new_key_file } => report(voxgate::app::accounts::rotate_keys(
                 &store_args(store),

@@ -30,6 +30,12 @@ impl E164 {
         }
     }
 
+    /// The country calling code (`1`, `44`).
+    pub fn calling_code(&self) -> Option<u16> {
+        let n = phonenumber::parse(None, &self.0).ok()?;
+        Some(n.country().code())
+    }
+
     /// The ISO 3166 country of the number (`US`, `GB`), when the metadata
     /// places it in exactly one.
     pub fn country(&self) -> Option<String> {

@@ -90,7 +90,22 @@ const LAYERS: &[(&str, &[&str])] = &[
             "backends",
         ],
     ),
-    // voxgate's HTTP endpoint: app-level, over the store and the backends.
+    // Call records and metrics, folded from the events: over the store, and
+    // reading the media layer's global RTP counters.
+    (
+        "telemetry",
+        &[
+            "events",
+            "linewriter",
+            "config",
+            "duration",
+            "phone",
+            "store",
+            "media",
+        ],
+    ),
+    // voxgate's HTTP endpoint: app-level, over the store, the backends and
+    // the telemetry (it serves `/metrics`).
     (
         "web",
         &[
@@ -101,6 +116,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "phone",
             "store",
             "backends",
+            "telemetry",
         ],
     ),
     (
@@ -136,6 +152,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "call",
             "sip",
             "web",
+            "telemetry",
         ],
     ),
     (
@@ -155,6 +172,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "sip",
             "app",
             "web",
+            "telemetry",
         ],
     ),
 ];

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod codes;
 pub mod evaluate;
+pub mod report;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -35,6 +36,7 @@ use crate::media::session::SessionConfig;
 use crate::media::stats;
 use crate::sip::endpoint::{self, Endpoint, SipConfig};
 use crate::store::{SecretKey, Store};
+use crate::telemetry::{CallStart, CallTap, Metrics, Telemetry};
 
 /// The `serve` command line; each `Some` overrides the config file.
 pub struct ServeArgs {
@@ -261,15 +263,17 @@ fn flows_fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemT
     v
 }
 
-/// Events of live calls as JSON lines (one writer shared by all calls).
-#[derive(Clone)]
+/// Events of live calls as JSON lines (one writer shared by all calls),
+/// and folded into the call's record and the metrics.
 struct JsonLines {
     out: Option<LineWriter>,
     call_id: String,
+    tap: CallTap,
 }
 
 impl EventSink for JsonLines {
     fn emit(&mut self, ev: Event) {
+        self.tap.event(&ev);
         tracing::info!(
             event = ev.name(),
             "{}",
@@ -307,6 +311,7 @@ struct FlowRunner {
     flows: Arc<FlowSet>,
     services: Arc<Services>,
     events: Option<LineWriter>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl CallRunner for FlowRunner {
@@ -326,9 +331,19 @@ impl CallRunner for FlowRunner {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         let flows = self.flows.clone();
         let services = self.services.clone();
+        let info = call.info();
+        let tap = self.telemetry.call(CallStart {
+            call_id: info.call_id.clone(),
+            caller: info.caller.clone(),
+            dialled: info.dialled.clone(),
+            brand: info.brand.clone(),
+            flow: flow.clone(),
+            started_at_ms: crate::store::now_ms(),
+        });
         let mut sink = JsonLines {
             out: self.events.clone(),
-            call_id: call.info().call_id.clone(),
+            call_id: info.call_id.clone(),
+            tap,
         };
         Box::pin(async move {
             let Some(flow) = flows.get(&flow) else {
@@ -341,11 +356,14 @@ impl CallRunner for FlowRunner {
                 .wait_confirmed(std::time::Duration::from_secs(64))
                 .await
             {
+                sink.tap.caller_gone();
                 return;
             }
+            sink.tap.answered(call.info().answered_at);
             let outcome = engine::run_flow(&flow, &mut call, &services, &mut sink).await;
             info!(flow = %flow.name, outcome = ?outcome.disposition, "flow finished");
             call.hangup().await;
+            sink.tap.finish();
         })
     }
 }
@@ -470,6 +488,23 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None
         }
     };
+    let metrics = Arc::new(Metrics::new());
+    let (record_queue, record_writer) = if cfg.records.enabled {
+        let (q, w) = crate::telemetry::writer::queue(
+            crate::telemetry::writer::QUEUE,
+            code_store.clone(),
+            metrics.clone(),
+        );
+        (Some(q), Some(w))
+    } else {
+        (None, None)
+    };
+    let telemetry = Arc::new(Telemetry::new(
+        metrics.clone(),
+        record_queue.clone(),
+        &cfg.records,
+        cfg.default_country,
+    ));
     let server_events: Option<Arc<dyn crate::web::EventLines>> = events
         .clone()
         .map(|w| Arc::new(ServerEvents(w)) as Arc<dyn crate::web::EventLines>);
@@ -491,6 +526,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             default_country: cfg.default_country,
         }),
         events,
+        telemetry,
     });
     // Threads inherit the nice value of the thread that creates them: set it
     // first, so media threads keep it even where SCHED_RR is refused.
@@ -534,6 +570,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 sms: sms.clone(),
                 public_url: h.public_url.clone(),
                 events: server_events.clone(),
+                metrics: metrics.clone(),
             };
             tokio::spawn(async move {
                 if let Err(e) = crate::web::serve(listener, state).await {
@@ -551,6 +588,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         info!(listen = %local, flows = ?flow_set.names(), "voxgate ready (SIP over UDP and TCP)");
         tokio::spawn(purge_codes(code_store.clone()));
+        if let Some(w) = record_writer {
+            tokio::spawn(w.run());
+            tokio::spawn(crate::telemetry::writer::purge_loop(
+                code_store.clone(),
+                cfg.records.retention_days,
+            ));
+        }
         let reload_set = flow_set.clone();
         let (flows_dir, prompts_dir) = (cfg.flows_dir.clone(), cfg.prompts_dir.clone());
         tokio::spawn(async move {
@@ -583,6 +627,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
         ep.run(tcp, stop_rx).await;
+        if let Some(q) = &record_queue {
+            if !q.flush(std::time::Duration::from_secs(5)).await {
+                warn!("call records still queued at exit were not all written");
+            }
+        }
         info!(
             "rtp stats (process total) {}",
             stats::STATS.snapshot().summary()

@@ -15,6 +15,7 @@ pub mod codes;
 pub mod directory;
 pub mod email;
 pub mod http;
+pub mod records;
 pub mod rtp_source;
 pub mod segments;
 pub mod sms;
@@ -23,6 +24,7 @@ pub mod textfile;
 pub use codes::{CodePolicy, Resend, SendLimits};
 pub use directory::{DirectoryConfig, HttpDirectoryConfig, HttpMethod, SQLITE};
 pub use http::HttpConfig;
+pub use records::RecordsConfig;
 pub use sms::SmsConfig;
 
 /// Why a configuration file was refused; `Display` starts with the file's
@@ -141,6 +143,7 @@ struct RawConfig {
     sms: Option<sms::RawSms>,
     email: Option<email::RawEmail>,
     http: Option<http::RawHttp>,
+    records: Option<records::RawRecords>,
 }
 
 /// A route's value: a flow name, or a mapping with its brand and directory.
@@ -328,6 +331,8 @@ pub struct Config {
     pub email: Option<email::EmailConfig>,
     /// voxgate's HTTP endpoint (`http:`); `None`: no HTTP server.
     pub http: Option<HttpConfig>,
+    /// Call records (`records:`).
+    pub records: RecordsConfig,
 }
 
 impl Default for Config {
@@ -366,6 +371,7 @@ impl Default for Config {
             sms: SmsConfig::default(),
             email: None,
             http: None,
+            records: RecordsConfig::default(),
         }
     }
 }
@@ -598,6 +604,9 @@ impl Config {
             .map(email::RawEmail::into_config)
             .transpose()
             .map_err(sem)?;
+        if let Some(r) = raw.records {
+            c.records = r.into_config().map_err(sem)?;
+        }
         Ok(c)
     }
 
@@ -844,6 +853,7 @@ routes:
         for mode in rtp_source::RtpSource::NAMES {
             assert!(text.contains(&format!("#   {mode} ")), "{mode} documented");
         }
+        assert_eq!(c.records, RecordsConfig::default());
     }
 
     #[test]
@@ -878,6 +888,24 @@ routes:
             let e = Config::parse("c.yaml", yaml).unwrap_err().to_string();
             assert!(e.contains(want), "{yaml}: {e}");
         }
+    }
+
+    #[test]
+    fn records_section_reads_and_checks_its_bounds() {
+        let c = Config::parse("c.yaml", "").unwrap();
+        assert_eq!(c.records, RecordsConfig::default());
+        let c = Config::parse(
+            "c.yaml",
+            "records: { mask_caller: false, retention_days: 7, enabled: false }\n",
+        )
+        .unwrap();
+        assert!(!c.records.mask_caller && !c.records.enabled);
+        assert_eq!(c.records.retention_days, 7);
+        let e = Config::parse("c.yaml", "records: { retention_days: 0 }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("records.retention_days"), "{e}");
+        assert!(Config::parse("c.yaml", "records: { keep: 3 }\n").is_err());
     }
 
     #[test]

@@ -104,6 +104,50 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // length); accounts enrolled before keep what authenticator apps assume.
     "ALTER TABLE accounts ADD COLUMN totp_algorithm TEXT NOT NULL DEFAULT 'SHA1';
     ALTER TABLE accounts ADD COLUMN totp_digits INTEGER NOT NULL DEFAULT 6;",
+    // 8: call records, one per call, folded from its events and written at
+    // its end (`store::records`). Times in milliseconds since the Unix
+    // epoch (UTC). The caller number only masked; never a code, passphrase,
+    // transcript or full number. `methods` is a JSON array of
+    // {method, attempts, result, reasons}. `call_days` counts the records
+    // per UTC day (days since the epoch) and dimension, kept in the same
+    // transaction: the funnel queries (`store::report`) read only it.
+    "CREATE TABLE call_records (
+        call_id         TEXT PRIMARY KEY NOT NULL,
+        started_at      INTEGER NOT NULL,
+        answered_at     INTEGER,
+        ended_at        INTEGER NOT NULL,
+        caller_masked   TEXT NOT NULL,
+        country         TEXT NOT NULL DEFAULT '',
+        calling_code    TEXT NOT NULL DEFAULT '',
+        dialled         TEXT NOT NULL,
+        brand           TEXT NOT NULL DEFAULT '',
+        flow            TEXT NOT NULL,
+        steps           INTEGER NOT NULL,
+        path            TEXT NOT NULL,
+        outcome         TEXT NOT NULL,
+        auth_method     TEXT,
+        auth_result     TEXT,
+        methods         TEXT NOT NULL DEFAULT '[]',
+        lookup          TEXT,
+        codes_sent      INTEGER NOT NULL DEFAULT 0,
+        code_send       TEXT,
+        transfer_result TEXT,
+        transfer_agent  TEXT,
+        hangup_by       TEXT
+    );
+    CREATE INDEX call_records_by_start ON call_records (started_at);
+    CREATE INDEX call_records_by_country ON call_records (country, started_at);
+    CREATE TABLE call_days (
+        day          INTEGER NOT NULL,
+        brand        TEXT NOT NULL,
+        flow         TEXT NOT NULL,
+        country      TEXT NOT NULL,
+        calling_code TEXT NOT NULL,
+        method       TEXT NOT NULL,
+        outcome      TEXT NOT NULL,
+        calls        INTEGER NOT NULL,
+        PRIMARY KEY (day, brand, flow, country, calling_code, method, outcome)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

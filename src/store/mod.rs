@@ -18,6 +18,8 @@ pub mod codes;
 pub mod deliveries;
 pub mod lockout;
 pub mod migrate;
+pub mod records;
+pub mod report;
 pub mod sealed;
 pub mod totp;
 

@@ -1,5 +1,6 @@
 //! voxgate's HTTP endpoint (`http:` in the config): SMS delivery receipts
-//! now; `/metrics` and the operator console join the same router later.
+//! and Prometheus `/metrics`; the operator console joins the same router
+//! later.
 //!
 //! An app-level layer: it may use the store and the backends. Each group of
 //! routes lives in its own module with a `routes()` that [`router`] merges;
@@ -14,7 +15,9 @@ use tokio::net::TcpListener;
 
 use crate::backends::sms::Sms;
 use crate::store::Store;
+use crate::telemetry::Metrics;
 
+mod metrics;
 mod receipts;
 
 /// Largest request body accepted (a status callback is well under 2 KiB).
@@ -32,6 +35,8 @@ pub struct WebState {
     pub public_url: String,
     /// Where events about codes (delivery receipts) go; `None`: nowhere.
     pub events: Option<Arc<dyn EventLines>>,
+    /// The process's metrics (`GET /metrics`; receipts count into them).
+    pub metrics: Arc<Metrics>,
 }
 
 /// The `--events` stream as the web layer writes to it: one JSON line per
@@ -45,6 +50,7 @@ pub trait EventLines: Send + Sync + std::fmt::Debug {
 pub fn router(state: WebState) -> Router {
     Router::new()
         .merge(receipts::routes())
+        .merge(metrics::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

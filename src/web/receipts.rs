@@ -89,6 +89,7 @@ async fn status_callback(
     match recorded {
         Ok(Ok(Some(rec))) => {
             info!(gateway = %gateway, message_id = %cb.message_sid, status = status.as_str(), error_code = ?cb.error_code, "delivery status recorded");
+            state.metrics.delivery(&gateway, status.as_str());
             if let Some(events) = &state.events {
                 events.emit(
                     rec.call_id.as_deref(),

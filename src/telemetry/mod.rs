@@ -1,0 +1,134 @@
+//! What calls leave behind for operators: a record per call in the store
+//! and the Prometheus metrics, both folded from the call's events.
+//!
+//! A call gets a [`CallTap`] when its flow starts; every event of the call
+//! goes through [`CallTap::event`] (a fold in memory and a few atomic
+//! increments), and when the call ends the finished record is handed to
+//! the one record writer ([`writer`]) without waiting. Sits over the store
+//! and reads the media layer's global counters; `web` serves the metrics.
+
+pub mod fold;
+pub mod metrics;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use fold::{Accumulator, CallStart};
+pub use metrics::Metrics;
+pub use writer::{RecordQueue, RecordWriter};
+
+use crate::config::RecordsConfig;
+use crate::events::Event;
+use crate::phone::Country;
+
+/// The process's telemetry: the metrics and, when records are on, the
+/// queue to the record writer.
+#[derive(Debug)]
+pub struct Telemetry {
+    metrics: Arc<Metrics>,
+    records: Option<RecordQueue>,
+    mask_caller: bool,
+    default_country: Country,
+}
+
+impl Telemetry {
+    /// Metrics into `metrics`, records (if any) into `records`.
+    pub fn new(
+        metrics: Arc<Metrics>,
+        records: Option<RecordQueue>,
+        cfg: &RecordsConfig,
+        default_country: Country,
+    ) -> Telemetry {
+        Telemetry {
+            metrics,
+            records,
+            mask_caller: cfg.mask_caller,
+            default_country,
+        }
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The record queue, when records are written.
+    pub fn records(&self) -> Option<&RecordQueue> {
+        self.records.as_ref()
+    }
+
+    /// A call's flow starts: count it active and begin its record.
+    pub fn call(self: &Arc<Self>, start: CallStart) -> CallTap {
+        self.metrics.call_started();
+        CallTap {
+            acc: Some(Accumulator::new(
+                start,
+                self.mask_caller,
+                self.default_country,
+            )),
+            hub: self.clone(),
+        }
+    }
+}
+
+/// One call's view of the telemetry; ends the call's record when finished
+/// or dropped (so a call that panics or is cancelled still leaves its record
+/// and the active-calls gauge stays right).
+#[derive(Debug)]
+pub struct CallTap {
+    hub: Arc<Telemetry>,
+    acc: Option<Accumulator>,
+}
+
+impl CallTap {
+    /// The caller's ACK confirmed the answer at `at`.
+    pub fn answered(&mut self, at: SystemTime) {
+        if let Some(a) = &mut self.acc {
+            a.answered(ms(at));
+        }
+    }
+
+    /// The caller left before the call was confirmed.
+    pub fn caller_gone(&mut self) {
+        if let Some(a) = &mut self.acc {
+            a.caller_gone();
+        }
+    }
+
+    /// Fold one event of the call in (cheap; called on the call's task).
+    pub fn event(&mut self, ev: &Event) {
+        self.hub.metrics.event(ev);
+        if let Some(a) = &mut self.acc {
+            a.fold(ev);
+        }
+    }
+
+    /// The call ended: count it and queue its record.
+    pub fn finish(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        let Some(acc) = self.acc.take() else {
+            return;
+        };
+        let rec = acc.finish(ms(SystemTime::now()));
+        self.hub.metrics.call_ended(&rec.flow, rec.outcome.as_str());
+        if let Some(q) = &self.hub.records {
+            q.push(rec);
+        }
+    }
+}
+
+impl Drop for CallTap {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// Milliseconds since the epoch.
+fn ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

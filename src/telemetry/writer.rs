@@ -1,0 +1,216 @@
+//! The one task that writes call records: calls hand their finished record
+//! to a bounded queue (never waiting), the writer takes them in batches and
+//! writes each batch on tokio's blocking pool. A full queue drops the
+//! record, counts it (`voxgate_records_dropped_total`) and logs it: a slow
+//! disk must never stall a call or its RTP.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use super::metrics::Metrics;
+use crate::store::records::CallRecord;
+use crate::store::Store;
+
+/// Records waiting to be written, at most.
+pub const QUEUE: usize = 4096;
+/// Records written in one transaction, at most.
+const BATCH: usize = 256;
+
+enum Msg {
+    Record(Box<CallRecord>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The calls' end of the queue; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RecordQueue {
+    tx: mpsc::Sender<Msg>,
+    metrics: Arc<Metrics>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// The writer's end: run it once with [`RecordWriter::run`].
+#[derive(Debug)]
+pub struct RecordWriter {
+    rx: mpsc::Receiver<Msg>,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Msg::Record(r) => write!(f, "Record({})", r.call_id),
+            Msg::Flush(_) => f.write_str("Flush"),
+        }
+    }
+}
+
+/// A queue of `capacity` records into `store`.
+pub fn queue(
+    capacity: usize,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+) -> (RecordQueue, RecordWriter) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (
+        RecordQueue {
+            tx,
+            metrics: metrics.clone(),
+            dropped: Arc::new(AtomicU64::new(0)),
+        },
+        RecordWriter { rx, store, metrics },
+    )
+}
+
+impl RecordQueue {
+    /// Hand `rec` to the writer without waiting; when the queue is full (or
+    /// the writer gone) the record is dropped, counted and logged.
+    pub fn push(&self, rec: CallRecord) {
+        let call_id = rec.call_id.clone();
+        if self.tx.try_send(Msg::Record(Box::new(rec))).is_err() {
+            self.metrics.record_dropped(1);
+            let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            warn!(call = %call_id, dropped_total = total, "call record dropped: the record writer's queue is full");
+        }
+    }
+
+    /// Wait (up to `limit`) until every record queued before now is written.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Flush(done)).await.is_err() {
+            return false;
+        }
+        tokio::time::timeout(limit, wait)
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+impl RecordWriter {
+    /// Write records as they come until every queue end is dropped.
+    pub async fn run(mut self) {
+        let mut batch: Vec<CallRecord> = Vec::with_capacity(BATCH);
+        let mut flushes = Vec::new();
+        while let Some(first) = self.rx.recv().await {
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Record(r) => batch.push(*r),
+                    Msg::Flush(done) => flushes.push(done),
+                }
+                if batch.len() < BATCH {
+                    next = self.rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                let records = std::mem::take(&mut batch);
+                let n = records.len() as u64;
+                let store = self.store.clone();
+                let done =
+                    tokio::task::spawn_blocking(move || store.insert_call_records(&records)).await;
+                match done {
+                    Ok(Ok(())) => {
+                        self.metrics.record_written(n);
+                        debug!(records = n, "call records written");
+                    }
+                    Ok(Err(e)) => {
+                        self.metrics.record_dropped(n);
+                        warn!(records = n, error = %e, "writing call records failed; they are lost");
+                    }
+                    Err(e) => {
+                        self.metrics.record_dropped(n);
+                        warn!(records = n, error = %e, "writing call records failed; they are lost");
+                    }
+                }
+            }
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Delete records older than `retention_days`, at start and then hourly,
+/// on the blocking pool.
+pub async fn purge_loop(store: Arc<Store>, retention_days: u32) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let s = store.clone();
+        let before = crate::store::now_ms() - i64::from(retention_days) * 86_400_000;
+        match tokio::task::spawn_blocking(move || s.purge_call_records(before)).await {
+            Ok(Ok(n)) if n > 0 => debug!(records = n, retention_days, "purged old call records"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "purging call records failed"),
+            Err(e) => warn!(error = %e, "purging call records failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::records::CallOutcome;
+
+    fn record(id: &str) -> CallRecord {
+        CallRecord {
+            call_id: id.into(),
+            started_at: crate::store::now_ms(),
+            answered_at: None,
+            ended_at: crate::store::now_ms(),
+            caller_masked: "+1•••0001".into(),
+            country: "US".into(),
+            calling_code: "1".into(),
+            dialled: "bank".into(),
+            brand: String::new(),
+            flow: "bank".into(),
+            steps: 1,
+            path: "hello".into(),
+            outcome: CallOutcome::NoAuth,
+            auth_method: None,
+            auth_result: None,
+            methods: Vec::new(),
+            lookup: None,
+            codes_sent: 0,
+            code_send: None,
+            transfer_result: None,
+            transfer_agent: None,
+            hangup_by: Some("engine".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_and_never_waits() {
+        let dir = std::env::temp_dir().join(format!(
+            "vg-writer-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let store = Arc::new(Store::open(&dir.join("w.db")).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let (q, w) = queue(2, store.clone(), metrics.clone());
+        // The writer is not running yet: the third record finds the queue full.
+        for id in ["a", "b", "c"] {
+            q.push(record(id));
+        }
+        let text = metrics.encode().unwrap();
+        assert!(text.contains("voxgate_records_dropped_total 1\n"), "{text}");
+        tokio::spawn(w.run());
+        assert!(q.flush(Duration::from_secs(10)).await);
+        let ids: Vec<String> = store
+            .call_records()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.call_id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        let text = metrics.encode().unwrap();
+        assert!(text.contains("voxgate_records_written_total 2\n"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
