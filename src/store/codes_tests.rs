@@ -291,3 +291,39 @@ fn no_code_is_stored_in_clear_and_ended_codes_are_purged() {
     );
     assert!(s.code_states().unwrap().is_empty());
 }
+
+#[test]
+fn the_records_purge_takes_old_deliveries_with_their_history() {
+    use super::deliveries::{DeliveryStatus, NewDelivery};
+    let d = TempDir::new("deliveries-purge");
+    let s = Store::open(&d.file("v.db")).unwrap();
+    for (sid, at) in [("SM-old", T0), ("SM-new", T0 + 10_000)] {
+        s.add_delivery(&NewDelivery {
+            code_id: None,
+            channel: "sms",
+            gateway: "tw",
+            message_id: Some(sid),
+            to_masked: "+1650•••0001",
+            status: DeliveryStatus::Queued,
+            error: None,
+            at_ms: at,
+        })
+        .unwrap();
+        s.record_delivery_status("tw", sid, DeliveryStatus::Delivered, None, at + 1)
+            .unwrap();
+    }
+    s.purge_call_records(T0 + 5_000).unwrap();
+    assert!(s.delivery_by_message("tw", "SM-old").unwrap().is_none());
+    let kept = s.delivery_by_message("tw", "SM-new").unwrap().unwrap();
+    assert_eq!(kept.history.len(), 2);
+    let orphans: i64 = s
+        .with(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM delivery_statuses WHERE delivery_id NOT IN (SELECT id FROM deliveries)",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(orphans, 0);
+}

@@ -190,8 +190,9 @@ impl Store {
         })
     }
 
-    /// Delete the records of calls that started before `before_ms`, and
-    /// the day totals of whole days before it; returns how many records.
+    /// Delete the records of calls that started before `before_ms`, the
+    /// day totals of whole days before it, and the code deliveries (with
+    /// their status history) made before it; returns how many call records.
     pub fn purge_call_records(&self, before_ms: i64) -> Result<usize, StoreError> {
         self.with(|c| {
             let tx = c.transaction()?;
@@ -202,6 +203,15 @@ impl Store {
             tx.execute(
                 "DELETE FROM call_days WHERE day < ?1",
                 params![before_ms.div_euclid(DAY_MS)],
+            )?;
+            tx.execute(
+                "DELETE FROM delivery_statuses WHERE delivery_id IN
+                 (SELECT id FROM deliveries WHERE created_at < ?1)",
+                params![before_ms],
+            )?;
+            tx.execute(
+                "DELETE FROM deliveries WHERE created_at < ?1",
+                params![before_ms],
             )?;
             tx.commit()?;
             Ok(n)
