@@ -8,7 +8,7 @@ use anyhow::bail;
 
 use super::accounts::{load_config, StoreArgs};
 use crate::backends::CodeSubject;
-use crate::events::mask_number;
+use crate::events::{mask_email, mask_number};
 use crate::store::Store;
 
 /// Which codes: an account's, or a number's when no account was known.
@@ -69,7 +69,11 @@ pub fn show(args: &StoreArgs, whose: &Whose) -> anyhow::Result<ExitCode> {
             &c.id[..8.min(c.id.len())],
             c.state,
             c.channel,
-            mask_number(&c.destination),
+            if c.channel == "email" {
+                mask_email(&c.destination)
+            } else {
+                mask_number(&c.destination)
+            },
             when(c.sent_at),
             when(c.expires_at),
             c.attempts,
