@@ -70,6 +70,12 @@ const LOG_KEYS: &[&str] = &[
     "directory",
     "database",
     "accounts",
+    // records, metrics and the HTTP endpoint
+    "records",
+    "dropped_total",
+    "public_url",
+    "error_code",
+    "pointer",
     "file",
     "flow",
     "flows",
