@@ -76,16 +76,6 @@ fn serve(name: &str, st: &State, fake: &FakeTwilio, http_port: u16, extra: &str)
     )
 }
 
-/// The events of the call sipp ran, from `before` on.
-fn call_events(vg: &Voxgate, before: usize) -> Vec<Value> {
-    let all = vg.wait_events("the call to end", Duration::from_secs(60), |evs| {
-        evs.iter()
-            .skip(before)
-            .any(|e| event_name(e).starts_with("hung_up"))
-    });
-    all[before..].to_vec()
-}
-
 /// The step the flow ended in (`result` set by the test flow's last steps).
 fn outcome(evs: &[Value]) -> String {
     let ends = [
@@ -98,14 +88,8 @@ fn outcome(evs: &[Value]) -> String {
         "send_err",
         "errored",
         "no_account",
-        "bye",
     ];
-    evs.iter()
-        .filter(|e| event_name(e) == "step_entered")
-        .filter_map(|e| e["event"]["step"].as_str())
-        .rfind(|s| ends.contains(s) && *s != "bye")
-        .unwrap_or("none")
-        .to_string()
+    last_step_among(evs, &ends)
 }
 
 fn auth_reason(evs: &[Value]) -> String {
@@ -131,7 +115,7 @@ fn call_keying(vg: &Voxgate, flow: &str, from: &str, dtmf: &str) -> Vec<Value> {
         ],
     );
     vg.expect_sipp_ok(&out, &format!("call from {from} keying {dtmf}"));
-    call_events(vg, before)
+    vg.call_events_since(before)
 }
 
 /// A call from `from` to `flow` that stays silent until voxgate hangs up.
@@ -150,7 +134,7 @@ fn call_silent(vg: &Voxgate, flow: &str, from: &str) -> Vec<Value> {
         ],
     );
     vg.expect_sipp_ok(&out, &format!("silent call from {from}"));
-    call_events(vg, before)
+    vg.call_events_since(before)
 }
 
 /// The code in the newest message the fake received for `to`.
@@ -213,30 +197,9 @@ fn the_code_the_gateway_received_passes_and_its_receipt_is_recorded() {
     let http = free_port();
     let vg = serve("codes-pass", &st, &fake, http, "");
 
-    // sipp waits for code.txt to hold the code, then keys it.
-    let dir = scratch("codes-pass-sipp");
-    std::fs::write(dir.join("code.txt"), "").unwrap();
-    let sink = RtpSink::new();
-    let (sip, sink_port) = (vg.sip, sink.port());
-    let sipp_dir = dir.clone();
-    let caller = std::thread::spawn(move || {
-        sipp_in(
-            &sipp_dir,
-            "code_entry.xml",
-            sip,
-            "code",
-            false,
-            &[
-                ("rtp_listen", sink_port.to_string()),
-                ("from_user", NUM.to_string()),
-            ],
-        )
-    });
-    let code = wait_code(&fake, NUM, 1);
-    std::fs::write(dir.join("code.txt"), &code).unwrap();
-    let out = caller.join().unwrap();
-    vg.expect_sipp_ok(&out, "call keying the code it received");
-    let evs = call_events(&vg, 0);
+    // sipp waits for the code the gateway received, then keys it.
+    let (evs, code) =
+        call_entering_code(&vg, "codes-pass", "code", NUM, || wait_code(&fake, NUM, 1));
     assert_eq!(outcome(&evs), "ok", "{}", pretty(&evs));
     let sent = events_named(&evs, "code_sent");
     assert_eq!(sent.len(), 1, "{}", pretty(&evs));
@@ -423,29 +386,8 @@ fn the_shipped_bank_flow_falls_back_from_the_passphrase_to_an_sms_code() {
     );
     // The caller says nothing at the passphrase (no passphrase is enrolled
     // anyway), then keys the code the SMS brought.
-    let dir = scratch("codes-bank-sipp");
-    std::fs::write(dir.join("code.txt"), "").unwrap();
-    let sink = RtpSink::new();
-    let (sip, sink_port) = (vg.sip, sink.port());
-    let sipp_dir = dir.clone();
-    let caller = std::thread::spawn(move || {
-        sipp_in(
-            &sipp_dir,
-            "code_entry.xml",
-            sip,
-            "bank",
-            false,
-            &[
-                ("rtp_listen", sink_port.to_string()),
-                ("from_user", NUM.to_string()),
-            ],
-        )
-    });
-    let code = wait_code(&fake, NUM, 1);
-    std::fs::write(dir.join("code.txt"), &code).unwrap();
-    let out = caller.join().unwrap();
-    vg.expect_sipp_ok(&out, "bank call keying its SMS code");
-    let evs = call_events(&vg, 0);
+    let (evs, code) =
+        call_entering_code(&vg, "codes-bank", "bank", NUM, || wait_code(&fake, NUM, 1));
     let path: Vec<&str> = evs
         .iter()
         .filter(|e| event_name(e) == "step_entered")

@@ -180,15 +180,6 @@ fn serve_with(name: &str, st: &State, fake: &FakeTwilio, smtp: &Smtp, same_code:
     )
 }
 
-fn call_events(vg: &Voxgate, before: usize) -> Vec<Value> {
-    let all = vg.wait_events("the call to end", Duration::from_secs(60), |evs| {
-        evs.iter()
-            .skip(before)
-            .any(|e| event_name(e).starts_with("hung_up"))
-    });
-    all[before..].to_vec()
-}
-
 fn outcome(evs: &[Value]) -> String {
     let ends = [
         "ok",
@@ -201,47 +192,17 @@ fn outcome(evs: &[Value]) -> String {
         "errored",
         "no_account",
     ];
-    evs.iter()
-        .filter(|e| event_name(e) == "step_entered")
-        .filter_map(|e| e["event"]["step"].as_str())
-        .rfind(|s| ends.contains(s))
-        .unwrap_or("none")
-        .to_string()
+    last_step_among(evs, &ends)
 }
 
-/// A call from `from` that keys the code the test writes to code.txt:
-/// `code_of` runs while the call waits and returns the code.
+/// A call from `from` that keys the code `code_of` returns while it waits.
 fn call_entering(
     vg: &Voxgate,
     name: &str,
     from: &str,
     code_of: impl FnOnce() -> String,
 ) -> Vec<Value> {
-    let dir = scratch(&format!("{name}-sipp"));
-    std::fs::write(dir.join("code.txt"), "").unwrap();
-    let sink = RtpSink::new();
-    let (sip, sink_port) = (vg.sip, sink.port());
-    let sipp_dir = dir.clone();
-    let from_user = from.to_string();
-    let before = vg.read_events().len();
-    let caller = std::thread::spawn(move || {
-        sipp_in(
-            &sipp_dir,
-            "code_entry.xml",
-            sip,
-            "code_email",
-            false,
-            &[
-                ("rtp_listen", sink_port.to_string()),
-                ("from_user", from_user),
-            ],
-        )
-    });
-    let code = code_of();
-    std::fs::write(dir.join("code.txt"), &code).unwrap();
-    let out = caller.join().unwrap();
-    vg.expect_sipp_ok(&out, "call keying the code it received");
-    call_events(vg, before)
+    call_entering_code(vg, name, "code_email", from, code_of).0
 }
 
 /// The `code_attempt` events as (channel, outcome, reason).
@@ -443,7 +404,7 @@ fn a_refused_recipient_is_the_steps_error_with_the_reply_code() {
         ],
     );
     vg.expect_sipp_ok(&out, "a call whose code cannot go");
-    let evs = call_events(&vg, before);
+    let evs = vg.call_events_since(before);
     assert_eq!(outcome(&evs), "send_err", "{}", pretty(&evs));
     let a = attempts(&evs);
     assert_eq!(a[0].1, "skipped", "{a:?}");

@@ -50,15 +50,6 @@ fn serve(name: &str, db: &std::path::Path, fake: &FakeTwilio, http: u16) -> Voxg
     )
 }
 
-fn call_events(vg: &Voxgate, before: usize) -> Vec<Value> {
-    let all = vg.wait_events("the call to end", Duration::from_secs(60), |evs| {
-        evs.iter()
-            .skip(before)
-            .any(|e| event_name(e).starts_with("hung_up"))
-    });
-    all[before..].to_vec()
-}
-
 fn wait_code(fake: &FakeTwilio, to: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -338,7 +329,7 @@ fn records_and_metrics_match_the_calls_made() {
     let code_a = wait_code(&fake, NUM_A);
     std::fs::write(sipp_dir.join("code.txt"), &code_a).unwrap();
     vg.expect_sipp_ok(&caller.join().unwrap(), "A keying its code");
-    let ev_a = call_events(&vg, 0);
+    let ev_a = vg.call_events_since(0);
     assert_eq!(
         events_named(&ev_a, "auth_passed").len(),
         1,
@@ -375,7 +366,7 @@ fn records_and_metrics_match_the_calls_made() {
         ],
     );
     vg.expect_sipp_ok(&out, "B keying a wrong code");
-    let ev_b = call_events(&vg, n);
+    let ev_b = vg.call_events_since(n);
     let code_b = wait_code(&fake, NUM_B);
     if code_b == "999999" {
         return; // one chance in a million: the "wrong" code was right
@@ -402,7 +393,7 @@ fn records_and_metrics_match_the_calls_made() {
         ],
     );
     vg.expect_sipp_ok(&out, "a caller on file nowhere");
-    let ev_uk = call_events(&vg, n);
+    let ev_uk = vg.call_events_since(n);
     assert!(
         step_ids(&ev_uk).contains(&"no_account".to_string()),
         "{}",

@@ -205,6 +205,17 @@ impl Voxgate {
         })
     }
 
+    /// The events of the call that starts after the first `before` events,
+    /// once it has hung up (calls on one voxgate run one after another).
+    pub fn call_events_since(&self, before: usize) -> Vec<serde_json::Value> {
+        let all = self.wait_events("the call to end", Duration::from_secs(60), |evs| {
+            evs.iter()
+                .skip(before)
+                .any(|e| event_name(e).starts_with("hung_up"))
+        });
+        all[before..].to_vec()
+    }
+
     pub fn read_events(&self) -> Vec<serde_json::Value> {
         let Ok(f) = std::fs::File::open(&self.events) else {
             return vec![];
@@ -537,4 +548,54 @@ pub fn sox(input: &[&str], out: &Path, effects: &[&str]) {
         .status()
         .expect("sox (apt-get install sox)");
     assert!(st.success(), "sox failed for {}", out.display());
+}
+
+/// The last of `ends` the call's flow entered (test flows leave their exit
+/// as a step id); "none" when it entered none of them.
+pub fn last_step_among(evs: &[serde_json::Value], ends: &[&str]) -> String {
+    evs.iter()
+        .filter(|e| event_name(e) == "step_entered")
+        .filter_map(|e| e["event"]["step"].as_str())
+        .rfind(|s| ends.contains(s))
+        .unwrap_or("none")
+        .to_string()
+}
+
+/// A sipp call from `from` to `flow` that keys a one-time code the test
+/// learns only after the call has asked for it (tests/sipp/code_entry.xml
+/// polls `code.txt` in its folder): `code_of` runs while the call waits
+/// and returns the code, which is then written there. Returns the call's
+/// events and the code.
+pub fn call_entering_code(
+    vg: &Voxgate,
+    name: &str,
+    flow: &str,
+    from: &str,
+    code_of: impl FnOnce() -> String,
+) -> (Vec<serde_json::Value>, String) {
+    let dir = scratch(&format!("{name}-sipp"));
+    std::fs::write(dir.join("code.txt"), "").unwrap();
+    let sink = RtpSink::new();
+    let before = vg.read_events().len();
+    let code = std::thread::scope(|s| {
+        let caller = s.spawn(|| {
+            sipp_in(
+                &dir,
+                "code_entry.xml",
+                vg.sip,
+                flow,
+                false,
+                &[
+                    ("rtp_listen", sink.port().to_string()),
+                    ("from_user", from.to_string()),
+                ],
+            )
+        });
+        let code = code_of();
+        std::fs::write(dir.join("code.txt"), &code).unwrap();
+        let out = caller.join().unwrap();
+        vg.expect_sipp_ok(&out, "call keying the code it received");
+        code
+    });
+    (vg.call_events_since(before), code)
 }
