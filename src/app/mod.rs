@@ -443,6 +443,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let key = Arc::new(key);
     let store: Arc<dyn crate::store::AccountStore> = code_store.clone();
     let sms = Arc::new(crate::backends::sms::build(&cfg.sms)?);
+    if sms.is_empty() {
+        info!("no SMS gateway configured (sms.gateways): send_code by SMS takes its error exit");
+    }
     let email = cfg
         .email
         .as_ref()

@@ -171,6 +171,11 @@ impl Sms {
         self.gateways.get(name).map(|g| g.as_ref())
     }
 
+    /// No gateway is configured (every SMS send takes `error`).
+    pub fn is_empty(&self) -> bool {
+        self.gateways.is_empty()
+    }
+
     /// The gateway (name and sender) for `brand`; `None` when none is configured.
     pub fn gateway_for(&self, brand: &str) -> Option<(&str, &dyn SmsGateway)> {
         let name = self.by_brand.get(brand).or(self.default.as_ref())?;
