@@ -79,32 +79,105 @@ pub enum CallInput {
     HungUp,
 }
 
-/// What a `transfer` step asks of the call, its templates already rendered.
+/// How a transfer reaches the agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferMode {
+    /// Blind: REFER the caller to the agent and follow the NOTIFY progress;
+    /// a refused or failed REFER is a failure.
+    Refer,
+    /// voxgate calls the agent itself (B2BUA) and relays media both ways.
+    Bridge,
+    /// REFER first; a REFER refused (405, 501, 603…), timed out or ending
+    /// in a failed sipfrag falls back to the bridge.
+    ReferThenBridge,
+}
+
+/// What a `transfer` step asks of the call, its templates already rendered
+/// and its agent group resolved.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TransferRequest {
-    /// The agent's `sip:`, `sips:` or `tel:` URI.
-    pub target: String,
-    /// Extra SIP headers (name, value) for the agent; never secrets.
+    /// The agents' `sip:`/`sips:`/`tel:` URIs, tried in this order (a
+    /// round-robin group arrives already rotated); never empty.
+    pub targets: Vec<String>,
+    /// SIP headers for the agent (X-… context, User-to-User, the signed
+    /// assertion): on the bridged INVITE as headers, on REFER embedded in
+    /// the `Refer-To` URI. Never secrets.
     pub headers: Vec<(String, String)>,
-    /// Blind transfer by REFER (falling back to a bridge if refused);
-    /// false: call the agent and bridge the media.
-    pub refer: bool,
-    /// How long the target may take to accept before the transfer fails.
-    pub timeout: Duration,
+    /// REFER, bridge, or REFER falling back to the bridge.
+    pub mode: TransferMode,
+    /// How long one target may take to answer (or a REFER to report a
+    /// final sipfrag) before the next is tried.
+    pub attempt_timeout: Duration,
+    /// A bridged call is ended (BYE to both legs) after this long.
+    pub max_bridge: Duration,
+}
+
+/// How a transfer that succeeded reached the agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferPath {
+    /// The caller's side accepted our REFER and reported a 2xx sipfrag.
+    Referred,
+    /// We called the agent and bridged the media until one side hung up
+    /// (or the bridge's maximum duration).
+    Bridged,
+}
+
+/// Why a transfer failed: the flow's `transfer.reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferFailure {
+    /// 486 Busy Here / 600 Busy Everywhere.
+    Busy,
+    /// 404, 410, 484, 604: no such agent.
+    NotFound,
+    /// Nobody answered within the attempt timeout.
+    NoAnswer,
+    /// No answer at all from the agent's address (no provisional either).
+    Unreachable,
+    /// Any other final refusal (403, 480, 488, 503, 603…), or the caller's
+    /// side refused the REFER in `refer` mode.
+    Refused,
+}
+
+impl TransferFailure {
+    /// The reason as flows and records see it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferFailure::Busy => "busy",
+            TransferFailure::NotFound => "not_found",
+            TransferFailure::NoAnswer => "no_answer",
+            TransferFailure::Unreachable => "unreachable",
+            TransferFailure::Refused => "refused",
+        }
+    }
+
+    /// The failure a final non-2xx SIP status means.
+    pub fn from_status(status: u16) -> Self {
+        match status {
+            486 | 600 => TransferFailure::Busy,
+            404 | 410 | 484 | 604 => TransferFailure::NotFound,
+            408 | 480 => TransferFailure::NoAnswer,
+            _ => TransferFailure::Refused,
+        }
+    }
 }
 
 /// How a transfer ended (an error of the call itself is a [`CallError`]).
 #[derive(Clone, Debug, PartialEq)]
 pub enum TransferOutcome {
-    /// The agent has the call; this leg is done.
-    Transferred,
-    /// The target refused or failed (SIP status if any).
+    /// The agent had the call; this leg is done.
+    Transferred {
+        /// The target that took it.
+        target: String,
+        /// By REFER or by our bridge.
+        path: TransferPath,
+    },
+    /// Every target refused or failed.
     Failed {
-        /// The final SIP status of the target's answer; None when there was
-        /// none (timeout, no route).
+        /// The last final SIP status (or sipfrag status); None when there
+        /// was none (timeout, unreachable).
         status: Option<u16>,
-        /// Why, for the log only (not in events); no secrets.
-        reason: String,
+        /// The flow's `transfer.reason`.
+        reason: TransferFailure,
     },
 }
 

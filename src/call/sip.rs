@@ -331,7 +331,7 @@ impl CallChannel for SipCall {
             "transfer",
             format!(
                 "transfer to {} is not implemented yet in serve (see the transfer issue)",
-                req.target
+                req.targets.join(", ")
             ),
         ))
     }

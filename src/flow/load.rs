@@ -2059,7 +2059,7 @@ steps:
         };
         assert_eq!(
             (t.mode, t.timeout.value),
-            (TransferMode::Refer, Duration::from_secs(30))
+            (TransferMode::ReferThenBridge, Duration::from_secs(30))
         );
         let StepKind::Webhook(w) = &f.step("f").unwrap().kind else {
             panic!()
@@ -2150,7 +2150,10 @@ steps:
             "`prompts` must be a list of prompt names like [welcome, menu], got a mapping",
         );
         let e = errs("steps:\n  a:\n    transfer: { target: x, mode: blind, headers: [a] }\n    on: { success: a }\n");
-        has(&e, "`mode` must be one of refer, bridge, got \"blind\"");
+        has(
+            &e,
+            "`mode` must be one of refer, bridge, refer_then_bridge, got \"blind\"",
+        );
         has(&e, "`headers` must be a mapping of name: value, got a list");
         let e = errs("steps:\n  a:\n    say: { value: x, as: words }\n    next: a\n");
         has(

@@ -439,10 +439,12 @@ pub struct VerifyTotp {
 /// `transfer`'s `mode:`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransferMode {
-    /// Blind transfer by REFER; fall back to bridging if refused.
+    /// Blind transfer by REFER only.
     Refer,
     /// Call the agent and bridge media.
     Bridge,
+    /// REFER, falling back to the bridge when refused or failed (default).
+    ReferThenBridge,
 }
 
 /// `transfer` fields.
@@ -453,7 +455,7 @@ pub struct Transfer {
     /// Extra SIP headers to the agent (X-… and User-to-User), values are
     /// templates; no secrets.
     pub headers: Vec<(Spanned<String>, Template)>,
-    /// Default: REFER.
+    /// Default: REFER, then the bridge.
     pub mode: TransferMode,
     /// How long to wait for the transfer to succeed or fail (1s–120s).
     pub timeout: Spanned<Duration>,

@@ -4,7 +4,7 @@
 //! `transferred`, or continues at a named `success` exit for bookkeeping. Target and
 //! header values are public renders: a secret can never reach the agent leg.
 
-use crate::call::{CallChannel, CallError, TransferOutcome, TransferRequest};
+use crate::call::{self, CallChannel, CallError, TransferOutcome, TransferRequest};
 use crate::events::{Event, TransferResult};
 use crate::flow::model::{Exit, Transfer, TransferMode};
 
@@ -27,10 +27,15 @@ pub(super) async fn run<C: CallChannel>(
         headers.push((name.value.clone(), v));
     }
     let req = TransferRequest {
-        target: target.clone(),
+        targets: vec![target.clone()],
         headers,
-        refer: step.mode == TransferMode::Refer,
-        timeout: step.timeout.value,
+        mode: match step.mode {
+            TransferMode::Refer => call::TransferMode::Refer,
+            TransferMode::Bridge => call::TransferMode::Bridge,
+            TransferMode::ReferThenBridge => call::TransferMode::ReferThenBridge,
+        },
+        attempt_timeout: step.timeout.value,
+        max_bridge: Duration::from_secs(4 * 3600),
     };
     let res = ctx.call.transfer(&req).await;
     let id = ctx.id().to_string();
@@ -41,12 +46,12 @@ pub(super) async fn run<C: CallChannel>(
         status,
     };
     match res {
-        Ok(TransferOutcome::Transferred) => {
+        Ok(TransferOutcome::Transferred { .. }) => {
             ctx.emit(ev(TransferResult::Transferred, None));
             Ok(Flowing::Transferred { target })
         }
         Ok(TransferOutcome::Failed { status, reason }) => {
-            tracing::info!(step = %ctx.id(), ?status, %reason, "transfer failed");
+            tracing::info!(step = %ctx.id(), ?status, reason = reason.as_str(), "transfer failed");
             ctx.emit(ev(TransferResult::Failed, status));
             Ok(Flowing::Exit(Exit::Failure))
         }
@@ -128,9 +133,10 @@ fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
             &[
                 ("refer", TransferMode::Refer),
                 ("bridge", TransferMode::Bridge),
+                ("refer_then_bridge", TransferMode::ReferThenBridge),
             ],
         )
-        .unwrap_or(TransferMode::Refer);
+        .unwrap_or(TransferMode::ReferThenBridge);
     let timeout = r.duration_or("timeout", 30, 0);
     Some(StepKind::Transfer(Transfer {
         target,

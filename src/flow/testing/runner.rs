@@ -604,10 +604,10 @@ fn compare(
             None => f.push("transfer: expected a transfer, none was requested".into()),
             Some(req) => {
                 if let Some(target) = &t.target {
-                    if *target != req.target {
+                    let first = req.targets.first().map_or("", String::as_str);
+                    if target != first {
                         f.push(format!(
-                            "transfer.target: expected `{target}`, got `{}`",
-                            req.target
+                            "transfer.target: expected `{target}`, got `{first}`"
                         ));
                     }
                 }

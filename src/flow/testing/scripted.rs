@@ -40,7 +40,7 @@ use super::speech::{hear_file, voice_onset, Simulated, SpeechModels};
 use crate::asr::Heard;
 use crate::call::{
     CallChannel, CallError, CallInfo, CallInput, DigitSource, RecognitionSpec, SpeechResult,
-    TransferOutcome, TransferRequest,
+    TransferFailure, TransferOutcome, TransferPath, TransferRequest,
 };
 use crate::flow::expr;
 
@@ -496,10 +496,13 @@ impl CallChannel for ScriptedCall {
         } else {
             self.log.transfers.push(req.clone());
             match &self.transfer {
-                TransferFixture::Transferred => Ok(TransferOutcome::Transferred),
+                TransferFixture::Transferred => Ok(TransferOutcome::Transferred {
+                    target: req.targets.first().cloned().unwrap_or_default(),
+                    path: TransferPath::Referred,
+                }),
                 TransferFixture::Failed(status) => Ok(TransferOutcome::Failed {
                     status: *status,
-                    reason: "scripted failure".into(),
+                    reason: status.map_or(TransferFailure::NoAnswer, TransferFailure::from_status),
                 }),
                 TransferFixture::Error => Err(CallError::Unsupported(
                     "transfer",
