@@ -353,6 +353,10 @@ pub enum Event {
         outcome: TransferResult,
         /// The SIP status the target answered with, when it answered.
         status: Option<u16>,
+        /// How it reached the agent (`refer`, `bridge`) when transferred;
+        /// why not (`busy`, `not_found`, `no_answer`, `unreachable`,
+        /// `refused`) when it failed.
+        detail: Option<&'static str>,
     },
     /// A `webhook` step called its HTTP backend.
     Webhook {
@@ -587,12 +591,18 @@ impl Serialize for Event {
                 target,
                 outcome,
                 status,
+                detail,
             } => {
                 m.serialize_entry("step", step)?;
                 m.serialize_entry("target", target)?;
                 m.serialize_entry("outcome", outcome.as_str())?;
                 if let Some(st) = status {
                     m.serialize_entry("status", st)?;
+                }
+                match (outcome, detail) {
+                    (TransferResult::Transferred, Some(d)) => m.serialize_entry("via", d)?,
+                    (_, Some(d)) => m.serialize_entry("reason", d)?,
+                    _ => {}
                 }
             }
             Event::Webhook {

@@ -139,7 +139,8 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "text")]
         format: voxgate::app::report::ReportFormat,
     },
-    /// The secret key that seals passphrases and TOTP secrets.
+    /// The secret key that seals passphrases and TOTP secrets (and signs
+    /// transfer assertions).
     Keys {
         #[command(flatten)]
         store: StoreOpts,
@@ -357,6 +358,13 @@ enum KeysSub {
         #[arg(long)]
         new_key_file: Option<PathBuf>,
     },
+    /// Print the public key (JWK set) that verifies transfer assertions.
+    Public,
+    /// Check a transfer assertion (JWT) and print its claims; exit 1 if refused.
+    Verify {
+        /// The token, as the agent received it in X-Voxgate-Assertion.
+        token: String,
+    },
 }
 
 fn store_args(o: StoreOpts) -> voxgate::app::accounts::StoreArgs {
@@ -496,6 +504,11 @@ fn main() -> ExitCode {
             KeysSub::Rotate { new_key_file } => report(voxgate::app::accounts::rotate_keys(
                 &store_args(store),
                 new_key_file.as_deref(),
+            )),
+            KeysSub::Public => report(voxgate::app::accounts::public_key(&store_args(store))),
+            KeysSub::Verify { token } => report(voxgate::app::accounts::verify_assertion(
+                &store_args(store),
+                &token,
             )),
         },
     }

@@ -884,3 +884,48 @@ pub fn rotate_keys(args: &StoreArgs, new_key_file: Option<&Path>) -> anyhow::Res
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// `voxgate keys public`: the JWK (RFC 8037, Ed25519) agent desktops verify
+/// transfer assertions with. Public by nature: printing it leaks nothing.
+pub fn public_key(args: &StoreArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(args)?;
+    let store = Store::open(&cfg.database)?;
+    let key = key_for(&store, &cfg, false)?;
+    let jwk = crate::backends::handoff::public_jwk(&key);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({ "keys": [jwk] }))?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `voxgate keys verify TOKEN`: check a transfer assertion as an agent
+/// desktop would (signature, expiry with no leeway, issuer, audience) and
+/// print its claims; exit 1 when it is refused.
+pub fn verify_assertion(args: &StoreArgs, token: &str) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(args)?;
+    let store = Store::open(&cfg.database)?;
+    let key = key_for(&store, &cfg, false)?;
+    let (issuer, audience) = cfg
+        .transfer
+        .assertion
+        .as_ref()
+        .map_or(("voxgate".to_string(), None), |a| {
+            (a.issuer.clone(), a.audience.clone())
+        });
+    match crate::backends::handoff::verify_assertion(
+        token.trim(),
+        &key,
+        &issuer,
+        audience.as_deref(),
+    ) {
+        Ok(claims) => {
+            println!("{}", serde_json::to_string_pretty(&claims)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -526,6 +526,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             )),
             codes: Box::new(codes),
             totp: Box::new(StoreTotp::new(store.clone(), key.clone(), cfg.totp)),
+            handoff: crate::backends::handoff::Handoff::new(cfg.transfer.clone(), Some(&key))
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
             default_country: cfg.default_country,
         }),
         events,

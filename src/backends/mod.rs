@@ -20,6 +20,7 @@ use crate::phone::E164;
 pub mod codes;
 pub mod directory;
 pub mod email;
+pub mod handoff;
 pub mod passphrase;
 pub mod sms;
 pub mod totp;
@@ -439,6 +440,8 @@ pub struct Services {
     pub passphrase: Box<dyn PassphraseVerifier>,
     /// For `webhook`.
     pub webhook: Box<dyn WebhookClient>,
+    /// For `transfer`: agent groups and the context sent to the agent.
+    pub handoff: handoff::Handoff,
     /// Country for numbers a flow gives in national format (`lookup_caller`).
     pub default_country: crate::phone::Country,
 }
@@ -453,6 +456,7 @@ impl Services {
             totp: Box::new(Unavailable("no TOTP verifier is configured")),
             passphrase: Box::new(Unavailable("no passphrase verifier is configured")),
             webhook: Box::new(Unavailable("no webhook client is configured")),
+            handoff: handoff::Handoff::default(),
             default_country: crate::phone::Country::default(),
         }
     }

@@ -20,6 +20,7 @@ pub mod rtp_source;
 pub mod segments;
 pub mod sms;
 pub mod textfile;
+pub mod transfer;
 
 pub use codes::{CodePolicy, Resend, SendLimits};
 pub use directory::{DirectoryConfig, HttpDirectoryConfig, HttpMethod, SQLITE};
@@ -129,6 +130,7 @@ struct RawConfig {
     directories: Option<BTreeMap<String, directory::RawDirectory>>,
     passphrase: Option<RawPassphrase>,
     codes: Option<codes::RawCodes>,
+    transfer: Option<transfer::RawTransfer>,
     totp: Option<RawTotp>,
     route_by_flow_name: Option<bool>,
     rtp_timeout: Option<String>,
@@ -333,6 +335,8 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     /// Call records (`records:`).
     pub records: RecordsConfig,
+    /// Agents, how to reach them and the context sent (`transfer:`).
+    pub transfer: transfer::TransferConfig,
 }
 
 impl Default for Config {
@@ -372,6 +376,7 @@ impl Default for Config {
             email: None,
             http: None,
             records: RecordsConfig::default(),
+            transfer: transfer::TransferConfig::default(),
         }
     }
 }
@@ -503,6 +508,9 @@ impl Config {
         }
         if let Some(codes) = raw.codes {
             c.codes = codes.into_policy().map_err(sem)?;
+        }
+        if let Some(t) = raw.transfer {
+            c.transfer = t.into_config().map_err(sem)?;
         }
         if let Some(t) = raw.totp {
             if let Some(n) = t.max_failures {

@@ -2363,7 +2363,7 @@ steps:
     }
 
     const RESERVED_TAIL: &str =
-        "(reserved: auth.*, account.*, code.*, caller*, call.*, call_id, dialled, header.*)";
+        "(reserved: auth.*, account.*, code.*, caller*, call.*, call_id, dialled, transfer.*, header.*)";
 
     /// Errors of a flow that is fine but for the lines given.
     fn errs_with(lines: &str) -> Vec<String> {

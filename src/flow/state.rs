@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use crate::backends::Account;
 use crate::backends::PassphraseSubject;
-use crate::call::{CallInfo, CallerTrust};
+use crate::call::{CallInfo, CallerTrust, TransferFailure};
 use crate::events::{AuthMethod, AuthOutcome};
 use crate::flow::model::CodeChannel;
 
@@ -97,6 +97,12 @@ pub const RESERVED: &[Reserved] = &[
     Reserved::new("call.*", "call", Match::Family, "the call"),
     Reserved::new("call_id", "call_id", Match::Exact, "the call"),
     Reserved::new("dialled", "dialled", Match::Exact, "the call"),
+    Reserved::new(
+        "transfer.*",
+        "transfer",
+        Match::Family,
+        "the transfer step (its SIP status and failure reason)",
+    ),
     Reserved::new(
         "header.*",
         "header",
@@ -188,6 +194,17 @@ pub struct CallState {
     account: Option<KnownAccount>,
     code: Option<PendingCode>,
     auth: Vec<AuthAttempt>,
+    transfer: Option<TransferFailed>,
+}
+
+/// Why the last transfer failed: what `transfer.status` and
+/// `transfer.reason` read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferFailed {
+    /// The final SIP (or sipfrag) status, if there was one.
+    pub status: Option<u16>,
+    /// `busy`, `not_found`, `no_answer`, `unreachable`, `refused`.
+    pub reason: TransferFailure,
 }
 
 impl CallState {
@@ -203,6 +220,7 @@ impl CallState {
             account: None,
             code: None,
             auth: Vec::new(),
+            transfer: None,
         }
     }
 
@@ -292,6 +310,10 @@ impl CallState {
         self.code = Some(code);
     }
 
+    pub(crate) fn transfer_failed(&mut self, failed: TransferFailed) {
+        self.transfer = Some(failed);
+    }
+
     pub(crate) fn record_auth(&mut self, method: AuthMethod, outcome: AuthOutcome, reason: &str) {
         self.auth.push(AuthAttempt {
             method,
@@ -319,6 +341,14 @@ impl CallState {
             "code.sent_to" => self.code.as_ref().map(|c| c.sent_to_masked.clone()),
             "code.channel" => self.code.as_ref().map(|c| c.channel.as_str().to_string()),
             "account.id" if self.account.is_none() => s("none"),
+            "transfer.status" => self
+                .transfer
+                .as_ref()
+                .map(|t| t.status.map_or(String::new(), |c| c.to_string())),
+            "transfer.reason" => self
+                .transfer
+                .as_ref()
+                .map(|t| t.reason.as_str().to_string()),
             _ => {
                 if let Some(field) = name.strip_prefix("account.") {
                     return self.account.as_ref()?.field(field).map(str::to_string);
@@ -343,6 +373,8 @@ impl CallState {
             "code.sent_to",
             "code.channel",
             "account.id",
+            "transfer.status",
+            "transfer.reason",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -392,6 +424,8 @@ mod tests {
             "call_id",
             "dialled",
             "header.x",
+            "transfer.reason",
+            "transfer",
             "auth.",
             "code.",
         ] {

@@ -1043,10 +1043,12 @@ steps:
     fn transfer_target_and_webhook_url() {
         let e = check("steps:\n  a:\n    transfer: { target: '' }\n    on: { failure: b, error: b }\n  b: { hangup: {} }\n");
         has(&e, "step `a` (transfer): `target` is empty; give a SIP URI");
-        let e = check("steps:\n  a:\n    transfer: { target: 'agents' }\n    on: { failure: b, error: b }\n  b: { hangup: {} }\n");
+        // A bare lower-case name is an agent group; anything else must be a URI.
+        clean("steps:\n  a:\n    transfer: { target: 'agents' }\n    on: { failure: b, error: b }\n  b: { hangup: {} }\n");
+        let e = check("steps:\n  a:\n    transfer: { target: 'agents@pbx' }\n    on: { failure: b, error: b }\n  b: { hangup: {} }\n");
         has(
             &e,
-            "step `a` (transfer): `target` \"agents\" is not a SIP URI",
+            "step `a` (transfer): `target` \"agents@pbx\" is neither a SIP URI nor an agent group",
         );
         let e = check("steps:\n  a:\n    webhook: { url: 'ftp://x/' }\n    on: { success: b, failure: b, error: b }\n  b: { hangup: {} }\n");
         has(

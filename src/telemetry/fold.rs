@@ -369,6 +369,7 @@ mod tests {
                     target: "sip:agent@example.com".into(),
                     outcome: TransferResult::Transferred,
                     status: None,
+                    detail: Some("refer"),
                 }
             ]),
             CallOutcome::Transferred

@@ -861,10 +861,13 @@ fn transfer_success_failure_error() {
             target: "sip:agents@example.com".into()
         }
     );
-    assert_eq!(
-        r.log.transfers[0].headers,
-        [("X-Tier".to_string(), "gold".to_string())]
-    );
+    // The engine's context first, then the flow's own header.
+    let h = &r.log.transfers[0].headers;
+    assert_eq!(h.last(), Some(&("X-Tier".to_string(), "gold".to_string())));
+    let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    assert_eq!(get("X-Auth-Result"), Some("none"));
+    assert_eq!(get("X-Account-Id"), Some("none"));
+    assert!(get("User-to-User").is_some_and(|v| v.ends_with(";encoding=hex;purpose=isdn-uui")));
     let r = run_with(
         &f,
         vec![],

@@ -4,9 +4,11 @@
 //! `transferred`, or continues at a named `success` exit for bookkeeping. Target and
 //! header values are public renders: a secret can never reach the agent leg.
 
-use crate::call::{self, CallChannel, CallError, TransferOutcome, TransferRequest};
+use crate::backends::handoff::HandoffContext;
+use crate::call::{self, CallChannel, CallError, TransferOutcome, TransferPath, TransferRequest};
 use crate::events::{Event, TransferResult};
 use crate::flow::model::{Exit, Transfer, TransferMode};
+use crate::flow::state::TransferFailed;
 
 use super::{Abort, Ctx, Flowing};
 
@@ -18,8 +20,37 @@ pub(super) async fn run<C: CallChannel>(
         .scope()
         .render_public(&step.target.value)
         .map_err(|e| Abort::Fail(format!("transfer target: {e}")))?;
-    let mut headers = Vec::new();
+    let id = ctx.id().to_string();
+    let ev = |outcome, status, detail| Event::Transfer {
+        step: id.clone(),
+        target: target.clone(),
+        outcome,
+        status,
+        detail,
+    };
+    let handoff = handoff_context(ctx);
+    let plan = match ctx
+        .services
+        .handoff
+        .plan(&target, step.timeout.value, &handoff, ctx.clock())
+    {
+        Ok(p) => p,
+        Err(e) => {
+            ctx.emit(ev(TransferResult::Error, None, None));
+            return Err(Abort::Fail(format!("transfer: {e}")));
+        }
+    };
+    // The engine's context headers come first and win: a flow header of
+    // the same name (whose value a webhook answer could have shaped) is
+    // left out rather than sent twice.
+    let mut headers = plan.headers;
     for (name, t) in &step.headers {
+        if headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(&name.value))
+        {
+            continue;
+        }
         let v = ctx
             .scope()
             .render_public(&t.value)
@@ -27,37 +58,38 @@ pub(super) async fn run<C: CallChannel>(
         headers.push((name.value.clone(), v));
     }
     let req = TransferRequest {
-        targets: vec![target.clone()],
+        targets: plan.targets,
         headers,
         mode: match step.mode {
             TransferMode::Refer => call::TransferMode::Refer,
             TransferMode::Bridge => call::TransferMode::Bridge,
             TransferMode::ReferThenBridge => call::TransferMode::ReferThenBridge,
         },
-        attempt_timeout: step.timeout.value,
-        max_bridge: Duration::from_secs(4 * 3600),
+        attempt_timeout: plan.attempt_timeout,
+        max_bridge: plan.max_bridge,
     };
-    let res = ctx.call.transfer(&req).await;
-    let id = ctx.id().to_string();
-    let ev = |outcome, status| Event::Transfer {
-        step: id.clone(),
-        target: target.clone(),
-        outcome,
-        status,
-    };
-    match res {
-        Ok(TransferOutcome::Transferred { .. }) => {
-            ctx.emit(ev(TransferResult::Transferred, None));
-            Ok(Flowing::Transferred { target })
+    match ctx.call.transfer(&req).await {
+        Ok(TransferOutcome::Transferred {
+            target: agent,
+            path,
+        }) => {
+            let via = match path {
+                TransferPath::Referred => "refer",
+                TransferPath::Bridged => "bridge",
+            };
+            tracing::info!(step = %ctx.id(), via, "transferred");
+            ctx.emit(ev(TransferResult::Transferred, None, Some(via)));
+            Ok(Flowing::Transferred { target: agent })
         }
         Ok(TransferOutcome::Failed { status, reason }) => {
             tracing::info!(step = %ctx.id(), ?status, reason = reason.as_str(), "transfer failed");
-            ctx.emit(ev(TransferResult::Failed, status));
+            ctx.emit(ev(TransferResult::Failed, status, Some(reason.as_str())));
+            ctx.state.transfer_failed(TransferFailed { status, reason });
             Ok(Flowing::Exit(Exit::Failure))
         }
         Err(CallError::HungUp) => Err(Abort::HungUp),
         Err(e) => {
-            ctx.emit(ev(TransferResult::Error, None));
+            ctx.emit(ev(TransferResult::Error, None, None));
             match Abort::from_call(e) {
                 Abort::Call(m) => Err(Abort::Fail(format!("transfer: {m}"))),
                 other => Err(other),
@@ -66,10 +98,35 @@ pub(super) async fn run<C: CallChannel>(
     }
 }
 
+/// The engine's typed state as the agent will see it.
+fn handoff_context<C: CallChannel>(ctx: &Ctx<'_, C>) -> HandoffContext {
+    let s = &*ctx.state;
+    let last = s.auth_result();
+    HandoffContext {
+        call_id: s.call_id().to_string(),
+        brand: ctx.call.info().brand.clone(),
+        trust: s.trust().as_str().to_string(),
+        auth_result: last.map_or("none", |a| a.outcome.as_str()).to_string(),
+        auth_method: last.map_or("none", |a| a.method.as_str()).to_string(),
+        methods: s
+            .auth_attempts()
+            .iter()
+            .map(|a| {
+                (
+                    a.method.as_str().to_string(),
+                    a.outcome.as_str().to_string(),
+                )
+            })
+            .collect(),
+        account_id: s.account().and_then(|a| a.id()).map(str::to_string),
+    }
+}
+
 // --- the unit: how a `transfer` step is read and what it may do ---
 
 use std::time::Duration;
 
+use crate::config::transfer::is_group_name;
 use crate::flow::load::FieldReader;
 use crate::flow::model::StepKind;
 
@@ -102,13 +159,14 @@ pub(crate) const UNIT: Unit = Unit {
                     format!("{w}: `target` is empty; give a SIP URI such as \"sip:agents@10.0.0.5:5060\""),
                 );
             } else if !target.contains("${")
+                && !is_group_name(target)
                 && !["sip:", "sips:", "tel:"]
                     .iter()
                     .any(|p| target.starts_with(p))
             {
                 f.err(
                     t.target.span,
-                    format!("{w}: `target` {target:?} is not a SIP URI; write it like \"sip:agents@10.0.0.5:5060\" or \"tel:+15551234567\""),
+                    format!("{w}: `target` {target:?} is neither a SIP URI nor an agent group; write it like \"sip:agents@10.0.0.5:5060\" (or \"tel:+15551234567\" through transfer.outbound_proxy) or name a group of transfer.groups such as `agents`"),
                 );
             }
         }

@@ -436,6 +436,7 @@ fn run_case(
         totp,
         passphrase,
         webhook,
+        handoff: crate::backends::handoff::Handoff::default(),
         default_country: crate::phone::Country::default(),
     };
 
