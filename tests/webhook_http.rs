@@ -337,6 +337,7 @@ steps:
             totp: Box::new(RecordingTotp(seen.clone())),
             passphrase: Box::new(Unavailable("no passphrase")),
             webhook: Box::new(HttpWebhook::new().expect("client")),
+            handoff: Default::default(),
             default_country: Default::default(),
         };
         let info = CallInfo {

@@ -415,16 +415,17 @@ mod tests {
     }
 
     fn signed_cfg() -> TransferConfig {
-        let mut cfg = TransferConfig::default();
-        cfg.assertion = Some(AssertionConfig {
-            algorithm: AssertionAlgorithm::EdDsa,
-            header: "X-Voxgate-Assertion".into(),
-            ttl: Duration::from_secs(30),
-            issuer: "voxgate".into(),
-            audience: None,
-            secret_env: None,
-        });
-        cfg
+        TransferConfig {
+            assertion: Some(AssertionConfig {
+                algorithm: AssertionAlgorithm::EdDsa,
+                header: "X-Voxgate-Assertion".into(),
+                ttl: Duration::from_secs(30),
+                issuer: "voxgate".into(),
+                audience: None,
+                secret_env: None,
+            }),
+            ..TransferConfig::default()
+        }
     }
 
     #[test]
