@@ -36,12 +36,8 @@ pub(super) fn raise(limits: &LimitsConfig) {
     // One descriptor per call (RTP) and per TCP connection, plus a margin
     // for the database, logs, listeners and HTTP.
     let needed = u64::from(limits.max_calls) + u64::from(limits.tcp.max_connections) + 128;
-    let now = rl.rlim_cur as u64;
-    info!(
-        before = before as u64,
-        limit = now,
-        "descriptor limit (RLIMIT_NOFILE)"
-    );
+    let now: u64 = rl.rlim_cur;
+    info!(before, limit = now, "descriptor limit (RLIMIT_NOFILE)");
     if now < needed {
         warn!(
             limit = now,

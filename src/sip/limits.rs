@@ -296,7 +296,7 @@ impl Limits {
                 more_sources: 0,
             })
             .collect();
-        out.sort_by(|a, b| (b.refused + b.dropped).cmp(&(a.refused + a.dropped)));
+        out.sort_by_key(|s| std::cmp::Reverse(s.refused + s.dropped));
         let more = out.len().saturating_sub(MAX_SUMMARIES);
         out.truncate(MAX_SUMMARIES);
         if let Some(last) = out.last_mut() {

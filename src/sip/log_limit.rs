@@ -127,7 +127,7 @@ impl LogLimiter {
                 example: e.example,
             })
             .collect();
-        out.sort_by(|a, b| b.count.cmp(&a.count));
+        out.sort_by_key(|s| std::cmp::Reverse(s.count));
         let mut untracked = std::mem::take(&mut self.untracked);
         untracked += out.iter().skip(MAX_SUMMARIES).map(|s| s.count).sum::<u64>();
         out.truncate(MAX_SUMMARIES);
