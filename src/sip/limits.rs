@@ -158,7 +158,10 @@ impl Limits {
 
     /// A new INVITE (not a retransmission, not inside a dialog) from `ip`.
     pub fn check_invite(&mut self, now: Instant, ip: IpAddr) -> Verdict {
-        self.roll(now);
+        // Intervals end only in take_summaries, so each summary covers one.
+        if self.interval_end.is_none() {
+            self.interval_end = Some(now + self.cfg.interval);
+        }
         let exempt = self.exempt.iter().any(|n| n.contains(&ip.to_canonical()));
         let key = self.key(ip);
         let (rate, burst) = (self.cfg.invite_rate, self.cfg.invite_burst);
@@ -263,23 +266,10 @@ impl Limits {
         self.interval_end
     }
 
-    /// Start a new interval when the last one is over.
-    fn roll(&mut self, now: Instant) {
-        match self.interval_end {
-            None => self.interval_end = Some(now + self.cfg.interval),
-            Some(end) if now >= end => {
-                self.interval_end = Some(now + self.cfg.interval);
-                for s in self.sources.values_mut() {
-                    s.refusals = 0;
-                }
-            }
-            Some(_) => {}
-        }
-    }
-
     /// At the end of an interval, what each source had refused in it (at
-    /// most [`MAX_SUMMARIES`] lines, the biggest first), and forget the
-    /// sources that hold nothing and whose bucket is full again.
+    /// most [`MAX_SUMMARIES`] lines, the biggest first); then a new interval
+    /// (every source's refusal budget back), and the sources that hold
+    /// nothing and whose bucket is full again are forgotten.
     pub fn take_summaries(&mut self, now: Instant) -> Vec<Summary> {
         if self.interval_end.is_none_or(|end| now < end) {
             return Vec::new();
@@ -306,13 +296,14 @@ impl Limits {
         self.sources.retain(|_, s| {
             s.refused = 0;
             s.dropped = 0;
+            s.refusals = 0;
             let tokens = s.tokens + now.saturating_duration_since(s.refilled).as_secs_f64() * rate;
             s.calls > 0 || tokens < burst
         });
         if self.sources.capacity() > 4 * self.sources.len().max(1024) {
             self.sources.shrink_to_fit();
         }
-        self.roll(now);
+        self.interval_end = Some(now + self.cfg.interval);
         if self.sources.is_empty() && self.dialogs.is_empty() {
             self.interval_end = None; // nothing to report: no wake-ups when idle
         }

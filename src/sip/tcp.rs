@@ -301,3 +301,30 @@ async fn read_loop(
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_write_queue_is_bounded_in_bytes() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let w = TcpWriter {
+            tx,
+            queued: queued.clone(),
+            cap: 1000,
+            dialogs: Arc::new(AtomicUsize::new(0)),
+        };
+        let sent = (0..20).take_while(|_| w.send(vec![0; 300])).count();
+        assert_eq!(sent, 3, "300-byte messages under a 1000-byte cap");
+        // The writer task takes one out: room for one more.
+        let taken = rx.try_recv().map(|d| d.len()).unwrap_or(0);
+        queued.fetch_sub(taken, Ordering::Relaxed);
+        assert!(w.send(vec![0; 300]));
+        assert!(!w.send(vec![0; 300]));
+        drop(rx);
+        queued.store(0, Ordering::Relaxed);
+        assert!(!w.send(vec![1]), "a closed connection takes nothing");
+    }
+}
