@@ -276,3 +276,71 @@ fn tcp_connections_per_source_are_capped() {
     drop(kept);
     assert_eq!(fields::log_problems(&log), Vec::<String>::new());
 }
+
+/// The RTP port a call was answered on (from the log).
+fn answered_rtp_port(vg: &Voxgate) -> u16 {
+    let log = wait_log(vg, "answered call", |l| l.contains("answering call"));
+    log.lines()
+        .filter(|l| l.contains("answering call"))
+        .find_map(|l| l.split("rtp_port=").nth(1))
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no rtp_port in the log:\n{log}"))
+}
+
+/// A garbage flood at a call's RTP port from 127.0.0.2 (about 5,000
+/// datagrams a second while the caller keys, bounded by the call's length)
+/// does not push the caller's own key presses out: the socket is drained
+/// every tick, and the flood's packets are dropped unread.
+#[test]
+fn a_garbage_flood_at_the_rtp_port_does_not_starve_the_callers_digits() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let vg = Voxgate::start("limits-rtp-flood", demo_with(""));
+    let sink = RtpSink::new();
+    let port = sink.port();
+    let collector =
+        std::thread::spawn(move || sink.collect(Duration::from_secs(3), Duration::from_secs(40)));
+    let sipp_thread = {
+        let sip = vg.sip;
+        std::thread::spawn(move || {
+            sipp(
+                "dtmf_play.xml",
+                sip,
+                "demo",
+                false,
+                &[("rtp_listen", port.to_string()), ("dtmf", "12#".into())],
+            )
+        })
+    };
+    let target = SocketAddr::from(([127, 0, 0, 1], answered_rtp_port(&vg)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let attacker = UdpSocket::bind("127.0.0.2:0").expect("a second loopback address");
+            let garbage = [0x5Au8; 172];
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) && sent < 200_000 {
+                for _ in 0..50 {
+                    sent += attacker.send_to(&garbage, target).is_ok() as u64;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            sent
+        })
+    };
+    let out = sipp_thread.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    vg.expect_sipp_ok(&out, "caller keying 12# under a garbage flood");
+    let evs = vg.wait_call_end();
+    let digits: Vec<_> = events_named(&evs, "digits")
+        .iter()
+        .map(|e| e["event"]["digits"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(digits, vec!["12"], "events:\n{}", pretty(&evs));
+    assert!(sent > 1000, "the flood ran: {sent} packets");
+    drop(collector);
+    eprintln!("garbage flood: {sent} packets; digits intact");
+}
