@@ -290,8 +290,10 @@ fn answered_rtp_port(vg: &Voxgate) -> u16 {
 
 /// A garbage flood at a call's RTP port from 127.0.0.2 (about 5,000
 /// datagrams a second while the caller keys, bounded by the call's length)
-/// does not push the caller's own key presses out: the socket is drained
-/// every tick, and the flood's packets are dropped unread.
+/// does not push the caller's own key presses out. A guard, not a proof of
+/// the per-tick drain: at this rate it passed with the old 32 packets per
+/// tick too (the larger receive buffer absorbs it); the 20,000/s case that
+/// lost digits before is benchmark-sized.
 #[test]
 fn a_garbage_flood_at_the_rtp_port_does_not_starve_the_callers_digits() {
     use std::sync::atomic::{AtomicBool, Ordering};
