@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod codes;
 pub mod evaluate;
+mod fdlimit;
 pub mod report;
 
 use std::collections::HashMap;
@@ -543,11 +544,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         advertised_ip,
         shutdown_grace: cfg.shutdown_grace,
         ring_time: cfg.ring_time,
+        limits: cfg.limits.clone(),
+        exempt: cfg.trusted_peers.clone(),
     };
+    fdlimit::raise(&cfg.limits);
     let setup_cfg = SetupConfig {
         listen_ip: cfg.listen.ip(),
         advertised_ip,
         rtp: cfg.rtp_ports,
+        rtp_recv_buffer: cfg.limits.rtp_recv_buffer,
         session: SessionConfig {
             rtp_timeout: cfg.rtp_timeout,
             inband_dtmf: cfg.inband_dtmf,

@@ -48,6 +48,8 @@ pub struct SetupConfig {
     pub advertised_ip: Option<IpAddr>,
     /// RTP ports to take one even port per call from (see [`RtpPorts`]).
     pub rtp: PortRange,
+    /// SO_RCVBUF asked for on each RTP socket (bytes; 0 = the kernel's default).
+    pub rtp_recv_buffer: usize,
     /// Settings every call's media session starts with.
     pub session: SessionConfig,
     /// A call still running after this is hung up (BYE), whatever the flow does.
@@ -120,7 +122,7 @@ impl CallSetup {
             }
         });
         Self {
-            ports: RtpPorts::new(cfg.rtp),
+            ports: RtpPorts::new(cfg.rtp).with_recv_buffer(cfg.rtp_recv_buffer),
             cfg,
             prompts,
             runner,
@@ -446,6 +448,7 @@ mod tests {
                 first: first_port,
                 last: first_port + 3,
             },
+            rtp_recv_buffer: 0,
             session: SessionConfig {
                 rtp_timeout: Duration::from_secs(30),
                 inband_dtmf: false,

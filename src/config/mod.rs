@@ -15,6 +15,7 @@ pub mod codes;
 pub mod directory;
 pub mod email;
 pub mod http;
+pub mod limits;
 pub mod records;
 pub mod rtp_source;
 pub mod segments;
@@ -25,6 +26,7 @@ pub mod transfer;
 pub use codes::{CodePolicy, Resend, SendLimits};
 pub use directory::{DirectoryConfig, HttpDirectoryConfig, HttpMethod, SQLITE};
 pub use http::HttpConfig;
+pub use limits::{LimitsConfig, TcpLimits};
 pub use records::RecordsConfig;
 pub use sms::SmsConfig;
 
@@ -70,6 +72,16 @@ pub struct PortRange {
     pub first: u16,
     /// Highest port, inclusive; more than `first`.
     pub last: u16,
+}
+
+impl PortRange {
+    /// How many even ports (one per call's RTP) the range holds.
+    pub fn even_ports(&self) -> u32 {
+        let first_even = u32::from(self.first) + u32::from(self.first % 2);
+        (u32::from(self.last) + 1)
+            .saturating_sub(first_even)
+            .div_ceil(2)
+    }
 }
 
 impl std::str::FromStr for PortRange {
@@ -146,6 +158,7 @@ struct RawConfig {
     email: Option<email::RawEmail>,
     http: Option<http::RawHttp>,
     records: Option<records::RawRecords>,
+    limits: Option<limits::RawLimits>,
 }
 
 /// A route's value: a flow name, or a mapping with its brand and directory.
@@ -337,6 +350,8 @@ pub struct Config {
     pub records: RecordsConfig,
     /// Agents, how to reach them and the context sent (`transfer:`).
     pub transfer: transfer::TransferConfig,
+    /// Per-source and global limits, sockets and connections (`limits:`).
+    pub limits: LimitsConfig,
 }
 
 impl Default for Config {
@@ -377,6 +392,7 @@ impl Default for Config {
             http: None,
             records: RecordsConfig::default(),
             transfer: transfer::TransferConfig::default(),
+            limits: LimitsConfig::for_ports(5000),
         }
     }
 }
@@ -615,6 +631,10 @@ impl Config {
         if let Some(r) = raw.records {
             c.records = r.into_config().map_err(sem)?;
         }
+        c.limits = match raw.limits {
+            Some(l) => l.into_config(c.rtp_ports.even_ports()).map_err(sem)?,
+            None => LimitsConfig::for_ports(c.rtp_ports.even_ports()),
+        };
         Ok(c)
     }
 

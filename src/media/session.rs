@@ -15,8 +15,12 @@ use super::prompt::PromptCache;
 
 pub use super::core::{MediaCommand, MediaEvent, MediaParams, MediaStats, SessionConfig};
 
-/// Packets read per 20 ms tick at most (a normal call has 1–2, DTMF bursts a few more).
-const MAX_PACKETS_PER_TICK: usize = 32;
+/// Packets read per 20 ms tick at most. A normal call has 1–2; the cap is
+/// far above that so the socket is drained each tick even under a garbage
+/// flood (at 32 a flood of 20k packets/s left the caller's own packets in
+/// an overflowing kernel buffer), and still bounds one call's turn: packets
+/// from anyone but the peer are dropped by the core before any decoding.
+const MAX_PACKETS_PER_TICK: usize = 4096;
 
 /// Calls start their 20 ms ticks only on these boundaries (counted from one
 /// process-wide origin), so at most 20 / TICK_PHASE wake-ups serve every call

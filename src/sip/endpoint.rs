@@ -8,7 +8,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -16,7 +15,11 @@ use tracing::{debug, info, warn};
 
 use super::core::{is_sdp, Core, CoreConfig, CoreEvent, Link, Output, Peer};
 use super::handler::{AfterAck, Command, Decision, DialogHandler, NewDialog, SipHandle};
-use super::wire::{self, Inbound, Rejection, StreamFramer, Transport};
+use super::limits::{Limits, Verdict};
+use super::log_limit::LogLimiter;
+use super::tcp::{self, TcpEvent, TcpWriter};
+use super::wire::{self, Inbound, Rejection, Transport};
+use crate::config::LimitsConfig;
 
 /// Signalling settings of the endpoint.
 #[derive(Clone, Debug)]
@@ -33,31 +36,15 @@ pub struct SipConfig {
     pub shutdown_grace: Duration,
     /// Send 180 and wait this long before answering (0 = answer at once).
     pub ring_time: Duration,
+    /// Per-source and global limits, socket buffers, TCP (`limits:`).
+    pub limits: LimitsConfig,
+    /// Sources held only to the global limits (trusted proxies carry many callers).
+    pub exempt: Vec<ipnet::IpNet>,
 }
 
 enum LoopMsg {
-    Tcp {
-        conn: u64,
-        from: SocketAddr,
-        data: Vec<u8>,
-    },
-    TcpBad {
-        conn: u64,
-        from: SocketAddr,
-        error: wire::FramingError,
-    },
-    TcpOpen {
-        conn: u64,
-        writer: mpsc::UnboundedSender<Vec<u8>>,
-    },
-    TcpClosed {
-        conn: u64,
-    },
     /// Ring time is over: answer with this SDP.
-    Answer {
-        call: String,
-        sdp: String,
-    },
+    Answer { call: String, sdp: String },
 }
 
 /// The SIP endpoint: owns the sockets and the [`Core`], and hands each
@@ -67,7 +54,15 @@ pub struct Endpoint<H> {
     cfg: SipConfig,
     core: Core,
     udp: Arc<UdpSocket>,
-    tcp_writers: HashMap<u64, mpsc::UnboundedSender<Vec<u8>>>,
+    tcp_writers: HashMap<u64, TcpWriter>,
+    /// Call-ID → the TCP connection its dialog uses (kept open while it lives).
+    tcp_calls: HashMap<String, u64>,
+    tcp_tx: mpsc::UnboundedSender<TcpEvent>,
+    tcp_rx: mpsc::UnboundedReceiver<TcpEvent>,
+    /// Admission of new INVITEs per source and in all.
+    limits: Limits,
+    /// Repeated warnings per source, summarised.
+    log_limit: LogLimiter,
     /// Calls the handler answered and has not released yet.
     held: HashSet<String>,
     handler: H,
@@ -108,9 +103,14 @@ impl<H: DialogHandler> Endpoint<H> {
             SocketAddr::new(cfg.advertised_ip.unwrap_or(local.ip()), local.port()).to_string();
         let core = Core::new(CoreConfig {
             sent_by,
+            response_cache_bytes: cfg.limits.response_cache_bytes,
             ..Default::default()
         });
+        super::sockbuf::enlarge_recv_buffer(&bound.udp, cfg.limits.sip_recv_buffer, "SIP UDP");
         let (tx, rx) = mpsc::unbounded_channel();
+        let (tcp_tx, tcp_rx) = mpsc::unbounded_channel();
+        let limits = Limits::new(cfg.limits.clone(), cfg.exempt.clone());
+        let log_limit = LogLimiter::new(cfg.limits.interval);
         let (command_tx, commands) = mpsc::unbounded_channel();
         let handle = SipHandle { tx: command_tx };
         Ok((
@@ -119,6 +119,11 @@ impl<H: DialogHandler> Endpoint<H> {
                 core,
                 udp: Arc::new(bound.udp),
                 tcp_writers: HashMap::new(),
+                tcp_calls: HashMap::new(),
+                tcp_tx,
+                tcp_rx,
+                limits,
+                log_limit,
                 held: HashSet::new(),
                 handler: handler(handle.clone()),
                 tx,
@@ -134,7 +139,7 @@ impl<H: DialogHandler> Endpoint<H> {
     /// Serve until `shutdown` flips to true, then drain: new calls get 503,
     /// running calls get `shutdown_grace` to finish, the rest are hung up.
     pub async fn run(mut self, tcp: TcpListener, mut shutdown: watch::Receiver<bool>) {
-        spawn_tcp_acceptor(tcp, self.tx.clone());
+        tcp::spawn_acceptor(tcp, self.cfg.limits.tcp, self.tcp_tx.clone());
         let mut buf = vec![0u8; 65_535];
         let mut drain_deadline: Option<Instant> = None;
         let mut hung_up_all = false;
@@ -170,6 +175,11 @@ impl<H: DialogHandler> Endpoint<H> {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            let summaries = [self.limits.next_deadline(), self.log_limit.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(Instant::from_std);
             tokio::select! {
                 r = self.udp.recv_from(&mut buf) => {
                     match r {
@@ -181,6 +191,8 @@ impl<H: DialogHandler> Endpoint<H> {
                     }
                 }
                 Some(msg) = self.rx.recv() => self.on_loop_msg(msg),
+                Some(ev) = self.tcp_rx.recv() => self.on_tcp(ev),
+                _ = sleep_opt(summaries) => self.write_summaries(),
                 Some(cmd) = self.commands.recv() => self.on_command(cmd),
                 _ = sleep_opt(wake) => {
                     self.core.handle_timeout(Instant::now().into_std());
@@ -198,7 +210,16 @@ impl<H: DialogHandler> Endpoint<H> {
 
     fn on_loop_msg(&mut self, msg: LoopMsg) {
         match msg {
-            LoopMsg::Tcp { conn, from, data } => self.on_bytes(
+            LoopMsg::Answer { call, sdp } => {
+                self.core
+                    .accept(Instant::now().into_std(), &call, sdp.as_bytes());
+            }
+        }
+    }
+
+    fn on_tcp(&mut self, ev: TcpEvent) {
+        match ev {
+            TcpEvent::Message { conn, from, data } => self.on_bytes(
                 Peer {
                     link: Link::Tcp(conn),
                     addr: from,
@@ -206,36 +227,83 @@ impl<H: DialogHandler> Endpoint<H> {
                 &data,
                 Transport::Tcp,
             ),
-            LoopMsg::TcpBad { conn, from, error } => {
-                info!(%from, %error, "closing TCP connection after a framing error");
+            TcpEvent::Bad { conn, from, error } => {
+                let now = Instant::now().into_std();
+                let detail = error.to_string();
+                if self
+                    .log_limit
+                    .allow(now, from.ip(), "TCP framing error", &detail)
+                {
+                    info!(%from, %error, "closing TCP connection after a framing error");
+                }
                 if let Some(ctx) = error.reply_context() {
                     let reason = format!("Bad Request: {error}");
                     let peer = Peer {
                         link: Link::Tcp(conn),
                         addr: from,
                     };
-                    self.core.reply_malformed(
-                        Instant::now().into_std(),
-                        peer,
-                        ctx,
-                        error.status(),
-                        &reason,
-                    );
+                    self.core
+                        .reply_malformed(now, peer, ctx, error.status(), &reason);
                     self.flush();
                 }
                 // Dropping the writer closes the connection once queued replies are out.
                 self.tcp_writers.remove(&conn);
             }
-            LoopMsg::TcpOpen { conn, writer } => {
+            TcpEvent::Open { conn, writer } => {
                 self.tcp_writers.insert(conn, writer);
             }
-            LoopMsg::TcpClosed { conn } => {
+            TcpEvent::Closed { conn } => {
                 self.tcp_writers.remove(&conn);
             }
-            LoopMsg::Answer { call, sdp } => {
-                self.core
-                    .accept(Instant::now().into_std(), &call, sdp.as_bytes());
+            TcpEvent::Refused { from, why } => {
+                let now = Instant::now().into_std();
+                let ip = from.map_or(IpAddr::from([0, 0, 0, 0]), |f| f.ip());
+                if self.log_limit.allow(now, ip, why, why) {
+                    match from {
+                        Some(from) => warn!(%from, "TCP connection refused: over the cap on {why}"),
+                        None => warn!("TCP {why}; backing off"),
+                    }
+                }
             }
+        }
+    }
+
+    /// The summaries of refused INVITEs and of repeated warnings, at the
+    /// end of each interval: a few lines, however big the flood.
+    fn write_summaries(&mut self) {
+        let now = Instant::now().into_std();
+        let secs = self.limits.interval().as_secs_f64();
+        for s in self.limits.take_summaries(now) {
+            let source = s
+                .source
+                .map_or_else(|| "other sources".to_string(), |ip| ip.to_string());
+            warn!(
+                %source,
+                refused = s.refused,
+                dropped = s.dropped,
+                "{} new INVITEs from {source} over the limit on {} in the last {secs} s: {} answered 503, {} dropped unanswered{}",
+                s.refused + s.dropped,
+                s.limit.as_str(),
+                s.refused,
+                s.dropped,
+                if s.more_sources > 0 {
+                    format!(" (and {} more sources)", s.more_sources)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        let secs = self.log_limit.interval().as_secs_f64();
+        let (lines, untracked) = self.log_limit.take_summaries(now);
+        for s in lines {
+            warn!(
+                source = %s.source,
+                "{} more {} from {} in the last {secs} s: '{}'…",
+                s.count, s.kind, s.source, s.example
+            );
+        }
+        if untracked > 0 {
+            warn!("{untracked} more warnings from other sources in the last {secs} s");
         }
     }
 
@@ -297,9 +365,22 @@ impl<H: DialogHandler> Endpoint<H> {
         let now = Instant::now().into_std();
         match wire::parse_message(data, transport) {
             Ok(Inbound::Request(req)) => match wire::reply_context(data) {
-                Some(ctx) => self.core.handle_request(now, peer, &req, &ctx),
+                Some(ctx) => {
+                    if req.method == rsipstack::sip::Method::Invite && !self.admit(now, peer, &ctx)
+                    {
+                        return;
+                    }
+                    self.core.handle_request(now, peer, &req, &ctx)
+                }
                 None => {
-                    debug!(from = %peer.addr, "request without the headers needed to answer it; dropped")
+                    if self.log_limit.allow(
+                        now,
+                        peer.addr.ip(),
+                        "unanswerable requests",
+                        "without the headers needed to answer it",
+                    ) {
+                        debug!(from = %peer.addr, "request without the headers needed to answer it; dropped")
+                    }
                 }
             },
             Ok(Inbound::Response(resp)) => self.core.handle_response(now, &resp),
@@ -308,11 +389,53 @@ impl<H: DialogHandler> Endpoint<H> {
                 reason,
                 ctx,
             }) => {
-                info!(from = %peer.addr, status, %reason, "rejecting malformed request");
+                if self
+                    .log_limit
+                    .allow(now, peer.addr.ip(), "malformed requests", &reason)
+                {
+                    info!(from = %peer.addr, status, %reason, "rejecting malformed request");
+                }
                 self.core.reply_malformed(now, peer, &ctx, status, &reason);
             }
             Err(Rejection::Drop { why }) => {
-                debug!(from = %peer.addr, %why, "dropping malformed message")
+                if self.log_limit.allow(
+                    now,
+                    peer.addr.ip(),
+                    "malformed messages dropped",
+                    &why.to_string(),
+                ) {
+                    debug!(from = %peer.addr, %why, "dropping malformed message")
+                }
+            }
+        }
+    }
+
+    /// Per-source and global limits on new INVITEs (those outside a dialog
+    /// we know; retransmissions and re-INVITEs pass). False: answered 503
+    /// or dropped here.
+    fn admit(&mut self, now: std::time::Instant, peer: Peer, ctx: &wire::ReplyContext) -> bool {
+        if self.limits.knows(&ctx.call_id) || super::msg::header_param(&ctx.to, "tag").is_some() {
+            return true;
+        }
+        match self.limits.check_invite(now, peer.addr.ip()) {
+            Verdict::Admit => true,
+            Verdict::Drop => false,
+            Verdict::Refuse { limit, retry_after } => {
+                // Stateless and uncached: a retransmission meets the limits again.
+                let tag = super::msg::random_token(10);
+                let data = super::msg::build_response(
+                    ctx,
+                    503,
+                    &format!("Service Unavailable: over the limit on {}", limit.as_str()),
+                    &super::msg::ResponseParts {
+                        to_tag: Some(&tag),
+                        source: Some(peer.addr),
+                        headers: vec![("Retry-After", retry_after.to_string())],
+                        ..Default::default()
+                    },
+                );
+                self.transmit(peer, data);
+                false
             }
         }
     }
@@ -327,7 +450,7 @@ impl<H: DialogHandler> Endpoint<H> {
         }
     }
 
-    fn transmit(&self, to: Peer, data: Vec<u8>) {
+    fn transmit(&mut self, to: Peer, data: Vec<u8>) {
         match to.link {
             Link::Udp => {
                 if let Err(e) = self.udp.try_send_to(&data, to.addr) {
@@ -336,7 +459,11 @@ impl<H: DialogHandler> Endpoint<H> {
             }
             Link::Tcp(conn) => match self.tcp_writers.get(&conn) {
                 Some(w) => {
-                    let _ = w.send(data);
+                    if !w.send(data) {
+                        // A peer that does not read its replies: close it rather than queue without end.
+                        debug!(to = %to.addr, "TCP write queue full; closing the connection");
+                        self.tcp_writers.remove(&conn);
+                    }
                 }
                 // RFC 3261 18.2.2 would open a new connection; to stay on
                 // addresses we have seen, we don't dial the peer's ephemeral port.
@@ -356,6 +483,13 @@ impl<H: DialogHandler> Endpoint<H> {
                 peer,
                 headers,
             } => {
+                self.limits.dialog_started(now, &call, peer.addr.ip());
+                if let Link::Tcp(conn) = peer.link {
+                    if let Some(w) = self.tcp_writers.get(&conn) {
+                        w.dialogs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.tcp_calls.insert(call.clone(), conn);
+                    }
+                }
                 let local_ip = self.local_ip_for(peer.addr.ip());
                 self.on_new_dialog(NewDialog {
                     call,
@@ -398,6 +532,7 @@ impl<H: DialogHandler> Endpoint<H> {
                 }
             }
             CoreEvent::Confirmed { call, answer } => {
+                self.limits.dialog_confirmed(&call);
                 if !self.held.contains(&call) {
                     return;
                 }
@@ -408,6 +543,12 @@ impl<H: DialogHandler> Endpoint<H> {
             CoreEvent::Cancelled { call }
             | CoreEvent::RemoteHangup { call }
             | CoreEvent::Ended { call, .. } => {
+                self.limits.dialog_ended(&call);
+                if let Some(conn) = self.tcp_calls.remove(&call) {
+                    if let Some(w) = self.tcp_writers.get(&conn) {
+                        w.dialogs.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
                 if self.held.contains(&call) {
                     self.handler.dialog_ended(&call);
                 }
@@ -452,75 +593,4 @@ async fn sleep_opt(until: Option<Instant>) {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending::<()>().await,
     }
-}
-
-/// A message that started arriving must be complete within this (Timer F scale).
-const TCP_PARTIAL_TIMEOUT: Duration = Duration::from_secs(32);
-/// Connections with no traffic at all are closed after this.
-const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
-
-fn spawn_tcp_acceptor(listener: TcpListener, tx: mpsc::UnboundedSender<LoopMsg>) {
-    tokio::spawn(async move {
-        let mut next_id: u64 = 1;
-        loop {
-            let Ok((stream, from)) = listener.accept().await else {
-                continue;
-            };
-            let conn = next_id;
-            next_id += 1;
-            let (mut rd, mut wr) = stream.into_split();
-            let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
-            if tx.send(LoopMsg::TcpOpen { conn, writer: wtx }).is_err() {
-                return;
-            }
-            tokio::spawn(async move {
-                while let Some(data) = wrx.recv().await {
-                    if wr.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut framer = StreamFramer::new();
-                let mut buf = vec![0u8; 16 * 1024];
-                'read: loop {
-                    // A half-received message must complete soon; an idle connection may
-                    // stay a while (dispatchers and phones reuse them), not forever.
-                    let idle = if framer.buffered() > 0 {
-                        TCP_PARTIAL_TIMEOUT
-                    } else {
-                        TCP_IDLE_TIMEOUT
-                    };
-                    let n = match tokio::time::timeout(idle, rd.read(&mut buf)).await {
-                        Ok(Ok(0)) | Ok(Err(_)) => break,
-                        Ok(Ok(n)) => n,
-                        Err(_) => {
-                            debug!(%from, "closing idle or stalled TCP connection");
-                            break;
-                        }
-                    };
-                    framer.push(&buf[..n]);
-                    while let Some(m) = framer.next_message() {
-                        match m {
-                            Ok(data) => {
-                                if tx.send(LoopMsg::Tcp { conn, from, data }).is_err() {
-                                    break 'read;
-                                }
-                            }
-                            Err(e) => {
-                                let _ = tx.send(LoopMsg::TcpBad {
-                                    conn,
-                                    from,
-                                    error: e,
-                                });
-                                break 'read;
-                            }
-                        }
-                    }
-                }
-                let _ = tx.send(LoopMsg::TcpClosed { conn });
-            });
-        }
-    });
 }

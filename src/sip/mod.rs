@@ -8,6 +8,10 @@
 pub mod core;
 pub mod endpoint;
 pub mod handler;
+pub mod limits;
+pub mod log_limit;
 pub mod msg;
 pub mod sdp;
+pub mod sockbuf;
+mod tcp;
 pub mod wire;

@@ -117,6 +117,26 @@ pub enum FramingError {
         /// The headers to answer with, when they could be recovered.
         ctx: Option<ReplyContext>,
     },
+    /// More header lines than [`FrameLimits::max_headers`] before the blank line.
+    #[error("more than {limit} header lines")]
+    TooManyHeaders {
+        /// The limit.
+        limit: usize,
+        /// The headers to answer with, when they could be recovered.
+        ctx: Option<ReplyContext>,
+    },
+}
+
+/// Limits a [`StreamFramer`] enforces beyond [`MAX_MESSAGE_SIZE`] (issue 16:
+/// a stream peer must not make us buffer a huge header section or body).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameLimits {
+    /// Bytes of the header section, up to and including the blank line.
+    pub max_header_bytes: usize,
+    /// Header lines (the start line included).
+    pub max_headers: usize,
+    /// Content-Length at most.
+    pub max_body_bytes: usize,
 }
 
 impl FramingError {
@@ -125,7 +145,8 @@ impl FramingError {
         match self {
             Self::MissingContentLength { ctx }
             | Self::InvalidContentLength { ctx, .. }
-            | Self::TooLarge { ctx, .. } => ctx.as_ref(),
+            | Self::TooLarge { ctx, .. }
+            | Self::TooManyHeaders { ctx, .. } => ctx.as_ref(),
         }
     }
 
@@ -1377,12 +1398,22 @@ pub struct StreamFramer {
     /// CRLFs skipped since the last message start (two make one RFC 5626 ping).
     crlf_run: usize,
     pings: usize,
+    limits: Option<FrameLimits>,
 }
 
 impl StreamFramer {
     /// A framer for one new connection.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A framer that also enforces `limits` (header bytes and lines before
+    /// the blank line, body size).
+    pub fn with_limits(limits: FrameLimits) -> Self {
+        Self {
+            limits: Some(limits),
+            ..Self::default()
+        }
     }
 
     /// Append received bytes (ignored once the framer has failed).
@@ -1435,7 +1466,23 @@ impl StreamFramer {
             return None; // keep-alive only, or half a CRLF: wait
         }
         self.crlf_run = 0;
-        let Some(sep) = find_bytes(&self.buf, b"\r\n\r\n") else {
+        let sep = find_bytes(&self.buf, b"\r\n\r\n");
+        if let Some(l) = self.limits {
+            // Checked before the blank line arrives, so a header section
+            // that never ends is refused as soon as it is too big.
+            let head = &self.buf[..sep.map_or(self.buf.len(), |s| s + 4)];
+            if head.len() > l.max_header_bytes {
+                let limit = l.max_header_bytes;
+                return Some(Err(self.fail(|ctx| FramingError::TooLarge { limit, ctx })));
+            }
+            if head.iter().filter(|&&b| b == b'\n').count() > l.max_headers + 1 {
+                let limit = l.max_headers;
+                return Some(Err(
+                    self.fail(|ctx| FramingError::TooManyHeaders { limit, ctx })
+                ));
+            }
+        }
+        let Some(sep) = sep else {
             if self.buf.len() > MAX_MESSAGE_SIZE {
                 return Some(Err(self.fail(|ctx| FramingError::TooLarge {
                     limit: MAX_MESSAGE_SIZE,
@@ -1475,6 +1522,10 @@ impl StreamFramer {
                 self.fail(|ctx| FramingError::MissingContentLength { ctx })
             ));
         };
+        if let Some(l) = self.limits.filter(|l| cl > l.max_body_bytes as u64) {
+            let limit = l.max_body_bytes;
+            return Some(Err(self.fail(|ctx| FramingError::TooLarge { limit, ctx })));
+        }
         let total = (body_start as u64).saturating_add(cl);
         if total > MAX_MESSAGE_SIZE as u64 {
             return Some(Err(self.fail(|ctx| FramingError::TooLarge {
@@ -1643,7 +1694,37 @@ mod tests {
             FramingError::MissingContentLength { .. } => "no-cl",
             FramingError::InvalidContentLength { .. } => "bad-cl",
             FramingError::TooLarge { .. } => "too-large",
+            FramingError::TooManyHeaders { .. } => "too-many-headers",
         }
+    }
+
+    #[test]
+    fn framer_limits_header_bytes_lines_and_body_before_the_end() {
+        let limits = FrameLimits {
+            max_header_bytes: 1024,
+            max_headers: 20,
+            max_body_bytes: 100,
+        };
+        let fits = format!("{MINIMAL}Content-Length: 2\r\n\r\nhi");
+        let mut f = StreamFramer::with_limits(limits);
+        f.push(fits.as_bytes());
+        assert_eq!(f.next_message(), Some(Ok(fits.into_bytes())));
+        // A header section that never ends is refused once it is too big.
+        let mut f = StreamFramer::with_limits(limits);
+        f.push(format!("{MINIMAL}X-Pad: {}\r\n", "a".repeat(1100)).as_bytes());
+        let err = f.next_message().unwrap().unwrap_err();
+        assert_eq!((frame_kind(&err), err.status()), ("too-large", 413));
+        // Many short lines, blank line not yet there.
+        let mut f = StreamFramer::with_limits(limits);
+        f.push(format!("{MINIMAL}{}", "X: y\r\n".repeat(30)).as_bytes());
+        let err = f.next_message().unwrap().unwrap_err();
+        assert_eq!((frame_kind(&err), err.status()), ("too-many-headers", 400));
+        // A body announced over the cap is refused before it is read.
+        let mut f = StreamFramer::with_limits(limits);
+        f.push(format!("{MINIMAL}Content-Length: 101\r\n\r\n").as_bytes());
+        let err = f.next_message().unwrap().unwrap_err();
+        assert_eq!((frame_kind(&err), err.status()), ("too-large", 413));
+        assert!(err.reply_context().is_some());
     }
 
     /// Run a byte stream through the framer (in `chunk`-sized pushes) and parse each

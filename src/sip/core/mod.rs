@@ -29,12 +29,14 @@ use super::wire::ReplyContext;
 
 mod client_tx;
 mod dialog;
+mod response_cache;
 mod retransmit;
 mod server_tx;
 
 use dialog::{Dialog, State};
+use response_cache::ResponseCache;
 use retransmit::Tick;
-use server_tx::{server_txn_key, CachedResponse, InviteProgress};
+use server_tx::{server_txn_key, InviteProgress};
 
 /// Which transport (and, for TCP, which connection) a peer is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,6 +79,8 @@ pub struct CoreConfig {
     /// T2 (default 4 s): the cap on the doubling retransmission interval
     /// (RFC 3261 13.3.1.4, 17.1.2.2).
     pub t2: Duration,
+    /// Bytes of cached final responses at most (oldest evicted first).
+    pub response_cache_bytes: usize,
 }
 
 impl Default for CoreConfig {
@@ -85,6 +89,7 @@ impl Default for CoreConfig {
             sent_by: "127.0.0.1:5060".into(),
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
+            response_cache_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -194,7 +199,7 @@ pub struct Core {
     dialogs: HashMap<CallRef, Dialog>,
     /// Final responses to non-INVITE requests, re-sent on retransmission (UDP),
     /// keyed by [`server_txn_key`].
-    responses: HashMap<(String, String), CachedResponse>,
+    responses: ResponseCache,
     out: VecDeque<Output>,
     accepting: bool,
     /// Peer IP → our host:port as that peer reaches us (see `set_sent_by_for`).
@@ -230,9 +235,9 @@ impl Core {
     /// A core with no calls, taking new ones.
     pub fn new(cfg: CoreConfig) -> Self {
         Self {
+            responses: ResponseCache::new(cfg.response_cache_bytes),
             cfg,
             dialogs: HashMap::new(),
-            responses: HashMap::new(),
             out: VecDeque::new(),
             accepting: true,
             route_local: HashMap::new(),
@@ -310,7 +315,7 @@ impl Core {
         if method != Method::Invite {
             let key = server_txn_key(ctx).unwrap_or_default();
             if let Some(c) = self.responses.get(&(key, method_name.clone())) {
-                let data = c.data.clone();
+                let data = c.to_vec();
                 self.send(peer, data);
                 return;
             }
@@ -445,14 +450,14 @@ impl Core {
             .dialogs
             .values()
             .filter_map(|d| d.bye.as_ref().map(|b| b.retx.next_deadline()));
-        let cached = self.responses.values().map(|c| c.expires);
+        let cached = self.responses.next_expiry();
         invites.chain(byes).chain(cached).min()
     }
 
     /// Run the timers due at `now`: retransmit, or give up on transactions
     /// (which ends their dialogs). Calling it early or late is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.responses.retain(|_, c| c.expires > now);
+        self.responses.expire(now);
         let mut sends = Vec::new();
         let mut expired_invites = Vec::new();
         let mut expired_byes = Vec::new();

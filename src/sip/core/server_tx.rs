@@ -54,11 +54,6 @@ pub(super) struct InviteTx {
     pub(super) progress: InviteProgress,
 }
 
-pub(super) struct CachedResponse {
-    pub(super) data: Vec<u8>,
-    pub(super) expires: Instant,
-}
-
 /// Server transaction identity of a request (RFC 3261 17.2.3): the top Via's
 /// branch *and* sent-by (with the method, kept beside it in the key). Requests
 /// from different clients may reuse a branch (RFC 4475 messages do: `unksm2`,
@@ -110,10 +105,8 @@ impl Core {
             if let Some(key) = server_txn_key(ctx) {
                 self.responses.insert(
                     (key, method.to_string()),
-                    CachedResponse {
-                        data: data.clone(),
-                        expires: now + self.cfg.t1 * 64,
-                    },
+                    data.clone(),
+                    now + self.cfg.t1 * 64,
                 );
             }
         }
