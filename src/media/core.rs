@@ -20,21 +20,24 @@
 //!
 //! # A bridge (transfer) fits without another loop
 //!
-//! The core is one leg. A B2BUA bridge is two cores driven by the same task,
-//! each with its own socket, and the bridge itself is only a routing of one
-//! leg's outputs into the other leg's commands: a digit event of leg A
-//! becomes a "send this digit" command of leg B (RFC 4733 out), and each
-//! played-out audio frame of leg A becomes a "send this frame" command of
-//! leg B in place of its prompt frame. Both are a new [`MediaCommand`] and a
-//! new [`Output`] variant here, handled in the existing tick halves, so
-//! relaying keeps the 20 ms pacing, the single timer and the statistics of
-//! each leg as they are.
+//! The core is one leg. A B2BUA bridge is two cores, each with its own
+//! socket, task and pacing, given the two ends of one
+//! [`super::bridge::pair`] with [`MediaCommand::Bridge`]. In the playout
+//! half a bridged leg queues the frame it played out (decoded) and each
+//! digit it received for the other leg; in its send half the other leg takes
+//! one queued frame and sends it in its own codec in place of silence, and
+//! re-sends queued digits as RFC 4733 events on its own payload type (or
+//! in-band tones). So relaying keeps the 20 ms pacing, the single timer and
+//! the statistics of each leg as they are, and the session loop is
+//! unchanged. What one slot sends, first match wins: a relayed digit, the
+//! prompt of a `Play`, the other leg's audio, ringback, silence.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::bridge::{self, BridgeEnd, PcmFrame, RelayDigit};
 use super::dtmf::inband::InbandDetector;
 use super::dtmf::merge::DigitMerger;
 use super::dtmf::rfc4733::Rfc4733Receiver;
@@ -118,6 +121,20 @@ pub enum MediaCommand {
     Confirmed,
     /// End the leg: the socket loop stops after this round.
     Shutdown,
+    /// Join this leg to another (see [`super::bridge`]): from the next tick
+    /// the other leg's audio goes out here in place of silence and
+    /// ringback, and its digits are re-sent here; this leg's audio and
+    /// digits go to it. Ends ringback; a prompt still playing finishes
+    /// first (send `Stop` to cut it), and a `Play` while bridged goes out in
+    /// place of the relayed audio until it ends. Replaces an earlier bridge.
+    Bridge(BridgeEnd),
+    /// Leave the bridge: back to silence and prompts. A digit being re-sent
+    /// is finished (its end packets still go out).
+    Unbridge,
+    /// Play ringback (440+480 Hz, 2 s on, 4 s off) in place of silence
+    /// until `Stop`, a `Play` or a `Bridge`. Replaces a prompt that plays,
+    /// without [`MediaEvent::PlaybackDone`] (as a new `Play` does).
+    Ringback,
 }
 
 /// What the media tells the call (and, for the last two, what signalling
@@ -170,6 +187,21 @@ pub struct MediaStats {
     /// Datagrams dropped unread because they came from an address that is
     /// not the call's (see [`RtpSource`]).
     pub packets_dropped: u64,
+    /// Bridged: frames this leg played out and queued for the other leg.
+    pub relay_frames_out: u64,
+    /// Bridged: frames of the other leg taken from the queue at this leg's
+    /// ticks (sent, unless a prompt or a relayed digit had the slot).
+    pub relay_frames_in: u64,
+    /// Bridged: frames for this leg dropped from its queue (full, or a
+    /// lasting backlog trimmed), so latency cannot grow.
+    pub relay_dropped: u64,
+    /// Bridged: ticks that found no frame of the other leg queued (it
+    /// played nothing out, or its frame came after this tick): silence.
+    pub relay_empty: u64,
+    /// Bridged: digits this leg received and queued for the other leg.
+    pub relay_digits_out: u64,
+    /// Digits of the other leg this leg re-sent (RFC 4733 or in-band).
+    pub relay_digits_in: u64,
 }
 
 /// One RTP packet to send now.
@@ -221,6 +253,48 @@ impl Playback {
     }
 }
 
+/// RFC 4733 event volume (−10 dBm0) of re-sent digits.
+const EVENT_VOLUME: u8 = 10;
+/// A re-sent digit whose duration is unknown lasts this long…
+const DIGIT_DEFAULT_MS: u32 = 100;
+/// …and one whose duration is known is held within these bounds.
+const DIGIT_MIN_MS: u32 = 60;
+const DIGIT_MAX_MS: u32 = 500;
+/// End packets of an event (RFC 4733 2.5.1.4: the final packet three times).
+const EVENT_END_PACKETS: u32 = 3;
+/// Silence after an in-band digit, so the next one is a new press.
+const INBAND_GAP_FRAMES: u32 = 3;
+
+/// How a relayed digit goes out on this leg.
+#[derive(Clone, Copy, Debug)]
+enum DigitMethod {
+    /// Telephone-events on this payload type; the event's timestamp once
+    /// its first packet went out.
+    Rfc4733 { pt: u8, ts: Option<u32> },
+    /// Tone pair in the audio (the leg negotiated no telephone-event).
+    Inband,
+}
+
+/// A digit of the other leg being re-sent, one packet per tick.
+struct DigitOut {
+    digit: bridge::RelayDigit,
+    method: DigitMethod,
+    /// Frames of tone / event updates (before the end packets or the gap).
+    frames: u32,
+    /// Ticks spent on it so far.
+    sent: u32,
+}
+
+/// What the last tick sent: a marker starts each new talkspurt.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Slot {
+    Silence,
+    Prompt,
+    Relay,
+    Ringback,
+    Digit,
+}
+
 /// A listening turn: its timers, its endpointer and the tag of its events.
 struct Listening {
     timers: Timers,
@@ -266,6 +340,20 @@ pub struct MediaCore {
     /// Scratch: a prompt's short last frame padded with silence.
     padded: [u8; FRAME_BYTES],
     stopped: bool,
+    /// The other leg, while bridged.
+    bridge: Option<BridgeEnd>,
+    /// Scratch: the frame taken from the other leg, or generated (tones).
+    relay_pcm: PcmFrame,
+    /// The last good frame relayed out (repeated once for a lost frame).
+    relay_last: PcmFrame,
+    /// Lost frames in a row played out while bridged.
+    lost_run: u32,
+    /// Ringback plays; its position in the cadence (samples).
+    ringback: Option<u32>,
+    /// A digit of the other leg being re-sent.
+    digit_out: Option<DigitOut>,
+    /// What the last tick sent.
+    last_slot: Slot,
 }
 
 impl MediaCore {
@@ -315,6 +403,13 @@ impl MediaCore {
             pcm: Vec::with_capacity(FRAME_BYTES),
             padded: [0; FRAME_BYTES],
             stopped: false,
+            bridge: None,
+            relay_pcm: [0; FRAME_BYTES],
+            relay_last: [0; FRAME_BYTES],
+            lost_run: 0,
+            ringback: None,
+            digit_out: None,
+            last_slot: Slot::Silence,
         }
     }
 
@@ -368,7 +463,20 @@ impl MediaCore {
             }
             MediaCommand::Stop => {
                 self.playback = None;
+                self.ringback = None;
                 self.restart_no_input(now);
+            }
+            MediaCommand::Bridge(end) => {
+                self.bridge = Some(end);
+                self.ringback = None;
+                self.lost_run = 0;
+            }
+            MediaCommand::Unbridge => self.bridge = None,
+            MediaCommand::Ringback => {
+                self.playback = None;
+                if self.ringback.is_none() {
+                    self.ringback = Some(0);
+                }
             }
             MediaCommand::StartListening(timers, tag) => {
                 // The caller's no-input time starts when the prompt ends;
@@ -387,6 +495,7 @@ impl MediaCore {
             }
             MediaCommand::StopListening => self.listening = None,
             MediaCommand::Play(names) => {
+                self.ringback = None;
                 let mut queue = VecDeque::with_capacity(names.len());
                 for name in names {
                     match self.prompts.encoded(&name, self.params.codec) {
@@ -427,14 +536,30 @@ impl MediaCore {
     }
 
     /// First half of a tick, due at [`Output::Timeout`]: the frame of this
-    /// 20 ms slot (prompt or silence, which keeps timing and NAT bindings)
-    /// becomes the packet to send.
+    /// 20 ms slot becomes the packet to send: a relayed digit, the prompt,
+    /// the other leg's audio, ringback or silence (which keeps timing and
+    /// NAT bindings), first match wins.
     pub fn handle_tick(&mut self, now: Instant) {
+        // Bridged: one frame of the other leg leaves its queue every tick,
+        // whatever this slot sends, so the queue never holds more than the
+        // timing difference of the two legs.
+        let relayed = self.take_relayed(now);
+        self.packet.clear();
+        self.packet_at = now;
+        if self.digit_out.is_none() {
+            self.next_digit();
+        }
+        if self.digit_tick(now) {
+            self.transmit = self.destination(now);
+            return;
+        }
         let silence = self.params.codec.silence_byte();
         let mut marker = false;
         let mut done = false;
+        let mut slot = Slot::Silence;
         let payload: &[u8] = match self.playback.as_mut() {
             Some(p) => {
+                slot = Slot::Prompt;
                 marker = p.fresh;
                 p.fresh = false;
                 match p.next_frame() {
@@ -455,19 +580,129 @@ impl MediaCore {
                     }
                 }
             }
-            None => {
-                self.padded.fill(silence);
+            None if relayed => {
+                slot = Slot::Relay;
+                encode_frame(self.params.codec, &self.relay_pcm, &mut self.padded);
                 &self.padded
             }
+            None => match self.ringback {
+                Some(pos) => {
+                    slot = Slot::Ringback;
+                    self.ringback = Some(bridge::ringback_frame(pos, &mut self.relay_pcm));
+                    encode_frame(self.params.codec, &self.relay_pcm, &mut self.padded);
+                    &self.padded
+                }
+                None => {
+                    self.padded.fill(silence);
+                    &self.padded
+                }
+            },
         };
-        self.packet.clear();
+        if slot != Slot::Prompt && slot != Slot::Silence {
+            marker = slot != self.last_slot;
+        }
+        self.last_slot = slot;
         self.tx.build_packet(now, payload, marker, &mut self.packet);
-        self.packet_at = now;
         if done {
             self.playback = None;
             self.playback_done(now);
         }
         self.transmit = self.destination(now);
+    }
+
+    /// Bridged: the other leg's oldest queued frame into `relay_pcm`;
+    /// whether there was one.
+    fn take_relayed(&mut self, now: Instant) -> bool {
+        let Some(end) = self.bridge.as_mut() else {
+            return false;
+        };
+        let popped = end.pop_frame(now, &mut self.relay_pcm);
+        self.stats.relay_dropped += popped.dropped;
+        if popped.frame {
+            self.stats.relay_frames_in += 1;
+        } else {
+            self.stats.relay_empty += 1;
+        }
+        popped.frame
+    }
+
+    /// Starts re-sending the next digit the other leg queued, if any.
+    fn next_digit(&mut self) {
+        let Some(digit) = self.bridge.as_ref().and_then(BridgeEnd::pop_digit) else {
+            return;
+        };
+        let ms = digit
+            .duration_ms
+            .unwrap_or(DIGIT_DEFAULT_MS)
+            .clamp(DIGIT_MIN_MS, DIGIT_MAX_MS);
+        let method = match self.params.dtmf_pts.first() {
+            Some(&pt) => DigitMethod::Rfc4733 { pt, ts: None },
+            None => DigitMethod::Inband,
+        };
+        self.stats.relay_digits_in += 1;
+        self.digit_out = Some(DigitOut {
+            digit,
+            method,
+            frames: ms.div_ceil(20),
+            sent: 0,
+        });
+    }
+
+    /// This slot's packet for the digit being re-sent, if one is: an RFC
+    /// 4733 update (marker on the first, one timestamp for the event, the
+    /// duration growing by a frame each), then three end packets; or a
+    /// frame of the tone pair, then a short silence.
+    fn digit_tick(&mut self, now: Instant) -> bool {
+        let Some(d) = self.digit_out.as_mut() else {
+            return false;
+        };
+        let i = d.sent;
+        d.sent += 1;
+        let finished = match &mut d.method {
+            DigitMethod::Rfc4733 { pt, ts } => {
+                let end = i >= d.frames;
+                let frames = (i + 1).min(d.frames);
+                let duration = u16::try_from(frames * bridge::FRAME_SAMPLES as u32)
+                    .unwrap_or(u16::MAX)
+                    .to_be_bytes();
+                let payload = [
+                    d.digit.digit.event_code(),
+                    if end { 0x80 } else { 0 } | EVENT_VOLUME,
+                    duration[0],
+                    duration[1],
+                ];
+                *ts = Some(self.tx.build_event_packet(
+                    now,
+                    *pt,
+                    *ts,
+                    i == 0,
+                    &payload,
+                    &mut self.packet,
+                ));
+                i + 1 >= d.frames + EVENT_END_PACKETS
+            }
+            DigitMethod::Inband => {
+                let tone = i < d.frames;
+                if tone {
+                    bridge::dtmf_frame(
+                        d.digit.digit,
+                        i * bridge::FRAME_SAMPLES as u32,
+                        &mut self.relay_pcm,
+                    );
+                } else {
+                    self.relay_pcm.fill(0);
+                }
+                encode_frame(self.params.codec, &self.relay_pcm, &mut self.padded);
+                self.tx
+                    .build_packet(now, &self.padded, i == 0, &mut self.packet);
+                i + 1 >= d.frames + INBAND_GAP_FRAMES
+            }
+        };
+        if finished {
+            self.digit_out = None;
+        }
+        self.last_slot = Slot::Digit;
+        true
     }
 
     /// Where this tick's packet goes, if anywhere: nothing before the ACK;
@@ -536,7 +771,7 @@ impl MediaCore {
                 stats::record_lost();
             }
             // Decoding costs: only when someone needs the audio.
-            if self.cfg.inband_dtmf || self.listening.is_some() {
+            if self.cfg.inband_dtmf || self.listening.is_some() || self.bridge.is_some() {
                 self.pcm.clear();
                 match &frame {
                     Frame::Audio { payload, .. } => {
@@ -544,6 +779,7 @@ impl MediaCore {
                     }
                     Frame::Lost { .. } => self.pcm.resize(FRAME_BYTES, 0),
                 }
+                self.relay_out(now, lost);
                 if self.cfg.inband_dtmf {
                     for ev in self.inband.push(now, &self.pcm) {
                         self.offer_digit(ev);
@@ -576,10 +812,41 @@ impl MediaCore {
         }
     }
 
+    /// Bridged: the frame just played out (in `pcm`) goes to the other leg.
+    /// A lost frame is covered by the last good one, once, then silence.
+    fn relay_out(&mut self, now: Instant, lost: bool) {
+        let Some(end) = self.bridge.as_ref() else {
+            return;
+        };
+        if lost {
+            self.lost_run += 1;
+            if self.lost_run > 1 {
+                self.relay_last.fill(0);
+            }
+            end.push_frame(now, &self.relay_last);
+        } else {
+            self.lost_run = 0;
+            let n = self.pcm.len().min(FRAME_BYTES);
+            self.relay_last[..n].copy_from_slice(&self.pcm[..n]);
+            self.relay_last[n..].fill(0);
+            end.push_frame(now, &self.pcm);
+        }
+        self.stats.relay_frames_out += 1;
+    }
+
     /// One report of a key press from any method: delivered once per press.
     fn offer_digit(&mut self, ev: DigitEvent) {
         if let Some(ev) = self.merger.offer(ev) {
             self.stats.digits += 1;
+            if let Some(end) = self.bridge.as_ref() {
+                let relay = RelayDigit {
+                    digit: ev.digit,
+                    duration_ms: ev.duration_ms,
+                };
+                if end.push_digit(relay) {
+                    self.stats.relay_digits_out += 1;
+                }
+            }
             self.events.push_back(MediaEvent::Digit {
                 digit: ev.digit.as_char(),
                 source: ev.source,
@@ -618,6 +885,22 @@ impl MediaCore {
             if !l.endpointer.speech_started() {
                 // Keep what it learnt of the line's noise during the prompt.
                 l.endpointer = Endpointer::on_line(l.timers, now, l.endpointer.noise_floor_db());
+            }
+        }
+    }
+}
+
+/// One frame of linear PCM into `out` in `codec`, without allocating.
+fn encode_frame(codec: Codec, pcm: &PcmFrame, out: &mut [u8; FRAME_BYTES]) {
+    match codec {
+        Codec::Pcmu => {
+            for (o, &x) in out.iter_mut().zip(pcm) {
+                *o = g711::linear_to_ulaw(x);
+            }
+        }
+        Codec::Pcma => {
+            for (o, &x) in out.iter_mut().zip(pcm) {
+                *o = g711::linear_to_alaw(x);
             }
         }
     }
