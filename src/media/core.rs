@@ -964,6 +964,7 @@ mod tests {
         seq: u16,
         ts: u32,
         marker: bool,
+        pt: u8,
         payload: Vec<u8>,
     }
 
@@ -1021,6 +1022,7 @@ mod tests {
                             seq: p.sequence,
                             ts: p.timestamp,
                             marker: p.marker,
+                            pt: p.payload_type,
                             payload: p.payload.to_vec(),
                         });
                         self.core.transmitted();
@@ -1065,9 +1067,14 @@ mod tests {
         }
 
         fn audio_packet(&mut self, pcm: &[i16]) -> Vec<u8> {
+            self.audio_packet_as(Codec::Pcmu, pcm)
+        }
+
+        /// The far end's audio in `codec` (on its static payload type).
+        fn audio_packet_as(&mut self, codec: Codec, pcm: &[i16]) -> Vec<u8> {
             let mut payload = Vec::new();
-            g711::encode(Codec::Pcmu, pcm, &mut payload);
-            let p = rtp(0, self.peer_seq, self.peer_ts, &payload);
+            g711::encode(codec, pcm, &mut payload);
+            let p = rtp(codec.payload_type(), self.peer_seq, self.peer_ts, &payload);
             self.peer_seq = self.peer_seq.wrapping_add(1);
             self.peer_ts = self.peer_ts.wrapping_add(160);
             p
@@ -1547,5 +1554,355 @@ mod tests {
         assert_eq!(sim.sent[1].seq, sim.sent[0].seq.wrapping_add(1));
         sim.core.handle_command(sim.now, MediaCommand::Shutdown);
         assert!(sim.core.poll_output().is_none());
+    }
+
+    // ---- The bridge (issue 17): two cores joined by media::bridge::pair ----
+
+    /// Leg B's telephone-event payload type, unlike A's.
+    const B_DTMF_PT: u8 = 96;
+
+    fn pcma_params() -> MediaParams {
+        MediaParams {
+            codec: Codec::Pcma,
+            codec_pt: 8,
+            dtmf_pts: vec![B_DTMF_PT],
+            ..params()
+        }
+    }
+
+    /// Power at `freq` as a share of the frame's energy (1.0: a pure sine).
+    fn tone_share(pcm: &[i16], freq: f32) -> f32 {
+        let coeff = 2.0 * (TAU * freq / 8000.0).cos();
+        let (mut s1, mut s2) = (0.0f32, 0.0f32);
+        let mut energy = 0.0f32;
+        for &v in pcm {
+            let v = f32::from(v);
+            energy += v * v;
+            let s = v + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s;
+        }
+        if energy == 0.0 {
+            return 0.0;
+        }
+        let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+        2.0 * power / (pcm.len() as f32 * energy)
+    }
+
+    fn decoded(codec: Codec, p: &Sent) -> Vec<i16> {
+        let mut pcm = Vec::new();
+        g711::decode(codec, &p.payload, &mut pcm);
+        pcm
+    }
+
+    fn sine(freq: f32, frames: usize) -> Vec<i16> {
+        (0..frames * 160)
+            .map(|i| (8000.0 * (TAU * freq * i as f32 / 8000.0).sin()) as i16)
+            .collect()
+    }
+
+    /// Leg A (PCMU, telephone-event 101) bridged to leg B (its own params),
+    /// on one simulated clock: each round ticks A, then B.
+    struct Pair {
+        a: Sim,
+        b: Sim,
+    }
+
+    impl Pair {
+        fn new(b: MediaParams) -> Pair {
+            let prompts = Arc::new(PromptCache::new("/nonexistent"));
+            prompts.insert_audio("p", PromptAudio::from_pcm(vec![3000; 1600]));
+            let mut a = Sim::new(params(), cfg(), Arc::clone(&prompts));
+            let mut b = Sim::new(b, cfg(), prompts);
+            let (ea, eb) = bridge::pair();
+            a.command(MediaCommand::Bridge(ea));
+            b.command(MediaCommand::Bridge(eb));
+            Pair { a, b }
+        }
+
+        fn round(&mut self, into_a: &[Vec<u8>], into_b: &[Vec<u8>]) {
+            self.a.tick_with(into_a);
+            self.b.tick_with(into_b);
+        }
+
+        /// `frames` rounds of this audio into A and silence into B.
+        fn audio_into_a(&mut self, pcm: &[i16]) {
+            let codec = self.b.core.params.codec;
+            for frame in pcm.chunks(160) {
+                let a = self.a.audio_packet(frame);
+                let b = self.b.audio_packet_as(codec, &SILENCE);
+                self.round(&[a], &[b]);
+            }
+        }
+
+        fn silence(&mut self, rounds: usize) {
+            self.audio_into_a(&vec![0; rounds * 160]);
+        }
+    }
+
+    #[test]
+    fn a_tone_crosses_the_bridge_both_ways_and_is_transcoded() {
+        let mut pair = Pair::new(pcma_params());
+        // 1 kHz into A (PCMU) comes out of B (PCMA, PT 8).
+        pair.audio_into_a(&sine(1000.0, 50));
+        let b_out = &pair.b.sent[10..];
+        assert!(b_out.iter().all(|p| p.pt == 8 && p.payload.len() == 160));
+        for p in b_out {
+            let share = tone_share(&decoded(Codec::Pcma, p), 1000.0);
+            assert!(share > 0.9, "B sends A's tone: share {share} at {:?}", p.at);
+        }
+        // Continuous sequence and timestamps on B's own stream.
+        for w in pair.b.sent.windows(2) {
+            assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+            assert_eq!(w[1].ts, w[0].ts.wrapping_add(160));
+        }
+        // Added delay: at most a frame or two behind A's jitter buffer.
+        let first = pair
+            .b
+            .sent
+            .iter()
+            .position(|p| tone_share(&decoded(Codec::Pcma, p), 1000.0) > 0.5)
+            .unwrap();
+        assert!(first <= 3, "first tone frame out of B at slot {first}");
+
+        // 600 Hz into B (PCMA) comes out of A (PCMU, PT 0).
+        let a_before = pair.a.sent.len();
+        for frame in sine(600.0, 50).chunks(160) {
+            let a = pair.a.audio_packet(&SILENCE);
+            let b = pair.b.audio_packet_as(Codec::Pcma, frame);
+            pair.round(&[a], &[b]);
+        }
+        let a_out = &pair.a.sent[a_before + 10..];
+        for p in a_out {
+            assert_eq!(p.pt, 0);
+            let share = tone_share(&decoded(Codec::Pcmu, p), 600.0);
+            assert!(share > 0.9, "A sends B's tone: share {share}");
+        }
+        let (a, b) = (pair.a.core.stats(), pair.b.core.stats());
+        assert_eq!(a.relay_frames_out, b.relay_frames_in + b.relay_dropped);
+        // B's last frame waits for A's next tick (A ticks first each round).
+        assert_eq!(b.relay_frames_out, a.relay_frames_in + a.relay_dropped + 1);
+        assert_eq!(a.relay_dropped + b.relay_dropped, 0, "lock-step: no drops");
+        assert!(a.relay_frames_out >= 98, "{a:?}");
+    }
+
+    /// B's packets of one re-sent event: (marker, ts, code, end, duration).
+    fn events_of(sent: &[Sent], pt: u8) -> Vec<(bool, u32, u8, bool, u16)> {
+        sent.iter()
+            .filter(|p| p.pt == pt)
+            .map(|p| {
+                let e = &p.payload;
+                (
+                    p.marker,
+                    p.ts,
+                    e[0],
+                    e[1] & 0x80 != 0,
+                    u16::from_be_bytes([e[2], e[3]]),
+                )
+            })
+            .collect()
+    }
+
+    /// One proper RFC 4733 event of `code` lasting `frames` 20 ms frames.
+    fn assert_event(packets: &[(bool, u32, u8, bool, u16)], code: u8, frames: u16) {
+        assert_eq!(packets.len(), usize::from(frames) + 3, "{packets:?}");
+        let ts = packets[0].1;
+        for (i, &(marker, t, c, end, dur)) in packets.iter().enumerate() {
+            assert_eq!(marker, i == 0, "marker on the first only: {packets:?}");
+            assert_eq!(t, ts, "one timestamp for the event");
+            assert_eq!(c, code);
+            let i = i as u16;
+            assert_eq!(end, i >= frames, "three end packets last");
+            assert_eq!(dur, 160 * (i + 1).min(frames), "duration grows");
+        }
+    }
+
+    #[test]
+    fn digits_into_a_go_out_of_b_as_rfc4733_on_bs_payload_type() {
+        let mut pair = Pair::new(pcma_params());
+        pair.silence(5);
+        // Key 5 by RFC 4733 on A's PT 101.
+        let ts = pair.a.peer_ts;
+        for i in 0..8u16 {
+            let audio = pair.a.audio_packet(&SILENCE);
+            let ev = event_packet(9000 + i, ts, 5, i >= 5, 160 * (i.min(4) + 1));
+            let b = pair.b.audio_packet_as(Codec::Pcma, &SILENCE);
+            pair.round(&[audio, ev], &[b]);
+        }
+        pair.silence(20);
+        let five = events_of(&pair.b.sent, B_DTMF_PT);
+        assert_event(&five, 5, 5);
+        assert!(pair.b.sent.iter().all(|p| p.pt == 8 || p.pt == B_DTMF_PT));
+        assert!(events_of(&pair.b.sent, DTMF_PT).is_empty(), "not A's PT");
+        // Its packets sit in B's stream: sequence continuous, audio resumes
+        // after the event on B's own slot clock.
+        for w in pair.b.sent.windows(2) {
+            assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+        }
+        let last_ev = pair.b.sent.iter().rposition(|p| p.pt == B_DTMF_PT).unwrap();
+        let next = &pair.b.sent[last_ev + 1];
+        assert_eq!(next.pt, 8);
+        assert!(next.ts > five[0].1 + 160 * 5);
+        // A still reports it to its call.
+        assert_eq!(pair.a.digits(), vec![('5', DigitSource::Rfc4733)]);
+        assert!(pair.b.digits().is_empty());
+
+        // Key 3 only in-band into A: re-sent as an RFC 4733 event too.
+        let before = pair.b.sent.len();
+        pair.audio_into_a(&tone(697.0, 1477.0, 6));
+        pair.silence(25);
+        assert_event(&events_of(&pair.b.sent[before..], B_DTMF_PT), 3, 5);
+        assert_eq!(pair.a.digits()[1], ('3', DigitSource::Inband));
+        let (a, b) = (pair.a.core.stats(), pair.b.core.stats());
+        assert_eq!((a.relay_digits_out, b.relay_digits_in), (2, 2));
+    }
+
+    #[test]
+    fn an_info_digit_keeps_its_duration_and_a_leg_without_telephone_event_gets_tones() {
+        let mut pair = Pair::new(MediaParams {
+            dtmf_pts: vec![],
+            ..pcma_params()
+        });
+        pair.silence(5);
+        pair.a.command(MediaCommand::InfoDigit(
+            Digit::from_char('9').unwrap(),
+            Some(200),
+        ));
+        pair.silence(30);
+        // Decode what B sent and listen to it as a receiver would.
+        let mut det = InbandDetector::new();
+        let mut heard = Vec::new();
+        let t0 = Instant::now();
+        let mut tone_frames = 0;
+        for (i, p) in pair.b.sent.iter().enumerate() {
+            assert_eq!(p.pt, 8, "audio only");
+            let pcm = decoded(Codec::Pcma, p);
+            if pcm.iter().any(|&s| s.abs() > 1000) {
+                tone_frames += 1;
+            }
+            heard.extend(det.push(t0 + ms(20 * i as u64), &pcm));
+        }
+        let keys: Vec<char> = heard.iter().map(|e| e.digit.as_char()).collect();
+        assert_eq!(keys, vec!['9']);
+        assert_eq!(tone_frames, 10, "200 ms of tone");
+    }
+
+    #[test]
+    fn ringback_is_440_and_480_hz_two_seconds_on_four_off_until_stopped() {
+        let mut sim = Sim::with_prompt(vec![1000; 1600]);
+        sim.command(MediaCommand::Ringback);
+        for _ in 0..320 {
+            sim.tick_audio(&SILENCE);
+        }
+        let pcm: Vec<Vec<i16>> = sim.sent.iter().map(|p| decoded(Codec::Pcmu, p)).collect();
+        for (i, f) in pcm[..100].iter().enumerate() {
+            let (a, b) = (tone_share(f, 440.0), tone_share(f, 480.0));
+            // Two equal tones share the energy, each about half.
+            // (160 samples cannot quite separate tones 40 Hz apart.)
+            assert!(a > 0.3 && b > 0.3, "frame {i}: {a} {b}");
+            assert!(tone_share(f, 1000.0) < 0.02 && tone_share(f, 620.0) < 0.05);
+        }
+        assert!(sim.sent[0].marker && !sim.sent[1].marker);
+        assert!(pcm[100..300].iter().flatten().all(|&s| s == 0), "off-phase");
+        assert!(tone_share(&pcm[300], 440.0) > 0.3, "the next ring");
+        // A Play ends it; when the prompt ends, silence (no ringback).
+        sim.command(MediaCommand::Play(vec!["p".into()]));
+        for _ in 0..20 {
+            sim.tick_audio(&SILENCE);
+        }
+        assert_eq!(sim.events(), vec![MediaEvent::PlaybackDone]);
+        assert!(sim.sent.last().unwrap().payload.iter().all(|&b| b == 0xFF));
+        // Stop ends it too.
+        sim.command(MediaCommand::Ringback);
+        sim.tick_audio(&SILENCE);
+        assert!(tone_share(&decoded(Codec::Pcmu, sim.sent.last().unwrap()), 440.0) > 0.3);
+        sim.command(MediaCommand::Stop);
+        sim.tick_audio(&SILENCE);
+        assert!(sim.sent.last().unwrap().payload.iter().all(|&b| b == 0xFF));
+    }
+
+    #[test]
+    fn the_queue_is_bounded_and_a_stalled_leg_does_not_add_latency() {
+        let mut pair = Pair::new(pcma_params());
+        pair.silence(5);
+        // B stalls for 200 ms while A keeps playing out frames.
+        for frame in sine(1000.0, 10).chunks(160) {
+            let a = pair.a.audio_packet(frame);
+            pair.a.tick_with(&[a]);
+        }
+        // B catches up (its missed slots come back to back), then lock-step.
+        for _ in 0..10 {
+            let b = pair.b.audio_packet_as(Codec::Pcma, &SILENCE);
+            pair.b.tick_with(&[b]);
+        }
+        assert!(
+            pair.b.core.stats().relay_dropped >= 6,
+            "bounded at 4 frames"
+        );
+        pair.silence(40);
+        let (a, b) = (pair.a.core.stats(), pair.b.core.stats());
+        let queued = a.relay_frames_out - b.relay_frames_in - b.relay_dropped;
+        assert!(queued <= 1, "backlog {queued}: {a:?} {b:?}");
+    }
+
+    #[test]
+    fn a_prompt_while_bridged_takes_the_slots_then_unbridge_returns_to_silence() {
+        let mut pair = Pair::new(pcma_params());
+        pair.silence(3);
+        pair.b.command(MediaCommand::Play(vec!["p".into()]));
+        pair.audio_into_a(&sine(1000.0, 30));
+        let b_pcm: Vec<Vec<i16>> = pair
+            .b
+            .sent
+            .iter()
+            .map(|p| decoded(Codec::Pcma, p))
+            .collect();
+        // The prompt (a constant level, 10 frames) first, then A's tone.
+        assert!(b_pcm[3..13].iter().all(|f| f.iter().all(|&s| s > 2000)));
+        assert!(b_pcm[16..].iter().all(|f| tone_share(f, 1000.0) > 0.9));
+        assert_eq!(pair.b.events(), vec![MediaEvent::PlaybackDone]);
+
+        pair.b.command(MediaCommand::Unbridge);
+        let out_before = pair.a.core.stats().relay_frames_out;
+        let sent_before = pair.b.sent.len();
+        pair.audio_into_a(&sine(1000.0, 20));
+        assert!(pair.b.sent[sent_before..]
+            .iter()
+            .all(|p| p.payload == [Codec::Pcma.silence_byte(); 160]));
+        // A still holds its end and queues into nowhere; its peer left.
+        assert!(pair.a.core.stats().relay_frames_out > out_before);
+        pair.a.command(MediaCommand::Unbridge);
+        let out = pair.a.core.stats().relay_frames_out;
+        pair.audio_into_a(&sine(1000.0, 5));
+        assert_eq!(pair.a.core.stats().relay_frames_out, out);
+        // Prompts play as before.
+        pair.b.command(MediaCommand::Play(vec!["p".into()]));
+        pair.silence(12);
+        assert_eq!(
+            pair.b.events(),
+            vec![MediaEvent::PlaybackDone, MediaEvent::PlaybackDone]
+        );
+    }
+
+    #[test]
+    fn a_lost_frame_is_covered_once_then_silence() {
+        let mut pair = Pair::new(pcma_params());
+        pair.audio_into_a(&sine(1000.0, 10));
+        // Two packets of A's stream go missing.
+        pair.a.peer_seq = pair.a.peer_seq.wrapping_add(2);
+        pair.a.peer_ts = pair.a.peer_ts.wrapping_add(320);
+        pair.audio_into_a(&sine(1000.0, 10));
+        assert_eq!(pair.a.core.stats().frames_lost, 2);
+        let pcm: Vec<Vec<i16>> = pair
+            .b
+            .sent
+            .iter()
+            .map(|p| decoded(Codec::Pcma, p))
+            .collect();
+        let quiet: Vec<usize> = (0..pcm.len())
+            // A-law has no zero: silence decodes to ±8.
+            .filter(|&i| i > 5 && pcm[i].iter().all(|&s| s.abs() <= 8))
+            .collect();
+        assert_eq!(quiet.len(), 1, "one repeated, one silent: {quiet:?}");
     }
 }
