@@ -141,12 +141,12 @@ fn lock(lane: &Mutex<Lane>) -> MutexGuard<'_, Lane> {
 
 /// What one [`BridgeEnd::pop_frame`] found.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Popped {
+pub struct Popped {
     /// A frame was copied out.
-    pub(crate) frame: bool,
+    pub frame: bool,
     /// Frames lost in this direction since the last pop (full queue or
     /// backlog trim).
-    pub(crate) dropped: u64,
+    pub dropped: u64,
 }
 
 impl BridgeEnd {
@@ -156,8 +156,8 @@ impl BridgeEnd {
     }
 
     /// Queue one played-out frame for the other leg (dropping the oldest
-    /// queued one when full).
-    pub(crate) fn push_frame(&self, now: Instant, pcm: &[i16]) {
+    /// queued one when full). The core calls it; public for benches.
+    pub fn push_frame(&self, now: Instant, pcm: &[i16]) {
         let mut lane = lock(&self.out);
         if lane.len == QUEUE_FRAMES {
             lane.drop_oldest();
@@ -172,8 +172,9 @@ impl BridgeEnd {
         RELAY.frames.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Take the oldest frame the other leg queued into `out`.
-    pub(crate) fn pop_frame(&mut self, now: Instant, out: &mut PcmFrame) -> Popped {
+    /// Take the oldest frame the other leg queued into `out`. The core
+    /// calls it; public for benches.
+    pub fn pop_frame(&mut self, now: Instant, out: &mut PcmFrame) -> Popped {
         let mut lane = lock(&self.inbound);
         let mut popped = Popped::default();
         if lane.len > 0 {
