@@ -98,8 +98,8 @@ impl Lane {
 /// other leg sent to it. Made in twos by [`pair`]; hand each to its leg with
 /// [`super::core::MediaCommand::Bridge`]. Dropping it (or
 /// [`super::core::MediaCommand::Unbridge`]) ends the relay in both
-/// directions for this leg; the other leg then finds nothing queued and
-/// sends silence.
+/// directions for this leg; the other leg then finds nothing queued, sends
+/// silence, and stops queueing for it.
 pub struct BridgeEnd {
     out: Arc<Mutex<Lane>>,
     inbound: Arc<Mutex<Lane>>,
