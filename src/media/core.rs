@@ -20,21 +20,24 @@
 //!
 //! # A bridge (transfer) fits without another loop
 //!
-//! The core is one leg. A B2BUA bridge is two cores driven by the same task,
-//! each with its own socket, and the bridge itself is only a routing of one
-//! leg's outputs into the other leg's commands: a digit event of leg A
-//! becomes a "send this digit" command of leg B (RFC 4733 out), and each
-//! played-out audio frame of leg A becomes a "send this frame" command of
-//! leg B in place of its prompt frame. Both are a new [`MediaCommand`] and a
-//! new [`Output`] variant here, handled in the existing tick halves, so
-//! relaying keeps the 20 ms pacing, the single timer and the statistics of
-//! each leg as they are.
+//! The core is one leg. A B2BUA bridge is two cores, each with its own
+//! socket, task and pacing, given the two ends of one
+//! [`super::bridge::pair`] with [`MediaCommand::Bridge`]. In the playout
+//! half a bridged leg queues the frame it played out (decoded) and each
+//! digit it received for the other leg; in its send half the other leg takes
+//! one queued frame and sends it in its own codec in place of silence, and
+//! re-sends queued digits as RFC 4733 events on its own payload type (or
+//! in-band tones). So relaying keeps the 20 ms pacing, the single timer and
+//! the statistics of each leg as they are, and the session loop is
+//! unchanged. What one slot sends, first match wins: a relayed digit, the
+//! prompt of a `Play`, the other leg's audio, ringback, silence.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::bridge::{self, BridgeEnd, PcmFrame, RelayDigit};
 use super::dtmf::inband::InbandDetector;
 use super::dtmf::merge::DigitMerger;
 use super::dtmf::rfc4733::Rfc4733Receiver;
@@ -118,6 +121,20 @@ pub enum MediaCommand {
     Confirmed,
     /// End the leg: the socket loop stops after this round.
     Shutdown,
+    /// Join this leg to another (see [`super::bridge`]): from the next tick
+    /// the other leg's audio goes out here in place of silence and
+    /// ringback, and its digits are re-sent here; this leg's audio and
+    /// digits go to it. Ends ringback; a prompt still playing finishes
+    /// first (send `Stop` to cut it), and a `Play` while bridged goes out in
+    /// place of the relayed audio until it ends. Replaces an earlier bridge.
+    Bridge(BridgeEnd),
+    /// Leave the bridge: back to silence and prompts. A digit being re-sent
+    /// is finished (its end packets still go out).
+    Unbridge,
+    /// Play ringback (440+480 Hz, 2 s on, 4 s off) in place of silence
+    /// until `Stop`, a `Play` or a `Bridge`. Replaces a prompt that plays,
+    /// without [`MediaEvent::PlaybackDone`] (as a new `Play` does).
+    Ringback,
 }
 
 /// What the media tells the call (and, for the last two, what signalling
@@ -170,6 +187,21 @@ pub struct MediaStats {
     /// Datagrams dropped unread because they came from an address that is
     /// not the call's (see [`RtpSource`]).
     pub packets_dropped: u64,
+    /// Bridged: frames this leg played out and queued for the other leg.
+    pub relay_frames_out: u64,
+    /// Bridged: frames of the other leg taken from the queue at this leg's
+    /// ticks (sent, unless a prompt or a relayed digit had the slot).
+    pub relay_frames_in: u64,
+    /// Bridged: frames for this leg dropped from its queue (full, or a
+    /// lasting backlog trimmed), so latency cannot grow.
+    pub relay_dropped: u64,
+    /// Bridged: ticks that found no frame of the other leg queued (it
+    /// played nothing out, or its frame came after this tick): silence.
+    pub relay_empty: u64,
+    /// Bridged: digits this leg received and queued for the other leg.
+    pub relay_digits_out: u64,
+    /// Digits of the other leg this leg re-sent (RFC 4733 or in-band).
+    pub relay_digits_in: u64,
 }
 
 /// One RTP packet to send now.
@@ -221,6 +253,48 @@ impl Playback {
     }
 }
 
+/// RFC 4733 event volume (−10 dBm0) of re-sent digits.
+const EVENT_VOLUME: u8 = 10;
+/// A re-sent digit whose duration is unknown lasts this long…
+const DIGIT_DEFAULT_MS: u32 = 100;
+/// …and one whose duration is known is held within these bounds.
+const DIGIT_MIN_MS: u32 = 60;
+const DIGIT_MAX_MS: u32 = 500;
+/// End packets of an event (RFC 4733 2.5.1.4: the final packet three times).
+const EVENT_END_PACKETS: u32 = 3;
+/// Silence after an in-band digit, so the next one is a new press.
+const INBAND_GAP_FRAMES: u32 = 3;
+
+/// How a relayed digit goes out on this leg.
+#[derive(Clone, Copy, Debug)]
+enum DigitMethod {
+    /// Telephone-events on this payload type; the event's timestamp once
+    /// its first packet went out.
+    Rfc4733 { pt: u8, ts: Option<u32> },
+    /// Tone pair in the audio (the leg negotiated no telephone-event).
+    Inband,
+}
+
+/// A digit of the other leg being re-sent, one packet per tick.
+struct DigitOut {
+    digit: bridge::RelayDigit,
+    method: DigitMethod,
+    /// Frames of tone / event updates (before the end packets or the gap).
+    frames: u32,
+    /// Ticks spent on it so far.
+    sent: u32,
+}
+
+/// What the last tick sent: a marker starts each new talkspurt.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Slot {
+    Silence,
+    Prompt,
+    Relay,
+    Ringback,
+    Digit,
+}
+
 /// A listening turn: its timers, its endpointer and the tag of its events.
 struct Listening {
     timers: Timers,
@@ -266,6 +340,20 @@ pub struct MediaCore {
     /// Scratch: a prompt's short last frame padded with silence.
     padded: [u8; FRAME_BYTES],
     stopped: bool,
+    /// The other leg, while bridged.
+    bridge: Option<BridgeEnd>,
+    /// Scratch: the frame taken from the other leg, or generated (tones).
+    relay_pcm: PcmFrame,
+    /// The last good frame relayed out (repeated once for a lost frame).
+    relay_last: PcmFrame,
+    /// Lost frames in a row played out while bridged.
+    lost_run: u32,
+    /// Ringback plays; its position in the cadence (samples).
+    ringback: Option<u32>,
+    /// A digit of the other leg being re-sent.
+    digit_out: Option<DigitOut>,
+    /// What the last tick sent.
+    last_slot: Slot,
 }
 
 impl MediaCore {
@@ -315,6 +403,13 @@ impl MediaCore {
             pcm: Vec::with_capacity(FRAME_BYTES),
             padded: [0; FRAME_BYTES],
             stopped: false,
+            bridge: None,
+            relay_pcm: [0; FRAME_BYTES],
+            relay_last: [0; FRAME_BYTES],
+            lost_run: 0,
+            ringback: None,
+            digit_out: None,
+            last_slot: Slot::Silence,
         }
     }
 
@@ -368,7 +463,20 @@ impl MediaCore {
             }
             MediaCommand::Stop => {
                 self.playback = None;
+                self.ringback = None;
                 self.restart_no_input(now);
+            }
+            MediaCommand::Bridge(end) => {
+                self.bridge = Some(end);
+                self.ringback = None;
+                self.lost_run = 0;
+            }
+            MediaCommand::Unbridge => self.bridge = None,
+            MediaCommand::Ringback => {
+                self.playback = None;
+                if self.ringback.is_none() {
+                    self.ringback = Some(0);
+                }
             }
             MediaCommand::StartListening(timers, tag) => {
                 // The caller's no-input time starts when the prompt ends;
@@ -387,6 +495,7 @@ impl MediaCore {
             }
             MediaCommand::StopListening => self.listening = None,
             MediaCommand::Play(names) => {
+                self.ringback = None;
                 let mut queue = VecDeque::with_capacity(names.len());
                 for name in names {
                     match self.prompts.encoded(&name, self.params.codec) {
@@ -427,14 +536,30 @@ impl MediaCore {
     }
 
     /// First half of a tick, due at [`Output::Timeout`]: the frame of this
-    /// 20 ms slot (prompt or silence, which keeps timing and NAT bindings)
-    /// becomes the packet to send.
+    /// 20 ms slot becomes the packet to send: a relayed digit, the prompt,
+    /// the other leg's audio, ringback or silence (which keeps timing and
+    /// NAT bindings), first match wins.
     pub fn handle_tick(&mut self, now: Instant) {
+        // Bridged: one frame of the other leg leaves its queue every tick,
+        // whatever this slot sends, so the queue never holds more than the
+        // timing difference of the two legs.
+        let relayed = self.take_relayed(now);
+        self.packet.clear();
+        self.packet_at = now;
+        if self.digit_out.is_none() {
+            self.next_digit();
+        }
+        if self.digit_tick(now) {
+            self.transmit = self.destination(now);
+            return;
+        }
         let silence = self.params.codec.silence_byte();
         let mut marker = false;
         let mut done = false;
+        let mut slot = Slot::Silence;
         let payload: &[u8] = match self.playback.as_mut() {
             Some(p) => {
+                slot = Slot::Prompt;
                 marker = p.fresh;
                 p.fresh = false;
                 match p.next_frame() {
@@ -455,19 +580,129 @@ impl MediaCore {
                     }
                 }
             }
-            None => {
-                self.padded.fill(silence);
+            None if relayed => {
+                slot = Slot::Relay;
+                encode_frame(self.params.codec, &self.relay_pcm, &mut self.padded);
                 &self.padded
             }
+            None => match self.ringback {
+                Some(pos) => {
+                    slot = Slot::Ringback;
+                    self.ringback = Some(bridge::ringback_frame(pos, &mut self.relay_pcm));
+                    encode_frame(self.params.codec, &self.relay_pcm, &mut self.padded);
+                    &self.padded
+                }
+                None => {
+                    self.padded.fill(silence);
+                    &self.padded
+                }
+            },
         };
-        self.packet.clear();
+        if slot != Slot::Prompt && slot != Slot::Silence {
+            marker = slot != self.last_slot;
+        }
+        self.last_slot = slot;
         self.tx.build_packet(now, payload, marker, &mut self.packet);
-        self.packet_at = now;
         if done {
             self.playback = None;
             self.playback_done(now);
         }
         self.transmit = self.destination(now);
+    }
+
+    /// Bridged: the other leg's oldest queued frame into `relay_pcm`;
+    /// whether there was one.
+    fn take_relayed(&mut self, now: Instant) -> bool {
+        let Some(end) = self.bridge.as_mut() else {
+            return false;
+        };
+        let popped = end.pop_frame(now, &mut self.relay_pcm);
+        self.stats.relay_dropped += popped.dropped;
+        if popped.frame {
+            self.stats.relay_frames_in += 1;
+        } else {
+            self.stats.relay_empty += 1;
+        }
+        popped.frame
+    }
+
+    /// Starts re-sending the next digit the other leg queued, if any.
+    fn next_digit(&mut self) {
+        let Some(digit) = self.bridge.as_ref().and_then(BridgeEnd::pop_digit) else {
+            return;
+        };
+        let ms = digit
+            .duration_ms
+            .unwrap_or(DIGIT_DEFAULT_MS)
+            .clamp(DIGIT_MIN_MS, DIGIT_MAX_MS);
+        let method = match self.params.dtmf_pts.first() {
+            Some(&pt) => DigitMethod::Rfc4733 { pt, ts: None },
+            None => DigitMethod::Inband,
+        };
+        self.stats.relay_digits_in += 1;
+        self.digit_out = Some(DigitOut {
+            digit,
+            method,
+            frames: ms.div_ceil(20),
+            sent: 0,
+        });
+    }
+
+    /// This slot's packet for the digit being re-sent, if one is: an RFC
+    /// 4733 update (marker on the first, one timestamp for the event, the
+    /// duration growing by a frame each), then three end packets; or a
+    /// frame of the tone pair, then a short silence.
+    fn digit_tick(&mut self, now: Instant) -> bool {
+        let Some(d) = self.digit_out.as_mut() else {
+            return false;
+        };
+        let i = d.sent;
+        d.sent += 1;
+        let finished = match &mut d.method {
+            DigitMethod::Rfc4733 { pt, ts } => {
+                let end = i >= d.frames;
+                let frames = (i + 1).min(d.frames);
+                let duration = u16::try_from(frames * bridge::FRAME_SAMPLES as u32)
+                    .unwrap_or(u16::MAX)
+                    .to_be_bytes();
+                let payload = [
+                    d.digit.digit.event_code(),
+                    if end { 0x80 } else { 0 } | EVENT_VOLUME,
+                    duration[0],
+                    duration[1],
+                ];
+                *ts = Some(self.tx.build_event_packet(
+                    now,
+                    *pt,
+                    *ts,
+                    i == 0,
+                    &payload,
+                    &mut self.packet,
+                ));
+                i + 1 >= d.frames + EVENT_END_PACKETS
+            }
+            DigitMethod::Inband => {
+                let tone = i < d.frames;
+                if tone {
+                    bridge::dtmf_frame(
+                        d.digit.digit,
+                        i * bridge::FRAME_SAMPLES as u32,
+                        &mut self.relay_pcm,
+                    );
+                } else {
+                    self.relay_pcm.fill(0);
+                }
+                encode_frame(self.params.codec, &self.relay_pcm, &mut self.padded);
+                self.tx
+                    .build_packet(now, &self.padded, i == 0, &mut self.packet);
+                i + 1 >= d.frames + INBAND_GAP_FRAMES
+            }
+        };
+        if finished {
+            self.digit_out = None;
+        }
+        self.last_slot = Slot::Digit;
+        true
     }
 
     /// Where this tick's packet goes, if anywhere: nothing before the ACK;
@@ -536,7 +771,7 @@ impl MediaCore {
                 stats::record_lost();
             }
             // Decoding costs: only when someone needs the audio.
-            if self.cfg.inband_dtmf || self.listening.is_some() {
+            if self.cfg.inband_dtmf || self.listening.is_some() || self.bridge.is_some() {
                 self.pcm.clear();
                 match &frame {
                     Frame::Audio { payload, .. } => {
@@ -544,6 +779,7 @@ impl MediaCore {
                     }
                     Frame::Lost { .. } => self.pcm.resize(FRAME_BYTES, 0),
                 }
+                self.relay_out(now, lost);
                 if self.cfg.inband_dtmf {
                     for ev in self.inband.push(now, &self.pcm) {
                         self.offer_digit(ev);
@@ -576,10 +812,43 @@ impl MediaCore {
         }
     }
 
+    /// Bridged: the frame just played out (in `pcm`) goes to the other leg.
+    /// A lost frame is covered by the last good one, once, then silence.
+    fn relay_out(&mut self, now: Instant, lost: bool) {
+        // Nobody reads a queue whose other end is gone (that leg unbridged
+        // or ended): queueing into it would only count drops.
+        let Some(end) = self.bridge.as_ref().filter(|e| e.peer_connected()) else {
+            return;
+        };
+        if lost {
+            self.lost_run += 1;
+            if self.lost_run > 1 {
+                self.relay_last.fill(0);
+            }
+            end.push_frame(now, &self.relay_last);
+        } else {
+            self.lost_run = 0;
+            let n = self.pcm.len().min(FRAME_BYTES);
+            self.relay_last[..n].copy_from_slice(&self.pcm[..n]);
+            self.relay_last[n..].fill(0);
+            end.push_frame(now, &self.pcm);
+        }
+        self.stats.relay_frames_out += 1;
+    }
+
     /// One report of a key press from any method: delivered once per press.
     fn offer_digit(&mut self, ev: DigitEvent) {
         if let Some(ev) = self.merger.offer(ev) {
             self.stats.digits += 1;
+            if let Some(end) = self.bridge.as_ref() {
+                let relay = RelayDigit {
+                    digit: ev.digit,
+                    duration_ms: ev.duration_ms,
+                };
+                if end.push_digit(relay) {
+                    self.stats.relay_digits_out += 1;
+                }
+            }
             self.events.push_back(MediaEvent::Digit {
                 digit: ev.digit.as_char(),
                 source: ev.source,
@@ -618,6 +887,22 @@ impl MediaCore {
             if !l.endpointer.speech_started() {
                 // Keep what it learnt of the line's noise during the prompt.
                 l.endpointer = Endpointer::on_line(l.timers, now, l.endpointer.noise_floor_db());
+            }
+        }
+    }
+}
+
+/// One frame of linear PCM into `out` in `codec`, without allocating.
+fn encode_frame(codec: Codec, pcm: &PcmFrame, out: &mut [u8; FRAME_BYTES]) {
+    match codec {
+        Codec::Pcmu => {
+            for (o, &x) in out.iter_mut().zip(pcm) {
+                *o = g711::linear_to_ulaw(x);
+            }
+        }
+        Codec::Pcma => {
+            for (o, &x) in out.iter_mut().zip(pcm) {
+                *o = g711::linear_to_alaw(x);
             }
         }
     }
@@ -681,6 +966,7 @@ mod tests {
         seq: u16,
         ts: u32,
         marker: bool,
+        pt: u8,
         payload: Vec<u8>,
     }
 
@@ -738,6 +1024,7 @@ mod tests {
                             seq: p.sequence,
                             ts: p.timestamp,
                             marker: p.marker,
+                            pt: p.payload_type,
                             payload: p.payload.to_vec(),
                         });
                         self.core.transmitted();
@@ -782,9 +1069,14 @@ mod tests {
         }
 
         fn audio_packet(&mut self, pcm: &[i16]) -> Vec<u8> {
+            self.audio_packet_as(Codec::Pcmu, pcm)
+        }
+
+        /// The far end's audio in `codec` (on its static payload type).
+        fn audio_packet_as(&mut self, codec: Codec, pcm: &[i16]) -> Vec<u8> {
             let mut payload = Vec::new();
-            g711::encode(Codec::Pcmu, pcm, &mut payload);
-            let p = rtp(0, self.peer_seq, self.peer_ts, &payload);
+            g711::encode(codec, pcm, &mut payload);
+            let p = rtp(codec.payload_type(), self.peer_seq, self.peer_ts, &payload);
             self.peer_seq = self.peer_seq.wrapping_add(1);
             self.peer_ts = self.peer_ts.wrapping_add(160);
             p
@@ -1264,5 +1556,352 @@ mod tests {
         assert_eq!(sim.sent[1].seq, sim.sent[0].seq.wrapping_add(1));
         sim.core.handle_command(sim.now, MediaCommand::Shutdown);
         assert!(sim.core.poll_output().is_none());
+    }
+
+    // ---- The bridge (issue 17): two cores joined by media::bridge::pair ----
+
+    /// Leg B's telephone-event payload type, unlike A's.
+    const B_DTMF_PT: u8 = 96;
+
+    fn pcma_params() -> MediaParams {
+        MediaParams {
+            codec: Codec::Pcma,
+            codec_pt: 8,
+            dtmf_pts: vec![B_DTMF_PT],
+            ..params()
+        }
+    }
+
+    /// Power at `freq` as a share of the frame's energy (1.0: a pure sine).
+    fn tone_share(pcm: &[i16], freq: f32) -> f32 {
+        let coeff = 2.0 * (TAU * freq / 8000.0).cos();
+        let (mut s1, mut s2) = (0.0f32, 0.0f32);
+        let mut energy = 0.0f32;
+        for &v in pcm {
+            let v = f32::from(v);
+            energy += v * v;
+            let s = v + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s;
+        }
+        if energy == 0.0 {
+            return 0.0;
+        }
+        let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+        2.0 * power / (pcm.len() as f32 * energy)
+    }
+
+    fn decoded(codec: Codec, p: &Sent) -> Vec<i16> {
+        let mut pcm = Vec::new();
+        g711::decode(codec, &p.payload, &mut pcm);
+        pcm
+    }
+
+    fn sine(freq: f32, frames: usize) -> Vec<i16> {
+        (0..frames * 160)
+            .map(|i| (8000.0 * (TAU * freq * i as f32 / 8000.0).sin()) as i16)
+            .collect()
+    }
+
+    /// Leg A (PCMU, telephone-event 101) bridged to leg B (its own params),
+    /// on one simulated clock: each round ticks A, then B.
+    struct Pair {
+        a: Sim,
+        b: Sim,
+    }
+
+    impl Pair {
+        fn new(b: MediaParams) -> Pair {
+            let prompts = Arc::new(PromptCache::new("/nonexistent"));
+            prompts.insert_audio("p", PromptAudio::from_pcm(vec![3000; 1600]));
+            let mut a = Sim::new(params(), cfg(), Arc::clone(&prompts));
+            let mut b = Sim::new(b, cfg(), prompts);
+            let (ea, eb) = bridge::pair();
+            a.command(MediaCommand::Bridge(ea));
+            b.command(MediaCommand::Bridge(eb));
+            Pair { a, b }
+        }
+
+        fn round(&mut self, into_a: &[Vec<u8>], into_b: &[Vec<u8>]) {
+            self.a.tick_with(into_a);
+            self.b.tick_with(into_b);
+        }
+
+        /// `frames` rounds of this audio into A and silence into B.
+        fn audio_into_a(&mut self, pcm: &[i16]) {
+            let codec = self.b.core.params.codec;
+            for frame in pcm.chunks(160) {
+                let a = self.a.audio_packet(frame);
+                let b = self.b.audio_packet_as(codec, &SILENCE);
+                self.round(&[a], &[b]);
+            }
+        }
+
+        fn silence(&mut self, rounds: usize) {
+            self.audio_into_a(&vec![0; rounds * 160]);
+        }
+    }
+
+    #[test]
+    fn a_tone_crosses_the_bridge_both_ways_and_is_transcoded() {
+        let mut pair = Pair::new(pcma_params());
+        // 1 kHz into A (PCMU) comes out of B (PCMA, PT 8).
+        pair.audio_into_a(&sine(1000.0, 50));
+        let b_out = &pair.b.sent[10..];
+        assert!(b_out.iter().all(|p| p.pt == 8 && p.payload.len() == 160));
+        for p in b_out {
+            let share = tone_share(&decoded(Codec::Pcma, p), 1000.0);
+            assert!(share > 0.9, "B sends A's tone: share {share} at {:?}", p.at);
+        }
+        // Continuous sequence and timestamps on B's own stream.
+        for w in pair.b.sent.windows(2) {
+            assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+            assert_eq!(w[1].ts, w[0].ts.wrapping_add(160));
+        }
+        // Added delay: at most a frame or two behind A's jitter buffer.
+        let first = pair
+            .b
+            .sent
+            .iter()
+            .position(|p| tone_share(&decoded(Codec::Pcma, p), 1000.0) > 0.5)
+            .unwrap();
+        assert!(first <= 3, "first tone frame out of B at slot {first}");
+
+        // 600 Hz into B (PCMA) comes out of A (PCMU, PT 0).
+        let a_before = pair.a.sent.len();
+        for frame in sine(600.0, 50).chunks(160) {
+            let a = pair.a.audio_packet(&SILENCE);
+            let b = pair.b.audio_packet_as(Codec::Pcma, frame);
+            pair.round(&[a], &[b]);
+        }
+        let a_out = &pair.a.sent[a_before + 10..];
+        for p in a_out {
+            assert_eq!(p.pt, 0);
+            let share = tone_share(&decoded(Codec::Pcmu, p), 600.0);
+            assert!(share > 0.9, "A sends B's tone: share {share}");
+        }
+        let (a, b) = (pair.a.core.stats(), pair.b.core.stats());
+        assert_eq!(a.relay_frames_out, b.relay_frames_in + b.relay_dropped);
+        // B's last frame waits for A's next tick (A ticks first each round).
+        assert_eq!(b.relay_frames_out, a.relay_frames_in + a.relay_dropped + 1);
+        assert_eq!(a.relay_dropped + b.relay_dropped, 0, "lock-step: no drops");
+        assert!(a.relay_frames_out >= 98, "{a:?}");
+    }
+
+    /// B's packets of one re-sent event: (marker, ts, code, end, duration).
+    fn events_of(sent: &[Sent], pt: u8) -> Vec<(bool, u32, u8, bool, u16)> {
+        sent.iter()
+            .filter(|p| p.pt == pt)
+            .map(|p| {
+                let e = &p.payload;
+                (
+                    p.marker,
+                    p.ts,
+                    e[0],
+                    e[1] & 0x80 != 0,
+                    u16::from_be_bytes([e[2], e[3]]),
+                )
+            })
+            .collect()
+    }
+
+    /// One proper RFC 4733 event of `code` lasting `frames` 20 ms frames.
+    fn assert_event(packets: &[(bool, u32, u8, bool, u16)], code: u8, frames: u16) {
+        assert_eq!(packets.len(), usize::from(frames) + 3, "{packets:?}");
+        let ts = packets[0].1;
+        for (i, &(marker, t, c, end, dur)) in packets.iter().enumerate() {
+            assert_eq!(marker, i == 0, "marker on the first only: {packets:?}");
+            assert_eq!(t, ts, "one timestamp for the event");
+            assert_eq!(c, code);
+            let i = i as u16;
+            assert_eq!(end, i >= frames, "three end packets last");
+            assert_eq!(dur, 160 * (i + 1).min(frames), "duration grows");
+        }
+    }
+
+    #[test]
+    fn digits_into_a_go_out_of_b_as_rfc4733_on_bs_payload_type() {
+        let mut pair = Pair::new(pcma_params());
+        pair.silence(5);
+        // Key 5 by RFC 4733 on A's PT 101.
+        let ts = pair.a.peer_ts;
+        for i in 0..8u16 {
+            let audio = pair.a.audio_packet(&SILENCE);
+            let ev = event_packet(9000 + i, ts, 5, i >= 5, 160 * (i.min(4) + 1));
+            let b = pair.b.audio_packet_as(Codec::Pcma, &SILENCE);
+            pair.round(&[audio, ev], &[b]);
+        }
+        pair.silence(20);
+        let five = events_of(&pair.b.sent, B_DTMF_PT);
+        assert_event(&five, 5, 5);
+        assert!(pair.b.sent.iter().all(|p| p.pt == 8 || p.pt == B_DTMF_PT));
+        assert!(events_of(&pair.b.sent, DTMF_PT).is_empty(), "not A's PT");
+        // Its packets sit in B's stream: sequence continuous, audio resumes
+        // after the event on B's own slot clock.
+        for w in pair.b.sent.windows(2) {
+            assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+        }
+        let last_ev = pair.b.sent.iter().rposition(|p| p.pt == B_DTMF_PT).unwrap();
+        let next = &pair.b.sent[last_ev + 1];
+        assert_eq!(next.pt, 8);
+        assert!(next.ts > five[0].1 + 160 * 5);
+        // A still reports it to its call.
+        assert_eq!(pair.a.digits(), vec![('5', DigitSource::Rfc4733)]);
+        assert!(pair.b.digits().is_empty());
+
+        // Key 3 only in-band into A: re-sent as an RFC 4733 event too.
+        let before = pair.b.sent.len();
+        pair.audio_into_a(&tone(697.0, 1477.0, 6));
+        pair.silence(25);
+        assert_event(&events_of(&pair.b.sent[before..], B_DTMF_PT), 3, 5);
+        assert_eq!(pair.a.digits()[1], ('3', DigitSource::Inband));
+        let (a, b) = (pair.a.core.stats(), pair.b.core.stats());
+        assert_eq!((a.relay_digits_out, b.relay_digits_in), (2, 2));
+    }
+
+    #[test]
+    fn an_info_digit_keeps_its_duration_and_a_leg_without_telephone_event_gets_tones() {
+        let mut pair = Pair::new(MediaParams {
+            dtmf_pts: vec![],
+            ..pcma_params()
+        });
+        pair.silence(5);
+        pair.a.command(MediaCommand::InfoDigit(
+            Digit::from_char('9').unwrap(),
+            Some(200),
+        ));
+        pair.silence(30);
+        // Decode what B sent and listen to it as a receiver would.
+        let mut det = InbandDetector::new();
+        let mut heard = Vec::new();
+        let t0 = Instant::now();
+        let mut tone_frames = 0;
+        for (i, p) in pair.b.sent.iter().enumerate() {
+            assert_eq!(p.pt, 8, "audio only");
+            let pcm = decoded(Codec::Pcma, p);
+            if pcm.iter().any(|&s| s.abs() > 1000) {
+                tone_frames += 1;
+            }
+            heard.extend(det.push(t0 + ms(20 * i as u64), &pcm));
+        }
+        let keys: Vec<char> = heard.iter().map(|e| e.digit.as_char()).collect();
+        assert_eq!(keys, vec!['9']);
+        assert_eq!(tone_frames, 10, "200 ms of tone");
+    }
+
+    #[test]
+    fn ringback_is_440_and_480_hz_two_seconds_on_four_off_until_stopped() {
+        let mut sim = Sim::with_prompt(vec![1000; 1600]);
+        sim.command(MediaCommand::Ringback);
+        for _ in 0..320 {
+            sim.tick_audio(&SILENCE);
+        }
+        let pcm: Vec<Vec<i16>> = sim.sent.iter().map(|p| decoded(Codec::Pcmu, p)).collect();
+        for (i, f) in pcm[..100].iter().enumerate() {
+            let (a, b) = (tone_share(f, 440.0), tone_share(f, 480.0));
+            // Two equal tones share the energy, each about half.
+            // (160 samples cannot quite separate tones 40 Hz apart.)
+            assert!(a > 0.3 && b > 0.3, "frame {i}: {a} {b}");
+            assert!(tone_share(f, 1000.0) < 0.02 && tone_share(f, 620.0) < 0.05);
+        }
+        assert!(sim.sent[0].marker && !sim.sent[1].marker);
+        assert!(pcm[100..300].iter().flatten().all(|&s| s == 0), "off-phase");
+        assert!(tone_share(&pcm[300], 440.0) > 0.3, "the next ring");
+        // A Play ends it; when the prompt ends, silence (no ringback).
+        sim.command(MediaCommand::Play(vec!["p".into()]));
+        for _ in 0..20 {
+            sim.tick_audio(&SILENCE);
+        }
+        assert_eq!(sim.events(), vec![MediaEvent::PlaybackDone]);
+        assert!(sim.sent.last().unwrap().payload.iter().all(|&b| b == 0xFF));
+        // Stop ends it too.
+        sim.command(MediaCommand::Ringback);
+        sim.tick_audio(&SILENCE);
+        assert!(tone_share(&decoded(Codec::Pcmu, sim.sent.last().unwrap()), 440.0) > 0.3);
+        sim.command(MediaCommand::Stop);
+        sim.tick_audio(&SILENCE);
+        assert!(sim.sent.last().unwrap().payload.iter().all(|&b| b == 0xFF));
+    }
+
+    #[test]
+    fn the_queue_is_bounded_and_a_stalled_leg_does_not_add_latency() {
+        let mut pair = Pair::new(pcma_params());
+        pair.silence(5);
+        // B stalls for 200 ms while A keeps playing out frames.
+        for frame in sine(1000.0, 10).chunks(160) {
+            let a = pair.a.audio_packet(frame);
+            pair.a.tick_with(&[a]);
+        }
+        // B catches up (its missed slots come back to back), then lock-step.
+        for _ in 0..10 {
+            let b = pair.b.audio_packet_as(Codec::Pcma, &SILENCE);
+            pair.b.tick_with(&[b]);
+        }
+        assert!(
+            pair.b.core.stats().relay_dropped >= 6,
+            "bounded at 4 frames"
+        );
+        pair.silence(40);
+        let (a, b) = (pair.a.core.stats(), pair.b.core.stats());
+        let queued = a.relay_frames_out - b.relay_frames_in - b.relay_dropped;
+        assert!(queued <= 1, "backlog {queued}: {a:?} {b:?}");
+    }
+
+    #[test]
+    fn a_prompt_while_bridged_takes_the_slots_then_unbridge_returns_to_silence() {
+        let mut pair = Pair::new(pcma_params());
+        pair.silence(3);
+        pair.b.command(MediaCommand::Play(vec!["p".into()]));
+        pair.audio_into_a(&sine(1000.0, 30));
+        let b_pcm: Vec<Vec<i16>> = pair
+            .b
+            .sent
+            .iter()
+            .map(|p| decoded(Codec::Pcma, p))
+            .collect();
+        // The prompt (a constant level, 10 frames) first, then A's tone.
+        assert!(b_pcm[3..13].iter().all(|f| f.iter().all(|&s| s > 2000)));
+        assert!(b_pcm[16..].iter().all(|f| tone_share(f, 1000.0) > 0.9));
+        assert_eq!(pair.b.events(), vec![MediaEvent::PlaybackDone]);
+
+        pair.b.command(MediaCommand::Unbridge);
+        let out_before = pair.a.core.stats().relay_frames_out;
+        let sent_before = pair.b.sent.len();
+        pair.audio_into_a(&sine(1000.0, 20));
+        assert!(pair.b.sent[sent_before..]
+            .iter()
+            .all(|p| p.payload == [Codec::Pcma.silence_byte(); 160]));
+        // A still holds its end but its peer left: it queues nothing more.
+        assert_eq!(pair.a.core.stats().relay_frames_out, out_before);
+        pair.a.command(MediaCommand::Unbridge);
+        // Prompts play as before.
+        pair.b.command(MediaCommand::Play(vec!["p".into()]));
+        pair.silence(12);
+        assert_eq!(
+            pair.b.events(),
+            vec![MediaEvent::PlaybackDone, MediaEvent::PlaybackDone]
+        );
+    }
+
+    #[test]
+    fn a_lost_frame_is_covered_once_then_silence() {
+        let mut pair = Pair::new(pcma_params());
+        pair.audio_into_a(&sine(1000.0, 10));
+        // Two packets of A's stream go missing.
+        pair.a.peer_seq = pair.a.peer_seq.wrapping_add(2);
+        pair.a.peer_ts = pair.a.peer_ts.wrapping_add(320);
+        pair.audio_into_a(&sine(1000.0, 10));
+        assert_eq!(pair.a.core.stats().frames_lost, 2);
+        let pcm: Vec<Vec<i16>> = pair
+            .b
+            .sent
+            .iter()
+            .map(|p| decoded(Codec::Pcma, p))
+            .collect();
+        let quiet: Vec<usize> = (0..pcm.len())
+            // A-law has no zero: silence decodes to ±8.
+            .filter(|&i| i > 5 && pcm[i].iter().all(|&s| s.abs() <= 8))
+            .collect();
+        assert_eq!(quiet.len(), 1, "one repeated, one silent: {quiet:?}");
     }
 }

@@ -1,7 +1,9 @@
 //! Media: pure cores (G.711, RTP pacing and receive, jitter buffer, DTMF,
 //! prompts), the sans-IO [`core::MediaCore`] of one call leg that joins them,
-//! and the per-call session task that glues it to a socket.
+//! the per-call session task that glues it to a socket, and the relay that
+//! joins two legs into a bridge ([`bridge`]).
 
+pub mod bridge;
 pub mod core;
 pub mod dtmf;
 pub mod g711;

@@ -120,13 +120,43 @@ impl TxStream {
         talkspurt_start: bool,
         out: &mut Vec<u8>,
     ) {
+        self.write(now, self.payload_type, None, talkspurt_start, payload, out);
+    }
+
+    /// Appends one packet of another payload type for the current frame slot
+    /// (RFC 4733 telephone-events): same SSRC, the sequence continues, and
+    /// the timestamp is `event_ts` (every packet of one event carries the
+    /// event's start), or this slot's for the first packet (`None`).
+    /// Returns the timestamp used. Lateness is handled as in
+    /// [`TxStream::build_packet`].
+    pub fn build_event_packet(
+        &mut self,
+        now: Instant,
+        payload_type: u8,
+        event_ts: Option<u32>,
+        marker: bool,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> u32 {
+        self.write(now, payload_type & 0x7F, event_ts, marker, payload, out)
+    }
+
+    fn write(
+        &mut self,
+        now: Instant,
+        payload_type: u8,
+        ts: Option<u32>,
+        marker: bool,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> u32 {
         if now.saturating_duration_since(self.next_deadline()) > MAX_LATENESS {
             self.resync(now);
         }
-        let ts = self.timestamp_of(self.frame);
+        let ts = ts.unwrap_or_else(|| self.timestamp_of(self.frame));
         out.reserve(RTP_HEADER_LEN + payload.len());
         out.push(0x80); // V=2, no padding, no extension, CC=0
-        out.push(if talkspurt_start { 0x80 } else { 0 } | self.payload_type);
+        out.push(if marker { 0x80 } else { 0 } | payload_type);
         out.extend_from_slice(&self.next_seq.to_be_bytes());
         out.extend_from_slice(&ts.to_be_bytes());
         out.extend_from_slice(&self.ssrc.to_be_bytes());
@@ -134,6 +164,7 @@ impl TxStream {
         self.next_seq = self.next_seq.wrapping_add(1);
         self.frame += 1;
         self.packets_sent += 1;
+        ts
     }
 
     fn timestamp_of(&self, frame: u64) -> u32 {
@@ -326,6 +357,29 @@ mod tests {
         // Resync in the past or present slot is a no-op.
         tx.resync(t0);
         assert_eq!(tx.next_deadline(), t0 + Duration::from_millis(140));
+    }
+
+    #[test]
+    fn event_packets_keep_the_event_timestamp_and_the_sequence() {
+        let t0 = Instant::now();
+        let mut tx = TxStream::new(7, 0, t0, 10, 1000);
+        send(&mut tx, t0, false);
+        let mut out = Vec::new();
+        let d = tx.next_deadline();
+        let ts = tx.build_event_packet(d, 101, None, true, &[5, 10, 0, 160], &mut out);
+        assert_eq!(ts, 1160);
+        let p = parse(&out);
+        assert_eq!((p.pt, p.seq, p.ts, p.marker), (101, 11, 1160, true));
+        out.clear();
+        let d = tx.next_deadline();
+        tx.build_event_packet(d, 101, Some(ts), false, &[5, 10, 1, 64], &mut out);
+        let p = parse(&out);
+        assert_eq!((p.pt, p.seq, p.ts, p.marker), (101, 12, 1160, false));
+        assert_eq!(p.ssrc, 7);
+        // Audio resumes on its own slot clock.
+        let d = tx.next_deadline();
+        let p = send(&mut tx, d, false);
+        assert_eq!((p.pt, p.seq, p.ts), (0, 13, 1480));
     }
 
     #[test]

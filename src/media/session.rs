@@ -251,3 +251,166 @@ mod listening_tests {
         cmd.send(MediaCommand::Shutdown).unwrap();
     }
 }
+
+/// Two real sessions bridged on loopback sockets (issue 17): a caller and an
+/// agent exchange audio and a key press through them.
+#[cfg(test)]
+mod bridge_tests {
+    use super::*;
+    use crate::media::bridge;
+    use crate::media::g711::{self, Codec};
+    use crate::media::source::RtpSource;
+    use std::f32::consts::TAU;
+
+    fn leg(
+        peer: std::net::SocketAddr,
+        codec: Codec,
+        dtmf_pts: Vec<u8>,
+    ) -> (
+        std::net::SocketAddr,
+        mpsc::UnboundedSender<MediaCommand>,
+        tokio::task::JoinHandle<MediaStats>,
+    ) {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let addr = sock.local_addr().unwrap();
+        let (ev_tx, _ev_rx) = mpsc::unbounded_channel();
+        // The events receiver is dropped: sends to it fail quietly.
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let params = MediaParams {
+            codec,
+            codec_pt: codec.payload_type(),
+            dtmf_pts,
+            remote: Some(peer),
+            signalled: Some(peer.ip()),
+            send: true,
+            expect_rtp: true,
+        };
+        let cfg = SessionConfig {
+            rtp_timeout: Duration::from_secs(30),
+            inband_dtmf: false,
+            jitter_frames: 3,
+            rtp_source: RtpSource::Any,
+        };
+        let prompts = Arc::new(PromptCache::new("/nonexistent"));
+        let s = MediaSession::new(sock, params, cfg, prompts, ev_tx, cmd_rx);
+        cmd_tx.send(MediaCommand::Confirmed).unwrap();
+        (addr, cmd_tx, tokio::spawn(s.run()))
+    }
+
+    fn share(pcm: &[i16], freq: f32) -> f32 {
+        let coeff = 2.0 * (TAU * freq / 8000.0).cos();
+        let (mut s1, mut s2, mut e) = (0.0f32, 0.0f32, 0.0f32);
+        for &v in pcm {
+            let v = f32::from(v);
+            e += v * v;
+            let s = v + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s;
+        }
+        if e == 0.0 {
+            return 0.0;
+        }
+        2.0 * (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (pcm.len() as f32 * e)
+    }
+
+    fn packet(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&0x0bad_cafeu32.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// What one far end received: audio frames (decoded) and events (pt, payload).
+    type Heard = (Vec<Vec<i16>>, Vec<(u8, Vec<u8>)>);
+
+    /// A far end: sends `freq` in `codec` every 20 ms (and, if asked, key 5
+    /// as RFC 4733 on PT 101 from frame 40), collects what comes back.
+    async fn far_end(
+        sock: tokio::net::UdpSocket,
+        to: std::net::SocketAddr,
+        codec: Codec,
+        freq: f32,
+        key: bool,
+    ) -> Heard {
+        let mut heard: Heard = (Vec::new(), Vec::new());
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut buf = [0u8; 2048];
+        for n in 0..75u16 {
+            tick.tick().await;
+            let pcm: Vec<i16> = (0..160)
+                .map(|i| {
+                    let t = (u32::from(n) * 160 + i) as f32 / 8000.0;
+                    (8000.0 * (TAU * freq * t).sin()) as i16
+                })
+                .collect();
+            let mut payload = Vec::new();
+            g711::encode(codec, &pcm, &mut payload);
+            let ts = u32::from(n) * 160;
+            sock.send_to(&packet(codec.payload_type(), n, ts, &payload), to)
+                .await
+                .unwrap();
+            if key && (40..48).contains(&n) {
+                let end = n >= 45;
+                let dur = (160 * (n.min(44) - 39)).to_be_bytes();
+                let ev = [5, if end { 0x80 } else { 0 } | 10, dur[0], dur[1]];
+                sock.send_to(&packet(101, 1000 + n, 40 * 160, &ev), to)
+                    .await
+                    .unwrap();
+            }
+            while let Ok((len, _)) = sock.try_recv_from(&mut buf) {
+                let p = crate::media::rtp_rx::parse(&buf[..len]).unwrap();
+                if p.payload_type == codec.payload_type() {
+                    let mut pcm = Vec::new();
+                    g711::decode(codec, p.payload, &mut pcm);
+                    heard.0.push(pcm);
+                } else {
+                    heard.1.push((p.payload_type, p.payload.to_vec()));
+                }
+            }
+        }
+        heard
+    }
+
+    #[tokio::test]
+    async fn two_sessions_relay_audio_both_ways_and_a_digit_on_loopback() {
+        let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let agent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (a_addr, a_cmd, a_task) = leg(caller.local_addr().unwrap(), Codec::Pcmu, vec![101]);
+        let (b_addr, b_cmd, b_task) = leg(agent.local_addr().unwrap(), Codec::Pcma, vec![96]);
+        let (ea, eb) = bridge::pair();
+        a_cmd.send(MediaCommand::Bridge(ea)).unwrap();
+        b_cmd.send(MediaCommand::Bridge(eb)).unwrap();
+        let caller = tokio::spawn(far_end(caller, a_addr, Codec::Pcmu, 1000.0, true));
+        let agent = tokio::spawn(far_end(agent, b_addr, Codec::Pcma, 600.0, false));
+        let (at_caller, at_agent) = (caller.await.unwrap(), agent.await.unwrap());
+        a_cmd.send(MediaCommand::Shutdown).unwrap();
+        b_cmd.send(MediaCommand::Shutdown).unwrap();
+        let (a, b) = (a_task.await.unwrap(), b_task.await.unwrap());
+
+        let toned =
+            |frames: &[Vec<i16>], f: f32| frames.iter().filter(|p| share(p, f) > 0.9).count();
+        // 1.5 s each way; allow for start-up and the digit's slots.
+        assert!(
+            toned(&at_agent.0, 1000.0) >= 40,
+            "agent hears the caller: {b:?}"
+        );
+        assert!(
+            toned(&at_caller.0, 600.0) >= 40,
+            "caller hears the agent: {a:?}"
+        );
+        // Key 5 reaches the agent as telephone-events on its PT 96.
+        let events: Vec<&(u8, Vec<u8>)> = at_agent.1.iter().collect();
+        assert!(!events.is_empty(), "no events at the agent");
+        assert!(events.iter().all(|(pt, e)| *pt == 96 && e[0] == 5));
+        assert_eq!(events.iter().filter(|(_, e)| e[1] & 0x80 != 0).count(), 3);
+        assert!(at_caller.1.is_empty(), "nothing keyed back to the caller");
+        assert_eq!((a.relay_digits_out, b.relay_digits_in), (1, 1));
+        assert!(
+            a.relay_frames_out >= 60 && b.relay_frames_in >= 60,
+            "{a:?} {b:?}"
+        );
+    }
+}
