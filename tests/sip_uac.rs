@@ -1,7 +1,7 @@
 //! voxgate's SIP client side against a real peer: the endpoint runs in this
 //! test binary (there is no CLI to dial yet) and places calls to sipp acting
 //! as the agent (tests/sipp/uas_*.xml): answered then our BYE, busy, ringing
-//! then our CANCEL, the agent hanging up first. Loopback only; every test
+//! then our CANCEL, the agent putting us on hold and hanging up first. Loopback only; every test
 //! has its own ports; nothing asserts timings.
 
 // Integration tests: helpers may unwrap (a failure should panic with the value)
@@ -182,8 +182,10 @@ async fn ringing_then_our_cancel() {
     agent_passed(child, dir, "180, our CANCEL, 487 ACKed").await;
 }
 
+/// The agent's re-INVITE (hold) is answered through `DialogHandler::re_offered`
+/// and its INFO gets 200 (sipp fails on anything else), then its BYE ends the leg.
 #[tokio::test]
-async fn agent_hangs_up_first() {
+async fn agent_holds_sends_info_and_hangs_up_first() {
     let (sip, _stop) = endpoint().await;
     let (child, addr, dir) = agent("uas_agent_bye.xml");
     let (_, mut rx) = dial(&sip, addr).await;
@@ -193,7 +195,7 @@ async fn agent_hangs_up_first() {
     ));
     assert!(matches!(next(&mut rx).await, LegEvent::Answered { .. }));
     assert_eq!(next(&mut rx).await, LegEvent::Ended);
-    agent_passed(child, dir, "answer, then the agent's BYE").await;
+    agent_passed(child, dir, "answer, hold, INFO, then the agent's BYE").await;
 }
 
 #[tokio::test]
