@@ -201,6 +201,11 @@ pub(super) struct Leg {
     cancel_give_up: Option<Instant>,
     /// The To tag of the final response we ACKed, and that ACK.
     ack: Option<(String, Vec<u8>)>,
+    /// That final response was a 2xx.
+    answered: bool,
+    /// 2xx from other forks (To tags) after ours: ACKed and ended with one
+    /// BYE each (13.2.2.4); their ACKs, re-sent on retransmission.
+    forks: Vec<(String, Vec<u8>)>,
     /// When a Done leg is forgotten.
     linger: Option<Instant>,
 }
@@ -280,6 +285,8 @@ impl Core {
             cancel: None,
             cancel_give_up: None,
             ack: None,
+            answered: false,
+            forks: Vec::new(),
             linger: None,
         };
         let mut headers: Vec<(&str, String)> = vec![("Allow", msg::ALLOW.to_string())];
@@ -465,45 +472,49 @@ impl Core {
             return;
         };
         if let Some((acked, ack)) = &leg.ack {
-            // A retransmitted 2xx: its ACK again (13.2.2.4). Another tag is
-            // another fork, or a 2xx after a non-2xx: not a dialog of ours.
-            if acked == tag {
-                let (peer, data) = (leg.peer, ack.clone());
-                self.send(peer, data);
+            // A retransmitted 2xx: its ACK again (13.2.2.4).
+            let again = if acked == tag {
+                Some(ack.clone())
             } else {
-                debug!(%call, status, "2xx with another To tag after the final response; ignored");
+                leg.forks
+                    .iter()
+                    .find(|(t, _)| t == tag)
+                    .map(|(_, a)| a.clone())
+            };
+            if let Some(data) = again {
+                let peer = leg.peer;
+                self.send(peer, data);
+            } else if leg.answered {
+                // Another fork answered too: we talk to the first one only.
+                debug!(%call, status, "2xx from a second fork: ACK and BYE");
+                let (target, route_set, ack) = ack_of_2xx(leg, call, &to, resp);
+                let bye = build_request(&RequestParts {
+                    method: "BYE",
+                    request_uri: &target,
+                    via_transport: leg.transport(),
+                    via_sent_by: &leg.sent_by,
+                    branch: &format!("z9hG4bK{}", msg::random_token(16)),
+                    from: &leg.from,
+                    to: &to,
+                    call_id: call,
+                    cseq: leg.cseq + 1,
+                    contact: None,
+                    routes: &route_set,
+                    headers: vec![],
+                    body: None,
+                });
+                leg.forks.push((tag.to_string(), ack.clone()));
+                let peer = leg.peer;
+                self.send(peer, ack);
+                self.send(peer, bye);
+            } else {
+                debug!(%call, status, "2xx after a refusal; ignored");
             }
             return;
         }
-        let remote_target = msg::resp_header(resp, "Contact")
-            .map(msg::addr_uri)
-            .filter(|u| !u.is_empty())
-            .unwrap_or(&leg.target)
-            .to_string();
-        // 12.1.2: the UAC's route set is the Record-Route in reverse order.
-        let mut route_set: Vec<String> = msg::header_values(&resp.headers, "Record-Route")
-            .flat_map(|v| v.split(','))
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-        route_set.reverse();
-        let ack_branch = format!("z9hG4bK{}", msg::random_token(16));
-        let ack = build_request(&RequestParts {
-            method: "ACK",
-            request_uri: &remote_target,
-            via_transport: leg.transport(),
-            via_sent_by: &leg.sent_by,
-            branch: &ack_branch,
-            from: &leg.from,
-            to: &to,
-            call_id: call,
-            cseq: leg.cseq,
-            contact: None,
-            routes: &route_set,
-            headers: vec![],
-            body: None,
-        });
+        let (remote_target, route_set, ack) = ack_of_2xx(leg, call, &to, resp);
         leg.ack = Some((tag.to_string(), ack.clone()));
+        leg.answered = true;
         leg.phase = Phase::Done;
         leg.retx = None;
         leg.cancel_give_up = None;
@@ -659,6 +670,44 @@ impl Core {
             self.emit(event);
         }
     }
+}
+
+/// The remote target a 2xx sets (12.1.2): its Contact, else the target.
+fn remote_target_of(leg: &Leg, resp: &Response) -> String {
+    msg::resp_header(resp, "Contact")
+        .map(msg::addr_uri)
+        .filter(|u| !u.is_empty())
+        .unwrap_or(&leg.target)
+        .to_string()
+}
+
+/// The remote target and route set a 2xx sets, and its ACK (13.2.2.4: a
+/// transaction of its own, sent like any in-dialog request).
+fn ack_of_2xx(leg: &Leg, call: &str, to: &str, resp: &Response) -> (String, Vec<String>, Vec<u8>) {
+    let remote_target = remote_target_of(leg, resp);
+    // 12.1.2: the UAC's route set is the Record-Route in reverse order.
+    let mut route_set: Vec<String> = msg::header_values(&resp.headers, "Record-Route")
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    route_set.reverse();
+    let ack = build_request(&RequestParts {
+        method: "ACK",
+        request_uri: &remote_target,
+        via_transport: leg.transport(),
+        via_sent_by: &leg.sent_by,
+        branch: &format!("z9hG4bK{}", msg::random_token(16)),
+        from: &leg.from,
+        to,
+        call_id: call,
+        cseq: leg.cseq,
+        contact: None,
+        routes: &route_set,
+        headers: vec![],
+        body: None,
+    });
+    (remote_target, route_set, ack)
 }
 
 /// The body of a response if it is SDP.

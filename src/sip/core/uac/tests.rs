@@ -563,3 +563,21 @@ fn dial_refuses_what_would_break_the_message() {
         Err(DialError::ShuttingDown)
     );
 }
+
+#[test]
+fn a_second_fork_answering_is_acked_and_byed() {
+    let mut core = Core::new(CoreConfig::default());
+    let t0 = Instant::now();
+    let (inv, _) = answered(&mut core, t0);
+    let second = response(&inv, 200, Some("fork2"), OK_EXTRA, SDP);
+    core.handle_response(t0, &second);
+    let (sent, evs) = drain(&mut core);
+    assert!(evs.is_empty(), "still the first agent's call: {evs:?}");
+    assert_eq!(sent.len(), 2);
+    assert!(sent[0].starts_with("ACK ") && header(&sent[0], "To").ends_with(";tag=fork2"));
+    assert!(sent[1].starts_with("BYE ") && header(&sent[1], "To").ends_with(";tag=fork2"));
+    // Its retransmission: only the ACK again.
+    core.handle_response(t0, &second);
+    assert_eq!(drain(&mut core).0, vec![sent[0].clone()]);
+    assert_eq!(core.call_count(), 1);
+}
