@@ -13,8 +13,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::core::{is_sdp, Core, CoreConfig, CoreEvent, Link, Output, Peer};
-use super::handler::{AfterAck, Command, Decision, DialogHandler, NewDialog, SipHandle};
+use super::core::{is_sdp, Core, CoreConfig, CoreEvent, LegUpdate, Link, Outbound, Output, Peer};
+use super::handler::{
+    route_source_ip, AfterAck, Command, Decision, Dial, DialogHandler, LegEvent, LegEvents,
+    LocalAddr, NewDialog, SipHandle,
+};
 use super::limits::{Limits, Verdict};
 use super::log_limit::LogLimiter;
 use super::tcp::{self, TcpEvent, TcpWriter};
@@ -72,6 +75,9 @@ pub struct Endpoint<H> {
     commands: mpsc::UnboundedReceiver<Command>,
     /// Peer IP → our address on the route to it (advertised_ip None only).
     route_cache: HashMap<IpAddr, IpAddr>,
+    /// Outbound legs ([`SipHandle::dial`]) and where their events go, until
+    /// their last event.
+    legs: HashMap<String, LegEvents>,
 }
 
 /// Bound sockets, ready to serve (tests bind port 0 and read the address).
@@ -112,7 +118,13 @@ impl<H: DialogHandler> Endpoint<H> {
         let limits = Limits::new(cfg.limits.clone(), cfg.exempt.clone());
         let log_limit = LogLimiter::new(cfg.limits.interval);
         let (command_tx, commands) = mpsc::unbounded_channel();
-        let handle = SipHandle { tx: command_tx };
+        let handle = SipHandle {
+            tx: command_tx,
+            local: LocalAddr {
+                advertised: cfg.advertised_ip,
+                fallback: cfg.listen.ip(),
+            },
+        };
         Ok((
             Self {
                 cfg,
@@ -131,6 +143,7 @@ impl<H: DialogHandler> Endpoint<H> {
                 handle,
                 commands,
                 route_cache: HashMap::new(),
+                legs: HashMap::new(),
             },
             bound.tcp,
         ))
@@ -157,7 +170,8 @@ impl<H: DialogHandler> Endpoint<H> {
                             calls = self.held.len(),
                             "shutdown grace over; hanging up remaining calls"
                         );
-                        let ids: Vec<String> = self.held.iter().cloned().collect();
+                        let ids: Vec<String> =
+                            self.held.iter().chain(self.legs.keys()).cloned().collect();
                         let now = Instant::now().into_std();
                         for id in ids {
                             self.core.hangup(now, &id);
@@ -319,6 +333,44 @@ impl<H: DialogHandler> Endpoint<H> {
                 // A flow that ended without hanging up still must not leave a dialog behind.
                 self.core.hangup(Instant::now().into_std(), &call);
             }
+            Command::Dial { call, dial, events } => self.on_dial(call, dial, events),
+        }
+    }
+
+    fn on_dial(&mut self, call: String, dial: Dial, events: LegEvents) {
+        // Also tells the core which of our addresses Via/Contact/From carry.
+        self.local_ip_for(dial.next_hop.ip());
+        let peer = Peer {
+            link: Link::Udp,
+            addr: dial.next_hop,
+        };
+        let out = Outbound {
+            target: dial.target,
+            from_user: dial.from_user,
+            headers: dial.headers,
+            sdp: dial.sdp.into_bytes(),
+        };
+        match self.core.dial(Instant::now().into_std(), &call, peer, &out) {
+            Ok(()) => {
+                info!(%call, to = %dial.next_hop, "dialling");
+                self.legs.insert(call, events);
+            }
+            Err(e) => {
+                warn!(%call, error = %e, "outbound call refused");
+                let _ = events.0.send(LegEvent::Failed { status: None });
+            }
+        }
+    }
+
+    /// Pass a leg's event on; its last one forgets the leg.
+    fn leg_event(&mut self, call: &str, event: LegEvent) {
+        let last = matches!(event, LegEvent::Failed { .. } | LegEvent::Ended);
+        let Some(tx) = self.legs.get(call) else {
+            return;
+        };
+        let _ = tx.0.send(event);
+        if last {
+            self.legs.remove(call);
         }
     }
 
@@ -335,16 +387,7 @@ impl<H: DialogHandler> Endpoint<H> {
         if let Some(ip) = self.route_cache.get(&peer) {
             return *ip;
         }
-        let unspecified: IpAddr = if peer.is_ipv4() {
-            std::net::Ipv4Addr::UNSPECIFIED.into()
-        } else {
-            std::net::Ipv6Addr::UNSPECIFIED.into()
-        };
-        let ip = std::net::UdpSocket::bind((unspecified, 0))
-            .and_then(|s| s.connect((peer, 9)).map(|_| s))
-            .and_then(|s| s.local_addr())
-            .map(|a| a.ip())
-            .unwrap_or(self.cfg.listen.ip());
+        let ip = route_source_ip(peer, self.cfg.listen.ip());
         if self.route_cache.len() >= 4096 {
             // Evict one entry, not all: running calls keep theirs.
             if let Some(k) = self.route_cache.keys().next().copied() {
@@ -506,7 +549,7 @@ impl<H: DialogHandler> Endpoint<H> {
                 content_type,
                 offer,
             } => {
-                if !self.held.contains(&call) {
+                if !self.held.contains(&call) && !self.legs.contains_key(&call) {
                     self.core
                         .reject(now, &call, 481, "Call/Transaction Does Not Exist");
                     return;
@@ -549,7 +592,10 @@ impl<H: DialogHandler> Endpoint<H> {
                         w.dialogs.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
-                if self.held.contains(&call) {
+                if self.legs.contains_key(&call) {
+                    info!(%call, "outbound leg ended");
+                    self.leg_event(&call, LegEvent::Ended);
+                } else if self.held.contains(&call) {
                     self.handler.dialog_ended(&call);
                 }
             }
@@ -558,9 +604,23 @@ impl<H: DialogHandler> Endpoint<H> {
                 content_type,
                 body,
             } => {
-                if self.held.contains(&call) {
+                if self.held.contains(&call) || self.legs.contains_key(&call) {
                     self.handler.info(&call, &content_type, &body);
                 }
+            }
+            CoreEvent::Leg { call, event } => {
+                let event = match event {
+                    LegUpdate::Progress { status, sdp } => LegEvent::Progress { status, sdp },
+                    LegUpdate::Answered { sdp } => {
+                        info!(%call, "outbound leg answered");
+                        LegEvent::Answered { sdp }
+                    }
+                    LegUpdate::Failed { status } => {
+                        info!(%call, status = ?status, "outbound leg failed");
+                        LegEvent::Failed { status }
+                    }
+                };
+                self.leg_event(&call, event);
             }
         }
     }

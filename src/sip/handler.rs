@@ -13,6 +13,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use tokio::sync::mpsc;
 
+use super::core::check_outbound;
+pub use super::core::DialError;
+
 /// A new INVITE that passed the signalling checks (Require, Content-Type,
 /// Accept, shutdown): the application decides whether and how to answer.
 #[derive(Clone, Debug)]
@@ -94,12 +97,106 @@ pub enum Command {
         /// The call's SIP Call-ID.
         call: String,
     },
+    /// Place an outbound call (see [`SipHandle::dial`]).
+    Dial {
+        /// The new leg's Call-ID.
+        call: String,
+        /// What to dial.
+        dial: Dial,
+        /// Where the leg's events go.
+        events: LegEvents,
+    },
 }
+
+/// An outbound call the application places ([`SipHandle::dial`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dial {
+    /// The Request-URI and our To (`sip:agent@pbx.example`).
+    pub target: String,
+    /// The only address this leg's requests go to (INVITE, ACK, CANCEL,
+    /// BYE): the configured agent or outbound proxy, never one taken from
+    /// the agent's messages. UDP.
+    pub next_hop: SocketAddr,
+    /// The user part of our From: `<sip:{from_user}@{our address}>`.
+    pub from_user: String,
+    /// Extra headers of the INVITE (X-headers, User-to-User…): names must
+    /// be tokens, values free of CR/LF, and not one the SIP layer writes
+    /// (Via, From, To, Call-ID, CSeq, Contact, Route, Content-*…).
+    pub headers: Vec<(String, String)>,
+    /// Our SDP offer (write its address with [`SipHandle::local_ip_for`]).
+    pub sdp: String,
+}
+
+/// What happens to an outbound leg, in order: any `Progress`, then
+/// `Answered`, `Failed` or `Ended`; after `Answered`, `Ended`. `Failed` and
+/// `Ended` are last. Once the application hung up (CANCEL or BYE) the last
+/// event is always `Ended`, whatever the agent answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LegEvent {
+    /// A provisional response (180 ringing, 183 session progress).
+    Progress {
+        /// The status code (101–199).
+        status: u16,
+        /// Early media: the response's SDP answer, if it has one.
+        sdp: Option<Vec<u8>>,
+    },
+    /// The agent answered (2xx, ACKed): media may flow.
+    Answered {
+        /// The agent's SDP answer.
+        sdp: Vec<u8>,
+    },
+    /// The call did not connect.
+    Failed {
+        /// The agent's final status (486 busy, 404, 603…, ACKed); `None`
+        /// when nothing answered the INVITE (Timer B: unreachable).
+        status: Option<u16>,
+    },
+    /// The agent sent BYE, or our BYE or CANCEL completed.
+    Ended,
+}
+
+/// The sender of a leg's events, comparable so [`Command`] stays `Eq`
+/// (two are equal when they feed the same channel).
+#[derive(Clone, Debug)]
+pub struct LegEvents(pub mpsc::UnboundedSender<LegEvent>);
+
+impl PartialEq for LegEvents {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same_channel(&other.0)
+    }
+}
+
+impl Eq for LegEvents {}
 
 /// Clonable way back into the endpoint's loop from call tasks.
 #[derive(Clone, Debug)]
 pub struct SipHandle {
     pub(super) tx: mpsc::UnboundedSender<Command>,
+    /// How to find our address as a peer sees it (for outbound offers).
+    pub(super) local: LocalAddr,
+}
+
+/// What [`SipHandle::local_ip_for`] needs: the configured address if any,
+/// else the listen address as the fallback of the route lookup.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct LocalAddr {
+    pub(super) advertised: Option<IpAddr>,
+    pub(super) fallback: IpAddr,
+}
+
+/// The source address the kernel picks on the route to `peer` (a connected
+/// UDP socket tells without sending anything), `fallback` if there is none.
+pub(super) fn route_source_ip(peer: IpAddr, fallback: IpAddr) -> IpAddr {
+    let unspecified: IpAddr = if peer.is_ipv4() {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    };
+    std::net::UdpSocket::bind((unspecified, 0))
+        .and_then(|s| s.connect((peer, 9)).map(|_| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .unwrap_or(fallback)
 }
 
 impl SipHandle {
@@ -108,7 +205,11 @@ impl SipHandle {
     #[cfg(test)]
     pub(crate) fn channel() -> (SipHandle, mpsc::UnboundedReceiver<Command>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (SipHandle { tx }, rx)
+        let local = LocalAddr {
+            advertised: None,
+            fallback: std::net::Ipv4Addr::LOCALHOST.into(),
+        };
+        (SipHandle { tx, local }, rx)
     }
 
     /// End the call from our side.
@@ -119,5 +220,46 @@ impl SipHandle {
     /// The call is over for the application (its task ended).
     pub fn release(&self, call: String) {
         let _ = self.tx.send(Command::Release { call });
+    }
+
+    /// Place an outbound call: INVITE `dial.target` via `dial.next_hop`.
+    /// Returns the new leg's Call-ID (generated here), the handle for
+    /// [`SipHandle::hangup`] (CANCEL before the answer, BYE after) and the
+    /// name re-INVITEs and INFO from the agent carry to
+    /// [`DialogHandler::re_offered`] and [`DialogHandler::info`]. What
+    /// happens to the leg arrives on `events`. Refused at once, with nothing
+    /// sent, when the target, `from_user`, a header or the offer is unusable.
+    pub fn dial(
+        &self,
+        dial: Dial,
+        events: mpsc::UnboundedSender<LegEvent>,
+    ) -> Result<String, DialError> {
+        check_outbound(
+            &dial.target,
+            &dial.from_user,
+            &dial.headers,
+            dial.sdp.as_bytes(),
+        )?;
+        let call = format!("{}@voxgate", crate::sip::msg::random_token(24));
+        let cmd = Command::Dial {
+            call: call.clone(),
+            dial,
+            events: LegEvents(events),
+        };
+        if let Err(mpsc::error::SendError(Command::Dial { events, .. })) = self.tx.send(cmd) {
+            // No endpoint any more: the leg fails as if nothing answered.
+            let _ = events.0.send(LegEvent::Failed { status: None });
+        }
+        Ok(call)
+    }
+
+    /// Our IP address as `peer` reaches us: the configured `public_ip`, or
+    /// the source address on the route to it. What an SDP offer to an agent
+    /// at `peer` must carry in `c=` (and what our Via/Contact will say).
+    pub fn local_ip_for(&self, peer: SocketAddr) -> IpAddr {
+        match self.local.advertised {
+            Some(ip) => ip,
+            None => route_source_ip(peer.ip().to_canonical(), self.local.fallback),
+        }
     }
 }

@@ -21,9 +21,13 @@ pub(super) struct ClientTx {
 }
 
 impl Core {
-    /// Feed a response that passed the wire layer. Only the answer to a BYE we
-    /// sent matters today (a final one ends the dialog); others are ignored.
-    pub fn handle_response(&mut self, _now: Instant, resp: &Response) {
+    /// Feed a response that passed the wire layer: those of the INVITEs and
+    /// CANCELs of calls we placed (`uac`), and the answer to a BYE we sent (a
+    /// final one ends the dialog); others are ignored.
+    pub fn handle_response(&mut self, now: Instant, resp: &Response) {
+        if self.uac_response(now, resp) {
+            return;
+        }
         let Some(via) = msg::resp_header(resp, "Via") else {
             return;
         };

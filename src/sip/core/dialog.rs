@@ -96,6 +96,9 @@ impl Core {
 
     /// End the call from our side.
     pub fn hangup(&mut self, now: Instant, call: &str) {
+        if self.uac_hangup(now, call) {
+            return; // a leg we placed, not answered yet: CANCEL
+        }
         let Some(d) = self.dialogs.get_mut(call) else {
             return;
         };

@@ -32,11 +32,13 @@ mod dialog;
 mod response_cache;
 mod retransmit;
 mod server_tx;
+mod uac;
 
 use dialog::{Dialog, State};
 use response_cache::ResponseCache;
 use retransmit::Tick;
 use server_tx::{server_txn_key, InviteProgress};
+pub use uac::{check_outbound, DialError, LegUpdate, Outbound};
 
 /// Which transport (and, for TCP, which connection) a peer is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -176,6 +178,13 @@ pub enum CoreEvent {
         /// What ended it.
         reason: EndReason,
     },
+    /// A call we placed ([`Core::dial`]) before its dialog exists.
+    Leg {
+        /// The leg's Call-ID.
+        call: CallRef,
+        /// What happened.
+        event: LegUpdate,
+    },
 }
 
 /// One thing the I/O loop must do, taken from [`Core::poll_output`] in order.
@@ -204,6 +213,8 @@ pub struct Core {
     accepting: bool,
     /// Peer IP → our host:port as that peer reaches us (see `set_sent_by_for`).
     route_local: HashMap<std::net::IpAddr, String>,
+    /// Calls we placed, until their final response is settled (`uac`).
+    legs: HashMap<CallRef, uac::Leg>,
 }
 
 /// Whether a Content-Type value names SDP (`application/sdp`, any case,
@@ -241,6 +252,7 @@ impl Core {
             out: VecDeque::new(),
             accepting: true,
             route_local: HashMap::new(),
+            legs: HashMap::new(),
         }
     }
 
@@ -251,7 +263,7 @@ impl Core {
 
     /// Dialogs alive, answered or not (shutdown waits for this to reach 0).
     pub fn call_count(&self) -> usize {
-        self.dialogs.len()
+        self.dialogs.len() + self.uac_pending()
     }
 
     /// The next thing to send or report, oldest first; call until `None` after
@@ -451,13 +463,18 @@ impl Core {
             .values()
             .filter_map(|d| d.bye.as_ref().map(|b| b.retx.next_deadline()));
         let cached = self.responses.next_expiry();
-        invites.chain(byes).chain(cached).min()
+        invites
+            .chain(byes)
+            .chain(cached)
+            .chain(self.uac_deadline())
+            .min()
     }
 
     /// Run the timers due at `now`: retransmit, or give up on transactions
     /// (which ends their dialogs). Calling it early or late is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.responses.expire(now);
+        self.uac_timeout(now);
         let mut sends = Vec::new();
         let mut expired_invites = Vec::new();
         let mut expired_byes = Vec::new();
