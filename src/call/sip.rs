@@ -6,11 +6,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{
-    CallChannel, CallError, CallInfo, CallInput, RecognitionSpec, TransferOutcome, TransferRequest,
+    CallChannel, CallError, CallInfo, CallInput, RecognitionSpec, TransferFailure, TransferMode,
+    TransferOutcome, TransferPath, TransferRequest,
 };
 use crate::asr::{AsrError, Heard, Hints, SpeechPool, Timers};
 use crate::media::prompt::PromptCache;
 use crate::media::session::{MediaCommand, MediaEvent};
+use crate::sip::handler::ReferEvent;
 
 /// What the call asks of the SIP side.
 #[derive(Debug)]
@@ -20,6 +22,37 @@ pub enum CallControl {
         /// The call id ([`CallInfo::call_id`]) of the dialog.
         call: String,
     },
+    /// Send REFER on this dialog (blind transfer).
+    Refer {
+        /// The call id ([`CallInfo::call_id`]) of the dialog.
+        call: String,
+        /// The agent's URI, for `Refer-To`.
+        target: String,
+        /// Headers embedded in the `Refer-To` URI.
+        headers: Vec<(String, String)>,
+        /// Where the REFER's progress goes; closed when nothing more comes.
+        events: mpsc::UnboundedSender<ReferEvent>,
+    },
+}
+
+/// How one REFER attempt ended.
+#[derive(Debug, PartialEq)]
+enum Attempt {
+    /// The caller's side reported a 2xx sipfrag: the agent has the call.
+    Done,
+    /// The caller's side refused the REFER itself (its final status).
+    Refused(u16),
+    /// The transfer failed with this sipfrag status.
+    Failed(u16),
+    /// No final sipfrag within the attempt timeout (or the subscription
+    /// ended without one, or the REFER went unanswered).
+    NoFinal,
+}
+
+/// Statuses that say the caller's side does not do REFER at all: no other
+/// target would fare better.
+fn refer_unsupported(status: u16) -> bool {
+    matches!(status, 405 | 420 | 501)
 }
 
 /// The [`CallChannel`] of one answered SIP call: prompts, digits and speech
@@ -127,6 +160,115 @@ impl SipCall {
     /// [`CallError::HungUp`].
     pub fn is_gone(&self) -> bool {
         self.gone
+    }
+
+    /// REFER the caller to each target in turn until one takes the call;
+    /// our leg is hung up (BYE, RFC 5589) once the caller's side reports
+    /// the agent's 2xx.
+    async fn refer_targets(&mut self, req: &TransferRequest) -> Result<TransferOutcome, CallError> {
+        let mut failed = TransferOutcome::Failed {
+            status: None,
+            reason: TransferFailure::NoAnswer,
+        };
+        for target in &req.targets {
+            let attempt = self.refer_once(target, req).await?;
+            tracing::info!(%target, attempt = ?attempt, "REFER attempt ended");
+            failed = match attempt {
+                Attempt::Done => {
+                    self.hangup().await;
+                    return Ok(TransferOutcome::Transferred {
+                        target: target.clone(),
+                        path: TransferPath::Referred,
+                    });
+                }
+                Attempt::Refused(status) => {
+                    let failed = TransferOutcome::Failed {
+                        status: Some(status),
+                        reason: TransferFailure::Refused,
+                    };
+                    if refer_unsupported(status) {
+                        return Ok(failed);
+                    }
+                    failed
+                }
+                Attempt::Failed(status) => TransferOutcome::Failed {
+                    status: Some(status),
+                    reason: TransferFailure::from_status(status),
+                },
+                Attempt::NoFinal => TransferOutcome::Failed {
+                    status: None,
+                    reason: TransferFailure::NoAnswer,
+                },
+            };
+        }
+        Ok(failed)
+    }
+
+    /// One REFER to `target`, followed until a final sipfrag, its
+    /// refusal, or `req.attempt_timeout`.
+    async fn refer_once(
+        &mut self,
+        target: &str,
+        req: &TransferRequest,
+    ) -> Result<Attempt, CallError> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.control
+            .send(CallControl::Refer {
+                call: self.info.call_id.clone(),
+                target: target.to_string(),
+                headers: req.headers.clone(),
+                events: tx,
+            })
+            .map_err(|_| CallError::HungUp)?;
+        let deadline = Instant::now() + req.attempt_timeout;
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some(ReferEvent::Accepted(_) | ReferEvent::Progress(_)) => {}
+                    Some(ReferEvent::Final(s)) if (200..300).contains(&s) => return Ok(Attempt::Done),
+                    Some(ReferEvent::Final(s)) => return Ok(Attempt::Failed(s)),
+                    Some(ReferEvent::Refused(s)) => return Ok(Attempt::Refused(s)),
+                    Some(ReferEvent::TimedOut | ReferEvent::Terminated) => return Ok(Attempt::NoFinal),
+                    // Closed without a last event: the dialog ended (its
+                    // hang-up comes as a media event) or nothing was sent.
+                    None => {
+                        return match tokio::time::timeout(Duration::from_millis(200), self.wait_gone()).await {
+                            Ok(()) => Err(CallError::HungUp),
+                            Err(_) => Err(CallError::Failed(format!("REFER to {target} could not be sent"))),
+                        };
+                    }
+                },
+                ev = self.events.recv() => {
+                    // Keys pressed meanwhile are not for this step.
+                    if matches!(ev, None | Some(MediaEvent::Hangup | MediaEvent::RtpTimeout)) {
+                        self.gone = true;
+                        return Err(CallError::HungUp);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return Ok(Attempt::NoFinal),
+            }
+        }
+    }
+
+    /// Until the far end is gone (a hang-up among the media events).
+    async fn wait_gone(&mut self) {
+        while let Some(ev) = self.events.recv().await {
+            if matches!(ev, MediaEvent::Hangup | MediaEvent::RtpTimeout) {
+                break;
+            }
+        }
+        self.gone = true;
+    }
+
+    /// Call the agent ourselves and relay the media (B2BUA); not built yet.
+    async fn bridge(&mut self, req: &TransferRequest) -> Result<TransferOutcome, CallError> {
+        Err(CallError::Unsupported(
+            "bridge",
+            format!(
+                "bridging to {} is not implemented yet in serve (see the transfer issue)",
+                req.targets.join(", ")
+            ),
+        ))
     }
 
     /// Nothing can be asked of a call whose far end is gone.
@@ -327,13 +469,22 @@ impl CallChannel for SipCall {
     }
 
     async fn transfer(&mut self, req: &TransferRequest) -> Result<TransferOutcome, CallError> {
-        Err(CallError::Unsupported(
-            "transfer",
-            format!(
-                "transfer to {} is not implemented yet in serve (see the transfer issue)",
-                req.targets.join(", ")
-            ),
-        ))
+        self.live()?;
+        if req.mode == TransferMode::Bridge {
+            return self.bridge(req).await;
+        }
+        // The caller hears nothing of ours while the transfer runs; the
+        // media keeps going so the call stays usable if it fails.
+        let _ = self.media.send(MediaCommand::Stop);
+        self.stop_recognition().await;
+        let outcome = self.refer_targets(req).await?;
+        match (&outcome, req.mode) {
+            (TransferOutcome::Failed { status, reason }, TransferMode::ReferThenBridge) => {
+                tracing::info!(?status, reason = reason.as_str(), "REFER failed; bridging");
+                self.bridge(req).await
+            }
+            _ => Ok(outcome),
+        }
     }
 
     async fn hangup(&mut self) {

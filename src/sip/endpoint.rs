@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::core::ReferEvent;
 use super::core::{is_sdp, Core, CoreConfig, CoreEvent, Link, Output, Peer};
 use super::handler::{AfterAck, Command, Decision, DialogHandler, NewDialog, SipHandle};
 use super::wire::{self, Inbound, Rejection, StreamFramer, Transport};
@@ -77,6 +78,8 @@ pub struct Endpoint<H> {
     commands: mpsc::UnboundedReceiver<Command>,
     /// Peer IP → our address on the route to it (advertised_ip None only).
     route_cache: HashMap<IpAddr, IpAddr>,
+    /// Where each running REFER's progress goes, by Call-ID.
+    refers: HashMap<String, mpsc::UnboundedSender<ReferEvent>>,
 }
 
 /// Bound sockets, ready to serve (tests bind port 0 and read the address).
@@ -126,6 +129,7 @@ impl<H: DialogHandler> Endpoint<H> {
                 handle,
                 commands,
                 route_cache: HashMap::new(),
+                refers: HashMap::new(),
             },
             bound.tcp,
         ))
@@ -251,6 +255,36 @@ impl<H: DialogHandler> Endpoint<H> {
                 // A flow that ended without hanging up still must not leave a dialog behind.
                 self.core.hangup(Instant::now().into_std(), &call);
             }
+            Command::Refer {
+                call,
+                target,
+                headers,
+                events,
+            } => self.refer(call, &target, &headers, events.0),
+        }
+    }
+
+    /// Send REFER for a call the handler holds; when nothing was sent the
+    /// sink is dropped, which the caller sees as a closed channel.
+    fn refer(
+        &mut self,
+        call: String,
+        target: &str,
+        headers: &[(String, String)],
+        events: mpsc::UnboundedSender<ReferEvent>,
+    ) {
+        if !self.held.contains(&call) {
+            return;
+        }
+        match self
+            .core
+            .refer(Instant::now().into_std(), &call, target, headers)
+        {
+            Ok(()) => {
+                info!(%call, %target, headers = headers.len(), "REFER sent");
+                self.refers.insert(call, events);
+            }
+            Err(e) => warn!(%call, error = %e, "REFER not sent"),
         }
     }
 
@@ -405,9 +439,20 @@ impl<H: DialogHandler> Endpoint<H> {
                     self.core.hangup(now, &call);
                 }
             }
+            CoreEvent::Refer { call, event } => {
+                info!(%call, refer = ?event, "REFER progress");
+                let last = !matches!(event, ReferEvent::Accepted(_) | ReferEvent::Progress(_));
+                if let Some(tx) = self.refers.get(&call) {
+                    let _ = tx.send(event);
+                }
+                if last {
+                    self.refers.remove(&call);
+                }
+            }
             CoreEvent::Cancelled { call }
             | CoreEvent::RemoteHangup { call }
             | CoreEvent::Ended { call, .. } => {
+                self.refers.remove(&call);
                 if self.held.contains(&call) {
                     self.handler.dialog_ended(&call);
                 }

@@ -13,6 +13,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use tokio::sync::mpsc;
 
+pub use super::core::ReferEvent;
+
 /// A new INVITE that passed the signalling checks (Require, Content-Type,
 /// Accept, shutdown): the application decides whether and how to answer.
 #[derive(Clone, Debug)]
@@ -94,7 +96,32 @@ pub enum Command {
         /// The call's SIP Call-ID.
         call: String,
     },
+    /// Send REFER on the call's dialog (blind transfer, RFC 3515).
+    Refer {
+        /// The call's SIP Call-ID.
+        call: String,
+        /// The `Refer-To` target URI (`sip:`, `sips:` or `tel:`).
+        target: String,
+        /// Headers embedded in the `Refer-To` URI for the agent.
+        headers: Vec<(String, String)>,
+        /// Where the REFER's progress goes.
+        events: ReferSink,
+    },
 }
+
+/// Where one REFER's progress goes; dropped (closing the channel) when
+/// nothing more can come: after a last event, when the dialog ends, or
+/// when the REFER could not be sent.
+#[derive(Clone, Debug)]
+pub struct ReferSink(pub mpsc::UnboundedSender<ReferEvent>);
+
+impl PartialEq for ReferSink {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same_channel(&other.0)
+    }
+}
+
+impl Eq for ReferSink {}
 
 /// Clonable way back into the endpoint's loop from call tasks.
 #[derive(Clone, Debug)]
@@ -119,5 +146,23 @@ impl SipHandle {
     /// The call is over for the application (its task ended).
     pub fn release(&self, call: String) {
         let _ = self.tx.send(Command::Release { call });
+    }
+
+    /// REFER the caller of `call` to `target`, `headers` embedded in the
+    /// `Refer-To` URI; the REFER's progress arrives on `events`, which is
+    /// closed once nothing more can come (see [`ReferSink`]).
+    pub fn refer(
+        &self,
+        call: String,
+        target: String,
+        headers: Vec<(String, String)>,
+        events: mpsc::UnboundedSender<ReferEvent>,
+    ) {
+        let _ = self.tx.send(Command::Refer {
+            call,
+            target,
+            headers,
+            events: ReferSink(events),
+        });
     }
 }

@@ -24,6 +24,9 @@ impl Core {
     /// Feed a response that passed the wire layer. Only the answer to a BYE we
     /// sent matters today (a final one ends the dialog); others are ignored.
     pub fn handle_response(&mut self, _now: Instant, resp: &Response) {
+        if self.refer_response(resp) {
+            return;
+        }
         let Some(via) = msg::resp_header(resp, "Via") else {
             return;
         };

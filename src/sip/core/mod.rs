@@ -29,10 +29,12 @@ use super::wire::ReplyContext;
 
 mod client_tx;
 mod dialog;
+mod refer;
 mod retransmit;
 mod server_tx;
 
 use dialog::{Dialog, State};
+pub use refer::{refer_to, ReferError, ReferEvent};
 use retransmit::Tick;
 use server_tx::{server_txn_key, CachedResponse, InviteProgress};
 
@@ -164,6 +166,13 @@ pub enum CoreEvent {
         /// The INFO body, verbatim (already answered with 200).
         body: Vec<u8>,
     },
+    /// Progress of a REFER we sent on this dialog ([`Core::refer`]).
+    Refer {
+        /// The dialog's Call-ID.
+        call: CallRef,
+        /// What happened to the REFER or its subscription.
+        event: ReferEvent,
+    },
     /// The dialog is gone for good; release the call's resources.
     Ended {
         /// The dialog's Call-ID; no later event names it.
@@ -199,6 +208,8 @@ pub struct Core {
     accepting: bool,
     /// Peer IP → our host:port as that peer reaches us (see `set_sent_by_for`).
     route_local: HashMap<std::net::IpAddr, String>,
+    /// The REFER (transfer) of each dialog that has one (`refer`).
+    refers: HashMap<CallRef, refer::Refer>,
 }
 
 /// Whether a Content-Type value names SDP (`application/sdp`, any case,
@@ -236,6 +247,7 @@ impl Core {
             out: VecDeque::new(),
             accepting: true,
             route_local: HashMap::new(),
+            refers: HashMap::new(),
         }
     }
 
@@ -400,22 +412,7 @@ impl Core {
                     body: req.body.clone(),
                 });
             }
-            Method::Notify => {
-                let call = ctx.call_id.clone();
-                if self.dialog_for(&call, ctx).is_none() {
-                    self.reply(
-                        now,
-                        peer,
-                        ctx,
-                        "NOTIFY",
-                        481,
-                        "Call/Transaction Does Not Exist",
-                        vec![],
-                    );
-                } else {
-                    self.reply(now, peer, ctx, "NOTIFY", 200, "OK", vec![]);
-                }
-            }
+            Method::Notify => self.handle_notify(now, peer, req, ctx),
             _ => {
                 // Methods we know but do not serve (REGISTER, SUBSCRIBE, MESSAGE, UPDATE, REFER…).
                 self.reply(
@@ -446,13 +443,15 @@ impl Core {
             .values()
             .filter_map(|d| d.bye.as_ref().map(|b| b.retx.next_deadline()));
         let cached = self.responses.values().map(|c| c.expires);
-        invites.chain(byes).chain(cached).min()
+        let refers = self.refers.values().filter_map(|r| r.next_deadline());
+        invites.chain(byes).chain(cached).chain(refers).min()
     }
 
     /// Run the timers due at `now`: retransmit, or give up on transactions
     /// (which ends their dialogs). Calling it early or late is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.responses.retain(|_, c| c.expires > now);
+        self.refer_timeouts(now);
         let mut sends = Vec::new();
         let mut expired_invites = Vec::new();
         let mut expired_byes = Vec::new();
