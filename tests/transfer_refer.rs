@@ -127,3 +127,24 @@ fn no_final_notify_within_the_timeout_is_no_answer() {
     assert_eq!(failure(&vg, &evs), (None, "no_answer".to_string()));
     no_off_list_fields(&vg);
 }
+
+/// The caller hangs up while the transfer runs: the flow ends as hung up
+/// by the caller, no transfer outcome is claimed.
+#[test]
+fn a_caller_hanging_up_during_the_transfer_ends_the_flow() {
+    let vg = start("refer-hangup");
+    let evs = call(&vg, "refer_hangup.xml", "transfer_quick");
+    assert_eq!(last_step_among(&evs, ENDS), "none", "{}", pretty(&evs));
+    assert_eq!(
+        events_named(&evs, "hung_up_by_caller").len(),
+        1,
+        "{}",
+        pretty(&evs)
+    );
+    assert!(
+        !evs.iter().any(|e| event_name(e).starts_with("transfer")),
+        "{}",
+        pretty(&evs)
+    );
+    no_off_list_fields(&vg);
+}
