@@ -620,6 +620,163 @@ mod tests {
         assert_eq!(c.next_input(soon).await, Ok(None));
     }
 
+    fn transfer_req(mode: TransferMode, targets: &[&str]) -> TransferRequest {
+        TransferRequest {
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            headers: vec![("X-Auth-Result".into(), "passed".into())],
+            mode,
+            attempt_timeout: Duration::from_secs(5),
+            max_bridge: Duration::from_secs(60),
+        }
+    }
+
+    /// A SIP side that answers each REFER with the next script of events.
+    fn sip_side(
+        mut control: mpsc::UnboundedReceiver<CallControl>,
+        scripts: Vec<Vec<ReferEvent>>,
+    ) -> tokio::task::JoinHandle<Vec<String>> {
+        tokio::spawn(async move {
+            let mut seen = vec![];
+            let mut open = vec![];
+            let mut scripts = scripts.into_iter();
+            while let Some(c) = control.recv().await {
+                match c {
+                    CallControl::Refer { target, events, .. } => {
+                        seen.push(format!("REFER {target}"));
+                        for ev in scripts.next().unwrap_or_default() {
+                            let _ = events.send(ev);
+                        }
+                        // Open, as the endpoint keeps it, until the call ends.
+                        open.push(events);
+                    }
+                    CallControl::Hangup { .. } => seen.push("BYE".into()),
+                }
+            }
+            seen
+        })
+    }
+
+    fn call_with_sip(
+        scripts: Vec<Vec<ReferEvent>>,
+    ) -> (
+        SipCall,
+        mpsc::UnboundedSender<MediaEvent>,
+        tokio::task::JoinHandle<Vec<String>>,
+    ) {
+        let (media_tx, _media_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let prompts = std::sync::Arc::new(PromptCache::new("/nonexistent"));
+        let call = SipCall::new(CallInfo::default(), media_tx, ev_rx, control_tx, prompts);
+        (call, ev_tx, sip_side(control_rx, scripts))
+    }
+
+    #[tokio::test]
+    async fn refer_tries_targets_in_order_and_hangs_up_after_a_2xx_sipfrag() {
+        use ReferEvent::*;
+        let (mut c, _ev, sip) = call_with_sip(vec![
+            vec![Accepted(202), Progress(100), Final(486)],
+            vec![Refused(603)],
+            vec![Progress(100), Accepted(202), Final(200)],
+        ]);
+        let out = c
+            .transfer(&transfer_req(
+                TransferMode::Refer,
+                &["sip:a@h", "sip:b@h", "sip:c@h"],
+            ))
+            .await;
+        assert_eq!(
+            out,
+            Ok(TransferOutcome::Transferred {
+                target: "sip:c@h".into(),
+                path: TransferPath::Referred
+            })
+        );
+        assert!(c.is_gone());
+        drop(c);
+        assert_eq!(
+            sip.await.unwrap(),
+            ["REFER sip:a@h", "REFER sip:b@h", "REFER sip:c@h", "BYE"]
+        );
+    }
+
+    #[tokio::test]
+    async fn refer_failures_map_to_reasons_and_fall_back_to_the_bridge() {
+        use ReferEvent::*;
+        // The last target's failure is the outcome.
+        let (mut c, _ev, _sip) = call_with_sip(vec![vec![Final(486)], vec![Final(404)]]);
+        let out = c
+            .transfer(&transfer_req(TransferMode::Refer, &["sip:a@h", "sip:b@h"]))
+            .await;
+        assert_eq!(
+            out,
+            Ok(TransferOutcome::Failed {
+                status: Some(404),
+                reason: TransferFailure::NotFound
+            })
+        );
+        // A caller's side without REFER: the other targets are not tried.
+        let (mut c, _ev, sip) = call_with_sip(vec![vec![Refused(501)]]);
+        let out = c
+            .transfer(&transfer_req(TransferMode::Refer, &["sip:a@h", "sip:b@h"]))
+            .await;
+        assert_eq!(
+            out,
+            Ok(TransferOutcome::Failed {
+                status: Some(501),
+                reason: TransferFailure::Refused
+            })
+        );
+        drop(c);
+        assert_eq!(sip.await.unwrap(), ["REFER sip:a@h"]);
+        // The subscription ends without a final status: no answer; then
+        // refer_then_bridge asks the bridge, which is not built yet.
+        let (mut c, _ev, _sip) = call_with_sip(vec![vec![Accepted(202), Terminated]]);
+        let out = c
+            .transfer(&transfer_req(TransferMode::ReferThenBridge, &["sip:a@h"]))
+            .await;
+        assert!(
+            matches!(out, Err(CallError::Unsupported("bridge", _))),
+            "{out:?}"
+        );
+        let (mut c, _ev, sip) = call_with_sip(vec![]);
+        let out = c
+            .transfer(&transfer_req(TransferMode::Bridge, &["sip:a@h"]))
+            .await;
+        assert!(
+            matches!(out, Err(CallError::Unsupported("bridge", _))),
+            "{out:?}"
+        );
+        drop(c);
+        assert!(sip.await.unwrap().is_empty(), "no REFER in bridge mode");
+    }
+
+    #[tokio::test]
+    async fn the_caller_hanging_up_during_a_refer_is_a_hang_up() {
+        let (mut c, ev, _sip) = call_with_sip(vec![vec![ReferEvent::Accepted(202)]]);
+        ev.send(MediaEvent::Hangup).unwrap();
+        let out = c
+            .transfer(&transfer_req(TransferMode::Refer, &["sip:a@h"]))
+            .await;
+        assert_eq!(out, Err(CallError::HungUp));
+        assert!(c.is_gone());
+    }
+
+    #[tokio::test]
+    async fn no_final_sipfrag_within_the_attempt_timeout_is_no_answer() {
+        let (mut c, _ev, _sip) = call_with_sip(vec![vec![ReferEvent::Accepted(202)]]);
+        let mut req = transfer_req(TransferMode::Refer, &["sip:a@h"]);
+        req.attempt_timeout = Duration::from_millis(50);
+        let out = c.transfer(&req).await;
+        assert_eq!(
+            out,
+            Ok(TransferOutcome::Failed {
+                status: None,
+                reason: TransferFailure::NoAnswer
+            })
+        );
+    }
+
     #[tokio::test]
     async fn no_input_ends_a_recognition_once() {
         let (mut c, mut media, ev) = call();
