@@ -211,6 +211,11 @@ impl SipCall {
         target: &str,
         req: &TransferRequest,
     ) -> Result<Attempt, CallError> {
+        // A target or header name that cannot be written into Refer-To is
+        // the flow's mistake, not the caller's: the step's error exit.
+        if let Err(e) = crate::sip::core::refer_to(target, &req.headers) {
+            return Err(CallError::Unsupported("transfer", e.to_string()));
+        }
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.control
             .send(CallControl::Refer {
