@@ -118,6 +118,12 @@ impl CallSetup {
             while let Some(c) = control_rx.recv().await {
                 match c {
                     CallControl::Hangup { call } => sip.hangup(call),
+                    CallControl::Refer {
+                        call,
+                        target,
+                        headers,
+                        events,
+                    } => sip.refer(call, target, headers, events),
                 }
             }
         });

@@ -6,11 +6,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{
-    CallChannel, CallError, CallInfo, CallInput, RecognitionSpec, TransferOutcome, TransferRequest,
+    CallChannel, CallError, CallInfo, CallInput, RecognitionSpec, TransferFailure, TransferMode,
+    TransferOutcome, TransferPath, TransferRequest,
 };
 use crate::asr::{AsrError, Heard, Hints, SpeechPool, Timers};
 use crate::media::prompt::PromptCache;
 use crate::media::session::{MediaCommand, MediaEvent};
+use crate::sip::handler::ReferEvent;
 
 /// What the call asks of the SIP side.
 #[derive(Debug)]
@@ -20,6 +22,37 @@ pub enum CallControl {
         /// The call id ([`CallInfo::call_id`]) of the dialog.
         call: String,
     },
+    /// Send REFER on this dialog (blind transfer).
+    Refer {
+        /// The call id ([`CallInfo::call_id`]) of the dialog.
+        call: String,
+        /// The agent's URI, for `Refer-To`.
+        target: String,
+        /// Headers embedded in the `Refer-To` URI.
+        headers: Vec<(String, String)>,
+        /// Where the REFER's progress goes; closed when nothing more comes.
+        events: mpsc::UnboundedSender<ReferEvent>,
+    },
+}
+
+/// How one REFER attempt ended.
+#[derive(Debug, PartialEq)]
+enum Attempt {
+    /// The caller's side reported a 2xx sipfrag: the agent has the call.
+    Done,
+    /// The caller's side refused the REFER itself (its final status).
+    Refused(u16),
+    /// The transfer failed with this sipfrag status.
+    Failed(u16),
+    /// No final sipfrag within the attempt timeout (or the subscription
+    /// ended without one, or the REFER went unanswered).
+    NoFinal,
+}
+
+/// Statuses that say the caller's side does not do REFER at all: no other
+/// target would fare better.
+fn refer_unsupported(status: u16) -> bool {
+    matches!(status, 405 | 420 | 501)
 }
 
 /// The [`CallChannel`] of one answered SIP call: prompts, digits and speech
@@ -127,6 +160,120 @@ impl SipCall {
     /// [`CallError::HungUp`].
     pub fn is_gone(&self) -> bool {
         self.gone
+    }
+
+    /// REFER the caller to each target in turn until one takes the call;
+    /// our leg is hung up (BYE, RFC 5589) once the caller's side reports
+    /// the agent's 2xx.
+    async fn refer_targets(&mut self, req: &TransferRequest) -> Result<TransferOutcome, CallError> {
+        let mut failed = TransferOutcome::Failed {
+            status: None,
+            reason: TransferFailure::NoAnswer,
+        };
+        for target in &req.targets {
+            let attempt = self.refer_once(target, req).await?;
+            tracing::info!(%target, attempt = ?attempt, "REFER attempt ended");
+            failed = match attempt {
+                Attempt::Done => {
+                    self.hangup().await;
+                    return Ok(TransferOutcome::Transferred {
+                        target: target.clone(),
+                        path: TransferPath::Referred,
+                    });
+                }
+                Attempt::Refused(status) => {
+                    let failed = TransferOutcome::Failed {
+                        status: Some(status),
+                        reason: TransferFailure::Refused,
+                    };
+                    if refer_unsupported(status) {
+                        return Ok(failed);
+                    }
+                    failed
+                }
+                Attempt::Failed(status) => TransferOutcome::Failed {
+                    status: Some(status),
+                    reason: TransferFailure::from_status(status),
+                },
+                Attempt::NoFinal => TransferOutcome::Failed {
+                    status: None,
+                    reason: TransferFailure::NoAnswer,
+                },
+            };
+        }
+        Ok(failed)
+    }
+
+    /// One REFER to `target`, followed until a final sipfrag, its
+    /// refusal, or `req.attempt_timeout`.
+    async fn refer_once(
+        &mut self,
+        target: &str,
+        req: &TransferRequest,
+    ) -> Result<Attempt, CallError> {
+        // A target or header name that cannot be written into Refer-To is
+        // the flow's mistake, not the caller's: the step's error exit.
+        if let Err(e) = crate::sip::core::refer_to(target, &req.headers) {
+            return Err(CallError::Unsupported("transfer", e.to_string()));
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.control
+            .send(CallControl::Refer {
+                call: self.info.call_id.clone(),
+                target: target.to_string(),
+                headers: req.headers.clone(),
+                events: tx,
+            })
+            .map_err(|_| CallError::HungUp)?;
+        let deadline = Instant::now() + req.attempt_timeout;
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some(ReferEvent::Accepted(_) | ReferEvent::Progress(_)) => {}
+                    Some(ReferEvent::Final(s)) if (200..300).contains(&s) => return Ok(Attempt::Done),
+                    Some(ReferEvent::Final(s)) => return Ok(Attempt::Failed(s)),
+                    Some(ReferEvent::Refused(s)) => return Ok(Attempt::Refused(s)),
+                    Some(ReferEvent::TimedOut | ReferEvent::Terminated) => return Ok(Attempt::NoFinal),
+                    // Closed without a last event: the dialog ended (its
+                    // hang-up comes as a media event) or nothing was sent.
+                    None => {
+                        return match tokio::time::timeout(Duration::from_millis(200), self.wait_gone()).await {
+                            Ok(()) => Err(CallError::HungUp),
+                            Err(_) => Err(CallError::Failed(format!("REFER to {target} could not be sent"))),
+                        };
+                    }
+                },
+                ev = self.events.recv() => {
+                    // Keys pressed meanwhile are not for this step.
+                    if matches!(ev, None | Some(MediaEvent::Hangup | MediaEvent::RtpTimeout)) {
+                        self.gone = true;
+                        return Err(CallError::HungUp);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return Ok(Attempt::NoFinal),
+            }
+        }
+    }
+
+    /// Until the far end is gone (a hang-up among the media events).
+    async fn wait_gone(&mut self) {
+        while let Some(ev) = self.events.recv().await {
+            if matches!(ev, MediaEvent::Hangup | MediaEvent::RtpTimeout) {
+                break;
+            }
+        }
+        self.gone = true;
+    }
+
+    /// Call the agent ourselves and relay the media (B2BUA); not built yet.
+    async fn bridge(&mut self, req: &TransferRequest) -> Result<TransferOutcome, CallError> {
+        Err(CallError::Unsupported(
+            "bridge",
+            format!(
+                "bridging to {} is not implemented yet in serve (see the transfer issue)",
+                req.targets.join(", ")
+            ),
+        ))
     }
 
     /// Nothing can be asked of a call whose far end is gone.
@@ -327,13 +474,22 @@ impl CallChannel for SipCall {
     }
 
     async fn transfer(&mut self, req: &TransferRequest) -> Result<TransferOutcome, CallError> {
-        Err(CallError::Unsupported(
-            "transfer",
-            format!(
-                "transfer to {} is not implemented yet in serve (see the transfer issue)",
-                req.targets.join(", ")
-            ),
-        ))
+        self.live()?;
+        if req.mode == TransferMode::Bridge {
+            return self.bridge(req).await;
+        }
+        // The caller hears nothing of ours while the transfer runs; the
+        // media keeps going so the call stays usable if it fails.
+        let _ = self.media.send(MediaCommand::Stop);
+        self.stop_recognition().await;
+        let outcome = self.refer_targets(req).await?;
+        match (&outcome, req.mode) {
+            (TransferOutcome::Failed { status, reason }, TransferMode::ReferThenBridge) => {
+                tracing::info!(?status, reason = reason.as_str(), "REFER failed; bridging");
+                self.bridge(req).await
+            }
+            _ => Ok(outcome),
+        }
     }
 
     async fn hangup(&mut self) {
@@ -467,6 +623,163 @@ mod tests {
         // Decoded: a late no-input of the same listening is stale too.
         ev.send(MediaEvent::NoSpeech(recognition)).unwrap();
         assert_eq!(c.next_input(soon).await, Ok(None));
+    }
+
+    fn transfer_req(mode: TransferMode, targets: &[&str]) -> TransferRequest {
+        TransferRequest {
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            headers: vec![("X-Auth-Result".into(), "passed".into())],
+            mode,
+            attempt_timeout: Duration::from_secs(5),
+            max_bridge: Duration::from_secs(60),
+        }
+    }
+
+    /// A SIP side that answers each REFER with the next script of events.
+    fn sip_side(
+        mut control: mpsc::UnboundedReceiver<CallControl>,
+        scripts: Vec<Vec<ReferEvent>>,
+    ) -> tokio::task::JoinHandle<Vec<String>> {
+        tokio::spawn(async move {
+            let mut seen = vec![];
+            let mut open = vec![];
+            let mut scripts = scripts.into_iter();
+            while let Some(c) = control.recv().await {
+                match c {
+                    CallControl::Refer { target, events, .. } => {
+                        seen.push(format!("REFER {target}"));
+                        for ev in scripts.next().unwrap_or_default() {
+                            let _ = events.send(ev);
+                        }
+                        // Open, as the endpoint keeps it, until the call ends.
+                        open.push(events);
+                    }
+                    CallControl::Hangup { .. } => seen.push("BYE".into()),
+                }
+            }
+            seen
+        })
+    }
+
+    fn call_with_sip(
+        scripts: Vec<Vec<ReferEvent>>,
+    ) -> (
+        SipCall,
+        mpsc::UnboundedSender<MediaEvent>,
+        tokio::task::JoinHandle<Vec<String>>,
+    ) {
+        let (media_tx, _media_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let prompts = std::sync::Arc::new(PromptCache::new("/nonexistent"));
+        let call = SipCall::new(CallInfo::default(), media_tx, ev_rx, control_tx, prompts);
+        (call, ev_tx, sip_side(control_rx, scripts))
+    }
+
+    #[tokio::test]
+    async fn refer_tries_targets_in_order_and_hangs_up_after_a_2xx_sipfrag() {
+        use ReferEvent::*;
+        let (mut c, _ev, sip) = call_with_sip(vec![
+            vec![Accepted(202), Progress(100), Final(486)],
+            vec![Refused(603)],
+            vec![Progress(100), Accepted(202), Final(200)],
+        ]);
+        let out = c
+            .transfer(&transfer_req(
+                TransferMode::Refer,
+                &["sip:a@h", "sip:b@h", "sip:c@h"],
+            ))
+            .await;
+        assert_eq!(
+            out,
+            Ok(TransferOutcome::Transferred {
+                target: "sip:c@h".into(),
+                path: TransferPath::Referred
+            })
+        );
+        assert!(c.is_gone());
+        drop(c);
+        assert_eq!(
+            sip.await.unwrap(),
+            ["REFER sip:a@h", "REFER sip:b@h", "REFER sip:c@h", "BYE"]
+        );
+    }
+
+    #[tokio::test]
+    async fn refer_failures_map_to_reasons_and_fall_back_to_the_bridge() {
+        use ReferEvent::*;
+        // The last target's failure is the outcome.
+        let (mut c, _ev, _sip) = call_with_sip(vec![vec![Final(486)], vec![Final(404)]]);
+        let out = c
+            .transfer(&transfer_req(TransferMode::Refer, &["sip:a@h", "sip:b@h"]))
+            .await;
+        assert_eq!(
+            out,
+            Ok(TransferOutcome::Failed {
+                status: Some(404),
+                reason: TransferFailure::NotFound
+            })
+        );
+        // A caller's side without REFER: the other targets are not tried.
+        let (mut c, _ev, sip) = call_with_sip(vec![vec![Refused(501)]]);
+        let out = c
+            .transfer(&transfer_req(TransferMode::Refer, &["sip:a@h", "sip:b@h"]))
+            .await;
+        assert_eq!(
+            out,
+            Ok(TransferOutcome::Failed {
+                status: Some(501),
+                reason: TransferFailure::Refused
+            })
+        );
+        drop(c);
+        assert_eq!(sip.await.unwrap(), ["REFER sip:a@h"]);
+        // The subscription ends without a final status: no answer; then
+        // refer_then_bridge asks the bridge, which is not built yet.
+        let (mut c, _ev, _sip) = call_with_sip(vec![vec![Accepted(202), Terminated]]);
+        let out = c
+            .transfer(&transfer_req(TransferMode::ReferThenBridge, &["sip:a@h"]))
+            .await;
+        assert!(
+            matches!(out, Err(CallError::Unsupported("bridge", _))),
+            "{out:?}"
+        );
+        let (mut c, _ev, sip) = call_with_sip(vec![]);
+        let out = c
+            .transfer(&transfer_req(TransferMode::Bridge, &["sip:a@h"]))
+            .await;
+        assert!(
+            matches!(out, Err(CallError::Unsupported("bridge", _))),
+            "{out:?}"
+        );
+        drop(c);
+        assert!(sip.await.unwrap().is_empty(), "no REFER in bridge mode");
+    }
+
+    #[tokio::test]
+    async fn the_caller_hanging_up_during_a_refer_is_a_hang_up() {
+        let (mut c, ev, _sip) = call_with_sip(vec![vec![ReferEvent::Accepted(202)]]);
+        ev.send(MediaEvent::Hangup).unwrap();
+        let out = c
+            .transfer(&transfer_req(TransferMode::Refer, &["sip:a@h"]))
+            .await;
+        assert_eq!(out, Err(CallError::HungUp));
+        assert!(c.is_gone());
+    }
+
+    #[tokio::test]
+    async fn no_final_sipfrag_within_the_attempt_timeout_is_no_answer() {
+        let (mut c, _ev, _sip) = call_with_sip(vec![vec![ReferEvent::Accepted(202)]]);
+        let mut req = transfer_req(TransferMode::Refer, &["sip:a@h"]);
+        req.attempt_timeout = Duration::from_millis(50);
+        let out = c.transfer(&req).await;
+        assert_eq!(
+            out,
+            Ok(TransferOutcome::Failed {
+                status: None,
+                reason: TransferFailure::NoAnswer
+            })
+        );
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::core::ReferEvent;
 use super::core::{is_sdp, Core, CoreConfig, CoreEvent, LegUpdate, Link, Outbound, Output, Peer};
 use super::handler::{
     route_source_ip, AfterAck, Command, Decision, Dial, DialogHandler, LegEvent, LegEvents,
@@ -78,6 +79,8 @@ pub struct Endpoint<H> {
     /// Outbound legs ([`SipHandle::dial`]) and where their events go, until
     /// their last event.
     legs: HashMap<String, LegEvents>,
+    /// Where each running REFER's progress goes, by Call-ID.
+    refers: HashMap<String, mpsc::UnboundedSender<ReferEvent>>,
 }
 
 /// Bound sockets, ready to serve (tests bind port 0 and read the address).
@@ -144,6 +147,7 @@ impl<H: DialogHandler> Endpoint<H> {
                 commands,
                 route_cache: HashMap::new(),
                 legs: HashMap::new(),
+                refers: HashMap::new(),
             },
             bound.tcp,
         ))
@@ -334,6 +338,12 @@ impl<H: DialogHandler> Endpoint<H> {
                 self.core.hangup(Instant::now().into_std(), &call);
             }
             Command::Dial { call, dial, events } => self.on_dial(call, dial, events),
+            Command::Refer {
+                call,
+                target,
+                headers,
+                events,
+            } => self.refer(call, &target, &headers, events.0),
         }
     }
 
@@ -371,6 +381,30 @@ impl<H: DialogHandler> Endpoint<H> {
         let _ = tx.0.send(event);
         if last {
             self.legs.remove(call);
+        }
+    }
+
+    /// Send REFER for a call the handler holds; when nothing was sent the
+    /// sink is dropped, which the caller sees as a closed channel.
+    fn refer(
+        &mut self,
+        call: String,
+        target: &str,
+        headers: &[(String, String)],
+        events: mpsc::UnboundedSender<ReferEvent>,
+    ) {
+        if !self.held.contains(&call) {
+            return;
+        }
+        match self
+            .core
+            .refer(Instant::now().into_std(), &call, target, headers)
+        {
+            Ok(()) => {
+                info!(%call, %target, headers = headers.len(), "REFER sent");
+                self.refers.insert(call, events);
+            }
+            Err(e) => warn!(%call, error = %e, "REFER not sent"),
         }
     }
 
@@ -583,9 +617,20 @@ impl<H: DialogHandler> Endpoint<H> {
                     self.core.hangup(now, &call);
                 }
             }
+            CoreEvent::Refer { call, event } => {
+                info!(%call, refer = ?event, "REFER progress");
+                let last = !matches!(event, ReferEvent::Accepted(_) | ReferEvent::Progress(_));
+                if let Some(tx) = self.refers.get(&call) {
+                    let _ = tx.send(event);
+                }
+                if last {
+                    self.refers.remove(&call);
+                }
+            }
             CoreEvent::Cancelled { call }
             | CoreEvent::RemoteHangup { call }
             | CoreEvent::Ended { call, .. } => {
+                self.refers.remove(&call);
                 self.limits.dialog_ended(&call);
                 if let Some(conn) = self.tcp_calls.remove(&call) {
                     if let Some(w) = self.tcp_writers.get(&conn) {

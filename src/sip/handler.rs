@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::core::check_outbound;
 pub use super::core::DialError;
+pub use super::core::ReferEvent;
 
 /// A new INVITE that passed the signalling checks (Require, Content-Type,
 /// Accept, shutdown): the application decides whether and how to answer.
@@ -106,6 +107,17 @@ pub enum Command {
         /// Where the leg's events go.
         events: LegEvents,
     },
+    /// Send REFER on the call's dialog (blind transfer, RFC 3515).
+    Refer {
+        /// The call's SIP Call-ID.
+        call: String,
+        /// The `Refer-To` target URI (`sip:`, `sips:` or `tel:`).
+        target: String,
+        /// Headers embedded in the `Refer-To` URI for the agent.
+        headers: Vec<(String, String)>,
+        /// Where the REFER's progress goes.
+        events: ReferSink,
+    },
 }
 
 /// An outbound call the application places ([`SipHandle::dial`]).
@@ -167,6 +179,20 @@ impl PartialEq for LegEvents {
 }
 
 impl Eq for LegEvents {}
+
+/// Where one REFER's progress goes; dropped (closing the channel) when
+/// nothing more can come: after a last event, when the dialog ends, or
+/// when the REFER could not be sent.
+#[derive(Clone, Debug)]
+pub struct ReferSink(pub mpsc::UnboundedSender<ReferEvent>);
+
+impl PartialEq for ReferSink {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same_channel(&other.0)
+    }
+}
+
+impl Eq for ReferSink {}
 
 /// Clonable way back into the endpoint's loop from call tasks.
 #[derive(Clone, Debug)]
@@ -261,5 +287,23 @@ impl SipHandle {
             Some(ip) => ip,
             None => route_source_ip(peer.ip().to_canonical(), self.local.fallback),
         }
+    }
+
+    /// REFER the caller of `call` to `target`, `headers` embedded in the
+    /// `Refer-To` URI; the REFER's progress arrives on `events`, which is
+    /// closed once nothing more can come (see [`ReferSink`]).
+    pub fn refer(
+        &self,
+        call: String,
+        target: String,
+        headers: Vec<(String, String)>,
+        events: mpsc::UnboundedSender<ReferEvent>,
+    ) {
+        let _ = self.tx.send(Command::Refer {
+            call,
+            target,
+            headers,
+            events: ReferSink(events),
+        });
     }
 }

@@ -98,6 +98,12 @@ const LOG_KEYS: &[&str] = &[
     "reason",
     "why",
     "error",
+    // transfer by REFER: the agent URI, how many headers ride along (never
+    // their values), the REFER's progress and each attempt's end
+    "target",
+    "headers",
+    "refer",
+    "attempt",
     "listen",
     "calls",
     "grace",

@@ -65,8 +65,7 @@ def in_dialog(method, cseq, ctype=None, body=None):
   </send>
   <recv response="200"/>
 """
-RECV_BYE = """  <recv request="BYE"/>
-  <send>
+OK_TO_BYE = """  <send>
     <![CDATA[
       SIP/2.0 200 OK
       [last_Via:]
@@ -78,6 +77,28 @@ RECV_BYE = """  <recv request="BYE"/>
     ]]>
   </send>
 """
+# A flow that reaches a `transfer` step REFERs the caller first: these
+# callers are no transferees, so they decline (603) and wait for the BYE
+# that ends the call either way.
+DECLINE_REFER = """  <send>
+    <![CDATA[
+      SIP/2.0 603 Decline
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+"""
+RECV_BYE = ("""  <recv request="REFER" optional="true" next="refer_declined"/>
+  <recv request="BYE"/>
+""" + OK_TO_BYE + """  <nop next="bye_answered"/>
+  <label id="refer_declined"/>
+""" + DECLINE_REFER + """  <recv request="BYE"/>
+""" + OK_TO_BYE + """  <label id="bye_answered"/>
+""")
 TE_BOTH = ["a=rtpmap:96 telephone-event/8000", "a=fmtp:96 0-15", "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15"]
 TE101 = ["a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15"]
 TE96 = ["a=rtpmap:96 telephone-event/8000", "a=fmtp:96 0-15"]

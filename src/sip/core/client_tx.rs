@@ -21,10 +21,14 @@ pub(super) struct ClientTx {
 }
 
 impl Core {
-    /// Feed a response that passed the wire layer: those of the INVITEs and
-    /// CANCELs of calls we placed (`uac`), and the answer to a BYE we sent (a
-    /// final one ends the dialog); others are ignored.
+    /// Feed a response that passed the wire layer: those of our REFERs
+    /// (`refer`), of the INVITEs and CANCELs of calls we placed (`uac`), and
+    /// the answer to a BYE we sent (a final one ends the dialog); others are
+    /// ignored.
     pub fn handle_response(&mut self, now: Instant, resp: &Response) {
+        if self.refer_response(resp) {
+            return;
+        }
         if self.uac_response(now, resp) {
             return;
         }

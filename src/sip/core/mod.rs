@@ -29,12 +29,14 @@ use super::wire::ReplyContext;
 
 mod client_tx;
 mod dialog;
+mod refer;
 mod response_cache;
 mod retransmit;
 mod server_tx;
 mod uac;
 
 use dialog::{Dialog, State};
+pub use refer::{refer_to, ReferError, ReferEvent};
 use response_cache::ResponseCache;
 use retransmit::Tick;
 use server_tx::{server_txn_key, InviteProgress};
@@ -171,6 +173,13 @@ pub enum CoreEvent {
         /// The INFO body, verbatim (already answered with 200).
         body: Vec<u8>,
     },
+    /// Progress of a REFER we sent on this dialog ([`Core::refer`]).
+    Refer {
+        /// The dialog's Call-ID.
+        call: CallRef,
+        /// What happened to the REFER or its subscription.
+        event: ReferEvent,
+    },
     /// The dialog is gone for good; release the call's resources.
     Ended {
         /// The dialog's Call-ID; no later event names it.
@@ -215,6 +224,8 @@ pub struct Core {
     route_local: HashMap<std::net::IpAddr, String>,
     /// Calls we placed, until their final response is settled (`uac`).
     legs: HashMap<CallRef, uac::Leg>,
+    /// The REFER (transfer) of each dialog that has one (`refer`).
+    refers: HashMap<CallRef, refer::Refer>,
 }
 
 /// Whether a Content-Type value names SDP (`application/sdp`, any case,
@@ -253,6 +264,7 @@ impl Core {
             accepting: true,
             route_local: HashMap::new(),
             legs: HashMap::new(),
+            refers: HashMap::new(),
         }
     }
 
@@ -417,22 +429,7 @@ impl Core {
                     body: req.body.clone(),
                 });
             }
-            Method::Notify => {
-                let call = ctx.call_id.clone();
-                if self.dialog_for(&call, ctx).is_none() {
-                    self.reply(
-                        now,
-                        peer,
-                        ctx,
-                        "NOTIFY",
-                        481,
-                        "Call/Transaction Does Not Exist",
-                        vec![],
-                    );
-                } else {
-                    self.reply(now, peer, ctx, "NOTIFY", 200, "OK", vec![]);
-                }
-            }
+            Method::Notify => self.handle_notify(now, peer, req, ctx),
             _ => {
                 // Methods we know but do not serve (REGISTER, SUBSCRIBE, MESSAGE, UPDATE, REFER…).
                 self.reply(
@@ -463,9 +460,11 @@ impl Core {
             .values()
             .filter_map(|d| d.bye.as_ref().map(|b| b.retx.next_deadline()));
         let cached = self.responses.next_expiry();
+        let refers = self.refers.values().filter_map(|r| r.next_deadline());
         invites
             .chain(byes)
             .chain(cached)
+            .chain(refers)
             .chain(self.uac_deadline())
             .min()
     }
@@ -474,6 +473,7 @@ impl Core {
     /// (which ends their dialogs). Calling it early or late is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.responses.expire(now);
+        self.refer_timeouts(now);
         self.uac_timeout(now);
         let mut sends = Vec::new();
         let mut expired_invites = Vec::new();
