@@ -89,6 +89,17 @@ enum Cmd {
         /// Do not give the enrolled word phrase to the recogniser as its hint.
         #[arg(long)]
         no_hint: bool,
+        /// Only the recordings of these sets (comma-separated), e.g. a quick
+        /// run on `allison_digits`.
+        #[arg(long, value_delimiter = ',')]
+        sets: Vec<String>,
+        /// Only the recordings of these conditions (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        conditions: Vec<String>,
+        /// Write one line per check (numbers only, never a transcript) to
+        /// this TSV, for sweeping the gates offline.
+        #[arg(long)]
+        dump: Option<PathBuf>,
     },
     /// Manage the accounts callers are looked up in (the SQLite store).
     ///
@@ -460,12 +471,20 @@ fn main() -> ExitCode {
             beam,
             min_confidence,
             no_hint,
+            sets,
+            conditions,
+            dump,
         } => report(voxgate::app::evaluate::evaluate(
             &manifest,
-            &models,
-            beam,
-            min_confidence,
-            !no_hint,
+            &voxgate::app::evaluate::EvalOptions {
+                models,
+                beam,
+                min_confidence,
+                hint: !no_hint,
+                sets,
+                conditions,
+                dump,
+            },
         )),
         Cmd::Codes { store, cmd } => match cmd {
             CodesSub::Show(w) => report(voxgate::app::codes::show(&store_args(store), &w.whose())),
