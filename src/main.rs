@@ -83,9 +83,13 @@ enum Cmd {
         /// Beam width of the decoder (1 = greedy).
         #[arg(long, default_value_t = 1)]
         beam: usize,
-        /// The confidence gate to report (as passphrase.min_confidence).
-        #[arg(long, default_value_t = 0.5)]
+        /// The confidence gate of word passphrases to report (as
+        /// passphrase.min_confidence).
+        #[arg(long, default_value_t = voxgate::config::MIN_CONFIDENCE_WORDS)]
         min_confidence: f32,
+        /// The gate of digit passphrases (passphrase.min_confidence_digits).
+        #[arg(long, default_value_t = voxgate::config::MIN_CONFIDENCE_DIGITS)]
+        min_confidence_digits: f32,
         /// Do not give the enrolled word phrase to the recogniser as its hint.
         #[arg(long)]
         no_hint: bool,
@@ -470,6 +474,7 @@ fn main() -> ExitCode {
             models,
             beam,
             min_confidence,
+            min_confidence_digits,
             no_hint,
             sets,
             conditions,
@@ -480,6 +485,7 @@ fn main() -> ExitCode {
                 models,
                 beam,
                 min_confidence,
+                min_confidence_digits,
                 hint: !no_hint,
                 sets,
                 conditions,

@@ -29,11 +29,19 @@ def load(paths):
                 r["words_match"] = r["words_match"] == "1"
                 for k in ("confidence", "no_speech", "cpu_ms"):
                     r[k] = float(r[k])
+                if not r.get("mode"):
+                    # Dumps before the mode column: the set tells, and
+                    # non-speech counts against both kinds.
+                    r["mode"] = ("digits" if "digits" in r["set"] else
+                                 "both" if r["set"] == "nonspeech" else "words")
                 rows.append(r)
     return rows
 
 
 def accepted(r, gate, ns):
+    """`gate`: one number, or {"words": g, "digits": g}."""
+    if isinstance(gate, dict):
+        gate = gate["digits"] if r["mode"] == "digits" else gate["words"]
     return r["heard"] and r["no_speech"] <= ns and r["words_match"] and r["confidence"] >= gate
 
 
@@ -87,7 +95,8 @@ def percentile(v, p):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--gate", type=float, default=0.5)
+    ap.add_argument("--gate", type=float, default=0.5, help="word passphrases")
+    ap.add_argument("--gate-digits", type=float, default=0.5, help="digit passphrases")
     ap.add_argument("--no-speech-gate", type=float, default=0.5)
     ap.add_argument("dumps", nargs="+")
     a = ap.parse_args()
@@ -96,33 +105,42 @@ def main():
     train = [r for r in rows if r["split"] == "train"]
     test = [r for r in rows if r["split"] == "test"]
     print(f"{len(rows)} checks ({len(train)} train, {len(test)} test), no-speech gate {ns}")
-    table(f"Test split, confidence gate {a.gate}:", test, a.gate, ns)
-    fit = calibrate(train, ns) if train else None
-    if fit:
-        gate, (lo, hi) = fit
-        ta, g, fa, i = tally(train, gate, ns)
-        print(f"\nGate fitted on train: {gate:.2f} (range {lo:.2f}-{hi:.2f}; train "
-              f"{pct(ta, g)} true, {pct(fa, i)} false accept)")
-        table(f"Test split, confidence gate {gate:.2f} (fitted on train):", test, gate, ns)
-    else:
-        print("\nNo gate meets the limits on the train split.")
-    print(f"\n| impostor kind (all splits) | false accept at {a.gate} |")
+    conf = {"words": a.gate, "digits": a.gate_digits}
+    table(f"Test split, confidence gates {a.gate} (words), {a.gate_digits} (digits):",
+          test, conf, ns)
+    fitted = {}
+    for mode in ("words", "digits"):
+        part = [r for r in train if r["mode"] in (mode, "both")]
+        fit = calibrate(part, ns) if part else None
+        if fit:
+            gate, (lo, hi) = fit
+            ta, g, fa, i = tally(part, gate, ns)
+            print(f"\n{mode}: gate fitted on train {gate:.2f} (range {lo:.2f}-{hi:.2f}; train "
+                  f"{pct(ta, g)} true, {pct(fa, i)} false accept)")
+            fitted[mode] = gate
+        else:
+            print(f"\n{mode}: no gate meets the limits on the train split.")
+    if len(fitted) == 2:
+        table(f"Test split, gates {fitted['words']:.2f} (words), {fitted['digits']:.2f} (digits), "
+              "fitted on train:", test, fitted, ns)
+    print("\n| impostor kind (all splits) | false accept as configured |")
     print("|---|---|")
     kinds = defaultdict(list)
     for r in rows:
         if not r["genuine"]:
             kinds[(r["set"], r["kind"])].append(r)
     for k in sorted(kinds):
-        _, _, fa, i = tally(kinds[k], a.gate, ns)
+        _, _, fa, i = tally(kinds[k], conf, ns)
         print(f"| {k[0]} {k[1]} | {pct(fa, i)} |")
-    print("\n| gate | train true / false accept | test true / false accept |")
-    print("|---|---|---|")
-    for n in range(0, 10):
-        gate = n / 10
-        t1 = tally(train, gate, ns)
-        t2 = tally(test, gate, ns)
-        f = lambda t: f"{100 * t[0] / max(t[1], 1):.1f} / {100 * t[2] / max(t[3], 1):.2f} %"
-        print(f"| {gate:.1f} | {f(t1)} | {f(t2)} |")
+    f = lambda t: f"{100 * t[0] / max(t[1], 1):.1f} / {100 * t[2] / max(t[3], 1):.2f} %"
+    for mode in ("words", "digits"):
+        print(f"\n| {mode}: gate | train true / false accept | test true / false accept |")
+        print("|---|---|---|")
+        tr = [r for r in train if r["mode"] in (mode, "both")]
+        te = [r for r in test if r["mode"] in (mode, "both")]
+        for n in range(0, 20):
+            gate = n / 20
+            print(f"| {gate:.2f} | {f(tally(tr, gate, ns))} | {f(tally(te, gate, ns))} |")
     right = [r["no_speech"] for r in rows if r["genuine"] and r["heard"] and r["words_match"]]
     noise = [r["no_speech"] for r in rows if r["set"] == "nonspeech" and r["heard"]]
     ns_total = sum(r["set"] == "nonspeech" for r in rows)

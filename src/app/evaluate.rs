@@ -26,8 +26,11 @@ pub struct EvalOptions {
     pub models: PathBuf,
     /// Beam width (1 = greedy).
     pub beam: usize,
-    /// The confidence gate to report (as `passphrase.min_confidence`).
+    /// The confidence gate of word passphrases to report (as
+    /// `passphrase.min_confidence`).
     pub min_confidence: f32,
+    /// The gate of digit passphrases (`passphrase.min_confidence_digits`).
+    pub min_confidence_digits: f32,
     /// The enrolled word phrase as the recogniser's hint.
     pub hint: bool,
     /// Only these sets (empty: all).
@@ -53,6 +56,8 @@ struct Row {
 /// What one check gave.
 struct Checked {
     row: Row,
+    /// The enrolled phrase is a digit string (its own gate).
+    digits: bool,
     /// The endpointer cut out an utterance and the decoder ran.
     heard: bool,
     /// Words matched the enrolled phrase (before any gate).
@@ -64,9 +69,33 @@ struct Checked {
     cpu_ms: f64,
 }
 
+/// The confidence gates of word and digit passphrases.
+#[derive(Clone, Copy, Debug)]
+struct Gates {
+    words: f32,
+    digits: f32,
+}
+
+impl Gates {
+    fn both(g: f32) -> Gates {
+        Gates {
+            words: g,
+            digits: g,
+        }
+    }
+}
+
 impl Checked {
-    fn accepted(&self, gate: f32, no_speech_gate: f32) -> bool {
-        self.heard && self.no_speech <= no_speech_gate && self.words_match && self.confidence >= gate
+    fn accepted(&self, gates: Gates, no_speech_gate: f32) -> bool {
+        let gate = if self.digits {
+            gates.digits
+        } else {
+            gates.words
+        };
+        self.heard
+            && self.no_speech <= no_speech_gate
+            && self.words_match
+            && self.confidence >= gate
     }
 }
 
@@ -124,7 +153,11 @@ fn read_manifest(path: &Path) -> anyhow::Result<Vec<Row>> {
         };
         let split = f.get(6).copied().unwrap_or("test");
         if split != "train" && split != "test" {
-            bail!("{}:{}: split `{split}`: train or test", path.display(), n + 1);
+            bail!(
+                "{}:{}: split `{split}`: train or test",
+                path.display(),
+                n + 1
+            );
         }
         rows.push(Row {
             file: dir.join(f[0]),
@@ -157,7 +190,7 @@ impl Tally {
             self.false_accepts += u32::from(accepted);
         }
     }
-    fn of<'a>(checks: impl Iterator<Item = &'a Checked>, gate: f32, ns: f32) -> Tally {
+    fn of<'a>(checks: impl Iterator<Item = &'a Checked>, gate: Gates, ns: f32) -> Tally {
         let mut t = Tally::default();
         for c in checks {
             t.add(c.row.genuine, c.accepted(gate, ns));
@@ -208,20 +241,25 @@ fn calibrate(checks: &[&Checked], ns: f32) -> Option<f32> {
     let ok: Vec<(f32, u32)> = gates
         .iter()
         .filter_map(|&g| {
+            let g = Gates::both(g);
             let t = Tally::of(checks.iter().copied(), g, ns);
             let nonspeech = checks
                 .iter()
                 .any(|c| c.row.set == "nonspeech" && c.accepted(g, ns));
-            (t.fa() <= FA_TARGET && !nonspeech).then_some((g, t.true_accepts))
+            (t.fa() <= FA_TARGET && !nonspeech).then_some((g.words, t.true_accepts))
         })
         .collect();
     let best = ok.iter().map(|&(_, n)| n).max()?;
-    let at_best: Vec<f32> = ok.iter().filter(|&&(_, n)| n == best).map(|&(g, _)| g).collect();
+    let at_best: Vec<f32> = ok
+        .iter()
+        .filter(|&&(_, n)| n == best)
+        .map(|&(g, _)| g)
+        .collect();
     let (lo, hi) = (at_best[0], at_best[at_best.len() - 1]);
     Some(((lo + hi) / 2.0 * 100.0).round() / 100.0)
 }
 
-fn table(title: &str, checks: &[&Checked], gate: f32, ns: f32) {
+fn table(title: &str, checks: &[&Checked], gate: Gates, ns: f32) {
     println!("\n{title}\n");
     println!("| set | condition | true accept | false accept |");
     println!("|---|---|---|---|");
@@ -262,13 +300,17 @@ fn table(title: &str, checks: &[&Checked], gate: f32, ns: f32) {
 fn dump(path: &Path, checked: &[Checked]) -> anyhow::Result<()> {
     use std::fmt::Write as _;
     let mut out = String::from(
-        "file\tset\tcondition\tkind\tsplit\tgenuine\theard\twords_match\tconfidence\tno_speech\tcpu_ms\n",
+        "file\tset\tcondition\tkind\tsplit\tgenuine\theard\twords_match\tconfidence\tno_speech\tcpu_ms\tmode\n",
     );
     for c in checked {
-        let name = c.row.file.file_name().map(|n| n.to_string_lossy().into_owned());
+        let name = c
+            .row
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
         let _ = writeln!(
             out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.4}\t{:.4}\t{:.1}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.4}\t{:.4}\t{:.1}\t{}",
             name.unwrap_or_default(),
             c.row.set,
             c.row.condition,
@@ -279,7 +321,8 @@ fn dump(path: &Path, checked: &[Checked]) -> anyhow::Result<()> {
             u8::from(c.words_match),
             c.confidence,
             c.no_speech,
-            c.cpu_ms
+            c.cpu_ms,
+            if c.digits { "digits" } else { "words" }
         );
     }
     std::fs::write(path, out).with_context(|| format!("{}", path.display()))
@@ -339,6 +382,7 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
         };
         checked.push(Checked {
             row,
+            digits,
             heard,
             words_match,
             confidence,
@@ -350,7 +394,10 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
         dump(path, &checked)?;
     }
     let ns = NO_SPEECH_GATE;
-    let gate = o.min_confidence;
+    let gate = Gates {
+        words: o.min_confidence,
+        digits: o.min_confidence_digits,
+    };
     let train: Vec<&Checked> = checked.iter().filter(|c| c.row.split == "train").collect();
     let test: Vec<&Checked> = checked.iter().filter(|c| c.row.split == "test").collect();
     let all: Vec<&Checked> = checked.iter().collect();
@@ -364,37 +411,48 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
         test.len()
     );
     table(
-        &format!("Test split, confidence gate {gate} (as configured):"),
+        &format!(
+            "Test split, confidence gates {} (words) and {} (digits), as configured:",
+            gate.words, gate.digits
+        ),
         &test,
         gate,
         ns,
     );
-    let fitted = if train.is_empty() {
-        None
-    } else {
-        calibrate(&train, ns)
+    // One gate per kind of passphrase, each fitted on its own train rows.
+    let fit = |digits: bool| {
+        let rows: Vec<&Checked> = train
+            .iter()
+            .copied()
+            .filter(|c| c.digits == digits)
+            .collect();
+        if rows.is_empty() {
+            None
+        } else {
+            calibrate(&rows, ns)
+        }
     };
-    match fitted {
-        Some(g) => {
+    match (fit(false), fit(true)) {
+        (Some(words), Some(digits)) => {
+            let g = Gates { words, digits };
             let t = Tally::of(train.iter().copied(), g, ns);
             println!(
-                "\nConfidence gate fitted on the train split (most true accepts with false accept ≤ {:.1} % and no non-speech): {g:.2} (train: {} / {})",
+                "\nGates fitted on the train split (most true accepts with false accept ≤ {:.1} % and no non-speech): words {words:.2}, digits {digits:.2} (train: {} / {})",
                 FA_TARGET * 100.0,
                 pct(t.true_accepts, t.genuine),
                 pct(t.false_accepts, t.impostors)
             );
             table(
-                &format!("Test split, confidence gate {g:.2} (fitted on train):"),
+                &format!("Test split, gates {words:.2} (words) and {digits:.2} (digits), fitted on train:"),
                 &test,
                 g,
                 ns,
             );
         }
-        None if train.is_empty() => println!("\nNo train split in the manifest: no gate fitted."),
-        None => println!("\nNo confidence gate meets the limits on the train split."),
+        _ => println!("\nNo train split for both kinds, or no gate meets the limits: none fitted."),
     }
 
-    println!("\n| impostor kind (all splits) | checks | false accept at {gate} |");
+    println!("\n| impostor kind (all splits) | checks | false accept as configured |");
     println!("|---|---|---|");
     let mut kinds: BTreeMap<&str, Tally> = BTreeMap::new();
     for c in checked.iter().filter(|c| !c.row.genuine) {
@@ -414,8 +472,8 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
     println!("\n| confidence gate | train true / false accept | test true / false accept |");
     println!("|---|---|---|");
     for g in [0.0f32, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] {
-        let a = Tally::of(train.iter().copied(), g, ns);
-        let b = Tally::of(test.iter().copied(), g, ns);
+        let a = Tally::of(train.iter().copied(), Gates::both(g), ns);
+        let b = Tally::of(test.iter().copied(), Gates::both(g), ns);
         println!(
             "| {g:.1} | {:.1} / {:.2} % | {:.1} / {:.2} % |",
             100.0 * a.ta(),
@@ -455,7 +513,7 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
     println!("genuine with the right words dropped by the no-speech gate: {lost}");
     let nonspeech_accepted = all
         .iter()
-        .filter(|c| c.row.set == "nonspeech" && c.accepted(0.0, 1.0))
+        .filter(|c| c.row.set == "nonspeech" && c.accepted(Gates::both(0.0), 1.0))
         .count();
     println!("non-speech accepted at any gate (no gates at all): {nonspeech_accepted}");
 
