@@ -577,7 +577,12 @@ fn real_voices_and_near_misses_over_rtp() {
     );
     let hum = with_noise_floor(&hum, &dir, "hum");
     let evs = call(&vg, NUM_HUMAN, Some(hum.to_str().unwrap()));
-    assert_ne!(exit_of_passphrase(&evs), "success", "hum:\n{}", pretty(&evs));
+    assert_ne!(
+        exit_of_passphrase(&evs),
+        "success",
+        "hum:\n{}",
+        pretty(&evs)
+    );
     assert!(
         events_named(&evs, "auth_passed").is_empty(),
         "{}",

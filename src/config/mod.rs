@@ -185,13 +185,18 @@ impl Route {
     }
 }
 
-/// Default confidence gate for word passphrases: fitted on the train split
-/// of bench/passphrase.sh (the most true accepts with false accepts ≤ 0.5 %;
-/// the enrolled phrase as the decoder's hint pulls similar-sounding words
-/// onto it, and only a high gate keeps those out).
+/// Default confidence gate for word passphrases. No gate meets the target
+/// on bench/passphrase.sh: the enrolled phrase as the decoder's hint pulls
+/// similar-sounding words onto it with confidences (0.5–0.8) that overlap
+/// genuine callers' (the test suite's own piper phrase: 0.77), so the gate
+/// that keeps them all out (0.81) rejects most genuine callers. Left at 0.5
+/// until the hint's pull is guarded otherwise.
 pub const MIN_CONFIDENCE_WORDS: f32 = 0.5;
-/// Default confidence gate for digit passphrases, fitted the same way.
-pub const MIN_CONFIDENCE_DIGITS: f32 = 0.5;
+/// Default confidence gate for digit passphrases: fitted on the train split
+/// of bench/passphrase.sh (most true accepts with false accepts ≤ 0.5 % and
+/// no non-speech; the middle of the gates that reach it). No digit impostor
+/// was accepted at any gate up to 0.77.
+pub const MIN_CONFIDENCE_DIGITS: f32 = 0.4;
 
 /// How spoken passphrases are judged and locked (`passphrase:`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -867,6 +872,8 @@ routes:
         assert!(c.trusted_peers.is_empty());
         assert_eq!(c.codes, CodePolicy::default());
         assert_eq!(c.totp, TotpPolicy::default());
+        // The shipped file says the defaults, the digit gate included.
+        assert_eq!(c.passphrase, PassphrasePolicy::default());
         assert_eq!(c.sms.max_segments, 1);
         assert!(c
             .sms
@@ -909,6 +916,10 @@ routes:
             ),
             ("codes: { lockout_window: soon }\n", "codes.lockout_window"),
             ("codes: { per_hour: 3 }\n", "per_hour"),
+            (
+                "passphrase: { min_confidence_digits: 1.5 }\n",
+                "passphrase.min_confidence_digits: 1.5 is outside 0..1",
+            ),
         ] {
             let e = Config::parse("c.yaml", yaml).unwrap_err().to_string();
             assert!(e.contains(want), "{yaml}: {e}");
