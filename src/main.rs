@@ -83,12 +83,27 @@ enum Cmd {
         /// Beam width of the decoder (1 = greedy).
         #[arg(long, default_value_t = 1)]
         beam: usize,
-        /// The confidence gate to report (as passphrase.min_confidence).
-        #[arg(long, default_value_t = 0.5)]
+        /// The confidence gate of word passphrases to report (as
+        /// passphrase.min_confidence).
+        #[arg(long, default_value_t = voxgate::config::MIN_CONFIDENCE_WORDS)]
         min_confidence: f32,
+        /// The gate of digit passphrases (passphrase.min_confidence_digits).
+        #[arg(long, default_value_t = voxgate::config::MIN_CONFIDENCE_DIGITS)]
+        min_confidence_digits: f32,
         /// Do not give the enrolled word phrase to the recogniser as its hint.
         #[arg(long)]
         no_hint: bool,
+        /// Only the recordings of these sets (comma-separated), e.g. a quick
+        /// run on `allison_digits`.
+        #[arg(long, value_delimiter = ',')]
+        sets: Vec<String>,
+        /// Only the recordings of these conditions (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        conditions: Vec<String>,
+        /// Write one line per check (numbers only, never a transcript) to
+        /// this TSV, for sweeping the gates offline.
+        #[arg(long)]
+        dump: Option<PathBuf>,
     },
     /// Manage the accounts callers are looked up in (the SQLite store).
     ///
@@ -467,13 +482,23 @@ fn main() -> ExitCode {
             models,
             beam,
             min_confidence,
+            min_confidence_digits,
             no_hint,
+            sets,
+            conditions,
+            dump,
         } => report(voxgate::app::evaluate::evaluate(
             &manifest,
-            &models,
-            beam,
-            min_confidence,
-            !no_hint,
+            &voxgate::app::evaluate::EvalOptions {
+                models,
+                beam,
+                min_confidence,
+                min_confidence_digits,
+                hint: !no_hint,
+                sets,
+                conditions,
+                dump,
+            },
         )),
         Cmd::Codes { store, cmd } => match cmd {
             CodesSub::Show(w) => report(voxgate::app::codes::show(&store_args(store), &w.whose())),

@@ -8,12 +8,15 @@ recognize then does the G.711 round trip itself, as on a call):
                   Debian's asterisk-core-sounds-en-wav, spliced into digit
                   passphrases with natural pauses (120-450 ms)
   espeak_words    word passphrases said by several espeak-ng voices
-  piper_words     word passphrases said by the piper voice (if installed by
-                  scripts/make-prompts into .deps/venv)
+  piper_words     word passphrases said by the piper voice of the prompts
+                  (scripts/make-prompts installs it into .deps/venv)
   nonspeech       silence, noise and hum checked against every kind of phrase
 Conditions: clean, noise (pink noise at ~15 dB SNR), hum (50 Hz + harmonics).
 Impostors for every genuine phrase: one digit/word changed, two swapped, one
 dropped, a similar-sounding word, another account's phrase.
+
+The manifest's last column splits the set by enrolled phrase into `train`
+(the confidence gate is fitted on it) and `test` (the rates reported).
 
 Deterministic (seeded). Usage: make_set.py OUTDIR
 """
@@ -97,10 +100,25 @@ def espeak(text, voice, speed, dst):
     sh("espeak-ng", "-v", voice, "-s", str(speed), "-w", dst, text)
 
 
-def piper_bin():
+def piper_batch(texts, outdir):
+    """The piper voice of the prompts (scripts/make-prompts installs it into
+    .deps/venv, idempotently) saying each text: {text: wav path}, or {} when
+    piper cannot be installed (make-prompts would fall back to espeak-ng,
+    which is not wanted here)."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    exe = os.path.join(root, ".deps", "venv", "bin", "piper")
-    return exe if os.path.exists(exe) else None
+    os.makedirs(outdir, exist_ok=True)
+    names = {t: f"p{n:03d}" for n, t in enumerate(sorted(set(texts)))}
+    tsv = os.path.join(outdir, "piper.tsv")
+    with open(tsv, "w") as f:
+        for t, n in names.items():
+            f.write(f"{n}\t{t}\n")
+    env = dict(os.environ, PROMPTS_TSV=tsv, PROMPTS_DIR=outdir, PROMPTS_ENGINE="piper")
+    r = subprocess.run([os.path.join(root, "scripts", "make-prompts")], env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        sys.stderr.write("piper unavailable, piper_words left out:\n" + r.stderr[-2000:])
+        return {}
+    return {t: os.path.join(outdir, n + ".wav") for t, n in names.items()}
 
 
 def digit_impostors(d, others, rnd):
@@ -142,55 +160,65 @@ def main():
     rnd = random.Random(20261206)
     rows = []
 
-    def add(src, enrolled, expect, set_, kind):
+    def add(src, enrolled, expect, set_, kind, split):
         for cond in CONDITIONS:
             name = f"{set_}-{len(rows):04d}-{kind}-{cond}.wav"
             dst = os.path.join(out, name)
             telephone(src, dst, cond, rnd)
-            rows.append((name, enrolled, expect, set_, cond, kind))
+            rows.append((name, enrolled, expect, set_, cond, kind, split))
+
+    # Split by enrolled phrase: thresholds are fitted on `train` and the
+    # rates reported on `test`, so no phrase (nor any recording of it) is
+    # on both sides.
+    def split_of(n):
+        return "train" if n % 2 == 0 else "test"
 
     tmp = os.path.join(out, "src.wav")
-    # Real human digits: 30 passphrases of 4-6 digits, each with impostors.
+    # Real human digits: 30 passphrases of 4-6 digits, each said twice (other
+    # pauses), with impostors.
     passes = ["".join(rnd.choice("0123456789") for _ in range(rnd.choice([4, 4, 5, 6])))
               for _ in range(30)]
-    for d in passes:
-        allison(d, tmp, rnd)
-        add(tmp, d, "accept", "allison_digits", "genuine")
+    for n, d in enumerate(passes):
+        for _ in range(2):
+            allison(d, tmp, rnd)
+            add(tmp, d, "accept", "allison_digits", "genuine", split_of(n))
         for kind, said in digit_impostors(d, passes, rnd):
             allison(said, tmp, rnd)
-            add(tmp, d, "reject", "allison_digits", kind)
+            add(tmp, d, "reject", "allison_digits", kind, split_of(n))
     # Synthetic voices saying word phrases.
     for n, p in enumerate(WORD_PHRASES):
         voice = ESPEAK_VOICES[n % len(ESPEAK_VOICES)]
         speed = 140 + 10 * (n % 4)
         espeak(p, voice, speed, tmp)
-        add(tmp, p, "accept", "espeak_words", "genuine")
+        add(tmp, p, "accept", "espeak_words", "genuine", split_of(n))
         for kind, said in word_impostors(p, WORD_PHRASES, rnd):
             espeak(said, voice, speed, tmp)
-            add(tmp, p, "reject", "espeak_words", kind)
-    exe = piper_bin()
-    if exe:
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        model = next((os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(root, ".deps"))
-                      for f in fs if f.endswith(".onnx")), None)
-        if model:
-            for p in WORD_PHRASES:
-                def say(text):
-                    subprocess.run([exe, "--model", model, "--output_file", tmp],
-                                   input=text, text=True, check=True,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                say(p)
-                add(tmp, p, "accept", "piper_words", "genuine")
-                for kind, said in word_impostors(p, WORD_PHRASES, rnd):
-                    say(said)
-                    add(tmp, p, "reject", "piper_words", kind)
-    # No voice at all, checked against a digit and a word phrase.
-    sh("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", tmp, "trim", "0", "2.5")
-    for enrolled in [passes[0], WORD_PHRASES[0]]:
-        add(tmp, enrolled, "reject", "nonspeech", "silence")
+            add(tmp, p, "reject", "espeak_words", kind, split_of(n))
+    # The piper voice (the prompts' voice) saying the same phrases.
+    prnd = random.Random(20261207)
+    plan = [(n, p, word_impostors(p, WORD_PHRASES, prnd)) for n, p in enumerate(WORD_PHRASES)]
+    wavs = piper_batch([p for _, p, _ in plan] + [s for _, _, imp in plan for _, s in imp],
+                       os.path.join(out, "piper"))
+    if wavs:
+        for n, p, imp in plan:
+            add(wavs[p], p, "accept", "piper_words", "genuine", split_of(n))
+            for kind, said in imp:
+                add(wavs[said], p, "reject", "piper_words", kind, split_of(n))
+    # No voice at all, checked against a digit and a word phrase: a quiet
+    # line, a louder rumble (brown noise) and a short burst (a breath or a
+    # knock on the handset); every condition adds its own noise or hum.
+    nonspeech = {
+        "silence": ["trim", "0", "2.5"],
+        "rumble": ["synth", "2.5", "brownnoise", "vol", "-30dB"],
+        "burst": ["synth", "0.4", "pinknoise", "vol", "-18dB", "pad", "1", "1"],
+    }
+    for kind, effect in nonspeech.items():
+        sh("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", tmp, *effect)
+        for n, enrolled in enumerate([passes[0], passes[1], WORD_PHRASES[0], WORD_PHRASES[1]]):
+            add(tmp, enrolled, "reject", "nonspeech", kind, split_of(n))
     os.remove(tmp)
     with open(os.path.join(out, "manifest.tsv"), "w") as f:
-        f.write("file\tenrolled\texpect\tset\tcondition\tkind\n")
+        f.write("file\tenrolled\texpect\tset\tcondition\tkind\tsplit\n")
         for r in rows:
             f.write("\t".join(r) + "\n")
     print(f"{len(rows)} recordings in {out}")

@@ -3,7 +3,9 @@
 //! (telephone quality, endpointer, recogniser with the enrolled phrase as its
 //! hint) and judged by the same matcher and confidence gate. Prints
 //! true-accept and false-accept rates per set and condition, a sweep of the
-//! confidence gate, and the CPU cost per check. Never prints a transcript.
+//! confidence gate, the gate calibrated on the manifest's `train` split and
+//! judged on its `test` split, the no-speech gate's margins, and the CPU
+//! cost per check. Never prints or writes a transcript.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,8 +13,33 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
+use std::sync::Mutex;
+
 use crate::asr::recording::{hear_file, Simulated};
-use crate::asr::{phrase, Heard};
+use crate::asr::whisper::{Transcript, WhisperEngine, NO_SPEECH_GATE};
+use crate::asr::{phrase, AsrError, Heard, Hints, SpeechEngine, SpeechResult};
+
+/// What to run and how to judge (the command line's options).
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Speech models directory.
+    pub models: PathBuf,
+    /// Beam width (1 = greedy).
+    pub beam: usize,
+    /// The confidence gate of word passphrases to report (as
+    /// `passphrase.min_confidence`).
+    pub min_confidence: f32,
+    /// The gate of digit passphrases (`passphrase.min_confidence_digits`).
+    pub min_confidence_digits: f32,
+    /// The enrolled word phrase as the recogniser's hint.
+    pub hint: bool,
+    /// Only these sets (empty: all).
+    pub sets: Vec<String>,
+    /// Only these conditions (empty: all).
+    pub conditions: Vec<String>,
+    /// Per-check numbers to this TSV.
+    pub dump: Option<PathBuf>,
+}
 
 /// One recording of the manifest.
 struct Row {
@@ -22,16 +49,81 @@ struct Row {
     set: String,
     condition: String,
     kind: String,
+    /// `train` (thresholds are fitted on it) or `test` (reported).
+    split: String,
 }
 
 /// What one check gave.
 struct Checked {
     row: Row,
-    /// Words matched the enrolled phrase (before the confidence gate).
+    /// The enrolled phrase is a digit string (its own gate).
+    digits: bool,
+    /// The endpointer cut out an utterance and the decoder ran.
+    heard: bool,
+    /// Words matched the enrolled phrase (before any gate).
     words_match: bool,
     /// Recogniser confidence (0 when nothing was heard).
     confidence: f32,
+    /// Whisper's no-speech probability (1 when nothing was heard).
+    no_speech: f32,
     cpu_ms: f64,
+}
+
+/// The confidence gates of word and digit passphrases.
+#[derive(Clone, Copy, Debug)]
+struct Gates {
+    words: f32,
+    digits: f32,
+}
+
+impl Gates {
+    fn both(g: f32) -> Gates {
+        Gates {
+            words: g,
+            digits: g,
+        }
+    }
+}
+
+impl Checked {
+    fn accepted(&self, gates: Gates, no_speech_gate: f32) -> bool {
+        let gate = if self.digits {
+            gates.digits
+        } else {
+            gates.words
+        };
+        self.heard
+            && self.no_speech <= no_speech_gate
+            && self.words_match
+            && self.confidence >= gate
+    }
+}
+
+/// The engine as `serve` runs it, but keeping the last transcript's numbers
+/// (the no-speech gate is applied here afterwards, so it can be swept).
+struct Recording {
+    engine: WhisperEngine,
+    last: Mutex<Option<Transcript>>,
+}
+
+impl SpeechEngine for Recording {
+    fn name(&self) -> &str {
+        "whisper (evaluation)"
+    }
+    fn speaks(&self, language: Option<&str>) -> bool {
+        self.engine.speaks(language)
+    }
+    fn recognize(&self, pcm_8k: &[i16], hints: &Hints) -> Result<Heard, AsrError> {
+        let t = self.engine.transcribe(pcm_8k, hints)?;
+        let heard = Heard::Speech(SpeechResult {
+            text: t.text.clone(),
+            confidence: t.confidence,
+        });
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(t);
+        }
+        Ok(heard)
+    }
 }
 
 fn read_manifest(path: &Path) -> anyhow::Result<Vec<Row>> {
@@ -43,9 +135,9 @@ fn read_manifest(path: &Path) -> anyhow::Result<Vec<Row>> {
             continue;
         }
         let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != 6 {
+        if f.len() != 6 && f.len() != 7 {
             bail!(
-                "{}:{}: expected 6 tab-separated columns",
+                "{}:{}: expected 6 or 7 tab-separated columns",
                 path.display(),
                 n + 1
             );
@@ -59,6 +151,14 @@ fn read_manifest(path: &Path) -> anyhow::Result<Vec<Row>> {
                 n + 1
             ),
         };
+        let split = f.get(6).copied().unwrap_or("test");
+        if split != "train" && split != "test" {
+            bail!(
+                "{}:{}: split `{split}`: train or test",
+                path.display(),
+                n + 1
+            );
+        }
         rows.push(Row {
             file: dir.join(f[0]),
             enrolled: f[1].to_string(),
@@ -66,6 +166,7 @@ fn read_manifest(path: &Path) -> anyhow::Result<Vec<Row>> {
             set: f[3].to_string(),
             condition: f[4].to_string(),
             kind: f[5].to_string(),
+            split: split.to_string(),
         });
     }
     Ok(rows)
@@ -89,13 +190,34 @@ impl Tally {
             self.false_accepts += u32::from(accepted);
         }
     }
+    fn of<'a>(checks: impl Iterator<Item = &'a Checked>, gate: Gates, ns: f32) -> Tally {
+        let mut t = Tally::default();
+        for c in checks {
+            t.add(c.row.genuine, c.accepted(gate, ns));
+        }
+        t
+    }
+    fn ta(&self) -> f64 {
+        ratio(self.true_accepts, self.genuine)
+    }
+    fn fa(&self) -> f64 {
+        ratio(self.false_accepts, self.impostors)
+    }
+}
+
+fn ratio(n: u32, d: u32) -> f64 {
+    if d == 0 {
+        0.0
+    } else {
+        f64::from(n) / f64::from(d)
+    }
 }
 
 fn pct(n: u32, d: u32) -> String {
     if d == 0 {
         "-".into()
     } else {
-        format!("{:.1} %", 100.0 * f64::from(n) / f64::from(d))
+        format!("{:.1} % ({n}/{d})", 100.0 * f64::from(n) / f64::from(d))
     }
 }
 
@@ -108,26 +230,126 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
-/// Run the evaluation; `beam` 1 is greedy decoding.
-pub fn evaluate(
-    manifest: &Path,
-    models: &Path,
-    beam: usize,
-    min_confidence: f32,
-    hint: bool,
-) -> anyhow::Result<ExitCode> {
-    let rows = read_manifest(manifest)?;
+/// Target per attempt (issue 14): false accepts at most this share.
+const FA_TARGET: f64 = 0.005;
+
+/// The confidence gate fitted on `checks`: the most true accepts with false
+/// accepts ≤ [`FA_TARGET`] and no non-speech accepted; the middle of the
+/// range of gates that reach it. None if no gate meets the limits.
+fn calibrate(checks: &[&Checked], ns: f32) -> Option<f32> {
+    let gates: Vec<f32> = (0..100).map(|g| g as f32 / 100.0).collect();
+    let ok: Vec<(f32, u32)> = gates
+        .iter()
+        .filter_map(|&g| {
+            let g = Gates::both(g);
+            let t = Tally::of(checks.iter().copied(), g, ns);
+            let nonspeech = checks
+                .iter()
+                .any(|c| c.row.set == "nonspeech" && c.accepted(g, ns));
+            (t.fa() <= FA_TARGET && !nonspeech).then_some((g.words, t.true_accepts))
+        })
+        .collect();
+    let best = ok.iter().map(|&(_, n)| n).max()?;
+    let at_best: Vec<f32> = ok
+        .iter()
+        .filter(|&&(_, n)| n == best)
+        .map(|&(g, _)| g)
+        .collect();
+    let (lo, hi) = (at_best[0], at_best[at_best.len() - 1]);
+    Some(((lo + hi) / 2.0 * 100.0).round() / 100.0)
+}
+
+fn table(title: &str, checks: &[&Checked], gate: Gates, ns: f32) {
+    println!("\n{title}\n");
+    println!("| set | condition | true accept | false accept |");
+    println!("|---|---|---|---|");
+    let mut by: BTreeMap<(&str, &str), Tally> = BTreeMap::new();
+    for c in checks {
+        by.entry((c.row.set.as_str(), c.row.condition.as_str()))
+            .or_default()
+            .add(c.row.genuine, c.accepted(gate, ns));
+    }
+    let mut sets: BTreeMap<&str, Tally> = BTreeMap::new();
+    for c in checks {
+        sets.entry(c.row.set.as_str())
+            .or_default()
+            .add(c.row.genuine, c.accepted(gate, ns));
+    }
+    for ((set, cond), t) in &by {
+        println!(
+            "| {set} | {cond} | {} | {} |",
+            pct(t.true_accepts, t.genuine),
+            pct(t.false_accepts, t.impostors)
+        );
+    }
+    for (set, t) in &sets {
+        println!(
+            "| **{set}** | all | {} | {} |",
+            pct(t.true_accepts, t.genuine),
+            pct(t.false_accepts, t.impostors)
+        );
+    }
+    let all = Tally::of(checks.iter().copied(), gate, ns);
+    println!(
+        "| **all** | all | {} | {} |",
+        pct(all.true_accepts, all.genuine),
+        pct(all.false_accepts, all.impostors)
+    );
+}
+
+fn dump(path: &Path, checked: &[Checked]) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let mut out = String::from(
+        "file\tset\tcondition\tkind\tsplit\tgenuine\theard\twords_match\tconfidence\tno_speech\tcpu_ms\tmode\n",
+    );
+    for c in checked {
+        let name = c
+            .row
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.4}\t{:.4}\t{:.1}\t{}",
+            name.unwrap_or_default(),
+            c.row.set,
+            c.row.condition,
+            c.row.kind,
+            c.row.split,
+            u8::from(c.row.genuine),
+            u8::from(c.heard),
+            u8::from(c.words_match),
+            c.confidence,
+            c.no_speech,
+            c.cpu_ms,
+            if c.digits { "digits" } else { "words" }
+        );
+    }
+    std::fs::write(path, out).with_context(|| format!("{}", path.display()))
+}
+
+/// Run the evaluation over the manifest's recordings.
+pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
+    let rows: Vec<Row> = read_manifest(manifest)?
+        .into_iter()
+        .filter(|r| o.sets.is_empty() || o.sets.contains(&r.set))
+        .filter(|r| o.conditions.is_empty() || o.conditions.contains(&r.condition))
+        .collect();
     let opts = crate::asr::whisper::LoadOptions {
         replicas: 1,
-        beam_size: beam.max(1),
+        beam_size: o.beam.max(1),
         ..Default::default()
     };
-    let engine = crate::asr::load_with(models, &opts)?;
+    let dir = o.models.join(crate::asr::WHISPER_DIR);
+    let engine = Recording {
+        engine: WhisperEngine::load_with(&dir, &opts)?,
+        last: Mutex::new(None),
+    };
     let mut checked = Vec::with_capacity(rows.len());
     for row in rows {
         let digits = phrase::is_digits(&row.enrolled);
         let spec = crate::call::RecognitionSpec {
-            phrases: if digits || !hint {
+            phrases: if digits || !o.hint {
                 Vec::new()
             } else {
                 vec![row.enrolled.clone()]
@@ -136,65 +358,108 @@ pub fn evaluate(
             language: None,
             timers: crate::asr::Timers::RECORDING,
         };
+        if let Ok(mut last) = engine.last.lock() {
+            *last = None;
+        }
         let cpu0 = super::process_cpu();
-        let heard = hear_file(&*engine, &row.file, &spec).map_err(|e| anyhow::anyhow!(e))?;
+        let heard = hear_file(&engine, &row.file, &spec).map_err(|e| anyhow::anyhow!(e))?;
         let cpu_ms = (super::process_cpu() - cpu0).as_secs_f64() * 1000.0;
-        let (words_match, confidence) = match heard {
-            Simulated::Heard {
-                heard: Heard::Speech(r),
-                ..
-            } => (phrase::matches(&row.enrolled, &r.text), r.confidence),
-            _ => (false, 0.0),
+        let last = engine.last.lock().ok().and_then(|mut l| l.take());
+        let (heard, words_match, confidence, no_speech) = match (heard, last) {
+            (
+                Simulated::Heard {
+                    heard: Heard::Speech(r),
+                    ..
+                },
+                Some(t),
+            ) => (
+                true,
+                phrase::matches(&row.enrolled, &r.text),
+                t.confidence,
+                t.no_speech_prob,
+            ),
+            _ => (false, false, 0.0, 1.0),
         };
         checked.push(Checked {
             row,
+            digits,
+            heard,
             words_match,
             confidence,
+            no_speech,
             cpu_ms,
         });
     }
-    let accepted = |c: &Checked, gate: f32| c.words_match && c.confidence >= gate;
+    if let Some(path) = &o.dump {
+        dump(path, &checked)?;
+    }
+    let ns = NO_SPEECH_GATE;
+    let gate = Gates {
+        words: o.min_confidence,
+        digits: o.min_confidence_digits,
+    };
+    let train: Vec<&Checked> = checked.iter().filter(|c| c.row.split == "train").collect();
+    let test: Vec<&Checked> = checked.iter().filter(|c| c.row.split == "test").collect();
+    let all: Vec<&Checked> = checked.iter().collect();
 
     println!(
-        "beam {beam}, confidence gate {min_confidence}, enrolled phrase as hint: {hint}, {} checks",
-        checked.len()
+        "beam {}, enrolled phrase as hint: {}, no-speech gate {ns}, {} checks ({} train, {} test)",
+        o.beam,
+        o.hint,
+        checked.len(),
+        train.len(),
+        test.len()
     );
-    println!("\n| set | condition | genuine | true accept | impostors | false accept |");
-    println!("|---|---|---|---|---|---|");
-    let mut by: BTreeMap<(String, String), Tally> = BTreeMap::new();
-    let mut all = Tally::default();
-    for c in &checked {
-        let a = accepted(c, min_confidence);
-        by.entry((c.row.set.clone(), c.row.condition.clone()))
-            .or_default()
-            .add(c.row.genuine, a);
-        all.add(c.row.genuine, a);
-    }
-    for ((set, cond), t) in &by {
-        println!(
-            "| {set} | {cond} | {} | {} | {} | {} |",
-            t.genuine,
-            pct(t.true_accepts, t.genuine),
-            t.impostors,
-            pct(t.false_accepts, t.impostors)
-        );
-    }
-    println!(
-        "| all | all | {} | {} | {} | {} |",
-        all.genuine,
-        pct(all.true_accepts, all.genuine),
-        all.impostors,
-        pct(all.false_accepts, all.impostors)
+    table(
+        &format!(
+            "Test split, confidence gates {} (words) and {} (digits), as configured:",
+            gate.words, gate.digits
+        ),
+        &test,
+        gate,
+        ns,
     );
+    // One gate per kind of passphrase, each fitted on its own train rows.
+    let fit = |digits: bool| {
+        let rows: Vec<&Checked> = train
+            .iter()
+            .copied()
+            .filter(|c| c.digits == digits)
+            .collect();
+        if rows.is_empty() {
+            None
+        } else {
+            calibrate(&rows, ns)
+        }
+    };
+    match (fit(false), fit(true)) {
+        (Some(words), Some(digits)) => {
+            let g = Gates { words, digits };
+            let t = Tally::of(train.iter().copied(), g, ns);
+            println!(
+                "\nGates fitted on the train split (most true accepts with false accept ≤ {:.1} % and no non-speech): words {words:.2}, digits {digits:.2} (train: {} / {})",
+                FA_TARGET * 100.0,
+                pct(t.true_accepts, t.genuine),
+                pct(t.false_accepts, t.impostors)
+            );
+            table(
+                &format!("Test split, gates {words:.2} (words) and {digits:.2} (digits), fitted on train:"),
+                &test,
+                g,
+                ns,
+            );
+        }
+        _ => println!("\nNo train split for both kinds, or no gate meets the limits: none fitted."),
+    }
 
-    println!("\n| impostor kind | checks | false accept |");
+    println!("\n| impostor kind (all splits) | checks | false accept as configured |");
     println!("|---|---|---|");
     let mut kinds: BTreeMap<&str, Tally> = BTreeMap::new();
     for c in checked.iter().filter(|c| !c.row.genuine) {
         kinds
             .entry(c.row.kind.as_str())
             .or_default()
-            .add(false, accepted(c, min_confidence));
+            .add(false, c.accepted(gate, ns));
     }
     for (k, t) in &kinds {
         println!(
@@ -204,26 +469,56 @@ pub fn evaluate(
         );
     }
 
-    println!("\n| confidence gate | true accept | false accept |");
+    println!("\n| confidence gate | train true / false accept | test true / false accept |");
     println!("|---|---|---|");
     for g in [0.0f32, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] {
-        let mut t = Tally::default();
-        for c in &checked {
-            t.add(c.row.genuine, accepted(c, g));
-        }
+        let a = Tally::of(train.iter().copied(), Gates::both(g), ns);
+        let b = Tally::of(test.iter().copied(), Gates::both(g), ns);
         println!(
-            "| {g:.1} | {} | {} |",
-            pct(t.true_accepts, t.genuine),
-            pct(t.false_accepts, t.impostors)
+            "| {g:.1} | {:.1} / {:.2} % | {:.1} / {:.2} % |",
+            100.0 * a.ta(),
+            100.0 * a.fa(),
+            100.0 * b.ta(),
+            100.0 * b.fa()
         );
     }
+
+    // The no-speech gate: how close speech and non-speech come to it.
+    let mut speech_ns: Vec<f64> = all
+        .iter()
+        .filter(|c| c.row.genuine && c.heard && c.words_match)
+        .map(|c| f64::from(c.no_speech))
+        .collect();
+    let mut noise_ns: Vec<f64> = all
+        .iter()
+        .filter(|c| c.row.set == "nonspeech" && c.heard)
+        .map(|c| f64::from(c.no_speech))
+        .collect();
+    noise_ns.sort_by(f64::total_cmp);
+    let nonspeech_total = all.iter().filter(|c| c.row.set == "nonspeech").count();
+    println!(
+        "\nNo-speech probability: genuine recognised right (n={}) p50 {:.2}, p95 {:.2}, max {:.2}; non-speech reaching the decoder {} of {}: min {:.2}",
+        speech_ns.len(),
+        percentile(&mut speech_ns, 0.5),
+        percentile(&mut speech_ns, 0.95),
+        speech_ns.last().copied().unwrap_or(0.0),
+        noise_ns.len(),
+        nonspeech_total,
+        noise_ns.first().copied().unwrap_or(f64::NAN),
+    );
+    let lost = all
+        .iter()
+        .filter(|c| c.row.genuine && c.heard && c.words_match && c.no_speech > ns)
+        .count();
+    println!("genuine with the right words dropped by the no-speech gate: {lost}");
+    let nonspeech_accepted = all
+        .iter()
+        .filter(|c| c.row.set == "nonspeech" && c.accepted(Gates::both(0.0), 1.0))
+        .count();
+    println!("non-speech accepted at any gate (no gates at all): {nonspeech_accepted}");
+
     let mut cpu: Vec<f64> = checked.iter().map(|c| c.cpu_ms).collect();
     let (p50, p95) = (percentile(&mut cpu, 0.5), percentile(&mut cpu, 0.95));
-    println!("\nCPU per check (endpointer + decode, one thread): p50 {p50:.0} ms, p95 {p95:.0} ms");
-    let nonspeech_accepted = checked
-        .iter()
-        .filter(|c| c.row.set == "nonspeech" && accepted(c, 0.0))
-        .count();
-    println!("non-speech accepted at any gate: {nonspeech_accepted}");
+    println!("CPU per check (endpointer + decode, one thread): p50 {p50:.0} ms, p95 {p95:.0} ms");
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,10 @@
 //! always passed in, never read, so tests run on simulated clocks.
 //!
 //! Per 160-sample frame (DC removed):
-//! * energy in dB re 1 LSB², compared with an adaptive noise floor (falls
+//! * energy in dB re 1 LSB², measured after a 100 Hz high-pass (DC and mains
+//!   hum at 50/60 Hz are not speech; a hum at a speech-like level kept the
+//!   noise floor up so that quieter words of a digit string were lost and the
+//!   turn ended early), compared with an adaptive noise floor (falls
 //!   fast, rises slowly) plus a margin, and an absolute minimum level;
 //! * a DTMF check (Goertzel at the 8 DTMF frequencies): a dual tone holding
 //!   most of the energy is a key press, not speech;
@@ -169,9 +172,65 @@ impl LineFloor {
     }
 }
 
+/// Cut-off of the analysis high-pass: under every speaking voice's pitch,
+/// above mains hum (50 Hz is 24 dB down, 60 Hz 18 dB).
+const HIGH_PASS_HZ: f32 = 100.0;
+
+/// One second-order section (transposed direct form II).
+#[derive(Debug, Clone, Copy)]
+struct Biquad {
+    b: [f32; 3],
+    a: [f32; 2],
+    z: [f32; 2],
+}
+
+impl Biquad {
+    /// RBJ high-pass at `fc` with quality `q`, for [`SAMPLE_RATE`].
+    fn high_pass(fc: f32, q: f32) -> Biquad {
+        let w0 = std::f32::consts::TAU * fc / SAMPLE_RATE as f32;
+        let (sin, cos) = w0.sin_cos();
+        let alpha = sin / (2.0 * q);
+        let a0 = 1.0 + alpha;
+        let b0 = (1.0 + cos) / 2.0 / a0;
+        Biquad {
+            b: [b0, -2.0 * b0, b0],
+            a: [-2.0 * cos / a0, (1.0 - alpha) / a0],
+            z: [0.0; 2],
+        }
+    }
+
+    fn run(&mut self, x: f32) -> f32 {
+        let y = self.b[0] * x + self.z[0];
+        self.z[0] = self.b[1] * x - self.a[0] * y + self.z[1];
+        self.z[1] = self.b[2] * x - self.a[1] * y;
+        y
+    }
+}
+
+/// 4th-order Butterworth high-pass at [`HIGH_PASS_HZ`] (two sections),
+/// in front of the level measurement (not of the voicing check: hum
+/// harmonics without their fundamental look voiced).
+#[derive(Debug, Clone, Copy)]
+struct HighPass([Biquad; 2]);
+
+impl HighPass {
+    fn new() -> HighPass {
+        HighPass([
+            Biquad::high_pass(HIGH_PASS_HZ, 0.541_196_1),
+            Biquad::high_pass(HIGH_PASS_HZ, 1.306_563),
+        ])
+    }
+
+    fn run(&mut self, x: f32) -> f32 {
+        let y = self.0[0].run(x);
+        self.0[1].run(y)
+    }
+}
+
 /// Frame features plus the adaptive noise floor.
 #[derive(Debug, Clone)]
 struct Analyzer {
+    hp: HighPass,
     prev: [i16; FRAME],
     floor_db: f32,
     prev_db: f32,
@@ -182,6 +241,7 @@ struct Analyzer {
 impl Analyzer {
     fn new() -> Self {
         Analyzer {
+            hp: HighPass::new(),
             prev: [0; FRAME],
             floor_db: INIT_FLOOR_DB,
             prev_db: 0.0,
@@ -194,21 +254,31 @@ impl Analyzer {
     }
 
     fn analyze(&mut self, cur: &[i16; FRAME]) -> FrameClass {
+        let hp = &mut self.hp;
+        // Variance of this frame alone, as it is and high-passed: the window
+        // mean may differ from the frame's after a loud burst, which would
+        // fake energy in silence.
+        let mut raw = (0.0f64, 0.0f64);
+        let mut filtered = (0.0f64, 0.0f64);
+        for &v in cur.iter() {
+            let x = f64::from(v);
+            let y = f64::from(hp.run(f32::from(v)));
+            raw = (raw.0 + x, raw.1 + x * x);
+            filtered = (filtered.0 + y, filtered.1 + y * y);
+        }
+        let var = |(s, q): (f64, f64)| (q - s * s / FRAME as f64).max(0.0) as f32;
+        let e_raw = var(raw);
+        // The lower of the two: hum is gone from the filtered one, and the
+        // filter's own ringing after an abrupt stop is not in the raw one.
+        let e = var(filtered).min(e_raw);
         let w = window(&self.prev, cur);
         self.prev = *cur;
         let cur = &w[FRAME..];
-        // Variance of this frame alone: the window mean may differ from the
-        // frame's after a loud burst, which would fake energy in silence.
-        let (sum, sq) = cur.iter().fold((0.0f64, 0.0f64), |(s, q), &v| {
-            let v = f64::from(v);
-            (s + v, q + v * v)
-        });
-        let e = (sq - sum * sum / FRAME as f64).max(0.0) as f32;
         let energy_db = 10.0 * (e / FRAME as f32 + 1.0).log10();
         let floor = self.floor_db;
         let maybe = energy_db >= MIN_DB && energy_db >= floor + VOICED_MARGIN_DB;
         // The costly checks only run on loud frames; silence stays cheap.
-        let tonal = maybe && is_dtmf(cur, e);
+        let tonal = maybe && is_dtmf(cur, e_raw);
         let voiced = maybe && !tonal && periodicity(&w) >= PERIODIC_MIN;
         let active = voiced || (!tonal && energy_db >= self.threshold_db());
         self.unvoiced_run = if active && !voiced {

@@ -342,7 +342,7 @@ impl WhisperModel {
 /// No-speech probability above which an utterance counts as not speech:
 /// measured on telephone audio, speech stayed at or below 0.15 and silence
 /// or line noise at or above 0.73.
-const NO_SPEECH_GATE: f32 = 0.5;
+pub const NO_SPEECH_GATE: f32 = 0.5;
 
 /// [`WhisperModel`] as the engine behind `recognize`: English only, digit
 /// decoding for `digits_only`, the expected phrases as the initial prompt.
@@ -367,6 +367,30 @@ impl WhisperEngine {
     }
 }
 
+impl WhisperEngine {
+    /// What [`super::SpeechEngine::recognize`] decodes, before the
+    /// no-speech gate (the evaluation calibrates the gates on it).
+    pub fn transcribe(
+        &self,
+        pcm_8k: &[i16],
+        hints: &super::Hints,
+    ) -> Result<Transcript, super::AsrError> {
+        // The expected phrases steer the decoder; they hurt digit strings
+        // (a dropped digit was measured), so not with digits_only.
+        let prompt =
+            (!hints.digits_only && !hints.phrases.is_empty()).then(|| hints.phrases.join(", "));
+        self.model
+            .transcribe_8k(
+                pcm_8k,
+                &DecodeOptions {
+                    digits_only: hints.digits_only,
+                    prompt,
+                },
+            )
+            .map_err(|e| super::AsrError::Decode(e.to_string()))
+    }
+}
+
 impl super::SpeechEngine for WhisperEngine {
     fn name(&self) -> &str {
         "whisper tiny.en"
@@ -384,20 +408,7 @@ impl super::SpeechEngine for WhisperEngine {
         pcm_8k: &[i16],
         hints: &super::Hints,
     ) -> Result<super::Heard, super::AsrError> {
-        // The expected phrases steer the decoder; they hurt digit strings
-        // (a dropped digit was measured), so not with digits_only.
-        let prompt =
-            (!hints.digits_only && !hints.phrases.is_empty()).then(|| hints.phrases.join(", "));
-        let t = self
-            .model
-            .transcribe_8k(
-                pcm_8k,
-                &DecodeOptions {
-                    digits_only: hints.digits_only,
-                    prompt,
-                },
-            )
-            .map_err(|e| super::AsrError::Decode(e.to_string()))?;
+        let t = self.transcribe(pcm_8k, hints)?;
         if t.no_speech_prob > NO_SPEECH_GATE {
             return Ok(super::Heard::Nothing);
         }

@@ -138,9 +138,14 @@ impl PassphraseVerifier for StorePassphrases {
             if !reserved {
                 return Ok(PassphraseVerdict::Locked);
             }
+            let gate = if phrase::is_digits(&enrolled) {
+                self.policy.min_confidence_digits
+            } else {
+                self.policy.min_confidence
+            };
             let verdict = if !phrase::matches(&enrolled, transcript) {
                 PassphraseVerdict::NoMatch
-            } else if confidence < self.policy.min_confidence {
+            } else if confidence < gate {
                 PassphraseVerdict::LowConfidence
             } else {
                 PassphraseVerdict::Match
@@ -193,6 +198,7 @@ mod tests {
             .unwrap();
         let policy = PassphrasePolicy {
             min_confidence: 0.5,
+            min_confidence_digits: 0.3,
             max_failures: 3,
             window: Duration::from_secs(3600),
         };
@@ -233,6 +239,32 @@ mod tests {
             f.v.enrolment(&nobody, at(0)).await.unwrap(),
             Enrolment::NotEnrolled
         ));
+    }
+
+    #[tokio::test]
+    async fn digit_passphrases_have_their_own_gate() {
+        // The fixture's gates: words 0.5, digits 0.3.
+        let f = fixture("gate", Some("2 4 6 2"));
+        let v = |t: &'static str, c: f32, s: u64| {
+            let f = &f;
+            async move { f.v.verify(&f.subject, t, c, at(s)).await.unwrap() }
+        };
+        assert_eq!(v("2462", 0.4, 0).await, PassphraseVerdict::Match);
+        assert_eq!(
+            v("two four six two", 0.29, 1).await,
+            PassphraseVerdict::LowConfidence
+        );
+        assert_eq!(v("2 4 6", 0.9, 2).await, PassphraseVerdict::NoMatch);
+        let w = fixture("gate-words", Some("white horse"));
+        let check = |t: &'static str, c: f32| {
+            let w = &w;
+            async move { w.v.verify(&w.subject, t, c, at(0)).await.unwrap() }
+        };
+        assert_eq!(
+            check("white horse", 0.4).await,
+            PassphraseVerdict::LowConfidence
+        );
+        assert_eq!(check("White horse.", 0.5).await, PassphraseVerdict::Match);
     }
 
     #[tokio::test]
