@@ -563,6 +563,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         trusted_peers: cfg.trusted_peers.clone(),
         media: media_rt.handle().clone(),
         speech,
+        outbound_proxy: cfg.transfer.outbound_proxy,
     };
 
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -250,6 +250,7 @@ pub trait CallChannel: Send {
     fn hangup(&mut self) -> impl Future<Output = ()> + Send;
 }
 
+pub mod bridge;
 pub mod identity;
 pub mod rtp_ports;
 pub mod setup;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn, Instrument};
 
+use super::bridge::{AgentLegs, Dialer};
 use super::rtp_ports::RtpPorts;
 use super::sip::{CallControl, SipCall};
 use super::{identity, CallInfo};
@@ -60,6 +61,8 @@ pub struct SetupConfig {
     pub speech: Option<crate::asr::SpeechPool>,
     /// Sources whose P-Asserted-Identity is believed.
     pub trusted_peers: Vec<ipnet::IpNet>,
+    /// `transfer.outbound_proxy`: where bridged transfers send their INVITE.
+    pub outbound_proxy: Option<std::net::SocketAddr>,
 }
 
 /// Codecs we answer with, in no particular order (the offer's order wins).
@@ -98,7 +101,9 @@ impl CallMedia {
 /// The [`DialogHandler`] that turns dialogs into running calls.
 pub struct CallSetup {
     cfg: SetupConfig,
-    ports: RtpPorts,
+    ports: Arc<RtpPorts>,
+    /// Agent legs of bridged transfers (their re-INVITEs and INFO).
+    legs: AgentLegs,
     prompts: Arc<PromptCache>,
     runner: Arc<dyn CallRunner>,
     calls: HashMap<String, CallMedia>,
@@ -128,7 +133,8 @@ impl CallSetup {
             }
         });
         Self {
-            ports: RtpPorts::new(cfg.rtp).with_recv_buffer(cfg.rtp_recv_buffer),
+            ports: Arc::new(RtpPorts::new(cfg.rtp).with_recv_buffer(cfg.rtp_recv_buffer)),
+            legs: AgentLegs::default(),
             cfg,
             prompts,
             runner,
@@ -203,7 +209,7 @@ fn refusal(e: &sdp::SdpError) -> Decision {
 }
 
 /// A media codec as SDP names it.
-fn encoding(c: Codec) -> Encoding {
+pub(super) fn encoding(c: Codec) -> Encoding {
     Encoding {
         name: c.name(),
         static_pt: c.payload_type(),
@@ -217,7 +223,7 @@ fn our_encodings() -> Vec<Encoding> {
 /// What the media session needs of a negotiation with a caller signalling
 /// from `signalled`. None only if SDP chose an encoding we did not list,
 /// which `sdp::answer` never does.
-fn media_params(neg: &sdp::Negotiated, signalled: IpAddr) -> Option<MediaParams> {
+pub(super) fn media_params(neg: &sdp::Negotiated, signalled: IpAddr) -> Option<MediaParams> {
     let codec = CODECS.into_iter().find(|c| encoding(*c) == neg.codec)?;
     Some(MediaParams {
         codec,
@@ -267,7 +273,7 @@ impl DialogHandler for CallSetup {
             session_id,
             session_version: 1,
         };
-        let (params, body, codec) = if late_offer {
+        let (params, body, codec_name) = if late_offer {
             // Nothing is sent until the answer says where and how.
             let params = MediaParams {
                 codec: Codec::Pcmu,
@@ -304,6 +310,7 @@ impl DialogHandler for CallSetup {
                 return reject(500, "Server Internal Error: media socket");
             }
         };
+        let caller_codec = params.codec;
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         let session = MediaSession::new(
@@ -335,7 +342,21 @@ impl DialogHandler for CallSetup {
             self.control_tx.clone(),
             self.prompts.clone(),
         )
-        .with_speech(self.cfg.speech.clone());
+        .with_speech(self.cfg.speech.clone())
+        .with_dialer(
+            Dialer {
+                sip: sip.clone(),
+                ports: self.ports.clone(),
+                listen_ip: self.cfg.listen_ip,
+                advertised_ip: self.cfg.advertised_ip,
+                session: self.cfg.session.clone(),
+                prompts: self.prompts.clone(),
+                media_rt: self.cfg.media.clone(),
+                legs: self.legs.clone(),
+                proxy: self.cfg.outbound_proxy,
+            },
+            caller_codec,
+        );
         self.calls.insert(
             call.clone(),
             CallMedia {
@@ -349,14 +370,29 @@ impl DialogHandler for CallSetup {
                 session_id,
             },
         );
-        info!(%call, %dialled, %caller, trust, %brand, %flow, from = %peer, codec, rtp_port = port, "answering call");
+        info!(%call, %dialled, %caller, trust, %brand, %flow, from = %peer, codec = codec_name, rtp_port = port, "answering call");
         self.spawn_call(call, flow, session, sip_call, media_tx, sip.clone());
         Decision::Answer { sdp: body }
     }
 
     fn re_offered(&mut self, call: &str, offer: &[u8]) -> Decision {
         let Some(h) = self.calls.get_mut(call) else {
-            return reject(481, "Call/Transaction Does Not Exist");
+            // An agent leg of a bridge (hold from the agent's side): answered
+            // here, its media follows; the caller's leg keeps its own.
+            let Some(leg) = self.legs.bump_version(call) else {
+                return reject(481, "Call/Transaction Does Not Exist");
+            };
+            return match sdp::answer(offer, &leg.local) {
+                Ok(neg) => match media_params(&neg, leg.peer_ip) {
+                    Some(params) => {
+                        info!(%call, hold = neg.on_hold, "agent re-INVITE accepted");
+                        let _ = leg.media.send(MediaCommand::Update(params));
+                        Decision::Answer { sdp: neg.answer }
+                    }
+                    None => unusable_codec(),
+                },
+                Err(e) => refusal(&e),
+            };
         };
         h.sdp_version += 1;
         match sdp::answer(offer, &h.local_media()) {
@@ -405,12 +441,16 @@ impl DialogHandler for CallSetup {
     }
 
     fn info(&mut self, call: &str, content_type: &str, body: &[u8]) {
-        let Some(h) = self.calls.get(call) else {
-            return;
+        let media = match self.calls.get(call) {
+            Some(h) => h.media.clone(),
+            None => match self.legs.get(call) {
+                Some(leg) => leg.media,
+                None => return,
+            },
         };
         match parse_info(content_type, body) {
             Ok((digit, dur)) => {
-                let _ = h.media.send(MediaCommand::InfoDigit(digit, dur));
+                let _ = media.send(MediaCommand::InfoDigit(digit, dur));
             }
             Err(e) => debug!(%call, error = %e, "INFO without a usable DTMF body"),
         }
@@ -465,6 +505,7 @@ mod tests {
             media: tokio::runtime::Handle::current(),
             speech: None,
             trusted_peers: Vec::new(),
+            outbound_proxy: None,
         };
         CallSetup::new(
             cfg,

@@ -5,14 +5,16 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::bridge::{media_event, AgentLeg, Dialer, PlaceError};
 use super::{
     CallChannel, CallError, CallInfo, CallInput, RecognitionSpec, TransferFailure, TransferMode,
     TransferOutcome, TransferPath, TransferRequest,
 };
 use crate::asr::{AsrError, Heard, Hints, SpeechPool, Timers};
+use crate::media::g711::Codec;
 use crate::media::prompt::PromptCache;
 use crate::media::session::{MediaCommand, MediaEvent};
-use crate::sip::handler::ReferEvent;
+use crate::sip::handler::{LegEvent, ReferEvent};
 
 /// What the call asks of the SIP side.
 #[derive(Debug)]
@@ -71,6 +73,9 @@ pub struct SipCall {
     hung_up: bool,
     /// Decoders for `recognize`; None when no speech model is installed.
     speech: Option<SpeechPool>,
+    /// Places the agent leg of a bridged transfer, with the caller leg's
+    /// codec (offered first); None: bridging is not possible on this call.
+    dialer: Option<(Dialer, Codec)>,
     listening: Listening,
     /// Tag of the last listening started; events of earlier ones are stale.
     listen_tag: u64,
@@ -117,9 +122,17 @@ impl SipCall {
             gone: false,
             hung_up: false,
             speech: None,
+            dialer: None,
             listening: Listening::Off,
             listen_tag: 0,
         }
+    }
+
+    /// Let a `transfer` bridge: place agent legs through `dialer`, offering
+    /// the caller leg's codec first.
+    pub fn with_dialer(mut self, dialer: Dialer, caller_codec: Codec) -> Self {
+        self.dialer = Some((dialer, caller_codec));
+        self
     }
 
     /// Let `recognize` use these decoders.
@@ -265,15 +278,189 @@ impl SipCall {
         self.gone = true;
     }
 
-    /// Call the agent ourselves and relay the media (B2BUA); not built yet.
+    /// Call the agent ourselves and relay the media (B2BUA): each target in
+    /// turn, ringback (or the agent's early media) to the caller while it
+    /// rings, CANCEL at the attempt timeout or when the caller hangs up;
+    /// once answered, both legs relay until either hangs up (the other gets
+    /// BYE) or `max_bridge` passes.
     async fn bridge(&mut self, req: &TransferRequest) -> Result<TransferOutcome, CallError> {
-        Err(CallError::Unsupported(
-            "bridge",
-            format!(
-                "bridging to {} is not implemented yet in serve (see the transfer issue)",
-                req.targets.join(", ")
-            ),
-        ))
+        let Some((dialer, codec)) = self.dialer.clone() else {
+            return Err(CallError::Unsupported(
+                "bridge",
+                "this call cannot place an agent leg".into(),
+            ));
+        };
+        let _ = self.media.send(MediaCommand::Stop);
+        self.stop_recognition().await;
+        // The agent sees the caller's number as our From user when it is one.
+        let from_user = if self.info.caller.is_empty() || self.info.caller == "anonymous" {
+            "anonymous".to_string()
+        } else {
+            self.info.caller.clone()
+        };
+        let mut failed = TransferOutcome::Failed {
+            status: None,
+            reason: TransferFailure::NoAnswer,
+        };
+        for target in &req.targets {
+            let mut leg = match dialer.place(target, &from_user, &req.headers, codec) {
+                Ok(l) => l,
+                Err(PlaceError::NoPort) => {
+                    tracing::warn!(%target, "no RTP port for the agent leg");
+                    failed = TransferOutcome::Failed {
+                        status: None,
+                        reason: TransferFailure::Unreachable,
+                    };
+                    continue;
+                }
+                Err(e) => return Err(CallError::Unsupported("transfer", e.to_string())),
+            };
+            tracing::info!(%target, leg = %leg.call, "calling the agent");
+            let _ = self.media.send(MediaCommand::Ringback);
+            match self.ring(&dialer, &mut leg, req.attempt_timeout).await {
+                Ok(Rung::Answered) => {}
+                Ok(Rung::Failed(outcome)) => {
+                    let _ = self.media.send(MediaCommand::Unbridge);
+                    let _ = self.media.send(MediaCommand::Stop);
+                    leg.finish().await;
+                    tracing::info!(%target, outcome = ?outcome, "agent attempt failed");
+                    failed = outcome;
+                    continue;
+                }
+                Err(e) => {
+                    leg.finish().await;
+                    return Err(e);
+                }
+            }
+            tracing::info!(%target, leg = %leg.call, "bridged");
+            self.relay(&dialer, &mut leg, req.max_bridge).await;
+            let _ = self.media.send(MediaCommand::Unbridge);
+            leg.finish().await;
+            if !self.gone {
+                self.hangup().await;
+            }
+            return Ok(TransferOutcome::Transferred {
+                target: target.clone(),
+                path: TransferPath::Bridged,
+            });
+        }
+        let _ = self.media.send(MediaCommand::Stop);
+        Ok(failed)
+    }
+
+    /// While the agent's phone rings: until it answers (media bridged),
+    /// refuses, times out (CANCEL) or the caller hangs up (CANCEL, HungUp).
+    async fn ring(
+        &mut self,
+        dialer: &Dialer,
+        leg: &mut AgentLeg,
+        timeout: Duration,
+    ) -> Result<Rung, CallError> {
+        let deadline = Instant::now() + timeout;
+        let mut bridged = false;
+        loop {
+            tokio::select! {
+                ev = leg.events.recv() => match ev {
+                    Some(LegEvent::Progress { sdp: Some(sdp), .. }) if !bridged => {
+                        // Early media (183): the caller hears the agent's side.
+                        if dialer.start_media(leg, &sdp).is_ok() {
+                            self.join(leg);
+                            bridged = true;
+                        }
+                    }
+                    Some(LegEvent::Progress { .. }) => {}
+                    Some(LegEvent::Answered { sdp }) => match dialer.start_media(leg, &sdp) {
+                        Ok(()) => {
+                            if !bridged {
+                                self.join(leg);
+                            }
+                            return Ok(Rung::Answered);
+                        }
+                        Err(e) => {
+                            tracing::warn!(leg = %leg.call, error = %e, "unusable SDP answer from the agent; hanging up its leg");
+                            dialer.sip.hangup(leg.call.clone());
+                            wait_leg_end(leg).await;
+                            return Ok(Rung::Failed(TransferOutcome::Failed {
+                                status: None,
+                                reason: TransferFailure::Refused,
+                            }));
+                        }
+                    },
+                    Some(LegEvent::Failed { status }) => {
+                        return Ok(Rung::Failed(TransferOutcome::Failed {
+                            status,
+                            reason: status.map_or(TransferFailure::Unreachable, TransferFailure::from_status),
+                        }))
+                    }
+                    Some(LegEvent::Ended) | None => {
+                        return Ok(Rung::Failed(TransferOutcome::Failed {
+                            status: None,
+                            reason: TransferFailure::NoAnswer,
+                        }))
+                    }
+                },
+                ev = self.events.recv() => {
+                    if matches!(ev, None | Some(MediaEvent::Hangup | MediaEvent::RtpTimeout)) {
+                        // The caller gave up while the agent rang: CANCEL.
+                        self.gone = true;
+                        dialer.sip.hangup(leg.call.clone());
+                        wait_leg_end(leg).await;
+                        return Err(CallError::HungUp);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    dialer.sip.hangup(leg.call.clone());
+                    wait_leg_end(leg).await;
+                    return Ok(Rung::Failed(TransferOutcome::Failed {
+                        status: None,
+                        reason: TransferFailure::NoAnswer,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Connect the caller's media and the agent leg's.
+    fn join(&mut self, leg: &AgentLeg) {
+        let (ours, theirs) = crate::media::bridge::pair();
+        let _ = self.media.send(MediaCommand::Bridge(ours));
+        leg.command(MediaCommand::Bridge(theirs));
+    }
+
+    /// The bridged call, until one side hangs up (the other gets BYE) or
+    /// `max` passes (both get BYE).
+    async fn relay(&mut self, dialer: &Dialer, leg: &mut AgentLeg, max: Duration) {
+        let end = Instant::now() + max;
+        let call = leg.call.clone();
+        loop {
+            let (events, media) = leg.receivers();
+            tokio::select! {
+                ev = events.recv() => {
+                    if matches!(ev, None | Some(LegEvent::Ended | LegEvent::Failed { .. })) {
+                        tracing::info!(leg = %call, "the agent hung up");
+                        return;
+                    }
+                }
+                ev = media_event(media) => {
+                    if matches!(ev, None | Some(MediaEvent::RtpTimeout)) {
+                        tracing::info!(leg = %call, "no RTP from the agent; ending the bridge");
+                        break;
+                    }
+                }
+                ev = self.events.recv() => {
+                    if matches!(ev, None | Some(MediaEvent::Hangup | MediaEvent::RtpTimeout)) {
+                        self.gone = true;
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep_until(end) => {
+                    tracing::info!(?max, "the bridge reached transfer.max_bridge; hanging up both legs");
+                    break;
+                }
+            }
+        }
+        dialer.sip.hangup(call);
+        wait_leg_end(leg).await;
     }
 
     /// Nothing can be asked of a call whose far end is gone.
@@ -501,6 +688,27 @@ impl CallChannel for SipCall {
         }
         self.gone = true;
     }
+}
+
+/// How ringing an agent ended.
+enum Rung {
+    /// Answered; the media is bridged.
+    Answered,
+    /// Not connected (the leg is over).
+    Failed(TransferOutcome),
+}
+
+/// Until the agent leg's last event (our CANCEL or BYE completed), at most
+/// a few seconds: the SIP layer ends the leg at its own timers anyway.
+async fn wait_leg_end(leg: &mut AgentLeg) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(ev) = leg.events.recv().await {
+            if matches!(ev, LegEvent::Ended | LegEvent::Failed { .. }) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The running decode's result and when it started; pending forever when
