@@ -429,6 +429,27 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if flows.is_empty() {
         bail!("no flows in {}", cfg.flows_dir.display());
     }
+    // A transfer to a group that is not configured takes its error exit on
+    // every call: say so before answering any (not fatal, so a flow can
+    // still be served while its agents are being set up).
+    for f in &flows {
+        for step in &f.steps {
+            if let crate::flow::model::StepKind::Transfer(t) = &step.kind {
+                let target = t.target.value.trim();
+                if crate::config::transfer::is_group_name(target)
+                    && !cfg.transfer.groups.contains_key(target)
+                {
+                    error!(
+                        "{}:{}:{}: step `{}` transfers to agent group `{target}`, which transfer.groups does not define: it will take its error exit",
+                        f.path.display(),
+                        t.target.span.line,
+                        t.target.span.col,
+                        step.id.value
+                    );
+                }
+            }
+        }
+    }
     for (number, route) in &cfg.routes {
         if !flows.iter().any(|f| f.name == route.flow) {
             bail!(

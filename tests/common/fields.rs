@@ -43,7 +43,7 @@ fn event_fields(name: &str) -> Option<&'static [&'static str]> {
         ],
         "code_delivery" => &["gateway", "message_id", "status", "error"],
         "transferred" | "transfer_failed" | "transfer_error" => {
-            &["step", "target", "outcome", "status"]
+            &["step", "target", "outcome", "status", "via", "reason"]
         }
         "webhook_ok" | "webhook_failed" | "webhook_timeout" | "webhook_error" => {
             &["step", "outcome", "status"]
@@ -104,6 +104,13 @@ const LOG_KEYS: &[&str] = &[
     "headers",
     "refer",
     "attempt",
+    // the bridge: how the agent was reached, the agent leg's Call-ID and
+    // the relay's frame counts
+    "via",
+    "leg",
+    "outcome",
+    "relayed_out",
+    "relayed_in",
     "listen",
     "calls",
     "grace",
