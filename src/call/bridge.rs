@@ -268,6 +268,8 @@ impl AgentLeg {
                     lost = stats.frames_lost,
                     relayed_out = stats.relay_frames_out,
                     relayed_in = stats.relay_frames_in,
+                    digits_relayed_out = stats.relay_digits_out,
+                    digits_relayed_in = stats.relay_digits_in,
                     "agent leg ended"
                 ),
                 Err(e) => warn!(leg = %self.call, error = %e, "agent leg media task failed"),

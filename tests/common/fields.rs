@@ -111,6 +111,8 @@ const LOG_KEYS: &[&str] = &[
     "outcome",
     "relayed_out",
     "relayed_in",
+    "digits_relayed_out",
+    "digits_relayed_in",
     "listen",
     "calls",
     "grace",
