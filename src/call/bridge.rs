@@ -117,6 +117,10 @@ pub(super) struct AgentLeg {
     media: Option<LegSession>,
     legs: AgentLegs,
     ports: Arc<RtpPorts>,
+    sip: SipHandle,
+    /// [`AgentLeg::finish`] ran; otherwise dropping the leg (the call's
+    /// task cut short, e.g. by max_call_duration) hangs the agent up.
+    finished: bool,
 }
 
 struct LegSession {
@@ -186,6 +190,8 @@ impl Dialer {
             media: None,
             legs: self.legs.clone(),
             ports: self.ports.clone(),
+            sip: self.sip.clone(),
+            finished: false,
         })
     }
 
@@ -257,6 +263,7 @@ impl AgentLeg {
 
     /// Stop the leg's media, free its port and forget it.
     pub(super) async fn finish(mut self) {
+        self.finished = true;
         self.legs.remove(&self.call);
         if let Some(m) = self.media.take() {
             let _ = m.commands.send(MediaCommand::Shutdown);
@@ -275,6 +282,24 @@ impl AgentLeg {
                 Err(e) => warn!(leg = %self.call, error = %e, "agent leg media task failed"),
             }
         }
+        self.ports.release(self.port);
+    }
+}
+
+impl Drop for AgentLeg {
+    /// A leg dropped unfinished (its call's task was cut short): the agent
+    /// is hung up (CANCEL or BYE; harmless when already over), its media
+    /// stopped and its port returned, so no agent is left on a dead call.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        warn!(leg = %self.call, "agent leg dropped before it ended; hanging it up");
+        self.sip.hangup(self.call.clone());
+        if let Some(m) = self.media.take() {
+            let _ = m.commands.send(MediaCommand::Shutdown);
+        }
+        self.legs.remove(&self.call);
         self.ports.release(self.port);
     }
 }
