@@ -89,7 +89,7 @@ fn validate_refuses_writes_to_engine_owned_names_in_one_pass() {
     .unwrap();
     let (code, text) = run(&["validate", f.to_str().unwrap(), "--prompts", "prompts"]);
     assert_ne!(code, 0, "{text}");
-    let tail = "is read-only to flows (reserved: auth.*, account.*, code.*, caller*, call.*, call_id, dialled, header.*)";
+    let tail = "is read-only to flows (reserved: auth.*, account.*, code.*, caller*, call.*, call_id, dialled, transfer.*, header.*)";
     let p = f.display();
     for line in [
         format!("{p}:2:9: `vars`: cannot write `account.id`: `account.*` is set by the lookup_caller step and {tail}"),
