@@ -255,3 +255,29 @@ fn a_caller_hanging_up_while_the_agent_rings_cancels_the_agent_leg() {
         pretty(&evs)
     );
 }
+
+/// `refer_then_bridge` (the default mode): the caller's side refuses the
+/// REFER with 603, so voxgate calls the agent itself and bridges; the agent
+/// hanging up ends the caller's leg with our BYE.
+#[test]
+fn a_refused_refer_falls_back_to_the_bridge() {
+    let (child, addr, dir) = agent("fallback", "uas_bridge.xml");
+    let vg = start("bridge-fallback", &[addr]);
+    let rtp = rtp_port();
+    let before = vg.read_events().len();
+    let out = sipp(
+        "silent.xml",
+        vg.sip,
+        "fallback",
+        false,
+        &[("rtp_listen", rtp.local_addr().unwrap().port().to_string())],
+    );
+    vg.expect_sipp_ok(&out, "silent.xml");
+    agent_passed(child, &dir, "fallback");
+    let evs = vg.call_events_since(before);
+    let done = events_named(&evs, "transferred");
+    assert_eq!(done.len(), 1, "{}", pretty(&evs));
+    assert_eq!(done[0]["event"]["via"], "bridge", "{}", pretty(&evs));
+    let log = vg.log();
+    assert!(log.contains("REFER failed; bridging"), "{log}");
+}
