@@ -114,18 +114,25 @@ impl Core {
         }
     }
 
-    pub(super) fn send_bye(&mut self, now: Instant, call: &str) {
+    /// Build a request inside `call`'s dialog (our From/To, its remote
+    /// target and route set, the next CSeq, which it takes), as a client
+    /// transaction ready to send to the dialog's peer; None without the dialog.
+    pub(super) fn in_dialog_request(
+        &mut self,
+        now: Instant,
+        call: &str,
+        method: &str,
+        headers: Vec<(&str, String)>,
+    ) -> Option<(ClientTx, Peer, u32)> {
         let (t1, t2) = (self.cfg.t1, self.cfg.t2);
-        let Some(d) = self.dialogs.get(call) else {
-            return;
-        };
+        let d = self.dialogs.get(call)?;
         let sent_by = self.sent_by(&d.peer).to_string();
         let contact = self.contact(&d.peer);
         let branch = format!("z9hG4bK{}", msg::random_token(16));
         let transport = if d.peer.reliable() { "TCP" } else { "UDP" };
         let cseq = d.local_cseq + 1;
         let data = build_request(&RequestParts {
-            method: "BYE",
+            method,
             request_uri: &d.remote_target,
             via_transport: transport,
             via_sent_by: &sent_by,
@@ -136,21 +143,32 @@ impl Core {
             cseq,
             contact: Some(&contact),
             routes: &d.route_set,
-            headers: vec![],
+            headers,
             body: None,
         });
         let peer = d.peer;
+        if let Some(d) = self.dialogs.get_mut(call) {
+            d.local_cseq = cseq;
+        }
+        let tx = ClientTx {
+            branch,
+            data,
+            retx: Retransmit::start(now, t1, t2, peer.reliable()),
+        };
+        Some((tx, peer, cseq))
+    }
+
+    pub(super) fn send_bye(&mut self, now: Instant, call: &str) {
+        let Some((tx, peer, _)) = self.in_dialog_request(now, call, "BYE", vec![]) else {
+            return;
+        };
+        let data = tx.data.clone();
         let Some(d) = self.dialogs.get_mut(call) else {
             return;
         };
-        d.local_cseq = cseq;
         d.state = State::Terminating;
         d.invite = None;
-        d.bye = Some(ClientTx {
-            branch,
-            data: data.clone(),
-            retx: Retransmit::start(now, t1, t2, peer.reliable()),
-        });
+        d.bye = Some(tx);
         self.send(peer, data);
     }
 }

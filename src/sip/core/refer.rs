@@ -13,9 +13,9 @@ use rsipstack::sip::{Request, Response};
 
 use super::client_tx::ClientTx;
 use super::dialog::State;
-use super::retransmit::{Retransmit, Tick};
+use super::retransmit::Tick;
 use super::{Core, CoreEvent, Peer};
-use crate::sip::msg::{self, build_request, header_param, via_param, RequestParts};
+use crate::sip::msg::{self, header_param, via_param};
 use crate::sip::wire::ReplyContext;
 
 /// How a REFER we sent is getting on, for the application; carried by
@@ -176,7 +176,6 @@ impl Core {
         headers: &[(String, String)],
     ) -> Result<(), ReferError> {
         let refer_to = refer_to(target, headers)?;
-        let (t1, t2) = (self.cfg.t1, self.cfg.t2);
         let Some(d) = self
             .dialogs
             .get(call)
@@ -184,41 +183,18 @@ impl Core {
         else {
             return Err(ReferError::NoDialog(call.to_string()));
         };
-        let sent_by = self.sent_by(&d.peer).to_string();
-        let contact = self.contact(&d.peer);
         // Our URI in this dialog (the To of their INVITE), without the tag.
         let referred_by = format!("<{}>", msg::addr_uri(&d.local));
-        let branch = format!("z9hG4bK{}", msg::random_token(16));
-        let transport = if d.peer.reliable() { "TCP" } else { "UDP" };
-        let cseq = d.local_cseq + 1;
-        let data = build_request(&RequestParts {
-            method: "REFER",
-            request_uri: &d.remote_target,
-            via_transport: transport,
-            via_sent_by: &sent_by,
-            branch: &branch,
-            from: &d.local,
-            to: &d.remote,
-            call_id: call,
-            cseq,
-            contact: Some(&contact),
-            routes: &d.route_set,
-            headers: vec![("Refer-To", refer_to), ("Referred-By", referred_by)],
-            body: None,
-        });
-        let peer = d.peer;
-        if let Some(d) = self.dialogs.get_mut(call) {
-            d.local_cseq = cseq;
-        }
+        let headers = vec![("Refer-To", refer_to), ("Referred-By", referred_by)];
+        let Some((tx, peer, cseq)) = self.in_dialog_request(now, call, "REFER", headers) else {
+            return Err(ReferError::NoDialog(call.to_string()));
+        };
+        let data = tx.data.clone();
         self.refers.insert(
             call.to_string(),
             Refer {
                 cseq,
-                tx: Some(ClientTx {
-                    branch,
-                    data: data.clone(),
-                    retx: Retransmit::start(now, t1, t2, peer.reliable()),
-                }),
+                tx: Some(tx),
                 peer,
                 notified: false,
                 sub: Sub::Open,
