@@ -476,3 +476,75 @@ fn import_reads_a_header_with_a_byte_order_mark() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("imported 1 account(s); 0 bad row(s)"), "{out}");
 }
+
+/// A CSV of `n` valid US numbers (+1 650 253 xxxx style, distinct) and
+/// `bad` rows with a number no plan has, interleaved.
+fn big_csv(path: &Path, n: usize, bad: usize) {
+    let mut text = String::from("phone,name\n");
+    for i in 0..n {
+        text.push_str(&format!("+1650{:07},Caller {i}\n", 2_000_000 + i));
+        if i < bad {
+            text.push_str("not-a-number,Bad\n");
+        }
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn a_long_import_reports_progress_as_plain_lines_off_a_terminal() {
+    let s = Store::new("acc-progress-lines");
+    let csv = s.dir.join("big.csv");
+    // More than one insert batch (20,000 rows), so there is progress to tell.
+    big_csv(&csv, 45_000, 3);
+    let (code, out, err) = s.run(&["accounts", "import", csv.to_str().unwrap()]);
+    assert_eq!(code, 1, "three bad rows: {out}{err}");
+    assert!(
+        out.contains("imported 45000 account(s); 3 bad row(s)"),
+        "{out}"
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("rows done")).collect();
+    // One line per 20,000 rows: no bar, no escape codes off a terminal.
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].contains("(20000 good, 3 bad)"), "{err}");
+    assert!(lines[1].contains("40000 good"), "{err}");
+    assert!(!err.contains('\u{1b}'), "escape codes in a pipe: {err:?}");
+}
+
+#[test]
+fn a_long_import_draws_a_bar_on_a_terminal() {
+    // util-linux `script` gives the command a pseudo-terminal (the test
+    // command installs util-linux).
+    if Command::new("script").arg("--version").output().is_err() {
+        panic!("`script` (util-linux) is missing: scripts/test.sh installs it");
+    }
+    let s = Store::new("acc-progress-bar");
+    let csv = s.dir.join("big.csv");
+    big_csv(&csv, 25_000, 0);
+    let cmd = format!(
+        "{} accounts --database {} --key-file {} import {}",
+        bin().display(),
+        s.db().display(),
+        s.key().display(),
+        csv.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("imported 25000 account(s); 0 bad row(s)"),
+        "{text}"
+    );
+    // The bar: a percentage and the row count, drawn with escape codes,
+    // and no plain progress lines.
+    assert!(
+        text.contains('%') && text.contains("rows, 0 bad"),
+        "{text:?}"
+    );
+    assert!(text.contains('\u{1b}'), "{text:?}");
+    assert!(!text.contains("rows done"), "{text:?}");
+}

@@ -91,7 +91,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     // Call records and metrics, folded from the events: over the store, and
-    // reading the media layer's global RTP counters.
+    // reading the media layer's global RTP counters and the decoders'.
     (
         "telemetry",
         &[
@@ -102,6 +102,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "phone",
             "store",
             "media",
+            "asr",
         ],
     ),
     // voxgate's HTTP endpoint: app-level, over the store, the backends and

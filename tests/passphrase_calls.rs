@@ -376,9 +376,13 @@ fn assert_no_digit_run(vg: &Voxgate, digits: &regex::Regex) {
 
 #[test]
 fn spoken_passphrases_are_judged_over_rtp() {
+    let http = free_port();
     let vg = start(
         "passphrase-calls",
-        "",
+        // An `http: { listen: … }` line means common's SIP `listen:` must be ours.
+        &format!(
+            "listen: 127.0.0.1:{{port}}\nhttp: {{ listen: 127.0.0.1:{http}, public_url: 'http://127.0.0.1:{http}' }}\n"
+        ),
         &[
             ("acct_phrase", NUM_PHRASE, PHRASE),
             ("acct_digits", NUM_DIGITS, "4271"),
@@ -468,6 +472,20 @@ fn spoken_passphrases_are_judged_over_rtp() {
         assert_outcome(&evs, "success", "ok", "auth_passed", "matched", what);
         assert_eq!(recognition(&evs, what)["matched"], true);
     }
+
+    // Every utterance decoded above is in the decoders' latency histogram
+    // (wrong phrase, genuine phrase, two digit strings; noise may add some).
+    let (status, _, body) = http_get(http, "/metrics");
+    assert_eq!(status, 200);
+    let sample = |name: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
+    };
+    let decoded = sample("voxgate_recognition_seconds_count");
+    assert!(decoded >= 4.0, "{body}");
+    assert!(sample("voxgate_recognition_seconds_sum") > 0.0, "{body}");
+    assert_eq!(sample("voxgate_asr_queue_depth"), 0.0);
 
     assert_nothing_leaked(&vg);
 }

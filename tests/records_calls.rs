@@ -13,7 +13,6 @@ mod common;
 mod twilio;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -82,51 +81,6 @@ fn wait_records(db: &std::path::Path, n: usize) -> BTreeMap<String, CallRecord> 
             recs.len()
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// `GET path` on 127.0.0.1:`port`: (status, content type, body).
-fn http_get(port: u16, path: &str) -> (u16, String, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let ctype = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type:")
-                .map(|v| v.trim().to_string())
-        })
-        .unwrap_or_default();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    (status, ctype, body)
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    loop {
-        let (size, rest) = s.split_once("\r\n").unwrap();
-        let n = usize::from_str_radix(size.trim(), 16).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.push_str(&rest[..n]);
-        s = &rest[n + 2..];
     }
 }
 
@@ -562,6 +516,22 @@ fn records_and_metrics_match_the_calls_made() {
         get(r#"voxgate_rtp_send_interval_seconds_bucket{le="0.025"}"#) > 0.9 * intervals,
         "{body}"
     );
+
+    // SIP responses by class, counted where they leave: every call got a
+    // 100 Trying and a 200 OK to its INVITE (and voxgate's BYEs were answered
+    // by sipp, not counted here).
+    assert!(
+        get(r#"voxgate_sip_responses_total{class="1xx"}"#) >= 3.0,
+        "{body}"
+    );
+    assert!(
+        get(r#"voxgate_sip_responses_total{class="2xx"}"#) >= 3.0,
+        "{body}"
+    );
+    assert_eq!(get(r#"voxgate_sip_responses_total{class="5xx"}"#), 0.0);
+    // No flow here listens for speech: the decoders saw nothing.
+    assert_eq!(get("voxgate_recognition_seconds_count"), 0.0);
+    assert_eq!(get("voxgate_asr_queue_depth"), 0.0);
 
     // `--events` kept working alongside: every call's events are in the file.
     let all = vg.read_events();

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use zeroize::Zeroizing;
 
+use super::progress::Progress;
 use crate::config::{self, Config};
 use crate::phone::{self, Country, LineType};
 use crate::store::{
@@ -661,6 +662,16 @@ fn write_accounts(
     Ok(())
 }
 
+/// What the CSV reader sends with each batch of rows.
+struct BatchTag {
+    /// The file line of each row.
+    lines: Vec<u64>,
+    /// Bytes of the file read when the batch was sent.
+    bytes: u64,
+    /// Rows the reader refused so far.
+    bad: u64,
+}
+
 /// Rows per insert transaction of `accounts import`.
 const IMPORT_BATCH: usize = 20_000;
 
@@ -714,8 +725,12 @@ fn import(
     // the work) runs on its own thread, ahead of the inserts: batches of
     // IMPORT_BATCH rows, at most two waiting, keep memory flat on
     // million-row files.
+    let size = std::fs::metadata(file).map_or(0, |m| m.len());
+    let mut progress = Progress::new(&name, size, IMPORT_BATCH as u64);
     std::thread::scope(|s| -> anyhow::Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<NewAccount>, Vec<u64>)>(2);
+        // Each batch carries its rows' lines, and how far into the file and
+        // how many bad rows the reader was when it sent it (for progress).
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<NewAccount>, BatchTag)>(2);
         let reader = s.spawn(move || {
             let mut problems: Vec<(u64, String)> = Vec::new();
             let mut rows: Vec<NewAccount> = Vec::with_capacity(IMPORT_BATCH);
@@ -743,7 +758,11 @@ fn import(
                 if rows.len() >= IMPORT_BATCH {
                     let batch = (
                         std::mem::replace(&mut rows, Vec::with_capacity(IMPORT_BATCH)),
-                        std::mem::replace(&mut lines, Vec::with_capacity(IMPORT_BATCH)),
+                        BatchTag {
+                            lines: std::mem::replace(&mut lines, Vec::with_capacity(IMPORT_BATCH)),
+                            bytes: rdr.position().byte(),
+                            bad: problems.len() as u64,
+                        },
                     );
                     if tx.send(batch).is_err() {
                         // The writer stopped (its error is reported).
@@ -752,17 +771,24 @@ fn import(
                 }
             }
             if !rows.is_empty() {
-                let _ = tx.send((rows, lines));
+                let tag = BatchTag {
+                    lines,
+                    bytes: rdr.position().byte(),
+                    bad: problems.len() as u64,
+                };
+                let _ = tx.send((rows, tag));
             }
             problems
         });
-        let written = store.add_batches(rx, key.as_ref(), dry_run, |lines: Vec<u64>, outcomes| {
+        let written = store.add_batches(rx, key.as_ref(), dry_run, |tag: BatchTag, outcomes| {
             for o in outcomes {
                 match o.result {
                     Ok(_) => good += 1,
-                    Err(e) => problems.push((lines[o.index], e.to_string())),
+                    Err(e) => problems.push((tag.lines[o.index], e.to_string())),
                 }
             }
+            let bad = tag.bad + problems.len() as u64;
+            progress.update(tag.bytes, good as u64, bad);
         });
         // On an error `rx` is gone: the reader stops at its next batch.
         let read = reader
@@ -772,6 +798,7 @@ fn import(
         problems.extend(read);
         Ok(())
     })?;
+    progress.finish();
     problems.sort_by_key(|(line, _)| *line);
     for (line, p) in &problems {
         eprintln!("{name}:{line}: {p}");

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod codes;
 pub mod evaluate;
 mod fdlimit;
+mod progress;
 pub mod report;
 
 use std::collections::HashMap;
@@ -37,7 +38,7 @@ use crate::media::session::SessionConfig;
 use crate::media::stats;
 use crate::sip::endpoint::{self, Endpoint, SipConfig};
 use crate::store::{SecretKey, Store};
-use crate::telemetry::{CallStart, CallTap, Metrics, Telemetry};
+use crate::telemetry::{CallStart, CallTap, LabelledCounters, Metrics, Telemetry};
 
 /// The `serve` command line; each `Some` overrides the config file.
 pub struct ServeArgs {
@@ -513,7 +514,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    // SIP sits above telemetry: its counters are handed in here.
+    metrics.register_counters(LabelledCounters {
+        name: "sip_responses",
+        help: "SIP responses sent (retransmissions included), by class",
+        label: "class",
+        read: || crate::sip::stats::STATS.responses_by_class(),
+    });
+    let metrics = Arc::new(metrics);
     let (record_queue, record_writer) = if cfg.records.enabled {
         let (q, w) = crate::telemetry::writer::queue(
             crate::telemetry::writer::QUEUE,

@@ -17,6 +17,7 @@ pub mod phrase;
 mod pool;
 pub mod recording;
 pub mod spec;
+pub mod stats;
 pub mod whisper;
 
 pub use pool::SpeechPool;

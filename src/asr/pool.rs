@@ -9,13 +9,19 @@
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
+use std::time::Instant;
+
 use tokio::sync::oneshot;
+
+use super::stats::STATS;
 
 use super::{AsrError, Heard, Hints, SpeechEngine};
 
 type Reply = oneshot::Sender<Result<Heard, AsrError>>;
 
 struct Job {
+    /// When it was queued: the answer's latency counts from here.
+    queued_at: Instant,
     pcm: Vec<i16>,
     hints: Hints,
     reply: Reply,
@@ -74,9 +80,19 @@ impl SpeechPool {
         hints: Hints,
     ) -> Result<oneshot::Receiver<Result<Heard, AsrError>>, AsrError> {
         let (reply, rx) = oneshot::channel();
-        match self.jobs.try_send(Job { pcm, hints, reply }) {
-            Ok(()) => Ok(rx),
+        let job = Job {
+            queued_at: Instant::now(),
+            pcm,
+            hints,
+            reply,
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => {
+                STATS.queued();
+                Ok(rx)
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                STATS.refused();
                 Err(AsrError::Busy(self.threads))
             }
         }
@@ -97,6 +113,7 @@ fn worker(engine: &dyn SpeechEngine, rx: &Mutex<Receiver<Job>>) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
+        STATS.dequeued();
         // The caller may have hung up meanwhile: skip the work.
         if job.reply.is_closed() {
             continue;
@@ -106,6 +123,7 @@ fn worker(engine: &dyn SpeechEngine, rx: &Mutex<Receiver<Job>>) {
             engine.recognize(&job.pcm, &job.hints)
         }))
         .unwrap_or_else(|_| Err(AsrError::Decode("the decoder panicked".into())));
+        STATS.answered(job.queued_at.elapsed());
         let _ = job.reply.send(res);
     }
 }

@@ -528,6 +528,7 @@ impl<H: DialogHandler> Endpoint<H> {
     }
 
     fn transmit(&mut self, to: Peer, data: Vec<u8>) {
+        super::stats::STATS.count_sent(&data);
         match to.link {
             Link::Udp => {
                 if let Err(e) = self.udp.try_send_to(&data, to.addr) {

@@ -13,5 +13,6 @@ pub mod log_limit;
 pub mod msg;
 pub mod sdp;
 pub mod sockbuf;
+pub mod stats;
 mod tcp;
 pub mod wire;

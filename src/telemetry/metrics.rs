@@ -4,18 +4,22 @@
 //! Call metrics are updated from the same fold of each call's events that
 //! builds its record ([`super::CallTap`]): atomic increments (and a
 //! read-locked label lookup) on the call's task, never I/O. The media
-//! layer's global RTP counters ([`crate::media::stats::STATS`]) are read at
-//! scrape time by a collector, so the media path keeps its plain atomics.
+//! layer's global RTP counters ([`crate::media::stats::STATS`]) and the
+//! speech decoders' ([`crate::asr::stats::STATS`]) are read at scrape time by
+//! collectors, so those paths keep their plain atomics; counters of layers
+//! above this one (SIP responses) are handed in by `serve` as
+//! [`LabelledCounters`].
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::asr::stats as asr_stats;
 use crate::events::Event;
 use crate::media::stats;
 
@@ -157,6 +161,7 @@ impl Metrics {
             records_dropped.clone(),
         );
         registry.register_collector(Box::new(RtpCollector));
+        registry.register_collector(Box::new(AsrCollector));
         Metrics {
             registry,
             active_calls,
@@ -170,6 +175,11 @@ impl Metrics {
             records_written,
             records_dropped,
         }
+    }
+
+    /// Also print `counters` (read at scrape time) with the others.
+    pub fn register_counters(&mut self, counters: LabelledCounters) {
+        self.registry.register_collector(Box::new(counters));
     }
 
     /// Every metric in the Prometheus text exposition format.
@@ -261,6 +271,89 @@ impl Metrics {
             }
             _ => {}
         }
+    }
+}
+
+/// A counter family kept elsewhere (a layer above this one), read at
+/// scrape time: `read` gives each label value and its count.
+pub struct LabelledCounters {
+    /// Metric name, without the `voxgate_` prefix or `_total`.
+    pub name: &'static str,
+    /// Its help text.
+    pub help: &'static str,
+    /// The one label's name, e.g. `class`.
+    pub label: &'static str,
+    /// The counts now, by label value.
+    pub read: fn() -> Vec<(&'static str, u64)>,
+}
+
+impl std::fmt::Debug for LabelledCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LabelledCounters")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector for LabelledCounters {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family =
+            encoder.encode_descriptor(self.name, self.help, None, MetricType::Counter)?;
+        for (value, n) in (self.read)() {
+            let labels = [(self.label, value)];
+            let c = ConstCounter::new(n);
+            c.encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The speech decoders' global counters, read at scrape time.
+#[derive(Debug)]
+struct AsrCollector;
+
+impl Collector for AsrCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snap = asr_stats::STATS.snapshot();
+        let queued = ConstGauge::new(i64::try_from(snap.queued).unwrap_or(i64::MAX));
+        queued.encode(encoder.encode_descriptor(
+            "asr_queue_depth",
+            "Utterances waiting for a speech decoder thread now",
+            None,
+            queued.metric_type(),
+        )?)?;
+        let busy = ConstCounter::new(snap.busy);
+        busy.encode(encoder.encode_descriptor(
+            "asr_refused_busy",
+            "Utterances refused because every decoder was busy (the caller is re-prompted)",
+            None,
+            busy.metric_type(),
+        )?)?;
+        // Per-bucket counts: the text encoder makes them cumulative.
+        let buckets: Vec<(f64, u64)> = snap
+            .latency
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let le = asr_stats::LATENCY_BOUNDS_MS
+                    .get(i)
+                    .map_or(f64::INFINITY, |ms| *ms as f64 / 1000.0);
+                (le, *n)
+            })
+            .collect();
+        let count = snap.latency.iter().sum();
+        let mut m = encoder.encode_descriptor(
+            "recognition_seconds",
+            "Time from an utterance queued for decoding to its answer (decoder wait + decode)",
+            None,
+            MetricType::Histogram,
+        )?;
+        m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            snap.latency_sum,
+            count,
+            &buckets,
+            None,
+        )
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use fold::{Accumulator, CallStart};
-pub use metrics::Metrics;
+pub use metrics::{LabelledCounters, Metrics};
 pub use writer::{RecordQueue, RecordWriter};
 
 use crate::config::RecordsConfig;

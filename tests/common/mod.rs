@@ -4,6 +4,9 @@
 #![allow(dead_code)]
 
 pub mod fields;
+pub mod http;
+#[allow(unused_imports)] // Not every test binary fetches a page.
+pub use http::http_get;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -207,13 +210,31 @@ impl Voxgate {
 
     /// The events of the call that starts after the first `before` events,
     /// once it has hung up (calls on one voxgate run one after another).
+    /// The events of the one call made after the first `before` events, once
+    /// it has ended. Only that call's: a late event of an earlier call (a
+    /// delivery receipt's `code_delivery`) may land after `before` too.
     pub fn call_events_since(&self, before: usize) -> Vec<serde_json::Value> {
+        let call_of = |evs: &[serde_json::Value]| -> Option<String> {
+            let later = || evs.iter().skip(before);
+            later()
+                .find(|e| event_name(e) == "flow_started")
+                .or_else(|| later().find(|e| event_name(e).starts_with("hung_up")))
+                .and_then(|e| e["call_id"].as_str().map(str::to_string))
+        };
         let all = self.wait_events("the call to end", Duration::from_secs(60), |evs| {
-            evs.iter()
-                .skip(before)
-                .any(|e| event_name(e).starts_with("hung_up"))
+            call_of(evs).is_some_and(|id| {
+                evs.iter().skip(before).any(|e| {
+                    e["call_id"].as_str() == Some(id.as_str())
+                        && event_name(e).starts_with("hung_up")
+                })
+            })
         });
-        all[before..].to_vec()
+        let id = call_of(&all);
+        all[before..]
+            .iter()
+            .filter(|e| e["call_id"].as_str() == id.as_deref())
+            .cloned()
+            .collect()
     }
 
     pub fn read_events(&self) -> Vec<serde_json::Value> {
