@@ -97,6 +97,11 @@ fn rtp_port() -> UdpSocket {
 
 /// The caller: sipp in a folder holding its tone (2 s of 1 kHz, u-law).
 fn caller(vg: &Voxgate, rtp: &UdpSocket) -> std::process::Output {
+    caller_with(vg, rtp, "bridge_caller.xml")
+}
+
+/// [`caller`] running `scenario`.
+fn caller_with(vg: &Voxgate, rtp: &UdpSocket, scenario: &str) -> std::process::Output {
     let dir = scratch("bridge-caller");
     let st = Command::new("sox")
         .args(["-n", "-r", "8000", "-c", "1", "-e", "u-law", "-t", "raw"])
@@ -107,7 +112,7 @@ fn caller(vg: &Voxgate, rtp: &UdpSocket) -> std::process::Output {
     assert!(st.success());
     sipp_in(
         &dir,
-        "bridge_caller.xml",
+        scenario,
         vg.sip,
         "bridge",
         false,
@@ -280,4 +285,39 @@ fn a_refused_refer_falls_back_to_the_bridge() {
     assert_eq!(done[0]["event"]["via"], "bridge", "{}", pretty(&evs));
     let log = vg.log();
     assert!(log.contains("REFER failed; bridging"), "{log}");
+}
+
+/// Hold passed through the B2BUA: the agent's re-INVITE (a=sendonly)
+/// reaches the caller as voxgate's own re-INVITE with a=sendonly (the
+/// caller's scenario requires it and answers recvonly), the caller's
+/// recvonly comes back to the agent (its scenario requires it), each leg's
+/// media follows (nothing sent to the agent while it holds), and the
+/// resume (sendrecv) goes the same way.
+#[test]
+fn hold_from_the_agent_is_passed_to_the_caller_and_answered_back() {
+    let (child, addr, dir) = agent("hold", "uas_hold.xml");
+    let vg = start("bridge-hold", &[addr]);
+    let rtp = rtp_port();
+    let before = vg.read_events().len();
+    let out = caller_with(&vg, &rtp, "bridge_hold_caller.xml");
+    vg.expect_sipp_ok(&out, "bridge_hold_caller.xml");
+    agent_passed(child, &dir, "hold and resume");
+    let evs = vg.call_events_since(before);
+    assert_eq!(
+        last_step_among(&evs, ENDS),
+        "transferred",
+        "{}",
+        pretty(&evs)
+    );
+    let log = vg.log();
+    let answered: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("re-INVITE answered through the bridge"))
+        .collect();
+    assert_eq!(answered.len(), 2, "{log}");
+    // Hold: we told the agent recvonly (so its leg sends nothing); resume: sendrecv.
+    assert!(answered[0].contains("from=\"agent\""), "{log}");
+    assert!(answered[0].contains("direction=\"recvonly\""), "{log}");
+    assert!(answered[1].contains("direction=\"sendrecv\""), "{log}");
+    assert_eq!(fields::log_problems(&log), Vec::<String>::new());
 }
