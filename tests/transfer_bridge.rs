@@ -22,9 +22,18 @@ const ENDS: &[&str] = &["transferred", "failed", "broken"];
 
 /// sipp as an agent running `scenario` once on a port of its own.
 fn agent(name: &str, scenario: &str) -> (Child, SocketAddr, PathBuf) {
+    agent_keys(name, scenario, &[])
+}
+
+/// [`agent`] with sipp `-key`s.
+fn agent_keys(name: &str, scenario: &str, keys: &[(&str, String)]) -> (Child, SocketAddr, PathBuf) {
     let dir = scratch(&format!("bridge-agent-{name}"));
     let port = free_port();
-    let child = Command::new("sipp")
+    let mut cmd = Command::new("sipp");
+    for (k, v) in keys {
+        cmd.args(["-key", k, v]);
+    }
+    let child = cmd
         .arg("-sf")
         .arg(root().join("tests/sipp").join(scenario))
         .args(["-i", "127.0.0.1", "-p", &port.to_string()])
@@ -70,12 +79,18 @@ fn logged_assertion(dir: &PathBuf) -> String {
 }
 
 fn start(name: &str, agents: &[SocketAddr]) -> Voxgate {
+    start_with(name, agents, "", "")
+}
+
+/// [`start`] with more settings of the group (`attempt_timeout: 2s, `)
+/// and of `transfer:` (`  max_bridge: 10s\n`).
+fn start_with(name: &str, agents: &[SocketAddr], group: &str, transfer: &str) -> Voxgate {
     let targets: Vec<String> = agents
         .iter()
         .map(|a| format!("\"sip:agent@{a}\""))
         .collect();
     let extra = format!(
-        "rtp_timeout: 2m\ntransfer:\n  groups:\n    agents: {{ targets: [{}] }}\n  assertion: {{ algorithm: EdDSA, ttl: 30s }}\n",
+        "rtp_timeout: 2m\ntransfer:\n  groups:\n    agents: {{ {group}targets: [{}] }}\n  assertion: {{ algorithm: EdDSA, ttl: 30s }}\n{transfer}",
         targets.join(", ")
     );
     Voxgate::start(
@@ -320,4 +335,345 @@ fn hold_from_the_agent_is_passed_to_the_caller_and_answered_back() {
     assert!(answered[0].contains("direction=\"recvonly\""), "{log}");
     assert!(answered[1].contains("direction=\"sendrecv\""), "{log}");
     assert_eq!(fields::log_problems(&log), Vec::<String>::new());
+}
+
+/// The agent's 183 with SDP: its early media reaches the caller before it
+/// answers (the agent leg's media starts at the 183 and relays while the
+/// agent's phone still rings).
+#[test]
+fn the_agents_early_media_reaches_the_caller_before_the_answer() {
+    let (child, addr, dir) = agent("early", "uas_early.xml");
+    let vg = start("bridge-early", &[addr]);
+    let rtp = rtp_port();
+    let out = caller(&vg, &rtp);
+    vg.expect_sipp_ok(&out, "bridge_caller.xml");
+    agent_passed(child, &dir, "early media");
+    let mut log = vg.log();
+    for _ in 0..50 {
+        if log.contains("agent leg ended") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        log = vg.log();
+    }
+    let at = |what: &str| {
+        log.find(what)
+            .unwrap_or_else(|| panic!("no `{what}` in:\n{log}"))
+    };
+    assert!(
+        at("agent leg media started") < at("outbound leg answered"),
+        "{log}"
+    );
+    // 2 s of the agent's audio before its 200: ≈ 100 frames relayed to
+    // the caller before the answer, more after.
+    assert!(
+        logged(&log, "agent leg ended", "relayed_out") >= 80,
+        "{log}"
+    );
+}
+
+/// `transfer.max_bridge`: a bridge nobody ends is cut there, with BYE to
+/// both legs (each sipp requires voxgate's BYE).
+#[test]
+fn max_bridge_ends_both_legs_with_bye() {
+    let (child, addr, dir) = agent("max", "uas_wait_bye.xml");
+    let vg = start_with("bridge-max", &[addr], "", "  max_bridge: 10s\n");
+    let rtp = rtp_port();
+    let out = caller(&vg, &rtp);
+    vg.expect_sipp_ok(&out, "bridge_caller.xml");
+    agent_passed(child, &dir, "BYE at max_bridge");
+    assert!(
+        vg.log().contains("the bridge reached transfer.max_bridge"),
+        "{}",
+        vg.log()
+    );
+}
+
+/// The first agent of the group rings past the group's `attempt_timeout`:
+/// voxgate CANCELs it (its scenario requires the CANCEL) and the second
+/// agent answers.
+#[test]
+fn an_agent_ringing_past_the_attempt_timeout_is_cancelled_and_the_next_answers() {
+    let (ringing, ringing_addr, ringing_dir) = agent("noanswer", "uas_ring_cancel.xml");
+    let (child, addr, dir) = agent("after-noanswer", "uas_bridge.xml");
+    let vg = start_with(
+        "bridge-noanswer",
+        &[ringing_addr, addr],
+        "attempt_timeout: 2s, ",
+        "",
+    );
+    let rtp = rtp_port();
+    let before = vg.read_events().len();
+    let out = caller(&vg, &rtp);
+    vg.expect_sipp_ok(&out, "bridge_caller.xml");
+    agent_passed(ringing, &ringing_dir, "CANCEL at the attempt timeout");
+    agent_passed(child, &dir, "second agent");
+    let evs = vg.call_events_since(before);
+    assert_eq!(
+        events_named(&evs, "transferred").len(),
+        1,
+        "{}",
+        pretty(&evs)
+    );
+    assert!(vg.log().contains("agent attempt failed"), "{}", vg.log());
+}
+
+/// Power of `freq` Hz over the whole of `pcm` (Goertzel), relative to
+/// the signal's energy: near 1 for a pure tone at `freq`.
+fn tone_share(pcm: &[i16], freq: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / 8000.0;
+    let (mut s1, mut s2, mut energy) = (0.0f64, 0.0f64, 0.0f64);
+    for &x in pcm {
+        let x = f64::from(x);
+        let s0 = x + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+        energy += x * x;
+    }
+    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    if energy == 0.0 {
+        0.0
+    } else {
+        2.0 * power / (energy * pcm.len() as f64)
+    }
+}
+
+/// RTP packets arriving at `sock` until `stop` is set: (payload type, payload).
+fn capture(
+    sock: UdpSocket,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(u8, Vec<u8>)>> {
+    std::thread::spawn(move || {
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+            .unwrap();
+        let mut got = vec![];
+        let mut buf = [0u8; 2048];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(n) = sock.recv(&mut buf) {
+                if n > 12 {
+                    got.push((buf[1] & 0x7f, buf[12..n].to_vec()));
+                }
+            }
+        }
+        got
+    })
+}
+
+/// Once the scenario running in `dir` wrote voxgate's RTP port to
+/// `vport.txt`, send a `freq` Hz tone there from `sock` (RTP, `pt`) every
+/// 20 ms until `stop`: voxgate's RTP for that leg latches to `sock`.
+fn send_tone(
+    sock: UdpSocket,
+    dir: PathBuf,
+    pt: u8,
+    freq: f64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    use voxgate::media::g711::{encode, Codec};
+    std::thread::spawn(move || {
+        let file = dir.join("vport.txt");
+        let port = loop {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            if let Some(p) = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| t.trim().parse::<u16>().ok())
+            {
+                break p;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let codec = if pt == 8 { Codec::Pcma } else { Codec::Pcmu };
+        let mut n: u32 = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let pcm: Vec<i16> = (0..160)
+                .map(|i| {
+                    let t = f64::from(n * 160 + i) / 8000.0;
+                    (8000.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16
+                })
+                .collect();
+            let mut pkt = vec![0x80, pt];
+            pkt.extend_from_slice(&(n as u16).to_be_bytes());
+            pkt.extend_from_slice(&(n * 160).to_be_bytes());
+            pkt.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            let mut payload = vec![];
+            encode(codec, &pcm, &mut payload);
+            pkt.extend_from_slice(&payload);
+            let _ = sock.send_to(&pkt, ("127.0.0.1", port));
+            n += 1;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    })
+}
+
+/// Whether the audio packets of `pt` in `got` carry a tone at `freq`:
+/// most 20 ms frames (of those with sound) are dominated by it.
+fn tone_heard(got: &[(u8, Vec<u8>)], pt: u8, freq: f64) -> (usize, usize) {
+    use voxgate::media::g711::{decode, Codec};
+    let codec = if pt == 8 { Codec::Pcma } else { Codec::Pcmu };
+    let (mut loud, mut toned) = (0, 0);
+    for (_, payload) in got.iter().filter(|(p, _)| *p == pt) {
+        let mut pcm = vec![];
+        decode(codec, payload, &mut pcm);
+        if pcm.iter().map(|&x| i64::from(x).abs()).max().unwrap_or(0) < 1000 {
+            continue;
+        }
+        loud += 1;
+        if tone_share(&pcm, freq) > 0.5 {
+            toned += 1;
+        }
+    }
+    (loud, toned)
+}
+
+/// Media really flows both ways, heard at each end: the caller's 1 kHz
+/// tone (PCMU) arrives at the agent's RTP address transcoded to PCMA, the
+/// agent's 600 Hz tone (PCMA) at the caller's in PCMU; and the caller's
+/// digit keyed by SIP INFO arrives at the agent as RFC 4733 events on the
+/// agent's telephone-event payload type. The test's own sockets are both
+/// legs' media (named in the SDPs, and the tones' source, so voxgate's RTP
+/// latches to them): the test hears exactly what voxgate sends each leg.
+#[test]
+fn tones_cross_the_bridge_both_ways_and_an_info_digit_reaches_the_agent_as_rfc4733() {
+    let caller_rtp = rtp_port();
+    let agent_rtp = rtp_port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let at_agent = capture(agent_rtp.try_clone().unwrap(), stop.clone());
+    let at_caller = capture(caller_rtp.try_clone().unwrap(), stop.clone());
+    let (child, addr, dir) = agent_keys(
+        "probe",
+        "uas_probe.xml",
+        &[(
+            "rtp_listen",
+            agent_rtp.local_addr().unwrap().port().to_string(),
+        )],
+    );
+    let agent_tone = send_tone(
+        agent_rtp.try_clone().unwrap(),
+        dir.clone(),
+        8,
+        600.0,
+        stop.clone(),
+    );
+    let vg = start("bridge-probe", &[addr]);
+    let caller_dir = scratch("bridge-probe-caller");
+    let caller_tone = send_tone(
+        caller_rtp.try_clone().unwrap(),
+        caller_dir.clone(),
+        0,
+        1000.0,
+        stop.clone(),
+    );
+    let out = sipp_in(
+        &caller_dir,
+        "bridge_probe_caller.xml",
+        vg.sip,
+        "bridge",
+        false,
+        &[(
+            "rtp_listen",
+            caller_rtp.local_addr().unwrap().port().to_string(),
+        )],
+    );
+    vg.expect_sipp_ok(&out, "bridge_probe_caller.xml");
+    agent_passed(child, &dir, "probe");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    agent_tone.join().unwrap();
+    caller_tone.join().unwrap();
+    let at_agent = at_agent.join().unwrap();
+    let at_caller = at_caller.join().unwrap();
+    let (loud, toned) = tone_heard(&at_agent, 8, 1000.0);
+    assert!(
+        loud >= 25 && toned * 10 >= loud * 8,
+        "at the agent: {toned} of {loud} loud PCMA frames hold 1 kHz"
+    );
+    let (loud, toned) = tone_heard(&at_caller, 0, 600.0);
+    assert!(
+        loud >= 25 && toned * 10 >= loud * 8,
+        "at the caller: {toned} of {loud} loud PCMU frames hold 600 Hz"
+    );
+    // RFC 4733 on the agent's PT 101: event 7, an end packet among them.
+    let events: Vec<&Vec<u8>> = at_agent
+        .iter()
+        .filter(|(pt, p)| *pt == 101 && p.len() >= 4)
+        .map(|(_, p)| p)
+        .collect();
+    assert!(!events.is_empty(), "no RFC 4733 packet reached the agent");
+    assert!(events.iter().all(|p| p[0] == 7), "{events:?}");
+    assert!(
+        events.iter().any(|p| p[1] & 0x80 != 0),
+        "no end packet: {events:?}"
+    );
+    // And nothing of it in the caller's direction (the caller keyed it).
+    assert!(!at_caller.iter().any(|(pt, _)| *pt == 101));
+}
+
+/// A real softphone as the agent: baresip answers by itself
+/// (`answermode=auto`), sends a 440 Hz tone and hangs up when its time is
+/// up; voxgate relays both ways and the agent's hang-up ends the caller's
+/// leg with our BYE.
+#[test]
+fn baresip_answers_as_the_agent_and_audio_is_relayed_both_ways() {
+    let dir = scratch("bridge-baresip");
+    let st = Command::new("sox")
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+        .arg(dir.join("in.wav"))
+        .args(["synth", "20", "sine", "440", "vol", "0.3"])
+        .status()
+        .expect("sox");
+    assert!(st.success());
+    let sip_port = free_port();
+    let rtp = free_port();
+    let config = format!(
+        "sip_listen\t127.0.0.1:{sip_port}\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\taufile.so\nmodule\tsndfile.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\naudio_player\taufile,/dev/null\naudio_source\taufile,{}\naudio_alert\taufile,/dev/null\nsnd_path\t{}\nrtp_ports\t{rtp}-{}\n",
+        dir.join("in.wav").display(),
+        dir.display(),
+        rtp + 20
+    );
+    std::fs::write(dir.join("config"), config).unwrap();
+    std::fs::write(
+        dir.join("accounts"),
+        format!("<sip:agent@127.0.0.1:{sip_port}>;regint=0;audio_codecs=PCMA;answermode=auto\n"),
+    )
+    .unwrap();
+    let baresip = Command::new("baresip")
+        .arg("-f")
+        .arg(&dir)
+        // One non-loopback IPv4 address for its media: the test network
+        // namespace's veth (10.254.254.1).
+        .args(["-4", "-t", "8"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("baresip (apt-get install baresip-core)");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let agent = SocketAddr::from(([127, 0, 0, 1], sip_port));
+    let vg = start("bridge-baresip", &[agent]);
+    let rtp = rtp_port();
+    let before = vg.read_events().len();
+    let out = caller(&vg, &rtp);
+    let agent_out = baresip.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&agent_out.stdout);
+    vg.expect_sipp_ok(&out, "bridge_caller.xml");
+    assert!(
+        stdout.contains("Call established"),
+        "baresip output:\n{stdout}"
+    );
+    let evs = vg.call_events_since(before);
+    let done = events_named(&evs, "transferred");
+    assert_eq!(done.len(), 1, "{}", pretty(&evs));
+    assert_eq!(done[0]["event"]["via"], "bridge", "{}", pretty(&evs));
+    let mut log = vg.log();
+    for _ in 0..50 {
+        if log.contains("agent leg ended") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        log = vg.log();
+    }
+    assert!(logged(&log, "agent leg ended", "relayed_out") > 0, "{log}");
+    assert!(logged(&log, "agent leg ended", "relayed_in") > 0, "{log}");
 }
