@@ -677,3 +677,26 @@ fn baresip_answers_as_the_agent_and_audio_is_relayed_both_ways() {
     assert!(logged(&log, "agent leg ended", "relayed_out") > 0, "{log}");
     assert!(logged(&log, "agent leg ended", "relayed_in") > 0, "{log}");
 }
+
+/// Hold from the caller's side: its re-INVITE (a=sendonly) reaches the
+/// agent as voxgate's own with a=sendonly (the agent's scenario requires
+/// it and answers recvonly), the agent's recvonly comes back to the caller
+/// (its scenario requires it); then the resume the same way.
+#[test]
+fn hold_from_the_caller_is_passed_to_the_agent_and_answered_back() {
+    let (child, addr, dir) = agent("held", "uas_held.xml");
+    let vg = start("bridge-held", &[addr]);
+    let rtp = rtp_port();
+    let out = caller_with(&vg, &rtp, "bridge_holding_caller.xml");
+    vg.expect_sipp_ok(&out, "bridge_holding_caller.xml");
+    agent_passed(child, &dir, "held and resumed by the caller");
+    let log = vg.log();
+    let answered: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("re-INVITE answered through the bridge"))
+        .collect();
+    assert_eq!(answered.len(), 2, "{log}");
+    assert!(answered[0].contains("from=\"caller\""), "{log}");
+    assert!(answered[0].contains("direction=\"recvonly\""), "{log}");
+    assert!(answered[1].contains("direction=\"sendrecv\""), "{log}");
+}
