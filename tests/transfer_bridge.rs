@@ -487,10 +487,21 @@ fn send_tone(
         let codec = if pt == 8 { Codec::Pcma } else { Codec::Pcmu };
         let mut n: u32 = 0;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // After 2 s, the caller's side keys `5` in band (770 + 1336 Hz,
+            // 120 ms between silences); the agent's side only talks.
+            let inband = pt == 0 && (100..106).contains(&n);
+            let quiet = pt == 0 && (90..116).contains(&n) && !inband;
             let pcm: Vec<i16> = (0..160)
                 .map(|i| {
                     let t = f64::from(n * 160 + i) / 8000.0;
-                    (8000.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16
+                    let sine = |f: f64| (2.0 * std::f64::consts::PI * f * t).sin();
+                    if inband {
+                        (6000.0 * (sine(770.0) + sine(1336.0))) as i16
+                    } else if quiet {
+                        0
+                    } else {
+                        (8000.0 * sine(freq)) as i16
+                    }
                 })
                 .collect();
             let mut pkt = vec![0x80, pt];
@@ -530,12 +541,12 @@ fn tone_heard(got: &[(u8, Vec<u8>)], pt: u8, freq: f64) -> (usize, usize) {
 /// Media really flows both ways, heard at each end: the caller's 1 kHz
 /// tone (PCMU) arrives at the agent's RTP address transcoded to PCMA, the
 /// agent's 600 Hz tone (PCMA) at the caller's in PCMU; and the caller's
-/// digit keyed by SIP INFO arrives at the agent as RFC 4733 events on the
-/// agent's telephone-event payload type. The test's own sockets are both
+/// digits keyed by SIP INFO (7) and in band (5) arrive at the agent as
+/// RFC 4733 events on the agent's telephone-event payload type. The test's own sockets are both
 /// legs' media (named in the SDPs, and the tones' source, so voxgate's RTP
 /// latches to them): the test hears exactly what voxgate sends each leg.
 #[test]
-fn tones_cross_the_bridge_both_ways_and_an_info_digit_reaches_the_agent_as_rfc4733() {
+fn tones_cross_the_bridge_both_ways_and_info_and_inband_digits_reach_the_agent_as_rfc4733() {
     let caller_rtp = rtp_port();
     let agent_rtp = rtp_port();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -600,7 +611,10 @@ fn tones_cross_the_bridge_both_ways_and_an_info_digit_reaches_the_agent_as_rfc47
         .map(|(_, p)| p)
         .collect();
     assert!(!events.is_empty(), "no RFC 4733 packet reached the agent");
-    assert!(events.iter().all(|p| p[0] == 7), "{events:?}");
+    // 7 keyed by SIP INFO, 5 in band: both re-sent as RFC 4733.
+    assert!(events.iter().all(|p| p[0] == 7 || p[0] == 5), "{events:?}");
+    assert!(events.iter().any(|p| p[0] == 7), "{events:?}");
+    assert!(events.iter().any(|p| p[0] == 5), "{events:?}");
     assert!(
         events.iter().any(|p| p[1] & 0x80 != 0),
         "no end packet: {events:?}"
