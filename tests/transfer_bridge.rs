@@ -714,3 +714,54 @@ fn hold_from_the_caller_is_passed_to_the_agent_and_answered_back() {
     assert!(answered[0].contains("direction=\"recvonly\""), "{log}");
     assert!(answered[1].contains("direction=\"sendrecv\""), "{log}");
 }
+
+/// `refer_then_bridge`: the caller's side accepts the REFER but reports
+/// the transfer failed (NOTIFY with a 486 sipfrag), so voxgate bridges to
+/// the agent itself; the agent hanging up ends the caller's leg.
+#[test]
+fn a_failed_refer_sipfrag_falls_back_to_the_bridge() {
+    let (child, addr, dir) = agent("sipfrag-fallback", "uas_bridge.xml");
+    let vg = start("bridge-sipfrag-fallback", &[addr]);
+    let rtp = rtp_port();
+    let before = vg.read_events().len();
+    let out = sipp(
+        "refer_busy_then_bridge.xml",
+        vg.sip,
+        "fallback",
+        false,
+        &[("rtp_listen", rtp.local_addr().unwrap().port().to_string())],
+    );
+    vg.expect_sipp_ok(&out, "refer_busy_then_bridge.xml");
+    agent_passed(child, &dir, "after a failed REFER");
+    let evs = vg.call_events_since(before);
+    let done = events_named(&evs, "transferred");
+    assert_eq!(done.len(), 1, "{}", pretty(&evs));
+    assert_eq!(done[0]["event"]["via"], "bridge", "{}", pretty(&evs));
+    assert!(vg.log().contains("REFER failed; bridging"), "{}", vg.log());
+}
+
+/// The caller hangs up during the bridge: voxgate's BYE ends the agent's
+/// leg (the agent's scenario requires it).
+#[test]
+fn a_caller_hanging_up_during_the_bridge_sends_bye_to_the_agent() {
+    let (child, addr, dir) = agent("caller-bye", "uas_wait_bye.xml");
+    let vg = start("bridge-caller-bye", &[addr]);
+    let rtp = rtp_port();
+    let before = vg.read_events().len();
+    let out = sipp(
+        "caller_bye.xml",
+        vg.sip,
+        "bridge",
+        false,
+        &[("rtp_listen", rtp.local_addr().unwrap().port().to_string())],
+    );
+    vg.expect_sipp_ok(&out, "caller_bye.xml");
+    agent_passed(child, &dir, "BYE after the caller's");
+    let evs = vg.call_events_since(before);
+    assert_eq!(
+        events_named(&evs, "transferred").len(),
+        1,
+        "{}",
+        pretty(&evs)
+    );
+}
