@@ -656,7 +656,7 @@ fn baresip_answers_as_the_agent_and_audio_is_relayed_both_ways() {
         .arg(&dir)
         // One non-loopback IPv4 address for its media: the test network
         // namespace's veth (10.254.254.1).
-        .args(["-4", "-t", "8"])
+        .args(["-4", "-t", "10"])
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
