@@ -175,6 +175,16 @@ def rtpstats(log):
     return " ".join(f.get(k, "-") for k in ("sent", "received", "lost", "send_interval_p50_ms", "p99_ms", "p999_ms", "over_30ms"))
 
 
+def relaystats(log):
+    """Fields of the last `relay stats since last report` line of the voxgate log."""
+    line = ""
+    for l in open(log, errors="replace"):
+        if "relay stats since last report" in l:
+            line = l
+    f = dict(re.findall(r"(\w+)=(\S+)", line))
+    return " ".join(f.get(k, "-") for k in ("frames", "dropped", "wait_p50_ms", "wait_p99_ms", "caller_send_p50_ms", "caller_send_p99_ms", "agent_send_p50_ms", "agent_send_p99_ms"))
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "stat":
@@ -191,3 +201,5 @@ if __name__ == "__main__":
         print(dbrows(args[0]))
     elif cmd == "rtpstats":
         print(rtpstats(args[0]))
+    elif cmd == "relaystats":
+        print(relaystats(args[0]))

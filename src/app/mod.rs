@@ -126,6 +126,10 @@ fn log_rtp_stats(last: &mut stats::Snapshot) {
     let now = stats::STATS.snapshot();
     info!("rtp stats {}", now.summary());
     info!("rtp stats since last report {}", now.since(last).summary());
+    info!(
+        "relay stats since last report {}",
+        crate::media::bridge::RELAY.report()
+    );
     *last = now;
 }
 

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tracing::{info, warn, Instrument};
 
+use super::hold::{HoldOffers, LegSdp};
 use super::rtp_ports::RtpPorts;
 use super::setup::{encoding, media_params};
 use crate::media::g711::Codec;
@@ -66,6 +67,19 @@ impl AgentLegs {
         Some(leg.clone())
     }
 
+    /// What the bridge needs to offer or answer on the agent leg `call`
+    /// (the next session version taken).
+    pub(super) fn leg_sdp(&self, call: &str) -> Option<LegSdp> {
+        let leg = self.bump_version(call)?;
+        Some(LegSdp {
+            call: call.to_string(),
+            media: leg.media,
+            local: leg.local,
+            peer_ip: leg.peer_ip,
+            dtmf_pt: AGENT_DTMF_PT,
+        })
+    }
+
     fn remove(&self, call: &str) {
         if let Ok(mut m) = self.0.lock() {
             m.remove(call);
@@ -87,6 +101,8 @@ pub struct Dialer {
     pub(super) legs: AgentLegs,
     /// `transfer.outbound_proxy`: every agent INVITE goes there.
     pub(super) proxy: Option<SocketAddr>,
+    /// Where bridged legs' re-INVITEs go (hold passed through).
+    pub(super) holds: HoldOffers,
 }
 
 /// Why an agent leg could not be placed at all (nothing was sent).
@@ -201,8 +217,19 @@ impl Dialer {
         let neg = sdp::answer(answer, &leg.local).map_err(|e| e.to_string())?;
         let params = media_params(&neg, leg.next_hop.ip())
             .ok_or_else(|| "the agent's answer names no codec we offered".to_string())?;
+        // Later offers to the agent (hold passed through) keep its codec first.
+        let mut local = leg.local.clone();
+        local.codecs.sort_by_key(|c| *c != neg.codec);
         if let Some(m) = &leg.media {
             let _ = m.commands.send(MediaCommand::Update(params));
+            self.legs.insert(
+                &leg.call,
+                LegMedia {
+                    media: m.commands.clone(),
+                    local,
+                    peer_ip: leg.next_hop.ip(),
+                },
+            );
             return Ok(());
         }
         let sock = leg
@@ -228,7 +255,7 @@ impl Dialer {
             &leg.call,
             LegMedia {
                 media: cmd_tx.clone(),
-                local: leg.local.clone(),
+                local,
                 peer_ip: leg.next_hop.ip(),
             },
         );

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn, Instrument};
 
 use super::bridge::{AgentLegs, Dialer};
+use super::hold::{CallerSdp, HoldOffers};
 use super::rtp_ports::RtpPorts;
 use super::sip::{CallControl, SipCall};
 use super::{identity, CallInfo};
@@ -82,18 +83,24 @@ struct CallMedia {
     peer_ip: IpAddr,
     /// Late offer: what we offered, until the caller's answer (in the ACK) comes.
     late_offer: Option<LocalMedia>,
-    sdp_version: u64,
+    /// Shared with the call's bridge, which also writes SDP on this leg.
+    sdp_version: Arc<std::sync::atomic::AtomicU64>,
     session_id: u64,
 }
 
 impl CallMedia {
-    fn local_media(&self) -> LocalMedia {
+    /// Our media description with the next session version.
+    fn next_local_media(&self) -> LocalMedia {
+        let version = self
+            .sdp_version
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         LocalMedia {
             ip: self.media_ip,
             port: self.rtp_port,
             codecs: our_encodings(),
             session_id: self.session_id,
-            session_version: self.sdp_version,
+            session_version: version,
         }
     }
 }
@@ -104,6 +111,8 @@ pub struct CallSetup {
     ports: Arc<RtpPorts>,
     /// Agent legs of bridged transfers (their re-INVITEs and INFO).
     legs: AgentLegs,
+    /// Bridged calls (either leg), whose re-INVITEs the bridge passes on.
+    holds: HoldOffers,
     prompts: Arc<PromptCache>,
     runner: Arc<dyn CallRunner>,
     calls: HashMap<String, CallMedia>,
@@ -135,6 +144,7 @@ impl CallSetup {
         Self {
             ports: Arc::new(RtpPorts::new(cfg.rtp).with_recv_buffer(cfg.rtp_recv_buffer)),
             legs: AgentLegs::default(),
+            holds: HoldOffers::default(),
             cfg,
             prompts,
             runner,
@@ -311,6 +321,12 @@ impl DialogHandler for CallSetup {
             }
         };
         let caller_codec = params.codec;
+        let caller_dtmf_pt = params
+            .dtmf_pts
+            .first()
+            .copied()
+            .unwrap_or(LATE_OFFER_DTMF_PT);
+        let sdp_version = Arc::new(std::sync::atomic::AtomicU64::new(1));
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         let session = MediaSession::new(
@@ -354,8 +370,22 @@ impl DialogHandler for CallSetup {
                 media_rt: self.cfg.media.clone(),
                 legs: self.legs.clone(),
                 proxy: self.cfg.outbound_proxy,
+                holds: self.holds.clone(),
             },
             caller_codec,
+            CallerSdp {
+                local: LocalMedia {
+                    codecs: {
+                        let mut c = our_encodings();
+                        c.sort_by_key(|e| *e != encoding(caller_codec));
+                        c
+                    },
+                    ..local.clone()
+                },
+                version: sdp_version.clone(),
+                peer_ip: peer.ip(),
+                dtmf_pt: caller_dtmf_pt,
+            },
         );
         self.calls.insert(
             call.clone(),
@@ -366,7 +396,7 @@ impl DialogHandler for CallSetup {
                 media_ip,
                 peer_ip: peer.ip(),
                 late_offer: late_offer.then(|| local.clone()),
-                sdp_version: 1,
+                sdp_version,
                 session_id,
             },
         );
@@ -376,6 +406,10 @@ impl DialogHandler for CallSetup {
     }
 
     fn re_offered(&mut self, call: &str, offer: &[u8]) -> Decision {
+        // A leg of a bridge: its bridge asks the other leg first.
+        if self.holds.forward(call, offer) {
+            return Decision::Later;
+        }
         let Some(h) = self.calls.get_mut(call) else {
             // An agent leg of a bridge (hold from the agent's side): answered
             // here, its media follows; the caller's leg keeps its own.
@@ -394,8 +428,7 @@ impl DialogHandler for CallSetup {
                 Err(e) => refusal(&e),
             };
         };
-        h.sdp_version += 1;
-        match sdp::answer(offer, &h.local_media()) {
+        match sdp::answer(offer, &h.next_local_media()) {
             Ok(neg) => {
                 let Some(params) = media_params(&neg, h.peer_ip) else {
                     return unusable_codec();
@@ -534,6 +567,7 @@ mod tests {
         match d {
             Decision::Answer { .. } => 200,
             Decision::Reject { status, .. } => *status,
+            Decision::Later => 0,
         }
     }
 

@@ -6,6 +6,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::bridge::{media_event, AgentLeg, Dialer, PlaceError};
+use super::hold::{self, CallerSdp, HoldOffer, HoldRelay, LegSdp, Side};
 use super::{
     CallChannel, CallError, CallInfo, CallInput, RecognitionSpec, TransferFailure, TransferMode,
     TransferOutcome, TransferPath, TransferRequest,
@@ -75,7 +76,7 @@ pub struct SipCall {
     speech: Option<SpeechPool>,
     /// Places the agent leg of a bridged transfer, with the caller leg's
     /// codec (offered first); None: bridging is not possible on this call.
-    dialer: Option<(Dialer, Codec)>,
+    dialer: Option<(Dialer, Codec, CallerSdp)>,
     listening: Listening,
     /// Tag of the last listening started; events of earlier ones are stale.
     listen_tag: u64,
@@ -130,8 +131,8 @@ impl SipCall {
 
     /// Let a `transfer` bridge: place agent legs through `dialer`, offering
     /// the caller leg's codec first.
-    pub fn with_dialer(mut self, dialer: Dialer, caller_codec: Codec) -> Self {
-        self.dialer = Some((dialer, caller_codec));
+    pub fn with_dialer(mut self, dialer: Dialer, caller_codec: Codec, sdp: CallerSdp) -> Self {
+        self.dialer = Some((dialer, caller_codec, sdp));
         self
     }
 
@@ -284,7 +285,7 @@ impl SipCall {
     /// once answered, both legs relay until either hangs up (the other gets
     /// BYE) or `max_bridge` passes.
     async fn bridge(&mut self, req: &TransferRequest) -> Result<TransferOutcome, CallError> {
-        let Some((dialer, codec)) = self.dialer.clone() else {
+        let Some((dialer, codec, caller_sdp)) = self.dialer.clone() else {
             return Err(CallError::Unsupported(
                 "bridge",
                 "this call cannot place an agent leg".into(),
@@ -333,7 +334,8 @@ impl SipCall {
                 }
             }
             tracing::info!(%target, leg = %leg.call, "bridged");
-            self.relay(&dialer, &mut leg, req.max_bridge).await;
+            self.relay(&dialer, &caller_sdp, &mut leg, req.max_bridge)
+                .await;
             let _ = self.media.send(MediaCommand::Unbridge);
             leg.finish().await;
             if !self.gone {
@@ -428,17 +430,32 @@ impl SipCall {
     }
 
     /// The bridged call, until one side hangs up (the other gets BYE) or
-    /// `max` passes (both get BYE).
-    async fn relay(&mut self, dialer: &Dialer, leg: &mut AgentLeg, max: Duration) {
+    /// `max` passes (both get BYE). Either leg's re-INVITE (hold, resume)
+    /// is passed to the other ([`super::hold`]).
+    async fn relay(
+        &mut self,
+        dialer: &Dialer,
+        caller_sdp: &CallerSdp,
+        leg: &mut AgentLeg,
+        max: Duration,
+    ) {
         let end = Instant::now() + max;
         let call = leg.call.clone();
+        let (hold_tx, mut holds) = mpsc::unbounded_channel();
+        dialer
+            .holds
+            .register(&self.info.call_id, Side::Caller, hold_tx.clone());
+        dialer.holds.register(&call, Side::Agent, hold_tx);
+        let mut passing: Option<HoldRelay> = None;
+        let mut agent_gone = false;
         loop {
             let (events, media) = leg.receivers();
             tokio::select! {
                 ev = events.recv() => {
                     if matches!(ev, None | Some(LegEvent::Ended | LegEvent::Failed { .. })) {
                         tracing::info!(leg = %call, "the agent hung up");
-                        return;
+                        agent_gone = true;
+                        break;
                     }
                 }
                 ev = media_event(media) => {
@@ -453,14 +470,75 @@ impl SipCall {
                         break;
                     }
                 }
+                Some(offer) = holds.recv() => {
+                    let from_call = match offer.from {
+                        Side::Caller => self.info.call_id.clone(),
+                        Side::Agent => call.clone(),
+                    };
+                    if passing.is_some() {
+                        // One at a time: the other side retries (14.1).
+                        hold::refuse_offer(&dialer.sip, &from_call, 491);
+                        continue;
+                    }
+                    let (Some(from), Some(to)) = (
+                        self.leg_sdp(dialer, caller_sdp, &call, offer.from),
+                        self.leg_sdp(dialer, caller_sdp, &call, offer.from.other()),
+                    ) else {
+                        hold::refuse_offer(&dialer.sip, &from_call, 500);
+                        continue;
+                    };
+                    let HoldOffer { from: side, offer } = offer;
+                    passing = HoldRelay::start(&dialer.sip, side, from, offer, to);
+                }
+                ans = answered(&mut passing) => {
+                    if let Some(p) = passing.take() {
+                        p.finish(&dialer.sip, ans);
+                    }
+                }
                 _ = tokio::time::sleep_until(end) => {
                     tracing::info!(?max, "the bridge reached transfer.max_bridge; hanging up both legs");
                     break;
                 }
             }
         }
-        dialer.sip.hangup(call);
-        wait_leg_end(leg).await;
+        dialer.holds.unregister(&self.info.call_id);
+        dialer.holds.unregister(&call);
+        // Re-INVITEs still waiting get their answer before the BYEs.
+        if let Some(p) = passing.take() {
+            p.abandon(&dialer.sip);
+        }
+        holds.close();
+        while let Ok(offer) = holds.try_recv() {
+            let from_call = match offer.from {
+                Side::Caller => self.info.call_id.clone(),
+                Side::Agent => call.clone(),
+            };
+            hold::refuse_offer(&dialer.sip, &from_call, 500);
+        }
+        if !agent_gone {
+            dialer.sip.hangup(call);
+            wait_leg_end(leg).await;
+        }
+    }
+
+    /// One leg's SDP handles for the bridge's re-offers.
+    fn leg_sdp(
+        &self,
+        dialer: &Dialer,
+        caller: &CallerSdp,
+        agent: &str,
+        side: Side,
+    ) -> Option<LegSdp> {
+        match side {
+            Side::Caller => Some(LegSdp {
+                call: self.info.call_id.clone(),
+                media: self.media.clone(),
+                local: caller.next(),
+                peer_ip: caller.peer_ip,
+                dtmf_pt: caller.dtmf_pt,
+            }),
+            Side::Agent => dialer.legs.leg_sdp(agent),
+        }
     }
 
     /// Nothing can be asked of a call whose far end is gone.
@@ -696,6 +774,15 @@ enum Rung {
     Answered,
     /// Not connected (the leg is over).
     Failed(TransferOutcome),
+}
+
+/// The other leg's answer to the re-INVITE being passed on (None: its
+/// dialog ended); pending forever when none is.
+async fn answered(passing: &mut Option<HoldRelay>) -> Option<crate::sip::handler::ReAnswer> {
+    match passing {
+        Some(p) => p.answer.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Until the agent leg's last event (our CANCEL or BYE completed), at most

@@ -101,6 +101,9 @@ impl Lane {
 /// directions for this leg; the other leg then finds nothing queued, sends
 /// silence, and stops queueing for it.
 pub struct BridgeEnd {
+    /// Which of the pair: 0 for the first end [`pair`] returns (the
+    /// caller's, in a transfer), 1 for the second (the agent's).
+    side: usize,
     out: Arc<Mutex<Lane>>,
     inbound: Arc<Mutex<Lane>>,
     /// Consecutive pops that left a backlog of two or more frames.
@@ -121,11 +124,13 @@ pub fn pair() -> (BridgeEnd, BridgeEnd) {
     let b_to_a = Arc::new(Mutex::new(Lane::new()));
     (
         BridgeEnd {
+            side: 0,
             out: Arc::clone(&a_to_b),
             inbound: Arc::clone(&b_to_a),
             backlog_ticks: 0,
         },
         BridgeEnd {
+            side: 1,
             out: b_to_a,
             inbound: a_to_b,
             backlog_ticks: 0,
@@ -150,6 +155,13 @@ pub struct Popped {
 }
 
 impl BridgeEnd {
+    /// This leg sent a packet `interval` after its previous one: counted
+    /// in its side's send-interval histogram ([`RelaySnapshot::send`]).
+    pub fn record_send(&self, interval: Duration) {
+        let us = interval.as_micros() as u64;
+        RELAY.send[self.side][crate::media::stats::bucket_of(us)].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Whether the other leg still holds its end.
     pub fn peer_connected(&self) -> bool {
         Arc::strong_count(&self.inbound) > 1
@@ -230,13 +242,22 @@ pub struct RelayStats {
     frames: AtomicU64,
     dropped: AtomicU64,
     wait: [AtomicU64; WAIT_BUCKETS + 1],
+    /// Send intervals of bridged legs, by side (first end of [`pair`],
+    /// second end), in the buckets of [`crate::media::stats`].
+    send: [[AtomicU64; SEND_BUCKETS]; 2],
+    /// The snapshot of the last [`RelayStats::report`].
+    last: Mutex<Option<RelaySnapshot>>,
 }
+
+const SEND_BUCKETS: usize = crate::media::stats::BUCKETS + 1;
 
 /// The process's relay counters.
 pub static RELAY: RelayStats = RelayStats {
     frames: AtomicU64::new(0),
     dropped: AtomicU64::new(0),
     wait: [const { AtomicU64::new(0) }; WAIT_BUCKETS + 1],
+    send: [const { [const { AtomicU64::new(0) }; SEND_BUCKETS] }; 2],
+    last: Mutex::new(None),
 };
 
 fn record_wait(d: Duration) {
@@ -255,7 +276,26 @@ impl RelayStats {
                 .iter()
                 .map(|a| a.load(Ordering::Relaxed))
                 .collect(),
+            send: [0, 1].map(|i| {
+                self.send[i]
+                    .iter()
+                    .map(|a| a.load(Ordering::Relaxed))
+                    .collect()
+            }),
         }
+    }
+
+    /// The counters since the previous report (or the start), as
+    /// `frames=.. dropped=.. wait_p50_ms=.. …` for `serve`'s SIGUSR1 log.
+    pub fn report(&self) -> String {
+        let now = self.snapshot();
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let window = match last.as_ref() {
+            Some(l) => now.since(l),
+            None => now.clone(),
+        };
+        *last = Some(now);
+        window.summary()
     }
 }
 
@@ -269,6 +309,10 @@ pub struct RelaySnapshot {
     /// Histogram of the time frames waited in the queue:
     /// [`WAIT_BUCKETS`] buckets of 0.5 ms, then one overflow bucket.
     pub wait: Vec<u64>,
+    /// Send intervals of bridged legs: the first ends of [`pair`] (the
+    /// callers' legs), then the second (the agents'); buckets as
+    /// [`crate::media::stats::Snapshot::send_interval`].
+    pub send: [Vec<u64>; 2],
 }
 
 impl RelaySnapshot {
@@ -283,7 +327,46 @@ impl RelaySnapshot {
                 .zip(earlier.wait.iter().chain(std::iter::repeat(&0)))
                 .map(|(a, b)| a.saturating_sub(*b))
                 .collect(),
+            send: [0, 1].map(|i| {
+                self.send[i]
+                    .iter()
+                    .zip(earlier.send[i].iter().chain(std::iter::repeat(&0)))
+                    .map(|(a, b)| a.saturating_sub(*b))
+                    .collect()
+            }),
         }
+    }
+
+    /// The `p`-th percentile of side `side`'s send interval in ms (as
+    /// [`crate::media::stats::Snapshot::send_interval_percentile_ms`]).
+    pub fn send_percentile_ms(&self, side: usize, p: f64) -> Option<f64> {
+        crate::media::stats::Snapshot {
+            send_interval: self.send.get(side)?.clone(),
+            ..Default::default()
+        }
+        .send_interval_percentile_ms(p)
+    }
+
+    /// `frames=.. dropped=.. wait_p50_ms=.. wait_p99_ms=.. caller_send_p50_ms=..
+    /// caller_send_p99_ms=.. agent_send_p50_ms=.. agent_send_p99_ms=..`
+    /// (callers: the first ends of [`pair`]; `-` when nothing was measured).
+    pub fn summary(&self) -> String {
+        let ms = |v: Option<f64>| match v {
+            None => "-".to_string(),
+            Some(v) if v.is_infinite() => ">max".to_string(),
+            Some(v) => format!("{v:.1}"),
+        };
+        format!(
+            "frames={} dropped={} wait_p50_ms={} wait_p99_ms={} caller_send_p50_ms={} caller_send_p99_ms={} agent_send_p50_ms={} agent_send_p99_ms={}",
+            self.frames,
+            self.dropped,
+            ms(self.wait_percentile_ms(50.0)),
+            ms(self.wait_percentile_ms(99.0)),
+            ms(self.send_percentile_ms(0, 50.0)),
+            ms(self.send_percentile_ms(0, 99.0)),
+            ms(self.send_percentile_ms(1, 50.0)),
+            ms(self.send_percentile_ms(1, 99.0)),
+        )
     }
 
     /// The `p`-th percentile (0 < p ≤ 100) of the queue wait in ms (upper
@@ -396,6 +479,24 @@ pub(crate) fn dtmf_frame(digit: Digit, start: u32, out: &mut PcmFrame) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn send_intervals_are_counted_by_side() {
+        let before = RELAY.snapshot();
+        let (a, b) = pair();
+        a.record_send(Duration::from_millis(20));
+        b.record_send(Duration::from_millis(35));
+        b.record_send(Duration::from_millis(35));
+        let w = RELAY.snapshot().since(&before);
+        // Other tests may send meanwhile: at least ours are there, each on its side.
+        assert!(w.send[0][crate::media::stats::bucket_of(20_000)] >= 1);
+        assert!(w.send[1][crate::media::stats::bucket_of(35_000)] >= 2);
+        assert!(
+            w.summary().contains("agent_send_p99_ms="),
+            "{}",
+            w.summary()
+        );
+    }
 
     fn frame(v: i16) -> PcmFrame {
         [v; FRAME_SAMPLES]

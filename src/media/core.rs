@@ -447,6 +447,9 @@ impl MediaCore {
     /// the send-interval histogram at its tick's time).
     pub fn transmitted(&mut self) {
         self.stats.packets_sent += 1;
+        if let (Some(prev), Some(end)) = (self.last_send, self.bridge.as_ref()) {
+            end.record_send(self.packet_at.saturating_duration_since(prev));
+        }
         stats::record_send(&mut self.last_send, self.packet_at);
     }
 

@@ -17,7 +17,7 @@ use super::core::ReferEvent;
 use super::core::{is_sdp, Core, CoreConfig, CoreEvent, LegUpdate, Link, Outbound, Output, Peer};
 use super::handler::{
     route_source_ip, AfterAck, Command, Decision, Dial, DialogHandler, LegEvent, LegEvents,
-    LocalAddr, NewDialog, SipHandle,
+    LocalAddr, NewDialog, ReAnswer, SipHandle,
 };
 use super::limits::{Limits, Verdict};
 use super::log_limit::LogLimiter;
@@ -81,6 +81,8 @@ pub struct Endpoint<H> {
     legs: HashMap<String, LegEvents>,
     /// Where each running REFER's progress goes, by Call-ID.
     refers: HashMap<String, mpsc::UnboundedSender<ReferEvent>>,
+    /// Where the answer of each re-INVITE we sent goes.
+    reinvites: HashMap<String, mpsc::UnboundedSender<ReAnswer>>,
 }
 
 /// Bound sockets, ready to serve (tests bind port 0 and read the address).
@@ -148,6 +150,7 @@ impl<H: DialogHandler> Endpoint<H> {
                 route_cache: HashMap::new(),
                 legs: HashMap::new(),
                 refers: HashMap::new(),
+                reinvites: HashMap::new(),
             },
             bound.tcp,
         ))
@@ -338,6 +341,17 @@ impl<H: DialogHandler> Endpoint<H> {
                 self.core.hangup(Instant::now().into_std(), &call);
             }
             Command::Dial { call, dial, events } => self.on_dial(call, dial, events),
+            Command::ReInvite { call, sdp, answer } => self.reinvite(call, &sdp, answer.0),
+            Command::AnswerReOffer { call, decision } => {
+                let now = Instant::now().into_std();
+                match decision {
+                    Decision::Answer { sdp } => self.core.accept(now, &call, sdp.as_bytes()),
+                    Decision::Reject { status, reason } => {
+                        self.core.reject(now, &call, status, &reason)
+                    }
+                    Decision::Later => self.core.reject(now, &call, 500, "Server Internal Error"),
+                }
+            }
             Command::Refer {
                 call,
                 target,
@@ -381,6 +395,40 @@ impl<H: DialogHandler> Endpoint<H> {
         let _ = tx.0.send(event);
         if last {
             self.legs.remove(call);
+        }
+    }
+
+    /// Send a re-INVITE on a call the handler holds or a leg we placed;
+    /// when it cannot be sent, `answer` hears why at once.
+    fn reinvite(&mut self, call: String, sdp: &str, answer: mpsc::UnboundedSender<ReAnswer>) {
+        use super::core::ReInviteError;
+        if !self.held.contains(&call) && !self.legs.contains_key(&call) {
+            let _ = answer.send(ReAnswer {
+                status: 481,
+                sdp: Vec::new(),
+            });
+            return;
+        }
+        match self
+            .core
+            .reinvite(Instant::now().into_std(), &call, sdp.as_bytes())
+        {
+            Ok(()) => {
+                info!(%call, "re-INVITE sent");
+                self.reinvites.insert(call, answer);
+            }
+            Err(e) => {
+                warn!(%call, error = %e, "re-INVITE not sent");
+                let status = match e {
+                    ReInviteError::Pending(_) => 491,
+                    ReInviteError::NoDialog(_) => 481,
+                    ReInviteError::NoOffer => 400,
+                };
+                let _ = answer.send(ReAnswer {
+                    status,
+                    sdp: Vec::new(),
+                });
+            }
         }
     }
 
@@ -607,6 +655,14 @@ impl<H: DialogHandler> Endpoint<H> {
                     Decision::Reject { status, reason } => {
                         self.core.reject(now, &call, status, &reason)
                     }
+                    // Pending until the handler's SipHandle::answer_reoffer.
+                    Decision::Later => {}
+                }
+            }
+            CoreEvent::ReAnswer { call, status, sdp } => {
+                info!(%call, status, "re-INVITE answered");
+                if let Some(tx) = self.reinvites.remove(&call) {
+                    let _ = tx.send(ReAnswer { status, sdp });
                 }
             }
             CoreEvent::Confirmed { call, answer } => {
@@ -632,6 +688,7 @@ impl<H: DialogHandler> Endpoint<H> {
             | CoreEvent::RemoteHangup { call }
             | CoreEvent::Ended { call, .. } => {
                 self.refers.remove(&call);
+                self.reinvites.remove(&call);
                 self.limits.dialog_ended(&call);
                 if let Some(conn) = self.tcp_calls.remove(&call) {
                     if let Some(w) = self.tcp_writers.get(&conn) {
@@ -676,6 +733,7 @@ impl<H: DialogHandler> Endpoint<H> {
         let call = dialog.call.clone();
         match self.handler.offered(dialog, &self.handle) {
             Decision::Reject { status, reason } => self.core.reject(now, &call, status, &reason),
+            Decision::Later => self.core.reject(now, &call, 500, "Server Internal Error"),
             Decision::Answer { sdp } => {
                 self.held.insert(call.clone());
                 if self.cfg.ring_time.is_zero() {

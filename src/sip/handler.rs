@@ -45,6 +45,10 @@ pub enum Decision {
         /// The SDP answer (or, for a late offer, our offer), sent as the 200's body.
         sdp: String,
     },
+    /// Re-INVITE only: answered later through [`SipHandle::answer_reoffer`]
+    /// (a B2BUA asks the other leg first); the re-INVITE stays pending
+    /// until then. Refused with 500 where it does not apply.
+    Later,
     /// Final response with this status and reason phrase.
     Reject {
         /// A final, non-2xx status (300–699), e.g. 404 or 488; the core sends it
@@ -106,6 +110,22 @@ pub enum Command {
         dial: Dial,
         /// Where the leg's events go.
         events: LegEvents,
+    },
+    /// Send a re-INVITE with this offer on the call's dialog.
+    ReInvite {
+        /// The call's SIP Call-ID.
+        call: String,
+        /// Our SDP offer.
+        sdp: String,
+        /// Where its answer goes.
+        answer: ReAnswerSink,
+    },
+    /// Answer a re-INVITE the handler left for later ([`Decision::Later`]).
+    AnswerReOffer {
+        /// The call's SIP Call-ID.
+        call: String,
+        /// The answer (`Later` again is refused with 500).
+        decision: Decision,
     },
     /// Send REFER on the call's dialog (blind transfer, RFC 3515).
     Refer {
@@ -193,6 +213,29 @@ impl PartialEq for ReferSink {
 }
 
 impl Eq for ReferSink {}
+
+/// The final answer to a re-INVITE we sent ([`SipHandle::reinvite`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReAnswer {
+    /// The final status: 2xx accepted (already ACKed); 408 when nothing
+    /// answered; 491 when an INVITE transaction was pending on the dialog;
+    /// 481 when there is no such dialog.
+    pub status: u16,
+    /// The answer's SDP (empty without one).
+    pub sdp: Vec<u8>,
+}
+
+/// Where a re-INVITE's answer goes; comparable like [`LegEvents`].
+#[derive(Clone, Debug)]
+pub struct ReAnswerSink(pub mpsc::UnboundedSender<ReAnswer>);
+
+impl PartialEq for ReAnswerSink {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same_channel(&other.0)
+    }
+}
+
+impl Eq for ReAnswerSink {}
 
 /// Clonable way back into the endpoint's loop from call tasks.
 #[derive(Clone, Debug)]
@@ -287,6 +330,23 @@ impl SipHandle {
             Some(ip) => ip,
             None => route_source_ip(peer.ip().to_canonical(), self.local.fallback),
         }
+    }
+
+    /// Send a re-INVITE with `sdp` on `call` (a call the handler holds or a
+    /// leg we placed); its final answer arrives on `answer` (closed without
+    /// one if the dialog ends first).
+    pub fn reinvite(&self, call: String, sdp: String, answer: mpsc::UnboundedSender<ReAnswer>) {
+        let _ = self.tx.send(Command::ReInvite {
+            call,
+            sdp,
+            answer: ReAnswerSink(answer),
+        });
+    }
+
+    /// Answer the re-INVITE of `call` that [`DialogHandler::re_offered`]
+    /// left for later.
+    pub fn answer_reoffer(&self, call: String, decision: Decision) {
+        let _ = self.tx.send(Command::AnswerReOffer { call, decision });
     }
 
     /// REFER the caller of `call` to `target`, `headers` embedded in the

@@ -115,6 +115,20 @@ impl Direction {
         matches!(self, Direction::SendRecv | Direction::RecvOnly)
     }
 
+    /// The direction that sends only if both do and receives only if both
+    /// do (an answer held within what another leg agreed to).
+    pub fn within(self, other: Direction) -> Direction {
+        match (
+            self.sends() && other.sends(),
+            self.receives() && other.receives(),
+        ) {
+            (true, true) => Direction::SendRecv,
+            (true, false) => Direction::SendOnly,
+            (false, true) => Direction::RecvOnly,
+            (false, false) => Direction::Inactive,
+        }
+    }
+
     /// Same direction with sending removed; used when we have nowhere to
     /// send to (hold address, hostname) so the answer does not promise RTP.
     fn without_send(self) -> Direction {
@@ -491,6 +505,16 @@ fn write_rejected_section(out: &mut String, md: &MediaDescription) {
 /// with a non-zero port is preferred over a disabled one); every other m=
 /// line is answered with port 0. Errors carry the SIP status to reject with.
 pub fn answer(offer: &[u8], local: &LocalMedia) -> Result<Negotiated, SdpError> {
+    answer_within(offer, local, Direction::SendRecv)
+}
+
+/// [`answer`], our direction also held [`Direction::within`] `allowed`
+/// (a B2BUA answering one leg's hold as the other leg answered it).
+pub fn answer_within(
+    offer: &[u8],
+    local: &LocalMedia,
+    allowed: Direction,
+) -> Result<Negotiated, SdpError> {
     if offer.len() > MAX_OFFER_LEN {
         return Err(SdpError::bad(format!(
             "offer too large ({} bytes)",
@@ -566,7 +590,7 @@ pub fn answer(offer: &[u8], local: &LocalMedia) -> Result<Negotiated, SdpError> 
     let remote_direction = direction_of(&md.attributes)
         .or_else(|| direction_of(&desc.attributes))
         .unwrap_or(Direction::SendRecv);
-    let mut local_direction = remote_direction.answer_to();
+    let mut local_direction = remote_direction.answer_to().within(allowed);
     if disabled {
         local_direction = Direction::Inactive;
     } else if remote_rtp.is_none() {
@@ -621,6 +645,12 @@ pub fn answer(offer: &[u8], local: &LocalMedia) -> Result<Negotiated, SdpError> 
 /// `dtmf_pt`. A `dtmf_pt` outside the dynamic range 96..=127 would collide
 /// with static assignments, so it is replaced by 101.
 pub fn offer(local: &LocalMedia, dtmf_pt: u8) -> String {
+    offer_directed(local, dtmf_pt, Direction::SendRecv)
+}
+
+/// [`offer`] with this direction (a re-offer putting the peer on hold,
+/// or taking it off).
+pub fn offer_directed(local: &LocalMedia, dtmf_pt: u8, dir: Direction) -> String {
     let dtmf_pt = if (96..=127).contains(&dtmf_pt) {
         dtmf_pt
     } else {
@@ -646,7 +676,7 @@ pub fn offer(local: &LocalMedia, dtmf_pt: u8) -> String {
         &codecs,
         Some(dtmf_pt),
         DEFAULT_PTIME_MS,
-        Direction::SendRecv,
+        dir,
     );
     text
 }

@@ -113,6 +113,9 @@ const LOG_KEYS: &[&str] = &[
     "relayed_in",
     "digits_relayed_out",
     "digits_relayed_in",
+    // hold passed through a bridge: SDP directions (sendrecv, sendonly…)
+    "direction",
+    "answered",
     "listen",
     "calls",
     "grace",

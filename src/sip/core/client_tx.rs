@@ -29,6 +29,11 @@ impl Core {
         if self.refer_response(resp) {
             return;
         }
+        // Before the legs: a leg lingers after its answer, and would take
+        // a re-INVITE's response for a stray one of its INVITE.
+        if self.reinvite_response(now, resp) {
+            return;
+        }
         if self.uac_response(now, resp) {
             return;
         }

@@ -123,6 +123,7 @@ impl Core {
         call: &str,
         method: &str,
         headers: Vec<(&str, String)>,
+        body: Option<(&str, &[u8])>,
     ) -> Option<(ClientTx, Peer, u32)> {
         let (t1, t2) = (self.cfg.t1, self.cfg.t2);
         let d = self.dialogs.get(call)?;
@@ -144,7 +145,7 @@ impl Core {
             contact: Some(&contact),
             routes: &d.route_set,
             headers,
-            body: None,
+            body,
         });
         let peer = d.peer;
         if let Some(d) = self.dialogs.get_mut(call) {
@@ -159,7 +160,7 @@ impl Core {
     }
 
     pub(super) fn send_bye(&mut self, now: Instant, call: &str) {
-        let Some((tx, peer, _)) = self.in_dialog_request(now, call, "BYE", vec![]) else {
+        let Some((tx, peer, _)) = self.in_dialog_request(now, call, "BYE", vec![], None) else {
             return;
         };
         let data = tx.data.clone();

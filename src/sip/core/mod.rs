@@ -30,6 +30,7 @@ use super::wire::ReplyContext;
 mod client_tx;
 mod dialog;
 mod refer;
+mod reinvite;
 mod response_cache;
 mod retransmit;
 mod server_tx;
@@ -37,6 +38,7 @@ mod uac;
 
 use dialog::{Dialog, State};
 pub use refer::{refer_to, ReferError, ReferEvent};
+pub use reinvite::ReInviteError;
 use response_cache::ResponseCache;
 use retransmit::Tick;
 use server_tx::{server_txn_key, InviteProgress};
@@ -187,6 +189,16 @@ pub enum CoreEvent {
         /// What ended it.
         reason: EndReason,
     },
+    /// The final answer to a re-INVITE we sent ([`Core::reinvite`]),
+    /// already ACKed; 408 when nothing answered before Timer B.
+    ReAnswer {
+        /// The dialog's Call-ID.
+        call: CallRef,
+        /// The final status.
+        status: u16,
+        /// The response's SDP (empty if it had none).
+        sdp: Vec<u8>,
+    },
     /// A call we placed ([`Core::dial`]) before its dialog exists.
     Leg {
         /// The leg's Call-ID.
@@ -226,6 +238,8 @@ pub struct Core {
     legs: HashMap<CallRef, uac::Leg>,
     /// The REFER (transfer) of each dialog that has one (`refer`).
     refers: HashMap<CallRef, refer::Refer>,
+    /// The re-INVITE we sent on each dialog that has one (`reinvite`).
+    reinvites: HashMap<CallRef, reinvite::ReInvite>,
 }
 
 /// Whether a Content-Type value names SDP (`application/sdp`, any case,
@@ -265,6 +279,7 @@ impl Core {
             route_local: HashMap::new(),
             legs: HashMap::new(),
             refers: HashMap::new(),
+            reinvites: HashMap::new(),
         }
     }
 
@@ -461,10 +476,12 @@ impl Core {
             .filter_map(|d| d.bye.as_ref().map(|b| b.retx.next_deadline()));
         let cached = self.responses.next_expiry();
         let refers = self.refers.values().filter_map(|r| r.next_deadline());
+        let reinvites = self.reinvites.values().filter_map(|r| r.next_deadline());
         invites
             .chain(byes)
             .chain(cached)
             .chain(refers)
+            .chain(reinvites)
             .chain(self.uac_deadline())
             .min()
     }
@@ -474,6 +491,7 @@ impl Core {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.responses.expire(now);
         self.refer_timeouts(now);
+        self.reinvite_timeouts(now);
         self.uac_timeout(now);
         let mut sends = Vec::new();
         let mut expired_invites = Vec::new();

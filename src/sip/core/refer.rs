@@ -186,7 +186,8 @@ impl Core {
         // Our URI in this dialog (the To of their INVITE), without the tag.
         let referred_by = format!("<{}>", msg::addr_uri(&d.local));
         let headers = vec![("Refer-To", refer_to), ("Referred-By", referred_by)];
-        let Some((tx, peer, cseq)) = self.in_dialog_request(now, call, "REFER", headers) else {
+        let Some((tx, peer, cseq)) = self.in_dialog_request(now, call, "REFER", headers, None)
+        else {
             return Err(ReferError::NoDialog(call.to_string()));
         };
         let data = tx.data.clone();

@@ -184,7 +184,9 @@ impl Core {
                 );
                 return;
             }
-            if d.state != State::Confirmed {
+            let ours_pending = self.reinvites.get(&call).is_some_and(|r| r.pending());
+            if d.state != State::Confirmed || ours_pending {
+                // RFC 3261 14.2: also while our own re-INVITE is pending (glare).
                 self.reply(now, peer, ctx, "INVITE", 491, "Request Pending", vec![]);
                 return;
             }
