@@ -18,6 +18,7 @@ mod pool;
 pub mod recording;
 pub mod spec;
 pub mod whisper;
+pub mod window;
 
 pub use pool::SpeechPool;
 pub use spec::{RecognitionSpec, Timers};
