@@ -6,7 +6,10 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-[ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release --locked --quiet
+source scripts/lib.sh
+need_ctranslate2
+# shellcheck disable=SC2086 # the features are words
+[ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release --locked --quiet $VOXGATE_CARGO_FEATURES
 "$ROOT/scripts/fetch-whisper" >/dev/null
 VOX="$ROOT/target/release/voxgate"
 files=(flows/callers/*.wav tests/data/asr/*.wav)

@@ -13,7 +13,10 @@ trap 'exit 130' INT TERM
 
 ulimit -n 65536 2>/dev/null || ulimit -n 16384 2>/dev/null || true
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  (cd "$root" && cargo build --release --quiet) || { echo "build failed" >&2; exit 1; }
+  # The CTranslate2 build the set-up scripts choose (scripts/lib.sh).
+  # shellcheck disable=SC1091,SC2086
+  (cd "$root" && source scripts/lib.sh && need_ctranslate2 && cargo build --release --quiet $VOXGATE_CARGO_FEATURES) \
+    || { echo "build failed" >&2; exit 1; }
 fi
 cp "$root/target/release/voxgate" "$out/voxgate" || exit 1
 vox="$out/voxgate"

@@ -15,7 +15,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source scripts/lib.sh
 need_debs sox espeak-ng asterisk-core-sounds-en-wav python3
-[ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release --locked --quiet
+need_ctranslate2
+# shellcheck disable=SC2086 # the features are words
+[ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release --locked --quiet $VOXGATE_CARGO_FEATURES
 "$ROOT/scripts/fetch-whisper" >/dev/null
 SET="$ROOT/bench/out/passphrase-set"
 if [ ! -s "$SET/manifest.tsv" ] || [ "$(head -1 "$SET/manifest.tsv" | awk -F'\t' '{print NF}')" != 7 ]; then

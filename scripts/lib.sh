@@ -68,10 +68,31 @@ need_speech_model() {
     "$ROOT/scripts/fetch-whisper"
 }
 
+# Which CTranslate2 voxgate links (cargo feature), exported for every cargo
+# command as $VOXGATE_CARGO_FEATURES (use it unquoted):
+# - x86_64 Linux: `mkl`, the prebuilt library from PyPI's ctranslate2 wheel
+#   (scripts/fetch-ctranslate2, idempotent); ct2rs finds its link stubs through
+#   LIBRARY_PATH, build.rs sets the binaries' rpath. No CTranslate2 compile.
+# - elsewhere, or VOXGATE_CT2=ruy: the default `ruy` feature, CTranslate2
+#   compiled from ct2rs's bundled source (needs cmake, ~400 CPU-s once).
+need_ctranslate2() {
+    if [ "${VOXGATE_CT2:-auto}" != ruy ] && [ "$(uname -s)" = Linux ] && [ "$(uname -m)" = x86_64 ]; then
+        need_debs binutils python3 python3-pip
+        "$ROOT/scripts/fetch-ctranslate2" >&2
+        local lib="${VOXGATE_CT2_DIR:-$ROOT/.deps/ctranslate2-4.8.4}/lib"
+        case ":${LIBRARY_PATH:-}:" in *":$lib:"*) ;; *) export LIBRARY_PATH="$lib${LIBRARY_PATH:+:$LIBRARY_PATH}" ;; esac
+        export VOXGATE_CARGO_FEATURES="--no-default-features --features mkl"
+    else
+        need_debs cmake
+        export VOXGATE_CARGO_FEATURES=""
+    fi
+}
+
 build_release() {
-    # cmake and g++ build CTranslate2 (speech recognition) from source.
-    need_debs gcc g++ cmake libc6-dev pkg-config
+    need_debs gcc g++ libc6-dev pkg-config
     need_rust
+    need_ctranslate2
     log "building voxgate (release)"
-    (cd "$ROOT" && cargo build --release --locked --quiet)
+    # shellcheck disable=SC2086 # the features are words
+    (cd "$ROOT" && cargo build --release --locked --quiet $VOXGATE_CARGO_FEATURES)
 }

@@ -4,9 +4,10 @@
 # peers (sipp, baresip) with real audio (sox, espeak-ng).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-need_debs gcc g++ cmake libc6-dev pkg-config sip-tester baresip-core sox libsox-fmt-base espeak-ng iproute2 util-linux oathtool python3-aiosmtpd asterisk-core-sounds-en-wav
+need_debs gcc g++ libc6-dev pkg-config sip-tester baresip-core sox libsox-fmt-base espeak-ng iproute2 util-linux oathtool python3-aiosmtpd asterisk-core-sounds-en-wav
 need_rust
 need_rust_lints
+need_ctranslate2
 need_speech_model
 cd "$ROOT"
 export CARGO_TERM_COLOR=never
@@ -17,11 +18,11 @@ export CARGO_TERM_COLOR=never
 log "checking formatting (cargo fmt --check)"
 cargo fmt --check
 log "linting (cargo clippy, warnings are errors)"
-cargo clippy --release --locked --all-targets --quiet -- -D warnings
+cargo clippy --release --locked --all-targets --quiet $VOXGATE_CARGO_FEATURES -- -D warnings
 
 log "building (tests and release binary)"
-cargo build --release --locked --quiet
-cargo test --release --locked --no-run --quiet 2>/dev/null || cargo test --release --locked --no-run
+cargo build --release --locked --quiet $VOXGATE_CARGO_FEATURES
+cargo test --release --locked --no-run --quiet $VOXGATE_CARGO_FEATURES 2>/dev/null || cargo test --release --locked --no-run $VOXGATE_CARGO_FEATURES
 
 LOG="$(mktemp)"
 trap 'rm -f "$LOG"' EXIT
@@ -35,7 +36,7 @@ log "running the shipped flows' tests"
 
 # Tests talk to loopback only; inside a fresh network namespace nothing
 # else even exists, so a stray packet fails instead of leaving the machine.
-run_tests() { cargo test --release --locked --no-fail-fast -- --test-threads=2 "$@"; }
+run_tests() { cargo test --release --locked --no-fail-fast $VOXGATE_CARGO_FEATURES -- --test-threads=2 "$@"; }
 if [ "$(id -u)" -eq 0 ] && unshare -n true 2>/dev/null; then
     log "running cargo tests inside a private network namespace (loopback only)"
     # A veth pair gives softphones (baresip) a non-loopback address that
@@ -43,7 +44,7 @@ if [ "$(id -u)" -eq 0 ] && unshare -n true 2>/dev/null; then
     unshare -n bash -c 'ip link set lo up \
         && ip link add vgtest0 type veth peer name vgtest1 \
         && ip addr add 10.254.254.1/24 dev vgtest0 && ip link set vgtest0 up && ip link set vgtest1 up \
-        && cargo test --release --locked --offline --no-fail-fast -- --test-threads=2' 2>&1 | tee -a "$LOG"
+        && cargo test --release --locked --offline --no-fail-fast $VOXGATE_CARGO_FEATURES -- --test-threads=2' 2>&1 | tee -a "$LOG"
 else
     log "cannot create a network namespace here; running tests on the host loopback"
     run_tests 2>&1 | tee -a "$LOG"

@@ -93,6 +93,10 @@ enum Cmd {
         /// Do not give the enrolled word phrase to the recogniser as its hint.
         #[arg(long)]
         no_hint: bool,
+        /// Encode only max(5 s, utterance + 1 s), spliced onto a silent
+        /// window's encoding (asr::window), instead of the whole 30 s.
+        #[arg(long)]
+        short_window: bool,
         /// Only the recordings of these sets (comma-separated), e.g. a quick
         /// run on `allison_digits`.
         #[arg(long, value_delimiter = ',')]
@@ -484,6 +488,7 @@ fn main() -> ExitCode {
             min_confidence,
             min_confidence_digits,
             no_hint,
+            short_window,
             sets,
             conditions,
             dump,
@@ -495,6 +500,7 @@ fn main() -> ExitCode {
                 min_confidence,
                 min_confidence_digits,
                 hint: !no_hint,
+                short_window,
                 sets,
                 conditions,
                 dump,

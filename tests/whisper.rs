@@ -178,3 +178,43 @@ fn engine_hears_digits_phrases_and_not_silence() {
         Heard::Nothing
     );
 }
+
+#[test]
+fn short_window_splice_transcribes_like_the_full_window() {
+    // The short encoder window reads CTranslate2's encoder output through its
+    // exported StorageView::data<float>() (asr::window): this exercises that
+    // path on the library the build linked (ruy or the PyPI one).
+    let Some(dir) = model_dir() else { return };
+    let m = WhisperModel::load_with(
+        &dir,
+        &LoadOptions {
+            replicas: 1,
+            short_window: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let digits = m
+        .transcribe_8k(&wav8k("digits4271.wav"), &opts(true, None))
+        .unwrap();
+    assert_eq!(digits.text.replace(' ', ""), "4271", "{digits:?}");
+    assert!(digits.confidence > 0.5, "{digits:?}");
+    let phrase = m
+        .transcribe_8k(
+            &wav8k("purple.wav"),
+            &opts(false, Some("purple elephant dance")),
+        )
+        .unwrap();
+    assert!(
+        phrase.text.to_lowercase().contains("elephant"),
+        "{phrase:?}"
+    );
+    // Longer than the 5 s minimum window, and past 30 s: no shape error.
+    for secs in [7usize, 31] {
+        let long: Vec<i16> = (0..8000 * secs)
+            .map(|i| ((i * 7919 % 1000) as i16 - 500) * 4)
+            .collect();
+        let t = m.transcribe_8k(&long, &opts(true, None)).unwrap();
+        assert!((0.0..=1.0).contains(&t.no_speech_prob), "{t:?}");
+    }
+}

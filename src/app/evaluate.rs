@@ -33,6 +33,9 @@ pub struct EvalOptions {
     pub min_confidence_digits: f32,
     /// The enrolled word phrase as the recogniser's hint.
     pub hint: bool,
+    /// Encode the short window spliced onto a silent one's encoding
+    /// instead of the whole 30 s.
+    pub short_window: bool,
     /// Only these sets (empty: all).
     pub sets: Vec<String>,
     /// Only these conditions (empty: all).
@@ -338,6 +341,7 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
     let opts = crate::asr::whisper::LoadOptions {
         replicas: 1,
         beam_size: o.beam.max(1),
+        short_window: o.short_window,
         ..Default::default()
     };
     let dir = o.models.join(crate::asr::WHISPER_DIR);
@@ -403,9 +407,10 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
     let all: Vec<&Checked> = checked.iter().collect();
 
     println!(
-        "beam {}, enrolled phrase as hint: {}, no-speech gate {ns}, {} checks ({} train, {} test)",
+        "beam {}, enrolled phrase as hint: {}, encoder window: {}, no-speech gate {ns}, {} checks ({} train, {} test)",
         o.beam,
         o.hint,
+        if o.short_window { "short, spliced" } else { "30 s" },
         checked.len(),
         train.len(),
         test.len()

@@ -19,6 +19,7 @@ pub mod recording;
 pub mod spec;
 pub mod stats;
 pub mod whisper;
+pub mod window;
 
 pub use pool::SpeechPool;
 pub use spec::{RecognitionSpec, Timers};

@@ -17,6 +17,7 @@ use ct2rs::sys::{ComputeType, Config, Device, StorageView, WhisperOptions};
 use ct2rs::tokenizers::hf::Tokenizer;
 
 use super::mel::{MelFrontEnd, N_FRAMES, N_MELS, N_SAMPLES};
+use super::window;
 use crate::media::resample::resample;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -129,6 +130,9 @@ pub struct LoadOptions {
     pub threads_per_replica: usize,
     /// Beam width (1 = greedy).
     pub beam_size: usize,
+    /// Encode only max(5 s, utterance + 1 s) and splice it onto a silent
+    /// window's cached encoder output (`window.rs`); false: the whole 30 s.
+    pub short_window: bool,
 }
 
 impl Default for LoadOptions {
@@ -141,6 +145,10 @@ impl Default for LoadOptions {
             // bench/passphrase.sh) beam 5 dropped digits and exact strings
             // fell from 56.7 % to 3.3 % at the same CPU.
             beam_size: 1,
+            // Off: ~5x less CPU per check, but on the passphrase evaluation
+            // it cost real-voice digits 7-14 points of true accept
+            // (bench/README.md, "Short encoder window").
+            short_window: false,
         }
     }
 }
@@ -154,6 +162,9 @@ pub struct WhisperModel {
     /// Every non-special token id whose text is not digits/spaces only.
     non_digit_ids: Vec<i32>,
     beam_size: usize,
+    /// Encoder output of a silent 30 s window, `[1, 1500, d]` (with
+    /// `short_window`).
+    silent: Option<Vec<f32>>,
 }
 
 // Compile-time check of the thread-safety claim above.
@@ -238,11 +249,22 @@ impl WhisperModel {
             dir: dir.to_path_buf(),
             source: e.into(),
         })?;
+        let silent = if opts.short_window {
+            Some(
+                silent_encoding(&model).map_err(|source| WhisperError::Load {
+                    dir: dir.to_path_buf(),
+                    source,
+                })?,
+            )
+        } else {
+            None
+        };
         Ok(WhisperModel {
             model,
             tokenizer,
             non_digit_ids,
             beam_size: opts.beam_size.max(1),
+            silent,
         })
     }
 
@@ -272,9 +294,21 @@ impl WhisperModel {
         pcm: &[f32],
         opts: &DecodeOptions,
     ) -> Result<Transcript, WhisperError> {
-        let mut mel = MelFrontEnd::shared().log_mel(&pcm[..pcm.len().min(N_SAMPLES)]);
-        let features = StorageView::new(&[1, N_MELS, N_FRAMES], &mut mel, Device::CPU)
-            .map_err(|e| WhisperError::Decode { source: e.into() })?;
+        let pcm = &pcm[..pcm.len().min(N_SAMPLES)];
+        let mut mel = MelFrontEnd::shared().log_mel(pcm);
+        let frames = window::frames_for(pcm.len());
+        let mut spliced = match &self.silent {
+            Some(silent) if frames < N_FRAMES => Some(self.encode_short(&mel, frames, silent)?),
+            _ => None,
+        };
+        let features = match &mut spliced {
+            Some(enc) => {
+                let d = enc.len() / window::POSITIONS;
+                StorageView::new(&[1, window::POSITIONS, d], enc, Device::CPU)
+            }
+            None => StorageView::new(&[1, N_MELS, N_FRAMES], &mut mel, Device::CPU),
+        }
+        .map_err(|e| WhisperError::Decode { source: e.into() })?;
 
         let prompt = self.prompt_tokens(opts.prompt.as_deref())?;
         let mut suppress = vec![-1]; // keep the model's default suppress list
@@ -321,6 +355,26 @@ impl WhisperModel {
         })
     }
 
+    /// The encoder output for `mel`'s first `frames` frames spliced onto the
+    /// silent window's: what the decoder reads instead of the full window.
+    fn encode_short(
+        &self,
+        mel: &[f32],
+        frames: usize,
+        silent: &[f32],
+    ) -> Result<Vec<f32>, WhisperError> {
+        let mut short = window::first_frames(mel, frames);
+        let view = StorageView::new(&[1, N_MELS, frames], &mut short, Device::CPU)
+            .map_err(|e| WhisperError::Decode { source: e.into() })?;
+        let out = self
+            .model
+            .encode(&view, true)
+            .map_err(|e| WhisperError::Decode { source: e.into() })?;
+        window::splice(silent, &window::encoder_output(&out)).ok_or_else(|| WhisperError::Decode {
+            source: "encoder output of the short window does not fit the silent one".into(),
+        })
+    }
+
     fn prompt_tokens(&self, prompt: Option<&str>) -> Result<Vec<String>, WhisperError> {
         let mut tokens = Vec::new();
         if let Some(p) = prompt.map(str::trim).filter(|p| !p.is_empty()) {
@@ -337,6 +391,23 @@ impl WhisperModel {
         tokens.push(NO_TIMESTAMPS.to_string());
         Ok(tokens)
     }
+}
+
+/// The encoder output of 30 s of silence (`[1, 1500, d]`, float32), the
+/// tail that short windows are spliced onto.
+fn silent_encoding(model: &ct2rs::sys::Whisper) -> Result<Vec<f32>, BoxError> {
+    let mut mel = MelFrontEnd::shared().log_mel(&[]);
+    let view = StorageView::new(&[1, N_MELS, N_FRAMES], &mut mel, Device::CPU)?;
+    let out = window::encoder_output(&model.encode(&view, true)?);
+    if out.is_empty() || out.len() % window::POSITIONS != 0 {
+        return Err(format!(
+            "encoder output of {} values is not {} positions",
+            out.len(),
+            window::POSITIONS
+        )
+        .into());
+    }
+    Ok(out)
 }
 
 /// No-speech probability above which an utterance counts as not speech:
