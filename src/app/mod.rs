@@ -5,6 +5,7 @@ pub mod codes;
 pub mod evaluate;
 mod fdlimit;
 pub mod report;
+mod timestamp;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -281,7 +282,8 @@ impl EventSink for JsonLines {
             serde_json::to_string(&ev).unwrap_or_default()
         );
         if let Some(out) = &mut self.out {
-            let line = serde_json::json!({ "call_id": self.call_id, "event": ev });
+            let ts = timestamp::rfc3339_millis(std::time::SystemTime::now());
+            let line = serde_json::json!({ "ts": ts, "call_id": self.call_id, "event": ev });
             let _ = out.write_all(format!("{line}\n").as_bytes());
         }
     }
@@ -303,7 +305,8 @@ impl crate::web::EventLines for ServerEvents {
             "{}",
             serde_json::to_string(ev).unwrap_or_default()
         );
-        let line = serde_json::json!({ "call_id": call_id, "event": ev });
+        let ts = timestamp::rfc3339_millis(std::time::SystemTime::now());
+        let line = serde_json::json!({ "ts": ts, "call_id": call_id, "event": ev });
         let _ = self.0.clone().write_all(format!("{line}\n").as_bytes());
     }
 }
