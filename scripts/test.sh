@@ -34,6 +34,11 @@ log "validating the shipped flows"
 log "running the shipped flows' tests"
 ./target/release/voxgate test flows --models models | tee -a "$LOG"
 
+# Coverage-guided fuzzing of the parsers (SIP wire and TCP framer, SDP, RTP
+# and RFC 4733), a few seconds per target; a crash fails the suite.
+log "fuzzing the parsers (scripts/fuzz.sh, ${FUZZ_SECONDS:-5} s per target)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-5}" "$ROOT/scripts/fuzz.sh"
+
 # Tests talk to loopback only; inside a fresh network namespace nothing
 # else even exists, so a stray packet fails instead of leaving the machine.
 run_tests() { cargo test --release --locked --no-fail-fast $VOXGATE_CARGO_FEATURES -- --test-threads=2 "$@"; }

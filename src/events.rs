@@ -399,6 +399,15 @@ pub enum Event {
         /// A key press or speech.
         by: BargeInBy,
     },
+    /// The caller hung up in the middle of a digit entry: how many keys
+    /// the abandoned entry had (never which), just before the
+    /// `hung_up_by_caller`, so an entry given up is visible.
+    DigitsAbandoned {
+        /// Step id.
+        step: String,
+        /// Keys pressed in the entry (at least one).
+        count: usize,
+    },
     /// The call ended while the flow ran.
     HungUp {
         /// Who hung up.
@@ -447,6 +456,7 @@ impl Event {
             },
             Event::Error { .. } => "error",
             Event::BargeIn { .. } => "barge_in",
+            Event::DigitsAbandoned { .. } => "digits_abandoned",
             Event::Lookup { .. } => "lookup",
             Event::HungUp { by, .. } => match by {
                 HangupBy::Caller => "hung_up_by_caller",
@@ -470,6 +480,7 @@ impl Event {
             | Event::Webhook { step, .. }
             | Event::Error { step, .. }
             | Event::BargeIn { step, .. }
+            | Event::DigitsAbandoned { step, .. }
             | Event::Lookup { step, .. }
             | Event::HungUp { step, .. } => Some(step),
             Event::CodeDelivery { .. } => None,
@@ -623,6 +634,10 @@ impl Serialize for Event {
             Event::BargeIn { step, by } => {
                 m.serialize_entry("step", step)?;
                 m.serialize_entry("by", by.as_str())?;
+            }
+            Event::DigitsAbandoned { step, count } => {
+                m.serialize_entry("step", step)?;
+                m.serialize_entry("count", count)?;
             }
             Event::Lookup {
                 step,

@@ -6,6 +6,7 @@ pub mod evaluate;
 mod fdlimit;
 mod progress;
 pub mod report;
+mod timestamp;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -286,7 +287,8 @@ impl EventSink for JsonLines {
             serde_json::to_string(&ev).unwrap_or_default()
         );
         if let Some(out) = &mut self.out {
-            let line = serde_json::json!({ "call_id": self.call_id, "event": ev });
+            let ts = timestamp::rfc3339_millis(std::time::SystemTime::now());
+            let line = serde_json::json!({ "ts": ts, "call_id": self.call_id, "event": ev });
             let _ = out.write_all(format!("{line}\n").as_bytes());
         }
     }
@@ -308,7 +310,8 @@ impl crate::web::EventLines for ServerEvents {
             "{}",
             serde_json::to_string(ev).unwrap_or_default()
         );
-        let line = serde_json::json!({ "call_id": call_id, "event": ev });
+        let ts = timestamp::rfc3339_millis(std::time::SystemTime::now());
+        let line = serde_json::json!({ "ts": ts, "call_id": call_id, "event": ev });
         let _ = self.0.clone().write_all(format!("{line}\n").as_bytes());
     }
 }
@@ -527,6 +530,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         read: || crate::sip::stats::STATS.responses_by_class(),
     });
     let metrics = Arc::new(metrics);
+    if cfg.records.enabled {
+        close_crashed_calls(&code_store);
+    }
     let (record_queue, record_writer) = if cfg.records.enabled {
         let (q, w) = crate::telemetry::writer::queue(
             crate::telemetry::writer::QUEUE,
@@ -688,6 +694,24 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// Delete ended codes and old send counts once a minute, off the call
 /// path. Codes stay a day past their expiry (for reports); send counts as
 /// long as the longest abuse-limit window.
+/// Records for the calls an earlier run was killed in the middle of
+/// (`store::open_calls`), before this run takes any call.
+fn close_crashed_calls(store: &Store) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    match store.close_open_calls(now) {
+        Ok(ids) if ids.is_empty() => {}
+        Ok(ids) => warn!(
+            records = ids.len(),
+            "closed the records of calls the last run did not end (hangup_by server_restart)"
+        ),
+        Err(e) => {
+            warn!(error = %e, "could not close the records of calls the last run did not end")
+        }
+    }
+}
+
 async fn purge_codes(store: Arc<Store>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {

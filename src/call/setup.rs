@@ -197,6 +197,7 @@ impl CallSetup {
                         lost = stats.frames_lost,
                         digits = stats.digits,
                         dropped_foreign = stats.packets_dropped,
+                        unnegotiated = stats.packets_unnegotiated,
                         "call ended"
                     );
                 }

@@ -187,6 +187,9 @@ pub struct MediaStats {
     /// Datagrams dropped unread because they came from an address that is
     /// not the call's (see [`RtpSource`]).
     pub packets_dropped: u64,
+    /// RTP packets of a payload type the call did not negotiate (neither
+    /// its codec nor its telephone-event), dropped undecoded.
+    pub packets_unnegotiated: u64,
     /// Bridged: frames this leg played out and queued for the other leg.
     pub relay_frames_out: u64,
     /// Bridged: frames of the other leg taken from the queue at this leg's
@@ -354,6 +357,9 @@ pub struct MediaCore {
     digit_out: Option<DigitOut>,
     /// What the last tick sent.
     last_slot: Slot,
+    /// A telephone-event on a payload type the call did not negotiate was
+    /// warned about (once per call: a flood must not flood the log).
+    warned_unnegotiated: bool,
 }
 
 impl MediaCore {
@@ -410,6 +416,7 @@ impl MediaCore {
             ringback: None,
             digit_out: None,
             last_slot: Slot::Silence,
+            warned_unnegotiated: false,
         }
     }
 
@@ -755,11 +762,34 @@ impl MediaCore {
             ) {
                 self.offer_digit(ev);
             }
+            // It used a sequence number of the stream: not a loss.
+            self.jitter.pass(&pkt);
         } else if pkt.payload_type == self.params.codec_pt {
             // Symmetric RTP: answer where the caller's audio really comes
             // from (in `latch` mode, where it first came from).
             self.remote = self.guard.audio_from(self.remote, from);
             self.jitter.push_rtp(now, &pkt);
+        } else {
+            self.unnegotiated(&pkt);
+        }
+    }
+
+    /// A packet of a payload type the call did not negotiate: dropped
+    /// undecoded (a key press on it would bypass what the SDP agreed), its
+    /// sequence number passed over, and a telephone-event warned about once.
+    fn unnegotiated(&mut self, pkt: &rtp_rx::RtpHeaderInfo<'_>) {
+        self.stats.packets_unnegotiated += 1;
+        self.jitter.pass(pkt);
+        if !self.warned_unnegotiated && looks_like_telephone_event(pkt) {
+            self.warned_unnegotiated = true;
+            let negotiated = match self.params.dtmf_pts.as_slice() {
+                [] => "none".to_string(),
+                pts => pts.iter().map(u8::to_string).collect::<Vec<_>>().join(", "),
+            };
+            tracing::warn!(
+                "telephone-event packets on payload type {}, which the call did not negotiate (its telephone-event: {negotiated}): dropped; warned once per call",
+                pkt.payload_type
+            );
         }
     }
 
@@ -780,7 +810,7 @@ impl MediaCore {
                     Frame::Audio { payload, .. } => {
                         g711::decode(self.params.codec, payload, &mut self.pcm)
                     }
-                    Frame::Lost { .. } => self.pcm.resize(FRAME_BYTES, 0),
+                    Frame::Lost { .. } | Frame::Skipped { .. } => self.pcm.resize(FRAME_BYTES, 0),
                 }
                 self.relay_out(now, lost);
                 if self.cfg.inband_dtmf {
@@ -896,6 +926,15 @@ impl MediaCore {
 }
 
 /// One frame of linear PCM into `out` in `codec`, without allocating.
+/// Whether an RTP packet has the shape of an RFC 4733 telephone-event: a
+/// dynamic payload type carrying one 4-byte event block for a DTMF event
+/// (0-16). Shape only: the payload type was not negotiated for it.
+fn looks_like_telephone_event(pkt: &rtp_rx::RtpHeaderInfo<'_>) -> bool {
+    (96..=127).contains(&pkt.payload_type)
+        && pkt.payload.len() == 4
+        && pkt.payload.first().is_some_and(|e| *e <= 16)
+}
+
 fn encode_frame(codec: Codec, pcm: &PcmFrame, out: &mut [u8; FRAME_BYTES]) {
     match codec {
         Codec::Pcmu => {
@@ -1211,6 +1250,68 @@ mod tests {
         assert_eq!(sim.at(), ms(80), "ticks still every 20 ms");
         // The empty playback ends at its first tick.
         assert_eq!(sim.when(&MediaEvent::PlaybackDone), Some(ms(0)));
+    }
+
+    /// Key 4 sent the way phones do: the audio stops while RFC 4733 packets
+    /// on `pt` take its sequence numbers (three end packets), then audio.
+    fn key_four_in_sequence(sim: &mut Sim, pt: u8) {
+        let ts = sim.peer_ts;
+        for i in 0..8u16 {
+            let mut ev = event_packet(sim.peer_seq, ts, 4, i >= 5, 160 * (i.min(5) + 1));
+            ev[1] = pt;
+            sim.peer_seq = sim.peer_seq.wrapping_add(1);
+            sim.tick_with(&[ev]);
+        }
+        sim.peer_ts = sim.peer_ts.wrapping_add(8 * 160);
+    }
+
+    #[test]
+    fn telephone_events_in_the_audio_sequence_are_not_counted_lost() {
+        let mut sim = Sim::new(params(), cfg(), Arc::new(PromptCache::new("/nonexistent")));
+        for _ in 0..10 {
+            sim.tick_audio(&SILENCE);
+        }
+        key_four_in_sequence(&mut sim, DTMF_PT);
+        for _ in 0..20 {
+            sim.tick_audio(&SILENCE);
+        }
+        assert_eq!(sim.digits(), vec![('4', DigitSource::Rfc4733)]);
+        assert_eq!(
+            sim.core.stats().frames_lost,
+            0,
+            "8 event packets are not 8 lost frames"
+        );
+        // A real gap still counts: two audio packets never sent.
+        sim.peer_seq = sim.peer_seq.wrapping_add(2);
+        for _ in 0..10 {
+            sim.tick_audio(&SILENCE);
+        }
+        assert_eq!(sim.core.stats().frames_lost, 2);
+        assert_eq!(sim.core.stats().packets_unnegotiated, 0);
+    }
+
+    #[test]
+    fn telephone_events_on_a_payload_type_not_negotiated_are_dropped_and_warned_once() {
+        let mut sim = Sim::new(params(), cfg(), Arc::new(PromptCache::new("/nonexistent")));
+        for _ in 0..10 {
+            sim.tick_audio(&SILENCE);
+        }
+        // The call negotiated 101; a far end (or an attacker on the caller's
+        // address) keys on 96: no digit, and its sequence numbers no loss.
+        key_four_in_sequence(&mut sim, 96);
+        assert!(sim.core.warned_unnegotiated);
+        key_four_in_sequence(&mut sim, 100);
+        for _ in 0..20 {
+            sim.tick_audio(&SILENCE);
+        }
+        assert_eq!(sim.digits(), vec![]);
+        assert_eq!(sim.core.stats().packets_unnegotiated, 16);
+        assert_eq!(sim.core.stats().frames_lost, 0);
+        // Comfort noise (static 13) is not telephone-event-shaped: no warning.
+        let mut quiet = Sim::new(params(), cfg(), Arc::new(PromptCache::new("/nonexistent")));
+        quiet.tick_with(&[rtp(13, 1, 0, &[40])]);
+        assert_eq!(quiet.core.stats().packets_unnegotiated, 1);
+        assert!(!quiet.core.warned_unnegotiated);
     }
 
     #[test]

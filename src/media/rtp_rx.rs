@@ -3,7 +3,7 @@
 //! Both are sans-IO: the caller feeds datagrams and the current time, and
 //! pops one frame per 20 ms playout tick.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -122,6 +122,9 @@ const MAX_MISORDER: i64 = 100;
 pub const MAX_CAPACITY: usize = 500;
 /// Default buffer depth in frames (60 ms).
 pub const DEFAULT_CAPACITY: usize = 3;
+/// Non-audio sequence numbers remembered ahead of playout (an event flood
+/// cannot grow the set beyond this).
+const MAX_SKIPPED: usize = 1024;
 
 /// One playout slot returned by [`JitterBuffer::pop`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +143,13 @@ pub enum Frame {
         /// The sequence number that is missing.
         seq: u16,
     },
+    /// Sequence number `seq` went to a packet of the stream that is not
+    /// audio (an RFC 4733 telephone-event shares the sequence space): one
+    /// frame of concealment/silence, but not a loss.
+    Skipped {
+        /// The sequence number the non-audio packet used.
+        seq: u16,
+    },
 }
 
 /// Counters for diagnostics and RTCP receiver reports.
@@ -147,8 +157,13 @@ pub enum Frame {
 pub struct JitterStats {
     /// Every packet handed to `push`.
     pub received: u64,
-    /// Sequence numbers passed over without audio (Lost markers and skips).
+    /// Sequence numbers passed over without audio (Lost markers and skips),
+    /// not counting those a non-audio packet of the stream used
+    /// ([`JitterBuffer::pass`]).
     pub lost: u64,
+    /// Sequence numbers used by non-audio packets of the stream (played
+    /// as [`Frame::Skipped`] or passed over, never counted as lost).
+    pub skipped: u64,
     /// Packets whose sequence number was already buffered.
     pub duplicates: u64,
     /// Packets that arrived after their slot was played or skipped.
@@ -204,6 +219,8 @@ pub struct JitterBuffer {
     playing: bool,
     ssrc: Option<u32>,
     pending_jump: Option<PendingJump>,
+    /// Extended sequence numbers of non-audio packets not yet played past.
+    others: BTreeSet<u64>,
     stats: JitterStats,
 }
 
@@ -229,6 +246,7 @@ impl JitterBuffer {
             playing: false,
             ssrc: None,
             pending_jump: None,
+            others: BTreeSet::new(),
             stats: JitterStats::default(),
         }
     }
@@ -273,6 +291,48 @@ impl JitterBuffer {
         self.playing = false;
         self.ssrc = None;
         self.pending_jump = None;
+        self.others.clear();
+    }
+
+    /// A packet of the stream that is not audio (a telephone-event on the
+    /// audio's SSRC) used `packet.sequence`: playout passes over that number
+    /// without counting it lost. Packets of another SSRC, before the stream
+    /// started or far from it say nothing about this stream's gaps.
+    pub fn pass(&mut self, packet: &RtpHeaderInfo<'_>) {
+        let Some(highest) = self.highest else {
+            return;
+        };
+        if self.ssrc.is_some_and(|s| s != packet.ssrc) {
+            return;
+        }
+        let delta = i64::from(packet.sequence.wrapping_sub(highest as u16) as i16);
+        if !(-MAX_MISORDER..=MAX_DROPOUT).contains(&delta) {
+            return;
+        }
+        let ext = highest.saturating_add_signed(delta);
+        if ext < self.floor || self.frames.contains_key(&ext) {
+            return;
+        }
+        if ext > highest {
+            self.highest = Some(ext);
+        }
+        self.others.insert(ext);
+        while self.others.len() > MAX_SKIPPED {
+            self.others.pop_first();
+        }
+    }
+
+    /// Counts the gap `[from, to)` that playout passes over: non-audio
+    /// sequence numbers in it are skips, the rest are losses.
+    fn pass_over(&mut self, from: u64, to: u64) {
+        if to <= from {
+            return;
+        }
+        let keep = self.others.split_off(&to);
+        let passed = self.others.range(from..).count() as u64;
+        self.others = keep;
+        self.stats.skipped += passed;
+        self.stats.lost += (to - from) - passed;
     }
 
     /// Pushes a parsed packet, resetting first if the SSRC changed.
@@ -346,7 +406,7 @@ impl JitterBuffer {
             }
             if first > self.next {
                 // Gap accumulated while paused: already covered by silence.
-                self.stats.lost += first - self.next;
+                self.pass_over(self.next, first);
             }
             self.next = first;
             self.playing = true;
@@ -359,6 +419,7 @@ impl JitterBuffer {
         let seq = self.next;
         self.next += 1;
         self.floor = self.next;
+        let other = self.others.remove(&seq);
         if *entry.key() == seq {
             let e = entry.remove();
             Some(Frame::Audio {
@@ -366,6 +427,9 @@ impl JitterBuffer {
                 ts: e.ts,
                 payload: e.payload,
             })
+        } else if other {
+            self.stats.skipped += 1;
+            Some(Frame::Skipped { seq: seq as u16 })
         } else {
             self.stats.lost += 1;
             Some(Frame::Lost { seq: seq as u16 })
@@ -442,7 +506,7 @@ impl JitterBuffer {
             };
             let first_seq = *first.key();
             if first_seq > self.next {
-                self.stats.lost += first_seq - self.next;
+                self.pass_over(self.next, first_seq);
                 self.next = first_seq;
             } else {
                 first.remove();
@@ -648,7 +712,7 @@ mod tests {
                 assert_eq!(p, payload(seq));
                 Ok(seq)
             }
-            Frame::Lost { seq } => Err(seq),
+            Frame::Lost { seq } | Frame::Skipped { seq } => Err(seq),
         })
     }
 
@@ -737,6 +801,61 @@ mod tests {
         push(&mut jb, t0, 4);
         assert_eq!(jb.stats().late, 1);
         assert!(jb.is_empty());
+    }
+
+    /// A non-audio packet of the stream (a telephone-event) on `seq`.
+    fn pass(jb: &mut JitterBuffer, seq: u16) {
+        let mut p = header(seq, 0, 7);
+        p[1] = 101;
+        p.extend_from_slice(&[1, 0, 0, 160]);
+        jb.pass(&parse(&p).expect("valid"));
+    }
+
+    #[test]
+    fn sequence_numbers_of_other_packets_are_skipped_not_lost() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(8);
+        jb.set_prefill(2);
+        for s in [1, 2, 3] {
+            push(&mut jb, t0, s);
+        }
+        pass(&mut jb, 4);
+        push(&mut jb, t0, 6);
+        assert_eq!(pop(&mut jb, t0), Some(Ok(1)));
+        assert_eq!(pop(&mut jb, t0), Some(Ok(2)));
+        assert_eq!(pop(&mut jb, t0), Some(Ok(3)));
+        assert_eq!(jb.pop(t0), Some(Frame::Skipped { seq: 4 }));
+        assert_eq!(jb.pop(t0), Some(Frame::Lost { seq: 5 }));
+        assert_eq!(pop(&mut jb, t0), Some(Ok(6)));
+        assert_eq!((jb.stats().lost, jb.stats().skipped), (1, 1));
+        // Paused (buffer dry) while events use 7..=9, then 10, 12 arrive:
+        // the skipped numbers are passed over, 11 is a loss when played.
+        assert_eq!(pop(&mut jb, t0), None);
+        for s in [7, 8, 9] {
+            pass(&mut jb, s);
+        }
+        push(&mut jb, t0, 10);
+        push(&mut jb, t0, 12);
+        assert_eq!(pop(&mut jb, t0), Some(Ok(10)));
+        assert_eq!(jb.pop(t0), Some(Frame::Lost { seq: 11 }));
+        assert_eq!((jb.stats().lost, jb.stats().skipped), (2, 4));
+        // Another SSRC's packet says nothing about this stream.
+        jb.ssrc = Some(7);
+        let mut p = header(13, 0, 8);
+        p[1] = 101;
+        jb.pass(&parse(&p).expect("valid"));
+        assert!(jb.others.is_empty());
+    }
+
+    #[test]
+    fn an_event_flood_cannot_grow_the_skip_set() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::default();
+        push(&mut jb, t0, 1);
+        for s in 0..5000u16 {
+            pass(&mut jb, 2u16.wrapping_add(s % 3000));
+        }
+        assert!(jb.others.len() <= MAX_SKIPPED);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod codes;
 pub mod deliveries;
 pub mod lockout;
 pub mod migrate;
+pub mod open_calls;
 pub mod records;
 pub mod report;
 pub mod sealed;

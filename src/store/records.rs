@@ -172,6 +172,11 @@ impl Store {
                         r.transfer_agent,
                         r.hangup_by,
                     ])?;
+                    // The call is no longer open (store::open_calls).
+                    tx.execute(
+                        "DELETE FROM meta WHERE key = ?1",
+                        params![super::open_calls::key(&r.call_id)],
+                    )?;
                     if added == 1 {
                         day.execute(params![
                             r.started_at.div_euclid(DAY_MS),

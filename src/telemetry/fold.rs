@@ -80,6 +80,12 @@ impl Accumulator {
         }
     }
 
+    /// The record as it stands at the call's start (what a crash would
+    /// leave of it: `store::open_calls`).
+    pub fn opening(&self) -> CallRecord {
+        self.rec.clone()
+    }
+
     /// The flow's name as the record has it.
     pub fn flow(&self) -> &str {
         &self.rec.flow

@@ -61,12 +61,13 @@ impl Telemetry {
     /// A call's flow starts: count it active and begin its record.
     pub fn call(self: &Arc<Self>, start: CallStart) -> CallTap {
         self.metrics.call_started();
+        let acc = Accumulator::new(start, self.mask_caller, self.default_country);
+        if let Some(q) = &self.records {
+            // Marked open now, so a crash still leaves a record for it.
+            q.open(acc.opening());
+        }
         CallTap {
-            acc: Some(Accumulator::new(
-                start,
-                self.mask_caller,
-                self.default_country,
-            )),
+            acc: Some(acc),
             hub: self.clone(),
         }
     }

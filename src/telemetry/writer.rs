@@ -21,6 +21,9 @@ pub const QUEUE: usize = 4096;
 const BATCH: usize = 256;
 
 enum Msg {
+    /// A call's flow started: mark it open (`store::open_calls`), so a
+    /// crash before its end still leaves a record at the next start.
+    Open(Box<CallRecord>),
     Record(Box<CallRecord>),
     Flush(oneshot::Sender<()>),
 }
@@ -44,6 +47,7 @@ pub struct RecordWriter {
 impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Msg::Open(r) => write!(f, "Open({})", r.call_id),
             Msg::Record(r) => write!(f, "Record({})", r.call_id),
             Msg::Flush(_) => f.write_str("Flush"),
         }
@@ -79,6 +83,15 @@ impl RecordQueue {
         }
     }
 
+    /// Mark the call of `start` (its record as it stands when the flow
+    /// starts) open, without waiting; a full queue skips the mark (the call
+    /// is then only lost to a crash, as before).
+    pub fn open(&self, start: CallRecord) {
+        if self.tx.try_send(Msg::Open(Box::new(start))).is_err() {
+            debug!("open-call mark skipped: the record writer's queue is full");
+        }
+    }
+
     /// Wait (up to `limit`) until every record queued before now is written.
     pub async fn flush(&self, limit: Duration) -> bool {
         let (done, wait) = oneshot::channel();
@@ -95,16 +108,28 @@ impl RecordWriter {
     /// Write records as they come until every queue end is dropped.
     pub async fn run(mut self) {
         let mut batch: Vec<CallRecord> = Vec::with_capacity(BATCH);
+        let mut opens: Vec<CallRecord> = Vec::new();
         let mut flushes = Vec::new();
         while let Some(first) = self.rx.recv().await {
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
+                    Msg::Open(r) => opens.push(*r),
                     Msg::Record(r) => batch.push(*r),
                     Msg::Flush(done) => flushes.push(done),
                 }
-                if batch.len() < BATCH {
+                if batch.len() + opens.len() < BATCH {
                     next = self.rx.try_recv().ok();
+                }
+            }
+            if !opens.is_empty() {
+                // Before the batch's records: a call that began and ended
+                // within one batch is marked, then unmarked by its record.
+                let opened = std::mem::take(&mut opens);
+                let store = self.store.clone();
+                let done = tokio::task::spawn_blocking(move || store.open_calls(&opened)).await;
+                if let Ok(Err(e)) = done {
+                    warn!(error = %e, "marking calls open failed; a crash would lose their records");
                 }
             }
             if !batch.is_empty() {

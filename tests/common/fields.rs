@@ -6,8 +6,9 @@
 
 use serde_json::Value;
 
-/// Keys of one `--events` line: `{"call_id": …, "event": {…}}`.
-const EVENT_LINE: &[&str] = &["call_id", "event"];
+/// Keys of one `--events` line: `{"ts": …, "call_id": …, "event": {…}}`
+/// (`ts`: RFC 3339, UTC, milliseconds).
+const EVENT_LINE: &[&str] = &["ts", "call_id", "event"];
 
 /// The fields an event object of type `name` may carry (besides `event`).
 fn event_fields(name: &str) -> Option<&'static [&'static str]> {
@@ -51,6 +52,8 @@ fn event_fields(name: &str) -> Option<&'static [&'static str]> {
         "error" => &["step", "message"],
         "hung_up_by_caller" | "hung_up_by_engine" => &["by", "step"],
         "barge_in" => &["step", "by"],
+        // A hang-up mid-entry: how many keys, never which.
+        "digits_abandoned" => &["step", "count"],
         "lookup" => &["step", "outcome", "trust", "directory", "micros"],
         _ => return None,
     })
@@ -147,6 +150,8 @@ const LOG_KEYS: &[&str] = &[
     "lost",
     "digits",
     "dropped_foreign",
+    // RTP of a payload type the call did not negotiate (issue 16 item 7)
+    "unnegotiated",
     "send_interval_p50_ms",
     "p99_ms",
     "p999_ms",

@@ -236,8 +236,28 @@ pub async fn collect_once<C: CallChannel>(
     pattern: Option<&Regex>,
     secret: bool,
 ) -> Result<Entry, Abort> {
-    let rendered = ctx.render_prompts(prompts)?;
     let mut buf = String::new();
+    let res = collect_into(ctx, input, prompts, pattern, secret, &mut buf).await;
+    if matches!(res, Err(Abort::HungUp)) && !buf.is_empty() {
+        // Only the length: the digits may be a secret, and were not entered.
+        let step = ctx.id().to_string();
+        let count = buf.chars().count();
+        ctx.emit(Event::DigitsAbandoned { step, count });
+    }
+    res
+}
+
+/// [`collect_once`] with the entry so far in `buf`, so a hang-up can say
+/// how long the abandoned entry was.
+async fn collect_into<C: CallChannel>(
+    ctx: &mut Ctx<'_, C>,
+    input: &DigitInput,
+    prompts: &[PromptRef],
+    pattern: Option<&Regex>,
+    secret: bool,
+    buf: &mut String,
+) -> Result<Entry, Abort> {
+    let rendered = ctx.render_prompts(prompts)?;
     let mut source = DigitSource::Script;
     let mut finished = false;
 
@@ -252,7 +272,7 @@ pub async fn collect_once<C: CallChannel>(
 
     while let Some((d, src)) = ctx.typeahead.pop_front() {
         source = src;
-        if push(&mut buf, d) {
+        if push(buf, d) {
             finished = true;
             break;
         }
@@ -266,7 +286,7 @@ pub async fn collect_once<C: CallChannel>(
                 Some(CallInput::Digit { digit, source: src }) if input.barge_in => {
                     ctx.call.stop_playback().await;
                     source = src;
-                    finished = push(&mut buf, digit);
+                    finished = push(buf, digit);
                     break;
                 }
                 Some(_) => {}
@@ -285,7 +305,7 @@ pub async fn collect_once<C: CallChannel>(
             None => break,
             Some(CallInput::Digit { digit, source: src }) => {
                 source = src;
-                finished = push(&mut buf, digit);
+                finished = push(buf, digit);
             }
             Some(_) => {}
         }
@@ -303,11 +323,11 @@ pub async fn collect_once<C: CallChannel>(
         digits: if secret { None } else { Some(buf.clone()) },
     });
     let too_short = (count as u32) < input.min;
-    let mismatch = pattern.is_some_and(|re| !re.is_match(&buf));
+    let mismatch = pattern.is_some_and(|re| !re.is_match(buf));
     if too_short || mismatch {
         Ok(Entry::Invalid)
     } else {
-        Ok(Entry::Digits(buf))
+        Ok(Entry::Digits(buf.clone()))
     }
 }
 

@@ -1049,6 +1049,27 @@ fn caller_hang_up_mid_step_ends_cleanly() {
 }
 
 #[test]
+fn a_hang_up_mid_entry_reports_the_entrys_length_not_its_digits() {
+    let r = run(&flow(COLLECT), vec![digits("127"), Action::Hangup]);
+    let n = r.names();
+    assert_eq!(n[n.len() - 2..], ["digits_abandoned", "hung_up_by_caller"]);
+    assert!(r.events.contains(&Event::DigitsAbandoned {
+        step: "ask".into(),
+        count: 3
+    }));
+    let json = serde_json::to_string(&r.events[r.events.len() - 2]).unwrap();
+    assert_eq!(
+        json,
+        r#"{"event":"digits_abandoned","step":"ask","count":3}"#
+    );
+    // Nothing keyed, or an entry already finished: no abandoned entry.
+    let r = run(&flow(COLLECT), vec![Action::Hangup]);
+    assert!(!r.names().contains(&"digits_abandoned"));
+    let r = run(&flow(RECOGNIZE), vec![digits("12"), Action::Hangup]);
+    assert!(!r.names().contains(&"digits_abandoned"));
+}
+
+#[test]
 fn end_of_flow_without_next_hangs_up() {
     let f = flow(
         r##"
