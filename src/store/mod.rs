@@ -14,10 +14,12 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 pub mod accounts;
+pub mod browse;
 pub mod codes;
 pub mod deliveries;
 pub mod lockout;
 pub mod migrate;
+pub mod operators;
 pub mod records;
 pub mod report;
 pub mod sealed;
