@@ -599,6 +599,12 @@ impl Driver {
             .as_str()
             .unwrap_or_else(|| panic!("no session: {v}"))
             .to_string();
+        // Finds wait up to 5 s for an element of a page still loading.
+        d.cmd(
+            "POST",
+            "/timeouts",
+            Some(serde_json::json!({"implicit": 5000})),
+        );
         d
     }
 
@@ -699,7 +705,11 @@ fn browser_logs_in_filters_and_sees_the_right_counts() {
     d.type_into("#name", "ana");
     d.type_into("#password", PASSWORD);
     d.click("#login");
-    assert!(d.url().ends_with('/'), "{}", d.url());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.url().ends_with('/') {
+        assert!(Instant::now() < deadline, "not logged in: {}", d.url());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(d.text("#n-calls").parse::<usize>().ok(), Some(gens.len()));
     // Filter by country code and channel through the form.
     d.type_into("#f-country", "+44");
@@ -707,7 +717,12 @@ fn browser_logs_in_filters_and_sees_the_right_counts() {
     d.click("#f-channel option:nth-child(2)");
     d.click("#apply");
     let (n, passed) = expected(&gens, "44", AuthMethod::SmsCode);
-    assert!(d.url().contains("channel=sms"), "{}", d.url());
+    // The click may return before the form's navigation lands.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.url().contains("channel=sms") {
+        assert!(Instant::now() < deadline, "filter not applied: {}", d.url());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(d.text("#n-calls").parse::<usize>().ok(), Some(n));
     assert_eq!(d.text("#n-passed").parse::<usize>().ok(), Some(passed));
     no_secrets(&d.source(), &gens, "dashboard (browser)");
