@@ -123,6 +123,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: Box<AccountsSub>,
     },
+    /// The operator console's users, and the console on its own
+    /// (`console serve`; `serve` runs it beside the engine when `console:`
+    /// is configured). Passwords are stored as Argon2id hashes only.
+    Console {
+        #[command(flatten)]
+        store: StoreOpts,
+        #[command(subcommand)]
+        cmd: ConsoleSub,
+    },
     /// One-time codes of an account (or a number): show what was sent and
     /// its state, or cancel the live ones so a new code goes out at once.
     /// Codes themselves are never shown: the store keeps only their MAC.
@@ -154,6 +163,9 @@ enum Cmd {
         /// Only this flow's calls.
         #[arg(long)]
         flow: Option<String>,
+        /// Only calls decided by a code sent by this channel (sms, voice, email).
+        #[arg(long)]
+        channel: Option<String>,
         /// text, csv or json.
         #[arg(long, value_enum, default_value = "text")]
         format: voxgate::app::report::ReportFormat,
@@ -339,6 +351,29 @@ enum AccountsSub {
 }
 
 #[derive(Subcommand)]
+enum ConsoleSub {
+    /// Add an operator; the password is asked on the terminal (twice, not
+    /// shown) or read from the first line of stdin.
+    AddUser {
+        /// Login name (letters, digits, . _ - @).
+        name: String,
+    },
+    /// Remove an operator and end their sessions.
+    RemoveUser {
+        /// Login name.
+        name: String,
+    },
+    /// List the operators.
+    ListUsers,
+    /// Serve the console alone over the database (no calls in progress).
+    Serve {
+        /// Where to listen (default: console.listen, else 127.0.0.1:8090).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+}
+
+#[derive(Subcommand)]
 enum CodesSub {
     /// The codes kept for an account or number, newest first.
     Show(WhoseOpts),
@@ -506,6 +541,16 @@ fn main() -> ExitCode {
                 dump,
             },
         )),
+        Cmd::Console { store, cmd } => {
+            use voxgate::app::console::{console_cmd, ConsoleCmd};
+            let cmd = match cmd {
+                ConsoleSub::AddUser { name } => ConsoleCmd::AddUser { name },
+                ConsoleSub::RemoveUser { name } => ConsoleCmd::RemoveUser { name },
+                ConsoleSub::ListUsers => ConsoleCmd::ListUsers,
+                ConsoleSub::Serve { listen } => ConsoleCmd::Serve { listen },
+            };
+            report(console_cmd(&store_args(store), cmd))
+        }
         Cmd::Codes { store, cmd } => match cmd {
             CodesSub::Show(w) => report(voxgate::app::codes::show(&store_args(store), &w.whose())),
             CodesSub::Cancel(w) => {
@@ -519,6 +564,7 @@ fn main() -> ExitCode {
             country,
             brand,
             flow,
+            channel,
             format,
         } => report(voxgate::app::report::report(
             &store_args(store),
@@ -528,6 +574,7 @@ fn main() -> ExitCode {
                 country,
                 brand,
                 flow,
+                channel,
                 format,
             },
         )),

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod codes;
+pub mod console;
 pub mod evaluate;
 mod fdlimit;
 mod progress;
@@ -112,6 +113,17 @@ impl FlowSet {
         if let Ok(mut g) = self.flows.write() {
             *g = Arc::new(map);
         }
+    }
+
+    /// Every flow now loaded, by name (the console draws them).
+    fn all(&self) -> Vec<Arc<Flow>> {
+        let mut v: Vec<Arc<Flow>> = self
+            .flows
+            .read()
+            .map(|g| g.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
     }
 
     fn names(&self) -> Vec<String> {
@@ -626,6 +638,24 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tokio::spawn(async move {
                 if let Err(e) = crate::web::serve(listener, state).await {
                     error!(error = %e, "HTTP endpoint stopped");
+                }
+            });
+        }
+        if let Some(c) = &cfg.console {
+            let listener = tokio::net::TcpListener::bind(c.listen)
+                .await
+                .with_context(|| format!("binding the console (console.listen) on {}", c.listen))?;
+            info!(listen = %listener.local_addr()?, "operator console ready");
+            let graphs = flow_set.clone();
+            let state = crate::web::console::ConsoleState::new(
+                code_store.clone(),
+                c.clone(),
+                Some(runner.telemetry.active().clone()),
+                Arc::new(move || graphs.all().iter().map(|f| console::flow_graph(f)).collect()),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = crate::web::console::serve(listener, state).await {
+                    error!(error = %e, "operator console stopped");
                 }
             });
         }

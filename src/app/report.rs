@@ -35,6 +35,8 @@ pub struct ReportArgs {
     pub brand: Option<String>,
     /// Flow.
     pub flow: Option<String>,
+    /// The deciding code's channel (`sms`, `voice`, `email`).
+    pub channel: Option<String>,
     /// Output format.
     pub format: ReportFormat,
 }
@@ -91,16 +93,26 @@ pub fn filter_of(args: &ReportArgs) -> anyhow::Result<ReportFilter> {
             bail!("--country {c}: give an ISO 3166 code (US, GB) or a calling code (+1, +44)");
         }
     }
+    if let Some(ch) = &args.channel {
+        if !CHANNELS.contains(&ch.as_str()) {
+            bail!("--channel {ch}: give one of {}", CHANNELS.join(", "));
+        }
+    }
     Ok(ReportFilter {
         from_day: from,
         to_day: to,
         country: args.country.clone(),
         brand: args.brand.clone(),
         flow: args.flow.clone(),
+        channel: args.channel.clone(),
+        outcome: None,
     })
 }
 
 const DAY_MS: i64 = 86_400_000;
+
+/// The channels a code goes by (the `--channel` values).
+pub const CHANNELS: [&str; 3] = ["sms", "voice", "email"];
 
 /// Milliseconds at 00:00 UTC of `YYYY-MM-DD`.
 pub fn day_start_ms(s: &str) -> anyhow::Result<i64> {

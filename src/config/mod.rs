@@ -12,6 +12,7 @@ use crate::duration::{self, DurationError};
 use crate::phone::Country;
 
 pub mod codes;
+pub mod console;
 pub mod directory;
 pub mod email;
 pub mod http;
@@ -24,6 +25,7 @@ pub mod textfile;
 pub mod transfer;
 
 pub use codes::{CodePolicy, Resend, SendLimits};
+pub use console::ConsoleConfig;
 pub use directory::{DirectoryConfig, HttpDirectoryConfig, HttpMethod, SQLITE};
 pub use http::HttpConfig;
 pub use limits::{LimitsConfig, TcpLimits};
@@ -158,6 +160,7 @@ struct RawConfig {
     email: Option<email::RawEmail>,
     http: Option<http::RawHttp>,
     records: Option<records::RawRecords>,
+    console: Option<console::RawConsole>,
     limits: Option<limits::RawLimits>,
 }
 
@@ -370,6 +373,8 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     /// Call records (`records:`).
     pub records: RecordsConfig,
+    /// The operator console (`console:`); `None`: none.
+    pub console: Option<ConsoleConfig>,
     /// Agents, how to reach them and the context sent (`transfer:`).
     pub transfer: transfer::TransferConfig,
     /// Per-source and global limits, sockets and connections (`limits:`).
@@ -413,6 +418,7 @@ impl Default for Config {
             email: None,
             http: None,
             records: RecordsConfig::default(),
+            console: None,
             transfer: transfer::TransferConfig::default(),
             limits: LimitsConfig::for_ports(5000),
         }
@@ -661,6 +667,12 @@ impl Config {
         if let Some(r) = raw.records {
             c.records = r.into_config().map_err(sem)?;
         }
+        c.console = raw
+            .console
+            .map(console::RawConsole::into_config)
+            .transpose()
+            .map_err(sem)?
+            .filter(|c| c.enabled);
         c.limits = match raw.limits {
             Some(l) => l.into_config(c.rtp_ports.even_ports()).map_err(sem)?,
             None => LimitsConfig::for_ports(c.rtp_ports.even_ports()),

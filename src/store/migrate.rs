@@ -148,6 +148,32 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         calls        INTEGER NOT NULL,
         PRIMARY KEY (day, brand, flow, country, calling_code, method, outcome)
     ) WITHOUT ROWID;",
+    // 9: the operator console (issue 19): operators with an Argon2id PHC
+    // string (never the password), sessions by the SHA-256 of their token
+    // (a stolen file holds no usable cookie) with their CSRF token and
+    // expiry (ms). The call-list indexes let the console page through ten
+    // million records by outcome or flow newest first without a scan; the
+    // outcome one covers the fraud page's repeated failures by caller, and
+    // the partial one its lockout count.
+    "CREATE TABLE operators (
+        name          TEXT PRIMARY KEY NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at    INTEGER NOT NULL
+    );
+    CREATE TABLE console_sessions (
+        token_hash BLOB PRIMARY KEY NOT NULL,
+        operator   TEXT NOT NULL,
+        csrf       TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX console_sessions_by_expiry ON console_sessions (expires_at);
+    CREATE INDEX console_sessions_by_operator ON console_sessions (operator);
+    CREATE INDEX call_records_by_outcome ON call_records (outcome, started_at, caller_masked);
+    CREATE INDEX call_records_locked ON call_records (started_at)
+        WHERE code_send = 'locked' OR auth_result = 'locked';
+    CREATE INDEX call_records_by_flow ON call_records (flow, started_at);
+    CREATE INDEX deliveries_by_created ON deliveries (created_at);",
 ];
 
 /// The schema version this build writes.

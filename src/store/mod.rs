@@ -14,11 +14,13 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 pub mod accounts;
+pub mod browse;
 pub mod codes;
 pub mod deliveries;
 pub mod lockout;
 pub mod migrate;
 pub mod open_calls;
+pub mod operators;
 pub mod records;
 pub mod report;
 pub mod sealed;

@@ -41,6 +41,11 @@ pub struct Accumulator {
 }
 
 impl Accumulator {
+    /// The caller as the record keeps it (masked).
+    pub fn caller_masked(&self) -> &str {
+        &self.rec.caller_masked
+    }
+
     /// Start the record of the call `start`; the caller's number is masked
     /// here (`mask_caller`: country code and last 4 digits only) and never
     /// kept whole.

@@ -7,6 +7,7 @@
 //! the one record writer ([`writer`]) without waiting. Sits over the store
 //! and reads the media layer's global counters; `web` serves the metrics.
 
+pub mod active;
 pub mod fold;
 pub mod metrics;
 pub mod writer;
@@ -14,6 +15,7 @@ pub mod writer;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use active::{ActiveCall, ActiveCalls};
 pub use fold::{Accumulator, CallStart};
 pub use metrics::{LabelledCounters, Metrics};
 pub use writer::{RecordQueue, RecordWriter};
@@ -30,6 +32,7 @@ pub struct Telemetry {
     records: Option<RecordQueue>,
     mask_caller: bool,
     default_country: Country,
+    active: Arc<ActiveCalls>,
 }
 
 impl Telemetry {
@@ -45,6 +48,7 @@ impl Telemetry {
             records,
             mask_caller: cfg.mask_caller,
             default_country,
+            active: Arc::new(ActiveCalls::default()),
         }
     }
 
@@ -58,10 +62,26 @@ impl Telemetry {
         self.records.as_ref()
     }
 
+    /// The calls in progress (the console shows them).
+    pub fn active(&self) -> &Arc<ActiveCalls> {
+        &self.active
+    }
+
     /// A call's flow starts: count it active and begin its record.
     pub fn call(self: &Arc<Self>, start: CallStart) -> CallTap {
         self.metrics.call_started();
+        let call_id = start.call_id.clone();
+        let (brand, flow, started_at) =
+            (start.brand.clone(), start.flow.clone(), start.started_at_ms);
         let acc = Accumulator::new(start, self.mask_caller, self.default_country);
+        self.active.begin(ActiveCall {
+            call_id: call_id.clone(),
+            caller_masked: acc.caller_masked().to_string(),
+            brand,
+            flow,
+            step: String::new(),
+            started_at,
+        });
         if let Some(q) = &self.records {
             // Marked open now, so a crash still leaves a record for it.
             q.open(acc.opening());
@@ -69,6 +89,7 @@ impl Telemetry {
         CallTap {
             acc: Some(acc),
             hub: self.clone(),
+            call_id,
         }
     }
 }
@@ -80,6 +101,7 @@ impl Telemetry {
 pub struct CallTap {
     hub: Arc<Telemetry>,
     acc: Option<Accumulator>,
+    call_id: String,
 }
 
 impl CallTap {
@@ -100,6 +122,9 @@ impl CallTap {
     /// Fold one event of the call in (cheap; called on the call's task).
     pub fn event(&mut self, ev: &Event) {
         self.hub.metrics.event(ev);
+        if let Event::StepEntered { step, .. } = ev {
+            self.hub.active.step(&self.call_id, step);
+        }
         if let Some(a) = &mut self.acc {
             a.fold(ev);
         }
@@ -114,6 +139,7 @@ impl CallTap {
         let Some(acc) = self.acc.take() else {
             return;
         };
+        self.hub.active.end(&self.call_id);
         let rec = acc.finish(ms(SystemTime::now()));
         self.hub.metrics.call_ended(&rec.flow, rec.outcome.as_str());
         if let Some(q) = &self.hub.records {

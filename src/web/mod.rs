@@ -17,6 +17,7 @@ use crate::backends::sms::Sms;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
+pub mod console;
 mod metrics;
 mod receipts;
 

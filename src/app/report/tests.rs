@@ -83,6 +83,7 @@ fn args(from: Option<&str>, to: Option<&str>) -> ReportArgs {
         country: None,
         brand: None,
         flow: None,
+        channel: None,
         format: ReportFormat::Text,
     }
 }
