@@ -148,6 +148,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         calls        INTEGER NOT NULL,
         PRIMARY KEY (day, brand, flow, country, calling_code, method, outcome)
     ) WITHOUT ROWID;",
+    // 9: codes read out on outbound calls: the call's length on its
+    // delivery row, and one row per call placed (the destination in E.164,
+    // like `code_sends`) for the per-destination call limits.
+    "ALTER TABLE deliveries ADD COLUMN duration_ms INTEGER;
+    CREATE TABLE voice_calls (
+        destination TEXT NOT NULL,
+        at          INTEGER NOT NULL
+    );
+    CREATE INDEX voice_calls_by_destination ON voice_calls (destination, at);",
 ];
 
 /// The schema version this build writes.
