@@ -113,6 +113,11 @@ const LOG_KEYS: &[&str] = &[
     "relayed_in",
     "digits_relayed_out",
     "digits_relayed_in",
+    // code calls (codes_voice): the trunk, whether the whole script was
+    // heard and how long the call lasted (never the number, never a digit)
+    "trunk",
+    "heard_all",
+    "talk_ms",
     "listen",
     "calls",
     "grace",
