@@ -493,8 +493,19 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .as_ref()
         .map(crate::backends::email::build)
         .transpose()?;
+    // The voice channel's caller needs the SIP endpoint, built later.
+    let voice_slot = crate::backends::voice::CallerSlot::default();
+    let voice_trunk = cfg.codes_voice.as_ref().map(|v| v.trunk);
+    let voice = cfg.codes_voice.clone().map(|v| {
+        Arc::new(crate::backends::voice::Voice::new(
+            v,
+            voice_slot.clone(),
+            cfg.prompts_dir.clone(),
+        ))
+    });
     let codes = StoreCodes::new(code_store.clone(), &key, cfg.codes, sms.clone())
-        .with_email(email.map(Arc::new));
+        .with_email(email.map(Arc::new))
+        .with_voice(voice);
     let directories = Directories::build(
         &cfg.directories,
         &cfg.lookup,
@@ -664,7 +675,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding SIP UDP+TCP on {}", cfg.listen))?;
         let local: SocketAddr = bound.udp.local_addr()?;
         let (ep, tcp) = Endpoint::new(sip_cfg, bound, |sip| {
-            CallSetup::new(setup_cfg, prompts, runner, sip)
+            let setup = CallSetup::new(setup_cfg, prompts, runner, sip.clone());
+            if let Some(trunk) = voice_trunk {
+                voice_slot.set(Arc::new(setup.code_caller(sip, trunk)));
+            }
+            setup
         })?;
         let (stop_tx, stop_rx) = watch::channel(false);
         info!(listen = %local, flows = ?flow_set.names(), "voxgate ready (SIP over UDP and TCP)");
@@ -748,7 +763,11 @@ async fn purge_codes(store: Arc<Store>) {
         tick.tick().await;
         let s = store.clone();
         let now = crate::store::now_ms();
-        let done = tokio::task::spawn_blocking(move || s.purge_codes(now, now - 86_400_000)).await;
+        let done = tokio::task::spawn_blocking(move || {
+            let _ = s.purge_voice_calls(now);
+            s.purge_codes(now, now - 86_400_000)
+        })
+        .await;
         match done {
             Ok(Ok((codes, sends))) if codes + sends > 0 => {
                 tracing::debug!(codes, sends, "purged ended codes and old send counts");

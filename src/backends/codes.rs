@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 use super::email::Email;
 use super::sms::{Sms, SmsMessage};
+use super::voice::{CallResult, Voice};
 use super::{
     BoxFut, CodeChannel, CodeCheck, CodeEntry, CodeRequest, CodeService, CodeTarget, SendAttempt,
     SendLimit, SendResult, ServiceError,
@@ -34,6 +35,7 @@ pub struct StoreCodes {
     policy: CodePolicy,
     sms: Arc<Sms>,
     email: Option<Arc<Email>>,
+    voice: Option<Arc<Voice>>,
 }
 
 impl StoreCodes {
@@ -45,6 +47,7 @@ impl StoreCodes {
             policy,
             sms,
             email: None,
+            voice: None,
         }
     }
 
@@ -142,9 +145,21 @@ impl StoreCodes {
         self
     }
 
-    /// A fallback sends the code that failed to go (else a new one).
-    fn same_code(&self) -> bool {
-        self.email.as_ref().is_none_or(|e| e.same_code)
+    /// Also read codes out on outbound calls through `voice` (`None`: no
+    /// voice channel).
+    pub fn with_voice(mut self, voice: Option<Arc<Voice>>) -> Self {
+        self.voice = voice;
+        self
+    }
+
+    /// A fallback to `channel` sends the code that failed to go (else a
+    /// new one), as that channel's config says.
+    fn same_code(&self, channel: CodeChannel) -> bool {
+        match channel {
+            CodeChannel::Email => self.email.as_ref().is_none_or(|e| e.same_code),
+            CodeChannel::Voice => self.voice.as_ref().is_none_or(|v| v.cfg.same_code),
+            CodeChannel::Sms => true,
+        }
     }
 
     /// Why `target` cannot be tried on this server (no gateway for it).
@@ -156,7 +171,10 @@ impl StoreCodes {
             CodeChannel::Sms => None,
             CodeChannel::Email if self.email.is_none() => Some("no e-mail channel is configured"),
             CodeChannel::Email => None,
-            CodeChannel::Voice => Some("no voice channel for codes is configured"),
+            CodeChannel::Voice if self.voice.is_none() => {
+                Some("no voice channel for codes is configured (codes_voice)")
+            }
+            CodeChannel::Voice => None,
         }
     }
 
@@ -205,15 +223,15 @@ impl StoreCodes {
         code: &str,
     ) -> SendAttempt {
         let to_masked = target.masked();
+        let mut talk = None;
         let (gateway, status, message_id, error) = match target.channel {
             CodeChannel::Sms => self.deliver_sms(req, target, code).await,
             CodeChannel::Email => self.deliver_email(req, target, code).await,
-            CodeChannel::Voice => (
-                String::new(),
-                DeliveryStatus::Failed,
-                None,
-                Some("no voice channel for codes is configured".to_string()),
-            ),
+            CodeChannel::Voice => {
+                let (d, length) = self.deliver_voice(req, target, code).await;
+                talk = length;
+                d
+            }
         };
         let attempt = SendAttempt {
             channel: target.channel,
@@ -222,12 +240,19 @@ impl StoreCodes {
             message_id,
             error,
         };
-        self.record(code_id, &attempt, status).await;
+        let row = self.record(code_id, &attempt, status).await;
+        if let (Some(row), Some(t)) = (row, talk) {
+            let store = self.store.clone();
+            let ms = millis_of(t);
+            if let Err(e) = blocking(move || store.set_delivery_duration(row, ms)).await {
+                tracing::warn!(error = %e, "code call length not recorded");
+            }
+        }
         attempt
     }
 
-    /// Record a try as a delivery of code `code_id`.
-    async fn record(&self, code_id: &str, a: &SendAttempt, status: DeliveryStatus) {
+    /// Record a try as a delivery of code `code_id` (its row id).
+    async fn record(&self, code_id: &str, a: &SendAttempt, status: DeliveryStatus) -> Option<i64> {
         let store = self.store.clone();
         let (gw, id, mid, err, masked) = (
             a.gateway.clone(),
@@ -251,8 +276,116 @@ impl StoreCodes {
             })
         })
         .await;
-        if let Err(e) = recorded {
-            tracing::warn!(error = %e, "code delivery not recorded");
+        match recorded {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::warn!(error = %e, "code delivery not recorded");
+                None
+            }
+        }
+    }
+
+    /// Read `code` out on a call to `target` (judged by the call limits
+    /// first); the delivery and, when answered, the call's length.
+    async fn deliver_voice(
+        &self,
+        req: &CodeRequest,
+        target: &CodeTarget,
+        code: &str,
+    ) -> (
+        (String, DeliveryStatus, Option<String>, Option<String>),
+        Option<std::time::Duration>,
+    ) {
+        let failed = |gw: String, e: &str| {
+            (
+                (gw, DeliveryStatus::Failed, None, Some(e.to_string())),
+                None,
+            )
+        };
+        let Some(voice) = &self.voice else {
+            return failed(String::new(), "no voice channel for codes is configured");
+        };
+        let gateway = voice.gateway();
+        let Some(caller) = voice.caller.get() else {
+            return failed(
+                gateway,
+                "the voice channel is not ready (SIP has not started)",
+            );
+        };
+        let store = self.store.clone();
+        let (to, now) = (target.to.clone(), millis(req.now));
+        let limits = voice.cfg.per_destination;
+        let judged =
+            blocking(move || store.begin_voice_call(&to, now, limits.hour, limits.day)).await;
+        match judged {
+            Ok(None) => {}
+            Ok(Some(crate::store::voice_calls::CallLimit::Hour)) => {
+                return failed(
+                    gateway,
+                    "rate limited: code calls to this number in the last hour",
+                );
+            }
+            Ok(Some(crate::store::voice_calls::CallLimit::Day)) => {
+                return failed(
+                    gateway,
+                    "rate limited: code calls to this number in the last day",
+                );
+            }
+            Err(e) => return failed(gateway, &e.to_string()),
+        }
+        let call = voice.call_for(&target.to, &req.brand, &req.language, code);
+        let report = caller.call(&call).await;
+        drop(call);
+        let status_text = report.status.map(|s| format!(" ({s})")).unwrap_or_default();
+        let (status, error) = match report.result {
+            CallResult::Answered { heard_all: true } => (DeliveryStatus::Answered, None),
+            CallResult::Answered { heard_all: false } => (
+                DeliveryStatus::Answered,
+                Some("answered, but hung up before the code was read".to_string()),
+            ),
+            CallResult::Busy => (DeliveryStatus::Busy, Some(format!("busy{status_text}"))),
+            CallResult::NoAnswer => (
+                DeliveryStatus::NoAnswer,
+                Some(format!("no answer{status_text}")),
+            ),
+            CallResult::Failed(why) => (DeliveryStatus::Failed, Some(why)),
+        };
+        let talk = matches!(status, DeliveryStatus::Answered).then_some(report.talk);
+        ((gateway, status, report.call_id, error), talk)
+    }
+
+    /// Wait for the SMS gateway's delivery receipt of `message_id` (at most
+    /// `wait`): `None` when it says delivered, else why the code did not
+    /// arrive (undelivered, failed, or no receipt in time).
+    async fn await_receipt(
+        &self,
+        gateway: &str,
+        message_id: &str,
+        wait: std::time::Duration,
+    ) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let store = self.store.clone();
+            let (gw, mid) = (gateway.to_string(), message_id.to_string());
+            match blocking(move || store.delivery_status(&gw, &mid)).await {
+                Ok(Some((s, err))) => match DeliveryStatus::parse(&s) {
+                    Some(DeliveryStatus::Delivered) => return None,
+                    Some(st @ (DeliveryStatus::Undelivered | DeliveryStatus::Failed)) => {
+                        let detail = err.map(|e| format!(" ({e})")).unwrap_or_default();
+                        return Some(format!("delivery receipt: {}{detail}", st.as_str()));
+                    }
+                    _ => {}
+                },
+                Ok(None) => {}
+                Err(e) => return Some(format!("delivery receipt not readable: {e}")),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Some(format!(
+                    "no delivery receipt within {} s",
+                    wait.as_secs_f32()
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
 
@@ -391,7 +524,7 @@ impl CodeService for StoreCodes {
                 self.record(&id, a, DeliveryStatus::Failed).await;
             }
             for (i, target) in usable.iter().enumerate() {
-                if i > 0 && !self.same_code() {
+                if i > 0 && !self.same_code(target.channel) {
                     // A new code for the next channel: the one that did not go
                     // is not live, and the new one is counted like any send.
                     self.undeliverable(&id).await;
@@ -427,7 +560,18 @@ impl CodeService for StoreCodes {
                         continue;
                     }
                 }
-                let attempt = self.deliver(req, target, &id, &code).await;
+                let mut attempt = self.deliver(req, target, &id, &code).await;
+                // An SMS with a channel after it is taken only once its
+                // receipt says delivered (when the server waits for one).
+                if let (CodeChannel::Sms, true, None, Some(wait), Some(mid)) = (
+                    target.channel,
+                    i + 1 < usable.len(),
+                    &attempt.error,
+                    self.policy.receipt_timeout,
+                    attempt.message_id.clone(),
+                ) {
+                    attempt.error = self.await_receipt(&attempt.gateway, &mid, wait).await;
+                }
                 let taken = attempt.error.is_none();
                 attempts.push(attempt);
                 if taken {

@@ -24,6 +24,7 @@ pub mod handoff;
 pub mod passphrase;
 pub mod sms;
 pub mod totp;
+pub mod voice;
 pub mod webhook_http;
 
 /// `send_code`'s `channels:`; `verify_code` later checks with the channel

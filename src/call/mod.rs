@@ -251,6 +251,7 @@ pub trait CallChannel: Send {
 }
 
 pub mod bridge;
+pub mod code_call;
 pub mod hold;
 pub mod identity;
 pub mod rtp_ports;

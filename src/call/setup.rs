@@ -120,6 +120,29 @@ pub struct CallSetup {
 }
 
 impl CallSetup {
+    /// The code caller (`codes_voice`) of this server: outbound legs from
+    /// the same RTP ports and media runtime as the calls, through `trunk`.
+    pub fn code_caller(
+        &self,
+        sip: SipHandle,
+        trunk: std::net::SocketAddr,
+    ) -> super::code_call::CodeCaller {
+        super::code_call::CodeCaller::new(
+            Dialer {
+                sip,
+                ports: self.ports.clone(),
+                listen_ip: self.cfg.listen_ip,
+                advertised_ip: self.cfg.advertised_ip,
+                session: self.cfg.session.clone(),
+                prompts: self.prompts.clone(),
+                media_rt: self.cfg.media.clone(),
+                legs: self.legs.clone(),
+                proxy: Some(trunk),
+            },
+            trunk,
+        )
+    }
+
     /// Must run inside a tokio runtime (it forwards the calls' hang-ups to `sip`).
     pub fn new(
         cfg: SetupConfig,

@@ -39,6 +39,10 @@ pub struct CodePolicy {
     pub max_failures: u32,
     /// The lockout window (default 24 h).
     pub lockout_window: Duration,
+    /// How long `send_code` waits for an SMS delivery receipt before it
+    /// tries the step's next channel (`None`, the default: it does not wait;
+    /// a code sent by SMS with no channel after it is never waited for).
+    pub receipt_timeout: Option<Duration>,
 }
 
 impl Default for CodePolicy {
@@ -49,6 +53,7 @@ impl Default for CodePolicy {
             per_caller: SendLimits { hour: 5, day: 20 },
             max_failures: 10,
             lockout_window: Duration::from_secs(24 * 3600),
+            receipt_timeout: None,
         }
     }
 }
@@ -61,6 +66,7 @@ pub(super) struct RawCodes {
     per_caller: Option<RawLimits>,
     max_failures: Option<u32>,
     lockout_window: Option<String>,
+    receipt_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -108,7 +114,21 @@ impl RawCodes {
             Some(w) => parse_duration(&w).map_err(|e| format!("codes.lockout_window: {e}"))?,
             None => d.lockout_window,
         };
+        let receipt_timeout = match self.receipt_timeout {
+            None => None,
+            Some(t) => {
+                let d = parse_duration(&t).map_err(|e| format!("codes.receipt_timeout: {e}"))?;
+                if d < Duration::from_secs(1) || d > Duration::from_secs(300) {
+                    return Err(format!(
+                        "codes.receipt_timeout: {} s is outside 1..300 s (the caller waits on the line)",
+                        d.as_secs()
+                    ));
+                }
+                Some(d)
+            }
+        };
         Ok(CodePolicy {
+            receipt_timeout,
             resend,
             per_destination: limits(self.per_destination, d.per_destination, "per_destination")?,
             per_caller: limits(self.per_caller, d.per_caller, "per_caller")?,

@@ -23,6 +23,7 @@ pub mod segments;
 pub mod sms;
 pub mod textfile;
 pub mod transfer;
+pub mod voice;
 
 pub use codes::{CodePolicy, Resend, SendLimits};
 pub use console::ConsoleConfig;
@@ -158,6 +159,7 @@ struct RawConfig {
     media_priority: Option<i32>,
     sms: Option<sms::RawSms>,
     email: Option<email::RawEmail>,
+    codes_voice: Option<voice::RawVoice>,
     http: Option<http::RawHttp>,
     records: Option<records::RawRecords>,
     console: Option<console::RawConsole>,
@@ -369,6 +371,8 @@ pub struct Config {
     pub sms: SmsConfig,
     /// The e-mail channel for codes (`email:`); `None`: not configured.
     pub email: Option<email::EmailConfig>,
+    /// Codes read out on an outbound call (`codes_voice:`); `None`: no voice channel.
+    pub codes_voice: Option<voice::VoiceConfig>,
     /// voxgate's HTTP endpoint (`http:`); `None`: no HTTP server.
     pub http: Option<HttpConfig>,
     /// Call records (`records:`).
@@ -416,6 +420,7 @@ impl Default for Config {
             media_priority: 10,
             sms: SmsConfig::default(),
             email: None,
+            codes_voice: None,
             http: None,
             records: RecordsConfig::default(),
             console: None,
@@ -662,6 +667,11 @@ impl Config {
         c.email = raw
             .email
             .map(email::RawEmail::into_config)
+            .transpose()
+            .map_err(sem)?;
+        c.codes_voice = raw
+            .codes_voice
+            .map(voice::RawVoice::into_config)
             .transpose()
             .map_err(sem)?;
         if let Some(r) = raw.records {

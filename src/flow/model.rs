@@ -417,6 +417,10 @@ pub struct SendCode {
     pub resend_cooldown: Spanned<Duration>,
     /// Language of the message template (default `en`).
     pub language: Spanned<String>,
+    /// Played to the caller while the send takes time (a code call
+    /// ringing and being read out, an SMS receipt awaited), repeated with
+    /// pauses until the send is done; none: silence.
+    pub hold: Vec<PromptRef>,
 }
 
 /// `verify_code` fields: digit input only; the code, its key and channel come

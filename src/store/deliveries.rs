@@ -21,16 +21,25 @@ pub enum DeliveryStatus {
     Undelivered,
     /// The gateway could not send it.
     Failed,
+    /// A code call: the callee answered and heard the code.
+    Answered,
+    /// A code call: the callee was busy (486, 600).
+    Busy,
+    /// A code call: nobody answered within the answer timeout (or 408/480).
+    NoAnswer,
 }
 
 impl DeliveryStatus {
     /// Every status, in the order a message passes them.
-    pub const ALL: [DeliveryStatus; 5] = [
+    pub const ALL: [DeliveryStatus; 8] = [
         DeliveryStatus::Queued,
         DeliveryStatus::Sent,
         DeliveryStatus::Delivered,
         DeliveryStatus::Undelivered,
         DeliveryStatus::Failed,
+        DeliveryStatus::Answered,
+        DeliveryStatus::Busy,
+        DeliveryStatus::NoAnswer,
     ];
 
     /// The stored (and Twilio's) spelling.
@@ -41,6 +50,9 @@ impl DeliveryStatus {
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Undelivered => "undelivered",
             DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Answered => "answered",
+            DeliveryStatus::Busy => "busy",
+            DeliveryStatus::NoAnswer => "no_answer",
         }
     }
 
@@ -61,7 +73,12 @@ impl DeliveryStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            DeliveryStatus::Delivered | DeliveryStatus::Undelivered | DeliveryStatus::Failed
+            DeliveryStatus::Delivered
+                | DeliveryStatus::Undelivered
+                | DeliveryStatus::Failed
+                | DeliveryStatus::Answered
+                | DeliveryStatus::Busy
+                | DeliveryStatus::NoAnswer
         )
     }
 }
@@ -119,6 +136,8 @@ pub struct Delivery {
     pub updated_at: i64,
     /// Every status reported, with its time (ms), oldest first.
     pub history: Vec<(String, i64)>,
+    /// A code call's length from answer to hang-up (ms); `None` otherwise.
+    pub duration_ms: Option<i64>,
 }
 
 impl Store {
@@ -189,6 +208,34 @@ impl Store {
         self.deliveries_where("code_id = ?1", params![code_id])
     }
 
+    /// Record a code call's length (answer to hang-up) on its delivery row.
+    pub fn set_delivery_duration(&self, id: i64, duration_ms: i64) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE deliveries SET duration_ms = ?2 WHERE id = ?1",
+                params![id, duration_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The latest status of a gateway's message and its error (what a
+    /// delivery receipt said), `None` when no such delivery is known.
+    pub fn delivery_status(
+        &self,
+        gateway: &str,
+        message_id: &str,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT status, error FROM deliveries WHERE gateway = ?1 AND message_id = ?2",
+                params![gateway, message_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })
+    }
+
     /// The delivery of a gateway's message.
     pub fn delivery_by_message(
         &self,
@@ -209,7 +256,7 @@ impl Store {
     ) -> Result<Vec<Delivery>, StoreError> {
         self.with(|c| {
             let mut st = c.prepare(&format!(
-                "SELECT id, code_id, channel, gateway, message_id, to_masked, status, error, created_at, updated_at
+                "SELECT id, code_id, channel, gateway, message_id, to_masked, status, error, created_at, updated_at, duration_ms
                  FROM deliveries WHERE {cond} ORDER BY id"
             ))?;
             let mut out: Vec<Delivery> = st
@@ -226,6 +273,7 @@ impl Store {
                         created_at: r.get(8)?,
                         updated_at: r.get(9)?,
                         history: Vec::new(),
+                        duration_ms: r.get(10)?,
                     })
                 })?
                 .collect::<Result<_, _>>()?;

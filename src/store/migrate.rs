@@ -174,6 +174,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         WHERE code_send = 'locked' OR auth_result = 'locked';
     CREATE INDEX call_records_by_flow ON call_records (flow, started_at);
     CREATE INDEX deliveries_by_created ON deliveries (created_at);",
+    // 10: codes read out on outbound calls: the call's length on its
+    // delivery row, and one row per call placed (the destination in E.164,
+    // like `code_sends`) for the per-destination call limits.
+    "ALTER TABLE deliveries ADD COLUMN duration_ms INTEGER;
+    CREATE TABLE voice_calls (
+        destination TEXT NOT NULL,
+        at          INTEGER NOT NULL
+    );
+    CREATE INDEX voice_calls_by_destination ON voice_calls (destination, at);",
 ];
 
 /// The schema version this build writes.

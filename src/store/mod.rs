@@ -25,6 +25,7 @@ pub mod records;
 pub mod report;
 pub mod sealed;
 pub mod totp;
+pub mod voice_calls;
 
 pub use accounts::{AccountRecord, AccountUpdate, NewAccount, SecretField};
 pub use sealed::{KeyError, SecretKey};

@@ -119,6 +119,11 @@ const LOG_KEYS: &[&str] = &[
     // hold passed through a bridge: SDP directions (sendrecv, sendonly…)
     "direction",
     "answered",
+    // code calls (codes_voice): the trunk, whether the whole script was
+    // heard and how long the call lasted (never the number, never a digit)
+    "trunk",
+    "heard_all",
+    "talk_ms",
     "listen",
     "calls",
     "grace",

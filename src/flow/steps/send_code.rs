@@ -4,7 +4,7 @@
 //! The code itself never passes through the engine.
 
 use crate::backends::{CodeRequest, CodeTarget, SendAttempt, SendResult};
-use crate::call::CallChannel;
+use crate::call::{CallChannel, CallInput};
 use crate::events::{Event, SendOutcome};
 use crate::flow::model::{CodeChannel, Exit, SendCode};
 use crate::flow::state::PendingCode;
@@ -130,7 +130,8 @@ pub(super) async fn run<C: CallChannel>(
         resend_cooldown: step.resend_cooldown.value,
         now: ctx.clock(),
     };
-    let res = ctx.services.codes.send(&req).await;
+    let hold = ctx.render_prompts(&step.hold)?;
+    let res = send_holding(ctx, &req, &hold).await?;
     let (mut reason, mut gateway, mut message_id) = (None, None, None);
     let (mut channel, mut to_masked) = (first.channel, first.masked());
     let (outcome, flowing) = match res {
@@ -210,6 +211,56 @@ pub(super) async fn run<C: CallChannel>(
     flowing
 }
 
+/// A send that takes longer than this (a code call ringing, an SMS
+/// receipt awaited) starts the step's `hold` prompts.
+const HOLD_AFTER: Duration = Duration::from_millis(800);
+/// Silence between two plays of the `hold` prompts.
+const HOLD_GAP: Duration = Duration::from_secs(2);
+
+/// Send the code; while the send takes time the caller hears `hold`
+/// (again after each [`HOLD_GAP`]), not silence. Digits keyed meanwhile
+/// are kept for the code entry; a hang-up ends the wait (and drops the
+/// send: a code call in progress is hung up).
+async fn send_holding<C: CallChannel>(
+    ctx: &mut Ctx<'_, C>,
+    req: &CodeRequest,
+    hold: &[String],
+) -> Result<Result<SendResult, crate::backends::ServiceError>, Abort> {
+    let services = ctx.services;
+    if hold.is_empty() {
+        return Ok(services.codes.send(req).await);
+    }
+    let mut send = std::pin::pin!(services.codes.send(req));
+    let mut playing = false;
+    let mut wait = HOLD_AFTER;
+    loop {
+        let timeout = if playing { None } else { Some(wait) };
+        tokio::select! {
+            biased;
+            r = &mut send => {
+                if playing {
+                    ctx.call.stop_playback().await;
+                }
+                return Ok(r);
+            }
+            input = ctx.call.next_input(timeout) => match input {
+                Ok(None) => {
+                    ctx.call.play(hold).await.map_err(Abort::from_call)?;
+                    playing = true;
+                    wait = HOLD_GAP;
+                }
+                Ok(Some(CallInput::PlaybackDone)) => playing = false,
+                Ok(Some(CallInput::Digit { digit, source })) => {
+                    ctx.typeahead.push_back((digit, source));
+                }
+                Ok(Some(CallInput::HungUp)) => return Err(Abort::HungUp),
+                Ok(Some(_)) => {}
+                Err(e) => return Err(Abort::from_call(e)),
+            }
+        }
+    }
+}
+
 // --- the unit: how a `send_code` step is read and what it may do ---
 
 use std::time::Duration;
@@ -228,6 +279,10 @@ pub(crate) const UNIT: Unit = Unit {
     },
     reads: |k| match k {
         StepKind::SendCode(c) => vec![Read::new("`to`", &c.to, Sink::Internal)],
+        _ => Vec::new(),
+    },
+    prompts: |k| match k {
+        StepKind::SendCode(c) => c.hold.iter().map(|p| ("hold", p)).collect(),
         _ => Vec::new(),
     },
     writes: |_| {
@@ -293,6 +348,7 @@ fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
         language: r
             .string("language")
             .unwrap_or_else(|| Spanned::new("en".into(), span)),
+        hold: r.prompts("hold"),
     }))
 }
 
