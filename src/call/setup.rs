@@ -120,6 +120,23 @@ pub struct CallSetup {
 }
 
 impl CallSetup {
+    /// Outbound legs (agents, code calls) from the same RTP ports, prompts
+    /// and media runtime as the calls, every INVITE to `proxy`.
+    fn dialer(&self, sip: SipHandle, proxy: Option<std::net::SocketAddr>) -> Dialer {
+        Dialer {
+            sip,
+            ports: self.ports.clone(),
+            listen_ip: self.cfg.listen_ip,
+            advertised_ip: self.cfg.advertised_ip,
+            session: self.cfg.session.clone(),
+            prompts: self.prompts.clone(),
+            media_rt: self.cfg.media.clone(),
+            legs: self.legs.clone(),
+            proxy,
+            holds: self.holds.clone(),
+        }
+    }
+
     /// The code caller (`codes_voice`) of this server: outbound legs from
     /// the same RTP ports and media runtime as the calls, through `trunk`.
     pub fn code_caller(
@@ -127,20 +144,7 @@ impl CallSetup {
         sip: SipHandle,
         trunk: std::net::SocketAddr,
     ) -> super::code_call::CodeCaller {
-        super::code_call::CodeCaller::new(
-            Dialer {
-                sip,
-                ports: self.ports.clone(),
-                listen_ip: self.cfg.listen_ip,
-                advertised_ip: self.cfg.advertised_ip,
-                session: self.cfg.session.clone(),
-                prompts: self.prompts.clone(),
-                media_rt: self.cfg.media.clone(),
-                legs: self.legs.clone(),
-                proxy: Some(trunk),
-            },
-            trunk,
-        )
+        super::code_call::CodeCaller::new(self.dialer(sip, Some(trunk)), trunk)
     }
 
     /// Must run inside a tokio runtime (it forwards the calls' hang-ups to `sip`).
@@ -384,18 +388,7 @@ impl DialogHandler for CallSetup {
         )
         .with_speech(self.cfg.speech.clone())
         .with_dialer(
-            Dialer {
-                sip: sip.clone(),
-                ports: self.ports.clone(),
-                listen_ip: self.cfg.listen_ip,
-                advertised_ip: self.cfg.advertised_ip,
-                session: self.cfg.session.clone(),
-                prompts: self.prompts.clone(),
-                media_rt: self.cfg.media.clone(),
-                legs: self.legs.clone(),
-                proxy: self.cfg.outbound_proxy,
-                holds: self.holds.clone(),
-            },
+            self.dialer(sip.clone(), self.cfg.outbound_proxy),
             caller_codec,
             CallerSdp {
                 local: LocalMedia {
