@@ -764,4 +764,17 @@ fn a_caller_hanging_up_during_the_bridge_sends_bye_to_the_agent() {
         "{}",
         pretty(&evs)
     );
+    // The flow's `hangup` after the transfer must not claim the engine ended
+    // a call the caller had already left.
+    assert_eq!(
+        events_named(&evs, "hung_up_by_caller").len(),
+        1,
+        "{}",
+        pretty(&evs)
+    );
+    assert!(
+        events_named(&evs, "hung_up_by_engine").is_empty(),
+        "{}",
+        pretty(&evs)
+    );
 }

@@ -248,6 +248,13 @@ pub trait CallChannel: Send {
 
     /// End the call from our side (BYE).
     fn hangup(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Whether the caller's side already ended the call (BYE, lost media)
+    /// before we hung up: after a bridged transfer the flow may still run
+    /// bookkeeping steps, and a `hangup` then must not claim the engine did.
+    fn ended_by_caller(&self) -> bool {
+        false
+    }
 }
 
 pub mod bridge;

@@ -757,6 +757,10 @@ impl CallChannel for SipCall {
         }
     }
 
+    fn ended_by_caller(&self) -> bool {
+        self.gone && !self.hung_up
+    }
+
     async fn hangup(&mut self) {
         if !self.hung_up && !self.gone {
             self.hung_up = true;

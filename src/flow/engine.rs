@@ -162,9 +162,14 @@ pub async fn run_flow<C: CallChannel>(
                         Some(t) => (exit.as_str().to_string(), t.value.clone()),
                         None if exit == Exit::Next => {
                             left(sink, &mut transitions, &current, "next", None);
+                            let by = if call.ended_by_caller() {
+                                HangupBy::Caller
+                            } else {
+                                HangupBy::Engine
+                            };
                             call.hangup().await;
                             sink.emit(Event::HungUp {
-                                by: HangupBy::Engine,
+                                by,
                                 step: current.clone(),
                             });
                             break 'run Disposition::Ended { step: current };

@@ -13,12 +13,15 @@ pub(super) async fn run<C: CallChannel>(
     if let Some(reason) = &step.reason {
         tracing::info!(step = %ctx.id(), %reason, "flow hangs up");
     }
+    // The caller may have left already (a bridged transfer they ended).
+    let by = if ctx.call.ended_by_caller() {
+        HangupBy::Caller
+    } else {
+        HangupBy::Engine
+    };
     ctx.call.hangup().await;
     let id = ctx.id().to_string();
-    ctx.emit(Event::HungUp {
-        by: HangupBy::Engine,
-        step: id,
-    });
+    ctx.emit(Event::HungUp { by, step: id });
     Ok(Flowing::Hangup)
 }
 
