@@ -226,42 +226,46 @@ impl Store {
     /// Every record, oldest first (tests and small exports).
     pub fn call_records(&self) -> Result<Vec<CallRecord>, StoreError> {
         self.with(|c| {
-            let mut st = c.prepare(
-                "SELECT call_id, started_at, answered_at, ended_at, caller_masked, country,
-                    calling_code, dialled, brand, flow, steps, path, outcome, auth_method,
-                    auth_result, methods, lookup, codes_sent, code_send, transfer_result,
-                    transfer_agent, hangup_by
-                 FROM call_records ORDER BY started_at, call_id",
-            )?;
-            let rows = st.query_map([], |r| {
-                let outcome: String = r.get(12)?;
-                let methods: String = r.get(15)?;
-                Ok(CallRecord {
-                    call_id: r.get(0)?,
-                    started_at: r.get(1)?,
-                    answered_at: r.get(2)?,
-                    ended_at: r.get(3)?,
-                    caller_masked: r.get(4)?,
-                    country: r.get(5)?,
-                    calling_code: r.get(6)?,
-                    dialled: r.get(7)?,
-                    brand: r.get(8)?,
-                    flow: r.get(9)?,
-                    steps: r.get(10)?,
-                    path: r.get(11)?,
-                    outcome: CallOutcome::parse(&outcome).unwrap_or(CallOutcome::NoAuth),
-                    auth_method: r.get(13)?,
-                    auth_result: r.get(14)?,
-                    methods: serde_json::from_str(&methods).unwrap_or_default(),
-                    lookup: r.get(16)?,
-                    codes_sent: r.get(17)?,
-                    code_send: r.get(18)?,
-                    transfer_result: r.get(19)?,
-                    transfer_agent: r.get(20)?,
-                    hangup_by: r.get(21)?,
-                })
-            })?;
+            let mut st = c.prepare(&format!(
+                "SELECT {RECORD_COLUMNS} FROM call_records ORDER BY started_at, call_id"
+            ))?;
+            let rows = st.query_map([], record_of)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }
+}
+
+/// The columns a [`CallRecord`] is read from, in its field order.
+pub(super) const RECORD_COLUMNS: &str =
+    "call_id, started_at, answered_at, ended_at, caller_masked, country,
+    calling_code, dialled, brand, flow, steps, path, outcome, auth_method, auth_result, methods,
+    lookup, codes_sent, code_send, transfer_result, transfer_agent, hangup_by";
+
+pub(super) fn record_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord> {
+    let outcome: String = r.get(12)?;
+    let methods: String = r.get(15)?;
+    Ok(CallRecord {
+        call_id: r.get(0)?,
+        started_at: r.get(1)?,
+        answered_at: r.get(2)?,
+        ended_at: r.get(3)?,
+        caller_masked: r.get(4)?,
+        country: r.get(5)?,
+        calling_code: r.get(6)?,
+        dialled: r.get(7)?,
+        brand: r.get(8)?,
+        flow: r.get(9)?,
+        steps: r.get(10)?,
+        path: r.get(11)?,
+        outcome: CallOutcome::parse(&outcome).unwrap_or(CallOutcome::NoAuth),
+        auth_method: r.get(13)?,
+        auth_result: r.get(14)?,
+        methods: serde_json::from_str(&methods).unwrap_or_default(),
+        lookup: r.get(16)?,
+        codes_sent: r.get(17)?,
+        code_send: r.get(18)?,
+        transfer_result: r.get(19)?,
+        transfer_agent: r.get(20)?,
+        hangup_by: r.get(21)?,
+    })
 }
