@@ -218,3 +218,32 @@ fn short_window_splice_transcribes_like_the_full_window() {
         assert!((0.0..=1.0).contains(&t.no_speech_prob), "{t:?}");
     }
 }
+
+fn prompt8k(name: &str) -> Vec<i16> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("prompts")
+        .join(format!("{name}.wav"));
+    let mut r = hound::WavReader::open(p).unwrap();
+    assert_eq!(r.spec().sample_rate, 8000);
+    r.samples::<i16>().map(Result::unwrap).collect()
+}
+
+/// Audio that starts right at its first word (a clip cut at its speech, an
+/// utterance caught at once by barge-in) keeps that word: the code-call
+/// digits as the voice channel reads them, cut at their onset.
+#[test]
+fn a_clip_starting_at_its_first_digit_keeps_that_digit() {
+    let Some(dir) = model_dir() else { return };
+    let m = WhisperModel::load(&dir).unwrap();
+    let pause = prompt8k("voice/pause");
+    let mut pcm = Vec::new();
+    for (i, d) in "572478".chars().enumerate() {
+        if i > 0 {
+            pcm.extend_from_slice(&pause);
+        }
+        pcm.extend(prompt8k(&format!("digits/{d}")));
+    }
+    let onset = pcm.iter().position(|s| s.unsigned_abs() > 160).unwrap();
+    let t = m.transcribe_8k(&pcm[onset..], &opts(true, None)).unwrap();
+    assert_eq!(t.text.replace(' ', ""), "572478", "{t:?}");
+}

@@ -96,10 +96,20 @@ pub struct Bound {
 /// Bind UDP on `listen`, then TCP on the port UDP got (so port 0 gives both
 /// the same free port).
 pub async fn bind(listen: SocketAddr) -> std::io::Result<Bound> {
-    let udp = UdpSocket::bind(listen).await?;
-    let addr = udp.local_addr()?;
-    let tcp = TcpListener::bind(addr).await?;
-    Ok(Bound { udp, tcp })
+    // With port 0 the kernel picks a free UDP port, but the same number can be
+    // taken on TCP (another socket's ephemeral port): pick again a few times.
+    let tries = if listen.port() == 0 { 16 } else { 1 };
+    let mut last = None;
+    for _ in 0..tries {
+        let udp = UdpSocket::bind(listen).await?;
+        let addr = udp.local_addr()?;
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return Ok(Bound { udp, tcp }),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AddrInUse)))
 }
 
 impl<H: DialogHandler> Endpoint<H> {
