@@ -65,6 +65,9 @@ struct Checked {
     heard: bool,
     /// Words matched the enrolled phrase (before any gate).
     words_match: bool,
+    /// Words between what was heard and the phrase (0 when nothing was heard
+    /// and the phrase is empty; the phrase's length when nothing was heard).
+    word_edits: usize,
     /// Recogniser confidence (0 when nothing was heard).
     confidence: f32,
     /// Whisper's no-speech probability (1 when nothing was heard).
@@ -303,7 +306,7 @@ fn table(title: &str, checks: &[&Checked], gate: Gates, ns: f32) {
 fn dump(path: &Path, checked: &[Checked]) -> anyhow::Result<()> {
     use std::fmt::Write as _;
     let mut out = String::from(
-        "file\tset\tcondition\tkind\tsplit\tgenuine\theard\twords_match\tconfidence\tno_speech\tcpu_ms\tmode\n",
+        "file\tset\tcondition\tkind\tsplit\tgenuine\theard\twords_match\tconfidence\tno_speech\tcpu_ms\tmode\tword_edits\n",
     );
     for c in checked {
         let name = c
@@ -313,7 +316,7 @@ fn dump(path: &Path, checked: &[Checked]) -> anyhow::Result<()> {
             .map(|n| n.to_string_lossy().into_owned());
         let _ = writeln!(
             out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.4}\t{:.4}\t{:.1}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.4}\t{:.4}\t{:.1}\t{}\t{}",
             name.unwrap_or_default(),
             c.row.set,
             c.row.condition,
@@ -325,7 +328,8 @@ fn dump(path: &Path, checked: &[Checked]) -> anyhow::Result<()> {
             c.confidence,
             c.no_speech,
             c.cpu_ms,
-            if c.digits { "digits" } else { "words" }
+            if c.digits { "digits" } else { "words" },
+            c.word_edits
         );
     }
     std::fs::write(path, out).with_context(|| format!("{}", path.display()))
@@ -369,7 +373,7 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
         let heard = hear_file(&engine, &row.file, &spec).map_err(|e| anyhow::anyhow!(e))?;
         let cpu_ms = (super::process_cpu() - cpu0).as_secs_f64() * 1000.0;
         let last = engine.last.lock().ok().and_then(|mut l| l.take());
-        let (heard, words_match, confidence, no_speech) = match (heard, last) {
+        let (heard, words_match, word_edits, confidence, no_speech) = match (heard, last) {
             (
                 Simulated::Heard {
                     heard: Heard::Speech(r),
@@ -379,16 +383,18 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
             ) => (
                 true,
                 phrase::matches(&row.enrolled, &r.text),
+                phrase::word_edits(&row.enrolled, &r.text),
                 t.confidence,
                 t.no_speech_prob,
             ),
-            _ => (false, false, 0.0, 1.0),
+            _ => (false, false, phrase::tokens(&row.enrolled).len(), 0.0, 1.0),
         };
         checked.push(Checked {
             row,
             digits,
             heard,
             words_match,
+            word_edits,
             confidence,
             no_speech,
             cpu_ms,

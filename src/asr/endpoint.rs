@@ -707,10 +707,19 @@ impl Endpointer {
         {
             let begin = start_idx.saturating_sub(PRE_ROLL).max(self.audio_start);
             let end = (last_speech_idx + TAIL).min(self.received).max(begin);
-            let pcm = self
-                .audio
-                .range((begin - self.audio_start) as usize..(end - self.audio_start) as usize)
-                .copied()
+            // Speech from the very first sample (barge-in at once, a clip cut
+            // at its onset) gets its missing pre-roll as silence: Whisper
+            // drops the first word of audio that starts at it (measured
+            // "72478" for "5 7 2 4 7 8"; right with the lead-in).
+            let missing = PRE_ROLL.saturating_sub(start_idx.saturating_sub(begin)) as usize;
+            let pcm = std::iter::repeat_n(0, missing)
+                .chain(
+                    self.audio
+                        .range(
+                            (begin - self.audio_start) as usize..(end - self.audio_start) as usize,
+                        )
+                        .copied(),
+                )
                 .collect();
             self.finish(
                 now,
@@ -1490,11 +1499,13 @@ mod tests {
     }
 
     #[test]
-    fn speech_at_the_very_start_has_no_pre_roll() {
+    fn speech_at_the_very_start_gets_its_pre_roll_as_silence() {
         let sig = cat(&[&voiced_burst(800, 70.0), &silence(2000)]);
         let out = drive(std_cfg(), &sig);
-        assert_eq!(find_slice(&sig, out.pcm()), 0);
-        assert_eq!(out.pcm().len(), n_of(1000));
+        let (lead, speech) = out.pcm().split_at(PRE_ROLL as usize);
+        assert!(lead.iter().all(|&s| s == 0));
+        assert_eq!(find_slice(&sig, speech), 0);
+        assert_eq!(speech.len(), n_of(1000));
     }
 
     #[test]

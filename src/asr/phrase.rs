@@ -222,9 +222,54 @@ pub fn matches(enrolled: &str, heard: &str) -> bool {
         .any(|s| ends.iter().any(|&end| end >= s && h[s..end] == e[..]))
 }
 
+/// How many words `heard` is from `enrolled` (insertions, deletions and
+/// substitutions of tokens), filler before and after cut as in [`matches`]:
+/// 0 exactly when they match. A number an evaluation may keep, never the words.
+pub fn word_edits(enrolled: &str, heard: &str) -> usize {
+    let e = tokens(enrolled);
+    let h = tokens(heard);
+    let ends = ends(&h);
+    starts(&h)
+        .into_iter()
+        .flat_map(|s| {
+            ends.iter()
+                .filter(move |&&end| end >= s)
+                .map(move |&end| (s, end))
+        })
+        .map(|(s, end)| levenshtein(&e, &h[s..end]))
+        .min()
+        .unwrap_or(e.len().max(h.len()))
+}
+
+fn levenshtein(a: &[String], b: &[String]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.iter().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, y) in b.iter().enumerate() {
+            let next = (diag + usize::from(x != y))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_edits_count_words_between_phrase_and_utterance() {
+        assert_eq!(word_edits("white horse", "uh, White horse."), 0);
+        assert_eq!(word_edits("silver maple river", "silver maple rover"), 1);
+        assert_eq!(word_edits("silver maple river", "maple silver river"), 2);
+        assert_eq!(word_edits("2 4 6 2", "two four six"), 1);
+        assert_eq!(word_edits("white horse", ""), 2);
+        assert_eq!(word_edits("", "white"), 1);
+    }
 
     #[test]
     fn words_and_digits_meet() {

@@ -179,8 +179,6 @@ const NO_TIMESTAMPS: &str = "<|notimestamps|>";
 const EOT: &str = "<|endoftext|>";
 /// Whisper keeps at most max_length / 2 - 1 previous-text tokens.
 const MAX_PROMPT_TOKENS: usize = 223;
-/// Silence put before telephone audio (0.3 s at 8 kHz), see `transcribe_8k`.
-const LEAD_IN: usize = 2400;
 
 impl WhisperModel {
     /// Load the model in `dir` with [`LoadOptions::default`]. Slow (reads
@@ -275,20 +273,14 @@ impl WhisperModel {
         self.model.num_replicas()
     }
 
-    /// Telephone audio: 8 kHz mono 16-bit PCM. Anything past 30 s (less the
-    /// lead-in) is ignored.
+    /// Telephone audio: 8 kHz mono 16-bit PCM. Anything past 30 s is ignored.
     pub fn transcribe_8k(
         &self,
         pcm: &[i16],
         opts: &DecodeOptions,
     ) -> Result<Transcript, WhisperError> {
-        // Whisper drops the first word of audio that starts at its onset (an
-        // utterance caught by barge-in, a clip cut at its speech): measured
-        // "72478" for "5 7 2 4 7 8", right with this lead-in of silence.
-        let n = pcm.len().min(N_SAMPLES / 2 - LEAD_IN);
-        let x: Vec<f64> = std::iter::repeat_n(0.0, LEAD_IN)
-            .chain(pcm[..n].iter().map(|&s| f64::from(s) / 32768.0))
-            .collect();
+        let n = pcm.len().min(N_SAMPLES / 2);
+        let x: Vec<f64> = pcm[..n].iter().map(|&s| f64::from(s) / 32768.0).collect();
         let up: Vec<f32> = resample(&x, 8000, 16_000)
             .into_iter()
             .map(|v| v as f32)
