@@ -42,6 +42,21 @@ impl E164 {
         let n = phonenumber::parse(None, &self.0).ok()?;
         n.country().id().map(|id| format!("{id:?}"))
     }
+
+    /// The ISO 3166 country of the number, or, when libphonenumber cannot
+    /// place it (a number its plan calls invalid, e.g. a `+44` one too
+    /// short), the main region of its calling code (`+44` → `GB`, `+1` →
+    /// `US`); None for non-geographic codes (`+800`) and unparseable input.
+    pub fn country_or_region(&self) -> Option<String> {
+        self.country().or_else(|| {
+            let code = self.calling_code()?;
+            let regions = phonenumber::metadata::DATABASE.region(&code)?;
+            let main = regions.first()?;
+            // Non-geographic entities are `001`.
+            (main.len() == 2 && main.bytes().all(|b| b.is_ascii_uppercase()))
+                .then(|| main.to_string())
+        })
+    }
 }
 
 impl fmt::Display for E164 {
@@ -226,6 +241,23 @@ mod tests {
 
     fn us() -> Country {
         Country::default()
+    }
+
+    #[test]
+    fn an_invalid_number_takes_its_calling_codes_main_region() {
+        let short_uk = for_lookup("+44207946", us()).unwrap();
+        assert!(
+            normalise("+44207946", us()).is_err(),
+            "invalid in the UK plan"
+        );
+        assert_eq!(short_uk.country(), None);
+        assert_eq!(short_uk.country_or_region().as_deref(), Some("GB"));
+        // A valid number keeps the country the metadata places it in.
+        let valid_uk = for_lookup("+442079460123", us()).unwrap();
+        assert_eq!(valid_uk.country_or_region().as_deref(), Some("GB"));
+        // Non-geographic codes have no region.
+        let intl = E164::trusted("+80012345".into());
+        assert_eq!(intl.country_or_region(), None);
     }
 
     #[test]

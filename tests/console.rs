@@ -154,6 +154,11 @@ fn start_console(name: &str, yaml: &str) -> (Console, Vec<Gen>) {
     let dir = common::scratch(name);
     let db = dir.join("voxgate.db");
     let gens = fill(&db);
+    (console_on(dir, db, yaml), gens)
+}
+
+/// `voxgate console serve` on the store `db` (with operator `ana`).
+fn console_on(dir: PathBuf, db: PathBuf, yaml: &str) -> Console {
     let cfg = dir.join("voxgate.yaml");
     std::fs::write(
         &cfg,
@@ -196,15 +201,12 @@ fn start_console(name: &str, yaml: &str) -> (Console, Vec<Gen>) {
         .trim_end_matches('/')
         .parse()
         .unwrap_or_else(|_| panic!("no address in {line:?}"));
-    (
-        Console {
-            child,
-            addr,
-            dir,
-            db,
-        },
-        gens,
-    )
+    Console {
+        child,
+        addr,
+        dir,
+        db,
+    }
 }
 
 /// A response: status, headers (lower-case names), body.
@@ -750,4 +752,135 @@ fn browser_logs_in_filters_and_sees_the_right_counts() {
     );
     drop(d);
     let _ = std::fs::remove_dir_all(&c.dir);
+}
+
+/// A real call (sipp keying a wrong authenticator code into
+/// tests/flows_totp) through `voxgate serve` writing records: its page in
+/// the console shows the call's events as a timeline, in the order and
+/// with the names the `--events` file has, times from the call's start,
+/// and neither the TOTP secret, the keyed code nor the full number.
+#[test]
+fn a_real_calls_page_shows_its_event_timeline() {
+    const NUM: &str = "+16502530077";
+    const SECRET_B32: &str = "KRSXG5CTMVRXEZLUKN2XAZLSKNSWG4TFOQ";
+    const KEYED: &str = "135792";
+    let state = common::scratch("console-timeline-state");
+    let db = state.join("voxgate.db");
+    let key = state.join("secret.key");
+    voxgate::store::sealed::write_key_file(&key, &voxgate::store::SecretKey::generate()).unwrap();
+    let out = Command::new(common::bin())
+        .args(["accounts", "add", "--id", "t1", "--phone", NUM])
+        .args(["--totp-secret-env", "VG_TEST_CONSOLE_TOTP", "--database"])
+        .arg(&db)
+        .arg("--key-file")
+        .arg(&key)
+        .env("VG_TEST_CONSOLE_TOTP", SECRET_B32)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let vg = common::Voxgate::start(
+        "console-timeline",
+        common::Options {
+            flows: common::root().join("tests/flows_totp"),
+            extra_config: &format!(
+                "database: \"{}\"\nsecret_key_file: \"{}\"\nrecords: {{ mask_caller: true, retention_days: 30 }}\n",
+                db.display(),
+                key.display()
+            ),
+        },
+    );
+    let rtp = (0..100)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .find(|s| s.local_addr().unwrap().port() % 2 == 0)
+        .expect("an even RTP port");
+    let sipp = common::sipp_in(
+        &common::scratch("console-timeline-sipp"),
+        "identity_dtmf.xml",
+        vg.sip,
+        "totp",
+        false,
+        &[
+            ("rtp_listen", rtp.local_addr().unwrap().port().to_string()),
+            ("from_user", NUM.to_string()),
+            ("dtmf", format!("{KEYED}#")),
+        ],
+    );
+    // Not expect_sipp_ok's message: sipp's output holds the keyed code.
+    assert!(sipp.status.success(), "sipp's call failed");
+    let events = vg.wait_events("the call to end", Duration::from_secs(60), |evs| {
+        evs.iter()
+            .any(|e| common::event_name(e).starts_with("hung_up"))
+    });
+    let call_id = events[0]["call_id"].as_str().unwrap().to_string();
+    let names: Vec<&str> = events.iter().map(common::event_name).collect();
+    assert!(names.contains(&"auth_failed"), "{names:?}");
+    // Written by the record writer after the call: wait for it.
+    let store = Store::open(&db).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.call_events(&call_id).unwrap().len() < names.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the call's timeline was not stored"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(store);
+    let (clean, _) = vg.terminate();
+    assert!(clean);
+
+    let c = console_on(state.clone(), db, "");
+    let session = login(c.addr, "ana", PASSWORD).unwrap_or_else(|r| panic!("{}", r.status));
+    let path = format!("/calls/{}", call_id.replace('@', "%40"));
+    let page = http(c.addr, "GET", &path, &session, "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let table = page
+        .body
+        .split("<table id=\"timeline\">")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .unwrap_or_else(|| panic!("no timeline in {}", page.body));
+    // Rows: time offset, event, details.
+    let rows: Vec<Vec<String>> = table
+        .split("<tr>")
+        .skip(2)
+        .map(|row| {
+            row.split("<td>")
+                .skip(1)
+                .map(|c| c.split("</td>").next().unwrap_or("").to_string())
+                .collect()
+        })
+        .collect();
+    let shown: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(shown, names, "{table}");
+    let offsets: Vec<f64> = rows
+        .iter()
+        .map(|r| {
+            r[0].trim_start_matches('+')
+                .trim_end_matches(" s")
+                .parse()
+                .unwrap_or_else(|_| panic!("offset {:?}", r[0]))
+        })
+        .collect();
+    assert!(offsets[0] >= 0.0 && offsets[0] < 1.0, "{offsets:?}");
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
+    // The details are the events' own fields: the verification's step,
+    // method and result, and how many keys (never which).
+    let failed = rows.iter().find(|r| r[1] == "auth_failed").unwrap();
+    assert!(failed[2].contains("method=totp"), "{failed:?}");
+    assert!(
+        rows.iter()
+            .any(|r| r[1] == "step_entered" && r[2].contains("step=code")),
+        "{table}"
+    );
+    for secret in [SECRET_B32, KEYED, NUM, &NUM[1..], &NUM[2..]] {
+        assert!(
+            !page.body.contains(secret),
+            "the call's page shows a secret"
+        );
+    }
 }

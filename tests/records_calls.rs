@@ -308,8 +308,9 @@ fn records_and_metrics_match_the_calls_made() {
     // 2. B keys a wrong code.
     let n = vg.read_events().len();
     let sink = RtpSink::new();
+    // B talks (a PCMA pcap) before keying: its inbound audio has a jitter.
     let out = sipp(
-        "identity_dtmf.xml",
+        "identity_dtmf_talking.xml",
         vg.sip,
         "code",
         false,
@@ -515,6 +516,41 @@ fn records_and_metrics_match_the_calls_made() {
     assert!(
         get(r#"voxgate_rtp_send_interval_seconds_bucket{le="0.025"}"#) > 0.9 * intervals,
         "{body}"
+    );
+
+    // Each call's RFC 3550 jitter at its end, one observation per call
+    // that received audio: B's (A only keyed RFC 4733 events, the third
+    // call was silent). Observed when the call's media stops, just after
+    // its record: wait for it.
+    let mut body = body;
+    for _ in 0..100 {
+        if body.contains("voxgate_rtp_jitter_seconds_count 1") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        body = http_get(http, "/metrics").2;
+    }
+    let m = parse_metrics(&body);
+    let get = |k: &str| *m.get(k).unwrap_or_else(|| panic!("no {k} in\n{body}"));
+    let jitter_calls = get("voxgate_rtp_jitter_seconds_count");
+    assert_eq!(jitter_calls, 1.0, "{body}");
+    assert_eq!(
+        get(r#"voxgate_rtp_jitter_seconds_bucket{le="+Inf"}"#),
+        jitter_calls
+    );
+    // Loopback delivers a paced pcap evenly: well under 20 ms.
+    assert_eq!(
+        get(r#"voxgate_rtp_jitter_seconds_bucket{le="0.02"}"#),
+        jitter_calls,
+        "{body}"
+    );
+    assert!(get("voxgate_rtp_jitter_seconds_sum") < 0.02, "{body}");
+    // The call's end logs it too.
+    let logs = vg.log();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("call ended") && l.contains("jitter_ms")),
+        "{logs}"
     );
 
     // SIP responses by class, counted where they leave: every call got a

@@ -218,10 +218,15 @@ impl CallSetup {
                 }
                 let _ = media_tx.send(MediaCommand::Shutdown);
                 if let Ok(stats) = media.await {
+                    // One observation per call that received audio.
+                    if let Some(j) = stats.jitter_ms {
+                        crate::media::stats::record_call_jitter(j);
+                    }
                     info!(
                         sent = stats.packets_sent,
                         received = stats.packets_received,
                         lost = stats.frames_lost,
+                        jitter_ms = stats.jitter_ms.map(|j| (j * 100.0).round() / 100.0),
                         digits = stats.digits,
                         dropped_foreign = stats.packets_dropped,
                         unnegotiated = stats.packets_unnegotiated,

@@ -43,6 +43,7 @@ use super::dtmf::merge::DigitMerger;
 use super::dtmf::rfc4733::Rfc4733Receiver;
 use super::dtmf::{Digit, DigitEvent, DigitSource};
 use super::g711::{self, Codec};
+use super::interarrival::{Arrival, Interarrival};
 use super::prompt::PromptCache;
 use super::rtp_rx::{self, Frame, JitterBuffer};
 use super::rtp_tx::TxStream;
@@ -190,6 +191,9 @@ pub struct MediaStats {
     /// RTP packets of a payload type the call did not negotiate (neither
     /// its codec nor its telephone-event), dropped undecoded.
     pub packets_unnegotiated: u64,
+    /// RFC 3550 interarrival jitter of the audio received, in ms (None
+    /// before two audio packets came).
+    pub jitter_ms: Option<f64>,
     /// Bridged: frames this leg played out and queued for the other leg.
     pub relay_frames_out: u64,
     /// Bridged: frames of the other leg taken from the queue at this leg's
@@ -360,6 +364,10 @@ pub struct MediaCore {
     /// A telephone-event on a payload type the call did not negotiate was
     /// warned about (once per call: a flood must not flood the log).
     warned_unnegotiated: bool,
+    /// The inbound audio's interarrival jitter.
+    interarrival: Interarrival,
+    /// The leg's start: origin of read times when a datagram has no stamp.
+    started: Instant,
 }
 
 impl MediaCore {
@@ -417,6 +425,9 @@ impl MediaCore {
             digit_out: None,
             last_slot: Slot::Silence,
             warned_unnegotiated: false,
+            // G.711's RTP clock (both codecs).
+            interarrival: Interarrival::new(8000),
+            started: start,
         }
     }
 
@@ -738,6 +749,19 @@ impl MediaCore {
     /// One datagram that arrived on the leg's socket from `from` (feed the
     /// ones of a tick between its two halves, with the tick's time).
     pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.handle_rtp_at(now, None, from, datagram);
+    }
+
+    /// [`MediaCore::handle_rtp`] with the kernel's receive time of the
+    /// datagram (since the Unix epoch), which the jitter estimate uses
+    /// instead of the tick's time when there is one.
+    pub fn handle_rtp_at(
+        &mut self,
+        now: Instant,
+        stamp: Option<Duration>,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) {
         // Judged by source before a byte of it is read.
         if self.guard.judge(from) == Verdict::Drop {
             self.stats.packets_dropped = self.guard.dropped();
@@ -769,6 +793,13 @@ impl MediaCore {
             // from (in `latch` mode, where it first came from).
             self.remote = self.guard.audio_from(self.remote, from);
             self.jitter.push_rtp(now, &pkt);
+            // Audio only: an RFC 4733 event repeats its start timestamp.
+            let arrival = match stamp {
+                Some(at) => Arrival::Kernel(at),
+                None => Arrival::Read(now.saturating_duration_since(self.started)),
+            };
+            self.interarrival.packet(pkt.ssrc, pkt.timestamp, arrival);
+            self.stats.jitter_ms = self.interarrival.jitter_ms();
         } else {
             self.unnegotiated(&pkt);
         }
@@ -1263,6 +1294,37 @@ mod tests {
             sim.tick_with(&[ev]);
         }
         sim.peer_ts = sim.peer_ts.wrapping_add(8 * 160);
+    }
+
+    #[test]
+    fn jitter_follows_kernel_stamps_of_audio_and_ignores_events() {
+        let mut sim = Sim::new(params(), cfg(), Arc::new(PromptCache::new("/nonexistent")));
+        assert_eq!(sim.core.stats().jitter_ms, None);
+        // Sent every 20 ms; the kernel saw them alternately 0 and 6 ms late,
+        // while the ticks read them all at once (their time must not count).
+        let base = Duration::from_secs(1_700_000_000);
+        for i in 0..200u64 {
+            let pkt = sim.audio_packet(&SILENCE);
+            let late = if i % 2 == 1 { 6 } else { 0 };
+            let stamp = base + Duration::from_millis(20 * i + late);
+            sim.core.handle_rtp_at(sim.now, Some(stamp), peer(), &pkt);
+            if i % 50 == 0 {
+                // A key press on the stream: its repeated timestamp is no jitter.
+                let (seq, ts) = (sim.peer_seq, sim.peer_ts);
+                for k in 0..3u16 {
+                    let ev = event_packet(seq.wrapping_add(k), ts, 4, false, 160 * (k + 1));
+                    sim.core.handle_rtp_at(
+                        sim.now,
+                        Some(stamp + Duration::from_millis(20 * u64::from(k))),
+                        peer(),
+                        &ev,
+                    );
+                }
+                sim.peer_seq = sim.peer_seq.wrapping_add(3);
+            }
+        }
+        let j = sim.core.stats().jitter_ms.unwrap();
+        assert!((j - 6.0).abs() < 0.01, "{j}");
     }
 
     #[test]

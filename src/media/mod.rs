@@ -7,10 +7,13 @@ pub mod bridge;
 pub mod core;
 pub mod dtmf;
 pub mod g711;
+pub mod interarrival;
 pub mod prompt;
 pub mod resample;
 pub mod rtp_rx;
 pub mod rtp_tx;
+#[cfg(target_os = "linux")]
+pub mod rx_time;
 pub mod session;
 pub mod source;
 pub mod stats;

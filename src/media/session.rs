@@ -12,6 +12,8 @@ use tokio::time::Instant;
 
 use super::core::{MediaCore, Output};
 use super::prompt::PromptCache;
+#[cfg(target_os = "linux")]
+use super::rx_time;
 
 pub use super::core::{MediaCommand, MediaEvent, MediaParams, MediaStats, SessionConfig};
 
@@ -105,6 +107,9 @@ impl MediaSession {
                 return MediaStats::default();
             }
         };
+        // Kernel receive times, for the jitter (best effort).
+        #[cfg(target_os = "linux")]
+        rx_time::enable(std::os::fd::AsRawFd::as_raw_fd(&socket));
         let start = tick_phase(std::time::Instant::now());
         let mut core = MediaCore::new(start, self.params, self.cfg, self.prompts);
         let mut buf = [0u8; 2048];
@@ -134,8 +139,10 @@ impl MediaSession {
                     // Then everything that arrived since the last tick, in one go.
                     // Bounded, so a flood cannot starve the sending of other calls.
                     for _ in 0..MAX_PACKETS_PER_TICK {
-                        match socket.try_recv_from(&mut buf) {
-                            Ok((len, from)) => core.handle_rtp(now, from, &buf[..len]),
+                        match recv(&socket, &mut buf) {
+                            Ok((len, from, stamp)) => {
+                                core.handle_rtp_at(now, stamp, from, &buf[..len])
+                            }
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                             // ICMP errors from earlier sends surface here once each.
                             Err(_) => continue,
@@ -146,6 +153,24 @@ impl MediaSession {
             }
         }
         core.stats().clone()
+    }
+}
+
+/// One waiting datagram, with the kernel's receive time when it has one.
+fn recv(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, std::net::SocketAddr, Option<Duration>)> {
+    #[cfg(target_os = "linux")]
+    {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
+        socket.try_io(tokio::io::Interest::READABLE, || {
+            rx_time::recv_from(fd, buf)
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        socket.try_recv_from(buf).map(|(n, from)| (n, from, None))
     }
 }
 

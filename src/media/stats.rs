@@ -15,11 +15,19 @@ pub const BUCKET_US: u64 = 100;
 /// Buckets below the overflow bucket (0.1 ms each: 0–60 ms).
 pub const BUCKETS: usize = 600;
 
+/// Upper bounds (ms) of the buckets of calls' jitter at their end; one
+/// overflow bucket follows.
+pub const JITTER_BOUNDS_MS: [f64; 10] = [1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0, 80.0, 120.0, 200.0];
+
 /// Global RTP counters of this process.
 pub struct RtpStats {
     sent: AtomicU64,
     received: AtomicU64,
     lost: AtomicU64,
+    /// Calls' interarrival jitter at their end: one count per call in its
+    /// [`JITTER_BOUNDS_MS`] bucket (then overflow), and the sum in µs.
+    jitter: [AtomicU64; JITTER_BOUNDS_MS.len() + 1],
+    jitter_sum_us: AtomicU64,
     /// `BUCKETS` regular buckets, then overflow (≥ 60 ms).
     send_interval: [AtomicU64; BUCKETS + 1],
 }
@@ -34,6 +42,8 @@ impl RtpStats {
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
             lost: AtomicU64::new(0),
+            jitter: [const { AtomicU64::new(0) }; JITTER_BOUNDS_MS.len() + 1],
+            jitter_sum_us: AtomicU64::new(0),
             send_interval: [const { AtomicU64::new(0) }; BUCKETS + 1],
         }
     }
@@ -49,8 +59,31 @@ impl RtpStats {
             received: self.received.load(Ordering::Relaxed),
             lost: self.lost.load(Ordering::Relaxed),
             send_interval: hist,
+            call_jitter: self
+                .jitter
+                .iter()
+                .map(|a| a.load(Ordering::Relaxed))
+                .collect(),
+            call_jitter_sum_us: self.jitter_sum_us.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Bucket of a call's jitter in ms ([`JITTER_BOUNDS_MS`], then overflow).
+pub fn jitter_bucket_of(ms: f64) -> usize {
+    JITTER_BOUNDS_MS
+        .iter()
+        .position(|b| ms <= *b)
+        .unwrap_or(JITTER_BOUNDS_MS.len())
+}
+
+/// A call ended with this interarrival jitter (ms) on its inbound audio.
+pub fn record_call_jitter(ms: f64) {
+    let ms = if ms.is_finite() { ms.max(0.0) } else { 0.0 };
+    STATS.jitter[jitter_bucket_of(ms)].fetch_add(1, Ordering::Relaxed);
+    STATS
+        .jitter_sum_us
+        .fetch_add((ms * 1000.0).round() as u64, Ordering::Relaxed);
 }
 
 /// Bucket index of an interval in microseconds.
@@ -92,6 +125,11 @@ pub struct Snapshot {
     /// Histogram of the time between consecutive sends of a call:
     /// [`BUCKETS`] buckets of 0.1 ms, then one overflow bucket (≥ 60 ms).
     pub send_interval: Vec<u64>,
+    /// Calls' jitter at their end, per [`JITTER_BOUNDS_MS`] bucket (not
+    /// cumulative), then the overflow bucket.
+    pub call_jitter: Vec<u64>,
+    /// The sum of those calls' jitter, in µs.
+    pub call_jitter_sum_us: u64,
 }
 
 impl Snapshot {
@@ -106,6 +144,15 @@ impl Snapshot {
             received: self.received.saturating_sub(earlier.received),
             lost: self.lost.saturating_sub(earlier.lost),
             send_interval: hist,
+            call_jitter: self
+                .call_jitter
+                .iter()
+                .zip(earlier.call_jitter.iter().chain(std::iter::repeat(&0)))
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect(),
+            call_jitter_sum_us: self
+                .call_jitter_sum_us
+                .saturating_sub(earlier.call_jitter_sum_us),
         }
     }
 
@@ -224,6 +271,22 @@ mod tests {
         assert_eq!((w.sent, w.received, w.lost), (32, 4, 1));
         assert_eq!(w.intervals(), 22);
         assert_eq!(w.send_interval_percentile_ms(99.0), Some(30.1));
+    }
+
+    #[test]
+    fn call_jitter_lands_in_its_bucket() {
+        assert_eq!(jitter_bucket_of(0.0), 0);
+        assert_eq!(jitter_bucket_of(1.0), 0);
+        assert_eq!(jitter_bucket_of(1.5), 1);
+        assert_eq!(jitter_bucket_of(20.0), 4);
+        assert_eq!(jitter_bucket_of(200.0), 9);
+        assert_eq!(jitter_bucket_of(200.1), JITTER_BOUNDS_MS.len());
+        let before = STATS.snapshot();
+        record_call_jitter(7.5);
+        let w = STATS.snapshot().since(&before);
+        // Other tests may record concurrently: at least our own effect.
+        assert!(w.call_jitter[3] >= 1);
+        assert!(w.call_jitter_sum_us >= 7500);
     }
 
     #[test]

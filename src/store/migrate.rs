@@ -183,6 +183,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         at          INTEGER NOT NULL
     );
     CREATE INDEX voice_calls_by_destination ON voice_calls (destination, at);",
+    // 11: each call's event timeline for the console (issue 19): the
+    // events' own privacy-safe fields as JSON, in order (`seq`), with their
+    // time (ms); purged with the call's record.
+    "CREATE TABLE call_events (
+        call_id TEXT NOT NULL,
+        seq     INTEGER NOT NULL,
+        at      INTEGER NOT NULL,
+        kind    TEXT NOT NULL,
+        details TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (call_id, seq)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -24,6 +24,7 @@ pub mod operators;
 pub mod records;
 pub mod report;
 pub mod sealed;
+pub mod timeline;
 pub mod totp;
 pub mod voice_calls;
 

@@ -195,12 +195,19 @@ impl Store {
         })
     }
 
-    /// Delete the records of calls that started before `before_ms`, the
+    /// Delete the records of calls that started before `before_ms` (and
+    /// their event timelines), the
     /// day totals of whole days before it, and the code deliveries (with
     /// their status history) made before it; returns how many call records.
     pub fn purge_call_records(&self, before_ms: i64) -> Result<usize, StoreError> {
         self.with(|c| {
             let tx = c.transaction()?;
+            // Their timelines first, found through the records' start index.
+            tx.execute(
+                "DELETE FROM call_events WHERE call_id IN
+                 (SELECT call_id FROM call_records WHERE started_at < ?1)",
+                params![before_ms],
+            )?;
             let n = tx.execute(
                 "DELETE FROM call_records WHERE started_at < ?1",
                 params![before_ms],

@@ -237,7 +237,9 @@ fn caller_fields(caller: &str, mask: bool, default_country: Country) -> (String,
         };
         return (masked, String::new(), String::new());
     };
-    let country = n.country().unwrap_or_default();
+    // An invalid number with a known calling code still gets that code's
+    // region, so `--country GB` finds it as `--country +44` does.
+    let country = n.country_or_region().unwrap_or_default();
     let code = n.calling_code().map(|c| c.to_string()).unwrap_or_default();
     let masked = if mask {
         let digits: Vec<char> = n.as_str().chars().filter(char::is_ascii_digit).collect();
@@ -296,6 +298,12 @@ mod tests {
             caller_fields("+442079460123", true, us),
             ("+44•••0123".into(), "GB".into(), "44".into())
         );
+        // Too short for the UK plan: the calling code's region all the same.
+        assert_eq!(
+            caller_fields("+44207946", true, us),
+            ("+44•••7946".into(), "GB".into(), "44".into())
+        );
+        assert_eq!(caller_fields("+15550100", true, us).1, "US");
         assert_eq!(caller_fields("+16502530001", false, us).0, "+1650•••0001");
         assert_eq!(caller_fields("anonymous", true, us).0, "anonymous");
         assert_eq!(caller_fields("alice", true, us).0, "•••ce");

@@ -397,6 +397,27 @@ impl Collector for RtpCollector {
                 sum += *c as f64 * mid_us / 1e6;
             }
         }
+        // Each call's RFC 3550 interarrival jitter at its end.
+        let mut jitter: Vec<(f64, u64)> = stats::JITTER_BOUNDS_MS
+            .iter()
+            .map(|ms| ms / 1000.0)
+            .chain([f64::INFINITY])
+            .zip(snap.call_jitter.iter().copied())
+            .collect();
+        jitter.truncate(stats::JITTER_BOUNDS_MS.len() + 1);
+        let calls: u64 = jitter.iter().map(|(_, n)| n).sum();
+        let mut m = encoder.encode_descriptor(
+            "rtp_jitter_seconds",
+            "Interarrival jitter (RFC 3550) of each call's inbound audio, at the call's end",
+            None,
+            MetricType::Histogram,
+        )?;
+        m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            snap.call_jitter_sum_us as f64 / 1e6,
+            calls,
+            &jitter,
+            None,
+        )?;
         let overflow = snap.send_interval.get(stats::BUCKETS).copied().unwrap_or(0);
         sum += overflow as f64 * 0.06;
         buckets.push((f64::INFINITY, overflow));

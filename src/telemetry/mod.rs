@@ -90,6 +90,7 @@ impl Telemetry {
             acc: Some(acc),
             hub: self.clone(),
             call_id,
+            events: Vec::new(),
         }
     }
 }
@@ -102,6 +103,9 @@ pub struct CallTap {
     hub: Arc<Telemetry>,
     acc: Option<Accumulator>,
     call_id: String,
+    /// The call's events and their times (ms), for its stored timeline
+    /// (only when records are written; at most the store's cap).
+    events: Vec<(i64, Event)>,
 }
 
 impl CallTap {
@@ -128,6 +132,9 @@ impl CallTap {
         if let Some(a) = &mut self.acc {
             a.fold(ev);
         }
+        if self.hub.records.is_some() && self.events.len() < crate::store::timeline::MAX_EVENTS {
+            self.events.push((ms(SystemTime::now()), ev.clone()));
+        }
     }
 
     /// The call ended: count it and queue its record.
@@ -143,7 +150,7 @@ impl CallTap {
         let rec = acc.finish(ms(SystemTime::now()));
         self.hub.metrics.call_ended(&rec.flow, rec.outcome.as_str());
         if let Some(q) = &self.hub.records {
-            q.push(rec);
+            q.push_with_events(rec, std::mem::take(&mut self.events));
         }
     }
 }

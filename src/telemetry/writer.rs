@@ -12,7 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use super::metrics::Metrics;
+use crate::events::Event;
 use crate::store::records::CallRecord;
+use crate::store::timeline::{CallEvent, Timeline, MAX_EVENTS};
 use crate::store::Store;
 
 /// Records waiting to be written, at most.
@@ -24,7 +26,9 @@ enum Msg {
     /// A call's flow started: mark it open (`store::open_calls`), so a
     /// crash before its end still leaves a record at the next start.
     Open(Box<CallRecord>),
-    Record(Box<CallRecord>),
+    /// The record and the call's events with their times (ms), turned into
+    /// its timeline here, off the call's task.
+    Record(Box<CallRecord>, Vec<(i64, Event)>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -48,7 +52,7 @@ impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Msg::Open(r) => write!(f, "Open({})", r.call_id),
-            Msg::Record(r) => write!(f, "Record({})", r.call_id),
+            Msg::Record(r, _) => write!(f, "Record({})", r.call_id),
             Msg::Flush(_) => f.write_str("Flush"),
         }
     }
@@ -75,8 +79,18 @@ impl RecordQueue {
     /// Hand `rec` to the writer without waiting; when the queue is full (or
     /// the writer gone) the record is dropped, counted and logged.
     pub fn push(&self, rec: CallRecord) {
+        self.push_with_events(rec, Vec::new());
+    }
+
+    /// [`RecordQueue::push`] with the call's events (and when each
+    /// happened, ms), stored as its timeline.
+    pub fn push_with_events(&self, rec: CallRecord, events: Vec<(i64, Event)>) {
         let call_id = rec.call_id.clone();
-        if self.tx.try_send(Msg::Record(Box::new(rec))).is_err() {
+        if self
+            .tx
+            .try_send(Msg::Record(Box::new(rec), events))
+            .is_err()
+        {
             self.metrics.record_dropped(1);
             let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             warn!(call = %call_id, dropped_total = total, "call record dropped: the record writer's queue is full");
@@ -108,6 +122,7 @@ impl RecordWriter {
     /// Write records as they come until every queue end is dropped.
     pub async fn run(mut self) {
         let mut batch: Vec<CallRecord> = Vec::with_capacity(BATCH);
+        let mut timelines: Vec<(String, Vec<(i64, Event)>)> = Vec::new();
         let mut opens: Vec<CallRecord> = Vec::new();
         let mut flushes = Vec::new();
         while let Some(first) = self.rx.recv().await {
@@ -115,7 +130,12 @@ impl RecordWriter {
             while let Some(msg) = next.take() {
                 match msg {
                     Msg::Open(r) => opens.push(*r),
-                    Msg::Record(r) => batch.push(*r),
+                    Msg::Record(r, events) => {
+                        if !events.is_empty() {
+                            timelines.push((r.call_id.clone(), events));
+                        }
+                        batch.push(*r)
+                    }
                     Msg::Flush(done) => flushes.push(done),
                 }
                 if batch.len() + opens.len() < BATCH {
@@ -135,9 +155,19 @@ impl RecordWriter {
             if !batch.is_empty() {
                 let records = std::mem::take(&mut batch);
                 let n = records.len() as u64;
+                let events = std::mem::take(&mut timelines);
                 let store = self.store.clone();
-                let done =
-                    tokio::task::spawn_blocking(move || store.insert_call_records(&records)).await;
+                let done = tokio::task::spawn_blocking(move || {
+                    store.insert_call_records(&records)?;
+                    // After the records: a timeline never outlives its
+                    // record's purge. Losing one loses only the console's view.
+                    let timelines: Vec<Timeline> = events.into_iter().map(timeline).collect();
+                    if let Err(e) = store.insert_timelines(&timelines) {
+                        warn!(error = %e, "writing call timelines failed; they are lost");
+                    }
+                    Ok::<(), crate::store::StoreError>(())
+                })
+                .await;
                 match done {
                     Ok(Ok(())) => {
                         self.metrics.record_written(n);
@@ -158,6 +188,28 @@ impl RecordWriter {
             }
         }
     }
+}
+
+/// A call's events as its stored timeline: each event's own JSON fields
+/// (what `--events` writes for it), its name apart.
+fn timeline((call_id, events): (String, Vec<(i64, Event)>)) -> Timeline {
+    let events = events
+        .into_iter()
+        .take(MAX_EVENTS)
+        .map(|(at, ev)| {
+            let mut fields = match serde_json::to_value(&ev) {
+                Ok(serde_json::Value::Object(m)) => m,
+                _ => serde_json::Map::new(),
+            };
+            fields.remove("event");
+            CallEvent {
+                at,
+                kind: ev.name().to_string(),
+                details: serde_json::Value::Object(fields).to_string(),
+            }
+        })
+        .collect();
+    Timeline { call_id, events }
 }
 
 /// Delete records older than `retention_days`, at start and then hourly,

@@ -153,6 +153,8 @@ const LOG_KEYS: &[&str] = &[
     "sent",
     "received",
     "lost",
+    // RFC 3550 interarrival jitter of the call's inbound audio, in ms
+    "jitter_ms",
     "digits",
     "dropped_foreign",
     // RTP of a payload type the call did not negotiate (issue 16 item 7)

@@ -10,6 +10,7 @@ use crate::store::browse::DeliveryFilter;
 use crate::store::deliveries::DeliveryStatus;
 use crate::store::records::{CallOutcome, CallRecord};
 use crate::store::report::{civil_day, Period, ReportFilter};
+use crate::store::timeline::CallEvent;
 use crate::store::{Store, StoreError};
 use crate::telemetry::ActiveCall;
 
@@ -255,7 +256,8 @@ fn country_label(r: &CallRecord) -> String {
     }
 }
 
-/// One call: what its record holds, in the order it happened.
+/// One call: what its record holds, its event timeline, and a summary of
+/// the record in the order it happened.
 pub fn call(store: &Store, call_id: &str) -> Result<Option<String>, PageError> {
     let Some(r) = store.call_record(call_id)? else {
         return Ok(None);
@@ -273,7 +275,8 @@ pub fn call(store: &Store, call_id: &str) -> Result<Option<String>, PageError> {
         r.outcome.as_str(),
         esc(r.lookup.as_deref().unwrap_or("")),
     );
-    s.push_str("<h2>Timeline</h2><ol id=\"timeline\">");
+    timeline(&mut s, &store.call_events(call_id)?, r.started_at);
+    s.push_str("<h2>Summary</h2><ol id=\"summary\">");
     let at = |ms: i64| format!("+{}", html::span(ms - r.started_at));
     let _ = write!(
         s,
@@ -331,6 +334,43 @@ pub fn call(store: &Store, call_id: &str) -> Result<Option<String>, PageError> {
         r.steps
     );
     Ok(Some(s))
+}
+
+/// The call's events as a table: time from the call's start, the event,
+/// its fields (what the event carries, escaped; empty ones left out).
+fn timeline(s: &mut String, events: &[CallEvent], started_at: i64) {
+    s.push_str("<h2>Timeline</h2>");
+    if events.is_empty() {
+        s.push_str("<p>No events stored for this call.</p>");
+        return;
+    }
+    s.push_str("<table id=\"timeline\"><tr><th>time</th><th>event</th><th>details</th></tr>");
+    for e in events {
+        let fields = match serde_json::from_str::<serde_json::Value>(&e.details) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        let details: Vec<String> = fields
+            .iter()
+            .filter_map(|(k, v)| {
+                let v = match v {
+                    serde_json::Value::String(t) if t.is_empty() => return None,
+                    serde_json::Value::Null => return None,
+                    serde_json::Value::String(t) => t.clone(),
+                    other => other.to_string(),
+                };
+                Some(format!("{}={}", esc(k), esc(&v)))
+            })
+            .collect();
+        let _ = write!(
+            s,
+            "<tr><td>+{:.3} s</td><td>{}</td><td>{}</td></tr>",
+            (e.at - started_at) as f64 / 1000.0,
+            esc(&e.kind),
+            details.join(" ")
+        );
+    }
+    s.push_str("</table>");
 }
 
 /// The code deliveries, newest first.
