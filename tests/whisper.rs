@@ -160,6 +160,7 @@ fn engine_hears_digits_phrases_and_not_silence() {
     let phrases = Hints {
         phrases: vec!["purple elephant dance".into(), "open sesame".into()],
         digits_only: false,
+        ..Hints::default()
     };
     match e.recognize(&wav8k("purple.wav"), &phrases).unwrap() {
         Heard::Speech(r) => assert!(r.text.to_lowercase().contains("purple elephant"), "{r:?}"),

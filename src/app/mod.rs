@@ -182,9 +182,9 @@ fn set_priority(nice: i32) {
 /// is installed: those steps then take their `error` exit.
 fn speech_pool(models_dir: &Path) -> Option<crate::asr::SpeechPool> {
     let started = std::time::Instant::now();
-    match crate::asr::load_default(models_dir) {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    match crate::asr::load_serving(models_dir, threads) {
         Ok(engine) => {
-            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
             info!(
                 engine = engine.name(),
                 threads,

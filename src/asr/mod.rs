@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod by_language;
 pub mod endpoint;
 pub mod mel;
 pub mod phrase;
@@ -18,6 +19,7 @@ mod pool;
 pub mod recording;
 pub mod spec;
 pub mod stats;
+pub mod vosk;
 pub mod whisper;
 pub mod window;
 
@@ -40,6 +42,9 @@ pub struct Hints {
     pub phrases: Vec<String>,
     /// Only digits can be the answer.
     pub digits_only: bool,
+    /// The step's language tag (None = the default, English): picks the
+    /// engine when several are loaded ([`by_language::ByLanguage`]).
+    pub language: Option<String>,
 }
 
 /// What the engine made of one utterance.
@@ -109,4 +114,24 @@ pub fn load_with(
     let dir = models_dir.join(WHISPER_DIR);
     let engine = whisper::WhisperEngine::load_with(&dir, opts)?;
     Ok(Arc::new(engine))
+}
+
+/// What `serve` decodes with: Whisper for English (required), then a Vosk
+/// engine for each `models/vosk-<lang>/` folder when this voxgate is built
+/// with Vosk, each with room for `threads` decoding threads (one model per
+/// thread, loaded on first use). A Vosk folder that cannot be used is
+/// logged and skipped.
+pub fn load_serving(models_dir: &Path, threads: usize) -> Result<Arc<dyn SpeechEngine>, AsrError> {
+    let whisper = load_default(models_dir)?;
+    let mut engines = vec![whisper];
+    for (lang, dir) in vosk::installed(models_dir) {
+        match vosk::VoskEngine::load(&dir, &lang, threads) {
+            Ok(e) => engines.push(Arc::new(e)),
+            Err(e) => tracing::warn!(error = %e, "speech in this language is off"),
+        }
+    }
+    if engines.len() == 1 {
+        return Ok(engines.remove(0));
+    }
+    Ok(Arc::new(by_language::ByLanguage::new(engines)))
 }

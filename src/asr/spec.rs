@@ -68,6 +68,7 @@ impl RecognitionSpec {
         Hints {
             phrases: self.phrases.clone(),
             digits_only: self.digits_only,
+            language: self.language.clone(),
         }
     }
 }

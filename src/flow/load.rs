@@ -2766,7 +2766,7 @@ steps:
             ("collect_digits", format!("{digit} pattern into secret")),
             ("recognize", "prompts phrases digits_only language no_input_timeout end_of_speech_timeout max_duration min_confidence tries no_input_prompts no_match_prompts barge_in into".into()),
             ("lookup_caller", "number".into()),
-            ("verify_passphrase", "prompts tries no_input_timeout end_of_speech_timeout max_duration no_input_prompts retry_prompts".into()),
+            ("verify_passphrase", "prompts tries no_input_timeout end_of_speech_timeout max_duration no_input_prompts retry_prompts language".into()),
             ("send_code", "channel channels to length ttl max_attempts resend_cooldown language hold".into()),
             ("verify_code", digit.into()),
             ("verify_totp", format!("{digit} window")),

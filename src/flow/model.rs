@@ -391,6 +391,9 @@ pub struct VerifyPassphrase {
     pub no_input_prompts: Vec<PromptRef>,
     /// Played before a retry after a passphrase that did not match.
     pub retry_prompts: Vec<PromptRef>,
+    /// Language the caller speaks (e.g. `ko`); None = the default
+    /// (English, Whisper). Other languages need a Vosk model.
+    pub language: Option<String>,
 }
 
 pub use crate::backends::CodeChannel;

@@ -132,7 +132,7 @@ pub(super) async fn run<C: CallChannel>(
         Enrolment::NotEnrolled => return Ok(refuse(ctx, "not_enrolled")),
     };
     let tries = Passphrase {
-        spec: spec(&step.timers, phrases, digits, None),
+        spec: spec(&step.timers, phrases, digits, step.language.clone()),
         who,
         last_refusal: Mutex::new(None),
     };
@@ -226,5 +226,6 @@ fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
         tries,
         no_input_prompts: r.prompts("no_input_prompts"),
         retry_prompts: r.prompts("retry_prompts"),
+        language: r.string("language").map(|s| s.value),
     }))
 }
