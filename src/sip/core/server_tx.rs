@@ -491,11 +491,13 @@ impl Core {
 
     /// Answer the pending INVITE (initial or re-INVITE) with our SDP.
     pub fn accept(&mut self, now: Instant, call: &str, sdp_answer: &[u8]) {
+        self.timers.touch(call);
         self.finish_invite_with_body(now, call, 200, "OK", vec![], Some(sdp_answer));
     }
 
     /// Reject the pending INVITE. For a re-INVITE the dialog lives on.
     pub fn reject(&mut self, now: Instant, call: &str, status: u16, reason: &str) {
+        self.timers.touch(call);
         if let Some(d) = self.dialogs.get_mut(call) {
             if d.state == State::Offered {
                 d.end_reason = Some(EndReason::Rejected(status));

@@ -408,3 +408,81 @@ fn hangup_before_ack_waits_for_ack() {
     ));
     assert_eq!(core.call_count(), 0);
 }
+
+/// Many un-ACKed dialogs: their 200 OK retransmissions and Timer H come in
+/// deadline order from the timer heap, and a dialog the caller ended
+/// (BYE) leaves nothing behind that fires.
+#[test]
+fn many_dialogs_timers_fire_in_order_and_removed_dialog_stays_silent() {
+    let mut core = Core::new(CoreConfig::default());
+    let t0 = Instant::now();
+    let n = 300u64;
+    let mut tags = HashMap::new();
+    // Started 1 ms apart, so every timer of call i precedes call i+1's.
+    for i in 0..n {
+        let at = t0 + Duration::from_millis(i);
+        let id = format!("many-{i}@test");
+        let (r, c) = req(&invite(&format!("z9hG4bKm{i}"), None, 1).replace("call-1@test", &id));
+        core.handle_request(at, peer(), &r, &c);
+        core.accept(at, &id, b"v=0\r\n");
+        let (sent, _) = drain(&mut core);
+        assert_eq!(status(&sent[1].1), 200);
+        tags.insert(id, to_tag(&sent[1].1));
+    }
+    // The caller of many-7 hangs up before ACKing: the dialog goes now.
+    let gone = "many-7@test";
+    let (r, c) = req(&in_dialog("BYE", "z9hG4bKbye7", &tags[gone], 2).replace("call-1@test", gone));
+    core.handle_request(t0 + Duration::from_millis(n), peer(), &r, &c);
+    let (sent, evs) = drain(&mut core);
+    assert_eq!(status(&sent[0].1), 200);
+    assert!(matches!(&evs[0], CoreEvent::RemoteHangup { call } if call == gone));
+
+    let call_of = |msg: &str| {
+        msg.lines()
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .unwrap()
+            .to_string()
+    };
+    let mut resends: Vec<(Duration, String)> = vec![];
+    let mut ended = vec![];
+    let mut last = t0;
+    while let Some(t) = core.next_deadline() {
+        assert!(t >= last, "deadlines go forward");
+        last = t;
+        core.handle_timeout(t);
+        let (sent, evs) = drain(&mut core);
+        for (_, m) in sent {
+            if m.starts_with("SIP/2.0 200") {
+                resends.push((t - t0, call_of(&m)));
+            }
+        }
+        for e in evs {
+            if let CoreEvent::Ended { call, reason } = e {
+                assert_eq!(reason, EndReason::NoAck);
+                ended.push(call);
+            }
+        }
+    }
+    // Each live dialog: 10 re-sends (T1 doubling to T2 until 64·T1), in start order.
+    assert_eq!(resends.len() as u64, 10 * (n - 1));
+    assert!(
+        resends.iter().all(|(_, c)| c != gone),
+        "removed dialog re-sent its 200"
+    );
+    let expect: Vec<String> = (0..n)
+        .filter(|i| *i != 7)
+        .map(|i| format!("many-{i}@test"))
+        .collect();
+    assert_eq!(
+        ended, expect,
+        "Timer H in start order, removed dialog absent"
+    );
+    // The first re-send of every call, T1 after its start, in start order.
+    let firsts: Vec<&(Duration, String)> = resends.iter().take(n as usize - 1).collect();
+    for (k, (at, call)) in firsts.iter().enumerate() {
+        let i = if k < 7 { k as u64 } else { k as u64 + 1 };
+        assert_eq!(call, &format!("many-{i}@test"));
+        assert_eq!(*at, Duration::from_millis(500 + i));
+    }
+    assert_eq!(core.call_count(), 0);
+}
