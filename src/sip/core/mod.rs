@@ -507,12 +507,22 @@ impl Core {
                 .map(|r| r.next_deadline())
         });
         let bye = d.and_then(|d| d.bye.as_ref().map(|b| b.retx.next_deadline()));
+        let trying = d
+            .and_then(|d| d.invite.as_ref())
+            .and_then(|i| i.progress.is_pending().then_some(i.trying_due).flatten());
         let refer = self.refers.get(call).and_then(|r| r.next_deadline());
         let reinvite = self.reinvites.get(call).and_then(|r| r.next_deadline());
-        [invite, bye, refer, reinvite, self.leg_deadline(call)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            invite,
+            bye,
+            trying,
+            refer,
+            reinvite,
+            self.leg_deadline(call),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The deadline as the scan over every call found it before the heap:
@@ -555,7 +565,14 @@ impl Core {
         let mut sends = Vec::new();
         let mut expired_invite = None;
         let mut expired_bye = false;
+        let mut quiet = false;
         if let Some(inv) = d.invite.as_mut() {
+            if inv.progress.is_pending() && inv.trying_due.is_some_and(|t| now >= t) {
+                // No answer within 200 ms: the 100 Trying held back goes now.
+                inv.trying_due = None;
+                sends.push((inv.peer, inv.last.clone()));
+            }
+            quiet = inv.once;
             let accepted = matches!(inv.progress, InviteProgress::Accepted(_));
             if let Some(r) = inv.progress.retransmit_mut() {
                 match r.on_timeout(now) {
@@ -583,9 +600,13 @@ impl Core {
                     // Timer H: the caller never confirmed. RFC 3261 13.3.1.4 says
                     // end it with BYE; we send it once, unretransmitted, and the
                     // dialog is gone now: the INVITE's source may be forged, and
-                    // eleven BYEs to it would make us an amplifier.
+                    // eleven BYEs to it would make us an amplifier. A 200 sent
+                    // once (`accept_once`: a source not ACKing others) ends
+                    // without one (a SHOULD there, and one more reflection).
                     d.state = State::Confirmed;
-                    self.send_bye(now, &call);
+                    if !quiet {
+                        self.send_bye(now, &call);
+                    }
                     self.dialogs.remove(&call);
                     self.emit(CoreEvent::Ended {
                         call: call.clone(),
