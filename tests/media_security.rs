@@ -177,7 +177,10 @@ fn invite(from: SocketAddr, to: SocketAddr, media: SocketAddr, call_id: &str) ->
 /// sent per byte received.
 #[test]
 fn an_invite_never_acked_gets_no_media_and_is_gone_after_timer_h() {
-    let vg = Voxgate::start("no-ack", demo_with(""));
+    let vg = Voxgate::start(
+        "no-ack",
+        demo_with("limits:\n  unacked_retransmit_per_source: 1\n"),
+    );
     let sig = UdpSocket::bind("127.0.0.1:0").unwrap();
     let victim = UdpSocket::bind("127.0.0.1:0").unwrap();
     sig.set_read_timeout(Some(Duration::from_millis(20)))

@@ -83,7 +83,9 @@ pub struct LimitsConfig {
     pub unacked_per_source: u32,
     /// Un-ACKed dialogs of one source whose 200 OK is retransmitted (RFC
     /// 3261 13.3.1.4); a source holding this many gets its next 200s once,
-    /// unretransmitted (`Core::accept_once`). 0: never retransmit.
+    /// unretransmitted (`Core::accept_once`). Off by default (1,000,000):
+    /// under heavy packet loss a real caller whose ACKs are lost loses
+    /// calls (bench/README.md, "INVITE flood").
     pub unacked_retransmit_per_source: u32,
     /// Dialogs in all; never more than the RTP ports, so an admitted call
     /// always finds one.
@@ -113,7 +115,7 @@ impl Default for LimitsConfig {
             invite_burst: 20,
             calls_per_source: 50,
             unacked_per_source: 10,
-            unacked_retransmit_per_source: 1,
+            unacked_retransmit_per_source: 1_000_000,
             max_calls: 1000,
             max_unacked: 200,
             retry_after: Duration::from_secs(10),
