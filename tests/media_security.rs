@@ -170,10 +170,17 @@ fn invite(from: SocketAddr, to: SocketAddr, media: SocketAddr, call_id: &str) ->
 
 /// An INVITE that is never ACKed, its SDP naming a victim: no RTP reaches
 /// the victim, no flow starts, and the dialog is gone after Timer H (a BYE
-/// for it then gets 481). Prints the bytes voxgate sent per byte received.
+/// for it then gets 481). Answered at once, it gets no 100 Trying; its 200
+/// is retransmitted (RFC 3261 13.3.1.4), but a second INVITE from the same
+/// source while the first is un-ACKed gets its 200 once, and no BYE
+/// (`limits.unacked_retransmit_per_source: 1`). Prints the bytes voxgate
+/// sent per byte received.
 #[test]
 fn an_invite_never_acked_gets_no_media_and_is_gone_after_timer_h() {
-    let vg = Voxgate::start("no-ack", demo_with(""));
+    let vg = Voxgate::start(
+        "no-ack",
+        demo_with("limits:\n  unacked_retransmit_per_source: 1\n"),
+    );
     let sig = UdpSocket::bind("127.0.0.1:0").unwrap();
     let victim = UdpSocket::bind("127.0.0.1:0").unwrap();
     sig.set_read_timeout(Some(Duration::from_millis(20)))
@@ -188,15 +195,39 @@ fn an_invite_never_acked_gets_no_media_and_is_gone_after_timer_h() {
     );
     sig.send_to(inv.as_bytes(), vg.sip).unwrap();
     let start = Instant::now();
+    let second = "never-acked-2";
+    let inv2 = invite(
+        sig.local_addr().unwrap(),
+        vg.sip,
+        victim.local_addr().unwrap(),
+        second,
+    );
+    let mut second_sent = false;
     let (mut sip_out, mut rtp_out, mut oks) = (0usize, 0usize, 0);
+    let (mut oks2, mut tryings, mut byes, mut byes2) = (0, 0, 0, 0);
     let mut to_header = None;
     let mut buf = [0u8; 8192];
     // Timer H is 64×T1 = 32 s; look until 36 s.
     while start.elapsed() < Duration::from_secs(36) {
+        if !second_sent && start.elapsed() > Duration::from_millis(200) {
+            sig.send_to(inv2.as_bytes(), vg.sip).unwrap();
+            second_sent = true;
+        }
         if let Ok((n, _)) = sig.recv_from(&mut buf) {
             sip_out += n;
             let text = String::from_utf8_lossy(&buf[..n]).to_string();
-            if text.starts_with("SIP/2.0 200") {
+            let of_second = text.contains(&format!("Call-ID: {second}\r\n"));
+            if text.starts_with("SIP/2.0 100") {
+                tryings += 1;
+            } else if text.starts_with("BYE ") {
+                if of_second {
+                    byes2 += 1;
+                } else {
+                    byes += 1;
+                }
+            } else if text.starts_with("SIP/2.0 200") && of_second {
+                oks2 += 1;
+            } else if text.starts_with("SIP/2.0 200") {
                 oks += 1;
                 to_header = text
                     .lines()
@@ -208,12 +239,18 @@ fn an_invite_never_acked_gets_no_media_and_is_gone_after_timer_h() {
             rtp_out += n;
         }
     }
-    let ratio = (sip_out + rtp_out) as f64 / inv.len() as f64;
+    let bytes_in = inv.len() + inv2.len();
+    let ratio = (sip_out + rtp_out) as f64 / bytes_in as f64;
     eprintln!(
-        "un-ACKed INVITE: {} bytes in; {sip_out} bytes of SIP ({oks} × 200 OK) and {rtp_out} bytes of RTP out: {ratio:.1} bytes out per byte in",
-        inv.len()
+        "2 un-ACKed INVITEs from one source: {bytes_in} bytes in; {sip_out} bytes of SIP ({oks} + {oks2} × 200 OK, {tryings} × 100, {byes} + {byes2} BYE) and {rtp_out} bytes of RTP out: {ratio:.1} bytes out per byte in",
     );
-    assert!(oks >= 1, "answered at all; log:\n{}", vg.log());
+    // The first: its 200 retransmitted T1, 2T1… up to T2 until Timer H (11 in
+    // all by the RFC's schedule), then one BYE.
+    assert!(oks >= 8, "200 retransmitted: {oks}; log:\n{}", vg.log());
+    assert_eq!(byes, 1, "one BYE at Timer H");
+    assert_eq!(oks2, 1, "the second source's 200 went once");
+    assert_eq!(byes2, 0, "no BYE for a 200 sent once");
+    assert_eq!(tryings, 0, "answered at once: no 100 Trying");
     assert_eq!(rtp_out, 0, "no RTP to an address that never ACKed");
     let evs = vg.read_events();
     assert!(

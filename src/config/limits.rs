@@ -81,6 +81,12 @@ pub struct LimitsConfig {
     pub calls_per_source: u32,
     /// Dialogs one source may hold that are answered but not yet ACKed.
     pub unacked_per_source: u32,
+    /// Un-ACKed dialogs of one source whose 200 OK is retransmitted (RFC
+    /// 3261 13.3.1.4); a source holding this many gets its next 200s once,
+    /// unretransmitted (`Core::accept_once`). Off by default (1,000,000):
+    /// under heavy packet loss a real caller whose ACKs are lost loses
+    /// calls (bench/README.md, "INVITE flood").
+    pub unacked_retransmit_per_source: u32,
     /// Dialogs in all; never more than the RTP ports, so an admitted call
     /// always finds one.
     pub max_calls: u32,
@@ -109,6 +115,7 @@ impl Default for LimitsConfig {
             invite_burst: 20,
             calls_per_source: 50,
             unacked_per_source: 10,
+            unacked_retransmit_per_source: 1_000_000,
             max_calls: 1000,
             max_unacked: 200,
             retry_after: Duration::from_secs(10),
@@ -129,6 +136,7 @@ pub(super) struct RawLimits {
     invite_burst: Option<u32>,
     calls_per_source: Option<u32>,
     unacked_per_source: Option<u32>,
+    unacked_retransmit_per_source: Option<u32>,
     max_calls: Option<u32>,
     max_unacked: Option<u32>,
     retry_after: Option<String>,
@@ -283,6 +291,13 @@ impl RawLimits {
                 self.unacked_per_source,
                 d.unacked_per_source,
                 1,
+                1_000_000,
+            )?,
+            unacked_retransmit_per_source: within(
+                "unacked_retransmit_per_source",
+                self.unacked_retransmit_per_source,
+                d.unacked_retransmit_per_source,
+                0,
                 1_000_000,
             )?,
             max_calls,

@@ -241,10 +241,7 @@ impl<H: DialogHandler> Endpoint<H> {
 
     fn on_loop_msg(&mut self, msg: LoopMsg) {
         match msg {
-            LoopMsg::Answer { call, sdp } => {
-                self.core
-                    .accept(Instant::now().into_std(), &call, sdp.as_bytes());
-            }
+            LoopMsg::Answer { call, sdp } => self.answer(&call, &sdp),
         }
     }
 
@@ -498,6 +495,18 @@ impl<H: DialogHandler> Endpoint<H> {
 
     fn on_bytes(&mut self, peer: Peer, data: &[u8], transport: Transport) {
         let now = Instant::now().into_std();
+        // UDP only: the TCP framer has already found a start line and headers.
+        if transport == Transport::Udp && !super::start_line::plausible(data) {
+            if self.log_limit.allow(
+                now,
+                peer.addr.ip(),
+                "non-SIP datagrams",
+                "first line is not a SIP request or status line",
+            ) {
+                debug!(from = %peer.addr, "datagram does not start like SIP; dropped unparsed");
+            }
+            return;
+        }
         match wire::parse_message(data, transport) {
             Ok(Inbound::Request(req)) => match wire::reply_context(data) {
                 Some(ctx) => {
@@ -738,6 +747,17 @@ impl<H: DialogHandler> Endpoint<H> {
         }
     }
 
+    /// Send the 200 OK: retransmitted until the ACK, or once for a source
+    /// already holding un-ACKed dialogs ([`Limits::answer_once`]).
+    fn answer(&mut self, call: &str, sdp: &str) {
+        let now = Instant::now().into_std();
+        if self.limits.answer_once(call) {
+            self.core.accept_once(now, call, sdp.as_bytes());
+        } else {
+            self.core.accept(now, call, sdp.as_bytes());
+        }
+    }
+
     fn on_new_dialog(&mut self, dialog: NewDialog) {
         let now = Instant::now().into_std();
         let call = dialog.call.clone();
@@ -747,7 +767,7 @@ impl<H: DialogHandler> Endpoint<H> {
             Decision::Answer { sdp } => {
                 self.held.insert(call.clone());
                 if self.cfg.ring_time.is_zero() {
-                    self.core.accept(now, &call, sdp.as_bytes());
+                    self.answer(&call, &sdp);
                 } else {
                     self.core.ring(now, &call);
                     let tx = self.tx.clone();

@@ -229,6 +229,24 @@ impl Limits {
         self.dialogs.insert(call.to_string(), (key, false));
     }
 
+    /// Whether `call`'s 200 OK should go once, unretransmitted: its source
+    /// already holds `unacked_retransmit_per_source` other un-ACKed
+    /// dialogs (a source that does not ACK is likely not the one whose
+    /// address it wrote). Exempt sources (trusted peers) always get
+    /// retransmissions.
+    pub fn answer_once(&self, call: &str) -> bool {
+        let Some((key, _)) = self.dialogs.get(call) else {
+            return false;
+        };
+        if key.is_some_and(|ip| self.exempt.iter().any(|n| n.contains(&ip))) {
+            return false;
+        }
+        self.sources.get(key).is_some_and(|src| {
+            // This dialog is counted among the source's un-ACKed ones.
+            src.unacked.saturating_sub(1) >= self.cfg.unacked_retransmit_per_source
+        })
+    }
+
     /// The caller ACKed `call`'s 200.
     pub fn dialog_confirmed(&mut self, call: &str) {
         let Some((key, acked)) = self.dialogs.get_mut(call) else {
@@ -500,5 +518,38 @@ mod tests {
         // Every bucket is full again after 10 s at 2/s: all forgotten, no more wake-ups.
         assert!(l.sources.is_empty());
         assert_eq!(l.next_deadline(), None);
+    }
+
+    #[test]
+    fn answer_once_for_a_source_already_holding_unacked_dialogs() {
+        let t0 = Instant::now();
+        let cfg = LimitsConfig {
+            unacked_per_source: 10,
+            calls_per_source: 10,
+            unacked_retransmit_per_source: 1,
+            ..cfg()
+        };
+        let mut l = Limits::new(cfg, vec!["10.0.0.0/8".parse().unwrap()]);
+        l.dialog_started(t0, "a", ip("192.0.2.1"));
+        assert!(
+            !l.answer_once("a"),
+            "the first un-ACKed dialog is retransmitted"
+        );
+        l.dialog_started(t0, "b", ip("192.0.2.1"));
+        assert!(l.answer_once("b"));
+        l.dialog_started(t0, "c", ip("192.0.2.2"));
+        assert!(!l.answer_once("c"), "another source is not affected");
+        l.dialog_confirmed("a");
+        l.dialog_started(t0, "d", ip("192.0.2.1"));
+        assert!(l.answer_once("d"), "b is still un-ACKed");
+        l.dialog_ended("b");
+        assert!(!l.answer_once("d"));
+        l.dialog_started(t0, "e", ip("10.1.2.3"));
+        l.dialog_started(t0, "f", ip("10.1.2.3"));
+        assert!(
+            !l.answer_once("f"),
+            "trusted peers always get retransmissions"
+        );
+        assert!(!l.answer_once("unknown"));
     }
 }

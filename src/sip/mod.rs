@@ -13,6 +13,7 @@ pub mod log_limit;
 pub mod msg;
 pub mod sdp;
 pub mod sockbuf;
+pub mod start_line;
 pub mod stats;
 mod tcp;
 pub mod wire;

@@ -26,6 +26,10 @@ impl Core {
     /// the answer to a BYE we sent (a final one ends the dialog); others are
     /// ignored.
     pub fn handle_response(&mut self, now: Instant, resp: &Response) {
+        // Every response we act on is found by its Call-ID.
+        if let Some(call) = msg::resp_header(resp, "Call-ID") {
+            self.timers.touch(call);
+        }
         if self.refer_response(resp) {
             return;
         }

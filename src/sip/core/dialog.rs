@@ -96,6 +96,7 @@ impl Core {
 
     /// End the call from our side.
     pub fn hangup(&mut self, now: Instant, call: &str) {
+        self.timers.touch(call);
         if self.uac_hangup(now, call) {
             return; // a leg we placed, not answered yet: CANCEL
         }

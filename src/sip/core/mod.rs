@@ -34,6 +34,7 @@ mod reinvite;
 mod response_cache;
 mod retransmit;
 mod server_tx;
+mod timers;
 mod uac;
 
 use dialog::{Dialog, State};
@@ -42,6 +43,7 @@ pub use reinvite::ReInviteError;
 use response_cache::ResponseCache;
 use retransmit::Tick;
 use server_tx::{server_txn_key, InviteProgress};
+use timers::Timers;
 pub use uac::{check_outbound, DialError, LegUpdate, Outbound};
 
 /// Which transport (and, for TCP, which connection) a peer is on.
@@ -240,6 +242,8 @@ pub struct Core {
     refers: HashMap<CallRef, refer::Refer>,
     /// The re-INVITE we sent on each dialog that has one (`reinvite`).
     reinvites: HashMap<CallRef, reinvite::ReInvite>,
+    /// Each call's next deadline, earliest first (`timers`).
+    timers: Timers,
 }
 
 /// Whether a Content-Type value names SDP (`application/sdp`, any case,
@@ -280,6 +284,7 @@ impl Core {
             legs: HashMap::new(),
             refers: HashMap::new(),
             reinvites: HashMap::new(),
+            timers: Timers::default(),
         }
     }
 
@@ -337,6 +342,7 @@ impl Core {
     /// raw headers from [`crate::sip::wire::reply_context`] and the peer it came from.
     /// Retransmissions are absorbed here (cached responses are re-sent).
     pub fn handle_request(&mut self, now: Instant, peer: Peer, req: &Request, ctx: &ReplyContext) {
+        self.timers.touch(&ctx.call_id);
         let method = req.method;
         let method_name = method.to_string();
         let branch = ctx
@@ -462,93 +468,165 @@ impl Core {
 
     /// When [`Core::handle_timeout`] must next be called (a retransmission or a
     /// transaction timer); `None` when nothing is pending. Changes after every
-    /// input, so ask again each time round the loop.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        let invites = self.dialogs.values().filter_map(|d| {
+    /// input, so ask again each time round the loop. Costs the calls the
+    /// inputs since the last question touched, not all calls (`timers`).
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        self.update_timers();
+        let next = self
+            .timers
+            .next()
+            .into_iter()
+            .chain(self.responses.next_expiry())
+            .min();
+        #[cfg(test)]
+        assert_eq!(next, self.scan_deadline(), "timer heap out of step");
+        next
+    }
+
+    /// Recompute the deadlines of the calls touched since the last time.
+    fn update_timers(&mut self) {
+        for call in self.timers.take_dirty() {
+            if !self.dialogs.contains_key(&call) {
+                // A dialog gone takes its REFER and re-INVITE along.
+                self.refers.remove(&call);
+                self.reinvites.remove(&call);
+            }
+            let deadline = self.call_deadline(&call);
+            self.timers.set(&call, deadline);
+        }
+    }
+
+    /// The earliest timer of one call: its dialog's INVITE and BYE
+    /// transactions, its REFER, its re-INVITE and the leg we placed.
+    fn call_deadline(&self, call: &str) -> Option<Instant> {
+        let d = self.dialogs.get(call);
+        let invite = d.and_then(|d| {
             d.invite
                 .as_ref()
                 .and_then(|i| i.progress.retransmit())
                 .map(|r| r.next_deadline())
         });
-        let byes = self
+        let bye = d.and_then(|d| d.bye.as_ref().map(|b| b.retx.next_deadline()));
+        let trying = d
+            .and_then(|d| d.invite.as_ref())
+            .and_then(|i| i.progress.is_pending().then_some(i.trying_due).flatten());
+        let refer = self.refers.get(call).and_then(|r| r.next_deadline());
+        let reinvite = self.reinvites.get(call).and_then(|r| r.next_deadline());
+        [
+            invite,
+            bye,
+            trying,
+            refer,
+            reinvite,
+            self.leg_deadline(call),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The deadline as the scan over every call found it before the heap:
+    /// tests check the heap against it after every input.
+    #[cfg(test)]
+    fn scan_deadline(&self) -> Option<Instant> {
+        let calls = self
             .dialogs
-            .values()
-            .filter_map(|d| d.bye.as_ref().map(|b| b.retx.next_deadline()));
-        let cached = self.responses.next_expiry();
-        let refers = self.refers.values().filter_map(|r| r.next_deadline());
-        let reinvites = self.reinvites.values().filter_map(|r| r.next_deadline());
-        invites
-            .chain(byes)
-            .chain(cached)
-            .chain(refers)
-            .chain(reinvites)
-            .chain(self.uac_deadline())
+            .keys()
+            .chain(self.refers.keys())
+            .chain(self.reinvites.keys())
+            .chain(self.legs.keys());
+        calls
+            .filter_map(|c| self.call_deadline(c))
+            .chain(self.responses.next_expiry())
             .min()
     }
 
     /// Run the timers due at `now`: retransmit, or give up on transactions
-    /// (which ends their dialogs). Calling it early or late is harmless.
+    /// (which ends their dialogs). Calling it early or late is harmless;
+    /// only the calls with a deadline by `now` are visited.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.update_timers();
         self.responses.expire(now);
-        self.refer_timeouts(now);
-        self.reinvite_timeouts(now);
-        self.uac_timeout(now);
+        for call in self.timers.pop_due(now) {
+            self.refer_timeout(now, &call);
+            self.reinvite_timeout(now, &call);
+            self.uac_timeout(now, &call);
+            self.dialog_timeout(now, &call);
+            self.timers.touch(&call);
+        }
+        self.update_timers();
+    }
+
+    /// The INVITE (Timers G/H) and BYE (E/F) timers of one dialog.
+    fn dialog_timeout(&mut self, now: Instant, call: &str) {
+        let Some(d) = self.dialogs.get_mut(call) else {
+            return;
+        };
         let mut sends = Vec::new();
-        let mut expired_invites = Vec::new();
-        let mut expired_byes = Vec::new();
-        for (call, d) in self.dialogs.iter_mut() {
-            if let Some(inv) = d.invite.as_mut() {
-                let accepted = matches!(inv.progress, InviteProgress::Accepted(_));
-                if let Some(r) = inv.progress.retransmit_mut() {
-                    match r.on_timeout(now) {
-                        Tick::GiveUp => expired_invites.push((call.clone(), accepted)),
-                        Tick::Resend => sends.push((inv.peer, inv.last.clone())),
-                        Tick::Wait => {}
-                    }
-                }
+        let mut expired_invite = None;
+        let mut expired_bye = false;
+        let mut quiet = false;
+        if let Some(inv) = d.invite.as_mut() {
+            if inv.progress.is_pending() && inv.trying_due.is_some_and(|t| now >= t) {
+                // No answer within 200 ms: the 100 Trying held back goes now.
+                inv.trying_due = None;
+                sends.push((inv.peer, inv.last.clone()));
             }
-            if let Some(b) = d.bye.as_mut() {
-                match b.retx.on_timeout(now) {
-                    Tick::GiveUp => expired_byes.push(call.clone()),
-                    Tick::Resend => sends.push((d.peer, b.data.clone())),
+            quiet = inv.once;
+            let accepted = matches!(inv.progress, InviteProgress::Accepted(_));
+            if let Some(r) = inv.progress.retransmit_mut() {
+                match r.on_timeout(now) {
+                    Tick::GiveUp => expired_invite = Some(accepted),
+                    Tick::Resend => sends.push((inv.peer, inv.last.clone())),
                     Tick::Wait => {}
                 }
+            }
+        }
+        if let Some(b) = d.bye.as_mut() {
+            match b.retx.on_timeout(now) {
+                Tick::GiveUp => expired_bye = true,
+                Tick::Resend => sends.push((d.peer, b.data.clone())),
+                Tick::Wait => {}
             }
         }
         for (to, data) in sends {
             self.send(to, data);
         }
-        for (call, accepted) in expired_invites {
-            let Some(d) = self.dialogs.get_mut(&call) else {
-                continue;
-            };
-            d.invite = None;
-            if accepted && d.state == State::Answered {
-                // Timer H: the caller never confirmed. RFC 3261 13.3.1.4 says
-                // end it with BYE; we send it once, unretransmitted, and the
-                // dialog is gone now: the INVITE's source may be forged, and
-                // eleven BYEs to it would make us an amplifier.
-                d.state = State::Confirmed;
-                self.send_bye(now, &call);
-                self.dialogs.remove(&call);
-                self.emit(CoreEvent::Ended {
-                    call,
-                    reason: EndReason::NoAck,
-                });
-            } else if d.state == State::Closing {
-                let reason = d.end_reason.clone().unwrap_or(EndReason::Rejected(0));
-                self.dialogs.remove(&call);
-                self.emit(CoreEvent::Ended { call, reason });
+        let call = call.to_string();
+        if let Some(accepted) = expired_invite {
+            if let Some(d) = self.dialogs.get_mut(&call) {
+                d.invite = None;
+                if accepted && d.state == State::Answered {
+                    // Timer H: the caller never confirmed. RFC 3261 13.3.1.4 says
+                    // end it with BYE; we send it once, unretransmitted, and the
+                    // dialog is gone now: the INVITE's source may be forged, and
+                    // eleven BYEs to it would make us an amplifier. A 200 sent
+                    // once (`accept_once`: a source not ACKing others) ends
+                    // without one (a SHOULD there, and one more reflection).
+                    d.state = State::Confirmed;
+                    if !quiet {
+                        self.send_bye(now, &call);
+                    }
+                    self.dialogs.remove(&call);
+                    self.emit(CoreEvent::Ended {
+                        call: call.clone(),
+                        reason: EndReason::NoAck,
+                    });
+                } else if d.state == State::Closing {
+                    let reason = d.end_reason.clone().unwrap_or(EndReason::Rejected(0));
+                    self.dialogs.remove(&call);
+                    self.emit(CoreEvent::Ended {
+                        call: call.clone(),
+                        reason,
+                    });
+                }
             }
         }
-        for call in expired_byes {
-            let reason = self
-                .dialogs
-                .get(&call)
-                .and_then(|d| d.end_reason.clone())
-                .unwrap_or(EndReason::LocalHangup);
-            self.dialogs.remove(&call);
-            self.emit(CoreEvent::Ended { call, reason });
+        if expired_bye {
+            if let Some(d) = self.dialogs.remove(&call) {
+                let reason = d.end_reason.unwrap_or(EndReason::LocalHangup);
+                self.emit(CoreEvent::Ended { call, reason });
+            }
         }
     }
 }

@@ -175,6 +175,7 @@ impl Core {
         target: &str,
         headers: &[(String, String)],
     ) -> Result<(), ReferError> {
+        self.timers.touch(call);
         let refer_to = refer_to(target, headers)?;
         let Some(d) = self
             .dialogs
@@ -243,33 +244,27 @@ impl Core {
         true
     }
 
-    /// REFER retransmissions and Timer F; dialogs gone take their REFER along.
-    pub(super) fn refer_timeouts(&mut self, now: Instant) {
-        let dialogs = &self.dialogs;
-        self.refers.retain(|call, _| dialogs.contains_key(call));
-        let mut sends = Vec::new();
-        let mut expired = Vec::new();
-        for (call, r) in self.refers.iter_mut() {
-            let Some(tx) = r.tx.as_mut() else { continue };
-            match tx.retx.on_timeout(now) {
-                Tick::Resend => sends.push((r.peer, tx.data.clone())),
-                Tick::GiveUp => {
-                    r.tx = None;
-                    // A NOTIFY already proved the subscription; its
-                    // outcome comes by NOTIFY, not by this transaction.
-                    if !r.notified {
-                        expired.push(call.clone());
-                    }
-                }
-                Tick::Wait => {}
+    /// REFER retransmissions and Timer F of `call`'s REFER.
+    pub(super) fn refer_timeout(&mut self, now: Instant, call: &str) {
+        let Some(r) = self.refers.get_mut(call) else {
+            return;
+        };
+        let Some(tx) = r.tx.as_mut() else { return };
+        match tx.retx.on_timeout(now) {
+            Tick::Resend => {
+                let (to, data) = (r.peer, tx.data.clone());
+                self.send(to, data);
             }
-        }
-        for (to, data) in sends {
-            self.send(to, data);
-        }
-        for call in expired {
-            self.refers.remove(&call);
-            self.emit_refer(&call, ReferEvent::TimedOut);
+            Tick::GiveUp => {
+                r.tx = None;
+                // A NOTIFY already proved the subscription; its
+                // outcome comes by NOTIFY, not by this transaction.
+                if !r.notified {
+                    self.refers.remove(call);
+                    self.emit_refer(call, ReferEvent::TimedOut);
+                }
+            }
+            Tick::Wait => {}
         }
     }
 

@@ -74,6 +74,7 @@ impl Core {
     /// answer comes as [`CoreEvent::ReAnswer`] (status 408 when nothing
     /// answered before Timer B).
     pub fn reinvite(&mut self, now: Instant, call: &str, sdp: &[u8]) -> Result<(), ReInviteError> {
+        self.timers.touch(call);
         if sdp.is_empty() {
             return Err(ReInviteError::NoOffer);
         }
@@ -194,41 +195,29 @@ impl Core {
         true
     }
 
-    /// Timers A and B of our re-INVITEs; forgetting their ACKs; dialogs
-    /// gone take their re-INVITE along.
-    pub(super) fn reinvite_timeouts(&mut self, now: Instant) {
-        let dialogs = &self.dialogs;
-        self.reinvites.retain(|call, _| dialogs.contains_key(call));
-        let mut sends = Vec::new();
-        let mut expired = Vec::new();
-        let mut forget = Vec::new();
-        for (call, r) in self.reinvites.iter_mut() {
-            if let Some(tx) = r.tx.as_mut() {
-                match tx.retx.on_timeout(now) {
-                    Tick::Resend => sends.push((r.peer, tx.data.clone())),
-                    Tick::GiveUp => {
-                        r.tx = None;
-                        expired.push(call.clone());
-                    }
-                    Tick::Wait => {}
+    /// Timers A and B of `call`'s re-INVITE; forgetting its ACK.
+    pub(super) fn reinvite_timeout(&mut self, now: Instant, call: &str) {
+        let Some(r) = self.reinvites.get_mut(call) else {
+            return;
+        };
+        if let Some(tx) = r.tx.as_mut() {
+            match tx.retx.on_timeout(now) {
+                Tick::Resend => {
+                    let (to, data) = (r.peer, tx.data.clone());
+                    self.send(to, data);
                 }
-            } else if r.linger.is_some_and(|t| now >= t) {
-                forget.push(call.clone());
+                Tick::GiveUp => {
+                    self.reinvites.remove(call);
+                    self.emit(CoreEvent::ReAnswer {
+                        call: call.to_string(),
+                        status: 408,
+                        sdp: Vec::new(),
+                    });
+                }
+                Tick::Wait => {}
             }
-        }
-        for (to, data) in sends {
-            self.send(to, data);
-        }
-        for call in forget {
-            self.reinvites.remove(&call);
-        }
-        for call in expired {
-            self.reinvites.remove(&call);
-            self.emit(CoreEvent::ReAnswer {
-                call,
-                status: 408,
-                sdp: Vec::new(),
-            });
+        } else if r.linger.is_some_and(|t| now >= t) {
+            self.reinvites.remove(call);
         }
     }
 }

@@ -13,6 +13,11 @@ use super::{accepts_sdp, is_sdp, Core, CoreEvent, EndReason, Peer};
 use crate::sip::msg::{self, build_response, header_param, via_param, ResponseParts};
 use crate::sip::wire::ReplyContext;
 
+/// How long an INVITE over UDP may wait for its answer before we send 100
+/// Trying (RFC 3261 17.2.1: "unless it knows that the TU will generate a
+/// provisional or final response within 200 ms").
+const TRYING_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Where an INVITE server transaction stands.
 #[derive(Debug)]
 pub(super) enum InviteProgress {
@@ -52,6 +57,12 @@ pub(super) struct InviteTx {
     /// The last response sent (re-sent on a retransmitted INVITE).
     pub(super) last: Vec<u8>,
     pub(super) progress: InviteProgress,
+    /// When to send the 100 Trying kept in `last`, unless a response goes
+    /// out first (UDP, initial INVITE; see `handle_invite`).
+    pub(super) trying_due: Option<Instant>,
+    /// The 2xx is sent once, not retransmitted, and Timer H ends the dialog
+    /// without a BYE ([`Core::accept_once`]).
+    pub(super) once: bool,
 }
 
 /// Server transaction identity of a request (RFC 3261 17.2.3): the top Via's
@@ -221,6 +232,8 @@ impl Core {
                 peer,
                 last: trying,
                 progress: InviteProgress::Pending,
+                trying_due: None,
+                once: false,
             });
             self.emit(CoreEvent::ReOffer {
                 call,
@@ -237,6 +250,9 @@ impl Core {
                     .as_ref()
                     .map(|i| i.last.clone())
                     .unwrap_or_default();
+                if let Some(inv) = self.dialogs.get_mut(&call).and_then(|d| d.invite.as_mut()) {
+                    inv.trying_due = None;
+                }
                 self.send(peer, data);
             } else {
                 // RFC 3261 8.2.2.2: same Call-ID, new transaction, no tag → merged request.
@@ -312,7 +328,17 @@ impl Core {
                 ..Default::default()
             },
         );
-        self.send(peer, trying.clone());
+        // RFC 3261 17.2.1: no 100 Trying is needed when the final answer
+        // comes within 200 ms. Over UDP we wait that long for it: an answer
+        // in time goes alone (one message fewer to a possibly forged
+        // source), and a caller that got no provisional response keeps
+        // retransmitting its INVITE until it hears the answer.
+        let trying_due = if peer.reliable() {
+            self.send(peer, trying.clone());
+            None
+        } else {
+            Some(now + TRYING_AFTER)
+        };
         let d = Dialog {
             local: format!("{};tag={}", ctx.to, local_tag),
             local_tag,
@@ -332,6 +358,8 @@ impl Core {
                 peer,
                 last: trying,
                 progress: InviteProgress::Pending,
+                trying_due,
+                once: false,
             }),
             bye: None,
             bye_after_ack: false,
@@ -408,8 +436,21 @@ impl Core {
         call: &str,
         status: u16,
         reason: &str,
+        headers: Vec<(&str, String)>,
+        body: Option<&[u8]>,
+    ) {
+        self.finish_invite_as(now, call, (status, reason), headers, body, false);
+    }
+
+    /// The final response; `once`: a 2xx sent once, unretransmitted.
+    fn finish_invite_as(
+        &mut self,
+        now: Instant,
+        call: &str,
+        (status, reason): (u16, &str),
         mut headers: Vec<(&str, String)>,
         body: Option<&[u8]>,
+        once: bool,
     ) {
         let (t1, t2) = (self.cfg.t1, self.cfg.t2);
         let contact_for = |p: &Peer| self.contact(p);
@@ -444,7 +485,10 @@ impl Core {
         let initial = d.state == State::Offered;
         if let Some(inv) = d.invite.as_mut() {
             inv.last = data.clone();
-            let retx = Retransmit::start(now, t1, t2, peer.reliable());
+            inv.trying_due = None;
+            inv.once = once && is_2xx;
+            // Unretransmitted is what a reliable transport gets: only Timer H runs.
+            let retx = Retransmit::start(now, t1, t2, peer.reliable() || inv.once);
             inv.progress = if is_2xx {
                 InviteProgress::Accepted(retx)
             } else {
@@ -485,17 +529,32 @@ impl Core {
         let peer = inv.peer;
         if let Some(inv) = self.dialogs.get_mut(call).and_then(|d| d.invite.as_mut()) {
             inv.last = data.clone();
+            inv.trying_due = None;
         }
         self.send(peer, data);
     }
 
     /// Answer the pending INVITE (initial or re-INVITE) with our SDP.
     pub fn accept(&mut self, now: Instant, call: &str, sdp_answer: &[u8]) {
+        self.timers.touch(call);
         self.finish_invite_with_body(now, call, 200, "OK", vec![], Some(sdp_answer));
+    }
+
+    /// Answer the pending initial INVITE like [`Core::accept`], but send the
+    /// 200 once, without the retransmissions of RFC 3261 13.3.1.4, and end
+    /// the dialog at Timer H without a BYE if no ACK came. For a source that
+    /// already holds un-ACKed dialogs (the endpoint decides, see
+    /// `limits.unacked_retransmit_per_source`): each retransmitted 200 goes to
+    /// an address that may be forged. A real caller that lost this 200 still
+    /// gets it again by retransmitting its INVITE (no 100 Trying stopped it).
+    pub fn accept_once(&mut self, now: Instant, call: &str, sdp_answer: &[u8]) {
+        self.timers.touch(call);
+        self.finish_invite_as(now, call, (200, "OK"), vec![], Some(sdp_answer), true);
     }
 
     /// Reject the pending INVITE. For a re-INVITE the dialog lives on.
     pub fn reject(&mut self, now: Instant, call: &str, status: u16, reason: &str) {
+        self.timers.touch(call);
         if let Some(d) = self.dialogs.get_mut(call) {
             if d.state == State::Offered {
                 d.end_reason = Some(EndReason::Rejected(status));

@@ -64,13 +64,13 @@ fn to_tag(resp: &str) -> String {
     header_param(&to[3..], "tag").unwrap().to_string()
 }
 
-/// INVITE → 100 + NewCall; accept → 200; returns the local tag.
+/// INVITE → NewCall (the 100 Trying held back 200 ms); accept → 200;
+/// returns the local tag.
 fn answered(core: &mut Core, t0: Instant) -> String {
     let (r, c) = req(&invite("z9hG4bK1", None, 1));
     core.handle_request(t0, peer(), &r, &c);
     let (sent, evs) = drain(core);
-    assert_eq!(sent.len(), 1);
-    assert_eq!(status(&sent[0].1), 100);
+    assert!(sent.is_empty(), "no 100 Trying before 200 ms: {sent:?}");
     assert!(
         matches!(&evs[0], CoreEvent::NewCall { dialled: Some(d), caller, .. } if d == "bank" && caller == "+15551230001")
     );
@@ -327,8 +327,7 @@ fn rfc2543_invite_without_contact_is_accepted() {
     assert!(!inv.contains("Contact"));
     let (r, c) = req(&inv);
     core.handle_request(t0, peer(), &r, &c);
-    let (sent, evs) = drain(&mut core);
-    assert_eq!(status(&sent[0].1), 100);
+    let (_, evs) = drain(&mut core);
     assert!(matches!(&evs[0], CoreEvent::NewCall { .. }), "{evs:?}");
 }
 
@@ -406,5 +405,165 @@ fn hangup_before_ack_waits_for_ack() {
             ..
         }]
     ));
+    assert_eq!(core.call_count(), 0);
+}
+
+/// Many un-ACKed dialogs: their 200 OK retransmissions and Timer H come in
+/// deadline order from the timer heap, and a dialog the caller ended
+/// (BYE) leaves nothing behind that fires.
+#[test]
+fn many_dialogs_timers_fire_in_order_and_removed_dialog_stays_silent() {
+    let mut core = Core::new(CoreConfig::default());
+    let t0 = Instant::now();
+    let n = 300u64;
+    let mut tags = HashMap::new();
+    // Started 1 ms apart, so every timer of call i precedes call i+1's.
+    for i in 0..n {
+        let at = t0 + Duration::from_millis(i);
+        let id = format!("many-{i}@test");
+        let (r, c) = req(&invite(&format!("z9hG4bKm{i}"), None, 1).replace("call-1@test", &id));
+        core.handle_request(at, peer(), &r, &c);
+        core.accept(at, &id, b"v=0\r\n");
+        let (sent, _) = drain(&mut core);
+        assert_eq!(status(&sent[0].1), 200);
+        tags.insert(id, to_tag(&sent[0].1));
+    }
+    // The caller of many-7 hangs up before ACKing: the dialog goes now.
+    let gone = "many-7@test";
+    let (r, c) = req(&in_dialog("BYE", "z9hG4bKbye7", &tags[gone], 2).replace("call-1@test", gone));
+    core.handle_request(t0 + Duration::from_millis(n), peer(), &r, &c);
+    let (sent, evs) = drain(&mut core);
+    assert_eq!(status(&sent[0].1), 200);
+    assert!(matches!(&evs[0], CoreEvent::RemoteHangup { call } if call == gone));
+
+    let call_of = |msg: &str| {
+        msg.lines()
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .unwrap()
+            .to_string()
+    };
+    let mut resends: Vec<(Duration, String)> = vec![];
+    let mut ended = vec![];
+    let mut last = t0;
+    while let Some(t) = core.next_deadline() {
+        assert!(t >= last, "deadlines go forward");
+        last = t;
+        core.handle_timeout(t);
+        let (sent, evs) = drain(&mut core);
+        for (_, m) in sent {
+            if m.starts_with("SIP/2.0 200") {
+                resends.push((t - t0, call_of(&m)));
+            }
+        }
+        for e in evs {
+            if let CoreEvent::Ended { call, reason } = e {
+                assert_eq!(reason, EndReason::NoAck);
+                ended.push(call);
+            }
+        }
+    }
+    // Each live dialog: 10 re-sends (T1 doubling to T2 until 64·T1), in start order.
+    assert_eq!(resends.len() as u64, 10 * (n - 1));
+    assert!(
+        resends.iter().all(|(_, c)| c != gone),
+        "removed dialog re-sent its 200"
+    );
+    let expect: Vec<String> = (0..n)
+        .filter(|i| *i != 7)
+        .map(|i| format!("many-{i}@test"))
+        .collect();
+    assert_eq!(
+        ended, expect,
+        "Timer H in start order, removed dialog absent"
+    );
+    // The first re-send of every call, T1 after its start, in start order.
+    let firsts: Vec<&(Duration, String)> = resends.iter().take(n as usize - 1).collect();
+    for (k, (at, call)) in firsts.iter().enumerate() {
+        let i = if k < 7 { k as u64 } else { k as u64 + 1 };
+        assert_eq!(call, &format!("many-{i}@test"));
+        assert_eq!(*at, Duration::from_millis(500 + i));
+    }
+    assert_eq!(core.call_count(), 0);
+}
+
+/// RFC 3261 17.2.1: over UDP the 100 Trying waits 200 ms for the answer; an
+/// answer in time goes alone, a slower one follows the 100 sent at 200 ms,
+/// and a retransmitted INVITE is answered with the 100 at once (only once).
+#[test]
+fn trying_only_when_the_answer_is_not_immediate() {
+    let mut core = Core::new(CoreConfig::default());
+    let t0 = Instant::now();
+    let (r, c) = req(&invite("z9hG4bK1", None, 1));
+    core.handle_request(t0, peer(), &r, &c);
+    assert!(drain(&mut core).0.is_empty());
+    assert_eq!(core.next_deadline(), Some(t0 + Duration::from_millis(200)));
+    core.handle_timeout(t0 + Duration::from_millis(200));
+    let (sent, _) = drain(&mut core);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(status(&sent[0].1), 100);
+    assert_eq!(core.next_deadline(), None, "the 100 goes once");
+
+    // A retransmission before 200 ms gets the 100 now, and no second one later.
+    let mut core = Core::new(CoreConfig::default());
+    core.handle_request(t0, peer(), &r, &c);
+    drain(&mut core);
+    core.handle_request(t0 + Duration::from_millis(50), peer(), &r, &c);
+    let (sent, _) = drain(&mut core);
+    assert_eq!(status(&sent[0].1), 100);
+    assert_eq!(core.next_deadline(), None);
+    core.accept(t0 + Duration::from_millis(300), "call-1@test", b"v=0\r\n");
+    let (sent, _) = drain(&mut core);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(status(&sent[0].1), 200);
+
+    // Over TCP the 100 goes at once (nothing is retransmitted there).
+    let mut core = Core::new(CoreConfig::default());
+    let tcp = Peer {
+        link: Link::Tcp(1),
+        ..peer()
+    };
+    let (r, c) = req(&invite("z9hG4bK1", None, 1).replace("UDP", "TCP"));
+    core.handle_request(t0, tcp, &r, &c);
+    let (sent, _) = drain(&mut core);
+    assert_eq!(status(&sent[0].1), 100);
+}
+
+/// `accept_once`: the 200 goes once (again only for a retransmitted INVITE),
+/// and Timer H ends the dialog with no BYE.
+#[test]
+fn accept_once_sends_the_200_once_and_no_bye_at_timer_h() {
+    let mut core = Core::new(CoreConfig::default());
+    let t0 = Instant::now();
+    let (r, c) = req(&invite("z9hG4bK1", None, 1));
+    core.handle_request(t0, peer(), &r, &c);
+    drain(&mut core);
+    core.accept_once(t0, "call-1@test", b"v=0\r\n");
+    let (sent, _) = drain(&mut core);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(status(&sent[0].1), 200);
+    // The caller's INVITE retransmission gets the same 200.
+    core.handle_request(t0 + Duration::from_millis(500), peer(), &r, &c);
+    let (again, _) = drain(&mut core);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].1, sent[0].1);
+    let mut later = vec![];
+    let mut evs = vec![];
+    while let Some(t) = core.next_deadline() {
+        core.handle_timeout(t);
+        let (s, e) = drain(&mut core);
+        later.extend(s);
+        evs.extend(e);
+    }
+    assert!(later.is_empty(), "nothing re-sent, no BYE: {later:?}");
+    assert!(
+        matches!(
+            &evs[..],
+            [CoreEvent::Ended {
+                reason: EndReason::NoAck,
+                ..
+            }]
+        ),
+        "{evs:?}"
+    );
     assert_eq!(core.call_count(), 0);
 }

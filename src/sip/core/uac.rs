@@ -252,6 +252,7 @@ impl Core {
         to: Peer,
         out: &Outbound,
     ) -> Result<(), DialError> {
+        self.timers.touch(call);
         check_outbound(&out.target, &out.from_user, &out.headers, &out.sdp)?;
         if !self.accepting {
             return Err(DialError::ShuttingDown);
@@ -320,8 +321,9 @@ impl Core {
             .count()
     }
 
-    pub(super) fn uac_deadline(&self) -> Option<Instant> {
-        self.legs.values().filter_map(Leg::deadline).min()
+    /// The next timer of the leg `call`, if we placed it.
+    pub(super) fn leg_deadline(&self, call: &str) -> Option<Instant> {
+        self.legs.get(call).and_then(Leg::deadline)
     }
 
     /// Hang up a leg with no final response yet: CANCEL now if a provisional
@@ -611,51 +613,53 @@ impl Core {
         self.emit(event);
     }
 
-    /// Timers A and B, the CANCEL's E and F, and forgetting finished legs.
-    pub(super) fn uac_timeout(&mut self, now: Instant) {
+    /// Timers A and B, the CANCEL's E and F, and forgetting the leg `call`
+    /// once finished.
+    pub(super) fn uac_timeout(&mut self, now: Instant, call: &str) {
+        let Some(leg) = self.legs.get_mut(call) else {
+            return;
+        };
         let mut sends = Vec::new();
-        let mut ended = Vec::new();
-        let mut forget = Vec::new();
-        for (call, leg) in self.legs.iter_mut() {
-            if let Some(r) = leg.retx.as_mut() {
-                match r.on_timeout(now) {
-                    Tick::Resend => sends.push((leg.peer, leg.invite.clone())),
-                    Tick::GiveUp => {
-                        // Timer B: nothing answered at all.
-                        leg.retx = None;
-                        leg.phase = Phase::Done;
-                        leg.linger = Some(now);
-                        ended.push((call.clone(), leg.hangup));
-                    }
-                    Tick::Wait => {}
+        let mut ended = None;
+        let mut forget = false;
+        if let Some(r) = leg.retx.as_mut() {
+            match r.on_timeout(now) {
+                Tick::Resend => sends.push((leg.peer, leg.invite.clone())),
+                Tick::GiveUp => {
+                    // Timer B: nothing answered at all.
+                    leg.retx = None;
+                    leg.phase = Phase::Done;
+                    leg.linger = Some(now);
+                    ended = Some(leg.hangup);
                 }
+                Tick::Wait => {}
             }
-            if let Some(c) = leg.cancel.as_mut() {
-                match c.retx.on_timeout(now) {
-                    Tick::Resend => sends.push((leg.peer, c.data.clone())),
-                    Tick::GiveUp => leg.cancel = None,
-                    Tick::Wait => {}
-                }
+        }
+        if let Some(c) = leg.cancel.as_mut() {
+            match c.retx.on_timeout(now) {
+                Tick::Resend => sends.push((leg.peer, c.data.clone())),
+                Tick::GiveUp => leg.cancel = None,
+                Tick::Wait => {}
             }
-            if leg.phase != Phase::Done && leg.cancel_give_up.is_some_and(|t| now >= t) {
-                // 9.1: no final response 64·T1 after our CANCEL: over.
-                leg.phase = Phase::Done;
-                leg.cancel = None;
-                leg.linger = Some(now);
-                ended.push((call.clone(), true));
-            }
-            if leg.phase == Phase::Done && leg.linger.is_some_and(|t| now >= t) {
-                forget.push(call.clone());
-            }
+        }
+        if leg.phase != Phase::Done && leg.cancel_give_up.is_some_and(|t| now >= t) {
+            // 9.1: no final response 64·T1 after our CANCEL: over.
+            leg.phase = Phase::Done;
+            leg.cancel = None;
+            leg.linger = Some(now);
+            ended = Some(true);
+        }
+        if leg.phase == Phase::Done && leg.linger.is_some_and(|t| now >= t) {
+            forget = true;
         }
         for (to, data) in sends {
             self.send(to, data);
         }
-        for call in forget {
-            self.legs.remove(&call);
+        if forget || ended.is_some() {
+            self.legs.remove(call);
         }
-        for (call, hangup) in ended {
-            self.legs.remove(&call);
+        if let Some(hangup) = ended {
+            let call = call.to_string();
             let event = if hangup {
                 CoreEvent::Ended {
                     call,
