@@ -113,6 +113,7 @@ fn request(account: &str, now: SystemTime) -> CodeRequest {
         max_attempts: 3,
         resend_cooldown: Duration::from_secs(30),
         now,
+        caller_left: Default::default(),
     }
 }
 
