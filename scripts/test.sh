@@ -4,7 +4,7 @@
 # peers (sipp, baresip) with real audio (sox, espeak-ng).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-need_debs gcc g++ libc6-dev pkg-config sip-tester baresip-core sox libsox-fmt-base espeak-ng iproute2 util-linux oathtool python3-aiosmtpd asterisk-core-sounds-en-wav chromium chromium-driver
+need_debs gcc g++ libc6-dev pkg-config sip-tester baresip-core sox libsox-fmt-base espeak-ng iproute2 util-linux oathtool python3-aiosmtpd openssl asterisk-core-sounds-en-wav chromium chromium-driver
 need_rust
 need_rust_lints
 need_ctranslate2

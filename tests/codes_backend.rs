@@ -113,6 +113,7 @@ fn request(account: &str, now: SystemTime) -> CodeRequest {
         max_attempts: 3,
         resend_cooldown: Duration::from_secs(30),
         now,
+        caller_left: Default::default(),
     }
 }
 
@@ -368,6 +369,7 @@ fn when_every_channel_fails_each_try_is_recorded_and_no_code_is_live() {
             username_env: None,
             password_env: None,
             timeout: Duration::from_secs(2),
+            ca_file: None,
         },
         from: "codes@example.com".into(),
         same_code: true,

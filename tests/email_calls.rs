@@ -50,8 +50,26 @@ struct Smtp {
     folder: PathBuf,
 }
 
+/// How the local relay runs: plain, or TLS with a certificate, and the
+/// password it requires.
+struct SinkOpts<'a> {
+    /// `("starttls" | "implicit", cert chain, key)`; `None`: plain SMTP.
+    tls: Option<(&'a str, &'a Path, &'a Path)>,
+    password: &'a str,
+}
+
 impl Smtp {
     fn start(name: &str) -> Smtp {
+        Smtp::start_with(
+            name,
+            SinkOpts {
+                tls: None,
+                password: PASSWORD,
+            },
+        )
+    }
+
+    fn start_with(name: &str, opts: SinkOpts<'_>) -> Smtp {
         let folder = scratch(&format!("{name}-mail"));
         let port = free_port();
         // Debian's interpreter: python3-aiosmtpd is a system package.
@@ -59,12 +77,18 @@ impl Smtp {
             .into_iter()
             .find(|p| !p.starts_with('/') || Path::new(p).exists())
             .unwrap();
-        let mut child = Command::new(python)
+        let mut cmd = Command::new(python);
+        if let Some((mode, cert, key)) = opts.tls {
+            cmd.env("SINK_TLS", mode)
+                .env("SINK_CERT", cert)
+                .env("SINK_KEY", key);
+        }
+        let mut child = cmd
             .arg(root().join("tests/smtp/sink.py"))
             .arg(port.to_string())
             .arg(&folder)
             .env("SINK_USER", USER)
-            .env("SINK_PASSWORD", PASSWORD)
+            .env("SINK_PASSWORD", opts.password)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -163,9 +187,21 @@ fn serve(name: &str, st: &State, fake: &FakeTwilio, smtp: &Smtp) -> Voxgate {
 
 /// [`serve`], a fallback sending the same code or (`same_code: false`) a new one.
 fn serve_with(name: &str, st: &State, fake: &FakeTwilio, smtp: &Smtp, same_code: bool) -> Voxgate {
+    serve_smtp(name, st, fake, smtp, "tls: none", same_code)
+}
+
+/// [`serve`] with `tls` (the `email.smtp` keys on TLS) for the relay.
+fn serve_smtp(
+    name: &str,
+    st: &State,
+    fake: &FakeTwilio,
+    smtp: &Smtp,
+    tls: &str,
+    same_code: bool,
+) -> Voxgate {
     set_env();
     let config = format!(
-        "listen: 127.0.0.1:{{port}}\ndatabase: \"{}\"\nsecret_key_file: \"{}\"\nroute_by_flow_name: true\nsms:\n  gateways:\n    tw: {}\n  brand_names: {{ '': 'Voxbank' }}\nemail:\n  smtp: {{ host: 127.0.0.1, port: {}, tls: none, timeout: 5s, username_env: {USER_ENV}, password_env: {PASS_ENV} }}\n  from: 'Voxbank <codes@voxbank.example>'\n  same_code: {same_code}\n  brand_names: {{ '': 'Voxbank' }}\n  templates:\n    '*': {{ en: {{ subject: 'Your {{brand}} code', text: 'Your {{brand}} code is {{code}}. It expires in {{minutes}} min.' }} }}\n",
+        "listen: 127.0.0.1:{{port}}\ndatabase: \"{}\"\nsecret_key_file: \"{}\"\nroute_by_flow_name: true\nsms:\n  gateways:\n    tw: {}\n  brand_names: {{ '': 'Voxbank' }}\nemail:\n  smtp: {{ host: 127.0.0.1, port: {}, {tls}, timeout: 5s, username_env: {USER_ENV}, password_env: {PASS_ENV} }}\n  from: 'Voxbank <codes@voxbank.example>'\n  same_code: {same_code}\n  brand_names: {{ '': 'Voxbank' }}\n  templates:\n    '*': {{ en: {{ subject: 'Your {{brand}} code', text: 'Your {{brand}} code is {{code}}. It expires in {{minutes}} min.' }} }}\n",
         st.db.display(),
         st.key_file.display(),
         fake.gateway_yaml(TOKEN_ENV, ", retries: 1, retry_backoff: 10ms"),
@@ -451,4 +487,291 @@ fn with_same_code_false_the_fallback_sends_a_new_code() {
     let n = |s: &str| states.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
     assert_eq!((n("undelivered"), n("used")), (1, 1), "{states:?}");
     assert_nowhere(&vg, &st, &[code], &[MAIL]);
+}
+
+/// A private CA and a relay certificate it signed (for 127.0.0.1 and
+/// localhost), made with the openssl CLI in `dir`.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("the openssl CLI runs (Debian's openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pki(name: &str) -> Pki {
+    let dir = scratch(&format!("{name}-pki"));
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    // Each CA its own name, as two real CAs have.
+    let subject = format!("/CN=voxgate test relay CA {name}");
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        &subject,
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(&dir, &ca);
+    let mut csr = vec!["req", "-new"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "relay.key",
+        "-out",
+        "relay.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        "-addext",
+        "extendedKeyUsage=serverAuth",
+    ]);
+    openssl(&dir, &csr);
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "relay.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "2",
+            "-days",
+            "2",
+            "-copy_extensions",
+            "copy",
+            "-out",
+            "relay.pem",
+        ],
+    );
+    Pki {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("relay.pem"),
+        key: dir.join("relay.key"),
+    }
+}
+
+/// The deliveries recorded: (channel, status, error).
+fn deliveries(st: &State) -> Vec<(String, String, Option<String>)> {
+    let c = rusqlite::Connection::open(&st.db).unwrap();
+    let mut q = c
+        .prepare("SELECT channel, status, error FROM deliveries ORDER BY id")
+        .unwrap();
+    q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A landline account's code by e-mail through a relay speaking `mode`
+/// (STARTTLS or implicit TLS) with a certificate from a private CA that
+/// voxgate trusts only through `ca_file`, with AUTH: it arrives over TLS,
+/// authenticated, and keyed in it passes.
+fn code_over_tls(mode: &str, num: &str, mail_to: &str) {
+    let name = format!("email-{mode}");
+    let st = state(
+        &name,
+        &[("ACC-T", num, Some(LineType::Landline), Some(mail_to))],
+    );
+    let pki = pki(&name);
+    let fake = FakeTwilio::start(TOKEN);
+    let smtp = Smtp::start_with(
+        &name,
+        SinkOpts {
+            tls: Some((mode, &pki.cert, &pki.key)),
+            password: PASSWORD,
+        },
+    );
+    let tls = format!("tls: {mode}, ca_file: '{}'", pki.ca.display());
+    let vg = serve_smtp(&name, &st, &fake, &smtp, &tls, true);
+
+    let mut code = String::new();
+    let mut mail = String::new();
+    let evs = call_entering(&vg, &name, num, || {
+        (code, mail) = smtp.wait_code(mail_to, 1);
+        code.clone()
+    });
+    assert_eq!(outcome(&evs), "ok", "{}", pretty(&evs));
+    assert_eq!(
+        attempts(&evs)[1],
+        ("email".into(), "sent".into(), String::new()),
+        "{}",
+        pretty(&evs)
+    );
+    // The relay saw TLS and the configured user (the sink requires both:
+    // STARTTLS before AUTH and mail, or TLS from the first byte).
+    assert!(mail.contains("\r\nX-Tls: TLSv1."), "{mail}");
+    assert!(mail.contains(&format!("\r\nX-Auth: {USER}\r\n")), "{mail}");
+    assert_eq!(
+        deliveries(&st),
+        [("email".into(), "sent".into(), None)],
+        "{}",
+        pretty(&evs)
+    );
+    assert_nowhere(&vg, &st, &[code], &[mail_to]);
+}
+
+#[test]
+fn a_code_by_starttls_with_auth_arrives_and_is_keyed_in() {
+    code_over_tls("starttls", "+16502530211", "tess.starttls@example.com");
+}
+
+#[test]
+fn a_code_by_implicit_tls_arrives_and_is_keyed_in() {
+    code_over_tls("implicit", "+16502530212", "ivan.smtps@example.com");
+}
+
+/// The code of the first SMS request the fake received (accepted or not).
+fn code_in_sms_request(fake: &FakeTwilio) -> String {
+    let req = fake.requests().into_iter().next().expect("an SMS request");
+    let body = form_urlencoded::parse(&req.body)
+        .find(|(k, _)| k == "Body")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    body.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap_or_else(|| panic!("no code in {body:?}"))
+        .to_string()
+}
+
+/// A mobile account whose SMS the gateway refuses: the same code goes to
+/// the e-mail fallback, which fails as `relay` makes it fail; the call takes
+/// the step's error exit, the delivery is `failed` with `reason`, and that
+/// code (read from the refused SMS request) is nowhere.
+fn email_fallback_fails(
+    name: &str,
+    num: &str,
+    mail_to: &str,
+    opts: SinkOpts<'_>,
+    tls: &str,
+) -> Vec<(String, String, Option<String>)> {
+    let st = state(
+        name,
+        &[("ACC-F", num, Some(LineType::Mobile), Some(mail_to))],
+    );
+    let fake = FakeTwilio::start(TOKEN);
+    let smtp = Smtp::start_with(name, opts);
+    let vg = serve_smtp(name, &st, &fake, &smtp, tls, true);
+    fake.reject_next(
+        1,
+        400,
+        21612,
+        "The 'To' phone number is not currently reachable via SMS.",
+    );
+
+    let sink = RtpSink::new();
+    let before = vg.read_events().len();
+    let out = sipp(
+        "identity.xml",
+        vg.sip,
+        "code_email",
+        false,
+        &[
+            ("rtp_listen", sink.port().to_string()),
+            ("from_user", num.to_string()),
+            ("identity", "X-Identity: none".to_string()),
+        ],
+    );
+    vg.expect_sipp_ok(&out, "a call whose code cannot go");
+    let evs = vg.call_events_since(before);
+    assert_eq!(outcome(&evs), "send_err", "{}", pretty(&evs));
+    let a = attempts(&evs);
+    assert_eq!(
+        (a[0].0.as_str(), a[0].1.as_str()),
+        ("sms", "failed"),
+        "{a:?}"
+    );
+    assert_eq!(
+        (a[1].0.as_str(), a[1].1.as_str()),
+        ("email", "failed"),
+        "{a:?}"
+    );
+    let d = deliveries(&st);
+    assert_eq!(d.last().map(|d| d.1.as_str()), Some("failed"), "{d:?}");
+    assert_eq!(
+        d.last().and_then(|d| d.2.clone()),
+        Some(a[1].2.clone()),
+        "{d:?}"
+    );
+    let err = events_named(&evs, "code_send_error");
+    assert!(!err.is_empty(), "{}", pretty(&evs));
+    assert!(smtp.received().is_empty(), "the relay took a message");
+    let code = code_in_sms_request(&fake);
+    assert_nowhere(&vg, &st, &[code], &[mail_to]);
+    d
+}
+
+#[test]
+fn a_relay_whose_certificate_is_not_trusted_gets_no_code() {
+    let name = "email-untrusted";
+    // The relay's certificate comes from another CA than the one voxgate
+    // is told to trust.
+    let trusted = pki("email-untrusted-ours");
+    let rogue = pki("email-untrusted-rogue");
+    let d = email_fallback_fails(
+        name,
+        "+16502530213",
+        "ursula.untrusted@example.com",
+        SinkOpts {
+            tls: Some(("starttls", &rogue.cert, &rogue.key)),
+            password: PASSWORD,
+        },
+        &format!("tls: starttls, ca_file: '{}'", trusted.ca.display()),
+    );
+    let why = d.last().unwrap().2.clone().unwrap();
+    assert!(
+        why == "SMTP: connection failed: invalid peer certificate: UnknownIssuer",
+        "{why}"
+    );
+}
+
+#[test]
+fn a_relay_that_refuses_auth_gets_no_code() {
+    let name = "email-noauth";
+    let pki = pki(name);
+    let d = email_fallback_fails(
+        name,
+        "+16502530214",
+        "nora.noauth@example.com",
+        SinkOpts {
+            tls: Some(("implicit", &pki.cert, &pki.key)),
+            password: "another-password-than-voxgates",
+        },
+        &format!("tls: implicit, ca_file: '{}'", pki.ca.display()),
+    );
+    assert_eq!(
+        d.last().unwrap().2.as_deref(),
+        Some("refused by the SMTP relay: 535 (permanent)"),
+        "{d:?}"
+    );
 }

@@ -632,3 +632,54 @@ fn an_sms_the_carrier_did_not_deliver_falls_back_to_email() {
     );
     assert_nowhere(&vg, &st, &[code, code2], &[NUM, NUM2]);
 }
+
+#[test]
+fn a_caller_who_hangs_up_while_the_code_call_rings_leaves_it_cancelled() {
+    const NUM: &str = "+16502530305";
+    const MAIL: &str = "lea.leaves@example.com";
+    let st = state("voice-leaves", &[("ACC-X", NUM, LineType::Landline, MAIL)]);
+    let fake = FakeTwilio::start(TOKEN);
+    let smtp = Smtp::start("voice-leaves");
+    let trunk = free_port();
+    let vg = serve("voice-leaves", &st, &fake, &smtp, trunk, free_port());
+    let (callee, callee_dir) = phone("voice-leaves", "uas_code_no_answer.xml", trunk, &[]);
+    let sink = RtpSink::new();
+    // The caller hangs up 2.5 s after the answer: the code call (answer
+    // timeout 5 s) is still ringing.
+    let out = sipp(
+        "caller_leaves_while_sending.xml",
+        vg.sip,
+        "code_voice",
+        false,
+        &[
+            ("rtp_listen", sink.port().to_string()),
+            ("from_user", NUM.to_string()),
+        ],
+    );
+    vg.expect_sipp_ok(&out, "a caller who leaves during the send");
+    // The code call is cancelled (the callee sees the CANCEL) and its
+    // delivery recorded as such; no other channel is tried for nobody.
+    phone_passed(callee, &callee_dir, "ringing until cancelled");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let d = loop {
+        let d = deliveries(&st);
+        if !d.is_empty() || Instant::now() > deadline {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].0.as_str(), d[0].1.as_str()), ("voice", "cancelled"));
+    assert_eq!(
+        d[0].2.as_deref(),
+        Some("cancelled: the caller hung up while it rang")
+    );
+    assert_eq!(d[0].3, None, "no length for a call not answered");
+    // Give a wrongly taken fallback time to show, then check none went.
+    std::thread::sleep(Duration::from_millis(500));
+    let mails = std::fs::read_dir(&smtp.folder).unwrap().count();
+    assert_eq!(mails, 0, "an e-mail went to nobody");
+    assert!(fake.sent().is_empty());
+    let log = vg.log();
+    assert!(log.contains("the caller hung up; cancelled"), "{log}");
+}

@@ -333,10 +333,13 @@ impl StoreCodes {
             }
             Err(e) => return failed(gateway, &e.to_string()),
         }
-        let call = voice.call_for(&target.to, &req.brand, &req.language, code);
+        let mut call = voice.call_for(&target.to, &req.brand, &req.language, code);
+        call.caller_left = req.caller_left.clone();
         let report = caller.call(&call).await;
         drop(call);
         let status_text = report.status.map(|s| format!(" ({s})")).unwrap_or_default();
+        // A call cancelled after the answer still had a length.
+        let talked = matches!(report.result, CallResult::Cancelled { answered: true });
         let (status, error) = match report.result {
             CallResult::Answered { heard_all: true } => (DeliveryStatus::Answered, None),
             CallResult::Answered { heard_all: false } => (
@@ -349,8 +352,19 @@ impl StoreCodes {
                 Some(format!("no answer{status_text}")),
             ),
             CallResult::Failed(why) => (DeliveryStatus::Failed, Some(why)),
+            CallResult::Cancelled { answered } => (
+                DeliveryStatus::Cancelled,
+                Some(
+                    if answered {
+                        "cancelled: the caller hung up while the code was read"
+                    } else {
+                        "cancelled: the caller hung up while it rang"
+                    }
+                    .to_string(),
+                ),
+            ),
         };
-        let talk = matches!(status, DeliveryStatus::Answered).then_some(report.talk);
+        let talk = (matches!(status, DeliveryStatus::Answered) || talked).then_some(report.talk);
         ((gateway, status, report.call_id, error), talk)
     }
 
@@ -524,6 +538,10 @@ impl CodeService for StoreCodes {
                 self.record(&id, a, DeliveryStatus::Failed).await;
             }
             for (i, target) in usable.iter().enumerate() {
+                if req.caller_left.is_set() {
+                    // Nobody to key a code in any more: no further channel.
+                    break;
+                }
                 if i > 0 && !self.same_code(target.channel) {
                     // A new code for the next channel: the one that did not go
                     // is not live, and the new one is counted like any send.
@@ -567,7 +585,9 @@ impl CodeService for StoreCodes {
                     target.channel,
                     i + 1 < usable.len(),
                     &attempt.error,
-                    self.policy.receipt_timeout,
+                    self.policy
+                        .receipt_timeout
+                        .filter(|_| !req.caller_left.is_set()),
                     attempt.message_id.clone(),
                 ) {
                     attempt.error = self.await_receipt(&attempt.gateway, &mid, wait).await;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use zeroize::Zeroizing;
 
@@ -148,14 +149,23 @@ pub fn build_with_env(
 ) -> Result<Email, EmailBuildError> {
     let s = &cfg.smtp;
     let tls_err = |e: lettre::transport::smtp::Error| EmailBuildError::Invalid(e.to_string());
-    let builder = match s.tls {
-        SmtpTls::StartTls => {
+    let builder = match (s.tls, &s.ca_file) {
+        (SmtpTls::StartTls, None) => {
             AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host).map_err(tls_err)?
         }
-        SmtpTls::Implicit => {
+        (SmtpTls::Implicit, None) => {
             AsyncSmtpTransport::<Tokio1Executor>::relay(&s.host).map_err(tls_err)?
         }
-        SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
+        // A private CA: the same TLS as above, its roots only that file's.
+        (tls @ (SmtpTls::StartTls | SmtpTls::Implicit), Some(ca)) => {
+            let params = private_ca(&s.host, ca)?;
+            let tls = match tls {
+                SmtpTls::StartTls => Tls::Required(params),
+                _ => Tls::Wrapper(params),
+            };
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host).tls(tls)
+        }
+        (SmtpTls::None, _) => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
     };
     let mut builder = builder.port(s.port).timeout(Some(s.timeout));
     if let (Some(u), Some(p)) = (&s.username_env, &s.password_env) {
@@ -181,6 +191,24 @@ pub fn build_with_env(
         templates: EmailTemplates::new(cfg.templates.clone(), cfg.brand_names.clone()),
         same_code: cfg.same_code,
     })
+}
+
+/// TLS parameters for `host` trusting only the CA certificates in `ca_file`
+/// (PEM): the certificate is still verified, chain and name, against them.
+fn private_ca(host: &str, ca_file: &std::path::Path) -> Result<TlsParameters, EmailBuildError> {
+    let bad = |why: String| {
+        EmailBuildError::Invalid(format!("smtp.ca_file {}: {why}", ca_file.display()))
+    };
+    let pem = std::fs::read(ca_file).map_err(|e| bad(e.to_string()))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    let cert = Certificate::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
+    TlsParameters::builder(host.to_string())
+        .certificate_store(CertificateStore::None)
+        .add_root_certificate(cert)
+        .build_rustls()
+        .map_err(|e| bad(e.to_string()))
 }
 
 impl Email {
@@ -230,15 +258,30 @@ fn kind_of(e: &lettre::error::Error) -> &'static str {
 /// A transport error without any reply text from the relay (which may quote
 /// the recipient).
 fn without_response(e: &lettre::transport::smtp::Error) -> String {
+    // TLS and client errors carry lettre's or rustls' own text (e.g.
+    // "invalid peer certificate: UnknownIssuer", "No compatible
+    // authentication mechanism was found"), never the relay's.
+    let source = || {
+        std::error::Error::source(e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default()
+    };
     if e.is_tls() {
-        "TLS failed".into()
+        format!("TLS failed{}", source())
     } else if e.is_client() {
-        "client error".into()
+        format!("client error{}", source())
     } else if e.is_response() {
         "unreadable reply".into()
     } else {
-        // Connection errors: lettre's text names the I/O error only.
-        e.to_string()
+        // Connection errors (refused, reset, a failed TLS handshake such as
+        // an untrusted certificate): the innermost error names the cause;
+        // lettre wraps it once per layer ("Connection error: Connection
+        // error: …"), which says nothing more.
+        let mut inner: &dyn std::error::Error = e;
+        while let Some(s) = inner.source() {
+            inner = s;
+        }
+        format!("connection failed: {inner}")
     }
 }
 
@@ -292,6 +335,7 @@ mod tests {
                 username_env: Some("U".into()),
                 password_env: Some("P".into()),
                 timeout: Duration::from_secs(1),
+                ca_file: None,
             },
             from: "codes@example.com".into(),
             same_code: true,
@@ -318,5 +362,39 @@ mod tests {
         let e = rt.block_on(email.send("a@example.com", &msg)).unwrap_err();
         assert!(matches!(e, EmailError::Failed(_)), "{e:?}");
         assert!(!e.to_string().contains("a@example.com"), "{e}");
+    }
+
+    #[test]
+    fn a_ca_file_that_is_missing_or_no_pem_stops_the_start() {
+        let dir = std::env::temp_dir().join(format!("voxgate-email-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        for (file, want) in [
+            (dir.join("missing.pem"), "missing.pem: No such file"),
+            (not_pem, "not.pem: no PEM certificate in it"),
+        ] {
+            let cfg = EmailConfig {
+                smtp: crate::config::email::SmtpConfig {
+                    host: "relay.example.com".into(),
+                    port: 587,
+                    tls: SmtpTls::StartTls,
+                    username_env: None,
+                    password_env: None,
+                    timeout: Duration::from_secs(1),
+                    ca_file: Some(file),
+                },
+                from: "codes@example.com".into(),
+                same_code: true,
+                templates: BTreeMap::new(),
+                brand_names: BTreeMap::new(),
+            };
+            let e = build_with_env(&cfg, &|_| None).unwrap_err().to_string();
+            assert!(
+                e.starts_with("email: smtp.ca_file ") && e.contains(want),
+                "{e}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -17,6 +17,7 @@ use thiserror::Error;
 
 use crate::phone::E164;
 
+pub mod caller_left;
 pub mod codes;
 pub mod directory;
 pub mod email;
@@ -192,6 +193,9 @@ pub struct CodeRequest {
     /// The call's clock ([`crate::call::CallInfo::answered_at`] + elapsed):
     /// the TTL and cooldown count from here, not from a clock of the backend's.
     pub now: SystemTime,
+    /// Set when the caller hangs up during the send: a code call is torn
+    /// down (`cancelled`) and no further channel is tried.
+    pub caller_left: caller_left::CallerLeft,
 }
 
 /// Why a send was refused by an abuse limit (events and `auth.reason`).

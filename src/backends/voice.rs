@@ -32,6 +32,8 @@ pub struct VoiceCall {
     pub answer_timeout: Duration,
     /// An answered call is hung up after this.
     pub max_duration: Duration,
+    /// The inbound caller hung up: cancel or hang up this call.
+    pub caller_left: super::caller_left::CallerLeft,
 }
 
 /// How a code call ended.
@@ -49,6 +51,12 @@ pub enum CallResult {
     NoAnswer,
     /// The call could not be placed or was refused; why (no number, no secret).
     Failed(String),
+    /// The inbound caller hung up first, so we cancelled the call (ringing)
+    /// or hung it up (answered, `heard_all` false or true).
+    Cancelled {
+        /// It had been answered.
+        answered: bool,
+    },
 }
 
 /// What a code call did.
@@ -168,6 +176,7 @@ impl Voice {
             script: self.script(brand, language, code),
             answer_timeout: self.cfg.answer_timeout,
             max_duration: self.cfg.max_duration,
+            caller_left: Default::default(),
         }
     }
 

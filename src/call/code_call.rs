@@ -106,6 +106,15 @@ impl CodeCaller {
                         return report;
                     }
                 },
+                // The caller left: CANCEL (a 487 follows, ours as above).
+                () = c.caller_left.wait() => {
+                    self.dialer.sip.hangup(leg.call.clone());
+                    wait_end(&mut leg).await;
+                    leg.finish().await;
+                    report.result = CallResult::Cancelled { answered: false };
+                    info!(leg = %report.call_id.as_deref().unwrap_or(""), "code call: the caller hung up; cancelled");
+                    return report;
+                }
                 _ = tokio::time::sleep_until(answer_by) => {
                     // CANCEL; the 487 that follows is ours, not the callee's.
                     self.dialer.sip.hangup(leg.call.clone());
@@ -122,6 +131,7 @@ impl CodeCaller {
         let end = answered + c.max_duration;
         let mut heard_all = false;
         let mut callee_left = false;
+        let mut caller_left = false;
         loop {
             let (events, media) = leg.receivers();
             tokio::select! {
@@ -144,6 +154,10 @@ impl CodeCaller {
                     None | Some(MediaEvent::RtpTimeout) => break,
                     Some(_) => {}
                 },
+                () = c.caller_left.wait() => {
+                    caller_left = true;
+                    break;
+                }
                 _ = tokio::time::sleep_until(end) => break,
             }
         }
@@ -153,7 +167,11 @@ impl CodeCaller {
             wait_end(&mut leg).await;
         }
         leg.finish().await;
-        report.result = CallResult::Answered { heard_all };
+        report.result = if caller_left {
+            CallResult::Cancelled { answered: true }
+        } else {
+            CallResult::Answered { heard_all }
+        };
         info!(
             leg = %report.call_id.as_deref().unwrap_or(""),
             heard_all,

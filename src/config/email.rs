@@ -11,6 +11,7 @@
 //!     username_env: SMTP_USER       # the NAMES of environment variables,
 //!     password_env: SMTP_PASSWORD   # never the credentials themselves
 //!     timeout: 10s
+//!     ca_file: /etc/voxgate/relay-ca.pem  # optional: trust only this CA (a private relay)
 //!   from: "Acme Bank <codes@acme.example>"
 //!   same_code: true                 # fallback from another channel: the same code (false: a new one)
 //!   brand_names: { acme: "Acme Bank" }
@@ -57,6 +58,10 @@ pub struct SmtpConfig {
     pub password_env: Option<String>,
     /// Limit of the whole exchange with the relay (default 10 s).
     pub timeout: Duration,
+    /// PEM file of the CA(s) the relay's certificate must chain to, trusted
+    /// instead of the system's roots (a relay with a private CA; tests).
+    /// `None`: the platform's verifier and roots. Verification is never off.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// One message template.
@@ -103,6 +108,7 @@ struct RawSmtp {
     username_env: Option<String>,
     password_env: Option<String>,
     timeout: Option<String>,
+    ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +219,13 @@ impl RawEmail {
         if timeout.is_zero() || timeout > Duration::from_secs(60) {
             return Err("email.smtp.timeout: between 1ms and 60s (a caller is waiting)".into());
         }
+        let ca_file = match s.ca_file {
+            Some(_) if tls == SmtpTls::None => {
+                return Err("email.smtp.ca_file: only with tls: starttls or implicit".into())
+            }
+            Some(f) if f.trim().is_empty() => return Err("email.smtp.ca_file: empty".into()),
+            other => other.map(std::path::PathBuf::from),
+        };
         if self.from.parse::<lettre::message::Mailbox>().is_err() {
             return Err(format!(
                 "email.from: `{}` is not a mailbox (`Name <addr@host>` or `addr@host`)",
@@ -243,6 +256,7 @@ impl RawEmail {
                 username_env,
                 password_env,
                 timeout,
+                ca_file,
             },
             from: self.from,
             same_code: self.same_code.unwrap_or(true),
@@ -301,6 +315,7 @@ mod tests {
             (format!("email: {{ {smtp}, from: a@b.c, templates: {{ x: {{ en: {{ subject: 'c {{code}}', text: '{{code}}' }} }} }} }}"), "email.templates.x.en.subject: no `{code}`"),
             (format!("email: {{ {smtp}, from: a@b.c, templates: {{ x: {{ en: {{ subject: s, text: '{{code}} {{cdoe}}' }} }} }} }}"), "unknown placeholder `{cdoe}`"),
             (format!("email: {{ {smtp}, from: a@b.c, password: x }}"), "password"),
+            ("email: { smtp: { host: 127.0.0.1, tls: none, ca_file: ca.pem }, from: a@b.c }".to_string(), "email.smtp.ca_file: only with tls: starttls or implicit"),
         ] {
             let e = parse(&yaml).unwrap_err();
             assert!(e.contains(want), "{yaml}\n→ {e}");

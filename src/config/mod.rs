@@ -710,6 +710,12 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
+        // The relay's private CA (email.smtp.ca_file), like the paths above.
+        if let Some(ca) = self.email.as_mut().and_then(|e| e.smtp.ca_file.as_mut()) {
+            if ca.is_relative() {
+                *ca = base.join(&*ca);
+            }
+        }
     }
 }
 

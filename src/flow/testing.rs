@@ -158,4 +158,24 @@ mod tests {
         );
         assert_eq!(call.elapsed(), Duration::from_secs(7));
     }
+
+    #[test]
+    fn a_wait_dropped_unpolled_takes_no_key() {
+        // send_code's hold loop: `select!` makes the input wait, then the
+        // ready send wins and the wait is dropped; the key stays queued.
+        let script = vec![scripted::Action::Digits {
+            digits: "5".into(),
+            gap: Duration::from_millis(100),
+        }];
+        let mut call = ScriptedCall::new(CallInfo::default(), script);
+        drop(call.next_input(Some(Duration::from_secs(1))));
+        let got = block_on(call.next_input(Some(Duration::from_secs(1)))).unwrap();
+        assert!(
+            matches!(
+                got,
+                Ok(Some(crate::call::CallInput::Digit { digit: '5', .. }))
+            ),
+            "{got:?}"
+        );
+    }
 }

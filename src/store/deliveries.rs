@@ -27,11 +27,14 @@ pub enum DeliveryStatus {
     Busy,
     /// A code call: nobody answered within the answer timeout (or 408/480).
     NoAnswer,
+    /// A code call torn down by us because the inbound caller hung up
+    /// (cancelled while ringing, or hung up while the code was read).
+    Cancelled,
 }
 
 impl DeliveryStatus {
     /// Every status, in the order a message passes them.
-    pub const ALL: [DeliveryStatus; 8] = [
+    pub const ALL: [DeliveryStatus; 9] = [
         DeliveryStatus::Queued,
         DeliveryStatus::Sent,
         DeliveryStatus::Delivered,
@@ -40,6 +43,7 @@ impl DeliveryStatus {
         DeliveryStatus::Answered,
         DeliveryStatus::Busy,
         DeliveryStatus::NoAnswer,
+        DeliveryStatus::Cancelled,
     ];
 
     /// The stored (and Twilio's) spelling.
@@ -53,6 +57,7 @@ impl DeliveryStatus {
             DeliveryStatus::Answered => "answered",
             DeliveryStatus::Busy => "busy",
             DeliveryStatus::NoAnswer => "no_answer",
+            DeliveryStatus::Cancelled => "cancelled",
         }
     }
 
@@ -79,6 +84,7 @@ impl DeliveryStatus {
                 | DeliveryStatus::Answered
                 | DeliveryStatus::Busy
                 | DeliveryStatus::NoAnswer
+                | DeliveryStatus::Cancelled
         )
     }
 }

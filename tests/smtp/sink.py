@@ -8,12 +8,17 @@ A recipient whose local part starts with `bounce` is refused with
 `550 5.1.1 mailbox unavailable`, as a real relay refuses a bad address.
 With SINK_USER and SINK_PASSWORD in its environment it requires AUTH
 (PLAIN or LOGIN, allowed without TLS on loopback) with those credentials.
+With SINK_TLS=starttls (STARTTLS required before AUTH and mail) or
+SINK_TLS=implicit (TLS from the first byte, SMTPS) it serves the certificate
+chain SINK_CERT with key SINK_KEY (PEM files); each message then also says
+how it came: `X-Tls: <TLS version>` and `X-Auth: <login>` after X-Rcpt-To.
 Prints `ready` once it listens; stops on SIGTERM.
 """
 
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
 import warnings
@@ -41,6 +46,11 @@ class Sink:
         tmp = os.path.join(self.folder, f".{n:04}.tmp")
         with open(tmp, "wb") as f:
             f.write(("X-Rcpt-To: " + ", ".join(envelope.rcpt_tos) + "\r\n").encode())
+            if os.environ.get("SINK_TLS"):
+                tls = server.transport.get_extra_info("ssl_object")
+                login = session.auth_data.login.decode() if session.auth_data else "-"
+                version = tls.version() if tls else "none"
+                f.write(f"X-Tls: {version}\r\nX-Auth: {login}\r\n".encode())
             f.write(envelope.original_content or envelope.content)
         os.rename(tmp, os.path.join(self.folder, f"{n:04}.eml"))
         return "250 Message accepted for delivery"
@@ -60,11 +70,24 @@ def main():
                 and data.login.decode() == user
                 and data.password.decode() == password
             )
-            return AuthResult(success=ok)
+            # handled=False: aiosmtpd answers a failure with 535 itself.
+            return AuthResult(success=ok, handled=False, auth_data=data)
 
         auth = dict(
             authenticator=authenticator, auth_required=True, auth_require_tls=False
         )
+    mode = os.environ.get("SINK_TLS")
+    if mode:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(os.environ["SINK_CERT"], os.environ["SINK_KEY"])
+        if mode == "starttls":
+            auth.update(tls_context=ctx, require_starttls=True, auth_require_tls=True)
+        elif mode == "implicit":
+            # The whole connection is TLS: aiosmtpd's auth_require_tls only
+            # knows STARTTLS, so it is off here.
+            auth.update(ssl_context=ctx, auth_require_tls=False)
+        else:
+            sys.exit(f"SINK_TLS: {mode}?")
     controller = Controller(Sink(folder), hostname="127.0.0.1", port=port, **auth)
     controller.start()
     print("ready", flush=True)

@@ -129,6 +129,7 @@ pub(super) async fn run<C: CallChannel>(
         max_attempts: step.max_attempts.value,
         resend_cooldown: step.resend_cooldown.value,
         now: ctx.clock(),
+        caller_left: Default::default(),
     };
     let hold = ctx.render_prompts(&step.hold)?;
     let res = send_holding(ctx, &req, &hold).await?;
@@ -217,10 +218,16 @@ const HOLD_AFTER: Duration = Duration::from_millis(800);
 /// Silence between two plays of the `hold` prompts.
 const HOLD_GAP: Duration = Duration::from_secs(2);
 
+/// At most this long the step still waits, after a hang-up, for the send
+/// it started to end (a code call cancelled, a relay's answer) so that its
+/// delivery is recorded; the e-mail timeout is at most 60 s.
+const FINISH_AFTER_HANGUP: Duration = Duration::from_secs(65);
+
 /// Send the code; while the send takes time the caller hears `hold`
 /// (again after each [`HOLD_GAP`]), not silence. Digits keyed meanwhile
-/// are kept for the code entry; a hang-up ends the wait (and drops the
-/// send: a code call in progress is hung up).
+/// are kept for the code entry. A hang-up tells the send (a code call in
+/// progress is cancelled, no further channel tried) and waits for it to
+/// end, so every delivery it made is recorded, then ends the flow.
 async fn send_holding<C: CallChannel>(
     ctx: &mut Ctx<'_, C>,
     req: &CodeRequest,
@@ -228,6 +235,8 @@ async fn send_holding<C: CallChannel>(
 ) -> Result<Result<SendResult, crate::backends::ServiceError>, Abort> {
     let services = ctx.services;
     if hold.is_empty() {
+        // Nothing listens to the call meanwhile: a hang-up is seen after
+        // the send, which runs its course and records itself.
         return Ok(services.codes.send(req).await);
     }
     let mut send = std::pin::pin!(services.codes.send(req));
@@ -253,7 +262,13 @@ async fn send_holding<C: CallChannel>(
                 Ok(Some(CallInput::Digit { digit, source })) => {
                     ctx.typeahead.push_back((digit, source));
                 }
-                Ok(Some(CallInput::HungUp)) => return Err(Abort::HungUp),
+                Ok(Some(CallInput::HungUp)) => {
+                    req.caller_left.set();
+                    if tokio::time::timeout(FINISH_AFTER_HANGUP, &mut send).await.is_err() {
+                        tracing::warn!("the code send did not end after the hang-up; its delivery may be unrecorded");
+                    }
+                    return Err(Abort::HungUp);
+                }
                 Ok(Some(_)) => {}
                 Err(e) => return Err(Abort::from_call(e)),
             }

@@ -479,12 +479,17 @@ impl CallChannel for ScriptedCall {
         async {}
     }
 
+    // The trait's signature spelled out, as the other methods here.
+    #[allow(clippy::manual_async_fn)]
     fn next_input(
         &mut self,
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<Option<CallInput>, CallError>> + Send {
-        let res = self.next_input_now(timeout);
-        async move { res }
+        // Lazily, on the first poll: `select!` creates every branch's future
+        // before polling any, so a wait that loses (send_code's hold loop,
+        // whose send is ready at once) must not have taken an input — the
+        // script's digits would be lost with the dropped future.
+        async move { self.next_input_now(timeout) }
     }
 
     fn transfer(
