@@ -143,8 +143,22 @@ impl Voice {
             .unwrap_or_else(|| format!("voice/{part}"))
     }
 
+    /// The digit `d` in the language (`digits/<lang>/<d>`) when that prompt
+    /// exists, else the shared English `digits/<d>`.
+    fn digit(&self, language: &str, d: char) -> String {
+        let lang = language.split('-').next().unwrap_or("en");
+        if lang != "en" {
+            let name = format!("digits/{lang}/{d}");
+            if self.prompts_dir.join(format!("{name}.wav")).is_file() {
+                return name;
+            }
+        }
+        format!("digits/{d}")
+    }
+
     /// What the callee hears: the introduction, then the code digit by
-    /// digit (`digits/<d>`), `repeat` times, with pauses, then goodbye.
+    /// digit (`digits/<d>`, in the language when recorded), `repeat` times,
+    /// with pauses, then goodbye.
     pub fn script(&self, brand: &str, language: &str, code: &str) -> Zeroizing<Vec<String>> {
         // 0.4 s between digits, 1.2 s between the parts: each reading of
         // the code is heard (and recognised) as one run of digits.
@@ -160,7 +174,7 @@ impl Voice {
                 if i > 0 {
                     s.push(PAUSE.to_string());
                 }
-                s.push(format!("digits/{d}"));
+                s.push(self.digit(language, d));
             }
             long(&mut s);
         }
@@ -238,6 +252,28 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    #[test]
+    fn a_spanish_call_reads_the_shipped_spanish_prompts_and_digits() {
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+        let v = voice(shipped.clone(), 1);
+        let s = v.script("", "es-MX", "40");
+        assert_eq!(s[0], "voice/es/intro");
+        assert!(s.contains(&"voice/es/code_is".to_string()), "{s:?}");
+        assert_eq!(s.last().map(String::as_str), Some("voice/es/goodbye"));
+        let digits: Vec<&String> = s.iter().filter(|p| p.starts_with("digits/")).collect();
+        assert_eq!(digits, ["digits/es/4", "digits/es/0"]);
+        for p in s.iter() {
+            assert!(
+                shipped.join(format!("{p}.wav")).is_file(),
+                "{p} not shipped"
+            );
+        }
+        // A language without recordings falls back to English throughout.
+        let s = v.script("", "fr", "4");
+        assert_eq!(s[0], "voice/intro");
+        assert!(s.contains(&"digits/4".to_string()), "{s:?}");
     }
 
     #[test]
