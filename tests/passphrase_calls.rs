@@ -142,26 +142,13 @@ fn caller_audio(dir: &Path, wav: Option<&str>) {
 fn call(vg: &Voxgate, from: &str, wav: Option<&str>) -> Vec<Value> {
     let dir = scratch("passphrase-sipp");
     caller_audio(&dir, wav);
-    let sink = RtpSink::new();
-    let before = vg.read_events().len();
-    let out = sipp_in(
+    let evs = passphrase_call(
+        vg,
         &dir,
-        "passphrase.xml",
-        vg.sip,
-        "pass",
-        false,
-        &[
-            ("rtp_listen", sink.port().to_string()),
-            ("from_user", from.to_string()),
-        ],
+        from,
+        &format!("call from {from} saying {wav:?}"),
+        Duration::from_secs(60),
     );
-    vg.expect_sipp_ok(&out, &format!("call from {from} saying {wav:?}"));
-    let all = vg.wait_events("the call to end", Duration::from_secs(60), |evs| {
-        evs.iter()
-            .skip(before)
-            .any(|e| event_name(e).starts_with("hung_up"))
-    });
-    let evs = all[before..].to_vec();
     // What the recogniser made of it, for the record (`--nocapture`).
     for r in events_named(&evs, "recognition") {
         eprintln!(

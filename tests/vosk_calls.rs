@@ -131,26 +131,13 @@ fn caller_audio(dir: &Path, says: &Says) {
 fn call(vg: &Voxgate, says: &Says) -> Vec<Value> {
     let dir = scratch("vosk-sipp");
     caller_audio(&dir, says);
-    let sink = RtpSink::new();
-    let before = vg.read_events().len();
-    let out = sipp_in(
+    passphrase_call(
+        vg,
         &dir,
-        "passphrase.xml",
-        vg.sip,
-        "pass",
-        false,
-        &[
-            ("rtp_listen", sink.port().to_string()),
-            ("from_user", NUM_KO.to_string()),
-        ],
-    );
-    vg.expect_sipp_ok(&out, "a Korean passphrase call");
-    let all = vg.wait_events("the call to end", Duration::from_secs(90), |evs| {
-        evs.iter()
-            .skip(before)
-            .any(|e| event_name(e).starts_with("hung_up"))
-    });
-    all[before..].to_vec()
+        NUM_KO,
+        "a Korean passphrase call",
+        Duration::from_secs(90),
+    )
 }
 
 /// The exit `verify_passphrase` left by and the auth event's reason.

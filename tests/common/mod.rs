@@ -620,3 +620,35 @@ pub fn call_entering_code(
     });
     (vg.call_events_since(before), code)
 }
+
+/// One `passphrase.xml` call from `from` whose caller audio (`caller.ulaw`)
+/// is already in `dir`; waits up to `wait` for it to hang up and returns
+/// this call's events (calls on one voxgate run one after the other).
+pub fn passphrase_call(
+    vg: &Voxgate,
+    dir: &Path,
+    from: &str,
+    what: &str,
+    wait: Duration,
+) -> Vec<serde_json::Value> {
+    let sink = RtpSink::new();
+    let before = vg.read_events().len();
+    let out = sipp_in(
+        dir,
+        "passphrase.xml",
+        vg.sip,
+        "pass",
+        false,
+        &[
+            ("rtp_listen", sink.port().to_string()),
+            ("from_user", from.to_string()),
+        ],
+    );
+    vg.expect_sipp_ok(&out, what);
+    let all = vg.wait_events("the call to end", wait, |evs| {
+        evs.iter()
+            .skip(before)
+            .any(|e| event_name(e).starts_with("hung_up"))
+    });
+    all[before..].to_vec()
+}
