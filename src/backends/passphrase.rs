@@ -316,18 +316,14 @@ mod tests {
     #[tokio::test]
     async fn parallel_guesses_get_no_more_than_the_limit() {
         let f = std::sync::Arc::new(fixture("race", Some("purple elephant dance")));
-        // 12 checks at once, all wrong, and one right guess among them:
-        // with 3 allowed, at most 3 are judged; the rest are locked out.
+        // 12 wrong checks at once: with 3 allowed, exactly 3 are judged and
+        // the rest are locked out. (A right guess among them would clear the
+        // count, as a pass should, and let later ones be judged: so none.)
         let mut tasks = Vec::new();
         for i in 0..12 {
             let f = f.clone();
             tasks.push(tokio::spawn(async move {
-                let said = if i == 11 {
-                    "purple elephant dance"
-                } else {
-                    "nope"
-                };
-                f.v.verify(&f.subject, said, 0.9, at(i)).await.unwrap()
+                f.v.verify(&f.subject, "nope", 0.9, at(i)).await.unwrap()
             }));
         }
         let mut judged = 0;
@@ -336,6 +332,9 @@ mod tests {
                 judged += 1;
             }
         }
-        assert!(judged <= 3, "{judged} guesses were judged");
+        assert_eq!(judged, 3, "{judged} guesses were judged");
+        // And the right phrase after them finds the factor locked.
+        let v = f.v.verify(&f.subject, "purple elephant dance", 0.9, at(12));
+        assert_eq!(v.await.unwrap(), PassphraseVerdict::Locked);
     }
 }
