@@ -160,6 +160,16 @@ fn outcome(evs: &[Value]) -> (String, String) {
 #[test]
 fn a_korean_passphrase_is_judged_by_vosk_over_rtp() {
     let vg = start("vosk-calls");
+    // The flow speaks Korean: its model was loaded before the first call
+    // (loaded on first use, it kept that caller waiting for seconds and,
+    // on a loaded machine, past the step's safety net: no_input).
+    let log = vg.log();
+    assert!(
+        log.lines().any(
+            |l| l.contains("speech model ready for a language the flows use") && l.contains("ko")
+        ),
+        "{log}"
+    );
 
     let evs = call(&vg, &Says::Korean(PHRASE));
     assert_eq!(

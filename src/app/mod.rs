@@ -179,12 +179,28 @@ fn set_priority(nice: i32) {
 }
 
 /// Decoders for `recognize`, or None (with the reason logged) when no model
-/// is installed: those steps then take their `error` exit.
-fn speech_pool(models_dir: &Path) -> Option<crate::asr::SpeechPool> {
+/// is installed: those steps then take their `error` exit. The models of
+/// `languages` (what the flows' speech steps name) are loaded now, so the
+/// first caller in a language does not wait seconds for its model.
+fn speech_pool(models_dir: &Path, languages: &[String]) -> Option<crate::asr::SpeechPool> {
     let started = std::time::Instant::now();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     match crate::asr::load_serving(models_dir, threads) {
         Ok(engine) => {
+            for language in languages {
+                let t = std::time::Instant::now();
+                match engine.prepare(Some(language)) {
+                    Ok(()) => info!(
+                        language = language.as_str(),
+                        load_ms = t.elapsed().as_millis() as u64,
+                        "speech model ready for a language the flows use"
+                    ),
+                    // The steps in it take their error exit, as before.
+                    Err(e) => {
+                        warn!(language = language.as_str(), error = %e, "no speech model for a language the flows use")
+                    }
+                }
+            }
             info!(
                 engine = engine.name(),
                 threads,
@@ -449,6 +465,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if flows.is_empty() {
         bail!("no flows in {}", cfg.flows_dir.display());
     }
+    let mut speech_languages: Vec<String> = Vec::new();
+    for l in flows.iter().flat_map(|f| f.speech_languages()) {
+        if !speech_languages.iter().any(|have| have == l) {
+            speech_languages.push(l.to_string());
+        }
+    }
     // A transfer to a group that is not configured takes its error exit on
     // every call: say so before answering any (not fatal, so a flow can
     // still be served while its agents are being set up).
@@ -601,7 +623,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // first, so media threads keep it even where SCHED_RR is refused.
     set_priority(cfg.nice);
     let media_rt = media_runtime(cfg.media_priority)?;
-    let speech = speech_pool(&cfg.models_dir);
+    let speech = speech_pool(&cfg.models_dir, &speech_languages);
     let sip_cfg = SipConfig {
         listen: cfg.listen,
         advertised_ip,

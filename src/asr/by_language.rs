@@ -45,6 +45,13 @@ impl SpeechEngine for ByLanguage {
             )),
         }
     }
+
+    fn prepare(&self, language: Option<&str>) -> Result<(), AsrError> {
+        match self.pick(language) {
+            Some(e) => e.prepare(language),
+            None => Err(AsrError::Language(language.unwrap_or_default().into())),
+        }
+    }
 }
 
 #[cfg(test)]

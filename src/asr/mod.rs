@@ -89,6 +89,12 @@ pub trait SpeechEngine: Send + Sync {
     /// Decode one utterance of 8 kHz mono PCM (what the endpointer cut
     /// out). Blocks for the whole decode.
     fn recognize(&self, pcm_8k: &[i16], hints: &Hints) -> Result<Heard, AsrError>;
+    /// Get ready for `language` now (a model loaded on first use is loaded
+    /// here), so the first caller does not wait for it. Blocking.
+    fn prepare(&self, language: Option<&str>) -> Result<(), AsrError> {
+        let _ = language;
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for dyn SpeechEngine {

@@ -1796,6 +1796,19 @@ mod tests {
         load(text).unwrap_or_else(|d| panic!("unexpected errors:\n{}", render_diagnostics(&d)))
     }
 
+    #[test]
+    fn speech_languages_are_the_speech_steps_languages_once_each() {
+        let f = ok(concat!(
+            "steps:\n",
+            "  a: { verify_passphrase: { language: ko }, on: { success: b, failure: b, no_input: b, max_attempts: b, error: b } }\n",
+            "  b: { recognize: { language: es, into: said }, on: { success: c, no_match: c, no_input: c, error: c } }\n",
+            "  c: { verify_passphrase: { language: ko }, on: { success: d, failure: d, no_input: d, max_attempts: d, error: d } }\n",
+            "  d: { recognize: { into: other }, on: { success: e, no_match: e, no_input: e, error: e } }\n",
+            "  e: { hangup: {} }\n",
+        ));
+        assert_eq!(f.speech_languages(), ["ko", "es"]);
+    }
+
     /// All diagnostics as `line:col: message` lines.
     fn errs(text: &str) -> Vec<String> {
         match load(text) {

@@ -68,6 +68,23 @@ impl Flow {
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.id.value == id)
     }
+
+    /// The languages its speech steps name (`language:`), each once, in
+    /// file order: what `serve` readies its speech models for.
+    pub fn speech_languages(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for step in &self.steps {
+            let language = match &step.kind {
+                StepKind::Recognize(r) => r.language.as_deref(),
+                StepKind::VerifyPassphrase(v) => v.language.as_deref(),
+                _ => None,
+            };
+            if let Some(l) = language.filter(|l| !out.contains(l)) {
+                out.push(l);
+            }
+        }
+        out
+    }
 }
 
 /// One entry under `steps:`: its kind with the kind's fields, and its exits.

@@ -143,6 +143,8 @@ const LOG_KEYS: &[&str] = &[
     "engine",
     "threads",
     "load_ms",
+    // a step's language tag (`ko`): which model was made ready at start
+    "language",
     "utterance_s",
     "decode_ms",
     "confidence",
