@@ -552,6 +552,27 @@ impl Core {
         self.finish_invite_as(now, call, (200, "OK"), vec![], Some(sdp_answer), true);
     }
 
+    /// Stop retransmitting the 200 of an answered, un-ACKed initial INVITE,
+    /// as if it had been sent with [`Core::accept_once`]: its source has
+    /// shown it does not ACK (the endpoint decides, see `limits.no_ack_*`).
+    /// An INVITE retransmission still gets the 200 again; Timer H still
+    /// ends the dialog, without a BYE. Nothing happens to other dialogs.
+    pub fn stop_retransmitting(&mut self, call: &str) {
+        let Some(d) = self.dialogs.get_mut(call) else {
+            return;
+        };
+        if d.state != State::Answered {
+            return;
+        }
+        if let Some(inv) = d.invite.as_mut() {
+            if let InviteProgress::Accepted(r) = &mut inv.progress {
+                r.stop_resending();
+                inv.once = true;
+                self.timers.touch(call);
+            }
+        }
+    }
+
     /// Reject the pending INVITE. For a re-INVITE the dialog lives on.
     pub fn reject(&mut self, now: Instant, call: &str, status: u16, reason: &str) {
         self.timers.touch(call);
