@@ -543,8 +543,8 @@ impl Core {
     /// Answer the pending initial INVITE like [`Core::accept`], but send the
     /// 200 once, without the retransmissions of RFC 3261 13.3.1.4, and end
     /// the dialog at Timer H without a BYE if no ACK came. For a source that
-    /// already holds un-ACKed dialogs (the endpoint decides, see
-    /// `limits.unacked_retransmit_per_source`): each retransmitted 200 goes to
+    /// has shown it does not ACK (the endpoint decides, see `limits.no_ack_*`
+    /// and `limits.unacked_retransmit_per_source`): each retransmitted 200 goes to
     /// an address that may be forged. A real caller that lost this 200 still
     /// gets it again by retransmitting its INVITE (no 100 Trying stopped it).
     pub fn accept_once(&mut self, now: Instant, call: &str, sdp_answer: &[u8]) {
