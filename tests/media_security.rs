@@ -155,7 +155,7 @@ fn a_third_party_can_neither_inject_digits_nor_take_the_audio() {
     eprintln!("attacker sent {sprayed} packets; {dropped} dropped, 0 answered");
 }
 
-/// A raw INVITE from 127.0.0.1 whose SDP names `media` (the victim).
+/// A raw INVITE from `from` whose SDP names `media` (the victim).
 fn invite(from: SocketAddr, to: SocketAddr, media: SocketAddr, call_id: &str) -> String {
     let sdp = format!(
         "v=0\r\no=t 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
@@ -168,101 +168,127 @@ fn invite(from: SocketAddr, to: SocketAddr, media: SocketAddr, call_id: &str) ->
     )
 }
 
-/// An INVITE that is never ACKed, its SDP naming a victim: no RTP reaches
-/// the victim, no flow starts, and the dialog is gone after Timer H (a BYE
-/// for it then gets 481). Answered at once, it gets no 100 Trying; its 200
-/// is retransmitted (RFC 3261 13.3.1.4), but a second INVITE from the same
-/// source while the first is un-ACKed gets its 200 once, and no BYE
-/// (`limits.unacked_retransmit_per_source: 1`). Prints the bytes voxgate
-/// sent per byte received.
+/// What a source flooding never-ACKed INVITEs (127.0.0.2, one a second for
+/// 12 s, their SDP naming a victim) gets back with the default `limits:`:
+/// its first 200 is retransmitted (RFC 3261 13.3.1.4: it has no history of
+/// not ACKing) until it is `no_ack_after` (4 s) old and un-ACKed; then no
+/// 200 of the source is retransmitted any more, its next 200s go once, no
+/// BYE at Timer H, no 100 Trying, no RTP, no flow; past `unacked_per_source`
+/// (10) it gets 503s. At most 3 bytes out per byte in (issue 16 item 2),
+/// while a legitimate call from 127.0.0.1 succeeds meanwhile. Each dialog is
+/// gone after Timer H (a BYE for the first then gets 481).
 #[test]
-fn an_invite_never_acked_gets_no_media_and_is_gone_after_timer_h() {
-    let vg = Voxgate::start(
-        "no-ack",
-        demo_with("limits:\n  unacked_retransmit_per_source: 1\n"),
-    );
-    let sig = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let victim = UdpSocket::bind("127.0.0.1:0").unwrap();
+fn a_never_acking_source_gets_its_200s_once_by_default_and_another_caller_is_unaffected() {
+    let vg = Voxgate::start("no-ack", demo_with(""));
+    let sig = UdpSocket::bind("127.0.0.2:0").expect("a second loopback address");
+    let victim = UdpSocket::bind("127.0.0.2:0").unwrap();
     sig.set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();
     victim.set_nonblocking(true).unwrap();
-    let call_id = "never-acked";
-    let inv = invite(
-        sig.local_addr().unwrap(),
-        vg.sip,
-        victim.local_addr().unwrap(),
-        call_id,
-    );
-    sig.send_to(inv.as_bytes(), vg.sip).unwrap();
+    let local = sig.local_addr().unwrap();
+    let invites: Vec<(String, String)> = (0..12)
+        .map(|i| {
+            let call_id = format!("never-acked-{i}");
+            let inv = invite(local, vg.sip, victim.local_addr().unwrap(), &call_id);
+            (call_id, inv)
+        })
+        .collect();
+    let legit = {
+        let sip = vg.sip;
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2500));
+            let sink = RtpSink::new();
+            sipp(
+                "caller_bye.xml",
+                sip,
+                "demo",
+                false,
+                &[("rtp_listen", sink.port().to_string())],
+            )
+        })
+    };
     let start = Instant::now();
-    let second = "never-acked-2";
-    let inv2 = invite(
-        sig.local_addr().unwrap(),
-        vg.sip,
-        victim.local_addr().unwrap(),
-        second,
-    );
-    let mut second_sent = false;
-    let (mut sip_out, mut rtp_out, mut oks) = (0usize, 0usize, 0);
-    let (mut oks2, mut tryings, mut byes, mut byes2) = (0, 0, 0, 0);
+    let mut sent = 0;
+    let mut bytes_in = 0;
+    let (mut sip_out, mut rtp_out) = (0usize, 0usize);
+    // 200s per INVITE (by its Call-ID), 503s, 100s, BYEs.
+    let mut oks = vec![0u32; invites.len()];
+    let (mut refused, mut tryings, mut byes, mut other) = (0, 0, 0, Vec::new());
     let mut to_header = None;
     let mut buf = [0u8; 8192];
-    // Timer H is 64×T1 = 32 s; look until 36 s.
+    // Timer H is 64×T1 = 32 s: look until the first dialog's has passed.
     while start.elapsed() < Duration::from_secs(36) {
-        if !second_sent && start.elapsed() > Duration::from_millis(200) {
-            sig.send_to(inv2.as_bytes(), vg.sip).unwrap();
-            second_sent = true;
+        if sent < invites.len() && start.elapsed() >= Duration::from_secs(sent as u64) {
+            sig.send_to(invites[sent].1.as_bytes(), vg.sip).unwrap();
+            bytes_in += invites[sent].1.len();
+            sent += 1;
         }
         if let Ok((n, _)) = sig.recv_from(&mut buf) {
             sip_out += n;
             let text = String::from_utf8_lossy(&buf[..n]).to_string();
-            let of_second = text.contains(&format!("Call-ID: {second}\r\n"));
+            let which = invites
+                .iter()
+                .position(|(id, _)| text.contains(&format!("Call-ID: {id}\r\n")));
             if text.starts_with("SIP/2.0 100") {
                 tryings += 1;
             } else if text.starts_with("BYE ") {
-                if of_second {
-                    byes2 += 1;
-                } else {
-                    byes += 1;
+                byes += 1;
+            } else if text.starts_with("SIP/2.0 503") {
+                refused += 1;
+            } else if let (true, Some(i)) = (text.starts_with("SIP/2.0 200"), which) {
+                oks[i] += 1;
+                if i == 0 {
+                    to_header = text
+                        .lines()
+                        .find(|l| l.to_ascii_lowercase().starts_with("to:"))
+                        .map(str::to_string);
                 }
-            } else if text.starts_with("SIP/2.0 200") && of_second {
-                oks2 += 1;
-            } else if text.starts_with("SIP/2.0 200") {
-                oks += 1;
-                to_header = text
-                    .lines()
-                    .find(|l| l.to_ascii_lowercase().starts_with("to:"))
-                    .map(str::to_string);
+            } else {
+                other.push(text.lines().next().unwrap_or("").to_string());
             }
         }
         while let Ok((n, _)) = victim.recv_from(&mut buf) {
             rtp_out += n;
         }
     }
-    let bytes_in = inv.len() + inv2.len();
     let ratio = (sip_out + rtp_out) as f64 / bytes_in as f64;
     eprintln!(
-        "2 un-ACKed INVITEs from one source: {bytes_in} bytes in; {sip_out} bytes of SIP ({oks} + {oks2} × 200 OK, {tryings} × 100, {byes} + {byes2} BYE) and {rtp_out} bytes of RTP out: {ratio:.1} bytes out per byte in",
+        "12 un-ACKed INVITEs from one source, 1/s: {bytes_in} bytes in; {sip_out} bytes of SIP (200 OKs per INVITE {oks:?}, {refused} × 503, {tryings} × 100, {byes} BYE) and {rtp_out} bytes of RTP out: {ratio:.2} bytes out per byte in",
     );
-    // The first: its 200 retransmitted T1, 2T1… up to T2 until Timer H (11 in
-    // all by the RFC's schedule), then one BYE.
-    assert!(oks >= 8, "200 retransmitted: {oks}; log:\n{}", vg.log());
-    assert_eq!(byes, 1, "one BYE at Timer H");
-    assert_eq!(oks2, 1, "the second source's 200 went once");
-    assert_eq!(byes2, 0, "no BYE for a 200 sent once");
+    let log = vg.log();
+    assert!(other.is_empty(), "unexpected: {other:?}");
+    // The first 200 went with RFC 3261's retransmissions (0, 0.5, 1.5, 3.5 s)
+    // until the source had shown it does not ACK; 11 without the rule.
+    assert!(
+        (2..=6).contains(&oks[0]),
+        "first 200 retransmitted, then stopped: {oks:?}; log:\n{log}"
+    );
+    // Dialogs 5 to 9 came after the strike: their 200 went once.
+    assert_eq!(&oks[5..10], &[1; 5], "later 200s once: {oks:?}");
+    // Past unacked_per_source (10), 503 (refusals_per_interval: 5).
+    assert_eq!(&oks[10..], &[0, 0], "{oks:?}");
+    assert_eq!(refused, 2, "503s past unacked_per_source");
+    assert_eq!(byes, 0, "no BYE at Timer H for a source that does not ACK");
     assert_eq!(tryings, 0, "answered at once: no 100 Trying");
     assert_eq!(rtp_out, 0, "no RTP to an address that never ACKed");
-    let evs = vg.read_events();
     assert!(
-        events_named(&evs, "flow_started").is_empty(),
-        "no flow for an un-ACKed call:\n{}",
+        ratio <= 3.0,
+        "{ratio:.2} bytes out per byte in (issue 16 item 2: at most 3)"
+    );
+    let out = legit.join().unwrap();
+    vg.expect_sipp_ok(&out, "a call from 127.0.0.1 during the flood");
+    let evs = vg.read_events();
+    assert_eq!(
+        events_named(&evs, "flow_started").len(),
+        1,
+        "a flow for the legitimate call only:\n{}",
         pretty(&evs)
     );
-    // The dialog is gone: a BYE in it is answered 481.
-    let local = sig.local_addr().unwrap();
+    // The first dialog is gone: a BYE in it is answered 481.
     let bye = format!(
-        "BYE sip:voxgate@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKbye-late\r\nMax-Forwards: 70\r\nFrom: <sip:t@{local}>;tag=1\r\n{}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        "BYE sip:voxgate@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKbye-late\r\nMax-Forwards: 70\r\nFrom: <sip:t@{local}>;tag=1\r\n{}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
         to_header.unwrap(),
+        invites[0].0,
         to = vg.sip
     );
     sig.send_to(bye.as_bytes(), vg.sip).unwrap();

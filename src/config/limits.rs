@@ -15,6 +15,9 @@
 //!   max_unacked: 200
 //!   retry_after: 10s
 //!   refusals_per_interval: 5   # 503s per source per interval, then silence
+//!   no_ack_after: 4s           # a 200 un-ACKed this long is a strike against its source
+//!   no_ack_strikes: 1          # strikes within no_ack_hold before its 200s go once (0 = off)
+//!   no_ack_hold: 60s
 //!   interval: 10s              # summary log lines and the refusal budget
 //!   sip_recv_buffer: 4194304   # bytes
 //!   rtp_recv_buffer: 262144
@@ -85,8 +88,21 @@ pub struct LimitsConfig {
     /// 3261 13.3.1.4); a source holding this many gets its next 200s once,
     /// unretransmitted (`Core::accept_once`). Off by default (1,000,000):
     /// under heavy packet loss a real caller whose ACKs are lost loses
-    /// calls (bench/README.md, "INVITE flood").
+    /// calls (bench/README.md, "INVITE flood"); the `no_ack_*` rule below
+    /// is the one on by default.
     pub unacked_retransmit_per_source: u32,
+    /// A 200 OK still un-ACKed this long after it was first sent (through
+    /// its retransmissions at T1, 2T1, 4T1…) is a strike against its source.
+    pub no_ack_after: Duration,
+    /// Strikes within `no_ack_hold` after which a source is shown not to
+    /// ACK: the 200s of its un-ACKed dialogs stop being retransmitted and
+    /// its next 200s go once, until `no_ack_hold` passes with no new strike
+    /// or it ACKs a 200 (only the owner of the address sees the To tag an
+    /// ACK needs). 0 = off.
+    pub no_ack_strikes: u32,
+    /// How long strikes count, and how long a source stays on "answer once"
+    /// after its last strike.
+    pub no_ack_hold: Duration,
     /// Dialogs in all; never more than the RTP ports, so an admitted call
     /// always finds one.
     pub max_calls: u32,
@@ -116,6 +132,9 @@ impl Default for LimitsConfig {
             calls_per_source: 50,
             unacked_per_source: 10,
             unacked_retransmit_per_source: 1_000_000,
+            no_ack_after: Duration::from_secs(4),
+            no_ack_strikes: 1,
+            no_ack_hold: Duration::from_secs(60),
             max_calls: 1000,
             max_unacked: 200,
             retry_after: Duration::from_secs(10),
@@ -137,6 +156,9 @@ pub(super) struct RawLimits {
     calls_per_source: Option<u32>,
     unacked_per_source: Option<u32>,
     unacked_retransmit_per_source: Option<u32>,
+    no_ack_after: Option<String>,
+    no_ack_strikes: Option<u32>,
+    no_ack_hold: Option<String>,
     max_calls: Option<u32>,
     max_unacked: Option<u32>,
     retry_after: Option<String>,
@@ -300,6 +322,25 @@ impl RawLimits {
                 0,
                 1_000_000,
             )?,
+            no_ack_after: dur(
+                "no_ack_after",
+                self.no_ack_after,
+                d.no_ack_after,
+                Duration::from_millis(500),
+            )?,
+            no_ack_strikes: within(
+                "no_ack_strikes",
+                self.no_ack_strikes,
+                d.no_ack_strikes,
+                0,
+                1_000_000,
+            )?,
+            no_ack_hold: dur(
+                "no_ack_hold",
+                self.no_ack_hold,
+                d.no_ack_hold,
+                Duration::from_secs(1),
+            )?,
             max_calls,
             max_unacked: within(
                 "max_unacked",
@@ -400,5 +441,46 @@ mod tests {
         let e = Config::parse("v.yaml", "limits:\n  tcp:\n    idle: 5s\n").unwrap_err();
         assert!(matches!(e, ConfigError::Invalid { line: 3, .. }), "{e}");
         assert!(e.to_string().starts_with("v.yaml:3:"), "{e}");
+    }
+
+    #[test]
+    fn the_no_ack_rule_is_on_by_default_and_the_shipped_config_says_so() {
+        let d = LimitsConfig::default();
+        assert_eq!(
+            (d.no_ack_after, d.no_ack_strikes, d.no_ack_hold),
+            (Duration::from_secs(4), 1, Duration::from_secs(60))
+        );
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("voxgate.yaml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(
+            (
+                c.limits.no_ack_after,
+                c.limits.no_ack_strikes,
+                c.limits.no_ack_hold
+            ),
+            (d.no_ack_after, d.no_ack_strikes, d.no_ack_hold)
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        for key in ["no_ack_after: 4s", "no_ack_strikes: 1", "no_ack_hold: 60s"] {
+            assert!(text.contains(key), "voxgate.yaml documents {key}");
+        }
+        let c = Config::parse(
+            "v.yaml",
+            "limits:\n  no_ack_after: 8s\n  no_ack_strikes: 0\n  no_ack_hold: 5m\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.limits.no_ack_after,
+                c.limits.no_ack_strikes,
+                c.limits.no_ack_hold
+            ),
+            (Duration::from_secs(8), 0, Duration::from_secs(300))
+        );
+        let e = Config::parse("v.yaml", "limits:\n  no_ack_after: 100ms\n").unwrap_err();
+        assert!(
+            e.to_string().contains("limits.no_ack_after: at least"),
+            "{e}"
+        );
     }
 }

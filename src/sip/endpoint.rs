@@ -300,6 +300,17 @@ impl<H: DialogHandler> Endpoint<H> {
     /// end of each interval: a few lines, however big the flood.
     fn write_summaries(&mut self) {
         let now = Instant::now().into_std();
+        // The same deadline: strikes against sources that do not ACK.
+        let silenced = self.limits.take_silenced(now);
+        if !silenced.is_empty() {
+            debug!(
+                calls = silenced.len(),
+                "200 OK no longer retransmitted: un-ACKed past limits.no_ack_after"
+            );
+        }
+        for call in silenced {
+            self.core.stop_retransmitting(&call);
+        }
         let secs = self.limits.interval().as_secs_f64();
         for s in self.limits.take_summaries(now) {
             let source = s
@@ -748,10 +759,10 @@ impl<H: DialogHandler> Endpoint<H> {
     }
 
     /// Send the 200 OK: retransmitted until the ACK, or once for a source
-    /// already holding un-ACKed dialogs ([`Limits::answer_once`]).
+    /// that has shown it does not ACK ([`Limits::answer_once`]).
     fn answer(&mut self, call: &str, sdp: &str) {
         let now = Instant::now().into_std();
-        if self.limits.answer_once(call) {
+        if self.limits.answer_once(now, call) {
             self.core.accept_once(now, call, sdp.as_bytes());
         } else {
             self.core.accept(now, call, sdp.as_bytes());

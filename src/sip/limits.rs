@@ -8,10 +8,21 @@
 //! flood is amplification too). What was refused is reported as one
 //! summary per source and interval, never one line per INVITE.
 //!
+//! A 200 OK that is never ACKed is RFC 3261's amplifier (issue 16 item 2):
+//! retransmitted for 32 s to an address anyone can write in a UDP INVITE,
+//! ~15 bytes out per byte in. A real caller's ACK comes within a second, or
+//! after a retransmission or two on a lossy path; so a source whose 200 is
+//! still un-ACKed `no_ack_after` (4 s, four copies) later has shown it does
+//! not ACK: the 200s of its un-ACKed dialogs stop being retransmitted and
+//! its next ones go once, for `no_ack_hold` after its last such strike or
+//! until it ACKs. A caller with one late ACK is untouched; only the first
+//! few seconds of a reflector's dialogs are retransmitted.
+//!
 //! Sans-IO: the caller passes the time in; the endpoint tells it when
-//! dialogs start, are ACKed and end.
+//! dialogs start, are answered, ACKed and end, and asks at
+//! [`Limits::next_deadline`] which dialogs to silence.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -93,6 +104,10 @@ struct Source {
     refused: u64,
     dropped: u64,
     limit: Limit,
+    /// Un-ACKed 200s of this source that reached `no_ack_after`, since `struck`.
+    strikes: u32,
+    /// The last strike (strikes older than `no_ack_hold` are forgotten).
+    struck: Option<Instant>,
 }
 
 impl Source {
@@ -106,8 +121,42 @@ impl Source {
             refused: 0,
             dropped: 0,
             limit: Limit::Rate,
+            strikes: 0,
+            struck: None,
         }
     }
+
+    /// Whether this source has shown it does not ACK (its 200s go once).
+    fn not_acking(&self, now: Instant, cfg: &LimitsConfig) -> bool {
+        cfg.no_ack_strikes > 0
+            && self.strikes >= cfg.no_ack_strikes
+            && self
+                .struck
+                .is_some_and(|t| now.saturating_duration_since(t) < cfg.no_ack_hold)
+    }
+
+    fn strike(&mut self, now: Instant, hold: Duration) {
+        if self
+            .struck
+            .is_none_or(|t| now.saturating_duration_since(t) >= hold)
+        {
+            self.strikes = 0;
+        }
+        self.strikes = self.strikes.saturating_add(1);
+        self.struck = Some(now);
+    }
+}
+
+/// A live dialog, as admission sees it.
+#[derive(Debug)]
+struct Dialog {
+    /// Its source's key in `sources`.
+    key: Option<IpAddr>,
+    acked: bool,
+    /// When its un-ACKed 200 is a strike (set when answered).
+    due: Option<Instant>,
+    /// Its 200 goes (or now goes) once: not to be silenced again.
+    quiet: bool,
 }
 
 /// The admission state of every source.
@@ -116,8 +165,13 @@ pub struct Limits {
     cfg: LimitsConfig,
     /// `None` is the shared entry of the sources beyond [`MAX_SOURCES`].
     sources: HashMap<Option<IpAddr>, Source>,
-    /// Live dialogs: Call-ID → (source key, ACKed yet).
-    dialogs: HashMap<String, (Option<IpAddr>, bool)>,
+    /// Live dialogs by Call-ID.
+    dialogs: HashMap<String, Dialog>,
+    /// Answered dialogs in the order their strike falls due (one
+    /// `no_ack_after` for all, so a queue); stale entries (ACKed, ended)
+    /// are skipped when they come up. At most the answers of the last
+    /// `no_ack_after`, which the admission limits bound.
+    watch: VecDeque<(Instant, String)>,
     unacked: u32,
     interval_end: Option<Instant>,
     /// Sources exempt from the per-source limits (trusted proxies carry many callers).
@@ -131,6 +185,7 @@ impl Limits {
             cfg,
             sources: HashMap::new(),
             dialogs: HashMap::new(),
+            watch: VecDeque::new(),
             unacked: 0,
             interval_end: None,
             exempt,
@@ -226,46 +281,113 @@ impl Limits {
         src.calls += 1;
         src.unacked += 1;
         self.unacked += 1;
-        self.dialogs.insert(call.to_string(), (key, false));
+        self.dialogs.insert(
+            call.to_string(),
+            Dialog {
+                key,
+                acked: false,
+                due: None,
+                quiet: false,
+            },
+        );
     }
 
-    /// Whether `call`'s 200 OK should go once, unretransmitted: its source
-    /// already holds `unacked_retransmit_per_source` other un-ACKed
-    /// dialogs (a source that does not ACK is likely not the one whose
-    /// address it wrote). Exempt sources (trusted peers) always get
-    /// retransmissions.
-    pub fn answer_once(&self, call: &str) -> bool {
-        let Some((key, _)) = self.dialogs.get(call) else {
+    fn is_exempt(&self, key: Option<IpAddr>) -> bool {
+        key.is_some_and(|ip| self.exempt.iter().any(|n| n.contains(&ip)))
+    }
+
+    /// `call`'s 200 OK goes out now: whether it should go once,
+    /// unretransmitted. So it goes when its source has shown it does not
+    /// ACK (`no_ack_*`), or already holds `unacked_retransmit_per_source`
+    /// other un-ACKed dialogs; a source that does not ACK is likely not
+    /// the one whose address it wrote. Exempt sources (trusted peers)
+    /// always get retransmissions. From now on, an un-ACKed 200 counts
+    /// towards a strike.
+    pub fn answer_once(&mut self, now: Instant, call: &str) -> bool {
+        let Some(d) = self.dialogs.get(call) else {
             return false;
         };
-        if key.is_some_and(|ip| self.exempt.iter().any(|n| n.contains(&ip))) {
+        let key = d.key;
+        if self.is_exempt(key) {
             return false;
         }
-        self.sources.get(key).is_some_and(|src| {
+        let once = self.sources.get(&key).is_some_and(|src| {
             // This dialog is counted among the source's un-ACKed ones.
             src.unacked.saturating_sub(1) >= self.cfg.unacked_retransmit_per_source
-        })
+                || src.not_acking(now, &self.cfg)
+        });
+        if let Some(d) = self.dialogs.get_mut(call) {
+            d.quiet |= once;
+            if d.due.is_none() && !d.acked && self.cfg.no_ack_strikes > 0 {
+                let due = now + self.cfg.no_ack_after;
+                d.due = Some(due);
+                self.watch.push_back((due, call.to_string()));
+            }
+        }
+        once
     }
 
-    /// The caller ACKed `call`'s 200.
+    /// Strikes that fell due by `now`: the un-ACKed dialogs whose 200 should
+    /// stop being retransmitted now (`Core::stop_retransmitting`), those of
+    /// every source that has just shown, or still shows, it does not ACK.
+    pub fn take_silenced(&mut self, now: Instant) -> Vec<String> {
+        let mut struck: Vec<Option<IpAddr>> = Vec::new();
+        while let Some((due, _)) = self.watch.front() {
+            if *due > now {
+                break;
+            }
+            let Some((due, call)) = self.watch.pop_front() else {
+                break;
+            };
+            let Some(d) = self.dialogs.get(&call) else {
+                continue; // ended
+            };
+            if d.acked || d.due != Some(due) {
+                continue; // ACKed in time, or another dialog under a reused Call-ID
+            }
+            let key = d.key;
+            if let Some(src) = self.sources.get_mut(&key) {
+                src.strike(now, self.cfg.no_ack_hold);
+                if src.not_acking(now, &self.cfg) && !struck.contains(&key) {
+                    struck.push(key);
+                }
+            }
+        }
+        if struck.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (call, d) in self.dialogs.iter_mut() {
+            if !d.acked && !d.quiet && struck.contains(&d.key) {
+                d.quiet = true;
+                out.push(call.clone());
+            }
+        }
+        out
+    }
+
+    /// The caller ACKed `call`'s 200: it owns its address, so its source
+    /// is no longer held to have shown it does not ACK.
     pub fn dialog_confirmed(&mut self, call: &str) {
-        let Some((key, acked)) = self.dialogs.get_mut(call) else {
+        let Some(d) = self.dialogs.get_mut(call) else {
             return;
         };
-        if *acked {
+        if d.acked {
             return;
         }
-        *acked = true;
-        let key = *key;
+        d.acked = true;
+        let key = d.key;
         self.unacked = self.unacked.saturating_sub(1);
         if let Some(src) = self.sources.get_mut(&key) {
             src.unacked = src.unacked.saturating_sub(1);
+            src.strikes = 0;
+            src.struck = None;
         }
     }
 
     /// `call` is gone (BYE, CANCEL, Timer H, rejected…).
     pub fn dialog_ended(&mut self, call: &str) {
-        let Some((key, acked)) = self.dialogs.remove(call) else {
+        let Some(Dialog { key, acked, .. }) = self.dialogs.remove(call) else {
             return;
         };
         if !acked {
@@ -279,15 +401,21 @@ impl Limits {
         }
     }
 
-    /// When [`Self::take_summaries`] has something to say at the latest.
+    /// When [`Self::take_summaries`] or [`Self::take_silenced`] has
+    /// something to say at the latest.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.interval_end
+        let strike = self.watch.front().map(|(due, _)| *due);
+        match (self.interval_end, strike) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// At the end of an interval, what each source had refused in it (at
     /// most [`MAX_SUMMARIES`] lines, the biggest first); then a new interval
     /// (every source's refusal budget back), and the sources that hold
-    /// nothing and whose bucket is full again are forgotten.
+    /// nothing, whose bucket is full again and whose strikes are over
+    /// `no_ack_hold` old are forgotten.
     pub fn take_summaries(&mut self, now: Instant) -> Vec<Summary> {
         if self.interval_end.is_none_or(|end| now < end) {
             return Vec::new();
@@ -311,17 +439,24 @@ impl Limits {
             last.more_sources = more;
         }
         let (rate, burst) = (self.cfg.invite_rate, f64::from(self.cfg.invite_burst));
+        let hold = self.cfg.no_ack_hold;
         self.sources.retain(|_, s| {
             s.refused = 0;
             s.dropped = 0;
             s.refusals = 0;
             let tokens = s.tokens + now.saturating_duration_since(s.refilled).as_secs_f64() * rate;
-            s.calls > 0 || tokens < burst
+            let striking = s
+                .struck
+                .is_some_and(|t| now.saturating_duration_since(t) < hold);
+            s.calls > 0 || tokens < burst || striking
         });
         if self.sources.capacity() > 4 * self.sources.len().max(1024) {
             self.sources.shrink_to_fit();
         }
         self.interval_end = Some(now + self.cfg.interval);
+        if self.watch.capacity() > 4 * self.watch.len().max(1024) {
+            self.watch.shrink_to_fit();
+        }
         if self.sources.is_empty() && self.dialogs.is_empty() {
             self.interval_end = None; // nothing to report: no wake-ups when idle
         }
@@ -527,29 +662,185 @@ mod tests {
             unacked_per_source: 10,
             calls_per_source: 10,
             unacked_retransmit_per_source: 1,
+            no_ack_strikes: 0,
             ..cfg()
         };
         let mut l = Limits::new(cfg, vec!["10.0.0.0/8".parse().unwrap()]);
         l.dialog_started(t0, "a", ip("192.0.2.1"));
         assert!(
-            !l.answer_once("a"),
+            !l.answer_once(t0, "a"),
             "the first un-ACKed dialog is retransmitted"
         );
         l.dialog_started(t0, "b", ip("192.0.2.1"));
-        assert!(l.answer_once("b"));
+        assert!(l.answer_once(t0, "b"));
         l.dialog_started(t0, "c", ip("192.0.2.2"));
-        assert!(!l.answer_once("c"), "another source is not affected");
+        assert!(!l.answer_once(t0, "c"), "another source is not affected");
         l.dialog_confirmed("a");
         l.dialog_started(t0, "d", ip("192.0.2.1"));
-        assert!(l.answer_once("d"), "b is still un-ACKed");
+        assert!(l.answer_once(t0, "d"), "b is still un-ACKed");
         l.dialog_ended("b");
-        assert!(!l.answer_once("d"));
+        assert!(!l.answer_once(t0, "d"));
         l.dialog_started(t0, "e", ip("10.1.2.3"));
         l.dialog_started(t0, "f", ip("10.1.2.3"));
         assert!(
-            !l.answer_once("f"),
+            !l.answer_once(t0, "f"),
             "trusted peers always get retransmissions"
         );
-        assert!(!l.answer_once("unknown"));
+        assert!(!l.answer_once(t0, "unknown"));
+        // With no_ack_strikes 0 nothing is watched.
+        assert!(l.take_silenced(t0 + Duration::from_secs(60)).is_empty());
+        assert!(l.watch.is_empty());
+    }
+
+    /// The default trigger: limits as shipped, per-source caps wide open.
+    fn no_ack_limits() -> Limits {
+        let cfg = LimitsConfig {
+            unacked_per_source: 100,
+            calls_per_source: 100,
+            max_calls: 1000,
+            max_unacked: 1000,
+            ..LimitsConfig::default()
+        };
+        assert_eq!(cfg.no_ack_after, Duration::from_secs(4));
+        assert_eq!(cfg.no_ack_strikes, 1);
+        Limits::new(cfg, vec!["10.0.0.0/8".parse().unwrap()])
+    }
+
+    fn answer(l: &mut Limits, now: Instant, call: &str, from: &str) -> bool {
+        l.dialog_started(now, call, ip(from));
+        l.answer_once(now, call)
+    }
+
+    fn sorted(mut v: Vec<String>) -> Vec<String> {
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_source_with_no_unacked_history_keeps_full_retransmissions() {
+        let t0 = Instant::now();
+        let mut l = no_ack_limits();
+        // Two calls at once from one caller (unacked_retransmit_per_source
+        // is off by default): both retransmitted.
+        assert!(!answer(&mut l, t0, "a", "192.0.2.1"));
+        assert!(!answer(&mut l, t0, "b", "192.0.2.1"));
+        // One ACK comes late, after two retransmissions, the other at once:
+        // no strike, nothing silenced.
+        l.dialog_confirmed("b");
+        l.dialog_confirmed("a");
+        let t1 = t0 + Duration::from_secs(3);
+        assert!(l.take_silenced(t1).is_empty());
+        assert!(!answer(&mut l, t1, "c", "192.0.2.1"));
+        // a's and b's strikes were due at 4 s (stale now, skipped), c's at 7 s.
+        assert_eq!(l.next_deadline(), Some(t0 + Duration::from_secs(4)));
+        assert!(l.take_silenced(t0 + Duration::from_secs(4)).is_empty());
+        assert_eq!(l.next_deadline(), Some(t1 + Duration::from_secs(4)));
+        l.dialog_confirmed("c");
+        assert!(l.take_silenced(t1 + Duration::from_secs(10)).is_empty());
+        assert!(!answer(
+            &mut l,
+            t1 + Duration::from_secs(10),
+            "d",
+            "192.0.2.1"
+        ));
+    }
+
+    #[test]
+    fn after_an_unacked_200_a_source_is_answered_once_until_it_acks() {
+        let t0 = Instant::now();
+        let mut l = no_ack_limits();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // A reflector: one INVITE a second, never ACKed.
+        for i in 0..4 {
+            assert!(!answer(&mut l, at(i), &format!("f{i}"), "198.51.100.9"));
+        }
+        // A real caller on another address, ACKing.
+        assert!(!answer(&mut l, at(1), "real", "192.0.2.1"));
+        l.dialog_confirmed("real");
+        assert_eq!(l.next_deadline(), Some(at(4)));
+        assert!(l.take_silenced(at(3)).is_empty());
+        // f0's 200 is 4 s old, un-ACKed: all four stop being retransmitted.
+        assert_eq!(sorted(l.take_silenced(at(4))), vec!["f0", "f1", "f2", "f3"]);
+        // f1…f3 falling due add strikes but silence nothing more.
+        assert!(l.take_silenced(at(7)).is_empty());
+        // Its next 200s go once; the real caller's do not.
+        assert!(answer(&mut l, at(8), "f8", "198.51.100.9"));
+        assert!(!answer(&mut l, at(8), "real2", "192.0.2.1"));
+        l.dialog_confirmed("real2");
+        assert!(l.take_silenced(at(12)).is_empty(), "f8 was quiet already");
+        // Timer H ends them; the source is still held.
+        for c in ["f0", "f1", "f2", "f3", "f8"] {
+            l.dialog_ended(c);
+        }
+        l.take_summaries(at(40));
+        assert!(answer(&mut l, at(40), "f40", "198.51.100.9"));
+        // An ACK (it owns its address after all) restores retransmissions.
+        l.dialog_confirmed("f40");
+        assert!(!answer(&mut l, at(41), "f41", "198.51.100.9"));
+    }
+
+    #[test]
+    fn the_hold_expires_and_idle_struck_sources_are_then_forgotten() {
+        let t0 = Instant::now();
+        let mut l = no_ack_limits();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(admit(&mut l, at(0), "f0", "198.51.100.9"), Verdict::Admit);
+        assert!(!l.answer_once(at(0), "f0"));
+        assert_eq!(l.take_silenced(at(4)), vec!["f0"]);
+        l.dialog_ended("f0"); // Timer H
+                              // Held through the interval ends while its strike is younger than no_ack_hold…
+        l.take_summaries(at(40));
+        assert_eq!(l.sources.len(), 1);
+        assert!(answer(&mut l, at(50), "f50", "198.51.100.9"));
+        l.dialog_ended("f50");
+        // …f50's own strike never fell due (it ended first): 60 s after the
+        // last strike the source is forgotten and answered in full again.
+        l.take_summaries(at(65));
+        assert!(l.sources.is_empty(), "{:?}", l.sources);
+        assert!(!answer(&mut l, at(66), "f66", "198.51.100.9"));
+        l.dialog_ended("f66");
+        // A trusted peer never strikes.
+        assert!(!answer(&mut l, at(70), "p", "10.1.2.3"));
+        assert!(l.take_silenced(at(80)).is_empty());
+        assert!(!answer(&mut l, at(80), "p2", "10.1.2.3"));
+    }
+
+    #[test]
+    fn several_strikes_can_be_required() {
+        let t0 = Instant::now();
+        let cfg = LimitsConfig {
+            no_ack_strikes: 2,
+            ..no_ack_limits().cfg
+        };
+        let mut l = Limits::new(cfg, vec![]);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(!answer(&mut l, at(0), "a", "192.0.2.1"));
+        assert!(l.take_silenced(at(4)).is_empty(), "one strike of two");
+        assert!(!answer(&mut l, at(5), "b", "192.0.2.1"));
+        assert_eq!(sorted(l.take_silenced(at(9))), vec!["a", "b"]);
+        // Strikes further apart than no_ack_hold do not add up.
+        let mut l = Limits::new(l.cfg.clone(), vec![]);
+        assert!(!answer(&mut l, at(0), "a", "192.0.2.1"));
+        assert!(l.take_silenced(at(4)).is_empty());
+        assert!(!answer(&mut l, at(70), "b", "192.0.2.1"));
+        assert!(l.take_silenced(at(74)).is_empty());
+    }
+
+    #[test]
+    fn forged_sources_cannot_grow_the_tables() {
+        let t0 = Instant::now();
+        let mut l = no_ack_limits();
+        // Every INVITE from another forged address, each never ACKed.
+        for i in 0..(MAX_SOURCES as u32 + 100) {
+            let from = IpAddr::from(std::net::Ipv4Addr::from(0xC633_0000 + i));
+            let call = format!("x{i}");
+            l.dialog_started(t0, &call, from);
+            l.answer_once(t0, &call);
+            l.dialog_ended(&call);
+        }
+        assert!(l.sources.len() <= MAX_SOURCES + 1);
+        // Stale watch entries go when due.
+        assert!(l.take_silenced(t0 + Duration::from_secs(4)).is_empty());
+        assert!(l.watch.is_empty());
     }
 }

@@ -543,13 +543,34 @@ impl Core {
     /// Answer the pending initial INVITE like [`Core::accept`], but send the
     /// 200 once, without the retransmissions of RFC 3261 13.3.1.4, and end
     /// the dialog at Timer H without a BYE if no ACK came. For a source that
-    /// already holds un-ACKed dialogs (the endpoint decides, see
-    /// `limits.unacked_retransmit_per_source`): each retransmitted 200 goes to
+    /// has shown it does not ACK (the endpoint decides, see `limits.no_ack_*`
+    /// and `limits.unacked_retransmit_per_source`): each retransmitted 200 goes to
     /// an address that may be forged. A real caller that lost this 200 still
     /// gets it again by retransmitting its INVITE (no 100 Trying stopped it).
     pub fn accept_once(&mut self, now: Instant, call: &str, sdp_answer: &[u8]) {
         self.timers.touch(call);
         self.finish_invite_as(now, call, (200, "OK"), vec![], Some(sdp_answer), true);
+    }
+
+    /// Stop retransmitting the 200 of an answered, un-ACKed initial INVITE,
+    /// as if it had been sent with [`Core::accept_once`]: its source has
+    /// shown it does not ACK (the endpoint decides, see `limits.no_ack_*`).
+    /// An INVITE retransmission still gets the 200 again; Timer H still
+    /// ends the dialog, without a BYE. Nothing happens to other dialogs.
+    pub fn stop_retransmitting(&mut self, call: &str) {
+        let Some(d) = self.dialogs.get_mut(call) else {
+            return;
+        };
+        if d.state != State::Answered {
+            return;
+        }
+        if let Some(inv) = d.invite.as_mut() {
+            if let InviteProgress::Accepted(r) = &mut inv.progress {
+                r.stop_resending();
+                inv.once = true;
+                self.timers.touch(call);
+            }
+        }
     }
 
     /// Reject the pending INVITE. For a re-INVITE the dialog lives on.

@@ -567,3 +567,47 @@ fn accept_once_sends_the_200_once_and_no_bye_at_timer_h() {
     );
     assert_eq!(core.call_count(), 0);
 }
+
+/// `stop_retransmitting`: a 200 retransmitted so far stops; an INVITE
+/// retransmission still gets it, and Timer H ends the dialog with no BYE.
+#[test]
+fn stop_retransmitting_silences_an_answered_dialog_until_timer_h() {
+    let mut core = Core::new(CoreConfig::default());
+    let t0 = Instant::now();
+    let (r, c) = req(&invite("z9hG4bK1", None, 1));
+    core.handle_request(t0, peer(), &r, &c);
+    drain(&mut core);
+    core.accept(t0, "call-1@test", b"v=0\r\n");
+    let (sent, _) = drain(&mut core);
+    assert_eq!(status(&sent[0].1), 200);
+    // Retransmitted at T1 as RFC 3261 13.3.1.4 says…
+    let t1 = core.next_deadline().unwrap();
+    core.handle_timeout(t1);
+    let (again, _) = drain(&mut core);
+    assert_eq!(again.len(), 1, "{again:?}");
+    // …until the endpoint says the source does not ACK.
+    core.stop_retransmitting("call-1@test");
+    core.stop_retransmitting("no-such-call");
+    core.handle_request(t1 + Duration::from_millis(10), peer(), &r, &c);
+    let (answer, _) = drain(&mut core);
+    assert_eq!(answer.len(), 1, "an INVITE retransmission is answered");
+    let mut later = vec![];
+    let mut evs = vec![];
+    while let Some(t) = core.next_deadline() {
+        core.handle_timeout(t);
+        let (s, e) = drain(&mut core);
+        later.extend(s);
+        evs.extend(e);
+    }
+    assert!(later.is_empty(), "nothing re-sent, no BYE: {later:?}");
+    assert!(
+        matches!(
+            &evs[..],
+            [CoreEvent::Ended {
+                reason: EndReason::NoAck,
+                ..
+            }]
+        ),
+        "{evs:?}"
+    );
+}
