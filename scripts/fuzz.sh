@@ -2,10 +2,14 @@
 # Coverage-guided fuzzing of the parsers on the stable toolchain: cargo-afl
 # (AFL++). Installs what it needs (idempotently), builds fuzz/ (which
 # includes the parser modules' sources directly: no CTranslate2 build) and
-# runs each target for FUZZ_SECONDS (default 5). A crash fails the script and
+# fuzz/loaders/ (the flow and config loaders, through the voxgate library:
+# built with $VOXGATE_CARGO_FEATURES, the prebuilt CTranslate2 on x86_64
+# Linux) and runs each target for FUZZ_SECONDS (default 5). A crash fails the script and
 # is left in fuzz/out/<target>/default/crashes/ (replay it with
 # `fuzz/target/release/<target> < FILE`; add a regression test).
 # Usage: scripts/fuzz.sh [TARGET...]   (default: every target)
+# FUZZ_EXECS=N stops each target after N executions instead (the long runs:
+# FUZZ_EXECS=10000000; FUZZ_SECONDS then caps the time, default a day).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_debs afl++ clang
@@ -15,17 +19,47 @@ if ! cargo afl --version >/dev/null 2>&1; then
 fi
 cd "$ROOT/fuzz"
 SECONDS_PER=${FUZZ_SECONDS:-5}
+EXECS=${FUZZ_EXECS:-}
+LIMIT=(-V "$SECONDS_PER")
+[ -z "$EXECS" ] || LIMIT=(-E "$EXECS" -V "${FUZZ_SECONDS:-86400}")
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(sip_wire tcp_framer sdp rtp)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(sip_wire tcp_framer sdp rtp flow config)
 
-log "building the fuzz targets (cargo afl build --release)"
-cargo afl build --release --locked --quiet
+wants() { local t; for t in "${TARGETS[@]}"; do case " $* " in *" $t "*) return 0 ;; esac; done; return 1; }
+if wants sip_wire tcp_framer sdp rtp; then
+    log "building the parser fuzz targets (cargo afl build --release)"
+    cargo afl build --release --locked --quiet
+fi
+if wants flow config; then
+    # The loaders need no recogniser: no libvosk.
+    VOXGATE_VOSK=off need_ctranslate2
+    log "building the loader fuzz targets (fuzz/loaders: cargo afl build --release $VOXGATE_CARGO_FEATURES)"
+    # shellcheck disable=SC2086 # the features are words
+    (cd loaders && cargo afl build --release --locked --quiet --target-dir "$ROOT/fuzz/target" $VOXGATE_CARGO_FEATURES)
+fi
 
 # Seeds: RFC 4475's torture messages (../shared/conformance), the SDP bodies
-# in them, and a few hand-made RTP runs.
+# in them, and a few hand-made RTP runs; every flow in the tree (shipped,
+# bench and test flows) and the shipped voxgate.yaml, also with its
+# commented-out settings switched on, plus hand-made configs.
 SEEDS="$ROOT/fuzz/seeds"
 CONF="${CONFORMANCE_DIR:-$ROOT/../shared/conformance/rfc4475}"
-mkdir -p "$SEEDS"/{sip_wire,tcp_framer,sdp,rtp}
+mkdir -p "$SEEDS"/{sip_wire,tcp_framer,sdp,rtp,flow,config}
+for f in "$ROOT"/flows/*.yaml "$ROOT"/bench/flows/*.yaml "$ROOT"/tests/flows_*/*.yaml; do
+    case "$f" in *.test.yaml) continue ;; esac
+    b=${f#"$ROOT"/}
+    [ -e "$f" ] && cp -n "$f" "$SEEDS/flow/${b//\//_}"
+done
+# The YAML examples in the docs: flows.md's are flows, the others config.
+for f in "$ROOT"/docs/*.md; do
+    d=config; [ "$(basename "$f")" = flows.md ] && d=flow
+    awk -v out="$SEEDS/$d/doc_$(basename "$f" .md)_" \
+        '/^```yaml/ {n++; p=1; next} /^```/ {p=0} p {print > (out n ".yaml")}' "$f"
+done
+cp -n "$ROOT"/fuzz/corpus/config/* "$SEEDS/config/" 2>/dev/null || true
+cp -n "$ROOT/voxgate.yaml" "$SEEDS/config/voxgate.yaml"
+[ -e "$SEEDS/config/voxgate_all.yaml" ] ||
+    sed -E 's/^# ( *[a-z_"*]+:)/\1/' "$ROOT/voxgate.yaml" > "$SEEDS/config/voxgate_all.yaml"
 cp -n "$ROOT"/fuzz/corpus/sip/* "$SEEDS/sip_wire/" 2>/dev/null || true
 cp -n "$ROOT"/fuzz/corpus/sip/* "$SEEDS/tcp_framer/" 2>/dev/null || true
 cp -n "$ROOT"/fuzz/corpus/sdp/* "$SEEDS/sdp/" 2>/dev/null || true
@@ -42,20 +76,25 @@ if [ -d "$CONF" ]; then
     done
 fi
 
+# The loader targets load libctranslate2 (the rpath build.rs sets is voxgate's
+# own binaries').
+export LD_LIBRARY_PATH="${LIBRARY_PATH:-}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1
 failed=0
 total_execs=0
 for t in "${TARGETS[@]}"; do
     out="$ROOT/fuzz/out/$t"
     rm -rf "$out"; mkdir -p "$ROOT/fuzz/out"
-    log "fuzzing $t for ${SECONDS_PER}s"
-    cargo afl fuzz -V "$SECONDS_PER" -i "$SEEDS/$t" -o "$out" "$ROOT/fuzz/target/release/$t" >"$out.log" 2>&1 || {
+    log "fuzzing $t (${LIMIT[*]})"
+    cargo afl fuzz "${LIMIT[@]}" -i "$SEEDS/$t" -o "$out" "$ROOT/fuzz/target/release/$t" >"$out.log" 2>&1 || {
         tail -20 "$out.log"; failed=1; continue; }
     stats="$out/default/fuzzer_stats"
     execs=$(awk -F: '/^execs_done/ {gsub(/ /, "", $2); print $2}' "$stats")
     crashes=$(awk -F: '/^saved_crashes|^unique_crashes/ {gsub(/ /, "", $2); print $2}' "$stats" | head -1)
+    field() { awk -F: -v k="$1" '$1 ~ "^"k" *$" {gsub(/ /, "", $2); print $2}' "$stats"; }
     total_execs=$((total_execs + execs))
-    echo "fuzz $t: ${execs} executions, ${crashes} crashes"
+    echo "fuzz $t: ${execs} executions in $(field run_time) s ($(field execs_per_sec) /s)," \
+        "edges $(field edges_found)/$(field total_edges) ($(field bitmap_cvg)), ${crashes} crashes"
     if [ "${crashes:-0}" != 0 ]; then
         ls "$out/default/crashes/"
         failed=1

@@ -35,7 +35,8 @@ log "running the shipped flows' tests"
 ./target/release/voxgate test flows --models models | tee -a "$LOG"
 
 # Coverage-guided fuzzing of the parsers (SIP wire and TCP framer, SDP, RTP
-# and RFC 4733), a few seconds per target; a crash fails the suite.
+# and RFC 4733) and the flow and config loaders, a few seconds per target;
+# a crash fails the suite.
 log "fuzzing the parsers (scripts/fuzz.sh, ${FUZZ_SECONDS:-5} s per target)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-5}" "$ROOT/scripts/fuzz.sh"
 
