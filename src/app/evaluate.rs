@@ -365,6 +365,7 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
             digits_only: digits,
             language: None,
             timers: crate::asr::Timers::RECORDING,
+            early: None,
         };
         if let Ok(mut last) = engine.last.lock() {
             *last = None;

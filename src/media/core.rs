@@ -114,6 +114,9 @@ pub enum MediaCommand {
     /// Listen for speech: voice activity and the recognition timers. The
     /// number tags this listening's events so stale ones can be told apart.
     StartListening(Timers, u64),
+    /// For the listening with this tag: report each pause of this much
+    /// silence after speech ([`MediaEvent::Pause`]) for a speculative decode.
+    Speculate(u64, Duration),
     /// Stop listening; the turn's pending events are not reported.
     StopListening,
     /// The caller ACKed our answer: RTP may be sent from now on (none is
@@ -167,6 +170,11 @@ pub enum MediaEvent {
     Utterance(u64, Vec<i16>),
     /// Nobody spoke within the no-input time.
     NoSpeech(u64),
+    /// Speculating: the caller paused; this audio is the utterance if they
+    /// stay silent. The listening goes on.
+    Pause(u64, Vec<i16>),
+    /// Speculating: the caller spoke again after a pause.
+    Resumed(u64),
     /// Signalling: the caller ACKed our answer.
     Confirmed,
     /// Signalling: the call is gone (BYE, CANCEL, no ACK).
@@ -513,6 +521,11 @@ impl MediaCore {
                     endpointer,
                     tag,
                 });
+            }
+            MediaCommand::Speculate(tag, after) => {
+                if let Some(l) = self.listening.as_mut().filter(|l| l.tag == tag) {
+                    l.endpointer.speculate_after(after);
+                }
             }
             MediaCommand::StopListening => self.listening = None,
             MediaCommand::Play(names) => {
@@ -930,8 +943,13 @@ impl MediaCore {
             EndpointEvent::SpeechStarted => MediaEvent::SpeechStarted(tag),
             EndpointEvent::Utterance(u) => MediaEvent::Utterance(tag, u.pcm),
             EndpointEvent::NoInput => MediaEvent::NoSpeech(tag),
+            EndpointEvent::Pause(u) => MediaEvent::Pause(tag, u.pcm),
+            EndpointEvent::Resumed => MediaEvent::Resumed(tag),
         };
-        if !matches!(ev, MediaEvent::SpeechStarted(_)) {
+        if !matches!(
+            ev,
+            MediaEvent::SpeechStarted(_) | MediaEvent::Pause(..) | MediaEvent::Resumed(_)
+        ) {
             self.listening = None;
         }
         self.events.push_back(ev);
