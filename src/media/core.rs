@@ -315,6 +315,8 @@ struct Listening {
     timers: Timers,
     endpointer: Endpointer,
     tag: u64,
+    /// Pauses reported after this silence ([`MediaCommand::Speculate`]).
+    speculate: Option<Duration>,
 }
 
 /// The media of one call leg; see the module docs.
@@ -520,11 +522,13 @@ impl MediaCore {
                     timers,
                     endpointer,
                     tag,
+                    speculate: None,
                 });
             }
             MediaCommand::Speculate(tag, after) => {
                 if let Some(l) = self.listening.as_mut().filter(|l| l.tag == tag) {
                     l.endpointer.speculate_after(after);
+                    l.speculate = Some(after);
                 }
             }
             MediaCommand::StopListening => self.listening = None,
@@ -969,6 +973,9 @@ impl MediaCore {
             if !l.endpointer.speech_started() {
                 // Keep what it learnt of the line's noise during the prompt.
                 l.endpointer = Endpointer::on_line(l.timers, now, l.endpointer.noise_floor_db());
+                if let Some(after) = l.speculate {
+                    l.endpointer.speculate_after(after);
+                }
             }
         }
     }
@@ -1449,6 +1456,43 @@ mod tests {
             ]
         );
         assert_eq!(sim.core.stats().digits, 3);
+    }
+
+    #[test]
+    fn pauses_are_reported_for_speculation_also_after_the_prompt_ends() {
+        let mut sim = Sim::with_prompt(vec![1000; 8000]); // 1 s
+        sim.command(MediaCommand::Play(vec!["p".into()]));
+        sim.command(MediaCommand::StartListening(timers(500), 7));
+        sim.command(MediaCommand::Speculate(7, Duration::from_millis(200)));
+        // Another listening's tag changes nothing.
+        sim.command(MediaCommand::Speculate(6, Duration::from_millis(20)));
+        // The prompt ends (the endpointer restarts its no-input time).
+        for _ in 0..60 {
+            sim.tick_audio(&SILENCE);
+        }
+        assert!(sim.when(&MediaEvent::PlaybackDone).is_some());
+        for frame in voice(30).chunks(160) {
+            sim.tick_audio(frame);
+        }
+        for _ in 0..60 {
+            sim.tick_audio(&SILENCE);
+        }
+        let evs = sim.events();
+        let pause = evs
+            .iter()
+            .position(|e| matches!(e, MediaEvent::Pause(7, _)));
+        let end = evs
+            .iter()
+            .position(|e| matches!(e, MediaEvent::Utterance(7, _)));
+        let (Some(p), Some(u)) = (pause, end) else {
+            panic!("a pause and an utterance: {evs:?}")
+        };
+        assert!(p < u, "{evs:?}");
+        let (MediaEvent::Pause(_, a), MediaEvent::Utterance(_, b)) = (&evs[p], &evs[u]) else {
+            unreachable!()
+        };
+        assert_eq!(a, b, "the pause's audio is the utterance");
+        assert!(!evs.iter().any(|e| matches!(e, MediaEvent::Resumed(_))));
     }
 
     #[test]
