@@ -108,6 +108,13 @@ enum Cmd {
         /// this TSV, for sweeping the gates offline.
         #[arg(long)]
         dump: Option<PathBuf>,
+        /// Measure the decision latency after the end of speech, with and
+        /// without speculative decoding, instead of the accept rates.
+        #[arg(long)]
+        latency: bool,
+        /// With --latency: the pause (ms) before a speculative decode.
+        #[arg(long)]
+        speculate_after_ms: Option<u64>,
     },
     /// Manage the accounts callers are looked up in (the SQLite store).
     ///
@@ -527,6 +534,8 @@ fn main() -> ExitCode {
             sets,
             conditions,
             dump,
+            latency,
+            speculate_after_ms,
         } => report(voxgate::app::evaluate::evaluate(
             &manifest,
             &voxgate::app::evaluate::EvalOptions {
@@ -539,6 +548,8 @@ fn main() -> ExitCode {
                 sets,
                 conditions,
                 dump,
+                latency,
+                speculate_after: speculate_after_ms.map(std::time::Duration::from_millis),
             },
         )),
         Cmd::Console { store, cmd } => {

@@ -66,6 +66,11 @@ fn models() -> PathBuf {
 /// path of our own seeded with `accounts` (id, phone, passphrase) sealed
 /// under a key written where serve reads it; `extra` is more config.
 fn start(name: &str, extra: &str, accounts: &[(&str, &str, &str)]) -> Voxgate {
+    start_flows(name, "tests/flows_passphrase", extra, accounts)
+}
+
+/// [`start`] on the flows in `flows` (under the repository root).
+fn start_flows(name: &str, flows: &str, extra: &str, accounts: &[(&str, &str, &str)]) -> Voxgate {
     let state = scratch(&format!("{name}-state"));
     let (db, key_file) = (state.join("accounts.db"), state.join("secret.key"));
     let key = SecretKey::generate();
@@ -90,7 +95,7 @@ fn start(name: &str, extra: &str, accounts: &[(&str, &str, &str)]) -> Voxgate {
     Voxgate::start(
         name,
         Options {
-            flows: root().join("tests/flows_passphrase"),
+            flows: root().join(flows),
             extra_config: &config,
         },
     )
@@ -607,5 +612,87 @@ fn real_voices_and_near_misses_over_rtp() {
     );
     assert_eq!(recognition(&evs, "real voice")["matched"], true);
 
+    assert_nothing_leaked(&vg);
+}
+
+/// Seconds since midnight of an event's `ts` (RFC 3339, UTC, milliseconds).
+fn ts_secs(ev: &Value) -> f64 {
+    let ts = ev["ts"].as_str().unwrap_or_else(|| panic!("no ts: {ev}"));
+    let time = ts.split_once('T').unwrap().1.trim_end_matches('Z');
+    let hms: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+    hms[0] * 3600.0 + hms[1] * 60.0 + hms[2]
+}
+
+/// Speculative decoding over a whole call: with a 5 s end-of-speech timer
+/// the right phrase is decided at the caller's first pause. An ordering,
+/// not a speed: the caller's audio starts after the call's first event, so
+/// the timer cannot end before that event + the lead-in + the speech + 5 s;
+/// the decision must come before (it would come after without speculation).
+#[test]
+fn a_whole_passphrase_is_decided_before_the_end_of_speech_timer() {
+    let vg = start_flows(
+        "passphrase-early",
+        "tests/flows_passphrase_early",
+        "listen: 127.0.0.1:{port}\n",
+        &[("acct_phrase", NUM_PHRASE, PHRASE)],
+    );
+    let dir = scratch("passphrase-early-sipp");
+    // 2.5 s lead-in, the phrase cut at its last sound over -45 dBFS (the
+    // endpointer's floor is lower: its last speech frame is no earlier),
+    // 3 s of silence (then RTP stops).
+    let (lead, said, tail) = (
+        dir.join("lead.ulaw"),
+        dir.join("said.ulaw"),
+        dir.join("tail.ulaw"),
+    );
+    silence(2.5, &lead);
+    silence(3.0, &tail);
+    let src = root().join("flows/callers/purple_elephant_dance.wav");
+    sox(
+        &[
+            src.to_str().unwrap(),
+            "-r",
+            "8000",
+            "-c",
+            "1",
+            "-e",
+            "u-law",
+            "-t",
+            "raw",
+        ],
+        &said,
+        &["reverse", "silence", "1", "0.01", "-45d", "reverse"],
+    );
+    let mut all = std::fs::read(&lead).unwrap();
+    let said = std::fs::read(&said).unwrap();
+    let speech_end = (all.len() + said.len()) as f64 / 8000.0;
+    all.extend(said);
+    all.extend(std::fs::read(&tail).unwrap());
+    std::fs::write(dir.join("caller.ulaw"), all).unwrap();
+    let evs = passphrase_call(
+        &vg,
+        &dir,
+        NUM_PHRASE,
+        "the phrase with a 5 s end-of-speech timer",
+        Duration::from_secs(60),
+    );
+    assert_outcome(
+        &evs,
+        "success",
+        "ok",
+        "auth_passed",
+        "matched",
+        "early decision",
+    );
+    let first = ts_secs(&evs[0]);
+    let rec = events_named(&evs, "recognition");
+    assert_eq!(rec.len(), 1, "{}", pretty(&evs));
+    let decided = ts_secs(rec[0]) - first;
+    assert!(
+        decided < speech_end + 5.0,
+        "decided {decided:.1} s after the call's first event; the timer ends no earlier than {:.1} s:\n{}",
+        speech_end + 5.0,
+        pretty(&evs)
+    );
     assert_nothing_leaked(&vg);
 }

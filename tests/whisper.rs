@@ -264,6 +264,7 @@ fn a_clip_starting_at_its_first_digit_keeps_that_digit() {
         digits_only: true,
         language: None,
         timers: Timers::RECORDING,
+        early: None,
     };
     let heard = hear_file(&e, &path, &spec).unwrap();
     let _ = std::fs::remove_file(&path);

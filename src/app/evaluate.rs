@@ -42,7 +42,14 @@ pub struct EvalOptions {
     pub conditions: Vec<String>,
     /// Per-check numbers to this TSV.
     pub dump: Option<PathBuf>,
+    /// Measure decision latency with and without speculative decoding
+    /// instead of the accept rates ([`latency`]).
+    pub latency: bool,
+    /// The pause before a speculative decode (None: the default).
+    pub speculate_after: Option<std::time::Duration>,
 }
+
+mod latency;
 
 /// One recording of the manifest.
 struct Row {
@@ -353,6 +360,9 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
         engine: WhisperEngine::load_with(&dir, &opts)?,
         last: Mutex::new(None),
     };
+    if o.latency {
+        return latency::run(&rows, &engine.engine, o);
+    }
     let mut checked = Vec::with_capacity(rows.len());
     for row in rows {
         let digits = phrase::is_digits(&row.enrolled);
@@ -365,6 +375,7 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
             digits_only: digits,
             language: None,
             timers: crate::asr::Timers::RECORDING,
+            early: None,
         };
         if let Ok(mut last) = engine.last.lock() {
             *last = None;

@@ -877,6 +877,7 @@ pub fn recognize(files: &[PathBuf], digits: bool, phrases: &[String], models: &P
         digits_only: digits,
         language: None,
         timers: crate::asr::Timers::RECORDING,
+        early: None,
     };
     let mut failed = false;
     for f in files {

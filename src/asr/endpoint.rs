@@ -95,6 +95,14 @@ pub enum EndpointEvent {
     Utterance(Utterance),
     /// Final: nobody spoke.
     NoInput,
+    /// Only with [`Endpointer::speculate_after`]: the caller has paused
+    /// long enough that the turn may be over. The audio is the utterance the
+    /// turn ends with if they stay silent (same cut: pre-roll, speech, tail),
+    /// so a decode of it now can answer early; the turn goes on.
+    Pause(Utterance),
+    /// The caller spoke again after a [`EndpointEvent::Pause`]: what that
+    /// pause's audio gave is not the answer. Another pause may follow.
+    Resumed,
 }
 
 /// The audio of one spoken turn, ready for a decoder.
@@ -418,6 +426,8 @@ enum Phase {
         last_speech_idx: u64,
         last_speech_time: Instant,
         prev_active: bool,
+        /// A pause was reported for this `last_speech_idx`.
+        paused: bool,
     },
     Done,
 }
@@ -439,6 +449,8 @@ pub struct Endpointer {
     phase: Phase,
     events: VecDeque<EndpointEvent>,
     queued_at: Option<Instant>,
+    /// Report [`EndpointEvent::Pause`] after this much trailing silence.
+    speculate_after: Option<Duration>,
 }
 
 fn add(t: Instant, d: Duration) -> Option<Instant> {
@@ -474,7 +486,16 @@ impl Endpointer {
             phase: Phase::Waiting(None),
             events: VecDeque::new(),
             queued_at: None,
+            speculate_after: None,
         }
+    }
+
+    /// Also report [`EndpointEvent::Pause`] once `after` of silence follows
+    /// speech (and [`EndpointEvent::Resumed`] if speech comes back), for a
+    /// speculative decode. The pause waits at least for the utterance's
+    /// silent tail (200 ms) to be in, so its audio is the final cut.
+    pub fn speculate_after(&mut self, after: Duration) {
+        self.speculate_after = Some(after);
     }
 
     /// Like [`Endpointer::new`] on a line whose noise level is already known
@@ -543,12 +564,46 @@ impl Endpointer {
             Phase::Speech {
                 start_time,
                 last_speech_time,
+                last_speech_idx,
+                paused,
                 ..
             } => min_deadline(
-                add(last_speech_time, self.cfg.end_of_speech_timeout),
-                add(start_time, self.cfg.max_duration),
+                min_deadline(
+                    add(last_speech_time, self.cfg.end_of_speech_timeout),
+                    add(start_time, self.cfg.max_duration),
+                ),
+                self.pause_deadline(last_speech_time, last_speech_idx, paused),
             ),
             Phase::Done => None,
+        }
+    }
+
+    /// When a pause is due to be reported (None: not speculating, already
+    /// reported for this silence, or its tail not in yet: then the pause's
+    /// audio is the cut the turn would end with, and frames that stop
+    /// coming lead to no pause).
+    fn pause_deadline(
+        &self,
+        last_speech_time: Instant,
+        last_speech_idx: u64,
+        paused: bool,
+    ) -> Option<Instant> {
+        match self.speculate_after {
+            Some(after) if !paused && self.received >= last_speech_idx + TAIL => {
+                add(last_speech_time, after)
+            }
+            _ => None,
+        }
+    }
+
+    /// When the caller last spoke in this turn (None before speech is
+    /// confirmed and once the turn is over).
+    pub fn last_speech_at(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Speech {
+                last_speech_time, ..
+            } => Some(last_speech_time),
+            _ => None,
         }
     }
 
@@ -598,8 +653,23 @@ impl Endpointer {
             Phase::Speech {
                 start_time,
                 last_speech_time,
+                last_speech_idx,
+                paused,
                 ..
             } => {
+                if due(self.pause_deadline(last_speech_time, last_speech_idx, paused)) {
+                    if let Phase::Speech { paused, .. } = &mut self.phase {
+                        *paused = true;
+                    }
+                    let pcm = self.cut();
+                    self.queue(
+                        now,
+                        EndpointEvent::Pause(Utterance {
+                            pcm,
+                            cut_by_max_duration: false,
+                        }),
+                    );
+                }
                 let eos = add(last_speech_time, self.cfg.end_of_speech_timeout);
                 let max = add(start_time, self.cfg.max_duration);
                 let max_first = match (max, eos) {
@@ -625,15 +695,20 @@ impl Endpointer {
                 ref mut last_speech_idx,
                 ref mut last_speech_time,
                 ref mut prev_active,
+                ref mut paused,
                 ..
             } => {
                 // A lone unvoiced blip (click, pop) in a pause does not
                 // restart the end-of-speech timer.
-                if fc.active && (fc.voiced || *prev_active) {
+                let resumed = fc.active && (fc.voiced || *prev_active);
+                if resumed {
                     *last_speech_idx = frame_end;
                     *last_speech_time = now;
                 }
                 *prev_active = fc.active;
+                if resumed && std::mem::take(paused) {
+                    self.queue(now, EndpointEvent::Resumed);
+                }
             }
             Phase::Done => {}
         }
@@ -679,6 +754,7 @@ impl Endpointer {
                     last_speech_idx: frame_end,
                     last_speech_time: now,
                     prev_active: fc.active,
+                    paused: false,
                 };
                 self.queue(now, EndpointEvent::SpeechStarted);
                 return;
@@ -699,6 +775,21 @@ impl Endpointer {
     }
 
     fn finish_utterance(&mut self, now: Instant, cut_by_max_duration: bool) {
+        if let Phase::Speech { .. } = self.phase {
+            let pcm = self.cut();
+            self.finish(
+                now,
+                EndpointEvent::Utterance(Utterance {
+                    pcm,
+                    cut_by_max_duration,
+                }),
+            );
+        }
+    }
+
+    /// The utterance as it stands: pre-roll, speech, up to [`TAIL`] after
+    /// the last speech frame (empty outside speech).
+    fn cut(&self) -> Vec<i16> {
         if let Phase::Speech {
             start_idx,
             last_speech_idx,
@@ -721,14 +812,9 @@ impl Endpointer {
                         .copied(),
                 )
                 .collect();
-            self.finish(
-                now,
-                EndpointEvent::Utterance(Utterance {
-                    pcm,
-                    cut_by_max_duration,
-                }),
-            );
+            return pcm;
         }
+        Vec::new()
     }
 
     fn finish(&mut self, now: Instant, ev: EndpointEvent) {
@@ -1043,6 +1129,9 @@ mod tests {
                 EndpointEvent::NoInput => {
                     out.final_at = Some(t);
                     out.no_input = true;
+                }
+                EndpointEvent::Pause(_) | EndpointEvent::Resumed => {
+                    panic!("{ev:?} without speculate_after")
                 }
             }
         };
@@ -1496,6 +1585,108 @@ mod tests {
         let u = out.utterance.unwrap();
         assert!(u.cut_by_max_duration);
         assert_eq!(u.pcm.len() as u64, PRE_ROLL + 1600);
+    }
+
+    /// Every event with its time, speculating after `after`, polling at
+    /// each deadline like an event loop.
+    fn events_speculating(sig: &[i16], after: Duration) -> Vec<(Duration, EndpointEvent)> {
+        let base = Instant::now();
+        let mut ep = Endpointer::new(std_cfg(), base);
+        ep.speculate_after(after);
+        let mut out = Vec::new();
+        let mut t = base;
+        let frames = sig
+            .chunks(FRAME)
+            .chain(std::iter::repeat(&[0i16; FRAME][..]));
+        for f in frames.take(sig.len() / FRAME + 500) {
+            while let Some(d) = ep.next_deadline().filter(|&d| d < t + FRAME_DUR) {
+                match ep.poll(d) {
+                    Some(ev) => out.push((d - base, ev)),
+                    None => break,
+                }
+            }
+            t += FRAME_DUR;
+            if let Some(ev) = ep.push(t, f) {
+                out.push((t - base, ev));
+            }
+            while let Some(ev) = ep.poll(t) {
+                out.push((t - base, ev));
+            }
+            if ep.is_done() {
+                break;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_pause_reports_the_cut_the_turn_ends_with() {
+        let sig = cat(&[&silence(500), &voiced_burst(1000, 70.0), &silence(3000)]);
+        let evs = events_speculating(&sig, Duration::from_millis(200));
+        let kinds: Vec<&str> = evs
+            .iter()
+            .map(|(_, e)| match e {
+                EndpointEvent::SpeechStarted => "start",
+                EndpointEvent::Pause(_) => "pause",
+                EndpointEvent::Resumed => "resumed",
+                EndpointEvent::Utterance(_) => "utterance",
+                EndpointEvent::NoInput => "none",
+            })
+            .collect();
+        assert_eq!(kinds, ["start", "pause", "utterance"]);
+        let (EndpointEvent::Pause(p), EndpointEvent::Utterance(u)) = (&evs[1].1, &evs[2].1) else {
+            panic!("{evs:?}")
+        };
+        assert_eq!(p.pcm, u.pcm, "the pause's audio is the final cut");
+        // The pause comes 200 ms after the last speech frame, the end 800 ms.
+        assert_eq!(ms(evs[1].0), 1500 + 200);
+        assert_eq!(ms(evs[2].0), 1500 + 800);
+    }
+
+    #[test]
+    fn speech_after_a_pause_is_reported_and_a_later_pause_follows() {
+        let sig = cat(&[
+            &silence(500),
+            &voiced_burst(1000, 70.0),
+            &silence(400),
+            &voiced_burst(600, 70.0),
+            &silence(3000),
+        ]);
+        let evs = events_speculating(&sig, Duration::from_millis(200));
+        let kinds: Vec<&str> = evs
+            .iter()
+            .map(|(_, e)| match e {
+                EndpointEvent::SpeechStarted => "start",
+                EndpointEvent::Pause(_) => "pause",
+                EndpointEvent::Resumed => "resumed",
+                EndpointEvent::Utterance(_) => "utterance",
+                EndpointEvent::NoInput => "none",
+            })
+            .collect();
+        assert_eq!(kinds, ["start", "pause", "resumed", "pause", "utterance"]);
+        let pcm = |i: usize| match &evs[i].1 {
+            EndpointEvent::Pause(u) | EndpointEvent::Utterance(u) => u.pcm.clone(),
+            e => panic!("{e:?}"),
+        };
+        assert!(
+            pcm(1).len() < pcm(4).len(),
+            "the first pause held part of it"
+        );
+        assert_eq!(pcm(3), pcm(4));
+    }
+
+    #[test]
+    fn a_pause_shorter_than_the_tail_waits_for_the_tail() {
+        let sig = cat(&[&silence(500), &voiced_burst(1000, 70.0), &silence(3000)]);
+        let evs = events_speculating(&sig, Duration::from_millis(60));
+        let (at, EndpointEvent::Pause(p)) = &evs[1] else {
+            panic!("{evs:?}")
+        };
+        assert_eq!(ms(*at), 1500 + 200);
+        let EndpointEvent::Utterance(u) = &evs[2].1 else {
+            panic!("{evs:?}")
+        };
+        assert_eq!(p.pcm, u.pcm);
     }
 
     #[test]

@@ -222,6 +222,20 @@ pub fn matches(enrolled: &str, heard: &str) -> bool {
         .any(|s| ends.iter().any(|&end| end >= s && h[s..end] == e[..]))
 }
 
+/// Whether `heard`, less filler before and after it (as in [`matches`]),
+/// is exactly `n` digits: a digit answer of the expected length, right or
+/// wrong (what a speculative decode needs to know that the caller is done).
+pub fn is_digits_of_len(heard: &str, n: usize) -> bool {
+    let h = tokens(heard);
+    let digit = |w: &String| w.len() == 1 && w.as_bytes()[0].is_ascii_digit();
+    let ends = ends(&h);
+    n > 0
+        && starts(&h).into_iter().any(|s| {
+            ends.iter()
+                .any(|&end| end >= s && end - s == n && h[s..end].iter().all(digit))
+        })
+}
+
 /// How many words `heard` is from `enrolled` (insertions, deletions and
 /// substitutions of tokens), filler before and after cut as in [`matches`]:
 /// 0 exactly when they match. A number an evaluation may keep, never the words.
@@ -260,6 +274,17 @@ fn levenshtein(a: &[String], b: &[String]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_digit_answer_of_a_given_length() {
+        assert!(is_digits_of_len("4 2 7 1", 4));
+        assert!(is_digits_of_len("uh, four two seven one please", 4));
+        assert!(is_digits_of_len("4271", 4));
+        assert!(!is_digits_of_len("4 2 7", 4));
+        assert!(!is_digits_of_len("4 2 7 1 5", 4));
+        assert!(!is_digits_of_len("4 2 banana 7 1", 4));
+        assert!(!is_digits_of_len("", 0));
+    }
 
     #[test]
     fn word_edits_count_words_between_phrase_and_utterance() {

@@ -52,7 +52,7 @@ pub fn voice_onset(path: &Path) -> Result<Option<Duration>, String> {
 }
 
 /// The recording as it arrives over the phone: 8 kHz, µ-law there and back.
-fn phone_audio(path: &Path) -> Result<Vec<i16>, String> {
+pub fn phone_audio(path: &Path) -> Result<Vec<i16>, String> {
     let audio = prompt::load_wav(path).map_err(|e| format!("audio `{}`: {e}", path.display()))?;
     let mut ulaw = Vec::new();
     g711::encode(Codec::Pcmu, audio.pcm(), &mut ulaw);
@@ -90,6 +90,8 @@ pub fn hear_file(
         for ev in events {
             match ev {
                 EndpointEvent::SpeechStarted => started = Some(at),
+                // Not speculating here.
+                EndpointEvent::Pause(_) | EndpointEvent::Resumed => {}
                 EndpointEvent::NoInput => return Ok(Simulated::Silent),
                 EndpointEvent::Utterance(u) => {
                     let heard = engine

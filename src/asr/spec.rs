@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::speculate::EarlyAnswer;
 use super::Hints;
 
 /// The three timers of one listening turn (our own endpointing).
@@ -60,6 +61,9 @@ pub struct RecognitionSpec {
     pub language: Option<String>,
     /// How long to wait for speech, for its end, and for the whole utterance.
     pub timers: Timers,
+    /// Decode speculatively at a pause and decide at once on a complete
+    /// answer ([`super::speculate`]); None: decode when the turn ends.
+    pub early: Option<EarlyAnswer>,
 }
 
 impl RecognitionSpec {

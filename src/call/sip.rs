@@ -11,6 +11,7 @@ use super::{
     CallChannel, CallError, CallInfo, CallInput, RecognitionSpec, TransferFailure, TransferMode,
     TransferOutcome, TransferPath, TransferRequest,
 };
+use crate::asr::speculate::{OnAnswer, OnFinal, Speculation};
 use crate::asr::{AsrError, Heard, Hints, SpeechPool, Timers};
 use crate::media::g711::Codec;
 use crate::media::prompt::PromptCache;
@@ -94,12 +95,22 @@ enum Listening {
     Recognising {
         tag: u64,
         hints: Hints,
+        /// Decoding at pauses, when the recognition asked for it.
+        speculating: Option<Speculating>,
     },
     /// The utterance is with a decoder since `since`.
     Decoding {
         result: oneshot::Receiver<Result<Heard, AsrError>>,
         since: Instant,
     },
+}
+
+/// A recognition's speculative decoding (see `asr::speculate`).
+#[derive(Debug)]
+struct Speculating {
+    machine: Speculation,
+    /// The speculative decode under way, and since when.
+    result: Option<(oneshot::Receiver<Result<Heard, AsrError>>, Instant)>,
 }
 
 impl SipCall {
@@ -564,6 +575,36 @@ impl SipCall {
             .map_err(|_| CallError::HungUp)
     }
 
+    /// A speculative decode answered: the turn's result if it is complete
+    /// (the listening ends here), else kept for the end of the turn.
+    fn on_speculated(
+        &mut self,
+        (res, since): (Result<Heard, AsrError>, Instant),
+    ) -> Option<CallInput> {
+        let Listening::Recognising {
+            speculating: Some(s),
+            ..
+        } = &mut self.listening
+        else {
+            return None;
+        };
+        let Ok(heard) = res else {
+            // A failed guess costs nothing: the end of the turn decodes.
+            s.machine.resumed();
+            return None;
+        };
+        match s.machine.answer(heard) {
+            OnAnswer::Decide(heard) => {
+                let _ = self.media.send(MediaCommand::StopListening);
+                self.listen_tag += 1;
+                self.listening = Listening::Off;
+                tracing::debug!("decided at a pause, before the end-of-speech timer");
+                Some(recognised(Ok(heard), Some(since)))
+            }
+            OnAnswer::Keep | OnAnswer::Drop => None,
+        }
+    }
+
     /// Translate media/signalling events into what a flow sees.
     fn translate(&mut self, ev: MediaEvent) -> Option<CallInput> {
         match ev {
@@ -587,6 +628,46 @@ impl SipCall {
                 }
                 _ => None,
             },
+            MediaEvent::Pause(tag, pcm) => {
+                let Listening::Recognising {
+                    tag: t,
+                    hints,
+                    speculating: Some(s),
+                } = &mut self.listening
+                else {
+                    return None;
+                };
+                if *t != tag {
+                    return None;
+                }
+                let pool = self.speech.as_ref()?;
+                s.machine.pause(&pcm);
+                // A decode still under way is of older audio: dropped.
+                s.result = match pool.submit(pcm, hints.clone()) {
+                    Ok(rx) => Some((rx, Instant::now())),
+                    Err(e) => {
+                        // Busy: the turn is decoded at its end, as without.
+                        tracing::debug!(error = %e, "no speculative decode");
+                        s.machine.resumed();
+                        None
+                    }
+                };
+                None
+            }
+            MediaEvent::Resumed(tag) => {
+                if let Listening::Recognising {
+                    tag: t,
+                    speculating: Some(s),
+                    ..
+                } = &mut self.listening
+                {
+                    if *t == tag {
+                        s.machine.resumed();
+                        s.result = None;
+                    }
+                }
+                None
+            }
             MediaEvent::NoSpeech(tag) => match self.listening {
                 Listening::Recognising { tag: t, .. } if t == tag => {
                     self.listening = Listening::Off;
@@ -595,13 +676,31 @@ impl SipCall {
                 _ => None,
             },
             MediaEvent::Utterance(tag, pcm) => {
-                let hints = match std::mem::replace(&mut self.listening, Listening::Off) {
-                    Listening::Recognising { tag: t, hints } if t == tag => hints,
-                    other => {
-                        self.listening = other;
-                        return None;
+                let (hints, speculating) =
+                    match std::mem::replace(&mut self.listening, Listening::Off) {
+                        Listening::Recognising {
+                            tag: t,
+                            hints,
+                            speculating,
+                        } if t == tag => (hints, speculating),
+                        other => {
+                            self.listening = other;
+                            return None;
+                        }
+                    };
+                if let Some(mut s) = speculating {
+                    match s.machine.finish(&pcm) {
+                        // The pause's audio was the whole turn.
+                        OnFinal::Use(heard) => return Some(recognised(Ok(heard), None)),
+                        OnFinal::Await => {
+                            if let Some((result, since)) = s.result.take() {
+                                self.listening = Listening::Decoding { result, since };
+                                return None;
+                            }
+                        }
+                        OnFinal::Decode => {}
                     }
-                };
+                }
                 let pool = self.speech.as_ref()?;
                 let secs = pcm.len() as f32 / 8000.0;
                 match pool.submit(pcm, hints) {
@@ -679,7 +778,17 @@ impl CallChannel for SipCall {
         self.listen(spec.timers, |tag| Listening::Recognising {
             tag,
             hints: spec.hints(),
-        })
+            speculating: spec.early.as_ref().map(|e| Speculating {
+                machine: Speculation::new(e.complete.clone()),
+                result: None,
+            }),
+        })?;
+        if let Some(e) = &spec.early {
+            self.media
+                .send(MediaCommand::Speculate(self.listen_tag, e.after))
+                .map_err(|_| CallError::HungUp)?;
+        }
+        Ok(())
     }
 
     async fn start_voice_detection(&mut self) -> Result<(), CallError> {
@@ -707,21 +816,19 @@ impl CallChannel for SipCall {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let ev = tokio::select! {
+                // Media events first: a `Resumed` already queued must drop
+                // a speculative answer that arrives with it.
+                biased;
                 ev = self.events.recv() => ev,
-                (res, since) = decoded(&mut self.listening) => {
-                    self.listening = Listening::Off;
-                    let decode_ms = since.elapsed().as_millis() as u64;
-                    // Never the words themselves: they may be an account number.
-                    match &res {
-                        Ok(Heard::Speech(r)) => tracing::info!(decode_ms, confidence = r.confidence, words = r.text.split_whitespace().count(), "speech recognised"),
-                        Ok(Heard::Nothing) => tracing::info!(decode_ms, "sound, but no speech"),
-                        Err(e) => tracing::warn!(decode_ms, error = %e, "speech recognition failed"),
+                (res, since, speculative) = decoded(&mut self.listening) => {
+                    if !speculative {
+                        self.listening = Listening::Off;
+                        return Ok(Some(recognised(res, Some(since))));
                     }
-                    return Ok(Some(match res {
-                        Ok(Heard::Speech(r)) => CallInput::Speech(r),
-                        Ok(Heard::Nothing) => CallInput::NoSpeech,
-                        Err(e) => CallInput::RecognitionFailed(e.to_string()),
-                    }));
+                    if let Some(input) = self.on_speculated((res, since)) {
+                        return Ok(Some(input));
+                    }
+                    continue;
                 }
                 _ = sleep_until_opt(deadline) => return Ok(None),
             };
@@ -804,14 +911,61 @@ async fn wait_leg_end(leg: &mut AgentLeg) {
 
 /// The running decode's result and when it started; pending forever when
 /// nothing is decoding.
-async fn decoded(listening: &mut Listening) -> (Result<Heard, AsrError>, Instant) {
+/// What a flow sees of a decode's result, logged without the words (they
+/// may be an account number or a passphrase); `since`: when the decode
+/// was queued (None: decoded earlier, at a pause).
+fn recognised(res: Result<Heard, AsrError>, since: Option<Instant>) -> CallInput {
+    let decode_ms = since.map_or(0, |s| s.elapsed().as_millis() as u64);
+    match &res {
+        Ok(Heard::Speech(r)) => tracing::info!(
+            decode_ms,
+            confidence = r.confidence,
+            words = r.text.split_whitespace().count(),
+            "speech recognised"
+        ),
+        Ok(Heard::Nothing) => tracing::info!(decode_ms, "sound, but no speech"),
+        Err(e) => tracing::warn!(decode_ms, error = %e, "speech recognition failed"),
+    }
+    match res {
+        Ok(Heard::Speech(r)) => CallInput::Speech(r),
+        Ok(Heard::Nothing) => CallInput::NoSpeech,
+        Err(e) => CallInput::RecognitionFailed(e.to_string()),
+    }
+}
+
+/// The answer of the decode under way (pending forever when none is), when
+/// it was queued, and whether it is a speculative one (then it is taken
+/// out of the listening).
+async fn decoded(listening: &mut Listening) -> (Result<Heard, AsrError>, Instant, bool) {
     match listening {
         Listening::Decoding { result, since } => (
             result
                 .await
                 .unwrap_or_else(|_| Err(AsrError::Decode("the decoder thread stopped".into()))),
             *since,
+            false,
         ),
+        Listening::Recognising {
+            speculating:
+                Some(Speculating {
+                    result: Some((rx, since)),
+                    ..
+                }),
+            ..
+        } => {
+            let since = *since;
+            let res = rx
+                .await
+                .unwrap_or_else(|_| Err(AsrError::Decode("the decoder thread stopped".into())));
+            if let Listening::Recognising {
+                speculating: Some(s),
+                ..
+            } = listening
+            {
+                s.result = None;
+            }
+            (res, since, true)
+        }
         _ => std::future::pending().await,
     }
 }
@@ -872,6 +1026,7 @@ mod tests {
                 end_of_speech_timeout: Duration::from_millis(800),
                 max_duration: Duration::from_secs(10),
             },
+            early: None,
         }
     }
 
@@ -1079,6 +1234,104 @@ mod tests {
                 reason: TransferFailure::NoAnswer
             })
         );
+    }
+
+    /// Like `Length`, counting its decodes.
+    struct Counted(std::sync::atomic::AtomicUsize);
+
+    impl SpeechEngine for Counted {
+        fn name(&self) -> &str {
+            "counted"
+        }
+        fn speaks(&self, _: Option<&str>) -> bool {
+            true
+        }
+        fn recognize(&self, pcm: &[i16], hints: &Hints) -> Result<Heard, AsrError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Length.recognize(pcm, hints)
+        }
+    }
+
+    /// A recognition speculating at pauses: "1600 true" is the whole answer.
+    async fn speculating() -> (
+        SipCall,
+        mpsc::UnboundedReceiver<MediaCommand>,
+        mpsc::UnboundedSender<MediaEvent>,
+        u64,
+        std::sync::Arc<Counted>,
+    ) {
+        let (c, mut media, ev) = call();
+        let engine = std::sync::Arc::new(Counted(Default::default()));
+        let mut c = c.with_speech(Some(SpeechPool::new(engine.clone(), 1, 2)));
+        let spec = RecognitionSpec {
+            early: Some(crate::asr::speculate::EarlyAnswer {
+                after: Duration::from_millis(200),
+                complete: crate::asr::speculate::Complete::Phrase(zeroize::Zeroizing::new(
+                    "1600 true".into(),
+                )),
+            }),
+            ..spec()
+        };
+        c.start_recognition(&spec).await.unwrap();
+        let (_, tag) = started(&mut media).await;
+        match media.recv().await {
+            Some(MediaCommand::Speculate(t, after)) => {
+                assert_eq!((t, after), (tag, Duration::from_millis(200)))
+            }
+            other => panic!("expected Speculate, got {other:?}"),
+        }
+        (c, media, ev, tag, engine)
+    }
+
+    fn said(text: &str) -> Option<CallInput> {
+        Some(CallInput::Speech(SpeechResult {
+            text: text.into(),
+            confidence: 0.9,
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_complete_answer_at_a_pause_decides_before_the_turn_ends() {
+        let (mut c, mut media, ev, tag, engine) = speculating().await;
+        ev.send(MediaEvent::Pause(tag, vec![0; 1600])).unwrap();
+        let long = Some(Duration::from_secs(5));
+        assert_eq!(c.next_input(long).await, Ok(said("1600 true")));
+        // The listening is over: the media stops it, its end is stale.
+        assert!(matches!(
+            media.recv().await,
+            Some(MediaCommand::StopListening)
+        ));
+        ev.send(MediaEvent::Utterance(tag, vec![0; 1600])).unwrap();
+        let soon = Some(Duration::from_millis(100));
+        assert_eq!(c.next_input(soon).await, Ok(None));
+        assert_eq!(engine.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_incomplete_answer_waits_for_the_turn_and_is_reused() {
+        let (mut c, _media, ev, tag, engine) = speculating().await;
+        ev.send(MediaEvent::Pause(tag, vec![0; 800])).unwrap();
+        // "800 true" is no whole answer: nothing yet.
+        let soon = Some(Duration::from_millis(300));
+        assert_eq!(c.next_input(soon).await, Ok(None));
+        ev.send(MediaEvent::Utterance(tag, vec![0; 800])).unwrap();
+        let long = Some(Duration::from_secs(5));
+        assert_eq!(c.next_input(long).await, Ok(said("800 true")));
+        // The same audio: not decoded twice.
+        assert_eq!(engine.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn speech_after_a_pause_drops_its_answer_even_a_complete_one() {
+        let (mut c, _media, ev, tag, _engine) = speculating().await;
+        ev.send(MediaEvent::Pause(tag, vec![0; 1600])).unwrap();
+        ev.send(MediaEvent::Resumed(tag)).unwrap();
+        let soon = Some(Duration::from_millis(300));
+        assert_eq!(c.next_input(soon).await, Ok(None));
+        // The turn ends on more audio: that is decoded and is the result.
+        ev.send(MediaEvent::Utterance(tag, vec![0; 2400])).unwrap();
+        let long = Some(Duration::from_secs(5));
+        assert_eq!(c.next_input(long).await, Ok(said("2400 true")));
     }
 
     #[tokio::test]

@@ -114,6 +114,9 @@ pub enum MediaCommand {
     /// Listen for speech: voice activity and the recognition timers. The
     /// number tags this listening's events so stale ones can be told apart.
     StartListening(Timers, u64),
+    /// For the listening with this tag: report each pause of this much
+    /// silence after speech ([`MediaEvent::Pause`]) for a speculative decode.
+    Speculate(u64, Duration),
     /// Stop listening; the turn's pending events are not reported.
     StopListening,
     /// The caller ACKed our answer: RTP may be sent from now on (none is
@@ -167,6 +170,11 @@ pub enum MediaEvent {
     Utterance(u64, Vec<i16>),
     /// Nobody spoke within the no-input time.
     NoSpeech(u64),
+    /// Speculating: the caller paused; this audio is the utterance if they
+    /// stay silent. The listening goes on.
+    Pause(u64, Vec<i16>),
+    /// Speculating: the caller spoke again after a pause.
+    Resumed(u64),
     /// Signalling: the caller ACKed our answer.
     Confirmed,
     /// Signalling: the call is gone (BYE, CANCEL, no ACK).
@@ -307,6 +315,8 @@ struct Listening {
     timers: Timers,
     endpointer: Endpointer,
     tag: u64,
+    /// Pauses reported after this silence ([`MediaCommand::Speculate`]).
+    speculate: Option<Duration>,
 }
 
 /// The media of one call leg; see the module docs.
@@ -512,7 +522,14 @@ impl MediaCore {
                     timers,
                     endpointer,
                     tag,
+                    speculate: None,
                 });
+            }
+            MediaCommand::Speculate(tag, after) => {
+                if let Some(l) = self.listening.as_mut().filter(|l| l.tag == tag) {
+                    l.endpointer.speculate_after(after);
+                    l.speculate = Some(after);
+                }
             }
             MediaCommand::StopListening => self.listening = None,
             MediaCommand::Play(names) => {
@@ -930,8 +947,13 @@ impl MediaCore {
             EndpointEvent::SpeechStarted => MediaEvent::SpeechStarted(tag),
             EndpointEvent::Utterance(u) => MediaEvent::Utterance(tag, u.pcm),
             EndpointEvent::NoInput => MediaEvent::NoSpeech(tag),
+            EndpointEvent::Pause(u) => MediaEvent::Pause(tag, u.pcm),
+            EndpointEvent::Resumed => MediaEvent::Resumed(tag),
         };
-        if !matches!(ev, MediaEvent::SpeechStarted(_)) {
+        if !matches!(
+            ev,
+            MediaEvent::SpeechStarted(_) | MediaEvent::Pause(..) | MediaEvent::Resumed(_)
+        ) {
             self.listening = None;
         }
         self.events.push_back(ev);
@@ -951,6 +973,9 @@ impl MediaCore {
             if !l.endpointer.speech_started() {
                 // Keep what it learnt of the line's noise during the prompt.
                 l.endpointer = Endpointer::on_line(l.timers, now, l.endpointer.noise_floor_db());
+                if let Some(after) = l.speculate {
+                    l.endpointer.speculate_after(after);
+                }
             }
         }
     }
@@ -1431,6 +1456,43 @@ mod tests {
             ]
         );
         assert_eq!(sim.core.stats().digits, 3);
+    }
+
+    #[test]
+    fn pauses_are_reported_for_speculation_also_after_the_prompt_ends() {
+        let mut sim = Sim::with_prompt(vec![1000; 8000]); // 1 s
+        sim.command(MediaCommand::Play(vec!["p".into()]));
+        sim.command(MediaCommand::StartListening(timers(500), 7));
+        sim.command(MediaCommand::Speculate(7, Duration::from_millis(200)));
+        // Another listening's tag changes nothing.
+        sim.command(MediaCommand::Speculate(6, Duration::from_millis(20)));
+        // The prompt ends (the endpointer restarts its no-input time).
+        for _ in 0..60 {
+            sim.tick_audio(&SILENCE);
+        }
+        assert!(sim.when(&MediaEvent::PlaybackDone).is_some());
+        for frame in voice(30).chunks(160) {
+            sim.tick_audio(frame);
+        }
+        for _ in 0..60 {
+            sim.tick_audio(&SILENCE);
+        }
+        let evs = sim.events();
+        let pause = evs
+            .iter()
+            .position(|e| matches!(e, MediaEvent::Pause(7, _)));
+        let end = evs
+            .iter()
+            .position(|e| matches!(e, MediaEvent::Utterance(7, _)));
+        let (Some(p), Some(u)) = (pause, end) else {
+            panic!("a pause and an utterance: {evs:?}")
+        };
+        assert!(p < u, "{evs:?}");
+        let (MediaEvent::Pause(_, a), MediaEvent::Utterance(_, b)) = (&evs[p], &evs[u]) else {
+            unreachable!()
+        };
+        assert_eq!(a, b, "the pause's audio is the utterance");
+        assert!(!evs.iter().any(|e| matches!(e, MediaEvent::Resumed(_))));
     }
 
     #[test]

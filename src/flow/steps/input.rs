@@ -453,5 +453,6 @@ pub fn spec(
         digits_only,
         language,
         timers: timers.to_asr(),
+        early: None,
     }
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Mutex;
 
+use crate::asr::speculate::{self, Complete, EarlyAnswer};
 use crate::backends::{Enrolment, PassphraseSubject, PassphraseVerdict};
 use crate::call::CallChannel;
 use crate::call::RecognitionSpec;
@@ -119,20 +120,37 @@ pub(super) async fn run<C: CallChannel>(
     };
     // The enrolled phrase is the recogniser's hint (digits mode for a digit
     // string); it stays inside the engine, like the transcript.
-    let (phrases, digits) = match enrolment {
+    let (phrases, digits, complete) = match enrolment {
         Enrolment::Ready { hint, digits } => {
             let phrases = if digits || hint.is_empty() {
                 Vec::new()
             } else {
                 vec![hint.to_string()]
             };
-            (phrases, digits)
+            // A whole answer, decided on at the caller's first pause: the
+            // enrolled number of digits, or exactly the enrolled phrase.
+            let complete = if digits {
+                Complete::Digits(crate::asr::phrase::tokens(&hint).len())
+            } else {
+                Complete::Phrase(hint)
+            };
+            (phrases, digits, complete)
         }
         Enrolment::Locked => return Ok(refuse(ctx, "locked")),
         Enrolment::NotEnrolled => return Ok(refuse(ctx, "not_enrolled")),
     };
+    let mut spec = spec(&step.timers, phrases, digits, step.language.clone());
+    // Speculation is measured with Whisper (the default language) only: a
+    // Vosk engine loads a model per decoding thread on first use, and a
+    // speculative decode there made the Korean call test miss its answer.
+    if step.language.is_none() {
+        spec.early = Some(EarlyAnswer {
+            after: speculate::DEFAULT_AFTER,
+            complete,
+        });
+    }
     let tries = Passphrase {
-        spec: spec(&step.timers, phrases, digits, step.language.clone()),
+        spec,
         who,
         last_refusal: Mutex::new(None),
     };
