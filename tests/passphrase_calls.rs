@@ -633,7 +633,7 @@ fn a_whole_passphrase_is_decided_before_the_end_of_speech_timer() {
     let vg = start_flows(
         "passphrase-early",
         "tests/flows_passphrase_early",
-        "listen: 127.0.0.1:{port}\n",
+        "listen: 127.0.0.1:{port}\npassphrase: { speculate_after: 200ms }\n",
         &[("acct_phrase", NUM_PHRASE, PHRASE)],
     );
     let dir = scratch("passphrase-early-sipp");

@@ -339,6 +339,7 @@ steps:
             webhook: Box::new(HttpWebhook::new().expect("client")),
             handoff: Default::default(),
             default_country: Default::default(),
+            speculate_after: None,
         };
         let info = CallInfo {
             call_id: "call-1".into(),

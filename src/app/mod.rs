@@ -615,6 +615,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             handoff: crate::backends::handoff::Handoff::new(cfg.transfer.clone(), Some(&key))
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
             default_country: cfg.default_country,
+            speculate_after: cfg.passphrase.speculate_after,
         }),
         events,
         telemetry,

@@ -449,6 +449,9 @@ pub struct Services {
     pub handoff: handoff::Handoff,
     /// Country for numbers a flow gives in national format (`lookup_caller`).
     pub default_country: crate::phone::Country,
+    /// `passphrase.speculate_after`: when `verify_passphrase` decodes at
+    /// the caller's first pause (None: only at the end of speech).
+    pub speculate_after: Option<std::time::Duration>,
 }
 
 impl Services {
@@ -463,6 +466,7 @@ impl Services {
             webhook: Box::new(Unavailable("no webhook client is configured")),
             handoff: handoff::Handoff::default(),
             default_country: crate::phone::Country::default(),
+            speculate_after: None,
         }
     }
 }

@@ -201,6 +201,7 @@ mod tests {
             min_confidence_digits: 0.3,
             max_failures: 3,
             window: Duration::from_secs(3600),
+            speculate_after: None,
         };
         Fixture {
             dir,

@@ -235,6 +235,12 @@ pub struct PassphrasePolicy {
     pub max_failures: u32,
     /// The lockout window (default 24 h).
     pub window: Duration,
+    /// Decode what the caller said at their first pause this long, and
+    /// decide at once when it is the whole answer (`asr::speculate`);
+    /// None (the default, `off`): decide when the end-of-speech timer ends.
+    /// Off by default: it halves the wait after speaking but costs about
+    /// four decodes per check (bench/README.md, "Speculative decoding").
+    pub speculate_after: Option<Duration>,
 }
 
 impl Default for PassphrasePolicy {
@@ -244,6 +250,7 @@ impl Default for PassphrasePolicy {
             min_confidence_digits: MIN_CONFIDENCE_DIGITS,
             max_failures: 5,
             window: Duration::from_secs(24 * 3600),
+            speculate_after: None,
         }
     }
 }
@@ -281,6 +288,7 @@ struct RawPassphrase {
     min_confidence_digits: Option<f32>,
     max_failures: Option<u32>,
     lockout_window: Option<String>,
+    speculate_after: Option<String>,
 }
 
 /// A brand name: what `brand:` and `--brand` accept.
@@ -561,6 +569,22 @@ impl Config {
             if let Some(w) = p.lockout_window {
                 c.passphrase.window = parse_duration(&w)
                     .map_err(|e| sem(format!("passphrase.lockout_window: {e}")))?;
+            }
+            if let Some(w) = p.speculate_after {
+                c.passphrase.speculate_after = match w.trim() {
+                    "off" => None,
+                    w => {
+                        let d = parse_duration(w)
+                            .map_err(|e| sem(format!("passphrase.speculate_after: {e}")))?;
+                        // Under 100 ms every gap between words is a pause.
+                        if d < Duration::from_millis(100) || d > Duration::from_secs(2) {
+                            return Err(sem(format!(
+                                "passphrase.speculate_after: {w} is outside 100ms..2s (or off)"
+                            )));
+                        }
+                        Some(d)
+                    }
+                };
             }
         }
         if let Some(codes) = raw.codes {
@@ -998,6 +1022,28 @@ routes:
             .to_string();
         assert!(e.contains("records.retention_days"), "{e}");
         assert!(Config::parse("c.yaml", "records: { keep: 3 }\n").is_err());
+    }
+
+    #[test]
+    fn speculation_is_off_unless_configured_and_bounded() {
+        let c = Config::parse("c.yaml", "").unwrap();
+        assert_eq!(c.passphrase.speculate_after, None);
+        let c = Config::parse("c.yaml", "passphrase: { speculate_after: 250ms }\n").unwrap();
+        assert_eq!(
+            c.passphrase.speculate_after,
+            Some(Duration::from_millis(250))
+        );
+        let c = Config::parse("c.yaml", "passphrase: { speculate_after: off }\n").unwrap();
+        assert_eq!(c.passphrase.speculate_after, None);
+        for bad in ["10ms", "5s", "soon"] {
+            let e = Config::parse(
+                "c.yaml",
+                &format!("passphrase: {{ speculate_after: {bad} }}\n"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("passphrase.speculate_after"), "{bad}: {e}");
+        }
     }
 
     #[test]

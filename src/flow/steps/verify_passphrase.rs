@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use crate::asr::speculate::{self, Complete, EarlyAnswer};
+use crate::asr::speculate::{Complete, EarlyAnswer};
 use crate::backends::{Enrolment, PassphraseSubject, PassphraseVerdict};
 use crate::call::CallChannel;
 use crate::call::RecognitionSpec;
@@ -140,14 +140,12 @@ pub(super) async fn run<C: CallChannel>(
         Enrolment::NotEnrolled => return Ok(refuse(ctx, "not_enrolled")),
     };
     let mut spec = spec(&step.timers, phrases, digits, step.language.clone());
-    // Speculation is measured with Whisper (the default language) only: a
-    // Vosk engine loads a model per decoding thread on first use, and a
-    // speculative decode there made the Korean call test miss its answer.
-    if step.language.is_none() {
-        spec.early = Some(EarlyAnswer {
-            after: speculate::DEFAULT_AFTER,
-            complete,
-        });
+    // When configured (`passphrase.speculate_after`). Measured with Whisper
+    // (the default language) only: a Vosk engine loads a model per decoding
+    // thread on first use, and a speculative decode there made the Korean
+    // call test miss its answer.
+    if let (Some(after), None) = (ctx.services.speculate_after, &step.language) {
+        spec.early = Some(EarlyAnswer { after, complete });
     }
     let tries = Passphrase {
         spec,

@@ -438,6 +438,7 @@ fn run_case(
         webhook,
         handoff: crate::backends::handoff::Handoff::default(),
         default_country: crate::phone::Country::default(),
+        speculate_after: None,
     };
 
     let mut sink = VecSink::new();
