@@ -78,7 +78,10 @@ fi
 
 # The loader targets load libctranslate2 (the rpath build.rs sets is voxgate's
 # own binaries').
-export LD_LIBRARY_PATH="${LIBRARY_PATH:-}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# (no empty entry: an empty one would search the current directory)
+ldp=${LIBRARY_PATH:-}
+[ -z "${LD_LIBRARY_PATH:-}" ] || ldp=${ldp:+$ldp:}$LD_LIBRARY_PATH
+[ -z "$ldp" ] || export LD_LIBRARY_PATH="$ldp"
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1
 failed=0
 total_execs=0

@@ -618,9 +618,15 @@ fn real_voices_and_near_misses_over_rtp() {
 /// Seconds since midnight of an event's `ts` (RFC 3339, UTC, milliseconds).
 fn ts_secs(ev: &Value) -> f64 {
     let ts = ev["ts"].as_str().unwrap_or_else(|| panic!("no ts: {ev}"));
-    let time = ts.split_once('T').unwrap().1.trim_end_matches('Z');
-    let hms: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
-    hms[0] * 3600.0 + hms[1] * 60.0 + hms[2]
+    let (date, time) = ts.split_once('T').unwrap();
+    let day = voxgate::store::report::civil_day(date).unwrap_or_else(|| panic!("date: {ts}"));
+    let hms: Vec<f64> = time
+        .trim_end_matches('Z')
+        .split(':')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    // Whole days too: a call across midnight UTC must not go negative.
+    day as f64 * 86_400.0 + hms[0] * 3600.0 + hms[1] * 60.0 + hms[2]
 }
 
 /// Speculative decoding over a whole call: with a 5 s end-of-speech timer

@@ -449,8 +449,8 @@ pub struct Services {
     pub handoff: handoff::Handoff,
     /// Country for numbers a flow gives in national format (`lookup_caller`).
     pub default_country: crate::phone::Country,
-    /// `passphrase.speculate_after`: when `verify_passphrase` decodes at
-    /// the caller's first pause (None: only at the end of speech).
+    /// `passphrase.speculate_after`: how long a pause `verify_passphrase`
+    /// decodes at (None: only at the end of speech).
     pub speculate_after: Option<std::time::Duration>,
 }
 

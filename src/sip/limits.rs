@@ -157,6 +157,9 @@ struct Dialog {
     due: Option<Instant>,
     /// Its 200 goes (or now goes) once: not to be silenced again.
     quiet: bool,
+    /// From a trusted peer (judged by its own address, not by `key`: past
+    /// MAX_SOURCES a trusted peer shares the `None` entry with others).
+    exempt: bool,
 }
 
 /// The admission state of every source.
@@ -273,6 +276,7 @@ impl Limits {
             return;
         }
         let key = self.key(ip);
+        let exempt = self.is_exempt(Some(ip));
         let burst = self.cfg.invite_burst;
         let src = self
             .sources
@@ -288,6 +292,7 @@ impl Limits {
                 acked: false,
                 due: None,
                 quiet: false,
+                exempt,
             },
         );
     }
@@ -308,7 +313,7 @@ impl Limits {
             return false;
         };
         let key = d.key;
-        if self.is_exempt(key) {
+        if d.exempt {
             return false;
         }
         let once = self.sources.get(&key).is_some_and(|src| {
@@ -318,7 +323,9 @@ impl Limits {
         });
         if let Some(d) = self.dialogs.get_mut(call) {
             d.quiet |= once;
-            if d.due.is_none() && !d.acked && self.cfg.no_ack_strikes > 0 {
+            // The shared entry of the sources past MAX_SOURCES is never
+            // struck: one of them not ACKing says nothing of the others.
+            if d.due.is_none() && !d.acked && key.is_some() && self.cfg.no_ack_strikes > 0 {
                 let due = now + self.cfg.no_ack_after;
                 d.due = Some(due);
                 self.watch.push_back((due, call.to_string()));
@@ -358,7 +365,9 @@ impl Limits {
         }
         let mut out = Vec::new();
         for (call, d) in self.dialogs.iter_mut() {
-            if !d.acked && !d.quiet && struck.contains(&d.key) {
+            // Answered ones only: a dialog not yet answered is judged when
+            // its 200 goes (`answer_once`).
+            if !d.acked && !d.quiet && !d.exempt && d.due.is_some() && struck.contains(&d.key) {
                 d.quiet = true;
                 out.push(call.clone());
             }
@@ -824,6 +833,43 @@ mod tests {
         assert!(l.take_silenced(at(4)).is_empty());
         assert!(!answer(&mut l, at(70), "b", "192.0.2.1"));
         assert!(l.take_silenced(at(74)).is_empty());
+    }
+
+    #[test]
+    fn past_the_source_cap_nobody_is_struck_and_trusted_peers_keep_retransmissions() {
+        let t0 = Instant::now();
+        let mut l = no_ack_limits();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // Fill the table with forged sources (11.0.0.0/16), each holding a
+        // live dialog.
+        for i in 0..MAX_SOURCES as u32 {
+            l.dialog_started(
+                t0,
+                &format!("x{i}"),
+                IpAddr::from(std::net::Ipv4Addr::from(0x0B00_0000 + i)),
+            );
+        }
+        // Past the cap: a reflector, a trusted peer, a real caller share `None`.
+        assert!(!answer(&mut l, at(1), "refl", "198.51.100.9"));
+        assert!(!answer(&mut l, at(1), "trusted", "10.1.2.3"));
+        assert!(!answer(&mut l, at(2), "real", "192.0.2.77"));
+        // The reflector's 200 goes un-ACKed 4 s: the shared entry is not struck.
+        assert!(l.take_silenced(at(6)).is_empty());
+        assert!(!answer(&mut l, at(7), "trusted2", "10.1.2.3"));
+        assert!(!answer(&mut l, at(7), "real2", "192.0.2.77"));
+    }
+
+    #[test]
+    fn a_dialog_not_yet_answered_is_not_silenced_with_its_source() {
+        let t0 = Instant::now();
+        let mut l = no_ack_limits();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(!answer(&mut l, at(0), "f0", "198.51.100.9"));
+        // Still ringing when the strike falls due.
+        l.dialog_started(at(1), "ringing", ip("198.51.100.9"));
+        assert_eq!(l.take_silenced(at(4)), vec!["f0"]);
+        // Answered now: it goes once, as its source is struck.
+        assert!(l.answer_once(at(5), "ringing"));
     }
 
     #[test]
