@@ -85,6 +85,23 @@ impl Default for Options<'_> {
 
 impl Voxgate {
     pub fn start(name: &str, opts: Options<'_>) -> Voxgate {
+        // free_port's port is free when it returns, not when voxgate binds
+        // it: another test's socket can take it in between. Then voxgate
+        // exits at start-up with EADDRINUSE; start again on another port.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match Self::try_start(name, &opts) {
+                Ok(vg) => return vg,
+                Err(log) if tries < 5 && log.contains("Address already in use") => {
+                    eprintln!("voxgate's port was taken before it bound it; again");
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
+    }
+
+    fn try_start(name: &str, opts: &Options<'_>) -> Result<Voxgate, String> {
         let dir = scratch(name);
         let port = free_port();
         let (lo, hi) = rtp_range();
@@ -149,12 +166,13 @@ impl Voxgate {
             dir,
             stderr: Some(stderr),
         };
-        vg.wait_ready();
-        vg
+        vg.wait_ready()?;
+        Ok(vg)
     }
 
-    /// OPTIONS until it answers (the health probe a dispatcher would use).
-    fn wait_ready(&mut self) {
+    /// OPTIONS until it answers (the health probe a dispatcher would use);
+    /// what went wrong when voxgate exited instead.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let sock = UdpSocket::bind(if self.sip.is_ipv6() {
             "[::1]:0"
         } else {
@@ -172,7 +190,7 @@ impl Voxgate {
                     .take()
                     .map(|h| h.join().unwrap_or_default())
                     .unwrap_or_default();
-                panic!("voxgate exited during start-up ({status}):\n{log}");
+                return Err(format!("voxgate exited during start-up ({status}):\n{log}"));
             }
             let local = sock.local_addr().unwrap();
             let msg = format!(
@@ -183,7 +201,7 @@ impl Voxgate {
             let _ = sock.send_to(msg.as_bytes(), self.sip);
             if let Ok((n, _)) = sock.recv_from(&mut buf) {
                 if buf[..n].starts_with(b"SIP/2.0 200") {
-                    return;
+                    return Ok(());
                 }
             }
         }
