@@ -23,10 +23,6 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-use voxgate::phone::{normalise, Country};
-use voxgate::store::sealed::write_key_file;
-use voxgate::store::{NewAccount, SecretKey, Store};
-use zeroize::Zeroizing;
 
 /// Real, valid numbers (libphonenumber refuses 555 area codes).
 const NUM_PHRASE: &str = "+16502530000";
@@ -71,34 +67,7 @@ fn start(name: &str, extra: &str, accounts: &[(&str, &str, &str)]) -> Voxgate {
 
 /// [`start`] on the flows in `flows` (under the repository root).
 fn start_flows(name: &str, flows: &str, extra: &str, accounts: &[(&str, &str, &str)]) -> Voxgate {
-    let state = scratch(&format!("{name}-state"));
-    let (db, key_file) = (state.join("accounts.db"), state.join("secret.key"));
-    let key = SecretKey::generate();
-    write_key_file(&key_file, &key).unwrap();
-    let store = Store::open(&db).unwrap();
-    for (id, phone, phrase) in accounts {
-        let acct = NewAccount {
-            id: Some((*id).to_string()),
-            phone: Some(normalise(phone, Country::default()).unwrap()),
-            passphrase: Some(Zeroizing::new((*phrase).to_string())),
-            ..NewAccount::default()
-        };
-        assert_eq!(store.add(&acct, Some(&key)).unwrap(), *id);
-    }
-    drop(store);
-    let config = format!(
-        "models_dir: \"{}\"\ndatabase: \"{}\"\nsecret_key_file: \"{}\"\n{extra}",
-        models().display(),
-        db.display(),
-        key_file.display()
-    );
-    Voxgate::start(
-        name,
-        Options {
-            flows: root().join(flows),
-            extra_config: &config,
-        },
-    )
+    serve_with_passphrases(name, flows, &models(), extra, accounts)
 }
 
 /// `secs` of µ-law silence.

@@ -17,10 +17,6 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-use voxgate::phone::{normalise, Country};
-use voxgate::store::sealed::write_key_file;
-use voxgate::store::{NewAccount, SecretKey, Store};
-use zeroize::Zeroizing;
 
 const NUM_KO: &str = "+16502530010";
 /// "White horse", as in the IntelePeer demo.
@@ -40,31 +36,12 @@ fn models() -> PathBuf {
 /// `serve` on the Korean test flow with an account store holding one
 /// account whose passphrase is [`PHRASE`], sealed under a key of its own.
 fn start(name: &str) -> Voxgate {
-    let state = scratch(&format!("{name}-state"));
-    let (db, key_file) = (state.join("accounts.db"), state.join("secret.key"));
-    let key = SecretKey::generate();
-    write_key_file(&key_file, &key).unwrap();
-    let store = Store::open(&db).unwrap();
-    let acct = NewAccount {
-        id: Some("acct_ko".into()),
-        phone: Some(normalise(NUM_KO, Country::default()).unwrap()),
-        passphrase: Some(Zeroizing::new(PHRASE.to_string())),
-        ..NewAccount::default()
-    };
-    assert_eq!(store.add(&acct, Some(&key)).unwrap(), "acct_ko");
-    drop(store);
-    let config = format!(
-        "models_dir: \"{}\"\ndatabase: \"{}\"\nsecret_key_file: \"{}\"\n",
-        models().display(),
-        db.display(),
-        key_file.display()
-    );
-    Voxgate::start(
+    serve_with_passphrases(
         name,
-        Options {
-            flows: root().join("tests/flows_passphrase_ko"),
-            extra_config: &config,
-        },
+        "tests/flows_passphrase_ko",
+        &models(),
+        "",
+        &[("acct_ko", NUM_KO, PHRASE)],
     )
 }
 

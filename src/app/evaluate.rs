@@ -342,6 +342,23 @@ fn dump(path: &Path, checked: &[Checked]) -> anyhow::Result<()> {
     std::fs::write(path, out).with_context(|| format!("{}", path.display()))
 }
 
+/// What `verify_passphrase` asks the recogniser for `row` (the enrolled
+/// phrase as hint unless `--no-hint`; digits mode for a digit string).
+fn spec_for(row: &Row, o: &EvalOptions) -> crate::call::RecognitionSpec {
+    let digits = phrase::is_digits(&row.enrolled);
+    crate::call::RecognitionSpec {
+        phrases: if digits || !o.hint {
+            Vec::new()
+        } else {
+            vec![row.enrolled.clone()]
+        },
+        digits_only: digits,
+        language: None,
+        timers: crate::asr::Timers::RECORDING,
+        early: None,
+    }
+}
+
 /// Run the evaluation over the manifest's recordings.
 pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
     let rows: Vec<Row> = read_manifest(manifest)?
@@ -366,17 +383,7 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
     let mut checked = Vec::with_capacity(rows.len());
     for row in rows {
         let digits = phrase::is_digits(&row.enrolled);
-        let spec = crate::call::RecognitionSpec {
-            phrases: if digits || !o.hint {
-                Vec::new()
-            } else {
-                vec![row.enrolled.clone()]
-            },
-            digits_only: digits,
-            language: None,
-            timers: crate::asr::Timers::RECORDING,
-            early: None,
-        };
+        let spec = spec_for(&row, o);
         if let Ok(mut last) = engine.last.lock() {
             *last = None;
         }

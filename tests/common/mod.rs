@@ -61,6 +61,50 @@ fn rtp_range() -> (u16, u16) {
     (base, base + 39)
 }
 
+/// `serve` on `flows` (under the repo) with the speech models in `models`,
+/// an account store at a path of its own seeded with `accounts` (id, phone,
+/// passphrase) sealed under a key written where serve reads it; `extra` is
+/// more config (`{port}` is the SIP port).
+pub fn serve_with_passphrases(
+    name: &str,
+    flows: &str,
+    models: &Path,
+    extra: &str,
+    accounts: &[(&str, &str, &str)],
+) -> Voxgate {
+    use voxgate::phone::{normalise, Country};
+    use voxgate::store::sealed::write_key_file;
+    use voxgate::store::{NewAccount, SecretKey, Store};
+    let state = scratch(&format!("{name}-state"));
+    let (db, key_file) = (state.join("accounts.db"), state.join("secret.key"));
+    let key = SecretKey::generate();
+    write_key_file(&key_file, &key).unwrap();
+    let store = Store::open(&db).unwrap();
+    for (id, phone, phrase) in accounts {
+        let acct = NewAccount {
+            id: Some((*id).to_string()),
+            phone: Some(normalise(phone, Country::default()).unwrap()),
+            passphrase: Some(zeroize::Zeroizing::new((*phrase).to_string())),
+            ..NewAccount::default()
+        };
+        assert_eq!(store.add(&acct, Some(&key)).unwrap(), *id);
+    }
+    drop(store);
+    let config = format!(
+        "models_dir: \"{}\"\ndatabase: \"{}\"\nsecret_key_file: \"{}\"\n{extra}",
+        models.display(),
+        db.display(),
+        key_file.display()
+    );
+    Voxgate::start(
+        name,
+        Options {
+            flows: root().join(flows),
+            extra_config: &config,
+        },
+    )
+}
+
 pub struct Voxgate {
     child: Child,
     pub sip: SocketAddr,

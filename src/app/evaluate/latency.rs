@@ -47,17 +47,7 @@ pub(super) fn run(
     let mut all = Vec::with_capacity(rows.len());
     for row in rows {
         let digits = phrase::is_digits(&row.enrolled);
-        let spec = crate::call::RecognitionSpec {
-            phrases: if digits || !o.hint {
-                Vec::new()
-            } else {
-                vec![row.enrolled.clone()]
-            },
-            digits_only: digits,
-            language: None,
-            timers: crate::asr::Timers::RECORDING,
-            early: None,
-        };
+        let spec = super::spec_for(row, o);
         // As verify_passphrase asks for it.
         let early = EarlyAnswer {
             after: o.speculate_after.unwrap_or(DEFAULT_AFTER),
