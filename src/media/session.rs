@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -64,7 +63,7 @@ mod phase_tests {
 /// the channels to the call. Build it with [`MediaSession::new`], then spawn
 /// [`MediaSession::run`].
 pub struct MediaSession {
-    /// Non-blocking; becomes a tokio socket on the runtime that runs the session.
+    /// Bound; the session makes it non-blocking and reads it on its ticks.
     socket: std::net::UdpSocket,
     params: MediaParams,
     cfg: SessionConfig,
@@ -96,17 +95,20 @@ impl MediaSession {
 
     /// Run the leg until [`MediaCommand::Shutdown`] or until the command
     /// channel closes; returns the leg's statistics. Must run inside a tokio
-    /// runtime (the socket is registered with it here). Ticks start on a
+    /// runtime with a timer (the socket itself stays out of its epoll set). Ticks start on a
     /// process-wide 5 ms phase so the timers of all calls coalesce.
     pub async fn run(mut self) -> MediaStats {
-        let socket = match UdpSocket::from_std(self.socket) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot register the RTP socket; no media on this call");
-                let _ = self.events.send(MediaEvent::RtpTimeout);
-                return MediaStats::default();
-            }
-        };
+        // The socket is read only on ticks, never awaited: it stays a plain
+        // non-blocking socket, out of the runtime's epoll set, so the
+        // caller's packets (50 a second per call) do not wake the media
+        // thread between ticks. Registered, every arrival woke it to mark
+        // readiness nobody waited for.
+        let socket = self.socket;
+        if let Err(e) = socket.set_nonblocking(true) {
+            tracing::error!(error = %e, "cannot make the RTP socket non-blocking; no media on this call");
+            let _ = self.events.send(MediaEvent::RtpTimeout);
+            return MediaStats::default();
+        }
         // Kernel receive times, for the jitter (best effort).
         #[cfg(target_os = "linux")]
         rx_time::enable(std::os::fd::AsRawFd::as_raw_fd(&socket));
@@ -158,33 +160,30 @@ impl MediaSession {
 
 /// One waiting datagram, with the kernel's receive time when it has one.
 fn recv(
-    socket: &UdpSocket,
+    socket: &std::net::UdpSocket,
     buf: &mut [u8],
 ) -> std::io::Result<(usize, std::net::SocketAddr, Option<Duration>)> {
     #[cfg(target_os = "linux")]
     {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
-        socket.try_io(tokio::io::Interest::READABLE, || {
-            rx_time::recv_from(fd, buf)
-        })
+        rx_time::recv_from(std::os::fd::AsRawFd::as_raw_fd(socket), buf)
     }
     #[cfg(not(target_os = "linux"))]
     {
-        socket.try_recv_from(buf).map(|(n, from)| (n, from, None))
+        socket.recv_from(buf).map(|(n, from)| (n, from, None))
     }
 }
 
 /// Carry out the core's outputs; its next deadline, or None once it stopped.
 fn execute(
     core: &mut MediaCore,
-    socket: &UdpSocket,
+    socket: &std::net::UdpSocket,
     events: &mpsc::UnboundedSender<MediaEvent>,
 ) -> Option<std::time::Instant> {
     loop {
         match core.poll_output()? {
             Output::Transmit(t) => {
                 // UDP sends do not block in practice; a full buffer drops the frame.
-                if socket.try_send_to(t.data, t.to).is_ok() {
+                if socket.send_to(t.data, t.to).is_ok() {
                     core.transmitted();
                 }
             }

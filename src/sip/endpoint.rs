@@ -639,7 +639,9 @@ impl<H: DialogHandler> Endpoint<H> {
                 peer,
                 headers,
             } => {
-                self.limits.dialog_started(now, &call, peer.addr.ip());
+                let connected = matches!(peer.link, Link::Tcp(_));
+                self.limits
+                    .dialog_started(now, &call, peer.addr.ip(), connected);
                 if let Link::Tcp(conn) = peer.link {
                     if let Some(w) = self.tcp_writers.get(&conn) {
                         w.dialogs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -157,8 +157,11 @@ struct Dialog {
     due: Option<Instant>,
     /// Its 200 goes (or now goes) once: not to be silenced again.
     quiet: bool,
-    /// From a trusted peer (judged by its own address, not by `key`: past
-    /// MAX_SOURCES a trusted peer shares the `None` entry with others).
+    /// Never answered once, never a strike: from a trusted peer (judged by
+    /// its own address, not by `key`: past MAX_SOURCES a trusted peer shares
+    /// the `None` entry with others), or over a connection (TCP, TLS), whose
+    /// source cannot be forged, so its missing ACK says nothing of spoofing
+    /// and its 200s cannot be reflected at anyone.
     exempt: bool,
 }
 
@@ -270,13 +273,14 @@ impl Limits {
         }
     }
 
-    /// The core took the INVITE: a dialog `call` from `ip` now exists.
-    pub fn dialog_started(&mut self, now: Instant, call: &str, ip: IpAddr) {
+    /// The core took the INVITE: a dialog `call` from `ip` now exists;
+    /// `connected`: it came over a connection (TCP, TLS), not a datagram.
+    pub fn dialog_started(&mut self, now: Instant, call: &str, ip: IpAddr, connected: bool) {
         if self.dialogs.contains_key(call) {
             return;
         }
         let key = self.key(ip);
-        let exempt = self.is_exempt(Some(ip));
+        let exempt = connected || self.is_exempt(Some(ip));
         let burst = self.cfg.invite_burst;
         let src = self
             .sources
@@ -505,7 +509,7 @@ mod tests {
     fn admit(l: &mut Limits, now: Instant, call: &str, from: &str) -> Verdict {
         let v = l.check_invite(now, ip(from));
         if v == Verdict::Admit {
-            l.dialog_started(now, call, ip(from));
+            l.dialog_started(now, call, ip(from), false);
         }
         v
     }
@@ -675,22 +679,22 @@ mod tests {
             ..cfg()
         };
         let mut l = Limits::new(cfg, vec!["10.0.0.0/8".parse().unwrap()]);
-        l.dialog_started(t0, "a", ip("192.0.2.1"));
+        l.dialog_started(t0, "a", ip("192.0.2.1"), false);
         assert!(
             !l.answer_once(t0, "a"),
             "the first un-ACKed dialog is retransmitted"
         );
-        l.dialog_started(t0, "b", ip("192.0.2.1"));
+        l.dialog_started(t0, "b", ip("192.0.2.1"), false);
         assert!(l.answer_once(t0, "b"));
-        l.dialog_started(t0, "c", ip("192.0.2.2"));
+        l.dialog_started(t0, "c", ip("192.0.2.2"), false);
         assert!(!l.answer_once(t0, "c"), "another source is not affected");
         l.dialog_confirmed("a");
-        l.dialog_started(t0, "d", ip("192.0.2.1"));
+        l.dialog_started(t0, "d", ip("192.0.2.1"), false);
         assert!(l.answer_once(t0, "d"), "b is still un-ACKed");
         l.dialog_ended("b");
         assert!(!l.answer_once(t0, "d"));
-        l.dialog_started(t0, "e", ip("10.1.2.3"));
-        l.dialog_started(t0, "f", ip("10.1.2.3"));
+        l.dialog_started(t0, "e", ip("10.1.2.3"), false);
+        l.dialog_started(t0, "f", ip("10.1.2.3"), false);
         assert!(
             !l.answer_once(t0, "f"),
             "trusted peers always get retransmissions"
@@ -716,7 +720,7 @@ mod tests {
     }
 
     fn answer(l: &mut Limits, now: Instant, call: &str, from: &str) -> bool {
-        l.dialog_started(now, call, ip(from));
+        l.dialog_started(now, call, ip(from), false);
         l.answer_once(now, call)
     }
 
@@ -847,6 +851,7 @@ mod tests {
                 t0,
                 &format!("x{i}"),
                 IpAddr::from(std::net::Ipv4Addr::from(0x0B00_0000 + i)),
+                false,
             );
         }
         // Past the cap: a reflector, a trusted peer, a real caller share `None`.
@@ -866,10 +871,30 @@ mod tests {
         let at = |s: u64| t0 + Duration::from_secs(s);
         assert!(!answer(&mut l, at(0), "f0", "198.51.100.9"));
         // Still ringing when the strike falls due.
-        l.dialog_started(at(1), "ringing", ip("198.51.100.9"));
+        l.dialog_started(at(1), "ringing", ip("198.51.100.9"), false);
         assert_eq!(l.take_silenced(at(4)), vec!["f0"]);
         // Answered now: it goes once, as its source is struck.
         assert!(l.answer_once(at(5), "ringing"));
+    }
+
+    #[test]
+    fn a_caller_over_a_connection_never_strikes_nor_is_answered_once() {
+        let t0 = Instant::now();
+        let mut l = no_ack_limits();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // A TCP caller that never ACKs: no strike against its address…
+        l.dialog_started(at(0), "tcp", ip("198.51.100.9"), true);
+        assert!(!l.answer_once(at(0), "tcp"));
+        assert!(l.take_silenced(at(5)).is_empty());
+        assert!(!answer(&mut l, at(6), "udp", "198.51.100.9"), "not struck");
+        // …and once its address is struck by a datagram INVITE that was not
+        // ACKed, its own 200s over the connection still go in full.
+        l.dialog_started(at(7), "tcp1", ip("198.51.100.9"), true);
+        assert!(!l.answer_once(at(7), "tcp1"));
+        assert_eq!(l.take_silenced(at(10)), vec!["udp"], "not tcp1");
+        l.dialog_started(at(11), "tcp2", ip("198.51.100.9"), true);
+        assert!(!l.answer_once(at(11), "tcp2"));
+        assert!(answer(&mut l, at(11), "udp2", "198.51.100.9"), "struck");
     }
 
     #[test]
@@ -880,7 +905,7 @@ mod tests {
         for i in 0..(MAX_SOURCES as u32 + 100) {
             let from = IpAddr::from(std::net::Ipv4Addr::from(0xC633_0000 + i));
             let call = format!("x{i}");
-            l.dialog_started(t0, &call, from);
+            l.dialog_started(t0, &call, from, false);
             l.answer_once(t0, &call);
             l.dialog_ended(&call);
         }
