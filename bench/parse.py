@@ -185,6 +185,60 @@ def relaystats(log):
     return " ".join(f.get(k, "-") for k in ("frames", "dropped", "wait_p50_ms", "wait_p99_ms", "caller_send_p50_ms", "caller_send_p99_ms", "agent_send_p50_ms", "agent_send_p99_ms"))
 
 
+def _histogram(path, name):
+    """Cumulative buckets {le: count} of a histogram in a Prometheus text file."""
+    out = {}
+    for line in open(path):
+        m = re.match(r'%s_bucket\{le="([^"]+)"\} (\S+)' % re.escape(name), line)
+        if m:
+            out[float(m.group(1))] = float(m.group(2))
+    return out
+
+
+def _ticks(path, prefix):
+    return sum(int(n) for comm, n in (l.split() for l in open(path) if l.strip()) if comm.startswith(prefix))
+
+
+def passload(d, callers, hz):
+    """The passphrase side of bench/passphrase_load.sh: checks in the window
+    (decoder latency from /metrics, decoder CPU per check), and the verdicts
+    of every passphrase call of the run (events)."""
+    name = "voxgate_recognition_seconds"
+    a, b = _histogram(d + "/metrics.start", name), _histogram(d + "/metrics.end", name)
+    les = sorted(b)
+    delta = [b[le] - a.get(le, 0) for le in les]
+    n = delta[-1] if delta else 0
+
+    def q(p):
+        for le, c in zip(les, delta):
+            if c >= p * n:
+                return "> 5000" if math.isinf(le) else "%d" % (le * 1000)
+        return "-"
+
+    cpu = (_ticks(d + "/threads.end", "voxgate-asr") - _ticks(d + "/threads.start", "voxgate-asr")) / float(hz)
+    verdicts = {}
+    for line in open(d + "/events.jsonl"):
+        try:
+            ev = json.loads(line)["event"]
+        except (ValueError, KeyError):
+            continue
+        if ev.get("event") in ("auth_passed", "auth_failed") and ev.get("step") == "passphrase":
+            key = ev["event"] + ("/" + ev["reason"] if ev.get("reason") else "")
+            verdicts[key] = verdicts.get(key, 0) + 1
+    ok, failed = sipp_stat(d + "/pass_stat.csv", "SuccessfulCall(C)", "FailedCall(C)")
+    per = "%.0f" % (cpu / n * 1000) if n else "-"
+    lines = [
+        "",
+        "Passphrase callers (%s at a time): %s calls completed, %s failed (sipp); verdicts over the run: %s"
+        % (callers, ok, failed, ", ".join("%s %d" % kv for kv in sorted(verdicts.items())) or "none"),
+        "",
+        "| checks in the window | decoder latency p50 / p95 / p99 ms (queued → answer, bucket bounds) | decoder threads CPU s | CPU per check ms |",
+        "|---:|---:|---:|---:|",
+        "| %d | %s / %s / %s | %.1f | %s |" % (n, q(0.5), q(0.95), q(0.99), cpu, per),
+    ]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "stat":
@@ -203,3 +257,5 @@ if __name__ == "__main__":
         print(rtpstats(args[0]))
     elif cmd == "relaystats":
         print(relaystats(args[0]))
+    elif cmd == "passload":
+        print(passload(args[0], args[1], args[2]))

@@ -11,7 +11,11 @@
 # (sipp scenario, default load.xml), INF (sipp -inf file, default none),
 # DATABASE (account database for voxgate, default none); for every run:
 # EXTRA_CONFIG (YAML appended to voxgate's config as is, default none: e.g.
-# `sms:` and `codes:` for bench/codes.sh); OUT (output folder).
+# `sms:` and `codes:` for bench/codes.sh); OUT (output folder); for the
+# levels: SIDE_LOAD (a command started beside the level's sipp, in the level's
+# folder, with SIP_PORT exported, and stopped after the window: a second load,
+# e.g. bench/passphrase_load.sh's passphrase callers) and WINDOW_HOOK (a
+# command run with `start` and then `end` at the window's edges).
 # Everything runs on 127.0.0.1; every run is bounded; children die on exit.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -122,6 +126,12 @@ run_level() { # N
       -trace_err -error_file errors.log > sipp.out 2>&1) &
   local spid=$!
   pids+=("$spid")
+  local side=""
+  if [ -n "${SIDE_LOAD:-}" ]; then
+    (cd "$d" && SIP_PORT=$SIP_PORT exec setsid bash -c "$SIDE_LOAD" > side.out 2>&1) &
+    side=$!
+    pids+=("$side")
+  fi
   # Ramp: until sipp holds N calls (or the ramp time plus 20 s has passed).
   local t_start; t_start=$(now)
   while :; do
@@ -132,6 +142,7 @@ run_level() { # N
     sleep 1
   done
   sleep "$SETTLE"
+  [ -n "${WINDOW_HOOK:-}" ] && (cd "$d" && bash -c "$WINDOW_HOOK" hook start)
   kill -USR1 "$vpid"
   local v0 s0 t0 cmin=999999 cmax=0
   v0=$(ticks "$vpid"); s0=$(ticks "$spid"); t0=$(now)
@@ -148,6 +159,9 @@ run_level() { # N
   idle1=$(awk '/^cpu /{print $5+$6; exit}' /proc/stat)
   local rq1 ts1; read -r rq1 ts1 <<< "$(schedstat "$vpid")"
   kill -USR1 "$vpid"
+  [ -n "${WINDOW_HOOK:-}" ] && (cd "$d" && bash -c "$WINDOW_HOOK" hook end)
+  # The side load's process group (setsid): its sipp and helpers.
+  [ -n "$side" ] && { kill -TERM -- "-$side" 2>/dev/null; wait "$side" 2>/dev/null; }
   rss=$(rss_mib "$vpid")
   for t in /proc/"$vpid"/task/*; do echo "$(cat "$t/comm") $(awk '{print $14+$15}' "$t/stat")"; done > "$d/threads.txt" 2>/dev/null
   sleep 0.3
