@@ -6,7 +6,8 @@
 # G.711) to bench/flows/pass.yaml, one call after another from 2,000 enrolled
 # numbers. Prints run.sh's table (RTP send interval, INVITE→200 of the IVR
 # load) and the checks: how many, their verdicts, the decoder's latency from
-# /metrics (queued → answer) and the decoder threads' CPU per check.
+# /metrics (queued → answer) and the decoding CPU per check (CTranslate2's
+# replica threads).
 #
 #   bench/passphrase_load.sh [LEVEL]      default 1000
 #
@@ -76,6 +77,10 @@ for f in glob.glob('/proc/[0-9]*/cmdline'):
             s = open(t).read()
             comm = s[s.index('(') + 1:s.rindex(')')]
             rest = s[s.rindex(')') + 2:].split()
+            # CTranslate2's replica workers are unnamed: they carry the
+            # process's name; the main thread is the one whose id is the pid.
+            if comm == 'voxgate' and t.split('/')[4] != pid:
+                comm = 'ct2-worker'
             rows.append('%s %d' % (comm, int(rest[11]) + int(rest[12])))
     except OSError:
         pass
