@@ -3,10 +3,11 @@
 # (AFL++). Installs what it needs (idempotently), builds fuzz/ (which
 # includes the parser modules' sources directly: no CTranslate2 build) and
 # fuzz/loaders/ (the flow and config loaders, through the voxgate library:
-# built with $VOXGATE_CARGO_FEATURES, the prebuilt CTranslate2 on x86_64
-# Linux) and runs each target for FUZZ_SECONDS (default 5). A crash fails the script and
+# built into target/ next to the release build, whose dependencies it reuses;
+# only voxgate and the targets are instrumented) and runs each target for FUZZ_SECONDS (default 5). A crash fails the script and
 # is left in fuzz/out/<target>/default/crashes/ (replay it with
-# `fuzz/target/release/<target> < FILE`; add a regression test).
+# `fuzz/target/release/<target> < FILE`, `target/release/<flow|config>` for
+# the loaders; add a regression test).
 # Usage: scripts/fuzz.sh [TARGET...]   (default: every target)
 # FUZZ_EXECS=N stops each target after N executions instead (the long runs:
 # FUZZ_EXECS=10000000; FUZZ_SECONDS then caps the time, default a day).
@@ -33,9 +34,21 @@ fi
 if wants flow config; then
     # The loaders need no recogniser: no libvosk.
     VOXGATE_VOSK=off need_ctranslate2
-    log "building the loader fuzz targets (fuzz/loaders: cargo afl build --release $VOXGATE_CARGO_FEATURES)"
+    # Only voxgate and the two targets are compiled (instrumented, by
+    # fuzz/loaders/instrument-rustc); every dependency comes from the main
+    # release build in target/ as it is, so after `cargo build --release` this
+    # costs one instrumented build of the library (~3 CPU-minutes), not the
+    # whole tree's (~18 with cargo afl build).
+    afl_rt() {
+        ls "${XDG_DATA_HOME:-$HOME/.local/share}"/afl.rs/rustc-"$(rustc --version | awk '{print $2}')"-*/afl.rs-*/afl-llvm/afl-compiler-rt.o 2>/dev/null | head -1
+    }
+    AFL_RT=$(afl_rt)
+    [ -n "$AFL_RT" ] || { cargo afl config --build >/dev/null; AFL_RT=$(afl_rt); }
+    [ -n "$AFL_RT" ] || { log "cannot find AFL++'s runtime object (cargo afl config --build)"; exit 1; }
+    log "building the loader fuzz targets (fuzz/loaders into target/, instrumenting voxgate only)"
     # shellcheck disable=SC2086 # the features are words
-    (cd loaders && cargo afl build --release --locked --quiet --target-dir "$ROOT/fuzz/target" $VOXGATE_CARGO_FEATURES)
+    (cd loaders && AFL_RT="$AFL_RT" RUSTC_WRAPPER="$ROOT/fuzz/loaders/instrument-rustc" \
+        cargo build --release --locked --quiet --target-dir "$ROOT/target" $VOXGATE_CARGO_FEATURES)
 fi
 
 # Seeds: RFC 4475's torture messages (../shared/conformance), the SDP bodies
@@ -89,7 +102,9 @@ for t in "${TARGETS[@]}"; do
     out="$ROOT/fuzz/out/$t"
     rm -rf "$out"; mkdir -p "$ROOT/fuzz/out"
     log "fuzzing $t (${LIMIT[*]})"
-    cargo afl fuzz "${LIMIT[@]}" -i "$SEEDS/$t" -o "$out" "$ROOT/fuzz/target/release/$t" >"$out.log" 2>&1 || {
+    bin="$ROOT/fuzz/target/release/$t"
+    case $t in flow | config) bin="$ROOT/target/release/$t" ;; esac
+    cargo afl fuzz "${LIMIT[@]}" -i "$SEEDS/$t" -o "$out" "$bin" >"$out.log" 2>&1 || {
         tail -20 "$out.log"; failed=1; continue; }
     stats="$out/default/fuzzer_stats"
     execs=$(awk -F: '/^execs_done/ {gsub(/ /, "", $2); print $2}' "$stats")
