@@ -19,6 +19,7 @@ need_ctranslate2
 # shellcheck disable=SC2086 # the features are words
 [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release --locked --quiet $VOXGATE_CARGO_FEATURES
 "$ROOT/scripts/fetch-whisper" >/dev/null
+"$ROOT/scripts/fetch-whisper" base >/dev/null   # the second model of --confirm
 SET="$ROOT/bench/out/passphrase-set"
 if [ ! -s "$SET/manifest.tsv" ] || [ "$(head -1 "$SET/manifest.tsv" | awk -F'\t' '{print NF}')" != 7 ]; then
     rm -rf "$SET"
@@ -35,7 +36,7 @@ for beam in ${BEAMS:-1 5}; do
     pids=()
     for part in allison_digits espeak_words,piper_words,nonspeech; do
         nice "$BIN" evaluate-passphrases "$SET/manifest.tsv" --models models --beam "$beam" \
-            --min-confidence "$GATE" --sets "$part" --dump "$OUT/beam$beam-${part%%,*}.tsv" \
+            --min-confidence "$GATE" --sets "$part" --confirm --dump "$OUT/beam$beam-${part%%,*}.tsv" \
             > "$OUT/beam$beam-${part%%,*}.md" &
         pids+=($!)
     done

@@ -66,6 +66,12 @@ need_speech_model() {
         need_debs python3 python3-pip
     fi
     "$ROOT/scripts/fetch-whisper"
+    # Whisper base into models/whisper-base: confirms the word passphrases
+    # tiny.en accepts (asr::confirm). Optional for serve (without it word
+    # passphrases are checked by tiny.en alone); VOXGATE_CONFIRM=off skips it.
+    if [ "${VOXGATE_CONFIRM:-on}" != off ]; then
+        "$ROOT/scripts/fetch-whisper" base
+    fi
 }
 
 # Which CTranslate2 voxgate links (cargo feature), exported for every cargo

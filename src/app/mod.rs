@@ -879,6 +879,7 @@ pub fn recognize(files: &[PathBuf], digits: bool, phrases: &[String], models: &P
         language: None,
         timers: crate::asr::Timers::RECORDING,
         early: None,
+        confirm: false,
     };
     let mut failed = false;
     for f in files {

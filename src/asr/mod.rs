@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub mod by_language;
+pub mod confirm;
 pub mod endpoint;
 pub mod mel;
 pub mod phrase;
@@ -47,6 +48,9 @@ pub struct Hints {
     /// The step's language tag (None = the default, English): picks the
     /// engine when several are loaded ([`by_language::ByLanguage`]).
     pub language: Option<String>,
+    /// The phrase is a secret to check (a passphrase): when a second model
+    /// is installed it must hear a matched word phrase too ([`confirm`]).
+    pub confirm: bool,
 }
 
 /// What the engine made of one utterance.
@@ -130,7 +134,7 @@ pub fn load_with(
 /// thread, loaded on first use). A Vosk folder that cannot be used is
 /// logged and skipped.
 pub fn load_serving(models_dir: &Path, threads: usize) -> Result<Arc<dyn SpeechEngine>, AsrError> {
-    let whisper = load_default(models_dir)?;
+    let whisper = confirmed(load_default(models_dir)?, models_dir);
     let mut engines = vec![whisper];
     for (lang, dir) in vosk::installed(models_dir) {
         match vosk::VoskEngine::load(&dir, &lang, threads) {
@@ -142,4 +146,32 @@ pub fn load_serving(models_dir: &Path, threads: usize) -> Result<Arc<dyn SpeechE
         return Ok(engines.remove(0));
     }
     Ok(Arc::new(by_language::ByLanguage::new(engines)))
+}
+
+/// `first` with its word passphrases confirmed by Whisper base when
+/// `models/whisper-base` is installed ([`confirm`]); else `first` as it is.
+/// Either way it says so at start.
+fn confirmed(first: Arc<dyn SpeechEngine>, models_dir: &Path) -> Arc<dyn SpeechEngine> {
+    let started = std::time::Instant::now();
+    match confirm::Confirmer::load(models_dir, &whisper::LoadOptions::default()) {
+        Ok(Some(second)) => {
+            tracing::info!(
+                load_ms = started.elapsed().as_millis() as u64,
+                "word passphrases confirmed by whisper base"
+            );
+            Arc::new(confirm::Confirmed::new(
+                first,
+                second,
+                confirm::SHIPPED_HINT,
+            ))
+        }
+        Ok(None) => {
+            tracing::info!("word passphrases checked by one model: whisper base is not installed (scripts/fetch-whisper base)");
+            first
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "word passphrases checked by one model: whisper base cannot be loaded");
+            first
+        }
+    }
 }
