@@ -9,7 +9,9 @@
 # numbers then summarised together (bench/passphrase/summarize.py): true/false
 # accept per set and condition on the test split, at MIN_CONFIDENCE and at the
 # gate fitted on the train split, a gate sweep, the no-speech gate's margins
-# and CPU per check. Not a test: numbers only. Never prints a transcript.
+# and CPU per check; with --confirm, the word checks tiny.en matches decoded
+# again by Whisper base, with and without the hint (models/whisper-base).
+# Not a test: numbers only. Never prints a transcript.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -66,10 +66,11 @@ need_speech_model() {
         need_debs python3 python3-pip
     fi
     "$ROOT/scripts/fetch-whisper"
-    # Whisper base into models/whisper-base: confirms the word passphrases
-    # tiny.en accepts (asr::confirm). Optional for serve (without it word
-    # passphrases are checked by tiny.en alone); VOXGATE_CONFIRM=off skips it.
-    if [ "${VOXGATE_CONFIRM:-on}" != off ]; then
+    # Whisper base (models/whisper-base), the second model of
+    # `passphrase.confirm: whisper-base` (off by default): fetched when the
+    # config asks for it, or always with VOXGATE_CONFIRM=on (the tests).
+    if [ "${VOXGATE_CONFIRM:-auto}" = on ] \
+        || grep -Eq '^[^#]*confirm:[[:space:]]*whisper-base' "$ROOT/voxgate.yaml" 2>/dev/null; then
         "$ROOT/scripts/fetch-whisper" base
     fi
 }

@@ -132,9 +132,17 @@ pub fn load_with(
 /// engine for each `models/vosk-<lang>/` folder when this voxgate is built
 /// with Vosk, each with room for `threads` decoding threads (one model per
 /// thread, loaded on first use). A Vosk folder that cannot be used is
-/// logged and skipped.
-pub fn load_serving(models_dir: &Path, threads: usize) -> Result<Arc<dyn SpeechEngine>, AsrError> {
-    let whisper = confirmed(load_default(models_dir)?, models_dir);
+/// logged and skipped. With `confirm`, Whisper's word passphrases are
+/// confirmed by Whisper base ([`confirm`]), which must then be installed.
+pub fn load_serving(
+    models_dir: &Path,
+    threads: usize,
+    confirm: bool,
+) -> Result<Arc<dyn SpeechEngine>, AsrError> {
+    let mut whisper = load_default(models_dir)?;
+    if confirm {
+        whisper = confirmed(whisper, models_dir)?;
+    }
     let mut engines = vec![whisper];
     for (lang, dir) in vosk::installed(models_dir) {
         match vosk::VoskEngine::load(&dir, &lang, threads) {
@@ -148,30 +156,27 @@ pub fn load_serving(models_dir: &Path, threads: usize) -> Result<Arc<dyn SpeechE
     Ok(Arc::new(by_language::ByLanguage::new(engines)))
 }
 
-/// `first` with its word passphrases confirmed by Whisper base when
-/// `models/whisper-base` is installed ([`confirm`]); else `first` as it is.
-/// Either way it says so at start.
-fn confirmed(first: Arc<dyn SpeechEngine>, models_dir: &Path) -> Arc<dyn SpeechEngine> {
+/// `first` with its word passphrases confirmed by Whisper base
+/// (`passphrase.confirm: whisper-base`). Asked for but not installed or not
+/// loadable: an error, so the check fails closed (the step takes `error`)
+/// rather than quietly running without the confirmation.
+fn confirmed(
+    first: Arc<dyn SpeechEngine>,
+    models_dir: &Path,
+) -> Result<Arc<dyn SpeechEngine>, AsrError> {
     let started = std::time::Instant::now();
-    match confirm::Confirmer::load(models_dir, &whisper::LoadOptions::default()) {
-        Ok(Some(second)) => {
-            tracing::info!(
-                load_ms = started.elapsed().as_millis() as u64,
-                "word passphrases confirmed by whisper base"
-            );
-            Arc::new(confirm::Confirmed::new(
-                first,
-                second,
-                confirm::SHIPPED_HINT,
-            ))
-        }
-        Ok(None) => {
-            tracing::info!("word passphrases checked by one model: whisper base is not installed (scripts/fetch-whisper base)");
-            first
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "word passphrases checked by one model: whisper base cannot be loaded");
-            first
-        }
-    }
+    let second = confirm::Confirmer::load(models_dir, &whisper::LoadOptions::default())?
+        .ok_or_else(|| AsrError::Model {
+            dir: models_dir.join(confirm::CONFIRM_DIR),
+            reason: "passphrase.confirm asks for Whisper base, which is not installed (scripts/fetch-whisper base)".into(),
+        })?;
+    tracing::info!(
+        load_ms = started.elapsed().as_millis() as u64,
+        "word passphrases confirmed by whisper base"
+    );
+    Ok(Arc::new(confirm::Confirmed::new(
+        first,
+        second,
+        confirm::SHIPPED_HINT,
+    )))
 }
