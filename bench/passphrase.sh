@@ -9,7 +9,9 @@
 # numbers then summarised together (bench/passphrase/summarize.py): true/false
 # accept per set and condition on the test split, at MIN_CONFIDENCE and at the
 # gate fitted on the train split, a gate sweep, the no-speech gate's margins
-# and CPU per check. Not a test: numbers only. Never prints a transcript.
+# and CPU per check; with --confirm, the word checks tiny.en matches decoded
+# again by Whisper base, with and without the hint (models/whisper-base).
+# Not a test: numbers only. Never prints a transcript.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -19,6 +21,7 @@ need_ctranslate2
 # shellcheck disable=SC2086 # the features are words
 [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release --locked --quiet $VOXGATE_CARGO_FEATURES
 "$ROOT/scripts/fetch-whisper" >/dev/null
+"$ROOT/scripts/fetch-whisper" base >/dev/null   # the second model of --confirm
 SET="$ROOT/bench/out/passphrase-set"
 if [ ! -s "$SET/manifest.tsv" ] || [ "$(head -1 "$SET/manifest.tsv" | awk -F'\t' '{print NF}')" != 7 ]; then
     rm -rf "$SET"
@@ -35,7 +38,7 @@ for beam in ${BEAMS:-1 5}; do
     pids=()
     for part in allison_digits espeak_words,piper_words,nonspeech; do
         nice "$BIN" evaluate-passphrases "$SET/manifest.tsv" --models models --beam "$beam" \
-            --min-confidence "$GATE" --sets "$part" --dump "$OUT/beam$beam-${part%%,*}.tsv" \
+            --min-confidence "$GATE" --sets "$part" --confirm --dump "$OUT/beam$beam-${part%%,*}.tsv" \
             > "$OUT/beam$beam-${part%%,*}.md" &
         pids+=($!)
     done

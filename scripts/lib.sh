@@ -66,6 +66,13 @@ need_speech_model() {
         need_debs python3 python3-pip
     fi
     "$ROOT/scripts/fetch-whisper"
+    # Whisper base (models/whisper-base), the second model of
+    # `passphrase.confirm: whisper-base` (off by default): fetched when the
+    # config asks for it, or always with VOXGATE_CONFIRM=on (the tests).
+    if [ "${VOXGATE_CONFIRM:-auto}" = on ] \
+        || grep -Eq '^[^#]*confirm:[[:space:]]*whisper-base' "$ROOT/voxgate.yaml" 2>/dev/null; then
+        "$ROOT/scripts/fetch-whisper" base
+    fi
 }
 
 # Which CTranslate2 voxgate links (cargo feature), exported for every cargo

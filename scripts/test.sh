@@ -8,7 +8,7 @@ need_debs gcc g++ libc6-dev pkg-config sip-tester baresip-core sox libsox-fmt-ba
 need_rust
 need_rust_lints
 need_ctranslate2
-need_speech_model
+VOXGATE_CONFIRM=on need_speech_model   # tests/confirm.rs needs Whisper base too
 cd "$ROOT"
 export CARGO_TERM_COLOR=never
 

@@ -671,3 +671,64 @@ fn a_whole_passphrase_is_decided_before_the_end_of_speech_timer() {
     );
     assert_nothing_leaked(&vg);
 }
+
+/// `passphrase.confirm: whisper-base`: a similar-sounding near miss that
+/// Whisper tiny.en, hinted with the enrolled phrase, hears as the phrase
+/// ("purple elephant dense"; tests/confirm.rs shows tiny.en's answer) is
+/// refused because Whisper base does not hear the phrase in it; the genuine
+/// phrase still passes. Both with the decode at the end of the turn and
+/// with speculative decoding (the confirmation sits under both).
+#[test]
+fn with_confirmation_a_similar_sounding_near_miss_is_refused() {
+    assert!(
+        models().join("whisper-base/model.bin").exists(),
+        "Whisper base is missing: run scripts/fetch-whisper base (scripts/test.sh does)"
+    );
+    for (name, passphrase) in [
+        ("passphrase-confirm", "{ confirm: whisper-base }"),
+        (
+            "passphrase-confirm-early",
+            "{ confirm: whisper-base, speculate_after: 200ms }",
+        ),
+    ] {
+        let vg = start(
+            name,
+            &format!("passphrase: {passphrase}\n"),
+            &[("acct_confirm", NUM_PHRASE, PHRASE)],
+        );
+        assert!(
+            vg.log()
+                .contains("word passphrases confirmed by whisper base"),
+            "{name}: serve did not load the second model:\n{}",
+            vg.log()
+        );
+        let evs = call(&vg, NUM_PHRASE, Some("purple_elephant_dense.wav"));
+        assert_outcome(
+            &evs,
+            "failure",
+            "failed",
+            "auth_failed",
+            "no_match",
+            &format!("{name}: similar-sounding near miss"),
+        );
+        assert_eq!(recognition(&evs, name)["matched"], false);
+
+        let evs = call(&vg, NUM_PHRASE, Some("purple_elephant_dance.wav"));
+        assert_outcome(
+            &evs,
+            "success",
+            "ok",
+            "auth_passed",
+            "matched",
+            &format!("{name}: genuine phrase"),
+        );
+        assert_eq!(recognition(&evs, name)["matched"], true);
+        assert_nothing_leaked(&vg);
+        // The near miss's word stays out of the events and the log too.
+        let (raw, log) = (
+            std::fs::read_to_string(&vg.events).unwrap().to_lowercase(),
+            vg.log().to_lowercase(),
+        );
+        assert!(!raw.contains("dense") && !log.contains("dense"), "{name}");
+    }
+}

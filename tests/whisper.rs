@@ -265,6 +265,7 @@ fn a_clip_starting_at_its_first_digit_keeps_that_digit() {
         language: None,
         timers: Timers::RECORDING,
         early: None,
+        confirm: false,
     };
     let heard = hear_file(&e, &path, &spec).unwrap();
     let _ = std::fs::remove_file(&path);

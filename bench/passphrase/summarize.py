@@ -165,6 +165,39 @@ def main():
           + ", ".join(f"{c:.2f}" for c in fa_confs[:12]))
     cpu = [r["cpu_ms"] for r in rows]
     print(f"CPU per check: p50 {percentile(cpu, 0.5):.0f} ms, p95 {percentile(cpu, 0.95):.0f} ms")
+    confirmation(rows, conf, ns)
+
+
+def confirmation(rows, conf, ns):
+    """The word checks tiny.en accepts, confirmed by Whisper base (dumps of
+    `evaluate-passphrases --confirm`): with the phrase as base's hint and
+    without, true/false accept per set and split."""
+    words = [r for r in rows if r["mode"] == "words" and r["set"] != "nonspeech"]
+    if not any(r.get("confirm_hint_match") for r in words):
+        return
+    def ok(r, how):
+        if not accepted(r, conf, ns):
+            return False
+        return how is None or r.get(f"confirm_{how}_match") == "1"
+    hows = [("tiny.en alone", None), ("+ base, phrase as hint", "hint"), ("+ base, no hint", "plain")]
+    print("\nWord passphrases confirmed by whisper base, true / false accept:\n")
+    print("| split | set | " + " | ".join(h for h, _ in hows) + " |")
+    print("|---|---|" + "---|" * len(hows))
+    for split in ("train", "test"):
+        part = [r for r in words if r["split"] == split]
+        for s in sorted({r["set"] for r in part}) + ["all"]:
+            sel = [r for r in part if s == "all" or r["set"] == s]
+            cells = []
+            for _, how in hows:
+                g = [r for r in sel if r["genuine"]]
+                i = [r for r in sel if not r["genuine"]]
+                cells.append(f"{pct(sum(ok(r, how) for r in g), len(g))} / "
+                             f"{pct(sum(ok(r, how) for r in i), len(i))}")
+            print(f"| {split} | {s} | " + " | ".join(cells) + " |")
+    for how in ("hint", "plain"):
+        alone = [float(r[f"confirm_{how}_cpu_ms"]) for r in words if r.get(f"confirm_{how}_cpu_ms")]
+        print(f"CPU of the confirmation ({how}): ran on {len(alone)} of {len(words)} word checks, "
+              f"p50 {percentile(alone, 0.5):.0f} ms, p95 {percentile(alone, 0.95):.0f} ms")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,13 @@ pub struct EvalOptions {
     pub latency: bool,
     /// The pause before a speculative decode (None: the default).
     pub speculate_after: Option<std::time::Duration>,
+    /// When tiny.en's words match a word phrase, decode the utterance
+    /// again with Whisper base (`models/whisper-base`), with and without
+    /// the phrase as its hint, and report the cascade ([`confirm`]).
+    pub confirm: bool,
 }
+
+mod confirm;
 
 mod latency;
 
@@ -80,6 +86,9 @@ struct Checked {
     /// Whisper's no-speech probability (1 when nothing was heard).
     no_speech: f32,
     cpu_ms: f64,
+    /// The second model's opinions (with `--confirm`, when tiny.en's words
+    /// matched a word phrase).
+    second: Option<confirm::Second>,
 }
 
 /// The confidence gates of word and digit passphrases.
@@ -117,6 +126,8 @@ impl Checked {
 struct Recording {
     engine: WhisperEngine,
     last: Mutex<Option<Transcript>>,
+    /// The utterance last decoded (for the second model).
+    pcm: Mutex<Vec<i16>>,
 }
 
 impl SpeechEngine for Recording {
@@ -134,6 +145,10 @@ impl SpeechEngine for Recording {
         });
         if let Ok(mut last) = self.last.lock() {
             *last = Some(t);
+        }
+        if let Ok(mut pcm) = self.pcm.lock() {
+            pcm.clear();
+            pcm.extend_from_slice(pcm_8k);
         }
         Ok(heard)
     }
@@ -313,7 +328,7 @@ fn table(title: &str, checks: &[&Checked], gate: Gates, ns: f32) {
 fn dump(path: &Path, checked: &[Checked]) -> anyhow::Result<()> {
     use std::fmt::Write as _;
     let mut out = String::from(
-        "file\tset\tcondition\tkind\tsplit\tgenuine\theard\twords_match\tconfidence\tno_speech\tcpu_ms\tmode\tword_edits\n",
+        "file\tset\tcondition\tkind\tsplit\tgenuine\theard\twords_match\tconfidence\tno_speech\tcpu_ms\tmode\tword_edits\tconfirm_hint_match\tconfirm_hint_conf\tconfirm_hint_cpu_ms\tconfirm_plain_match\tconfirm_plain_conf\tconfirm_plain_cpu_ms\n",
     );
     for c in checked {
         let name = c
@@ -323,7 +338,7 @@ fn dump(path: &Path, checked: &[Checked]) -> anyhow::Result<()> {
             .map(|n| n.to_string_lossy().into_owned());
         let _ = writeln!(
             out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.4}\t{:.4}\t{:.1}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.4}\t{:.4}\t{:.1}\t{}\t{}\t{}",
             name.unwrap_or_default(),
             c.row.set,
             c.row.condition,
@@ -336,7 +351,8 @@ fn dump(path: &Path, checked: &[Checked]) -> anyhow::Result<()> {
             c.no_speech,
             c.cpu_ms,
             if c.digits { "digits" } else { "words" },
-            c.word_edits
+            c.word_edits,
+            confirm::dump_columns(c.second.as_ref())
         );
     }
     std::fs::write(path, out).with_context(|| format!("{}", path.display()))
@@ -356,6 +372,8 @@ fn spec_for(row: &Row, o: &EvalOptions) -> crate::call::RecognitionSpec {
         language: None,
         timers: crate::asr::Timers::RECORDING,
         early: None,
+        // The evaluation runs the second model itself (both hints, timed).
+        confirm: false,
     }
 }
 
@@ -376,6 +394,26 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
     let engine = Recording {
         engine: WhisperEngine::load_with(&dir, &opts)?,
         last: Mutex::new(None),
+        pcm: Mutex::new(Vec::new()),
+    };
+    let second = if o.confirm {
+        let started = std::time::Instant::now();
+        let rss0 = confirm::rss_kib();
+        let c = crate::asr::confirm::Confirmer::load(&o.models, &opts)?.with_context(|| {
+            format!(
+                "--confirm: no {} in {} (scripts/fetch-whisper base)",
+                crate::asr::confirm::CONFIRM_DIR,
+                o.models.display()
+            )
+        })?;
+        println!(
+            "second model: whisper base loaded in {} ms, RSS +{} MiB",
+            started.elapsed().as_millis(),
+            confirm::rss_kib().saturating_sub(rss0) / 1024
+        );
+        Some(c)
+    } else {
+        None
     };
     if o.latency {
         return latency::run(&rows, &engine.engine, o);
@@ -407,6 +445,13 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
             ),
             _ => (false, false, phrase::tokens(&row.enrolled).len(), 0.0, 1.0),
         };
+        let second = match &second {
+            Some(c) if heard && words_match && !digits => {
+                let pcm = engine.pcm.lock().map(|p| p.clone()).unwrap_or_default();
+                Some(confirm::Second::of(c, &pcm, &row.enrolled)?)
+            }
+            _ => None,
+        };
         checked.push(Checked {
             row,
             digits,
@@ -416,6 +461,7 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
             confidence,
             no_speech,
             cpu_ms,
+            second,
         });
     }
     if let Some(path) = &o.dump {
@@ -549,5 +595,8 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
     let mut cpu: Vec<f64> = checked.iter().map(|c| c.cpu_ms).collect();
     let (p50, p95) = (percentile(&mut cpu, 0.5), percentile(&mut cpu, 0.95));
     println!("CPU per check (endpointer + decode, one thread): p50 {p50:.0} ms, p95 {p95:.0} ms");
+    if second.is_some() {
+        confirm::report(&checked, gate, ns);
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub mod by_language;
+pub mod confirm;
 pub mod endpoint;
 pub mod mel;
 pub mod phrase;
@@ -47,6 +48,9 @@ pub struct Hints {
     /// The step's language tag (None = the default, English): picks the
     /// engine when several are loaded ([`by_language::ByLanguage`]).
     pub language: Option<String>,
+    /// The phrase is a secret to check (a passphrase): when a second model
+    /// is installed it must hear a matched word phrase too ([`confirm`]).
+    pub confirm: bool,
 }
 
 /// What the engine made of one utterance.
@@ -128,9 +132,17 @@ pub fn load_with(
 /// engine for each `models/vosk-<lang>/` folder when this voxgate is built
 /// with Vosk, each with room for `threads` decoding threads (one model per
 /// thread, loaded on first use). A Vosk folder that cannot be used is
-/// logged and skipped.
-pub fn load_serving(models_dir: &Path, threads: usize) -> Result<Arc<dyn SpeechEngine>, AsrError> {
-    let whisper = load_default(models_dir)?;
+/// logged and skipped. With `confirm`, Whisper's word passphrases are
+/// confirmed by Whisper base ([`confirm`]), which must then be installed.
+pub fn load_serving(
+    models_dir: &Path,
+    threads: usize,
+    confirm: bool,
+) -> Result<Arc<dyn SpeechEngine>, AsrError> {
+    let mut whisper = load_default(models_dir)?;
+    if confirm {
+        whisper = confirmed(whisper, models_dir)?;
+    }
     let mut engines = vec![whisper];
     for (lang, dir) in vosk::installed(models_dir) {
         match vosk::VoskEngine::load(&dir, &lang, threads) {
@@ -142,4 +154,29 @@ pub fn load_serving(models_dir: &Path, threads: usize) -> Result<Arc<dyn SpeechE
         return Ok(engines.remove(0));
     }
     Ok(Arc::new(by_language::ByLanguage::new(engines)))
+}
+
+/// `first` with its word passphrases confirmed by Whisper base
+/// (`passphrase.confirm: whisper-base`). Asked for but not installed or not
+/// loadable: an error, so the check fails closed (the step takes `error`)
+/// rather than quietly running without the confirmation.
+fn confirmed(
+    first: Arc<dyn SpeechEngine>,
+    models_dir: &Path,
+) -> Result<Arc<dyn SpeechEngine>, AsrError> {
+    let started = std::time::Instant::now();
+    let second = confirm::Confirmer::load(models_dir, &whisper::LoadOptions::default())?
+        .ok_or_else(|| AsrError::Model {
+            dir: models_dir.join(confirm::CONFIRM_DIR),
+            reason: "passphrase.confirm asks for Whisper base, which is not installed (scripts/fetch-whisper base)".into(),
+        })?;
+    tracing::info!(
+        load_ms = started.elapsed().as_millis() as u64,
+        "word passphrases confirmed by whisper base"
+    );
+    Ok(Arc::new(confirm::Confirmed::new(
+        first,
+        second,
+        confirm::SHIPPED_HINT,
+    )))
 }

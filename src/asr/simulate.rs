@@ -210,6 +210,7 @@ mod tests {
             language: None,
             timers: Timers::RECORDING,
             early: None,
+            confirm: false,
         }
     }
 

@@ -64,6 +64,9 @@ pub struct RecognitionSpec {
     /// Decode speculatively at a pause and decide at once on a complete
     /// answer ([`super::speculate`]); None: decode when the turn ends.
     pub early: Option<EarlyAnswer>,
+    /// A passphrase check: a matched word phrase is confirmed by the second
+    /// model when installed ([`Hints::confirm`]).
+    pub confirm: bool,
 }
 
 impl RecognitionSpec {
@@ -73,6 +76,7 @@ impl RecognitionSpec {
             phrases: self.phrases.clone(),
             digits_only: self.digits_only,
             language: self.language.clone(),
+            confirm: self.confirm,
         }
     }
 }

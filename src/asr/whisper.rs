@@ -165,6 +165,9 @@ pub struct WhisperModel {
     /// Encoder output of a silent 30 s window, `[1, 1500, d]` (with
     /// `short_window`).
     silent: Option<Vec<f32>>,
+    /// A multilingual model (e.g. base): its prompt names the language and
+    /// the task, which an English-only model (tiny.en) has no slot for.
+    multilingual: bool,
 }
 
 // Compile-time check of the thread-safety claim above.
@@ -177,6 +180,10 @@ const SOT_PREV: &str = "<|startofprev|>";
 const SOT: &str = "<|startoftranscript|>";
 const NO_TIMESTAMPS: &str = "<|notimestamps|>";
 const EOT: &str = "<|endoftext|>";
+/// A multilingual model is told the language (English: the only one
+/// voxgate's Whisper steps speak) and to transcribe, not translate.
+const ENGLISH: &str = "<|en|>";
+const TRANSCRIBE: &str = "<|transcribe|>";
 /// Whisper keeps at most max_length / 2 - 1 previous-text tokens.
 const MAX_PROMPT_TOKENS: usize = 223;
 
@@ -249,6 +256,17 @@ impl WhisperModel {
             dir: dir.to_path_buf(),
             source: e.into(),
         })?;
+        let multilingual = model.is_multilingual();
+        if multilingual {
+            for token in [ENGLISH, TRANSCRIBE] {
+                if !vocab.lines().any(|t| t == token) {
+                    return Err(WhisperError::SpecialToken {
+                        path: vocab_path.clone(),
+                        token,
+                    });
+                }
+            }
+        }
         let silent = if opts.short_window {
             Some(
                 silent_encoding(&model).map_err(|source| WhisperError::Load {
@@ -265,7 +283,13 @@ impl WhisperModel {
             non_digit_ids,
             beam_size: opts.beam_size.max(1),
             silent,
+            multilingual,
         })
+    }
+
+    /// Whether the model is multilingual (its prompt names English).
+    pub fn is_multilingual(&self) -> bool {
+        self.multilingual
     }
 
     /// Number of decodes that can run concurrently.
@@ -388,6 +412,10 @@ impl WhisperModel {
             tokens.extend_from_slice(&toks[toks.len().saturating_sub(MAX_PROMPT_TOKENS)..]);
         }
         tokens.push(SOT.to_string());
+        if self.multilingual {
+            tokens.push(ENGLISH.to_string());
+            tokens.push(TRANSCRIBE.to_string());
+        }
         tokens.push(NO_TIMESTAMPS.to_string());
         Ok(tokens)
     }

@@ -1027,6 +1027,7 @@ mod tests {
                 max_duration: Duration::from_secs(10),
             },
             early: None,
+            confirm: false,
         }
     }
 

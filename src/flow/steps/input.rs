@@ -454,5 +454,6 @@ pub fn spec(
         language,
         timers: timers.to_asr(),
         early: None,
+        confirm: false,
     }
 }

@@ -140,6 +140,9 @@ pub(super) async fn run<C: CallChannel>(
         Enrolment::NotEnrolled => return Ok(refuse(ctx, "not_enrolled")),
     };
     let mut spec = spec(&step.timers, phrases, digits, step.language.clone());
+    // A matched word phrase is confirmed by the second model when installed
+    // (`asr::confirm`), on the speculative and the final decode alike.
+    spec.confirm = true;
     // When configured (`passphrase.speculate_after`). Measured with Whisper
     // (the default language) only: a Vosk engine loads a model per decoding
     // thread on first use, and a speculative decode there made the Korean
