@@ -182,10 +182,14 @@ fn set_priority(nice: i32) {
 /// is installed: those steps then take their `error` exit. The models of
 /// `languages` (what the flows' speech steps name) are loaded now, so the
 /// first caller in a language does not wait seconds for its model.
-fn speech_pool(models_dir: &Path, languages: &[String]) -> Option<crate::asr::SpeechPool> {
+fn speech_pool(
+    models_dir: &Path,
+    languages: &[String],
+    short_window: bool,
+) -> Option<crate::asr::SpeechPool> {
     let started = std::time::Instant::now();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    match crate::asr::load_serving(models_dir, threads) {
+    match crate::asr::load_serving(models_dir, threads, short_window) {
         Ok(engine) => {
             for language in languages {
                 let t = std::time::Instant::now();
@@ -624,7 +628,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // first, so media threads keep it even where SCHED_RR is refused.
     set_priority(cfg.nice);
     let media_rt = media_runtime(cfg.media_priority)?;
-    let speech = speech_pool(&cfg.models_dir, &speech_languages);
+    let speech = speech_pool(
+        &cfg.models_dir,
+        &speech_languages,
+        cfg.passphrase.encoder_window == crate::config::EncoderWindow::Short,
+    );
     let sip_cfg = SipConfig {
         listen: cfg.listen,
         advertised_ip,

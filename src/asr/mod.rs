@@ -129,8 +129,19 @@ pub fn load_with(
 /// with Vosk, each with room for `threads` decoding threads (one model per
 /// thread, loaded on first use). A Vosk folder that cannot be used is
 /// logged and skipped.
-pub fn load_serving(models_dir: &Path, threads: usize) -> Result<Arc<dyn SpeechEngine>, AsrError> {
-    let whisper = load_default(models_dir)?;
+/// `short_window`: Whisper encodes the short window (`window.rs`).
+pub fn load_serving(
+    models_dir: &Path,
+    threads: usize,
+    short_window: bool,
+) -> Result<Arc<dyn SpeechEngine>, AsrError> {
+    let whisper = load_with(
+        models_dir,
+        &whisper::LoadOptions {
+            short_window,
+            ..whisper::LoadOptions::default()
+        },
+    )?;
     let mut engines = vec![whisper];
     for (lang, dir) in vosk::installed(models_dir) {
         match vosk::VoskEngine::load(&dir, &lang, threads) {

@@ -202,6 +202,7 @@ mod tests {
             max_failures: 3,
             window: Duration::from_secs(3600),
             speculate_after: None,
+            encoder_window: crate::config::EncoderWindow::Full,
         };
         Fixture {
             dir,
