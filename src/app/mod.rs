@@ -186,10 +186,11 @@ fn speech_pool(
     models_dir: &Path,
     languages: &[String],
     confirm: bool,
+    short_window: bool,
 ) -> Option<crate::asr::SpeechPool> {
     let started = std::time::Instant::now();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    match crate::asr::load_serving(models_dir, threads, confirm) {
+    match crate::asr::load_serving(models_dir, threads, confirm, short_window) {
         Ok(engine) => {
             for language in languages {
                 let t = std::time::Instant::now();
@@ -628,7 +629,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // first, so media threads keep it even where SCHED_RR is refused.
     set_priority(cfg.nice);
     let media_rt = media_runtime(cfg.media_priority)?;
-    let speech = speech_pool(&cfg.models_dir, &speech_languages, cfg.passphrase.confirm);
+    let speech = speech_pool(
+        &cfg.models_dir,
+        &speech_languages,
+        cfg.passphrase.confirm,
+        cfg.passphrase.encoder_window == crate::config::EncoderWindow::Short,
+    );
     let sip_cfg = SipConfig {
         listen: cfg.listen,
         advertised_ip,

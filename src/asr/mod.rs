@@ -134,12 +134,20 @@ pub fn load_with(
 /// thread, loaded on first use). A Vosk folder that cannot be used is
 /// logged and skipped. With `confirm`, Whisper's word passphrases are
 /// confirmed by Whisper base ([`confirm`]), which must then be installed.
+/// `short_window`: Whisper encodes the short window (`window.rs`).
 pub fn load_serving(
     models_dir: &Path,
     threads: usize,
     confirm: bool,
+    short_window: bool,
 ) -> Result<Arc<dyn SpeechEngine>, AsrError> {
-    let mut whisper = load_default(models_dir)?;
+    let mut whisper = load_with(
+        models_dir,
+        &whisper::LoadOptions {
+            short_window,
+            ..whisper::LoadOptions::default()
+        },
+    )?;
     if confirm {
         whisper = confirmed(whisper, models_dir)?;
     }

@@ -132,6 +132,7 @@ pub struct LoadOptions {
     pub beam_size: usize,
     /// Encode only max(5 s, utterance + 1 s) and splice it onto a silent
     /// window's cached encoder output (`window.rs`); false: the whole 30 s.
+    /// `serve` takes it from `passphrase.encoder_window`.
     pub short_window: bool,
 }
 
@@ -145,9 +146,9 @@ impl Default for LoadOptions {
             // bench/passphrase.sh) beam 5 dropped digits and exact strings
             // fell from 56.7 % to 3.3 % at the same CPU.
             beam_size: 1,
-            // Off: ~5x less CPU per check, but on the passphrase evaluation
-            // it cost real-voice digits 7-14 points of true accept
-            // (bench/README.md, "Short encoder window").
+            // Off: ~5x less CPU per check, but on the real-voice digits it
+            // still gets 3 of 90 right answers fewer than the 30 s window
+            // (bench/README.md, "Short encoder window, variants").
             short_window: false,
         }
     }
@@ -162,12 +163,21 @@ pub struct WhisperModel {
     /// Every non-special token id whose text is not digits/spaces only.
     non_digit_ids: Vec<i32>,
     beam_size: usize,
-    /// Encoder output of a silent 30 s window, `[1, 1500, d]` (with
-    /// `short_window`).
-    silent: Option<Vec<f32>>,
+    /// The short encoder window's set-up (with `short_window`).
+    short: Option<Short>,
     /// A multilingual model (e.g. base): its prompt names the language and
     /// the task, which an English-only model (tiny.en) has no slot for.
     multilingual: bool,
+}
+
+/// How short windows are encoded and what they are spliced onto.
+struct Short {
+    /// Silent windows' encoder outputs, `[1, 1500, d]`, by level: a short
+    /// window is spliced onto the one at its utterance's own padding level
+    /// (`window::floor_level`), not digital silence's −1.5 (bench/README.md,
+    /// "Short encoder window, variants": 3 fewer right answers dropped by
+    /// the no-speech gate, hum +2 on train).
+    tails: window::Tails,
 }
 
 // Compile-time check of the thread-safety claim above.
@@ -267,13 +277,20 @@ impl WhisperModel {
                 }
             }
         }
-        let silent = if opts.short_window {
-            Some(
-                silent_encoding(&model).map_err(|source| WhisperError::Load {
+        let short = if opts.short_window {
+            let short = Short {
+                tails: window::Tails::default(),
+            };
+            // Digital silence's tail is encoded at load (the one a silent
+            // or constant-level utterance needs); others on first use.
+            short
+                .tails
+                .get(-1.5, |level| silent_encoding(&model, level))
+                .map_err(|source| WhisperError::Load {
                     dir: dir.to_path_buf(),
                     source,
-                })?,
-            )
+                })?;
+            Some(short)
         } else {
             None
         };
@@ -282,7 +299,7 @@ impl WhisperModel {
             tokenizer,
             non_digit_ids,
             beam_size: opts.beam_size.max(1),
-            silent,
+            short,
             multilingual,
         })
     }
@@ -320,10 +337,16 @@ impl WhisperModel {
     ) -> Result<Transcript, WhisperError> {
         let pcm = &pcm[..pcm.len().min(N_SAMPLES)];
         let mut mel = MelFrontEnd::shared().log_mel(pcm);
-        let frames = window::frames_for(pcm.len());
-        let mut spliced = match &self.silent {
-            Some(silent) if frames < N_FRAMES => Some(self.encode_short(&mel, frames, silent)?),
-            _ => None,
+        let mut spliced = match &self.short {
+            Some(short) => {
+                let frames = window::frames_for(pcm.len());
+                if frames < N_FRAMES {
+                    Some(self.encode_short(&mel, frames, short)?)
+                } else {
+                    None
+                }
+            }
+            None => None,
         };
         let features = match &mut spliced {
             Some(enc) => {
@@ -385,8 +408,14 @@ impl WhisperModel {
         &self,
         mel: &[f32],
         frames: usize,
-        silent: &[f32],
+        short: &Short,
     ) -> Result<Vec<f32>, WhisperError> {
+        let silent = short
+            .tails
+            .get(window::floor_level(mel), |level| {
+                silent_encoding(&self.model, level)
+            })
+            .map_err(|source| WhisperError::Decode { source })?;
         let mut short = window::first_frames(mel, frames);
         let view = StorageView::new(&[1, N_MELS, frames], &mut short, Device::CPU)
             .map_err(|e| WhisperError::Decode { source: e.into() })?;
@@ -394,7 +423,7 @@ impl WhisperModel {
             .model
             .encode(&view, true)
             .map_err(|e| WhisperError::Decode { source: e.into() })?;
-        window::splice(silent, &window::encoder_output(&out)).ok_or_else(|| WhisperError::Decode {
+        window::splice(&silent, &window::encoder_output(&out)).ok_or_else(|| WhisperError::Decode {
             source: "encoder output of the short window does not fit the silent one".into(),
         })
     }
@@ -421,10 +450,10 @@ impl WhisperModel {
     }
 }
 
-/// The encoder output of 30 s of silence (`[1, 1500, d]`, float32), the
-/// tail that short windows are spliced onto.
-fn silent_encoding(model: &ct2rs::sys::Whisper) -> Result<Vec<f32>, BoxError> {
-    let mut mel = MelFrontEnd::shared().log_mel(&[]);
+/// The encoder output of a silent 30 s window whose every log-mel value is
+/// `level` (`[1, 1500, d]`, float32), the tail short windows are spliced onto.
+fn silent_encoding(model: &ct2rs::sys::Whisper, level: f32) -> Result<Vec<f32>, BoxError> {
+    let mut mel = vec![level; N_MELS * N_FRAMES];
     let view = StorageView::new(&[1, N_MELS, N_FRAMES], &mut mel, Device::CPU)?;
     let out = window::encoder_output(&model.encode(&view, true)?);
     if out.is_empty() || out.len() % window::POSITIONS != 0 {

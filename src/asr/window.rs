@@ -1,8 +1,12 @@
 //! The short encoder window: Whisper's encoder always costs a whole 30 s
 //! window (~0.45 s of CPU for tiny.en), however short the utterance. We encode
 //! only max(5 s, utterance + 1 s) of log-mel and splice its output in front of
-//! the cached encoder output of a silent 30 s window (computed once at load),
-//! so the decoder still sees its 1500 positions. Plain truncation — handing
+//! the cached encoder output of a silent 30 s window, so the decoder still
+//! sees its 1500 positions. That silent window sits at the utterance's own
+//! padding level ([`floor_level`]; one encoding cached per [`LEVEL_STEP`],
+//! digital silence's at load): at −1.5 for every utterance, Whisper's
+//! no-speech probability of genuine speech rose and more right answers were
+//! gated out (bench/README.md, "Short encoder window, variants"). Plain truncation — handing
 //! the decoder fewer positions — makes Whisper loop ("2 1 9 9 9 9…"); the
 //! splice was measured to keep the exact-transcript count (asr.md).
 //!
@@ -11,7 +15,9 @@
 //! [`encoder_output`] reads them through CTranslate2's own exported
 //! `StorageView::data<float>() const`.
 
+use std::collections::HashMap;
 use std::ffi::c_void;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use ct2rs::sys::StorageView;
 
@@ -30,6 +36,52 @@ const TAIL_FRAMES: usize = 100;
 pub fn frames_for(samples_16k: usize) -> usize {
     let f = (samples_16k.div_ceil(HOP) + TAIL_FRAMES).clamp(MIN_FRAMES, N_FRAMES);
     f + f % 2
+}
+
+/// The log-mel level of the padding after the audio in a full window: the
+/// front end clamps every value at the window's maximum − 8 (log10), so the
+/// zero padding sits at the minimum. −1.5 for silence; for speech it follows
+/// the utterance's loudness.
+pub fn floor_level(mel: &[f32]) -> f32 {
+    mel.iter().copied().fold(f32::INFINITY, f32::min).max(-1.5)
+}
+
+/// Width of the level steps the silent tails are cached at.
+pub const LEVEL_STEP: f32 = 0.05;
+
+/// Encoder outputs of silent 30 s windows (every mel value at one level),
+/// one per level step seen: the tail a short window is spliced onto should
+/// be what Whisper's own padding after *this* utterance encodes to.
+#[derive(Default)]
+pub struct Tails {
+    by_step: RwLock<HashMap<i32, Arc<Vec<f32>>>>,
+}
+
+impl Tails {
+    /// The tail for `level` (rounded to [`LEVEL_STEP`]), encoded by `encode`
+    /// (given the rounded level) the first time that step is asked for.
+    pub fn get<E>(
+        &self,
+        level: f32,
+        encode: impl FnOnce(f32) -> Result<Vec<f32>, E>,
+    ) -> Result<Arc<Vec<f32>>, E> {
+        let step = (level / LEVEL_STEP).round() as i32;
+        if let Some(t) = self
+            .by_step
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&step)
+        {
+            return Ok(Arc::clone(t));
+        }
+        // Two decodes may encode the same step at once: the same values.
+        let t = Arc::new(encode(step as f32 * LEVEL_STEP)?);
+        self.by_step
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(step, Arc::clone(&t));
+        Ok(t)
+    }
 }
 
 /// The first `frames` frames of a row-major `[N_MELS][N_FRAMES]` log-mel, as
@@ -112,6 +164,26 @@ mod tests {
         assert_eq!(&short[..4], &[0.0, 1.0, 2.0, 3.0]);
         let f = N_FRAMES as f32;
         assert_eq!(&short[4..8], &[f, f + 1.0, f + 2.0, f + 3.0]);
+    }
+
+    #[test]
+    fn floor_is_the_padding_level_and_tails_are_cached_by_step() {
+        assert_eq!(floor_level(&[-0.7, 0.4, -0.7, 1.2]), -0.7);
+        assert_eq!(floor_level(&[-3.0]), -1.5);
+        let tails = Tails::default();
+        let mut encoded = Vec::new();
+        let mut get = |level: f32| {
+            tails
+                .get(level, |l| {
+                    encoded.push(l);
+                    Ok::<_, ()>(vec![l])
+                })
+                .unwrap()
+        };
+        assert_eq!(*get(-0.71), vec![-0.7]);
+        assert_eq!(*get(-0.69), vec![-0.7]); // same step: not encoded again
+        assert_eq!(*get(-0.8), vec![-0.8]);
+        assert_eq!(encoded.len(), 2);
     }
 
     #[test]

@@ -203,6 +203,7 @@ mod tests {
             window: Duration::from_secs(3600),
             speculate_after: None,
             confirm: false,
+            encoder_window: crate::config::EncoderWindow::Full,
         };
         Fixture {
             dir,

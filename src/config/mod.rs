@@ -246,6 +246,19 @@ pub struct PassphrasePolicy {
     /// it cut false accepts of similar-sounding words from 6.7 % to 1.1 %
     /// but true accepts from 81 % to 39 % (bench/README.md).
     pub confirm: bool,
+    /// How much audio Whisper's encoder reads per decode (every Whisper
+    /// decode of `serve`, passphrase checks and `recognize` steps alike).
+    pub encoder_window: EncoderWindow,
+}
+
+/// Whisper's encoder window (`passphrase.encoder_window`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncoderWindow {
+    /// The utterance plus a margin, spliced onto a silent window's encoding
+    /// (`asr::window`): ~5x less CPU per decode.
+    Short,
+    /// The whole 30 s window, as Whisper was trained.
+    Full,
 }
 
 impl Default for PassphrasePolicy {
@@ -257,6 +270,7 @@ impl Default for PassphrasePolicy {
             window: Duration::from_secs(24 * 3600),
             speculate_after: None,
             confirm: false,
+            encoder_window: EncoderWindow::Full,
         }
     }
 }
@@ -296,6 +310,7 @@ struct RawPassphrase {
     lockout_window: Option<String>,
     speculate_after: Option<String>,
     confirm: Option<String>,
+    encoder_window: Option<String>,
 }
 
 /// A brand name: what `brand:` and `--brand` accept.
@@ -600,6 +615,17 @@ impl Config {
                     o => {
                         return Err(sem(format!(
                             "passphrase.confirm: `{o}`: whisper-base or off"
+                        )))
+                    }
+                };
+            }
+            if let Some(w) = p.encoder_window {
+                c.passphrase.encoder_window = match w.trim() {
+                    "short" => EncoderWindow::Short,
+                    "full" => EncoderWindow::Full,
+                    w => {
+                        return Err(sem(format!(
+                            "passphrase.encoder_window: {w} is not short or full"
                         )))
                     }
                 };
@@ -1040,6 +1066,20 @@ routes:
             .to_string();
         assert!(e.contains("records.retention_days"), "{e}");
         assert!(Config::parse("c.yaml", "records: { keep: 3 }\n").is_err());
+    }
+
+    #[test]
+    fn encoder_window_is_short_or_full() {
+        let c = Config::parse("c.yaml", "passphrase: { encoder_window: short }\n").unwrap();
+        assert_eq!(c.passphrase.encoder_window, EncoderWindow::Short);
+        let c = Config::parse("c.yaml", "passphrase: { encoder_window: full }\n").unwrap();
+        assert_eq!(c.passphrase.encoder_window, EncoderWindow::Full);
+        let e = Config::parse("c.yaml", "passphrase: { encoder_window: tiny }\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("passphrase.encoder_window: tiny is not short or full"),
+            "{e}"
+        );
     }
 
     #[test]
