@@ -115,6 +115,10 @@ enum Cmd {
         /// With --latency: the pause (ms) before a speculative decode.
         #[arg(long)]
         speculate_after_ms: Option<u64>,
+        /// With --latency: also run speculation decoding every pause (no
+        /// gating), to compare.
+        #[arg(long)]
+        every_pause: bool,
     },
     /// Manage the accounts callers are looked up in (the SQLite store).
     ///
@@ -536,6 +540,7 @@ fn main() -> ExitCode {
             dump,
             latency,
             speculate_after_ms,
+            every_pause,
         } => report(voxgate::app::evaluate::evaluate(
             &manifest,
             &voxgate::app::evaluate::EvalOptions {
@@ -550,6 +555,7 @@ fn main() -> ExitCode {
                 dump,
                 latency,
                 speculate_after: speculate_after_ms.map(std::time::Duration::from_millis),
+                every_pause,
             },
         )),
         Cmd::Console { store, cmd } => {

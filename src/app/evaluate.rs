@@ -47,6 +47,8 @@ pub struct EvalOptions {
     pub latency: bool,
     /// The pause before a speculative decode (None: the default).
     pub speculate_after: Option<std::time::Duration>,
+    /// With `latency`: also speculate at every pause (no gating), to compare.
+    pub every_pause: bool,
 }
 
 mod latency;
