@@ -242,7 +242,9 @@ mod tests {
         }
     }
 
-    /// The turn with and without speculation, each decode taking 50 ms.
+    /// The turn with and without speculation (every pause decoded: the
+    /// simulation itself; the gating has its own test), each decode taking
+    /// 50 ms.
     fn both(sig: &[i16], digits: usize) -> (Timed, Timed) {
         let early = EarlyAnswer {
             after: DEFAULT_AFTER,
@@ -257,7 +259,7 @@ mod tests {
             &Bursts,
             sig,
             &spec(),
-            Some((&early, Gating::Plausible)),
+            Some((&early, Gating::EveryPause)),
             &mut clock,
         )
         .unwrap();

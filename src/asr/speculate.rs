@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use super::{endpoint, phrase, Heard};
+use super::{bursts, endpoint, phrase, Heard};
 
 /// The default pause before a speculative decode: the endpointer's silent
 /// tail, so the pause's audio already is the final cut.
@@ -100,6 +100,15 @@ const MIN_PER_DIGIT: Duration = Duration::from_millis(160);
 /// The same for a syllable of a word phrase (fast speech is ~6–7
 /// syllables a second; this allows 10).
 const MIN_PER_SYLLABLE: Duration = Duration::from_millis(100);
+
+/// Before anything was decoded, a pause of a digit answer is decoded only
+/// if its bursts of sound ([`bursts`]) can hold the answer, each counted as
+/// ceil(length / this) digits: one digit said slowly and distinctly takes up
+/// to ~560 ms (Allison's recorded digits, bench/passphrase.sh; p90 520 ms).
+/// A caller faster than this within a burst (several digits at under
+/// 450 ms each, no pause between) is counted short and decided on the
+/// timer, as without speculation.
+const BURST_PER_DIGIT: Duration = Duration::from_millis(450);
 
 /// Once a pause was decoded to part of the answer, a later pause is decoded
 /// only if at the caller's own pace so far its audio holds at least this
@@ -259,7 +268,7 @@ impl Speculation {
             return false;
         }
         let span = endpoint::speech_span(pcm.len());
-        if self.gating == Gating::Plausible && !self.plausible(span) {
+        if self.gating == Gating::Plausible && !self.plausible(span, pcm) {
             self.skipped += 1;
             self.state = State::Idle;
             return false;
@@ -274,17 +283,29 @@ impl Speculation {
 
     /// Whether `span` of speech can hold the whole answer (see
     /// [`Gating::Plausible`]).
-    fn plausible(&self, span: Duration) -> bool {
+    fn plausible(&self, span: Duration, pcm: &[i16]) -> bool {
         if self.started >= MAX_DECODES {
             return false;
         }
         let (n, per_unit) = self.complete.expected();
-        match self.pace {
-            Some((heard_span, units)) if !heard_span.is_zero() => {
+        if span < per_unit.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)) {
+            return false;
+        }
+        match (self.pace, &self.complete) {
+            (Some((heard_span, units)), _) if !heard_span.is_zero() => {
                 let at_pace = span.as_secs_f64() / heard_span.as_secs_f64() * units as f64;
                 at_pace >= PACE_SHARE * n as f64
             }
-            _ => span >= per_unit.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)),
+            (_, Complete::Digits(_)) => {
+                let unit = BURST_PER_DIGIT.as_secs_f64();
+                let most: f64 = bursts::bursts(pcm)
+                    .iter()
+                    .map(|b| (b.as_secs_f64() / unit).ceil())
+                    .sum();
+                most >= PACE_SHARE * n as f64
+            }
+            // Words run together: no bursts to count.
+            (_, Complete::Phrase(_)) => true,
         }
     }
 
@@ -514,38 +535,57 @@ mod tests {
         assert!(!format!("{s:?}").contains("purple"));
     }
 
-    /// A pause cut (pre-roll and tail around it) with `ms` of speech.
+    /// A pause cut (pre-roll and tail around it) with `ms` of speech
+    /// span (no sound: for phrases, judged by the span alone).
     fn cut(ms: usize) -> Vec<i16> {
         vec![0; (300 + ms + 200) * 8]
     }
 
+    /// A pause cut of bursts of sound (`ms` long each) with 300 ms pauses.
+    fn spoken(bursts: &[usize]) -> Vec<i16> {
+        let mut pcm = vec![0i16; 300 * 8];
+        for (i, &ms) in bursts.iter().enumerate() {
+            if i > 0 {
+                pcm.extend(vec![0i16; 300 * 8]);
+            }
+            pcm.extend((0..ms * 8).map(|k| (8000.0 * (k as f64 * 0.3).sin()) as i16));
+        }
+        pcm.extend(vec![0i16; 200 * 8]);
+        pcm
+    }
+
     #[test]
-    fn a_pause_too_short_to_hold_the_answer_is_not_decoded() {
-        // Six digits take at least 6 x 160 ms.
-        let mut s = Speculation::new(Complete::Digits(6));
-        assert!(!s.pause(&cut(900)));
+    fn a_pause_that_cannot_hold_the_answer_is_not_decoded() {
+        let six = || Speculation::new(Complete::Digits(6));
+        // Six digits take at least 6 x 160 ms of speech.
+        let mut s = six();
+        assert!(!s.pause(&spoken(&[900])));
         assert!(!s.decoding());
         assert_eq!(s.skipped(), 1);
         // The turn then ends on its timer and is decoded as without.
-        assert_eq!(s.finish(&cut(900)), OnFinal::Decode);
+        assert_eq!(s.finish(&spoken(&[900])), OnFinal::Decode);
         assert_eq!(s.extra_decodes(), 0);
-        let mut s = Speculation::new(Complete::Digits(6));
-        assert!(s.pause(&cut(960)));
-        assert!(s.decoding());
+        // Three bursts of up to 450 ms hold three digits, not six: a caller
+        // pausing between digits, half-way.
+        assert!(!six().pause(&spoken(&[400, 450, 300])));
+        // Six of them, or fewer and longer ones, can.
+        assert!(six().pause(&spoken(&[300, 400, 250, 450, 300, 300])));
+        assert!(six().pause(&spoken(&[1200, 1000])));
+        assert!(six().pause(&spoken(&[2300])));
     }
 
     #[test]
     fn after_part_of_the_answer_the_callers_own_pace_decides() {
         let mut s = Speculation::new(Complete::Digits(6));
-        assert!(s.pause(&cut(1500)));
-        // Two digits in 1.5 s: 750 ms a digit.
-        assert_eq!(s.answer(said("5 7")), OnAnswer::Keep);
+        assert!(s.pause(&spoken(&[2300])));
+        // Three digits in 2.3 s: ~770 ms a digit.
+        assert_eq!(s.answer(said("5 7 2")), OnAnswer::Keep);
         s.resumed();
-        // 3 s holds 4 at that pace: not decoded (the prior bound alone would).
-        assert!(!s.pause(&cut(3000)));
+        // 3.5 s holds 4.6 at that pace: not decoded (its bursts would be).
+        assert!(!s.pause(&spoken(&[3500])));
         s.resumed();
-        // 4.2 s holds 5.6: near enough to six to be worth a decode.
-        assert!(s.pause(&cut(4200)));
+        // 4.2 s holds 5.5: near enough to six to be worth a decode.
+        assert!(s.pause(&spoken(&[4200])));
         assert_eq!(
             s.answer(said("5 7 2 4 7 8")),
             OnAnswer::Decide(said("5 7 2 4 7 8"))
@@ -556,23 +596,24 @@ mod tests {
     #[test]
     fn a_part_answer_of_no_digits_gives_no_pace() {
         let mut s = Speculation::new(Complete::Digits(4));
-        assert!(s.pause(&cut(700)));
+        assert!(s.pause(&spoken(&[1800])));
         assert_eq!(s.answer(Heard::Nothing), OnAnswer::Keep);
         s.resumed();
-        // Still judged by the least span per digit.
-        assert!(s.pause(&cut(700)));
+        // Still judged by its bursts.
+        assert!(s.pause(&spoken(&[1800])));
+        assert!(!s.pause(&spoken(&[400, 400])));
     }
 
     #[test]
     fn no_more_than_max_decodes_a_turn() {
         let mut s = Speculation::new(Complete::Digits(4));
         for i in 0..MAX_DECODES as usize {
-            assert!(s.pause(&cut(1000 + 100 * i)), "pause {i}");
+            assert!(s.pause(&spoken(&[1800 + 100 * i])), "pause {i}");
             assert_eq!(s.answer(Heard::Nothing), OnAnswer::Keep);
             s.resumed();
         }
-        assert!(!s.pause(&cut(5000)));
-        assert_eq!(s.finish(&cut(5000)), OnFinal::Decode);
+        assert!(!s.pause(&spoken(&[5000])));
+        assert_eq!(s.finish(&spoken(&[5000])), OnFinal::Decode);
         assert_eq!(s.extra_decodes(), MAX_DECODES);
         // Without the gating, every pause is decoded.
         let mut s = digits(4);
