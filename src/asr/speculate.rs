@@ -102,13 +102,14 @@ const MIN_PER_DIGIT: Duration = Duration::from_millis(160);
 const MIN_PER_SYLLABLE: Duration = Duration::from_millis(100);
 
 /// Before anything was decoded, a pause of a digit answer is decoded only
-/// if its bursts of sound ([`bursts`]) can hold the answer, each counted as
-/// ceil(length / this) digits: one digit said slowly and distinctly takes up
-/// to ~560 ms (Allison's recorded digits, bench/passphrase.sh; p90 520 ms).
-/// A caller faster than this within a burst (several digits at under
-/// 450 ms each, no pause between) is counted short and decided on the
-/// timer, as without speculation.
-const BURST_PER_DIGIT: Duration = Duration::from_millis(450);
+/// if its bursts of sound ([`bursts`]) can hold the answer: each burst
+/// counted as max(1, floor(length / this)) digits. A caller pausing between
+/// digits says one per burst (a slow, distinct digit takes up to ~560 ms:
+/// Allison's recorded digits in bench/passphrase.sh, p90 520 ms, so one
+/// such burst counts 1); digits run together take ~300 ms each or more. A
+/// caller faster than this within a burst is counted short and decided on
+/// the timer, as without speculation.
+const BURST_PER_DIGIT: Duration = Duration::from_millis(290);
 
 /// Once a pause was decoded to part of the answer, a later pause is decoded
 /// only if at the caller's own pace so far its audio holds at least this
@@ -300,7 +301,7 @@ impl Speculation {
                 let unit = BURST_PER_DIGIT.as_secs_f64();
                 let most: f64 = bursts::bursts(pcm)
                     .iter()
-                    .map(|b| (b.as_secs_f64() / unit).ceil())
+                    .map(|b| (b.as_secs_f64() / unit).floor().max(1.0))
                     .sum();
                 most >= PACE_SHARE * n as f64
             }
@@ -565,9 +566,9 @@ mod tests {
         // The turn then ends on its timer and is decoded as without.
         assert_eq!(s.finish(&spoken(&[900])), OnFinal::Decode);
         assert_eq!(s.extra_decodes(), 0);
-        // Three bursts of up to 450 ms hold three digits, not six: a caller
+        // Three bursts of up to 560 ms hold three digits, not six: a caller
         // pausing between digits, half-way.
-        assert!(!six().pause(&spoken(&[400, 450, 300])));
+        assert!(!six().pause(&spoken(&[400, 560, 300])));
         // Six of them, or fewer and longer ones, can.
         assert!(six().pause(&spoken(&[300, 400, 250, 450, 300, 300])));
         assert!(six().pause(&spoken(&[1200, 1000])));
