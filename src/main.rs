@@ -119,6 +119,10 @@ enum Cmd {
         /// (models/whisper-base), with and without the hint, and report both.
         #[arg(long)]
         confirm: bool,
+        /// With --latency: also run speculation decoding every pause (no
+        /// gating), to compare.
+        #[arg(long)]
+        every_pause: bool,
     },
     /// Manage the accounts callers are looked up in (the SQLite store).
     ///
@@ -541,6 +545,7 @@ fn main() -> ExitCode {
             latency,
             speculate_after_ms,
             confirm,
+            every_pause,
         } => report(voxgate::app::evaluate::evaluate(
             &manifest,
             &voxgate::app::evaluate::EvalOptions {
@@ -556,6 +561,7 @@ fn main() -> ExitCode {
                 latency,
                 speculate_after: speculate_after_ms.map(std::time::Duration::from_millis),
                 confirm,
+                every_pause,
             },
         )),
         Cmd::Console { store, cmd } => {

@@ -51,6 +51,8 @@ pub struct EvalOptions {
     /// again with Whisper base (`models/whisper-base`), with and without
     /// the phrase as its hint, and report the cascade ([`confirm`]).
     pub confirm: bool,
+    /// With `latency`: also speculate at every pause (no gating), to compare.
+    pub every_pause: bool,
 }
 
 mod confirm;

@@ -453,6 +453,15 @@ pub struct Endpointer {
     speculate_after: Option<Duration>,
 }
 
+/// The span of speech in an utterance of `samples` samples cut before its
+/// end (an [`EndpointEvent::Pause`]'s, or one ended by its timer): first
+/// speech frame to last, pauses between included — the cut less its pre-roll
+/// and silent tail.
+pub fn speech_span(samples: usize) -> Duration {
+    let speech = (samples as u64).saturating_sub(PRE_ROLL + TAIL);
+    Duration::from_micros(speech * 1_000_000 / SAMPLE_RATE)
+}
+
 fn add(t: Instant, d: Duration) -> Option<Instant> {
     t.checked_add(d) // None = never (e.g. Duration::MAX as "no limit")
 }

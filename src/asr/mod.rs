@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod bursts;
 pub mod by_language;
 pub mod confirm;
 pub mod endpoint;

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use super::endpoint::{EndpointEvent, Endpointer};
-use super::speculate::{EarlyAnswer, OnAnswer, OnFinal, Speculation};
+use super::speculate::{EarlyAnswer, Gating, OnAnswer, OnFinal, Speculation};
 use super::{AsrError, Heard, RecognitionSpec, SpeechEngine};
 
 /// What one simulated turn gave.
@@ -24,6 +24,8 @@ pub struct Timed {
     pub decodes: u32,
     /// A speculative answer decided before the end-of-speech timer.
     pub early: bool,
+    /// Pauses the speculation's gating left undecoded.
+    pub skipped: u32,
 }
 
 /// A decode and how long it took by `clock`.
@@ -39,20 +41,22 @@ fn timed_decode(
 }
 
 /// Play `pcm` (8 kHz, telephone quality) into a turn with `spec`'s timers,
-/// speculating per `early` (None: decode at the end of the turn only).
+/// speculating per `early` with its gating of pauses (None: decode at the
+/// end of the turn only).
 pub fn turn(
     engine: &dyn SpeechEngine,
     pcm: &[i16],
     spec: &RecognitionSpec,
-    early: Option<&EarlyAnswer>,
+    early: Option<(&EarlyAnswer, Gating)>,
     clock: &mut dyn FnMut() -> Duration,
 ) -> Result<Timed, AsrError> {
     let t0 = Instant::now();
     let mut ep = Endpointer::new(spec.timers, t0);
-    let mut spec_machine = early.map(|e| {
+    let mut spec_machine = early.map(|(e, gating)| {
         ep.speculate_after(e.after);
-        Speculation::new(e.complete.clone())
+        Speculation::with_gating(e.complete.clone(), gating)
     });
+    let skipped = |m: &Option<Speculation>| m.as_ref().map_or(0, Speculation::skipped);
     // The speculative answer and when it is ready.
     let mut pending: Option<(Duration, Heard)> = None;
     let mut decodes = 0;
@@ -63,11 +67,12 @@ pub fn turn(
         + spec.timers.no_input_timeout
         + spec.timers.end_of_speech_timeout
         + Duration::from_secs(1);
-    let done = |heard, decided: Duration, last_speech: Duration, decodes, early| Timed {
+    let done = |heard, decided: Duration, last_speech: Duration, decodes, early, skipped| Timed {
         heard: Some(heard),
         latency: decided.saturating_sub(last_speech),
         decodes,
         early,
+        skipped,
     };
     for (i, frame) in frames.enumerate() {
         let at = Duration::from_millis(20 * i as u64);
@@ -79,7 +84,8 @@ pub fn turn(
             if *ready <= at {
                 let (ready, heard) = pending.take().expect("checked");
                 if let OnAnswer::Decide(h) = m.answer(heard) {
-                    return Ok(done(h, ready, last_speech, decodes, true));
+                    let skipped = m.skipped();
+                    return Ok(done(h, ready, last_speech, decodes, true, skipped));
                 }
             }
         }
@@ -99,14 +105,19 @@ pub fn turn(
                         latency: Duration::ZERO,
                         decodes,
                         early: false,
+                        skipped: skipped(&spec_machine),
                     })
                 }
                 EndpointEvent::Pause(u) => {
                     if let Some(m) = spec_machine.as_mut() {
-                        m.pause(&u.pcm);
-                        decodes += 1;
-                        let (heard, took) = timed_decode(engine, &u.pcm, spec, clock)?;
-                        pending = Some((at + took, heard));
+                        if m.pause(&u.pcm) {
+                            decodes += 1;
+                            let (heard, took) = timed_decode(engine, &u.pcm, spec, clock)?;
+                            pending = Some((at + took, heard));
+                        } else {
+                            // Any decode under way is of older audio.
+                            pending = None;
+                        }
                     }
                 }
                 EndpointEvent::Resumed => {
@@ -123,18 +134,35 @@ pub fn turn(
                         Some(m) => m.finish(&u.pcm),
                         None => OnFinal::Decode,
                     };
+                    let skipped = skipped(&spec_machine);
                     match outcome {
-                        OnFinal::Use(h) => return Ok(done(h, at, last_speech, decodes, false)),
+                        OnFinal::Use(h) => {
+                            return Ok(done(h, at, last_speech, decodes, false, skipped))
+                        }
                         OnFinal::Await => {
                             let (ready, heard) = pending.take().ok_or_else(|| {
                                 AsrError::Decode("no speculative decode to await".into())
                             })?;
-                            return Ok(done(heard, ready.max(at), last_speech, decodes, false));
+                            return Ok(done(
+                                heard,
+                                ready.max(at),
+                                last_speech,
+                                decodes,
+                                false,
+                                skipped,
+                            ));
                         }
                         OnFinal::Decode => {
                             decodes += 1;
                             let (heard, took) = timed_decode(engine, &u.pcm, spec, clock)?;
-                            return Ok(done(heard, at + took, last_speech, decodes, false));
+                            return Ok(done(
+                                heard,
+                                at + took,
+                                last_speech,
+                                decodes,
+                                false,
+                                skipped,
+                            ));
                         }
                     }
                 }
@@ -146,13 +174,14 @@ pub fn turn(
         latency: Duration::ZERO,
         decodes,
         early: false,
+        skipped: skipped(&spec_machine),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::asr::speculate::{Complete, DEFAULT_AFTER};
+    use crate::asr::speculate::{Complete, DEFAULT_AFTER, MAX_DECODES};
     use crate::asr::{Hints, SpeechResult, Timers};
 
     /// "Hears" a `1` for each burst of sound (runs of loud 20 ms frames
@@ -214,7 +243,9 @@ mod tests {
         }
     }
 
-    /// The turn with and without speculation, each decode taking 50 ms.
+    /// The turn with and without speculation (every pause decoded: the
+    /// simulation itself; the gating has its own test), each decode taking
+    /// 50 ms.
     fn both(sig: &[i16], digits: usize) -> (Timed, Timed) {
         let early = EarlyAnswer {
             after: DEFAULT_AFTER,
@@ -225,7 +256,14 @@ mod tests {
             t += Duration::from_millis(50);
             t
         };
-        let with = turn(&Bursts, sig, &spec(), Some(&early), &mut clock).unwrap();
+        let with = turn(
+            &Bursts,
+            sig,
+            &spec(),
+            Some((&early, Gating::EveryPause)),
+            &mut clock,
+        )
+        .unwrap();
         let without = turn(&Bursts, sig, &spec(), None, &mut clock).unwrap();
         (with, without)
     }
@@ -327,5 +365,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn pauses_that_cannot_hold_the_answer_are_not_decoded() {
+        // Six digits with a 300 ms pause after each: every pause is a
+        // speculation point, but only those near the whole answer are worth
+        // a decode.
+        let mut parts = vec![silence(400)];
+        for i in 0..6 {
+            if i > 0 {
+                parts.push(silence(300));
+            }
+            parts.push(burst(250));
+        }
+        parts.push(silence(3000));
+        let sig = cat(&parts);
+        let early = EarlyAnswer {
+            after: DEFAULT_AFTER,
+            complete: Complete::Digits(6),
+        };
+        let mut t = Duration::ZERO;
+        let mut clock = move || {
+            t += Duration::from_millis(50);
+            t
+        };
+        let mut run = |g| turn(&Bursts, &sig, &spec(), g, &mut clock).unwrap();
+        let every = run(Some((&early, Gating::EveryPause)));
+        let gated = run(Some((&early, Gating::Plausible)));
+        let off = run(None);
+        assert_eq!(gated.heard, off.heard);
+        assert_eq!(every.heard, off.heard);
+        assert_eq!(every.decodes, 6, "one per pause");
+        assert!(gated.decodes <= MAX_DECODES, "{gated:?}");
+        assert!(gated.skipped >= 3, "{gated:?}");
+        assert_eq!(gated.decodes + gated.skipped, 6);
+        // And the last pause was still decoded: decided early all the same.
+        assert!(gated.early && every.early);
+        assert_eq!(gated.latency, every.latency);
     }
 }

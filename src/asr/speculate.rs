@@ -16,12 +16,19 @@
 //! The decision is made on the same audio by the same match rule as without
 //! speculation; only its time changes. [`Speculation`] is that state
 //! machine, sans-IO: the caller submits decodes and feeds back answers.
+//!
+//! A decode costs as much as the turn's own, so a pause is decoded only when
+//! its audio can hold the whole answer ([`Gating::Plausible`]): callers pause
+//! between digits, and decoding each of those pauses multiplied the CPU of a
+//! check by ~4 (bench/README.md, "Speculative decoding"). Skipping a pause
+//! never changes a verdict: the turn then ends on its timer, as without
+//! speculation.
 
 use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use super::{phrase, Heard};
+use super::{bursts, endpoint, phrase, Heard};
 
 /// The default pause before a speculative decode: the endpointer's silent
 /// tail, so the pause's audio already is the final cut.
@@ -49,6 +56,30 @@ impl std::fmt::Debug for Complete {
 }
 
 impl Complete {
+    /// How many units a whole answer has (digits; syllables of a phrase)
+    /// and the least span of speech one unit takes.
+    fn expected(&self) -> (usize, Duration) {
+        match self {
+            Complete::Digits(n) => (*n, MIN_PER_DIGIT),
+            Complete::Phrase(p) => (syllables(p), MIN_PER_SYLLABLE),
+        }
+    }
+
+    /// Units in what was heard, counted as [`Complete::expected`] counts
+    /// the answer's (0 for no speech).
+    fn units(&self, heard: &Heard) -> usize {
+        let Heard::Speech(r) = heard else {
+            return 0;
+        };
+        match self {
+            Complete::Digits(_) => phrase::tokens(&r.text)
+                .iter()
+                .filter(|w| w.len() == 1 && w.as_bytes()[0].is_ascii_digit())
+                .count(),
+            Complete::Phrase(_) => syllables(&r.text),
+        }
+    }
+
     /// Whether `heard` is a whole answer by this rule.
     pub fn is_complete(&self, heard: &Heard) -> bool {
         let Heard::Speech(r) = heard else {
@@ -59,6 +90,78 @@ impl Complete {
             Complete::Phrase(p) => phrase::matches(p, &r.text),
         }
     }
+}
+
+/// The least span of speech (first sound to last, pauses between included)
+/// a digit takes: a fast caller reading digits says ~4 a second; this
+/// allows ~6.
+const MIN_PER_DIGIT: Duration = Duration::from_millis(160);
+
+/// The same for a syllable of a word phrase (fast speech is ~6–7
+/// syllables a second; this allows 10).
+const MIN_PER_SYLLABLE: Duration = Duration::from_millis(100);
+
+/// Before anything was decoded, a pause of a digit answer is decoded only
+/// if its bursts of sound ([`bursts`]) can hold the answer: each burst
+/// counted as max(1, floor(length / this)) digits. A caller pausing between
+/// digits says one per burst (a slow, distinct digit takes up to ~560 ms:
+/// Allison's recorded digits in bench/passphrase.sh, p90 520 ms, so one
+/// such burst counts 1); digits run together take ~300 ms each or more. A
+/// caller faster than this within a burst is counted short and decided on
+/// the timer, as without speculation.
+const BURST_PER_DIGIT: Duration = Duration::from_millis(290);
+
+/// Once a pause was decoded to part of the answer, a later pause is decoded
+/// only if at the caller's own pace so far its audio holds at least this
+/// share of the answer: a caller may speed up a little, not double.
+const PACE_SHARE: f64 = 0.9;
+
+/// Speculative decodes per turn at most: a caller talking in bursts must
+/// not keep a decoder busy; past it the turn ends on its timer.
+pub const MAX_DECODES: u32 = 3;
+
+/// Syllables of English text, roughly: groups of vowels per word (a final
+/// silent `e` aside), a digit one each, at least one per word. Used for
+/// a phrase's expected length only, on the phrase and on what was heard
+/// alike; an error shifts when a pause is decoded, never a verdict.
+fn syllables(text: &str) -> usize {
+    phrase::tokens(text)
+        .iter()
+        .map(|w| {
+            let b = w.as_bytes();
+            if b.iter().all(u8::is_ascii_digit) {
+                return b.len();
+            }
+            let vowel = |c: &u8| b"aeiouy".contains(c);
+            let mut groups = 0;
+            let mut prev = false;
+            for c in b {
+                let v = vowel(c);
+                if v && !prev {
+                    groups += 1;
+                }
+                prev = v;
+            }
+            // "dance", "horse": the final e is silent; "the", "free" keep it.
+            if groups > 1 && b.ends_with(b"e") && !b.ends_with(b"ee") && !b.ends_with(b"le") {
+                groups -= 1;
+            }
+            groups.max(1)
+        })
+        .sum()
+}
+
+/// Which pauses are decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gating {
+    /// Every pause (before the gating was measured; the evaluation
+    /// compares against it).
+    EveryPause,
+    /// Only a pause whose audio can hold the whole answer: long enough for
+    /// the expected units at [`MIN_PER_DIGIT`] / [`MIN_PER_SYLLABLE`], and
+    /// after part of the answer was heard, near the whole of it at the
+    /// caller's own pace ([`PACE_SHARE`]); at most [`MAX_DECODES`] a turn.
+    Plausible,
 }
 
 /// Speculation asked of a recognition: when to decode, and what answer is
@@ -76,7 +179,7 @@ enum State {
     /// No pause since the caller last spoke.
     Idle,
     /// A decode of `pcm` is under way.
-    Decoding { pcm: Vec<i16> },
+    Decoding { pcm: Vec<i16>, span: Duration },
     /// `pcm` was decoded to an answer that is not complete: kept in case
     /// the turn ends on this same audio.
     Heard { pcm: Vec<i16>, answer: Heard },
@@ -112,9 +215,15 @@ pub enum OnFinal {
 /// shows counts only: the answers held are transcripts (secrets).
 pub struct Speculation {
     complete: Complete,
+    gating: Gating,
     state: State,
+    /// The last part-answer: its span of speech and the units heard in it
+    /// (at least one): the caller's pace.
+    pace: Option<(Duration, usize)>,
     /// Speculative decodes started this turn.
     started: u32,
+    /// Pauses not decoded (their audio could not hold the answer).
+    skipped: u32,
     /// One of them gave the turn's result.
     used: bool,
 }
@@ -122,31 +231,83 @@ pub struct Speculation {
 impl std::fmt::Debug for Speculation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Speculation")
+            .field("gating", &self.gating)
             .field("started", &self.started)
+            .field("skipped", &self.skipped)
             .field("used", &self.used)
             .finish_non_exhaustive()
     }
 }
 
 impl Speculation {
-    /// A turn whose answers are judged complete by `complete`.
+    /// A turn whose answers are judged complete by `complete`, decoding
+    /// only plausible pauses ([`Gating::Plausible`]).
     pub fn new(complete: Complete) -> Self {
+        Self::with_gating(complete, Gating::Plausible)
+    }
+
+    /// A turn with the given gating of pauses.
+    pub fn with_gating(complete: Complete, gating: Gating) -> Self {
         Speculation {
             complete,
+            gating,
             state: State::Idle,
+            pace: None,
             started: 0,
+            skipped: 0,
             used: false,
         }
     }
 
-    /// The caller paused on `pcm`: decode it now (the caller submits it and
-    /// drops any decode still under way — its answer would be stale).
-    pub fn pause(&mut self, pcm: &[i16]) {
+    /// The caller paused on `pcm` (an endpointer cut: pre-roll, speech,
+    /// tail). True: decode it now (the caller submits it and drops any
+    /// decode still under way — its answer would be stale). False: not
+    /// worth a decode; the turn ends on its timer unless a later pause is.
+    #[must_use]
+    pub fn pause(&mut self, pcm: &[i16]) -> bool {
         if matches!(self.state, State::Awaiting | State::Over) {
-            return;
+            return false;
+        }
+        let span = endpoint::speech_span(pcm.len());
+        if self.gating == Gating::Plausible && !self.plausible(span, pcm) {
+            self.skipped += 1;
+            self.state = State::Idle;
+            return false;
         }
         self.started += 1;
-        self.state = State::Decoding { pcm: pcm.to_vec() };
+        self.state = State::Decoding {
+            pcm: pcm.to_vec(),
+            span,
+        };
+        true
+    }
+
+    /// Whether `span` of speech can hold the whole answer (see
+    /// [`Gating::Plausible`]).
+    fn plausible(&self, span: Duration, pcm: &[i16]) -> bool {
+        if self.started >= MAX_DECODES {
+            return false;
+        }
+        let (n, per_unit) = self.complete.expected();
+        if span < per_unit.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)) {
+            return false;
+        }
+        match (self.pace, &self.complete) {
+            (Some((heard_span, units)), _) if !heard_span.is_zero() => {
+                let at_pace = span.as_secs_f64() / heard_span.as_secs_f64() * units as f64;
+                at_pace >= PACE_SHARE * n as f64
+            }
+            (_, Complete::Digits(_)) => {
+                let unit = BURST_PER_DIGIT.as_secs_f64();
+                let most: f64 = bursts::bursts(pcm)
+                    .iter()
+                    .map(|b| (b.as_secs_f64() / unit).floor().max(1.0))
+                    .sum();
+                most >= PACE_SHARE * n as f64
+            }
+            // Words run together: no bursts to count.
+            (_, Complete::Phrase(_)) => true,
+        }
     }
 
     /// The caller spoke again, or the speculative decode failed or was
@@ -169,11 +330,15 @@ impl Speculation {
                 self.used = true;
                 OnAnswer::Decide(answer)
             }
-            State::Decoding { pcm } => {
+            State::Decoding { pcm, span } => {
                 if self.complete.is_complete(&answer) {
                     self.used = true;
                     OnAnswer::Decide(answer)
                 } else {
+                    let units = self.complete.units(&answer);
+                    if units > 0 {
+                        self.pace = Some((span, units));
+                    }
                     self.state = State::Heard { pcm, answer };
                     OnAnswer::Keep
                 }
@@ -192,7 +357,7 @@ impl Speculation {
                 self.used = true;
                 OnFinal::Use(answer)
             }
-            State::Decoding { pcm: p } if p == pcm => {
+            State::Decoding { pcm: p, .. } if p == pcm => {
                 self.state = State::Awaiting;
                 OnFinal::Await
             }
@@ -211,6 +376,11 @@ impl Speculation {
     pub fn used(&self) -> bool {
         self.used
     }
+
+    /// Pauses left undecoded by the gating.
+    pub fn skipped(&self) -> u32 {
+        self.skipped
+    }
 }
 
 #[cfg(test)]
@@ -225,25 +395,30 @@ mod tests {
         })
     }
 
+    // The state machine itself: every pause decoded (the gating has its
+    // own tests below).
     fn digits(n: usize) -> Speculation {
-        Speculation::new(Complete::Digits(n))
+        Speculation::with_gating(Complete::Digits(n), Gating::EveryPause)
     }
 
     fn phrase(p: &str) -> Speculation {
-        Speculation::new(Complete::Phrase(Zeroizing::new(p.into())))
+        Speculation::with_gating(
+            Complete::Phrase(Zeroizing::new(p.into())),
+            Gating::EveryPause,
+        )
     }
 
     #[test]
     fn a_complete_answer_decides_at_once() {
         let mut s = digits(4);
-        s.pause(&[1, 2, 3]);
+        assert!(s.pause(&[1, 2, 3]));
         assert!(s.decoding());
         assert_eq!(s.answer(said("4 2 7 1")), OnAnswer::Decide(said("4 2 7 1")));
         assert!(s.used());
         assert_eq!(s.extra_decodes(), 0);
         // The turn's own end (if the media still reports it) decodes nothing.
         let mut s = phrase("purple elephant dance");
-        s.pause(&[5; 10]);
+        assert!(s.pause(&[5; 10]));
         let heard = said("Purple elephant dance.");
         assert_eq!(s.answer(heard.clone()), OnAnswer::Decide(heard));
     }
@@ -252,7 +427,7 @@ mod tests {
     fn a_wrong_digit_string_of_the_right_length_is_complete_too() {
         // Waiting would judge the same audio the same way: a no-match.
         let mut s = digits(4);
-        s.pause(&[1]);
+        assert!(s.pause(&[1]));
         assert_eq!(
             s.answer(said("uh 9 9 9 9")),
             OnAnswer::Decide(said("uh 9 9 9 9"))
@@ -262,28 +437,28 @@ mod tests {
     #[test]
     fn a_prefix_is_not_complete_and_waits_for_the_timer() {
         let mut s = digits(6);
-        s.pause(&[1, 2]);
+        assert!(s.pause(&[1, 2]));
         assert_eq!(s.answer(said("5 7 2")), OnAnswer::Keep);
         let mut s = phrase("purple elephant dance");
-        s.pause(&[1, 2]);
+        assert!(s.pause(&[1, 2]));
         assert_eq!(s.answer(said("purple elephant")), OnAnswer::Keep);
         // Nor is a wrong phrase, nor no speech.
         let mut s = phrase("purple elephant dance");
-        s.pause(&[1, 2]);
+        assert!(s.pause(&[1, 2]));
         assert_eq!(s.answer(said("purple elephants dance")), OnAnswer::Keep);
         let mut s = digits(4);
-        s.pause(&[1, 2]);
+        assert!(s.pause(&[1, 2]));
         assert_eq!(s.answer(Heard::Nothing), OnAnswer::Keep);
         // Too many digits is no whole answer of this length either.
         let mut s = digits(4);
-        s.pause(&[1, 2]);
+        assert!(s.pause(&[1, 2]));
         assert_eq!(s.answer(said("1 2 3 4 5")), OnAnswer::Keep);
     }
 
     #[test]
     fn a_kept_answer_is_reused_when_the_turn_ends_on_the_same_audio() {
         let mut s = phrase("purple elephant dance");
-        s.pause(&[1, 2, 3]);
+        assert!(s.pause(&[1, 2, 3]));
         assert_eq!(s.answer(said("purple elephant")), OnAnswer::Keep);
         assert_eq!(s.finish(&[1, 2, 3]), OnFinal::Use(said("purple elephant")));
         assert!(s.used());
@@ -293,7 +468,7 @@ mod tests {
     #[test]
     fn other_final_audio_is_decoded_again() {
         let mut s = digits(6);
-        s.pause(&[1, 2, 3]);
+        assert!(s.pause(&[1, 2, 3]));
         assert_eq!(s.answer(said("5 7 2")), OnAnswer::Keep);
         // Speech came back without a Resumed seen (e.g. cut by the maximum).
         assert_eq!(s.finish(&[1, 2, 3, 4]), OnFinal::Decode);
@@ -304,12 +479,12 @@ mod tests {
     #[test]
     fn resuming_drops_the_answer_and_a_later_pause_starts_again() {
         let mut s = digits(6);
-        s.pause(&[1, 2, 3]);
+        assert!(s.pause(&[1, 2, 3]));
         s.resumed();
         assert!(!s.decoding());
         // The first decode's answer arrives late: stale, even if complete.
         assert_eq!(s.answer(said("5 7 2 4 7 8")), OnAnswer::Drop);
-        s.pause(&[1, 2, 3, 4, 5]);
+        assert!(s.pause(&[1, 2, 3, 4, 5]));
         assert_eq!(
             s.answer(said("5 7 2 4 7 8")),
             OnAnswer::Decide(said("5 7 2 4 7 8"))
@@ -320,7 +495,7 @@ mod tests {
     #[test]
     fn a_resume_after_a_kept_answer_means_a_fresh_decode_at_the_end() {
         let mut s = digits(6);
-        s.pause(&[1, 2, 3]);
+        assert!(s.pause(&[1, 2, 3]));
         assert_eq!(s.answer(said("5 7 2")), OnAnswer::Keep);
         s.resumed();
         assert_eq!(s.finish(&[1, 2, 3]), OnFinal::Decode);
@@ -329,7 +504,7 @@ mod tests {
     #[test]
     fn the_end_during_a_decode_of_the_same_audio_awaits_it() {
         let mut s = phrase("silver maple rover");
-        s.pause(&[7; 8]);
+        assert!(s.pause(&[7; 8]));
         assert_eq!(s.finish(&[7; 8]), OnFinal::Await);
         assert!(s.decoding());
         // Whatever it says is the result now: the same audio, the same
@@ -346,7 +521,7 @@ mod tests {
     #[test]
     fn the_end_during_a_decode_of_other_audio_decodes_again() {
         let mut s = digits(4);
-        s.pause(&[7; 8]);
+        assert!(s.pause(&[7; 8]));
         assert_eq!(s.finish(&[7; 9]), OnFinal::Decode);
         assert_eq!(s.answer(said("1 2 3 4")), OnAnswer::Drop);
         assert_eq!(s.extra_decodes(), 1);
@@ -356,8 +531,125 @@ mod tests {
     fn the_phrase_stays_out_of_debug() {
         let mut s = phrase("purple elephant dance");
         assert!(!format!("{s:?}").contains("purple"));
-        s.pause(&[1]);
+        assert!(s.pause(&[1]));
         assert_eq!(s.answer(said("purple elephant")), OnAnswer::Keep);
         assert!(!format!("{s:?}").contains("purple"));
+    }
+
+    /// A pause cut (pre-roll and tail around it) with `ms` of speech
+    /// span (no sound: for phrases, judged by the span alone).
+    fn cut(ms: usize) -> Vec<i16> {
+        vec![0; (300 + ms + 200) * 8]
+    }
+
+    /// A pause cut of bursts of sound (`ms` long each) with 300 ms pauses.
+    fn spoken(bursts: &[usize]) -> Vec<i16> {
+        let mut pcm = vec![0i16; 300 * 8];
+        for (i, &ms) in bursts.iter().enumerate() {
+            if i > 0 {
+                pcm.extend(vec![0i16; 300 * 8]);
+            }
+            pcm.extend((0..ms * 8).map(|k| (8000.0 * (k as f64 * 0.3).sin()) as i16));
+        }
+        pcm.extend(vec![0i16; 200 * 8]);
+        pcm
+    }
+
+    #[test]
+    fn a_pause_that_cannot_hold_the_answer_is_not_decoded() {
+        let six = || Speculation::new(Complete::Digits(6));
+        // Six digits take at least 6 x 160 ms of speech.
+        let mut s = six();
+        assert!(!s.pause(&spoken(&[900])));
+        assert!(!s.decoding());
+        assert_eq!(s.skipped(), 1);
+        // The turn then ends on its timer and is decoded as without.
+        assert_eq!(s.finish(&spoken(&[900])), OnFinal::Decode);
+        assert_eq!(s.extra_decodes(), 0);
+        // Three bursts of up to 560 ms hold three digits, not six: a caller
+        // pausing between digits, half-way.
+        assert!(!six().pause(&spoken(&[400, 560, 300])));
+        // Six of them, or fewer and longer ones, can.
+        assert!(six().pause(&spoken(&[300, 400, 250, 450, 300, 300])));
+        assert!(six().pause(&spoken(&[1200, 1000])));
+        assert!(six().pause(&spoken(&[2300])));
+    }
+
+    #[test]
+    fn after_part_of_the_answer_the_callers_own_pace_decides() {
+        let mut s = Speculation::new(Complete::Digits(6));
+        assert!(s.pause(&spoken(&[2300])));
+        // Three digits in 2.3 s: ~770 ms a digit.
+        assert_eq!(s.answer(said("5 7 2")), OnAnswer::Keep);
+        s.resumed();
+        // 3.5 s holds 4.6 at that pace: not decoded (its bursts would be).
+        assert!(!s.pause(&spoken(&[3500])));
+        s.resumed();
+        // 4.2 s holds 5.5: near enough to six to be worth a decode.
+        assert!(s.pause(&spoken(&[4200])));
+        assert_eq!(
+            s.answer(said("5 7 2 4 7 8")),
+            OnAnswer::Decide(said("5 7 2 4 7 8"))
+        );
+        assert_eq!((s.extra_decodes(), s.skipped()), (1, 1));
+    }
+
+    #[test]
+    fn a_part_answer_of_no_digits_gives_no_pace() {
+        let mut s = Speculation::new(Complete::Digits(4));
+        assert!(s.pause(&spoken(&[1800])));
+        assert_eq!(s.answer(Heard::Nothing), OnAnswer::Keep);
+        s.resumed();
+        // Still judged by its bursts.
+        assert!(s.pause(&spoken(&[1800])));
+        assert!(!s.pause(&spoken(&[400, 400])));
+    }
+
+    #[test]
+    fn no_more_than_max_decodes_a_turn() {
+        let mut s = Speculation::new(Complete::Digits(4));
+        for i in 0..MAX_DECODES as usize {
+            assert!(s.pause(&spoken(&[1800 + 100 * i])), "pause {i}");
+            assert_eq!(s.answer(Heard::Nothing), OnAnswer::Keep);
+            s.resumed();
+        }
+        assert!(!s.pause(&spoken(&[5000])));
+        assert_eq!(s.finish(&spoken(&[5000])), OnFinal::Decode);
+        assert_eq!(s.extra_decodes(), MAX_DECODES);
+        // Without the gating, every pause is decoded.
+        let mut s = digits(4);
+        for i in 0..=MAX_DECODES as usize {
+            assert!(s.pause(&cut(10 * i)));
+            s.resumed();
+        }
+    }
+
+    #[test]
+    fn a_phrase_needs_the_span_of_its_syllables() {
+        // purple (2) elephant (3) dance (1): at least 600 ms.
+        let p = || Complete::Phrase(Zeroizing::new("Purple elephant dance.".into()));
+        let mut s = Speculation::new(p());
+        assert!(!s.pause(&cut(550)));
+        let mut s = Speculation::new(p());
+        assert!(s.pause(&cut(650)));
+        // "purple" heard in 650 ms: the whole phrase needs ~2 s at that pace.
+        assert_eq!(s.answer(said("purple")), OnAnswer::Keep);
+        s.resumed();
+        assert!(!s.pause(&cut(1200)));
+        assert!(s.pause(&cut(1800)));
+    }
+
+    #[test]
+    fn syllables_are_counted_roughly_right() {
+        for (text, n) in [
+            ("purple elephant dance", 6),
+            ("white horse", 2),
+            ("silver maple rover", 6),
+            ("the free yellow", 4),
+            ("4 2 7 1", 4),
+            ("", 0),
+        ] {
+            assert_eq!(syllables(text), n, "{text}");
+        }
     }
 }

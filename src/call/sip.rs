@@ -641,8 +641,13 @@ impl SipCall {
                     return None;
                 }
                 let pool = self.speech.as_ref()?;
-                s.machine.pause(&pcm);
-                // A decode still under way is of older audio: dropped.
+                // A decode still under way is of older audio: dropped (a
+                // queued one is then skipped by the pool).
+                if !s.machine.pause(&pcm) {
+                    // Its audio cannot hold the answer: not worth a decode.
+                    s.result = None;
+                    return None;
+                }
                 s.result = match pool.submit(pcm, hints.clone()) {
                     Ok(rx) => Some((rx, Instant::now())),
                     Err(e) => {
@@ -1253,7 +1258,9 @@ mod tests {
         }
     }
 
-    /// A recognition speculating at pauses: "1600 true" is the whole answer.
+    /// A recognition speculating at pauses: "9600 true" is the whole answer
+    /// (9600 samples: 1.2 s, 0.7 s of it speech, long enough for its
+    /// syllables).
     async fn speculating() -> (
         SipCall,
         mpsc::UnboundedReceiver<MediaCommand>,
@@ -1268,7 +1275,7 @@ mod tests {
             early: Some(crate::asr::speculate::EarlyAnswer {
                 after: Duration::from_millis(200),
                 complete: crate::asr::speculate::Complete::Phrase(zeroize::Zeroizing::new(
-                    "1600 true".into(),
+                    "9600 true".into(),
                 )),
             }),
             ..spec()
@@ -1294,15 +1301,15 @@ mod tests {
     #[tokio::test]
     async fn a_complete_answer_at_a_pause_decides_before_the_turn_ends() {
         let (mut c, mut media, ev, tag, engine) = speculating().await;
-        ev.send(MediaEvent::Pause(tag, vec![0; 1600])).unwrap();
+        ev.send(MediaEvent::Pause(tag, vec![0; 9600])).unwrap();
         let long = Some(Duration::from_secs(5));
-        assert_eq!(c.next_input(long).await, Ok(said("1600 true")));
+        assert_eq!(c.next_input(long).await, Ok(said("9600 true")));
         // The listening is over: the media stops it, its end is stale.
         assert!(matches!(
             media.recv().await,
             Some(MediaCommand::StopListening)
         ));
-        ev.send(MediaEvent::Utterance(tag, vec![0; 1600])).unwrap();
+        ev.send(MediaEvent::Utterance(tag, vec![0; 9600])).unwrap();
         let soon = Some(Duration::from_millis(100));
         assert_eq!(c.next_input(soon).await, Ok(None));
         assert_eq!(engine.0.load(std::sync::atomic::Ordering::SeqCst), 1);
@@ -1311,13 +1318,13 @@ mod tests {
     #[tokio::test]
     async fn an_incomplete_answer_waits_for_the_turn_and_is_reused() {
         let (mut c, _media, ev, tag, engine) = speculating().await;
-        ev.send(MediaEvent::Pause(tag, vec![0; 800])).unwrap();
-        // "800 true" is no whole answer: nothing yet.
+        ev.send(MediaEvent::Pause(tag, vec![0; 8800])).unwrap();
+        // "8800 true" is no whole answer: nothing yet.
         let soon = Some(Duration::from_millis(300));
         assert_eq!(c.next_input(soon).await, Ok(None));
-        ev.send(MediaEvent::Utterance(tag, vec![0; 800])).unwrap();
+        ev.send(MediaEvent::Utterance(tag, vec![0; 8800])).unwrap();
         let long = Some(Duration::from_secs(5));
-        assert_eq!(c.next_input(long).await, Ok(said("800 true")));
+        assert_eq!(c.next_input(long).await, Ok(said("8800 true")));
         // The same audio: not decoded twice.
         assert_eq!(engine.0.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
@@ -1325,14 +1332,29 @@ mod tests {
     #[tokio::test]
     async fn speech_after_a_pause_drops_its_answer_even_a_complete_one() {
         let (mut c, _media, ev, tag, _engine) = speculating().await;
-        ev.send(MediaEvent::Pause(tag, vec![0; 1600])).unwrap();
+        ev.send(MediaEvent::Pause(tag, vec![0; 9600])).unwrap();
         ev.send(MediaEvent::Resumed(tag)).unwrap();
         let soon = Some(Duration::from_millis(300));
         assert_eq!(c.next_input(soon).await, Ok(None));
         // The turn ends on more audio: that is decoded and is the result.
-        ev.send(MediaEvent::Utterance(tag, vec![0; 2400])).unwrap();
+        ev.send(MediaEvent::Utterance(tag, vec![0; 12000])).unwrap();
         let long = Some(Duration::from_secs(5));
-        assert_eq!(c.next_input(long).await, Ok(said("2400 true")));
+        assert_eq!(c.next_input(long).await, Ok(said("12000 true")));
+    }
+
+    #[tokio::test]
+    async fn a_pause_too_short_for_the_answer_is_not_decoded() {
+        let (mut c, _media, ev, tag, engine) = speculating().await;
+        // 0.2 s, no speech span at all: cannot hold "9600 true".
+        ev.send(MediaEvent::Pause(tag, vec![0; 1600])).unwrap();
+        let soon = Some(Duration::from_millis(300));
+        assert_eq!(c.next_input(soon).await, Ok(None));
+        assert_eq!(engine.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // The turn's end is decoded as without speculation.
+        ev.send(MediaEvent::Utterance(tag, vec![0; 1600])).unwrap();
+        let long = Some(Duration::from_secs(5));
+        assert_eq!(c.next_input(long).await, Ok(said("1600 true")));
+        assert_eq!(engine.0.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
