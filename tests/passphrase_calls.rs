@@ -189,6 +189,11 @@ fn assert_outcome(evs: &[Value], exit: &str, end: &str, auth: &str, reason: &str
     );
 }
 
+/// The call passed the passphrase: `success`, `auth_passed` / `matched`.
+fn assert_passed(evs: &[Value], what: &str) {
+    assert_outcome(evs, "success", "ok", "auth_passed", "matched", what);
+}
+
 /// The one recognition event of a call that listened and heard speech.
 fn recognition(evs: &[Value], what: &str) -> Value {
     let recs = events_named(evs, "recognition");
@@ -410,14 +415,7 @@ fn spoken_passphrases_are_judged_over_rtp() {
     // The genuine phrase passes (one or two failures above stay under the
     // lockout).
     let evs = call(&vg, NUM_PHRASE, Some("purple_elephant_dance.wav"));
-    assert_outcome(
-        &evs,
-        "success",
-        "ok",
-        "auth_passed",
-        "matched",
-        "genuine phrase",
-    );
+    assert_passed(&evs, "genuine phrase");
     let rec = recognition(&evs, "genuine phrase");
     assert_eq!(rec["matched"], true, "{rec}");
     assert_eq!(rec["words"], 3, "{rec}");
@@ -430,7 +428,7 @@ fn spoken_passphrases_are_judged_over_rtp() {
         (NUM_DIGIT_WORDS, "number words enrolled"),
     ] {
         let evs = call(&vg, from, Some("account_4271.wav"));
-        assert_outcome(&evs, "success", "ok", "auth_passed", "matched", what);
+        assert_passed(&evs, what);
         assert_eq!(recognition(&evs, what)["matched"], true);
     }
 
@@ -496,14 +494,7 @@ fn failures_across_calls_lock_the_passphrase() {
     );
     // The lockout is the account's: another account's caller passes.
     let evs = call(&vg, NUM_OTHER, Some("purple_elephant_dance.wav"));
-    assert_outcome(
-        &evs,
-        "success",
-        "ok",
-        "auth_passed",
-        "matched",
-        "another account",
-    );
+    assert_passed(&evs, "another account");
 
     assert_nothing_leaked(&vg);
 }
@@ -571,14 +562,7 @@ fn real_voices_and_near_misses_over_rtp() {
     // The genuine passphrase in a real human voice passes.
     let said = allison_says(HUMAN_DIGITS, &dir, "genuine");
     let evs = call(&vg, NUM_HUMAN, Some(said.to_str().unwrap()));
-    assert_outcome(
-        &evs,
-        "success",
-        "ok",
-        "auth_passed",
-        "matched",
-        "real voice, right digits",
-    );
+    assert_passed(&evs, "real voice, right digits");
     assert_eq!(recognition(&evs, "real voice")["matched"], true);
 
     assert_nothing_leaked(&vg);
@@ -651,14 +635,7 @@ fn a_whole_passphrase_is_decided_before_the_end_of_speech_timer() {
         "the phrase with a 5 s end-of-speech timer",
         Duration::from_secs(60),
     );
-    assert_outcome(
-        &evs,
-        "success",
-        "ok",
-        "auth_passed",
-        "matched",
-        "early decision",
-    );
+    assert_passed(&evs, "early decision");
     let first = ts_secs(&evs[0]);
     let rec = events_named(&evs, "recognition");
     assert_eq!(rec.len(), 1, "{}", pretty(&evs));
@@ -714,14 +691,7 @@ fn with_confirmation_a_similar_sounding_near_miss_is_refused() {
         assert_eq!(recognition(&evs, name)["matched"], false);
 
         let evs = call(&vg, NUM_PHRASE, Some("purple_elephant_dance.wav"));
-        assert_outcome(
-            &evs,
-            "success",
-            "ok",
-            "auth_passed",
-            "matched",
-            &format!("{name}: genuine phrase"),
-        );
+        assert_passed(&evs, &format!("{name}: genuine phrase"));
         assert_eq!(recognition(&evs, name)["matched"], true);
         assert_nothing_leaked(&vg);
         // The near miss's word stays out of the events and the log too.
