@@ -1399,6 +1399,14 @@ pub struct StreamFramer {
     crlf_run: usize,
     pings: usize,
     limits: Option<FrameLimits>,
+    /// Bytes of the current message already searched for the blank line
+    /// without finding it, and the line feeds among them: each push scans
+    /// only what is new, so a sender trickling one byte per segment costs
+    /// linear, not quadratic, work.
+    scanned: usize,
+    lines: usize,
+    /// Once the header section is parsed: the whole message's length.
+    total: Option<usize>,
 }
 
 impl StreamFramer {
@@ -1461,21 +1469,56 @@ impl StreamFramer {
                 break;
             }
         }
-        self.buf.drain(..skip);
+        if skip > 0 {
+            self.buf.drain(..skip);
+            self.restart();
+        }
         if self.buf.is_empty() || self.buf == b"\r" {
             return None; // keep-alive only, or half a CRLF: wait
         }
         self.crlf_run = 0;
-        let sep = find_bytes(&self.buf, b"\r\n\r\n");
+        let total = match self.total {
+            Some(total) => total,
+            None => match self.frame_head()? {
+                Ok(total) => total,
+                Err(e) => return Some(Err(e)),
+            },
+        };
+        if self.buf.len() < total {
+            return None;
+        }
+        let msg = self.buf.drain(..total).collect();
+        self.restart();
+        Some(Ok(msg))
+    }
+
+    /// Forget the scan of a message that has been taken or skipped.
+    fn restart(&mut self) {
+        self.scanned = 0;
+        self.lines = 0;
+        self.total = None;
+    }
+
+    /// Look for the end of the header section in what arrived since the last
+    /// call; `None` while it has not arrived, else the message's length.
+    fn frame_head(&mut self) -> Option<Result<usize, FramingError>> {
+        // The blank line may straddle the old and new bytes.
+        let from = self.scanned.saturating_sub(3);
+        let sep = find_bytes(&self.buf[from..], b"\r\n\r\n").map(|i| from + i);
+        let end = sep.map_or(self.buf.len(), |s| s + 4);
+        self.lines += self.buf[self.scanned.min(end)..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.scanned = end;
         if let Some(l) = self.limits {
             // Checked before the blank line arrives, so a header section
             // that never ends is refused as soon as it is too big.
-            let head = &self.buf[..sep.map_or(self.buf.len(), |s| s + 4)];
-            if head.len() > l.max_header_bytes {
+            if end > l.max_header_bytes {
                 let limit = l.max_header_bytes;
                 return Some(Err(self.fail(|ctx| FramingError::TooLarge { limit, ctx })));
             }
-            if head.iter().filter(|&&b| b == b'\n').count() > l.max_headers + 1 {
+            if self.lines > l.max_headers + 1 {
                 let limit = l.max_headers;
                 return Some(Err(
                     self.fail(|ctx| FramingError::TooManyHeaders { limit, ctx })
@@ -1533,11 +1576,8 @@ impl StreamFramer {
                 ctx,
             })));
         }
-        let total = total as usize;
-        if self.buf.len() < total {
-            return None;
-        }
-        Some(Ok(self.buf.drain(..total).collect()))
+        self.total = Some(total as usize);
+        Some(Ok(total as usize))
     }
 
     fn fail(&mut self, make: impl FnOnce(Option<ReplyContext>) -> FramingError) -> FramingError {
@@ -2070,6 +2110,70 @@ mod tests {
             f.next_message().map(|r| r.map_err(|e| frame_kind(&e))),
             Some(Err("too-large"))
         );
+    }
+
+    /// Everything a framer yields for `stream` pushed in `chunk`-byte reads:
+    /// messages (or error kinds) in order, and the pings.
+    fn framed(stream: &[u8], chunk: usize, limits: Option<FrameLimits>) -> (Vec<String>, usize) {
+        let mut f = limits.map_or_else(StreamFramer::new, StreamFramer::with_limits);
+        let (mut out, mut pings) = (Vec::new(), 0);
+        for piece in stream.chunks(chunk) {
+            f.push(piece);
+            while let Some(m) = f.next_message() {
+                out.push(match m {
+                    Ok(msg) => String::from_utf8_lossy(&msg).into_owned(),
+                    Err(e) => format!("error {}", frame_kind(&e)),
+                });
+            }
+            pings += f.take_pings();
+        }
+        (out, pings)
+    }
+
+    #[test]
+    fn the_framer_scans_incrementally_and_frames_every_split_as_the_whole() {
+        // The blank line, the body and the pings land across reads at every
+        // offset; the remembered scan position must not change what is framed.
+        let one = format!("{MINIMAL}Content-Length: 5\r\n\r\nhello");
+        let empty = format!("{MINIMAL}Content-Length: 0\r\n\r\n");
+        let stream = format!("\r\n\r\n{one}{empty}\r\n\r\n{one}\r\n{empty}");
+        let whole = framed(stream.as_bytes(), stream.len(), None);
+        assert_eq!(whole.0, vec![one.clone(), empty.clone(), one, empty]);
+        assert_eq!(whole.1, 2);
+        for chunk in 1..=17 {
+            assert_eq!(
+                framed(stream.as_bytes(), chunk, None),
+                whole,
+                "chunk {chunk}"
+            );
+        }
+        // Limits trip at the same point however the header section arrives.
+        let limits = FrameLimits {
+            max_header_bytes: 300,
+            max_headers: 12,
+            max_body_bytes: 4,
+        };
+        let long = format!(
+            "{MINIMAL}Subject: {}\r\nContent-Length: 0\r\n\r\n",
+            "x".repeat(300)
+        );
+        let many = format!(
+            "{MINIMAL}{}Content-Length: 0\r\n\r\n",
+            "A: b\r\n".repeat(12)
+        );
+        let body = format!("{MINIMAL}Content-Length: 5\r\n\r\nhello");
+        for (stream, kind) in [
+            (&long, "error too-large"),
+            (&many, "error too-many-headers"),
+            (&body, "error too-large"),
+        ] {
+            let fits = format!("{MINIMAL}Content-Length: 0\r\n\r\n");
+            let stream = format!("{fits}{stream}{fits}");
+            for chunk in [stream.len(), 1, 2, 3, 5, 64] {
+                let (out, _) = framed(stream.as_bytes(), chunk, Some(limits));
+                assert_eq!(out, vec![fits.clone(), kind.to_string()], "chunk {chunk}");
+            }
+        }
     }
 
     #[test]
