@@ -629,12 +629,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // first, so media threads keep it even where SCHED_RR is refused.
     set_priority(cfg.nice);
     let media_rt = media_runtime(cfg.media_priority)?;
-    let speech = speech_pool(
-        &cfg.models_dir,
-        &speech_languages,
-        cfg.passphrase.confirm,
-        cfg.passphrase.encoder_window == crate::config::EncoderWindow::Short,
-    );
+    let speech = crate::asr::load_at_decoder_priority(|| {
+        speech_pool(
+            &cfg.models_dir,
+            &speech_languages,
+            cfg.passphrase.confirm,
+            cfg.passphrase.encoder_window == crate::config::EncoderWindow::Short,
+        )
+    });
     let sip_cfg = SipConfig {
         listen: cfg.listen,
         advertised_ip,

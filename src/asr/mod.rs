@@ -27,7 +27,7 @@ pub mod vosk;
 pub mod whisper;
 pub mod window;
 
-pub use pool::SpeechPool;
+pub use pool::{load_at_decoder_priority, SpeechPool, DECODER_NICE};
 pub use spec::{RecognitionSpec, Timers};
 
 /// A final recognition result.

@@ -99,13 +99,53 @@ impl SpeechPool {
     }
 }
 
-fn worker(engine: &dyn SpeechEngine, rx: &Mutex<Receiver<Job>>) {
-    // Decoding is bulk work: below signalling, flows and media (raising the
-    // nice value needs no privilege). 0 = this thread on Linux.
-    // SAFETY: setpriority only reads its integer arguments.
+/// The nice value decoding runs at: bulk work, below signalling, flows and
+/// media (which `serve` raises to `nice`, -10 by default), so a burst of
+/// passphrase checks delays decisions, never a SIP answer or an RTP send.
+pub const DECODER_NICE: i32 = 5;
+
+/// Put the calling thread at [`DECODER_NICE`]; threads it creates inherit
+/// it. Raising the nice value needs no privilege.
+pub(super) fn lower_to_decoder_priority() {
+    // SAFETY: setpriority only reads its integer arguments; on Linux the
+    // nice value is per thread and 0 names the calling one.
     unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 5);
+        libc::setpriority(libc::PRIO_PROCESS, 0, DECODER_NICE);
     }
+}
+
+/// Run `load` on a new thread at [`DECODER_NICE`] and wait for it.
+/// CTranslate2 starts its replica threads, which do the decoding's CPU
+/// work, when a model is loaded, and they inherit the loading thread's
+/// priority: loaded on `serve`'s main thread they ran at the signalling's.
+pub fn load_at_decoder_priority<T: Send + Default>(load: impl FnOnce() -> T + Send) -> T {
+    // Taken by whichever thread runs it: the loader, or this one if no
+    // thread can be started.
+    let load = Mutex::new(Some(load));
+    let run = || load.lock().ok().and_then(|mut l| l.take()).map(|f| f());
+    let loaded = std::thread::scope(|s| {
+        let loader = std::thread::Builder::new()
+            .name("voxgate-asr-load".into())
+            .spawn_scoped(s, || {
+                lower_to_decoder_priority();
+                run()
+            });
+        match loader {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a thread to load speech models at decoder priority");
+                run()
+            }
+        }
+    });
+    // `load` runs exactly once (a panic in it is resumed above).
+    loaded.unwrap_or_default()
+}
+
+fn worker(engine: &dyn SpeechEngine, rx: &Mutex<Receiver<Job>>) {
+    lower_to_decoder_priority();
     loop {
         // The lock is held only while waiting for the next job.
         let job = match rx.lock() {
@@ -159,6 +199,33 @@ mod tests {
                 confidence: 0.5,
             }))
         }
+    }
+
+    /// This thread's nice value (0 = the calling thread on Linux).
+    fn nice() -> i32 {
+        // SAFETY: getpriority only reads its integer arguments.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+    }
+
+    #[test]
+    fn threads_started_while_loading_run_at_decoder_priority_and_the_caller_keeps_its_own() {
+        let before = nice();
+        let (loader, started) = load_at_decoder_priority(|| {
+            // As CTranslate2 starts its replica threads inside a model load.
+            let started = std::thread::spawn(nice).join().unwrap();
+            (nice(), started)
+        });
+        if before <= DECODER_NICE {
+            // Raising the nice value is always allowed.
+            assert_eq!(loader, DECODER_NICE);
+        }
+        assert_eq!(
+            started, loader,
+            "a thread started while loading inherits its priority"
+        );
+        assert_eq!(nice(), before, "the calling thread's priority is untouched");
+        let value = load_at_decoder_priority(|| 42);
+        assert_eq!(value, 42);
     }
 
     fn engine() -> Arc<Counting> {
