@@ -206,7 +206,17 @@ fn recognition(evs: &[Value], what: &str) -> Value {
 /// its voice and joined with 250-350 ms pauses, band-passed to the telephone
 /// band over a faint noise floor, as `dir/name.wav`.
 fn allison_says(digits: &str, dir: &Path, name: &str) -> PathBuf {
-    let sounds = Path::new("/usr/share/asterisk/sounds/en/digits");
+    // The package installs Allison's voice under en_US_f_Allison; the `en`
+    // link to it comes from asterisk's own packages, which need not be here.
+    let sounds = ["en", "en_US_f_Allison"]
+        .map(|d| {
+            Path::new("/usr/share/asterisk/sounds")
+                .join(d)
+                .join("digits")
+        })
+        .into_iter()
+        .find(|d| d.join("0.wav").exists())
+        .unwrap_or_else(|| PathBuf::from("/usr/share/asterisk/sounds/en/digits"));
     assert!(
         sounds.join("0.wav").exists(),
         "asterisk-core-sounds-en-wav is missing (scripts/test.sh installs it)"

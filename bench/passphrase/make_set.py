@@ -25,7 +25,11 @@ import random
 import subprocess
 import sys
 
-SOUNDS = "/usr/share/asterisk/sounds/en/digits"
+# Debian's package installs Allison's voice under en_US_f_Allison; the `en`
+# link to it is made by asterisk's own packages, which need not be here.
+SOUNDS = next((d for d in ("/usr/share/asterisk/sounds/en/digits",
+                           "/usr/share/asterisk/sounds/en_US_f_Allison/digits")
+               if os.path.isdir(d)), "/usr/share/asterisk/sounds/en/digits")
 WORD_PHRASES = [
     "purple elephant dance", "white horse", "silver river morning",
     "green apple tree", "blue ocean wave", "quiet mountain lake",
