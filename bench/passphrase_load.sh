@@ -77,9 +77,10 @@ for f in glob.glob('/proc/[0-9]*/cmdline'):
             s = open(t).read()
             comm = s[s.index('(') + 1:s.rindex(')')]
             rest = s[s.rindex(')') + 2:].split()
-            # CTranslate2's replica workers are unnamed: they carry the
-            # process's name; the main thread is the one whose id is the pid.
-            if comm == 'voxgate' and t.split('/')[4] != pid:
+            # CTranslate2's replica workers carry the name of the thread
+            # that loaded the model: voxgate-ct2 (older builds: the
+            # process's, where the main thread is the one whose id is the pid).
+            if comm == 'voxgate-ct2' or (comm == 'voxgate' and t.split('/')[4] != pid):
                 comm = 'ct2-worker'
             rows.append('%s %d' % (comm, int(rest[11]) + int(rest[12])))
     except OSError:

@@ -118,6 +118,7 @@ pub(super) fn lower_to_decoder_priority() {
 /// CTranslate2 starts its replica threads, which do the decoding's CPU
 /// work, when a model is loaded, and they inherit the loading thread's
 /// priority: loaded on `serve`'s main thread they ran at the signalling's.
+/// They inherit its name too, so `top -H` shows them as `voxgate-ct2`.
 pub fn load_at_decoder_priority<T: Send + Default>(load: impl FnOnce() -> T + Send) -> T {
     // Taken by whichever thread runs it: the loader, or this one if no
     // thread can be started.
@@ -125,7 +126,7 @@ pub fn load_at_decoder_priority<T: Send + Default>(load: impl FnOnce() -> T + Se
     let run = || load.lock().ok().and_then(|mut l| l.take()).map(|f| f());
     let loaded = std::thread::scope(|s| {
         let loader = std::thread::Builder::new()
-            .name("voxgate-asr-load".into())
+            .name("voxgate-ct2".into())
             .spawn_scoped(s, || {
                 lower_to_decoder_priority();
                 run()
