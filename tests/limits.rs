@@ -169,6 +169,61 @@ fn a_malformed_burst_yields_a_bounded_number_of_log_lines() {
     assert_eq!(fields::log_problems(&log), Vec::<String>::new());
 }
 
+/// A source over `limits.datagram_rate` has its datagrams dropped before
+/// they are parsed: of 300 OPTIONS sent at once from 127.0.0.4 with a rate
+/// of 20/s, at most the bucket (20) plus the refill over the test's own
+/// measured duration are answered; another address is answered as before,
+/// and the drops come back as one warning and a summary, not one per datagram.
+#[test]
+fn datagrams_over_the_per_source_rate_are_dropped_before_parsing() {
+    let vg = Voxgate::start(
+        "limits-datagrams",
+        demo_with("limits:\n  datagram_rate: 20\n  interval: 1s\n"),
+    );
+    let flood = UdpSocket::bind("127.0.0.4:0").expect("a fourth loopback address");
+    let from = flood.local_addr().unwrap();
+    let msg = |i: usize, from: SocketAddr| {
+        format!(
+            "OPTIONS sip:demo@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKdg{i}\r\nFrom: <sip:t@{from}>;tag=1\r\nTo: <sip:demo@{to}>\r\nCall-ID: dg-{i}@{from}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            to = vg.sip
+        )
+    };
+    let started = Instant::now();
+    for i in 0..300 {
+        flood.send_to(msg(i, from).as_bytes(), vg.sip).unwrap();
+    }
+    flood
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut answered = 0;
+    let mut buf = [0u8; 4096];
+    while let Ok((n, _)) = flood.recv_from(&mut buf) {
+        answered += buf[..n].starts_with(b"SIP/2.0 200") as usize;
+    }
+    let bound = 20 + (20.0 * started.elapsed().as_secs_f64()).ceil() as usize;
+    assert!(
+        (1..=bound).contains(&answered),
+        "{answered} of 300 answered; the bucket and its refill allow {bound}"
+    );
+    let other = UdpSocket::bind("127.0.0.5:0").expect("a fifth loopback address");
+    other
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    other
+        .send_to(msg(0, other.local_addr().unwrap()).as_bytes(), vg.sip)
+        .unwrap();
+    let (n, _) = other
+        .recv_from(&mut buf)
+        .expect("another address is answered");
+    assert!(buf[..n].starts_with(b"SIP/2.0 200"));
+    let log = wait_log(&vg, "summary of the dropped datagrams", |l| {
+        l.contains("more datagrams over limits.datagram_rate from 127.0.0.4")
+    });
+    let lines = log.lines().filter(|l| l.contains("127.0.0.4")).count();
+    assert!(lines <= 3, "{lines} log lines for 300 datagrams:\n{log}");
+    assert_eq!(fields::log_problems(&log), Vec::<String>::new());
+}
+
 const TCP_LIMITS: &str = "limits:\n  tcp:\n    idle_timeout: 1s\n    message_timeout: 1s\n    max_header_bytes: 2048\n    max_headers: 40\n";
 
 fn options(to: SocketAddr, n: usize, pad: &str) -> String {

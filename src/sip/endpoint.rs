@@ -67,6 +67,8 @@ pub struct Endpoint<H> {
     limits: Limits,
     /// Repeated warnings per source, summarised.
     log_limit: LogLimiter,
+    /// Datagrams per source, before parsing (`limits.datagram_rate`).
+    datagram_rate: super::datagram_rate::DatagramRate,
     /// Calls the handler answered and has not released yet.
     held: HashSet<String>,
     handler: H,
@@ -131,6 +133,8 @@ impl<H: DialogHandler> Endpoint<H> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (tcp_tx, tcp_rx) = mpsc::unbounded_channel();
         let limits = Limits::new(cfg.limits.clone(), cfg.exempt.clone());
+        let datagram_rate =
+            super::datagram_rate::DatagramRate::new(cfg.limits.datagram_rate, cfg.exempt.clone());
         let log_limit = LogLimiter::new(cfg.limits.interval);
         let (command_tx, commands) = mpsc::unbounded_channel();
         let handle = SipHandle {
@@ -151,6 +155,7 @@ impl<H: DialogHandler> Endpoint<H> {
                 tcp_rx,
                 limits,
                 log_limit,
+                datagram_rate,
                 held: HashSet::new(),
                 handler: handler(handle.clone()),
                 tx,
@@ -506,6 +511,19 @@ impl<H: DialogHandler> Endpoint<H> {
 
     fn on_bytes(&mut self, peer: Peer, data: &[u8], transport: Transport) {
         let now = Instant::now().into_std();
+        // UDP only: a connection's source cannot be forged and its framer
+        // bounds it; a datagram is counted before anything is parsed.
+        if transport == Transport::Udp && !self.datagram_rate.allow(now, peer.addr.ip()) {
+            if self.log_limit.allow(
+                now,
+                peer.addr.ip(),
+                "datagrams over limits.datagram_rate",
+                "dropped unparsed",
+            ) {
+                warn!(from = %peer.addr, limit = self.cfg.limits.datagram_rate, "datagrams over limits.datagram_rate: dropped unparsed");
+            }
+            return;
+        }
         // UDP only: the TCP framer has already found a start line and headers.
         if transport == Transport::Udp && !super::start_line::plausible(data) {
             if self.log_limit.allow(

@@ -6,6 +6,7 @@
 //! implements [`handler::DialogHandler`] and builds the calls).
 
 pub mod core;
+pub mod datagram_rate;
 pub mod endpoint;
 pub mod handler;
 pub mod limits;
