@@ -6,6 +6,8 @@
 # flooder per byte it received (SIP + RTP), and voxgate's RSS before, at the
 # end of the flood and after it settled (Timer H ends the un-ACKed dialogs).
 #   RATE=2000 DURATION=20 CALLS=100 bench/invite_flood.sh
+# The shipped limits, limits.datagram_rate (2,000/s per source) included;
+# EXTRA_CONFIG='limits: { datagram_rate: 0 }' measures the INVITE limits alone.
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$(mktemp -d /tmp/vg-flood.XXXX)}

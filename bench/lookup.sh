@@ -66,7 +66,7 @@ max_call_duration: 2m
 shutdown_grace: 5s
 # The whole load comes from one sipp on one address: no per-source limits
 # (issue 16), and room for every port of rtp_ports.
-limits: { invite_rate: 100000, invite_burst: 100000, calls_per_source: 100000, unacked_per_source: 100000, max_calls: 2500, max_unacked: 2500 }
+limits: { datagram_rate: 0, invite_rate: 100000, invite_burst: 100000, calls_per_source: 100000, unacked_per_source: 100000, max_calls: 2500, max_unacked: 2500 }
 log_format: text
 state_dir: "$d/state"
 database: "$db"

@@ -109,8 +109,11 @@ pub const DECODER_NICE: i32 = 5;
 pub(super) fn lower_to_decoder_priority() {
     // SAFETY: setpriority only reads its integer arguments; on Linux the
     // nice value is per thread and 0 names the calling one.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, DECODER_NICE);
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, DECODER_NICE) };
+    if rc != 0 {
+        // Lowering a nice value needs privilege: a process
+        // started at a nice above DECODER_NICE keeps decoding at its own.
+        tracing::debug!(error = %std::io::Error::last_os_error(), "decoders keep this thread's priority");
     }
 }
 

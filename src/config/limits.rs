@@ -1,6 +1,6 @@
 //! `limits:`: what one source, and everyone together, may ask of `serve`
-//! (issue 16): new INVITEs per source (a token bucket, like Kamailio's
-//! pike), dialogs per source and in all, TCP connections and their
+//! (issue 16): UDP datagrams per source before parsing and new INVITEs per
+//! source (token buckets, like Kamailio's pike), dialogs per source and in all, TCP connections and their
 //! messages, socket buffers and the response cache. The decisions are made
 //! in `sip::limits` and `sip::tcp`; the numbers are configuration, so they
 //! live here, below both.
@@ -442,12 +442,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.limits.invite_rate, 0.5);
+        assert_eq!(c.limits.datagram_rate, 2000, "the default");
         assert_eq!(c.limits.max_calls, 40);
+        let off = Config::parse("v.yaml", "limits:\n  datagram_rate: 0\n").unwrap();
+        assert_eq!(off.limits.datagram_rate, 0);
         assert_eq!(c.limits.tcp.idle_timeout, Duration::from_secs(2));
         assert_eq!(c.limits.tcp.connections_per_source, 4);
         assert_eq!(c.limits.tcp.max_headers, TcpLimits::default().max_headers);
 
         let err = |yaml: &str| Config::parse("v.yaml", yaml).unwrap_err().to_string();
+        assert_eq!(
+            err("limits:\n  datagram_rate: 20000000\n"),
+            "v.yaml: limits.datagram_rate: 20000000 is outside 0..10000000"
+        );
         assert_eq!(
             err("rtp_ports: 30000-30099\nlimits:\n  max_calls: 51\n"),
             "v.yaml: limits.max_calls: 51 must be 1..50 (each call holds one of the 50 RTP ports of rtp_ports)"

@@ -220,8 +220,7 @@ impl<H: DialogHandler> Endpoint<H> {
                 r = self.udp.recv_from(&mut buf) => {
                     match r {
                         Ok((n, from)) => {
-                            let data = buf[..n].to_vec();
-                            self.on_bytes(Peer { link: Link::Udp, addr: from }, &data, Transport::Udp);
+                            self.on_bytes(Peer { link: Link::Udp, addr: from }, &buf[..n], Transport::Udp);
                         }
                         Err(e) => debug!(error = %e, "udp receive error"),
                     }

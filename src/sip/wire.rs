@@ -1588,6 +1588,7 @@ impl StreamFramer {
         };
         self.failed = true;
         self.buf = Vec::new();
+        self.restart();
         make(ctx)
     }
 }
