@@ -265,7 +265,7 @@ pub enum EncoderWindow {
 /// (bench/README.md, "Speculation gated"): 0 of 822 verdicts changed, the
 /// decision ~600 ms sooner for accepted callers, CPU p50 1.01-1.08x (mean
 /// 1.22-1.48x) per check.
-pub const SPECULATE_AFTER: Duration = crate::asr::speculate::DEFAULT_AFTER;
+pub const SPECULATE_AFTER: Duration = Duration::from_millis(200);
 
 impl Default for PassphrasePolicy {
     fn default() -> Self {
