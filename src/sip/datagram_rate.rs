@@ -18,14 +18,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use super::bucket::TokenBucket;
+
 /// Addresses tracked at most (~48 bytes each).
 pub const MAX_SOURCES: usize = 65_536;
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    refilled: Instant,
-}
 
 /// Token buckets of datagrams by source address.
 #[derive(Debug)]
@@ -33,7 +29,7 @@ pub struct DatagramRate {
     /// Datagrams per second (the refill) and the bucket's size: one
     /// second's worth, so a burst of retransmissions passes.
     rate: f64,
-    buckets: HashMap<IpAddr, Bucket>,
+    buckets: HashMap<IpAddr, TokenBucket>,
     exempt: Vec<ipnet::IpNet>,
     /// The last sweep of idle buckets (at most one a second).
     swept: Option<Instant>,
@@ -66,19 +62,10 @@ impl DatagramRate {
             }
         }
         let rate = self.rate;
-        let b = self.buckets.entry(ip).or_insert(Bucket {
-            tokens: rate,
-            refilled: now,
-        });
-        let elapsed = now.saturating_duration_since(b.refilled).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * rate).min(rate);
-        b.refilled = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.buckets
+            .entry(ip)
+            .or_insert_with(|| TokenBucket::full(now, rate))
+            .take(now, rate, rate)
     }
 
     /// Forget the addresses whose bucket has refilled (idle a second or
@@ -92,9 +79,7 @@ impl DatagramRate {
         }
         self.swept = Some(now);
         let rate = self.rate;
-        self.buckets.retain(|_, b| {
-            b.tokens + now.saturating_duration_since(b.refilled).as_secs_f64() * rate < rate
-        });
+        self.buckets.retain(|_, b| !b.is_full(now, rate, rate));
     }
 
     /// Addresses tracked.

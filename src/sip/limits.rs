@@ -26,6 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use super::bucket::TokenBucket;
 use crate::config::LimitsConfig;
 
 /// Sources tracked at most; beyond, new sources share one entry (a flood of
@@ -95,8 +96,7 @@ pub struct Summary {
 
 #[derive(Debug)]
 struct Source {
-    tokens: f64,
-    refilled: Instant,
+    invites: TokenBucket,
     calls: u32,
     unacked: u32,
     /// 503s sent in the current interval (the budget before silence).
@@ -113,8 +113,7 @@ struct Source {
 impl Source {
     fn new(now: Instant, burst: u32) -> Self {
         Source {
-            tokens: f64::from(burst),
-            refilled: now,
+            invites: TokenBucket::full(now, f64::from(burst)),
             calls: 0,
             unacked: 0,
             refusals: 0,
@@ -237,15 +236,9 @@ impl Limits {
             .sources
             .entry(key)
             .or_insert_with(|| Source::new(now, burst));
-        let elapsed = now.saturating_duration_since(src.refilled).as_secs_f64();
-        src.tokens = (src.tokens + elapsed * rate).min(f64::from(burst));
-        src.refilled = now;
         // Every attempt costs a token, refused or not: a source that keeps
         // trying stays over its rate.
-        let had_token = src.tokens >= 1.0;
-        if had_token {
-            src.tokens -= 1.0;
-        }
+        let had_token = src.invites.take(now, rate, f64::from(burst));
         let limit = global.or(if exempt {
             None
         } else if !had_token {
@@ -457,11 +450,10 @@ impl Limits {
             s.refused = 0;
             s.dropped = 0;
             s.refusals = 0;
-            let tokens = s.tokens + now.saturating_duration_since(s.refilled).as_secs_f64() * rate;
             let striking = s
                 .struck
                 .is_some_and(|t| now.saturating_duration_since(t) < hold);
-            s.calls > 0 || tokens < burst || striking
+            s.calls > 0 || !s.invites.is_full(now, rate, burst) || striking
         });
         if self.sources.capacity() > 4 * self.sources.len().max(1024) {
             self.sources.shrink_to_fit();

@@ -5,6 +5,7 @@
 //! only: nothing here knows about media, calls or flows (`call::setup`
 //! implements [`handler::DialogHandler`] and builds the calls).
 
+mod bucket;
 pub mod core;
 pub mod datagram_rate;
 pub mod endpoint;
