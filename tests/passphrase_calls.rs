@@ -210,53 +210,19 @@ fn allison_says(digits: &str, dir: &Path, name: &str) -> PathBuf {
     with_noise_floor(&joined, dir, name)
 }
 
+/// sox `synth` arguments of mains hum on a bad line: 50 Hz and its odd
+/// harmonics, as in the evaluation set's hum condition.
+const MAINS_HUM: &[&str] = &[
+    "sine", "50", "sine", "150", "sine", "250", "remix", "1-3", "vol", "-24dB",
+];
+
 /// Allison's digits at her recordings' own level (about 14 dB quieter than
 /// [`allison_says`]), 400 ms apart, on a line with mains hum: 50 Hz and its
 /// odd harmonics at 150 and 250 Hz, louder than her quieter digits (the
 /// evaluation set's hum condition, `bench/passphrase/make_set.py`).
 fn allison_over_hum(digits: &str, dir: &Path, name: &str) -> PathBuf {
     let joined = allison_joined(digits, dir, name, |_| 400, &[]);
-    let len = std::process::Command::new("soxi")
-        .arg("-D")
-        .arg(&joined)
-        .output()
-        .unwrap();
-    let len = String::from_utf8(len.stdout).unwrap();
-    let hum = dir.join(format!("{name}-hum.wav"));
-    sox(
-        &["-n", "-r", "8000", "-c", "1", "-b", "16"],
-        &hum,
-        &[
-            "synth",
-            len.trim(),
-            "sine",
-            "50",
-            "sine",
-            "150",
-            "sine",
-            "250",
-            "remix",
-            "1-3",
-            "vol",
-            "-24dB",
-        ],
-    );
-    let mixed = dir.join(format!("{name}-mixed.wav"));
-    sox(
-        &[
-            "-m",
-            joined.to_str().unwrap(),
-            hum.to_str().unwrap(),
-            "-r",
-            "8000",
-            "-c",
-            "1",
-            "-b",
-            "16",
-        ],
-        &mixed,
-        &[],
-    );
+    let mixed = mixed_with(&joined, MAINS_HUM, &dir.join(format!("{name}-mixed.wav")));
     with_noise_floor(&mixed, dir, name)
 }
 
@@ -316,35 +282,34 @@ fn allison_joined(
 
 /// `wav` over a -60 dBFS noise floor (a line is never digitally silent).
 fn with_noise_floor(wav: &Path, dir: &Path, name: &str) -> PathBuf {
-    let noise = dir.join(format!("{name}-floor.wav"));
+    let out = dir.join(format!("{name}.wav"));
+    mixed_with(wav, &["whitenoise", "vol", "-60dB"], &out)
+}
+
+/// `wav` mixed with a line sound as long as it (`synth` arguments after the
+/// length), written to `out` at 8 kHz.
+fn mixed_with(wav: &Path, synth: &[&str], out: &Path) -> PathBuf {
     let len = std::process::Command::new("soxi")
         .arg("-D")
         .arg(wav)
         .output()
         .unwrap();
     let len = String::from_utf8(len.stdout).unwrap();
+    let line = out.with_extension("line.wav");
+    let mut effects = vec!["synth", len.trim()];
+    effects.extend_from_slice(synth);
     sox(
         &["-n", "-r", "8000", "-c", "1", "-b", "16"],
-        &noise,
-        &["synth", len.trim(), "whitenoise", "vol", "-60dB"],
+        &line,
+        &effects,
     );
-    let out = dir.join(format!("{name}.wav"));
+    let (wav, line_s) = (wav.to_str().unwrap(), line.to_str().unwrap());
     sox(
-        &[
-            "-m",
-            wav.to_str().unwrap(),
-            noise.to_str().unwrap(),
-            "-r",
-            "8000",
-            "-c",
-            "1",
-            "-b",
-            "16",
-        ],
-        &out,
+        &["-m", wav, line_s, "-r", "8000", "-c", "1", "-b", "16"],
+        out,
         &[],
     );
-    out
+    out.to_path_buf()
 }
 
 /// A digit run `4271` as the recogniser or a careless log might write it
@@ -610,10 +575,7 @@ fn real_voices_and_near_misses_over_rtp() {
     sox(
         &["-n", "-r", "8000", "-c", "1", "-b", "16"],
         &hum,
-        &[
-            "synth", "3", "sine", "50", "sine", "150", "sine", "250", "remix", "1-3", "vol",
-            "-24dB",
-        ],
+        &[["synth", "3"].as_slice(), MAINS_HUM].concat(),
     );
     let hum = with_noise_floor(&hum, &dir, "hum");
     let evs = call(&vg, NUM_HUMAN, Some(hum.to_str().unwrap()));
