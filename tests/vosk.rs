@@ -6,6 +6,8 @@
 // Integration tests: helpers may unwrap (a failure should panic with the value).
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -25,10 +27,10 @@ fn model_dir() -> PathBuf {
 
 /// `text` spoken by espeak-ng's Korean voice (`ko+f2`, 140 wpm), band-passed
 /// to 300–3400 Hz at 8 kHz and through A-law and back: what a phone line
-/// delivers.
+/// delivers. Each call synthesises in a directory of its own: tests run in
+/// parallel and say the same phrases.
 fn korean(text: &str) -> Vec<i16> {
-    let dir = std::env::temp_dir().join(format!("voxgate-vosk-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("vosk");
     let name: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     let (raw, alaw, pcm) = (
         dir.join(format!("{name}.raw.wav")),
@@ -76,7 +78,9 @@ fn korean(text: &str) -> Vec<i16> {
     }
     let mut r = hound::WavReader::open(&pcm).unwrap();
     assert_eq!(r.spec().sample_rate, 8000);
-    r.samples::<i16>().map(Result::unwrap).collect()
+    let samples = r.samples::<i16>().map(Result::unwrap).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    samples
 }
 
 fn phrase(p: &str) -> Hints {
