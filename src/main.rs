@@ -123,6 +123,10 @@ enum Cmd {
         /// gating), to compare.
         #[arg(long)]
         every_pause: bool,
+        /// verify_passphrase's incomplete_timeout (ms): the end-of-speech
+        /// wait while the audio cannot hold the enrolled passphrase; 0: off.
+        #[arg(long, default_value_t = 1500)]
+        incomplete_timeout_ms: u64,
     },
     /// Manage the accounts callers are looked up in (the SQLite store).
     ///
@@ -546,6 +550,7 @@ fn main() -> ExitCode {
             speculate_after_ms,
             confirm,
             every_pause,
+            incomplete_timeout_ms,
         } => report(voxgate::app::evaluate::evaluate(
             &manifest,
             &voxgate::app::evaluate::EvalOptions {
@@ -562,6 +567,8 @@ fn main() -> ExitCode {
                 speculate_after: speculate_after_ms.map(std::time::Duration::from_millis),
                 confirm,
                 every_pause,
+                incomplete_timeout: (incomplete_timeout_ms > 0)
+                    .then(|| std::time::Duration::from_millis(incomplete_timeout_ms)),
             },
         )),
         Cmd::Console { store, cmd } => {

@@ -597,6 +597,21 @@ fn real_voices_and_near_misses_over_rtp() {
     assert_passed(&evs, "real voice, right digits");
     assert_eq!(recognition(&evs, "real voice")["matched"], true);
 
+    // A caller who stops for a second after two of the five digits (reading
+    // them off a card): two digits cannot hold the enrolled five, so the
+    // turn waits `incomplete_timeout` (1.5 s) rather than ending on the
+    // 800 ms end-of-speech timer, and hears the rest.
+    let said = allison_joined(
+        HUMAN_DIGITS,
+        &dir,
+        "paused",
+        |i| if i == 1 { 1100 } else { 300 },
+        &["norm", "-6"],
+    );
+    let said = with_noise_floor(&said, &dir, "paused");
+    let evs = call(&vg, NUM_HUMAN, Some(said.to_str().unwrap()));
+    assert_passed(&evs, "real voice, a second's pause after two digits");
+
     // The same on a bad line, hum louder than her quieter digits: the
     // endpointer measures level above the telephone band's lower edge, so
     // the hum's harmonics do not hold its noise floor up and end the turn

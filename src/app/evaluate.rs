@@ -15,9 +15,10 @@ use anyhow::{bail, Context};
 
 use std::sync::Mutex;
 
+use crate::asr::answer::AnswerLength;
 use crate::asr::recording::{hear_file, Simulated};
 use crate::asr::whisper::{Transcript, WhisperEngine, NO_SPEECH_GATE};
-use crate::asr::{phrase, AsrError, Heard, Hints, SpeechEngine, SpeechResult};
+use crate::asr::{phrase, AsrError, Heard, Hints, IncompleteWait, SpeechEngine, SpeechResult};
 
 /// What to run and how to judge (the command line's options).
 #[derive(Clone, Debug)]
@@ -53,6 +54,9 @@ pub struct EvalOptions {
     pub confirm: bool,
     /// With `latency`: also speculate at every pause (no gating), to compare.
     pub every_pause: bool,
+    /// The end-of-speech wait while the audio cannot hold the enrolled
+    /// passphrase (`verify_passphrase`'s `incomplete_timeout`); None: off.
+    pub incomplete_timeout: Option<std::time::Duration>,
 }
 
 mod confirm;
@@ -364,6 +368,15 @@ fn dump(path: &Path, checked: &[Checked]) -> anyhow::Result<()> {
 /// phrase as hint unless `--no-hint`; digits mode for a digit string).
 fn spec_for(row: &Row, o: &EvalOptions) -> crate::call::RecognitionSpec {
     let digits = phrase::is_digits(&row.enrolled);
+    // As verify_passphrase sets it: the enrolled answer's length.
+    let answer = if digits {
+        AnswerLength::digits(phrase::tokens(&row.enrolled).len())
+    } else {
+        AnswerLength::phrase(&row.enrolled)
+    };
+    let incomplete = o
+        .incomplete_timeout
+        .map(|timeout| IncompleteWait { answer, timeout });
     crate::call::RecognitionSpec {
         phrases: if digits || !o.hint {
             Vec::new()
@@ -372,7 +385,10 @@ fn spec_for(row: &Row, o: &EvalOptions) -> crate::call::RecognitionSpec {
         },
         digits_only: digits,
         language: None,
-        timers: crate::asr::Timers::RECORDING,
+        timers: crate::asr::Timers {
+            incomplete,
+            ..crate::asr::Timers::RECORDING
+        },
         early: None,
         // The evaluation runs the second model itself (both hints, timed).
         confirm: false,

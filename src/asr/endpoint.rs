@@ -227,13 +227,9 @@ struct HighPass([Biquad; 2]);
 
 impl HighPass {
     fn new() -> HighPass {
-        let hz: f32 = std::env::var("XHP")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(HIGH_PASS_HZ);
         HighPass([
-            Biquad::high_pass(hz, 0.541_196_1),
-            Biquad::high_pass(hz, 1.306_563),
+            Biquad::high_pass(HIGH_PASS_HZ, 0.541_196_1),
+            Biquad::high_pass(HIGH_PASS_HZ, 1.306_563),
         ])
     }
 
@@ -436,6 +432,10 @@ enum Phase {
         prev_active: bool,
         /// A pause was reported for this `last_speech_idx`.
         paused: bool,
+        /// The end-of-speech timer came due on audio that could not hold the
+        /// answer: the turn waits [`super::spec::IncompleteWait::timeout`] instead, until
+        /// the caller speaks again.
+        incomplete: bool,
     },
     Done,
 }
@@ -583,16 +583,34 @@ impl Endpointer {
                 last_speech_time,
                 last_speech_idx,
                 paused,
+                incomplete,
                 ..
             } => min_deadline(
                 min_deadline(
-                    add(last_speech_time, self.cfg.end_of_speech_timeout),
+                    add(last_speech_time, self.end_of_speech_wait(incomplete)),
                     add(start_time, self.cfg.max_duration),
                 ),
                 self.pause_deadline(last_speech_time, last_speech_idx, paused),
             ),
             Phase::Done => None,
         }
+    }
+
+    /// Silence after speech that ends the turn: the incomplete wait once
+    /// the audio was found unable to hold the answer.
+    fn end_of_speech_wait(&self, incomplete: bool) -> Duration {
+        match self.cfg.incomplete {
+            Some(w) if incomplete => w.timeout,
+            _ => self.cfg.end_of_speech_timeout,
+        }
+    }
+
+    /// The end-of-speech timer came due: whether the turn should wait
+    /// longer because its audio cannot yet hold the whole answer.
+    fn wait_for_the_rest(&self) -> bool {
+        self.cfg.incomplete.is_some_and(|w| {
+            w.timeout > self.cfg.end_of_speech_timeout && !w.answer.can_hold(&self.cut())
+        })
     }
 
     /// When a pause is due to be reported (None: not speculating, already
@@ -672,6 +690,7 @@ impl Endpointer {
                 last_speech_time,
                 last_speech_idx,
                 paused,
+                mut incomplete,
                 ..
             } => {
                 if due(self.pause_deadline(last_speech_time, last_speech_idx, paused)) {
@@ -687,7 +706,16 @@ impl Endpointer {
                         }),
                     );
                 }
-                let eos = add(last_speech_time, self.cfg.end_of_speech_timeout);
+                if !incomplete
+                    && due(add(last_speech_time, self.cfg.end_of_speech_timeout))
+                    && self.wait_for_the_rest()
+                {
+                    incomplete = true;
+                    if let Phase::Speech { incomplete: i, .. } = &mut self.phase {
+                        *i = true;
+                    }
+                }
+                let eos = add(last_speech_time, self.end_of_speech_wait(incomplete));
                 let max = add(start_time, self.cfg.max_duration);
                 let max_first = match (max, eos) {
                     (Some(m), Some(e)) => m < e,
@@ -713,6 +741,7 @@ impl Endpointer {
                 ref mut last_speech_time,
                 ref mut prev_active,
                 ref mut paused,
+                ref mut incomplete,
                 ..
             } => {
                 // A lone unvoiced blip (click, pop) in a pause does not
@@ -721,6 +750,8 @@ impl Endpointer {
                 if resumed {
                     *last_speech_idx = frame_end;
                     *last_speech_time = now;
+                    // Judged again at the next silence.
+                    *incomplete = false;
                 }
                 *prev_active = fc.active;
                 if resumed && std::mem::take(paused) {
@@ -772,6 +803,7 @@ impl Endpointer {
                     last_speech_time: now,
                     prev_active: fc.active,
                     paused: false,
+                    incomplete: false,
                 };
                 self.queue(now, EndpointEvent::SpeechStarted);
                 return;
@@ -849,6 +881,8 @@ impl Endpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::asr::answer::AnswerLength;
+    use crate::asr::IncompleteWait;
 
     // ---- signal generators (deterministic) ----
 
@@ -1097,6 +1131,7 @@ mod tests {
             no_input_timeout: Duration::from_millis(no_input_ms),
             end_of_speech_timeout: Duration::from_millis(eos_ms),
             max_duration: Duration::from_millis(max_ms),
+            incomplete: None,
         }
     }
 
@@ -1481,6 +1516,7 @@ mod tests {
             no_input_timeout: Duration::MAX,
             end_of_speech_timeout: Duration::from_millis(500),
             max_duration: Duration::MAX,
+            incomplete: None,
         };
         let base = Instant::now();
         let mut ep = Endpointer::new(c, base);
@@ -1782,6 +1818,104 @@ mod tests {
         }
         assert!(ep.is_done());
         assert_eq!(ep.next_deadline(), None);
+    }
+
+    /// `digits` voiced bursts of 350 ms, 300 ms apart, after 500 ms of
+    /// silence: a caller reading digits.
+    fn digits_said(digits: usize) -> Vec<i16> {
+        let mut sig = silence(500);
+        for i in 0..digits {
+            if i > 0 {
+                sig.extend(silence(300));
+            }
+            sig.extend(voiced_burst(350, 65.0));
+        }
+        sig
+    }
+
+    fn waiting_for(digits: usize, incomplete_ms: u64) -> Timers {
+        Timers {
+            incomplete: Some(IncompleteWait {
+                answer: AnswerLength::digits(digits),
+                timeout: Duration::from_millis(incomplete_ms),
+            }),
+            ..std_cfg()
+        }
+    }
+
+    #[test]
+    fn a_turn_that_cannot_hold_the_answer_waits_longer_for_the_rest() {
+        // Two of six digits, a 1.2 s pause, the other four: one utterance
+        // with the incomplete wait (1.5 s), two turns without it.
+        let sig = cat(&[
+            &digits_said(2),
+            &silence(1200),
+            &digits_said(4)[n_of(500)..],
+        ]);
+        let heard = cat(&[&sig, &silence(3000)]);
+        let out = drive(waiting_for(6, 1500), &heard);
+        let (first, last) = sound_span(&sig);
+        let at = find_slice(&heard, out.pcm());
+        assert!(
+            at <= first && at + out.pcm().len() >= last,
+            "the whole answer"
+        );
+        // The rest could hold the answer: the usual 800 ms ended the turn.
+        assert_eq!(
+            ms(out.final_at.unwrap()) / 20,
+            (samples_ms(last) + 800) / 20
+        );
+        let cut = drive(std_cfg(), &heard);
+        assert!(cut.pcm().len() < n_of(2000), "ended after two digits");
+    }
+
+    #[test]
+    fn a_caller_who_stops_short_is_decided_after_the_incomplete_wait() {
+        let sig = digits_said(2);
+        let (_, last) = sound_span(&sig);
+        let out = drive(waiting_for(6, 1500), &cat(&[&sig, &silence(3000)]));
+        assert_eq!(
+            ms(out.final_at.unwrap()) / 20,
+            (samples_ms(last) + 1500) / 20
+        );
+        // The whole answer said: no extra wait.
+        let sig = digits_said(6);
+        let (_, last) = sound_span(&sig);
+        let out = drive(waiting_for(6, 1500), &cat(&[&sig, &silence(3000)]));
+        assert_eq!(
+            ms(out.final_at.unwrap()) / 20,
+            (samples_ms(last) + 800) / 20
+        );
+        // A wait no longer than end_of_speech_timeout changes nothing.
+        let sig = digits_said(2);
+        let (_, last) = sound_span(&sig);
+        let out = drive(waiting_for(6, 700), &cat(&[&sig, &silence(3000)]));
+        assert_eq!(
+            ms(out.final_at.unwrap()) / 20,
+            (samples_ms(last) + 800) / 20
+        );
+    }
+
+    #[test]
+    fn the_incomplete_wait_is_a_deadline_a_silent_line_reaches() {
+        // Frames stop after two digits: next_deadline moves from the 800 ms
+        // timer to the 1.5 s one, and polling there ends the turn.
+        let base = Instant::now();
+        let mut ep = Endpointer::new(waiting_for(4, 1500), base);
+        let sig = cat(&[&digits_said(2), &silence(200)]);
+        let mut t = base;
+        for f in sig.chunks(FRAME) {
+            t += FRAME_DUR;
+            ep.push(t, f);
+        }
+        let last = ep.last_speech_at().unwrap();
+        let d = ep.next_deadline().unwrap();
+        assert_eq!(d, last + Duration::from_millis(800));
+        assert_eq!(ep.poll(d), None);
+        let d = ep.next_deadline().unwrap();
+        assert_eq!(d, last + Duration::from_millis(1500));
+        assert!(matches!(ep.poll(d), Some(EndpointEvent::Utterance(_))));
+        assert!(ep.is_done());
     }
 
     #[test]

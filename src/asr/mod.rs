@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod answer;
 pub mod bursts;
 pub mod by_language;
 pub mod confirm;
@@ -28,7 +29,7 @@ pub mod whisper;
 pub mod window;
 
 pub use pool::{load_at_decoder_priority, SpeechPool, DECODER_NICE};
-pub use spec::{RecognitionSpec, Timers};
+pub use spec::{IncompleteWait, RecognitionSpec, Timers};
 
 /// A final recognition result.
 #[derive(Clone, Debug, PartialEq)]

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::answer::AnswerLength;
 use super::speculate::EarlyAnswer;
 use super::Hints;
 
@@ -19,6 +20,31 @@ pub struct Timers {
     pub end_of_speech_timeout: Duration,
     /// Speech longer than this is cut → the utterance ends.
     pub max_duration: Duration,
+    /// A longer end-of-speech wait while what was said cannot yet hold the
+    /// whole answer; None: `end_of_speech_timeout` alone.
+    pub incomplete: Option<IncompleteWait>,
+}
+
+/// The end-of-speech wait of a turn whose audio cannot yet hold the whole
+/// expected answer (VoiceXML's `incompletetimeout`, MRCP's
+/// Speech-Incomplete-Timeout): a caller reading a digit passphrase pauses
+/// between digits, and on a noisy line the weak edges of a digit ("eigh-t",
+/// "s-even") are lost, so a 500 ms pause measured 840 ms and ended the turn
+/// after two of six digits (bench/README.md, "Waiting for the rest of the
+/// answer"). Judged from the audio alone ([`AnswerLength::can_hold`]),
+/// before anything is decoded; once it can hold the answer, the usual
+/// `end_of_speech_timeout` applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncompleteWait {
+    /// How long the whole answer is.
+    pub answer: AnswerLength,
+    /// Silence after speech that ends the turn while the audio cannot hold it.
+    pub timeout: Duration,
+}
+
+impl IncompleteWait {
+    /// `verify_passphrase`'s `incomplete_timeout` when a flow does not set it.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1500);
 }
 
 impl Timers {
@@ -29,6 +55,7 @@ impl Timers {
         no_input_timeout: Duration::MAX,
         end_of_speech_timeout: Duration::from_secs(1),
         max_duration: Duration::from_secs(1),
+        incomplete: None,
     };
 
     /// A recording heard from the command line (`recognize`,
@@ -37,6 +64,7 @@ impl Timers {
         no_input_timeout: Duration::from_secs(5),
         end_of_speech_timeout: Duration::from_millis(800),
         max_duration: Duration::from_secs(15),
+        incomplete: None,
     };
 
     /// The same turn while a prompt still plays: the caller's no-input time

@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use super::{bursts, endpoint, phrase, Heard};
+use super::answer::{syllables, AnswerLength};
+use super::{endpoint, phrase, Heard};
 
 /// The default pause before a speculative decode: the endpointer's silent
 /// tail, so the pause's audio already is the final cut.
@@ -56,16 +57,15 @@ impl std::fmt::Debug for Complete {
 }
 
 impl Complete {
-    /// How many units a whole answer has (digits; syllables of a phrase)
-    /// and the least span of speech one unit takes.
-    fn expected(&self) -> (usize, Duration) {
+    /// How long a whole answer is (digits; syllables of a phrase).
+    pub fn length(&self) -> AnswerLength {
         match self {
-            Complete::Digits(n) => (*n, MIN_PER_DIGIT),
-            Complete::Phrase(p) => (syllables(p), MIN_PER_SYLLABLE),
+            Complete::Digits(n) => AnswerLength::digits(*n),
+            Complete::Phrase(p) => AnswerLength::phrase(p),
         }
     }
 
-    /// Units in what was heard, counted as [`Complete::expected`] counts
+    /// Units in what was heard, counted as [`Complete::length`] counts
     /// the answer's (0 for no speech).
     fn units(&self, heard: &Heard) -> usize {
         let Heard::Speech(r) = heard else {
@@ -92,25 +92,6 @@ impl Complete {
     }
 }
 
-/// The least span of speech (first sound to last, pauses between included)
-/// a digit takes: a fast caller reading digits says ~4 a second; this
-/// allows ~6.
-const MIN_PER_DIGIT: Duration = Duration::from_millis(160);
-
-/// The same for a syllable of a word phrase (fast speech is ~6–7
-/// syllables a second; this allows 10).
-const MIN_PER_SYLLABLE: Duration = Duration::from_millis(100);
-
-/// Before anything was decoded, a pause of a digit answer is decoded only
-/// if its bursts of sound ([`bursts`]) can hold the answer: each burst
-/// counted as max(1, floor(length / this)) digits. A caller pausing between
-/// digits says one per burst (a slow, distinct digit takes up to ~560 ms:
-/// Allison's recorded digits in bench/passphrase.sh, p90 520 ms, so one
-/// such burst counts 1); digits run together take ~300 ms each or more. A
-/// caller faster than this within a burst is counted short and decided on
-/// the timer, as without speculation.
-const BURST_PER_DIGIT: Duration = Duration::from_millis(290);
-
 /// Once a pause was decoded to part of the answer, a later pause is decoded
 /// only if at the caller's own pace so far its audio holds at least this
 /// share of the answer: a caller may speed up a little, not double.
@@ -120,37 +101,6 @@ const PACE_SHARE: f64 = 0.9;
 /// not keep a decoder busy; past it the turn ends on its timer.
 pub const MAX_DECODES: u32 = 3;
 
-/// Syllables of English text, roughly: groups of vowels per word (a final
-/// silent `e` aside), a digit one each, at least one per word. Used for
-/// a phrase's expected length only, on the phrase and on what was heard
-/// alike; an error shifts when a pause is decoded, never a verdict.
-fn syllables(text: &str) -> usize {
-    phrase::tokens(text)
-        .iter()
-        .map(|w| {
-            let b = w.as_bytes();
-            if b.iter().all(u8::is_ascii_digit) {
-                return b.len();
-            }
-            let vowel = |c: &u8| b"aeiouy".contains(c);
-            let mut groups = 0;
-            let mut prev = false;
-            for c in b {
-                let v = vowel(c);
-                if v && !prev {
-                    groups += 1;
-                }
-                prev = v;
-            }
-            // "dance", "horse": the final e is silent; "the", "free" keep it.
-            if groups > 1 && b.ends_with(b"e") && !b.ends_with(b"ee") && !b.ends_with(b"le") {
-                groups -= 1;
-            }
-            groups.max(1)
-        })
-        .sum()
-}
-
 /// Which pauses are decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gating {
@@ -158,7 +108,7 @@ pub enum Gating {
     /// compares against it).
     EveryPause,
     /// Only a pause whose audio can hold the whole answer: long enough for
-    /// the expected units at [`MIN_PER_DIGIT`] / [`MIN_PER_SYLLABLE`], and
+    /// the expected units ([`AnswerLength::can_hold`]), and
     /// after part of the answer was heard, near the whole of it at the
     /// caller's own pace ([`PACE_SHARE`]); at most [`MAX_DECODES`] a turn.
     Plausible,
@@ -288,25 +238,16 @@ impl Speculation {
         if self.started >= MAX_DECODES {
             return false;
         }
-        let (n, per_unit) = self.complete.expected();
-        if span < per_unit.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)) {
+        let length = self.complete.length();
+        if span < length.min_span() {
             return false;
         }
-        match (self.pace, &self.complete) {
-            (Some((heard_span, units)), _) if !heard_span.is_zero() => {
+        match self.pace {
+            Some((heard_span, units)) if !heard_span.is_zero() => {
                 let at_pace = span.as_secs_f64() / heard_span.as_secs_f64() * units as f64;
-                at_pace >= PACE_SHARE * n as f64
+                at_pace >= PACE_SHARE * length.units as f64
             }
-            (_, Complete::Digits(_)) => {
-                let unit = BURST_PER_DIGIT.as_secs_f64();
-                let most: f64 = bursts::bursts(pcm)
-                    .iter()
-                    .map(|b| (b.as_secs_f64() / unit).floor().max(1.0))
-                    .sum();
-                most >= PACE_SHARE * n as f64
-            }
-            // Words run together: no bursts to count.
-            (_, Complete::Phrase(_)) => true,
+            _ => length.bursts_can_hold(pcm),
         }
     }
 
@@ -637,19 +578,5 @@ mod tests {
         s.resumed();
         assert!(!s.pause(&cut(1200)));
         assert!(s.pause(&cut(1800)));
-    }
-
-    #[test]
-    fn syllables_are_counted_roughly_right() {
-        for (text, n) in [
-            ("purple elephant dance", 6),
-            ("white horse", 2),
-            ("silver maple rover", 6),
-            ("the free yellow", 4),
-            ("4 2 7 1", 4),
-            ("", 0),
-        ] {
-            assert_eq!(syllables(text), n, "{text}");
-        }
     }
 }

@@ -1030,6 +1030,7 @@ mod tests {
                 no_input_timeout: Duration::from_secs(5),
                 end_of_speech_timeout: Duration::from_millis(800),
                 max_duration: Duration::from_secs(10),
+                incomplete: None,
             },
             early: None,
             confirm: false,

@@ -1868,7 +1868,7 @@ steps:
     recognize: { prompts: [say_account], phrases: ["checking", "savings"], digits_only: false, language: en, no_input_timeout: 5s, end_of_speech_timeout: 800ms, max_duration: 15s, min_confidence: 0.5, tries: 2, no_input_prompts: [a], no_match_prompts: [b], barge_in: {digits: true, speech: true}, into: choice }
     on: { success: passphrase, no_input: agent, no_match: agent, max_attempts: agent, error: agent }
   passphrase:
-    verify_passphrase: { prompts: [say_passphrase], tries: 2, no_input_timeout: 5s, end_of_speech_timeout: 800ms, max_duration: 10s, no_input_prompts: [x], retry_prompts: [y] }
+    verify_passphrase: { prompts: [say_passphrase], tries: 2, no_input_timeout: 5s, end_of_speech_timeout: 800ms, incomplete_timeout: 1500ms, max_duration: 10s, no_input_prompts: [x], retry_prompts: [y] }
     on: { success: send, failure: agent, no_input: agent, max_attempts: agent, error: agent }
   send:
     send_code: { channel: sms, to: "${account.phone}", length: 6, ttl: 60s, max_attempts: 3, resend_cooldown: 30s }
@@ -2779,7 +2779,7 @@ steps:
             ("collect_digits", format!("{digit} pattern into secret")),
             ("recognize", "prompts phrases digits_only language no_input_timeout end_of_speech_timeout max_duration min_confidence tries no_input_prompts no_match_prompts barge_in into".into()),
             ("lookup_caller", "number".into()),
-            ("verify_passphrase", "prompts tries no_input_timeout end_of_speech_timeout max_duration no_input_prompts retry_prompts language".into()),
+            ("verify_passphrase", "prompts tries no_input_timeout end_of_speech_timeout max_duration incomplete_timeout no_input_prompts retry_prompts language".into()),
             ("send_code", "channel channels to length ttl max_attempts resend_cooldown language hold".into()),
             ("verify_code", digit.into()),
             ("verify_totp", format!("{digit} window")),

@@ -353,6 +353,7 @@ impl SpeechTimers {
             no_input_timeout: self.no_input_timeout.value,
             end_of_speech_timeout: self.end_of_speech_timeout.value,
             max_duration: self.max_duration.value,
+            incomplete: None,
         }
     }
 }
@@ -402,6 +403,10 @@ pub struct VerifyPassphrase {
     pub prompts: Vec<PromptRef>,
     /// Endpointing timers.
     pub timers: SpeechTimers,
+    /// Silence that ends the turn while what was said cannot yet hold the
+    /// enrolled passphrase (200ms–5s, default 1.5s; no effect at or under
+    /// `end_of_speech_timeout`): `asr::IncompleteWait`.
+    pub incomplete_timeout: Spanned<Duration>,
     /// Tries before the step gives up (1–10).
     pub tries: Spanned<u32>,
     /// Played before a retry after silence.

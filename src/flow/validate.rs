@@ -1009,6 +1009,11 @@ steps:
         has(&e, "`max_duration` is 3m; it must be between 1s and 2m");
         has(&e, "`min_confidence` is 1.5; it must be between 0 and 1");
         has(&e, "`tries` is 11; it must be between 1 and 10");
+        let e = check("steps:\n  a:\n    verify_passphrase: { incomplete_timeout: 6s }\n    on: { success: b, failure: b, no_input: b, max_attempts: b, error: b }\n  b: { hangup: {} }\n");
+        has(
+            &e,
+            "`incomplete_timeout` is 6s; it must be between 200ms and 5s",
+        );
         let e = check("steps:\n  a:\n    send_code: { ttl: 20m, length: 3, language: english }\n    on: { success: b, rate_limited: b, error: b }\n  b: { hangup: {} }\n");
         has(
             &e,

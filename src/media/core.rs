@@ -1053,6 +1053,7 @@ mod tests {
             no_input_timeout: ms(no_input),
             end_of_speech_timeout: ms(800),
             max_duration: Duration::from_secs(10),
+            incomplete: None,
         }
     }
 

@@ -238,6 +238,7 @@ mod listening_tests {
                 no_input_timeout: no_input,
                 end_of_speech_timeout: Duration::from_millis(800),
                 max_duration: Duration::from_secs(10),
+                incomplete: None,
             },
             tag,
         )

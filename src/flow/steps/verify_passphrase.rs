@@ -3,8 +3,10 @@
 //! The transcript is a secret: it goes to the verifier only, never to events or variables.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::asr::speculate::{Complete, EarlyAnswer};
+use crate::asr::IncompleteWait;
 use crate::backends::{Enrolment, PassphraseSubject, PassphraseVerdict};
 use crate::call::CallChannel;
 use crate::call::RecognitionSpec;
@@ -140,6 +142,12 @@ pub(super) async fn run<C: CallChannel>(
         Enrolment::NotEnrolled => return Ok(refuse(ctx, "not_enrolled")),
     };
     let mut spec = spec(&step.timers, phrases, digits, step.language.clone());
+    // Wait longer for the rest of an answer the audio cannot hold yet (a
+    // caller pausing between digits on a noisy line).
+    spec.timers.incomplete = Some(IncompleteWait {
+        answer: complete.length(),
+        timeout: step.incomplete_timeout.value,
+    });
     // A matched word phrase is confirmed by the second model when installed
     // (`asr::confirm`), on the speculative and the final decode alike.
     spec.confirm = true;
@@ -213,6 +221,12 @@ pub(crate) const UNIT: Unit = Unit {
     check_fields: |step, f| {
         if let StepKind::VerifyPassphrase(p) = &step.kind {
             f.speech_in(&p.timers);
+            f.dur_in(
+                "incomplete_timeout",
+                &p.incomplete_timeout,
+                Duration::from_millis(200),
+                Duration::from_secs(5),
+            );
             f.int_in("tries", &p.tries, 1, 10);
         }
     },
@@ -242,6 +256,11 @@ fn build(r: &mut FieldReader<'_, '_, '_>) -> Option<StepKind> {
     Some(StepKind::VerifyPassphrase(VerifyPassphrase {
         prompts,
         timers: r.speech_timers(10),
+        incomplete_timeout: r.duration_or(
+            "incomplete_timeout",
+            0,
+            u64::try_from(IncompleteWait::DEFAULT_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
+        ),
         tries,
         no_input_prompts: r.prompts("no_input_prompts"),
         retry_prompts: r.prompts("retry_prompts"),
