@@ -31,9 +31,14 @@ const NUM_DIGIT_WORDS: &str = "+16502530002";
 const NUM_LOCKED: &str = "+16502530003";
 const NUM_OTHER: &str = "+16502530004";
 const NUM_HUMAN: &str = "+16502530005";
+const NUM_REPEATS: &str = "+16502530006";
 
 /// The real-voice digit passphrase (Allison Smith's recorded digits).
 const HUMAN_DIGITS: &str = "30742";
+
+/// One with a digit repeated: Whisper, allowed tokens of several digits,
+/// wrote it as a number and repeated a digit ("8639899").
+const REPEATS_DIGITS: &str = "863989";
 
 const PHRASE: &str = "purple elephant dance";
 
@@ -47,6 +52,7 @@ const SECRET_WORDS: &[&str] = &[
     "giraffe",
     "four two seven one",
     "three zero seven four two",
+    "eight six three nine eight nine",
 ];
 
 fn models() -> PathBuf {
@@ -541,6 +547,7 @@ fn real_voices_and_near_misses_over_rtp() {
         "",
         &[
             ("acct_human", NUM_HUMAN, HUMAN_DIGITS),
+            ("acct_repeats", NUM_REPEATS, REPEATS_DIGITS),
             ("acct_phrase2", NUM_PHRASE, PHRASE),
         ],
     );
@@ -596,6 +603,12 @@ fn real_voices_and_near_misses_over_rtp() {
     let evs = call(&vg, NUM_HUMAN, Some(said.to_str().unwrap()));
     assert_passed(&evs, "real voice, right digits");
     assert_eq!(recognition(&evs, "real voice")["matched"], true);
+
+    // Digits next to a repeated one, in her voice: decoded one digit a
+    // token, not as the number "8639899".
+    let said = allison_says(REPEATS_DIGITS, &dir, "repeats");
+    let evs = call(&vg, NUM_REPEATS, Some(said.to_str().unwrap()));
+    assert_passed(&evs, "real voice, a repeated digit");
 
     // A caller who stops for a second after two of the five digits (reading
     // them off a card): two digits cannot hold the enrolled five, so the
