@@ -31,8 +31,19 @@ pub fn bursts(pcm: &[i16]) -> Vec<Duration> {
         return Vec::new();
     }
     // The cut's pre-roll and tail are quiet: its quietest frame is the
-    // line (a percentile would be speech in a long utterance).
-    let floor = db.iter().copied().fold(f64::INFINITY, f64::min);
+    // line (a percentile would be speech in a long utterance). Leading frames
+    // of digital zero are not counted: they are the endpointer's padding (a
+    // cut whose speech starts at its first sample gets its pre-roll as
+    // zeros), and at 0 dB they let line noise pass as sound: a noisy
+    // six-digit turn cut after two digits counted as one 1.96 s burst, "six
+    // digits". A line that is digital silence between words still has its
+    // zeros in the pauses and the tail.
+    let padding = pcm
+        .chunks(FRAME)
+        .take_while(|f| f.iter().all(|&s| s == 0))
+        .count();
+    let floor = db[padding..].iter().copied().fold(f64::INFINITY, f64::min);
+    let floor = if floor.is_finite() { floor } else { 0.0 };
     let peak = db.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let threshold = (floor + ABOVE_FLOOR_DB).max(peak - BELOW_PEAK_DB);
     let mut out = Vec::new();
@@ -91,6 +102,31 @@ mod tests {
         assert_eq!(
             bursts(&pcm),
             vec![Duration::from_millis(400), Duration::from_millis(460)]
+        );
+    }
+
+    #[test]
+    fn padding_of_digital_zero_is_not_the_lines_level() {
+        // Line noise 20 dB under two 300 ms digits, the cut padded with
+        // 300 ms of zeros: still two bursts, the noise between them quiet.
+        let noise = |ms: usize| -> Vec<i16> {
+            (0..ms * 8)
+                .map(|i| ((i * 7919 + 13) % 401) as i16 - 200)
+                .collect()
+        };
+        let loud = |ms: usize| -> Vec<i16> { tone(ms).iter().map(|&s| s / 4).collect() };
+        let pcm = [
+            vec![0; 300 * 8],
+            noise(100),
+            loud(300),
+            noise(600),
+            loud(300),
+            noise(200),
+        ]
+        .concat();
+        assert_eq!(
+            bursts(&pcm),
+            vec![Duration::from_millis(300), Duration::from_millis(300)]
         );
     }
 
