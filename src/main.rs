@@ -123,9 +123,10 @@ enum Cmd {
         /// gating), to compare.
         #[arg(long)]
         every_pause: bool,
-        /// verify_passphrase's incomplete_timeout (ms): the end-of-speech
-        /// wait while the audio cannot hold the enrolled passphrase; 0: off.
-        #[arg(long, default_value_t = 1500)]
+        /// verify_passphrase's incomplete_timeout (ms, 200-5000 as in a
+        /// flow): the end-of-speech wait while the audio cannot hold the
+        /// enrolled passphrase; 0: off.
+        #[arg(long, default_value_t = 1500, value_parser = incomplete_ms)]
         incomplete_timeout_ms: u64,
     },
     /// Manage the accounts callers are looked up in (the SQLite store).
@@ -619,5 +620,15 @@ fn main() -> ExitCode {
                 &token,
             )),
         },
+    }
+}
+
+/// `--incomplete-timeout-ms`: 0 (off) or a flow's range, 200-5000.
+fn incomplete_ms(s: &str) -> Result<u64, String> {
+    let ms: u64 = s.parse().map_err(|e| format!("{e}"))?;
+    if ms == 0 || (200..=5000).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(format!("{ms} ms: 0 (off) or 200-5000"))
     }
 }

@@ -330,6 +330,7 @@ fn digits_4271() -> regex::Regex {
 fn assert_nothing_leaked(vg: &Voxgate) {
     assert_no_digit_run(vg, &digits_4271());
     assert_no_digit_run(vg, &digit_run(HUMAN_DIGITS));
+    assert_no_digit_run(vg, &digit_run(REPEATS_DIGITS));
     assert_no_digit_run(vg, &digit_run("30748"));
 
     let raw = std::fs::read_to_string(&vg.events).unwrap();
@@ -618,7 +619,7 @@ fn real_voices_and_near_misses_over_rtp() {
         HUMAN_DIGITS,
         &dir,
         "paused",
-        |i| if i == 1 { 1100 } else { 300 },
+        |i| if i == 1 { 1000 } else { 300 },
         &["norm", "-6"],
     );
     let said = with_noise_floor(&said, &dir, "paused");

@@ -1,8 +1,10 @@
 //! Bursts of sound in an utterance: runs of loud 20 ms frames apart by
 //! short quiet gaps. A caller reading digits with pauses says one or a few
-//! per burst, so the bursts bound how many digits a pause's audio can hold
-//! before anything is decoded ([`super::speculate`]). Cheap (frame energy
-//! only) and rough: a wrong count only moves when a pause is decoded.
+//! per burst, so the bursts bound how many digits a turn's audio can hold
+//! before anything is decoded ([`super::answer`]: speculation decodes a
+//! pause only if it can, the endpointer waits longer while it cannot).
+//! Cheap (frame energy only) and rough: a wrong count only moves *when* a
+//! turn is decoded, never what it decides.
 
 use std::time::Duration;
 

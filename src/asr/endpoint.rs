@@ -556,7 +556,8 @@ impl Endpointer {
             }
             if let Phase::Speech { start_idx, .. } = self.phase {
                 if self.received - start_idx >= self.max_samples {
-                    self.finish_utterance(now, true);
+                    let cut = self.still_talking(now);
+                    self.finish_utterance(now, cut);
                 }
             }
         }
@@ -571,7 +572,9 @@ impl Endpointer {
     }
 
     /// When `poll` must next be called; None when done. An event still
-    /// queued is due at once.
+    /// queued is due at once. The end-of-speech deadline of a turn that
+    /// cannot yet hold its answer may, when polled, only re-arm the longer
+    /// incomplete wait (no event): the next deadline is then that wait's.
     pub fn next_deadline(&self) -> Option<Instant> {
         if !self.events.is_empty() {
             return self.queued_at;
@@ -602,6 +605,20 @@ impl Endpointer {
         match self.cfg.incomplete {
             Some(w) if incomplete => w.timeout,
             _ => self.cfg.end_of_speech_timeout,
+        }
+    }
+
+    /// Whether a turn ending on its maximum now cuts the caller off: not
+    /// when they have been silent through the usual end-of-speech timer
+    /// and only the incomplete wait ran into the maximum.
+    fn still_talking(&self, now: Instant) -> bool {
+        match self.phase {
+            Phase::Speech {
+                last_speech_time,
+                incomplete: true,
+                ..
+            } => add(last_speech_time, self.cfg.end_of_speech_timeout).is_some_and(|t| t > now),
+            _ => true,
         }
     }
 
@@ -722,7 +739,8 @@ impl Endpointer {
                     (m, _) => m.is_some(),
                 };
                 if max_first && due(max) {
-                    self.finish_utterance(now, true);
+                    let cut = self.still_talking(now);
+                    self.finish_utterance(now, cut);
                 } else if due(eos) {
                     self.finish_utterance(now, false);
                 }
@@ -1893,6 +1911,25 @@ mod tests {
         assert_eq!(
             ms(out.final_at.unwrap()) / 20,
             (samples_ms(last) + 800) / 20
+        );
+    }
+
+    #[test]
+    fn a_wait_that_runs_into_max_duration_did_not_cut_the_caller_off() {
+        let cfg = Timers {
+            max_duration: Duration::from_millis(2000),
+            ..waiting_for(6, 1500)
+        };
+        let out = drive(cfg, &cat(&[&digits_said(2), &silence(3000)]));
+        let u = out.utterance.as_ref().unwrap();
+        assert!(!u.cut_by_max_duration, "silent since the last digit");
+        // Ended by the maximum, after the usual timer and before the wait.
+        let (_, last) = sound_span(&digits_said(2));
+        let at = ms(out.final_at.unwrap());
+        assert!(at <= ms(out.started_at.unwrap()) + 2000, "{at}");
+        assert!(
+            at > samples_ms(last) + 800 && at < samples_ms(last) + 1500,
+            "{at}"
         );
     }
 

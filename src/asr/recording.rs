@@ -77,7 +77,7 @@ pub fn hear_file(
     let silence = [0i16; 160];
     let frames = pcm.chunks(160).chain(std::iter::repeat(&silence[..]));
     // Long enough for every timer to fire after the recording.
-    let limit = duration + spec.timers.no_input_timeout + spec.timers.end_of_speech_timeout;
+    let limit = duration + spec.timers.no_input_timeout + spec.timers.longest_end_of_speech();
     for (i, frame) in frames.enumerate() {
         let at = Duration::from_millis(20 * i as u64);
         if at > limit + Duration::from_secs(1) {

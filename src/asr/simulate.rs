@@ -65,7 +65,7 @@ pub fn turn(
     let frames = pcm.chunks(160).chain(std::iter::repeat(&silence[..]));
     let limit = Duration::from_millis(pcm.len() as u64 / 8)
         + spec.timers.no_input_timeout
-        + spec.timers.end_of_speech_timeout
+        + spec.timers.longest_end_of_speech()
         + Duration::from_secs(1);
     let done = |heard, decided: Duration, last_speech: Duration, decodes, early, skipped| Timed {
         heard: Some(heard),

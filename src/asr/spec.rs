@@ -29,7 +29,7 @@ pub struct Timers {
 /// expected answer (VoiceXML's `incompletetimeout`, MRCP's
 /// Speech-Incomplete-Timeout): a caller reading a digit passphrase pauses
 /// between digits, and on a noisy line the weak edges of a digit ("eigh-t",
-/// "s-even") are lost, so a 500 ms pause measured 840 ms and ended the turn
+/// "s-even") are lost, so a 450 ms pause measured 840 ms and ended the turn
 /// after two of six digits (bench/README.md, "Waiting for the rest of the
 /// answer"). Judged from the audio alone ([`AnswerLength::can_hold`]),
 /// before anything is decoded; once it can hold the answer, the usual
@@ -66,6 +66,14 @@ impl Timers {
         max_duration: Duration::from_secs(15),
         incomplete: None,
     };
+
+    /// The longest silence after speech that can end the turn: the
+    /// incomplete wait when it is longer than `end_of_speech_timeout`.
+    pub fn longest_end_of_speech(&self) -> Duration {
+        self.incomplete
+            .map_or(self.end_of_speech_timeout, |w| w.timeout)
+            .max(self.end_of_speech_timeout)
+    }
 
     /// The same turn while a prompt still plays: the caller's no-input time
     /// starts only when the prompt ends (or is stopped).

@@ -453,9 +453,9 @@ impl WhisperModel {
 }
 
 /// Whether digits mode allows a vocabulary entry (byte-level BPE: 'Ġ' is a
-/// space): spaces and at most one digit. Whisper's vocabulary also has tokens
-/// of two and three digits; allowed,
-/// the decoder wrote Allison's digit strings as numbers ("77322" for 7 7 3 2,
+/// space): spaces and at most one digit. Whisper's vocabulary also has
+/// tokens of two and three digits; with them allowed, the decoder wrote
+/// Allison's digit strings as numbers ("77322" for 7 7 3 2,
 /// "8639899" for 8 6 3 9 8 9) and repeated or dropped a digit next to a
 /// repeated one. One digit a token, the real-voice digits' test split went
 /// from 79 to 87 of 90 right, no impostor accepted (bench/README.md,

@@ -126,10 +126,12 @@ pub(super) fn run(
         dump(path, &all)?;
     }
     println!(
-        "Decision latency after the end of speech (last speech frame to verdict; decodes take their CPU time, one core each), encoder window: {}, speculation after {} ms, end-of-speech timer {} ms, {} checks\n",
+        "Decision latency after the end of speech (last speech frame to verdict; decodes take their CPU time, one core each), encoder window: {}, speculation after {} ms, end-of-speech timer {} ms, incomplete wait {}, {} checks\n",
         if o.short_window { "short, spliced" } else { "30 s" },
         o.speculate_after.unwrap_or(DEFAULT_AFTER).as_millis(),
         crate::asr::Timers::RECORDING.end_of_speech_timeout.as_millis(),
+        o.incomplete_timeout
+            .map_or("off".to_string(), |t| format!("{} ms", t.as_millis())),
         all.len()
     );
     let every = o.every_pause;
