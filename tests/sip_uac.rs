@@ -129,8 +129,13 @@ async fn dial(
     sip: &SipHandle,
     next_hop: SocketAddr,
 ) -> (String, mpsc::UnboundedReceiver<LegEvent>) {
-    // sipp needs a moment to bind; a lost INVITE would only be retransmitted.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // sipp binds its port some time after it starts: an INVITE before that
+    // meets a closed port, and the ICMP error fails the leg at once (a fixed
+    // 300 ms wait did so in a CI run on a loaded machine).
+    let port = next_hop.port();
+    tokio::task::spawn_blocking(move || wait_udp_bound(port))
+        .await
+        .unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     let call = sip.dial(dial_to(next_hop), tx).unwrap();
     (call, rx)

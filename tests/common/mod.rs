@@ -41,6 +41,34 @@ pub fn scratch(name: &str) -> PathBuf {
     d
 }
 
+/// Waits (up to 20 s) until something on this host has bound UDP `port`,
+/// read from /proc/net/udp{,6} without touching the port: a peer spawned
+/// just now (sipp) binds it some time after it starts, later on a loaded
+/// machine than any fixed sleep allows.
+pub fn wait_udp_bound(port: u16) {
+    let suffix = format!(":{port:04X}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let bound = ["/proc/net/udp", "/proc/net/udp6"].iter().any(|f| {
+            std::fs::read_to_string(f).is_ok_and(|t| {
+                t.lines().skip(1).any(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|a| a.ends_with(&suffix))
+                })
+            })
+        });
+        if bound {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing bound UDP port {port} within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A loopback port free for both UDP and TCP right now.
 pub fn free_port() -> u16 {
     for _ in 0..200 {
