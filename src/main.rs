@@ -126,7 +126,7 @@ enum Cmd {
         /// verify_passphrase's incomplete_timeout (ms, 200-5000 as in a
         /// flow): the end-of-speech wait while the audio cannot hold the
         /// enrolled passphrase; 0: off.
-        #[arg(long, default_value_t = 1500, value_parser = incomplete_ms)]
+        #[arg(long, default_value_t = DEFAULT_INCOMPLETE_MS, value_parser = incomplete_ms)]
         incomplete_timeout_ms: u64,
     },
     /// Manage the accounts callers are looked up in (the SQLite store).
@@ -622,6 +622,9 @@ fn main() -> ExitCode {
         },
     }
 }
+
+/// `--incomplete-timeout-ms` when not given: a flow's default.
+const DEFAULT_INCOMPLETE_MS: u64 = voxgate::asr::IncompleteWait::DEFAULT_TIMEOUT.as_millis() as u64;
 
 /// `--incomplete-timeout-ms`: 0 (off) or a flow's range, 200-5000.
 fn incomplete_ms(s: &str) -> Result<u64, String> {

@@ -133,7 +133,7 @@ pub fn syllables(text: &str) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// An endpointer cut of bursts of sound (`ms` long each) with 300 ms
@@ -148,6 +148,12 @@ mod tests {
         }
         pcm.extend(vec![0i16; 200 * 8]);
         pcm
+    }
+
+    /// An endpointer cut with `ms` of speech span and no sound (a phrase is
+    /// judged by its span alone).
+    pub(crate) fn cut(ms: usize) -> Vec<i16> {
+        vec![0; (300 + ms + 200) * 8]
     }
 
     #[test]
@@ -168,7 +174,6 @@ mod tests {
         // purple (2) elephant (3) dance (1): at least 600 ms.
         let p = AnswerLength::phrase("Purple elephant dance.");
         assert_eq!(p.units, 6);
-        let cut = |ms: usize| vec![0i16; (300 + ms + 200) * 8];
         assert!(!p.can_hold(&cut(550)));
         assert!(p.can_hold(&cut(650)));
     }

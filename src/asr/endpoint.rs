@@ -1889,29 +1889,19 @@ mod tests {
 
     #[test]
     fn a_caller_who_stops_short_is_decided_after_the_incomplete_wait() {
-        let sig = digits_said(2);
-        let (_, last) = sound_span(&sig);
-        let out = drive(waiting_for(6, 1500), &cat(&[&sig, &silence(3000)]));
-        assert_eq!(
-            ms(out.final_at.unwrap()) / 20,
-            (samples_ms(last) + 1500) / 20
-        );
+        // Silence (ms, in 20 ms frames) from the last digit's sound to the
+        // end of the turn, for `said` digits of a six-digit answer.
+        let decided_after = |said: usize, wait_ms: u64| {
+            let sig = digits_said(said);
+            let (_, last) = sound_span(&sig);
+            let out = drive(waiting_for(6, wait_ms), &cat(&[&sig, &silence(3000)]));
+            ms(out.final_at.unwrap()) / 20 - samples_ms(last) / 20
+        };
+        assert_eq!(decided_after(2, 1500), 1500 / 20);
         // The whole answer said: no extra wait.
-        let sig = digits_said(6);
-        let (_, last) = sound_span(&sig);
-        let out = drive(waiting_for(6, 1500), &cat(&[&sig, &silence(3000)]));
-        assert_eq!(
-            ms(out.final_at.unwrap()) / 20,
-            (samples_ms(last) + 800) / 20
-        );
+        assert_eq!(decided_after(6, 1500), 800 / 20);
         // A wait no longer than end_of_speech_timeout changes nothing.
-        let sig = digits_said(2);
-        let (_, last) = sound_span(&sig);
-        let out = drive(waiting_for(6, 700), &cat(&[&sig, &silence(3000)]));
-        assert_eq!(
-            ms(out.final_at.unwrap()) / 20,
-            (samples_ms(last) + 800) / 20
-        );
+        assert_eq!(decided_after(2, 700), 800 / 20);
     }
 
     #[test]

@@ -327,6 +327,7 @@ impl Speculation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::asr::answer::tests::{cut, spoken};
     use crate::asr::SpeechResult;
 
     fn said(text: &str) -> Heard {
@@ -475,25 +476,6 @@ mod tests {
         assert!(s.pause(&[1]));
         assert_eq!(s.answer(said("purple elephant")), OnAnswer::Keep);
         assert!(!format!("{s:?}").contains("purple"));
-    }
-
-    /// A pause cut (pre-roll and tail around it) with `ms` of speech
-    /// span (no sound: for phrases, judged by the span alone).
-    fn cut(ms: usize) -> Vec<i16> {
-        vec![0; (300 + ms + 200) * 8]
-    }
-
-    /// A pause cut of bursts of sound (`ms` long each) with 300 ms pauses.
-    fn spoken(bursts: &[usize]) -> Vec<i16> {
-        let mut pcm = vec![0i16; 300 * 8];
-        for (i, &ms) in bursts.iter().enumerate() {
-            if i > 0 {
-                pcm.extend(vec![0i16; 300 * 8]);
-            }
-            pcm.extend((0..ms * 8).map(|k| (8000.0 * (k as f64 * 0.3).sin()) as i16));
-        }
-        pcm.extend(vec![0i16; 200 * 8]);
-        pcm
     }
 
     #[test]
