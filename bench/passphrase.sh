@@ -32,6 +32,9 @@ mkdir -p "$OUT"
 BIN="$OUT/voxgate"
 cp target/release/voxgate "$BIN"   # a rebuild of target/ cannot change it mid-run
 GATE="${MIN_CONFIDENCE:-0.5}"
+# The short encoder window's (serve's default) no-speech gate,
+# asr::whisper::NO_SPEECH_GATE_SHORT.
+NO_SPEECH_GATE="${NO_SPEECH_GATE:-0.6}"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 for beam in ${BEAMS:-1 5}; do
@@ -45,6 +48,7 @@ for beam in ${BEAMS:-1 5}; do
     for p in "${pids[@]}"; do wait "$p"; done
     pids=()
     echo "== beam $beam" | tee -a "$OUT/passphrase.md"
-    python3 bench/passphrase/summarize.py --gate "$GATE" "$OUT"/beam"$beam"-*.tsv | tee -a "$OUT/passphrase.md"
+    python3 bench/passphrase/summarize.py --gate "$GATE" --no-speech-gate "$NO_SPEECH_GATE" \
+        "$OUT"/beam"$beam"-*.tsv | tee -a "$OUT/passphrase.md"
 done
 echo "results: $OUT/passphrase.md"

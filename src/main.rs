@@ -93,10 +93,11 @@ enum Cmd {
         /// Do not give the enrolled word phrase to the recogniser as its hint.
         #[arg(long)]
         no_hint: bool,
-        /// Encode only max(5 s, utterance + 1 s), spliced onto a silent
-        /// window's encoding (asr::window), instead of the whole 30 s.
+        /// Encode the whole 30 s window (`passphrase.encoder_window: full`)
+        /// instead of max(5 s, utterance + 1 s) spliced onto a silent
+        /// window's encoding (asr::window), as `serve` does by default.
         #[arg(long)]
-        short_window: bool,
+        full_window: bool,
         /// Only the recordings of these sets (comma-separated), e.g. a quick
         /// run on `allison_digits`.
         #[arg(long, value_delimiter = ',')]
@@ -460,6 +461,7 @@ fn report(r: anyhow::Result<ExitCode>) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    voxgate::app::keep_large_allocations();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Serve {
@@ -543,7 +545,7 @@ fn main() -> ExitCode {
             min_confidence,
             min_confidence_digits,
             no_hint,
-            short_window,
+            full_window,
             sets,
             conditions,
             dump,
@@ -560,7 +562,7 @@ fn main() -> ExitCode {
                 min_confidence,
                 min_confidence_digits,
                 hint: !no_hint,
-                short_window,
+                short_window: !full_window,
                 sets,
                 conditions,
                 dump,

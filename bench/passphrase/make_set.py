@@ -10,7 +10,8 @@ recognize then does the G.711 round trip itself, as on a call):
   espeak_words    word passphrases said by several espeak-ng voices
   piper_words     word passphrases said by the piper voice of the prompts
                   (scripts/make-prompts installs it into .deps/venv)
-  nonspeech       silence, noise and hum checked against every kind of phrase
+  nonspeech       silence, noise and hum checked against every kind of phrase,
+                  and tonal sounds that pass the endpointer (tones, fax, music)
 Conditions: clean, noise (pink noise at ~15 dB SNR), hum (50 Hz + harmonics).
 Impostors for every genuine phrase: one digit/word changed, two swapped, one
 dropped, a similar-sounding word, another account's phrase.
@@ -125,6 +126,32 @@ def piper_batch(texts, outdir):
     return {t: os.path.join(outdir, n + ".wav") for t, n in names.items()}
 
 
+# Each as sox effects after `-n` (or "notes" and a melody for `notes`).
+TONAL = {
+    "dial_tone": ["synth", "2", "sine", "350", "sine", "440", "remix", "1-2"],
+    "busy_tone": ["synth", "0.5", "sine", "480", "sine", "620", "remix", "1-2",
+                  "pad", "0", "0.5", "repeat", "2"],
+    "fax": ["synth", "0.5", "sine", "1100", "pad", "0", "0.5", ":", "synth", "2",
+            "sine", "2100"],
+    "chord": ["synth", "2.5", "sine", "262", "sine", "330", "sine", "392", "remix", "1-3",
+              "tremolo", "3", "80"],
+    "melody": ["notes", "C4", "E4", "G4", "C5", "G4", "E4", "D4", "F4"],
+    "whistle": ["synth", "1.5", "sine", "800-1600", "tremolo", "5", "30"],
+}
+
+
+def notes(names, dst):
+    """A plucked melody, 0.3 s a note (music on hold)."""
+    parts = []
+    for i, n in enumerate(names):
+        part = f"{dst}.n{i}.wav"
+        sh("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", part, "synth", "0.3", "pluck", n)
+        parts.append(part)
+    sh("sox", *parts, dst)
+    for p in parts:
+        os.remove(p)
+
+
 def digit_impostors(d, others, rnd):
     out = []
     i = rnd.randrange(len(d))
@@ -216,8 +243,16 @@ def main():
         "rumble": ["synth", "2.5", "brownnoise", "vol", "-30dB"],
         "burst": ["synth", "0.4", "pinknoise", "vol", "-18dB", "pad", "1", "1"],
     }
+    # Tonal sounds pass the endpointer (noise does not) and reach the
+    # decoder, so they are what the no-speech gate is calibrated against:
+    # call-progress tones (a transfer or a second line), a fax, music on
+    # hold, a whistle.
+    nonspeech.update(TONAL)
     for kind, effect in nonspeech.items():
-        sh("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", tmp, *effect)
+        if effect and effect[0] == "notes":
+            notes(effect[1:], tmp)
+        else:
+            sh("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", tmp, *effect)
         for n, enrolled in enumerate([passes[0], passes[1], WORD_PHRASES[0], WORD_PHRASES[1]]):
             add(tmp, enrolled, "reject", "nonspeech", kind, split_of(n))
     os.remove(tmp)

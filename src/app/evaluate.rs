@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use crate::asr::answer::AnswerLength;
 use crate::asr::recording::{hear_file, Simulated};
-use crate::asr::whisper::{Transcript, WhisperEngine, NO_SPEECH_GATE};
+use crate::asr::whisper::{Transcript, WhisperEngine};
 use crate::asr::{phrase, AsrError, Heard, Hints, IncompleteWait, SpeechEngine, SpeechResult};
 
 /// What to run and how to judge (the command line's options).
@@ -485,7 +485,7 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
     if let Some(path) = &o.dump {
         dump(path, &checked)?;
     }
-    let ns = NO_SPEECH_GATE;
+    let ns = engine.engine.no_speech_gate();
     let gate = Gates {
         words: o.min_confidence,
         digits: o.min_confidence_digits,

@@ -932,6 +932,28 @@ pub fn recognize(files: &[PathBuf], digits: bool, phrases: &[String], models: &P
 }
 
 /// CPU time of the whole process: CTranslate2 decodes on its own worker threads.
+/// Keep large freed blocks in the heap for the next allocation instead of
+/// handing them back to the kernel. glibc maps every block over its
+/// (adaptive) threshold afresh and unmaps it when freed, so each Whisper
+/// decode's multi-megabyte CTranslate2 buffers were page-faulted in anew:
+/// 14 % of a short-window check's CPU was the kernel clearing pages. With
+/// blocks up to 32 MiB reused, a check took 108–111 ms CPU (p50) instead of
+/// 121–142 ms at the same peak RSS (bench/README.md, "Short encoder window
+/// by default"). Call first thing, before any thread starts.
+pub fn keep_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const MMAP_THRESHOLD: libc::c_int = 32 << 20;
+        const TRIM_THRESHOLD: libc::c_int = 128 << 20;
+        // SAFETY: mallopt only sets allocator parameters; it is called
+        // before other threads exist. A refusal (0) leaves glibc's defaults.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+        }
+    }
+}
+
 pub(crate) fn process_cpu() -> std::time::Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,

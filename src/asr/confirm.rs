@@ -55,14 +55,22 @@ impl std::fmt::Debug for Confirmer {
 }
 
 impl Confirmer {
-    /// Load the model in `models_dir`/[`CONFIRM_DIR`]; `Ok(None)` when that
-    /// folder does not exist (the confirmation is optional).
+    /// Load the model in `models_dir`/[`CONFIRM_DIR`] (with `opts`, but the
+    /// 30 s window); `Ok(None)` when that folder does not exist (the
+    /// confirmation is optional).
     pub fn load(models_dir: &Path, opts: &LoadOptions) -> Result<Option<Confirmer>, AsrError> {
         let dir = models_dir.join(CONFIRM_DIR);
         if !dir.is_dir() {
             return Ok(None);
         }
-        let engine = WhisperEngine::load_with(&dir, opts)?;
+        // Always the whole 30 s window: the short window's splice and its
+        // no-speech gate are measured for tiny.en only (spliced, base put
+        // a clear "purple elephant dance" at no-speech 0.78).
+        let opts = LoadOptions {
+            short_window: false,
+            ..opts.clone()
+        };
+        let engine = WhisperEngine::load_with(&dir, &opts)?;
         Ok(Some(Confirmer { engine }))
     }
 

@@ -97,34 +97,21 @@ impl MelFrontEnd {
         }
 
         let mut mel = vec![0.0f32; N_MELS * N_FRAMES];
-        let mut frame = self.fft.make_input_vec();
-        let mut spec = self.fft.make_output_vec();
-        let mut scratch = self.fft.make_scratch_vec();
-        let mut power = vec![0.0f32; N_BINS];
+        let mut work = self.work();
+        let mut col = [0.0f32; N_MELS];
         // STFT of length N_SAMPLES gives N_FRAMES + 1 frames; Whisper drops the last.
         for t in 0..N_FRAMES {
-            let start = t * HOP;
-            for ((f, &x), &w) in frame
-                .iter_mut()
-                .zip(&padded[start..start + N_FFT])
-                .zip(&self.window)
-            {
-                *f = x * w;
+            let samples = &padded[t * HOP..t * HOP + N_FFT];
+            // A frame of digital zero (the padding after a short utterance:
+            // most of the window) has no energy in any band; its values are
+            // known without its FFT (`zero_frames_need_no_fft`).
+            if samples.iter().all(|&x| x == 0.0) {
+                col = [SILENT_BAND; N_MELS];
+            } else {
+                self.bands(samples, &mut work, &mut col);
             }
-            self.fft
-                .process_with_scratch(&mut frame, &mut spec, &mut scratch)
-                .expect("buffer sizes come from the plan");
-            for (p, c) in power.iter_mut().zip(&spec) {
-                *p = c.norm_sqr();
-            }
-            for (m, band) in self.bands.iter().enumerate() {
-                let e: f32 = band
-                    .weights
-                    .iter()
-                    .zip(&power[band.first_bin..])
-                    .map(|(w, p)| w * p)
-                    .sum();
-                mel[m * N_FRAMES + t] = e.max(1e-10).log10();
+            for (m, &v) in col.iter().enumerate() {
+                mel[m * N_FRAMES + t] = v;
             }
         }
 
@@ -134,6 +121,50 @@ impl MelFrontEnd {
             *v = (v.max(floor) + 4.0) / 4.0;
         }
         mel
+    }
+}
+
+/// A band's log10 energy when the frame is digital zero.
+const SILENT_BAND: f32 = -10.0;
+
+/// The buffers one frame's FFT works in.
+struct Work {
+    frame: Vec<f32>,
+    spec: Vec<realfft::num_complex::Complex<f32>>,
+    scratch: Vec<realfft::num_complex::Complex<f32>>,
+    power: Vec<f32>,
+}
+
+impl MelFrontEnd {
+    fn work(&self) -> Work {
+        Work {
+            frame: self.fft.make_input_vec(),
+            spec: self.fft.make_output_vec(),
+            scratch: self.fft.make_scratch_vec(),
+            power: vec![0.0f32; N_BINS],
+        }
+    }
+
+    /// The log10 band energies of one frame of `N_FFT` samples.
+    fn bands(&self, samples: &[f32], w: &mut Work, out: &mut [f32; N_MELS]) {
+        for ((f, &x), &win) in w.frame.iter_mut().zip(samples).zip(&self.window) {
+            *f = x * win;
+        }
+        self.fft
+            .process_with_scratch(&mut w.frame, &mut w.spec, &mut w.scratch)
+            .expect("buffer sizes come from the plan");
+        for (p, c) in w.power.iter_mut().zip(&w.spec) {
+            *p = c.norm_sqr();
+        }
+        for (o, band) in out.iter_mut().zip(&self.bands) {
+            let e: f32 = band
+                .weights
+                .iter()
+                .zip(&w.power[band.first_bin..])
+                .map(|(w, p)| w * p)
+                .sum();
+            *o = e.max(1e-10).log10();
+        }
     }
 }
 
@@ -216,6 +247,14 @@ mod tests {
             fe.log_mel(&vec![0.1; N_SAMPLES + 12_345]).len(),
             N_MELS * N_FRAMES
         );
+    }
+
+    #[test]
+    fn zero_frames_need_no_fft() {
+        let fe = MelFrontEnd::new();
+        let mut col = [0.0f32; N_MELS];
+        fe.bands(&[0.0; N_FFT], &mut fe.work(), &mut col);
+        assert!(col.iter().all(|&v| v == SILENT_BAND), "{col:?}");
     }
 
     #[test]

@@ -247,7 +247,8 @@ pub struct PassphrasePolicy {
     /// but true accepts from 81 % to 39 % (bench/README.md).
     pub confirm: bool,
     /// How much audio Whisper's encoder reads per decode (every Whisper
-    /// decode of `serve`, passphrase checks and `recognize` steps alike).
+    /// decode of `serve`, passphrase checks and `recognize` steps alike);
+    /// short by default.
     pub encoder_window: EncoderWindow,
 }
 
@@ -255,7 +256,8 @@ pub struct PassphrasePolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EncoderWindow {
     /// The utterance plus a margin, spliced onto a silent window's encoding
-    /// (`asr::window`): ~5x less CPU per decode.
+    /// (`asr::window`): ~5x less CPU per decode, and with its own no-speech
+    /// gate as right as the whole window on real voices (the default).
     Short,
     /// The whole 30 s window, as Whisper was trained.
     Full,
@@ -276,7 +278,7 @@ impl Default for PassphrasePolicy {
             window: Duration::from_secs(24 * 3600),
             speculate_after: Some(SPECULATE_AFTER),
             confirm: false,
-            encoder_window: EncoderWindow::Full,
+            encoder_window: EncoderWindow::Short,
         }
     }
 }
