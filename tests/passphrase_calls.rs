@@ -32,6 +32,7 @@ const NUM_LOCKED: &str = "+16502530003";
 const NUM_OTHER: &str = "+16502530004";
 const NUM_HUMAN: &str = "+16502530005";
 const NUM_REPEATS: &str = "+16502530006";
+const NUM_NUMBERS: &str = "+16502530007";
 
 /// The real-voice digit passphrase (Allison Smith's recorded digits).
 const HUMAN_DIGITS: &str = "30742";
@@ -39,6 +40,11 @@ const HUMAN_DIGITS: &str = "30742";
 /// One with a digit repeated: Whisper, allowed tokens of several digits,
 /// wrote it as a number and repeated a digit ("8639899").
 const REPEATS_DIGITS: &str = "863989";
+
+/// One a caller says as numbers, "forty-eight thirteen": Allison's
+/// recordings of 40, 8 and 13. Decoded one digit a token it came out short.
+const NUMBERS_DIGITS: &str = "4813";
+const NUMBERS_SAID: &[&str] = &["40", "8", "13"];
 
 const PHRASE: &str = "purple elephant dance";
 
@@ -241,6 +247,20 @@ fn allison_joined(
     pause_ms: impl Fn(usize) -> usize,
     level: &[&str],
 ) -> PathBuf {
+    let names: Vec<String> = digits.chars().map(String::from).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    allison_words(&names, dir, name, pause_ms, level)
+}
+
+/// [`allison_joined`] for any of her recordings in `digits/` by name
+/// ("13", "40", "oh").
+fn allison_words(
+    words: &[&str],
+    dir: &Path,
+    name: &str,
+    pause_ms: impl Fn(usize) -> usize,
+    level: &[&str],
+) -> PathBuf {
     // The package installs Allison's voice under en_US_f_Allison; the `en`
     // link to it comes from asterisk's own packages, which need not be here.
     let sounds = ["en", "en_US_f_Allison"]
@@ -257,7 +277,7 @@ fn allison_joined(
         "asterisk-core-sounds-en-wav is missing (scripts/test.sh installs it)"
     );
     let mut parts = Vec::new();
-    for (i, d) in digits.chars().enumerate() {
+    for (i, d) in words.iter().enumerate() {
         let cut = dir.join(format!("{name}-d{i}.wav"));
         let src = sounds.join(format!("{d}.wav"));
         sox(
@@ -331,6 +351,7 @@ fn assert_nothing_leaked(vg: &Voxgate) {
     assert_no_digit_run(vg, &digits_4271());
     assert_no_digit_run(vg, &digit_run(HUMAN_DIGITS));
     assert_no_digit_run(vg, &digit_run(REPEATS_DIGITS));
+    assert_no_digit_run(vg, &digit_run(NUMBERS_DIGITS));
     assert_no_digit_run(vg, &digit_run("30748"));
 
     let raw = std::fs::read_to_string(&vg.events).unwrap();
@@ -549,6 +570,7 @@ fn real_voices_and_near_misses_over_rtp() {
         &[
             ("acct_human", NUM_HUMAN, HUMAN_DIGITS),
             ("acct_repeats", NUM_REPEATS, REPEATS_DIGITS),
+            ("acct_numbers", NUM_NUMBERS, NUMBERS_DIGITS),
             ("acct_phrase2", NUM_PHRASE, PHRASE),
         ],
     );
@@ -610,6 +632,14 @@ fn real_voices_and_near_misses_over_rtp() {
     let said = allison_says(REPEATS_DIGITS, &dir, "repeats");
     let evs = call(&vg, NUM_REPEATS, Some(said.to_str().unwrap()));
     assert_passed(&evs, "real voice, a repeated digit");
+
+    // A caller who says the digits as numbers, "forty-eight thirteen":
+    // one digit a token the decoder heard too few digits, so it reads the
+    // answer again allowing numbers.
+    let said = allison_words(NUMBERS_SAID, &dir, "numbers", |_| 300, &["norm", "-6"]);
+    let said = with_noise_floor(&said, &dir, "numbers");
+    let evs = call(&vg, NUM_NUMBERS, Some(said.to_str().unwrap()));
+    assert_passed(&evs, "real voice, the digits said as numbers");
 
     // A caller who stops for a second after two of the five digits (reading
     // them off a card): two digits cannot hold the enrolled five, so the

@@ -35,6 +35,7 @@ fn wav8k(name: &str) -> Vec<i16> {
 fn opts(digits_only: bool, prompt: Option<&str>) -> DecodeOptions {
     DecodeOptions {
         digits_only,
+        numbers: false,
         prompt: prompt.map(str::to_string),
     }
 }
@@ -266,6 +267,7 @@ fn a_clip_starting_at_its_first_digit_keeps_that_digit() {
         timers: Timers::RECORDING,
         early: None,
         confirm: false,
+        digit_answer: None,
     };
     let heard = hear_file(&e, &path, &spec).unwrap();
     let _ = std::fs::remove_file(&path);

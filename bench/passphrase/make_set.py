@@ -10,6 +10,8 @@ recognize then does the G.711 round trip itself, as on a call):
   espeak_words    word passphrases said by several espeak-ng voices
   piper_words     word passphrases said by the piper voice of the prompts
                   (scripts/make-prompts installs it into .deps/venv)
+  allison_numbers the same voice saying the digit passphrases as numbers
+                  ("nineteen eighty six", "oh three seventy five")
   nonspeech       silence, noise and hum checked against every kind of phrase,
                   and tonal sounds that pass the endpointer (tones, fax, music)
 Conditions: clean, noise (pink noise at ~15 dB SNR), hum (50 Hz + harmonics).
@@ -152,6 +154,49 @@ def notes(names, dst):
         os.remove(p)
 
 
+def as_numbers(d):
+    """How a caller may say a digit string as numbers, two digits at a time
+    (a last odd digit alone): 1986 "nineteen eighty six", 0375 "oh three
+    seventy five", 2050 "twenty fifty". The recording names Allison's
+    files: "19", "80", "6", "oh"."""
+    words = []
+    for i in range(0, len(d), 2):
+        ab = d[i:i + 2]
+        if len(ab) == 1:
+            words.append("oh" if ab == "0" else ab)
+        elif ab[0] == "0":
+            words += ["oh", "oh" if ab[1] == "0" else ab[1]]
+        elif ab[0] == "1":
+            words.append(ab)
+        elif ab[1] == "0":
+            words.append(ab[0] + "0")
+        else:
+            words += [ab[0] + "0", ab[1]]
+    return words
+
+
+def allison_said(words, dst, rnd):
+    """Allison's recordings of `words` (digits/NAME.wav) cut to the voice and
+    joined: a short pause inside a number (seventy-five), a natural one
+    between numbers."""
+    parts = []
+    for i, w in enumerate(words):
+        cut = dst + f".w{i}.wav"
+        sh("sox", os.path.join(SOUNDS, f"{w}.wav"), cut,
+           "silence", "1", "0.01", "-45d", "reverse", "silence", "1", "0.01", "-45d",
+           "reverse", "pad", "0.03", "0.03")
+        parts.append(cut)
+        if i + 1 < len(words):
+            inside = len(w) == 2 and w.endswith("0") and w != "10" and len(words[i + 1]) == 1
+            gap = dst + f".g{i}.wav"
+            sh("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", gap, "trim", "0",
+               f"{rnd.uniform(0.05, 0.12) if inside else rnd.uniform(0.15, 0.40):.3f}")
+            parts.append(gap)
+    sh("sox", *parts, dst)
+    for p in parts:
+        os.remove(p)
+
+
 def digit_impostors(d, others, rnd):
     out = []
     i = rnd.randrange(len(d))
@@ -255,6 +300,17 @@ def main():
             sh("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", tmp, *effect)
         for n, enrolled in enumerate([passes[0], passes[1], WORD_PHRASES[0], WORD_PHRASES[1]]):
             add(tmp, enrolled, "reject", "nonspeech", kind, split_of(n))
+    # The same digit passphrases said as numbers ("nineteen eighty six"), by
+    # the same real voice, with the impostors that keep the length: one
+    # digit changed, another account's.
+    nrnd = random.Random(20261208)
+    for n, d in enumerate(passes):
+        allison_said(as_numbers(d), tmp, nrnd)
+        add(tmp, d, "accept", "allison_numbers", "genuine", split_of(n))
+        for kind, said in digit_impostors(d, passes, nrnd):
+            if kind in ("one_changed", "other_account"):
+                allison_said(as_numbers(said), tmp, nrnd)
+                add(tmp, d, "reject", "allison_numbers", kind, split_of(n))
     os.remove(tmp)
     with open(os.path.join(out, "manifest.tsv"), "w") as f:
         f.write("file\tenrolled\texpect\tset\tcondition\tkind\tsplit\n")

@@ -892,6 +892,7 @@ pub fn recognize(files: &[PathBuf], digits: bool, phrases: &[String], models: &P
         timers: crate::asr::Timers::RECORDING,
         early: None,
         confirm: false,
+        digit_answer: None,
     };
     let mut failed = false;
     for f in files {

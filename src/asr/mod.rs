@@ -53,6 +53,10 @@ pub struct Hints {
     /// The phrase is a secret to check (a passphrase): when a second model
     /// is installed it must hear a matched word phrase too ([`confirm`]).
     pub confirm: bool,
+    /// With `digits_only`: the answer has exactly this many digits (a digit
+    /// passphrase; its length, never its digits). An engine that hears
+    /// another count may try again reading numbers ("nineteen eighty six").
+    pub digit_answer: Option<usize>,
 }
 
 /// What the engine made of one utterance.

@@ -240,6 +240,7 @@ mod tests {
             timers: Timers::RECORDING,
             early: None,
             confirm: false,
+            digit_answer: None,
         }
     }
 

@@ -103,6 +103,8 @@ pub struct RecognitionSpec {
     /// A passphrase check: a matched word phrase is confirmed by the second
     /// model when installed ([`Hints::confirm`]).
     pub confirm: bool,
+    /// A digit answer's length ([`Hints::digit_answer`]).
+    pub digit_answer: Option<usize>,
 }
 
 impl RecognitionSpec {
@@ -113,6 +115,7 @@ impl RecognitionSpec {
             digits_only: self.digits_only,
             language: self.language.clone(),
             confirm: self.confirm,
+            digit_answer: self.digit_answer,
         }
     }
 }

@@ -96,6 +96,10 @@ pub struct DecodeOptions {
     /// Allow only tokens of one digit or spaces (plus end-of-text): the
     /// string is decoded digit by digit.
     pub digits_only: bool,
+    /// With `digits_only`: allow tokens of several digits too, for a caller
+    /// who says numbers ("nineteen eighty six"), which the model writes
+    /// only with them.
+    pub numbers: bool,
     /// Initial prompt text (e.g. the expected phrase); biases the decoder.
     /// Whisper may echo it on noise: accept only exact whole-utterance matches.
     pub prompt: Option<String>,
@@ -164,6 +168,9 @@ pub struct WhisperModel {
     /// Every non-special token id digits mode suppresses (see
     /// [`digits_mode_allows`]).
     not_one_digit_ids: Vec<i32>,
+    /// Every non-special token id that is not digits and spaces alone (what
+    /// digits mode suppresses when it allows numbers).
+    not_digits_ids: Vec<i32>,
     beam_size: usize,
     /// The short encoder window's set-up (with `short_window`).
     short: Option<Short>,
@@ -242,13 +249,17 @@ impl WhisperModel {
             }
         }
         // Byte-level BPE text: 'Ġ' is a leading space.
-        let not_one_digit_ids = vocab
-            .lines()
-            .take(eot)
-            .enumerate()
-            .filter(|(_, t)| !digits_mode_allows(t))
-            .map(|(id, _)| id as i32)
-            .collect();
+        let suppressed = |allows: fn(&str) -> bool| -> Vec<i32> {
+            vocab
+                .lines()
+                .take(eot)
+                .enumerate()
+                .filter(|(_, t)| !allows(t))
+                .map(|(id, _)| id as i32)
+                .collect()
+        };
+        let not_one_digit_ids = suppressed(digits_mode_allows);
+        let not_digits_ids = suppressed(numbers_mode_allows);
 
         let tok_path = dir.join("tokenizer.json");
         let tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| WhisperError::Tokenizer {
@@ -300,6 +311,7 @@ impl WhisperModel {
             model,
             tokenizer,
             not_one_digit_ids,
+            not_digits_ids,
             beam_size: opts.beam_size.max(1),
             short,
             multilingual,
@@ -372,7 +384,11 @@ impl WhisperModel {
         let prompt = self.prompt_tokens(opts.prompt.as_deref())?;
         let mut suppress = vec![-1]; // keep the model's default suppress list
         if opts.digits_only {
-            suppress.extend_from_slice(&self.not_one_digit_ids);
+            suppress.extend_from_slice(if opts.numbers {
+                &self.not_digits_ids
+            } else {
+                &self.not_one_digit_ids
+            });
         }
         let options = WhisperOptions {
             beam_size: self.beam_size,
@@ -475,6 +491,14 @@ fn digits_mode_allows(token: &str) -> bool {
         && token.chars().filter(char::is_ascii_digit).count() <= 1
 }
 
+/// Whether digits mode allows a vocabulary entry when the caller may say
+/// numbers: spaces and digits only, of any count.
+fn numbers_mode_allows(token: &str) -> bool {
+    token.chars().any(|c| c.is_ascii_digit())
+        && token.chars().all(|c| c.is_ascii_digit() || c == 'Ġ')
+        || token.chars().all(|c| c == 'Ġ')
+}
+
 /// The encoder output of a silent 30 s window whose every log-mel value is
 /// `level` (`[1, 1500, d]`, float32), the tail short windows are spliced onto.
 fn silent_encoding(model: &ct2rs::sys::Whisper, level: f32) -> Result<Vec<f32>, BoxError> {
@@ -546,16 +570,42 @@ impl WhisperEngine {
         // (a dropped digit was measured), so not with digits_only.
         let prompt =
             (!hints.digits_only && !hints.phrases.is_empty()).then(|| hints.phrases.join(", "));
-        self.model
-            .transcribe_8k(
-                pcm_8k,
-                &DecodeOptions {
-                    digits_only: hints.digits_only,
-                    prompt,
-                },
-            )
-            .map_err(|e| super::AsrError::Decode(e.to_string()))
+        let decode = |numbers: bool| {
+            self.model
+                .transcribe_8k(
+                    pcm_8k,
+                    &DecodeOptions {
+                        digits_only: hints.digits_only,
+                        numbers,
+                        prompt: prompt.clone(),
+                    },
+                )
+                .map_err(|e| super::AsrError::Decode(e.to_string()))
+        };
+        let first = decode(false)?;
+        // Digit by digit, a caller who says numbers ("nineteen eighty six")
+        // comes out short ("9"): when the digits heard are not as many as
+        // the expected answer has, decode once more with numbers allowed
+        // and take that only when they are. Someone who says the digits one
+        // by one is decoded once, as before.
+        let Some(expected) = hints.digit_answer.filter(|_| hints.digits_only) else {
+            return Ok(first);
+        };
+        if digit_count(&first.text) == expected {
+            return Ok(first);
+        }
+        let numbers = decode(true)?;
+        Ok(if digit_count(&numbers.text) == expected {
+            numbers
+        } else {
+            first
+        })
     }
+}
+
+/// The digits in a transcript or a digit phrase.
+fn digit_count(text: &str) -> usize {
+    text.chars().filter(char::is_ascii_digit).count()
 }
 
 impl super::SpeechEngine for WhisperEngine {
@@ -588,7 +638,17 @@ impl super::SpeechEngine for WhisperEngine {
 
 #[cfg(test)]
 mod tests {
-    use super::digits_mode_allows;
+    use super::{digits_mode_allows, numbers_mode_allows};
+
+    #[test]
+    fn numbers_mode_allows_digits_of_any_count() {
+        for t in ["7", "Ġ7", "77", "Ġ1986", "899", "Ġ"] {
+            assert!(numbers_mode_allows(t), "{t}");
+        }
+        for t in ["seven", "Ġoh", "7.", "-", "1st", "Ġ7a"] {
+            assert!(!numbers_mode_allows(t), "{t}");
+        }
+    }
 
     #[test]
     fn digits_mode_allows_one_digit_a_token() {

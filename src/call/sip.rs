@@ -1034,6 +1034,7 @@ mod tests {
             },
             early: None,
             confirm: false,
+            digit_answer: None,
         }
     }
 

@@ -455,5 +455,6 @@ pub fn spec(
         timers: timers.to_asr(),
         early: None,
         confirm: false,
+        digit_answer: None,
     }
 }

@@ -148,6 +148,9 @@ pub(super) async fn run<C: CallChannel>(
         answer: complete.length(),
         timeout: step.incomplete_timeout.value,
     });
+    // A digit answer's length, so a caller who says numbers ("nineteen
+    // eighty six") is read again as numbers (`asr::whisper`).
+    spec.digit_answer = digits.then(|| complete.length().units);
     // A matched word phrase is confirmed by the second model when installed
     // (`asr::confirm`), on the speculative and the final decode alike.
     spec.confirm = true;
