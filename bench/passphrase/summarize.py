@@ -10,7 +10,7 @@ accepts with false accepts <= 0.5 % and no non-speech accepted; the middle of
 the gates that reach it), per impostor kind, a gate sweep, the no-speech
 gate's margins and CPU per check p50/p95.
 
-Usage: summarize.py [--gate 0.5] [--no-speech-gate 0.5] DUMP.tsv...
+Usage: summarize.py [--gate 0.5] [--gate-digits 0.4] [--no-speech-gate 0.6] DUMP.tsv...
 """
 import argparse
 import csv
@@ -96,8 +96,9 @@ def percentile(v, p):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gate", type=float, default=0.5, help="word passphrases")
-    ap.add_argument("--gate-digits", type=float, default=0.5, help="digit passphrases")
-    ap.add_argument("--no-speech-gate", type=float, default=0.5)
+    ap.add_argument("--gate-digits", type=float, default=0.4, help="digit passphrases")
+    # serve's default, the short encoder window's (0.5 for --full-window dumps)
+    ap.add_argument("--no-speech-gate", type=float, default=0.6)
     ap.add_argument("dumps", nargs="+")
     a = ap.parse_args()
     rows = load(a.dumps)

@@ -932,7 +932,6 @@ pub fn recognize(files: &[PathBuf], digits: bool, phrases: &[String], models: &P
     }
 }
 
-/// CPU time of the whole process: CTranslate2 decodes on its own worker threads.
 /// Keep large freed blocks in the heap for the next allocation instead of
 /// handing them back to the kernel. glibc maps every block over its
 /// (adaptive) threshold afresh and unmaps it when freed, so each Whisper
@@ -940,14 +939,14 @@ pub fn recognize(files: &[PathBuf], digits: bool, phrases: &[String], models: &P
 /// 14 % of a short-window check's CPU was the kernel clearing pages. With
 /// blocks up to 32 MiB reused, a check took 108–111 ms CPU (p50) instead of
 /// 121–142 ms at the same peak RSS (bench/README.md, "Short encoder window
-/// by default"). Call first thing, before any thread starts.
+/// by default"). Call first thing, before the decoders allocate.
 pub fn keep_large_allocations() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         const MMAP_THRESHOLD: libc::c_int = 32 << 20;
         const TRIM_THRESHOLD: libc::c_int = 128 << 20;
-        // SAFETY: mallopt only sets allocator parameters; it is called
-        // before other threads exist. A refusal (0) leaves glibc's defaults.
+        // SAFETY: mallopt only sets allocator parameters and is thread-safe
+        // (it takes the arenas' locks). A refusal (0) leaves glibc's defaults.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
             libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
@@ -955,6 +954,7 @@ pub fn keep_large_allocations() {
     }
 }
 
+/// CPU time of the whole process: CTranslate2 decodes on its own worker threads.
 pub(crate) fn process_cpu() -> std::time::Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -63,9 +63,8 @@ impl Confirmer {
         if !dir.is_dir() {
             return Ok(None);
         }
-        // Always the whole 30 s window: the short window's splice and its
-        // no-speech gate are measured for tiny.en only (spliced, base put
-        // a clear "purple elephant dance" at no-speech 0.78).
+        // Always the whole 30 s window, as base was measured: the short
+        // window's splice is measured for tiny.en only.
         let opts = LoadOptions {
             short_window: false,
             ..opts.clone()

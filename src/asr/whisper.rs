@@ -151,7 +151,7 @@ impl Default for LoadOptions {
             // bench/passphrase.sh) beam 5 dropped digits and exact strings
             // fell from 56.7 % to 3.3 % at the same CPU.
             beam_size: 1,
-            // On: ~5x less CPU per check, and with its own no-speech gate
+            // On: ~6x less CPU per check, and with its own no-speech gate
             // as right on the real-voice digits as the 30 s window
             // (bench/README.md, "Short encoder window by default").
             short_window: true,
@@ -494,9 +494,7 @@ fn digits_mode_allows(token: &str) -> bool {
 /// Whether digits mode allows a vocabulary entry when the caller may say
 /// numbers: spaces and digits only, of any count.
 fn numbers_mode_allows(token: &str) -> bool {
-    token.chars().any(|c| c.is_ascii_digit())
-        && token.chars().all(|c| c.is_ascii_digit() || c == 'Ġ')
-        || token.chars().all(|c| c == 'Ġ')
+    token.chars().all(|c| c.is_ascii_digit() || c == 'Ġ')
 }
 
 /// The encoder output of a silent 30 s window whose every log-mel value is

@@ -246,9 +246,10 @@ pub struct PassphrasePolicy {
     /// it cut false accepts of similar-sounding words from 6.7 % to 1.1 %
     /// but true accepts from 81 % to 39 % (bench/README.md).
     pub confirm: bool,
-    /// How much audio Whisper's encoder reads per decode (every Whisper
-    /// decode of `serve`, passphrase checks and `recognize` steps alike);
-    /// short by default.
+    /// How much audio Whisper's encoder reads per decode (every tiny.en
+    /// decode of `serve`, passphrase checks and `recognize` steps alike; the
+    /// second model of `confirm` always reads the whole window); short by
+    /// default.
     pub encoder_window: EncoderWindow,
 }
 
@@ -256,7 +257,7 @@ pub struct PassphrasePolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EncoderWindow {
     /// The utterance plus a margin, spliced onto a silent window's encoding
-    /// (`asr::window`): ~5x less CPU per decode, and with its own no-speech
+    /// (`asr::window`): ~6x less CPU per decode, and with its own no-speech
     /// gate as right as the whole window on real voices (the default).
     Short,
     /// The whole 30 s window, as Whisper was trained.
@@ -1078,6 +1079,11 @@ routes:
 
     #[test]
     fn encoder_window_is_short_or_full() {
+        // Short when not said.
+        let c = Config::parse("c.yaml", "passphrase: { max_failures: 5 }\n").unwrap();
+        assert_eq!(c.passphrase.encoder_window, EncoderWindow::Short);
+        let c = Config::parse("c.yaml", "passphrase: { encoder_window: full }\n").unwrap();
+        assert_eq!(c.passphrase.encoder_window, EncoderWindow::Full);
         let c = Config::parse("c.yaml", "passphrase: { encoder_window: short }\n").unwrap();
         assert_eq!(c.passphrase.encoder_window, EncoderWindow::Short);
         let c = Config::parse("c.yaml", "passphrase: { encoder_window: full }\n").unwrap();
