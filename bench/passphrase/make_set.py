@@ -86,17 +86,24 @@ def allison(digits, dst, rnd):
     """The digits, each cut to its voice (the recordings carry 0.2-0.6 s of
     silence around every digit, which would make 1 s pauses) with 30 ms kept
     either side, then joined with natural pauses of 120-450 ms."""
+    join_allison(list(digits), dst, lambda i: rnd.uniform(0.12, 0.45))
+
+
+def join_allison(names, dst, pause):
+    """Allison's recordings digits/NAME.wav of `names`, each cut to its voice
+    with 30 ms kept either side, `pause(i)` seconds of silence after the
+    i-th (drawn in order, so a seeded set stays the same)."""
     parts = []
-    for i, d in enumerate(digits):
+    for i, n in enumerate(names):
         cut = dst + f".d{i}.wav"
-        sh("sox", os.path.join(SOUNDS, f"{d}.wav"), cut,
+        sh("sox", os.path.join(SOUNDS, f"{n}.wav"), cut,
            "silence", "1", "0.01", "-45d", "reverse", "silence", "1", "0.01", "-45d",
            "reverse", "pad", "0.03", "0.03")
         parts.append(cut)
-        if i + 1 < len(digits):
+        if i + 1 < len(names):
             gap = dst + f".gap{i}.wav"
             sh("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", gap, "trim", "0",
-               f"{rnd.uniform(0.12, 0.45):.3f}")
+               f"{pause(i):.3f}")
             parts.append(gap)
     sh("sox", *parts, dst)
     for p in parts:
@@ -176,25 +183,13 @@ def as_numbers(d):
 
 
 def allison_said(words, dst, rnd):
-    """Allison's recordings of `words` (digits/NAME.wav) cut to the voice and
-    joined: a short pause inside a number (seventy-five), a natural one
-    between numbers."""
-    parts = []
-    for i, w in enumerate(words):
-        cut = dst + f".w{i}.wav"
-        sh("sox", os.path.join(SOUNDS, f"{w}.wav"), cut,
-           "silence", "1", "0.01", "-45d", "reverse", "silence", "1", "0.01", "-45d",
-           "reverse", "pad", "0.03", "0.03")
-        parts.append(cut)
-        if i + 1 < len(words):
-            inside = len(w) == 2 and w.endswith("0") and w != "10" and len(words[i + 1]) == 1
-            gap = dst + f".g{i}.wav"
-            sh("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", gap, "trim", "0",
-               f"{rnd.uniform(0.05, 0.12) if inside else rnd.uniform(0.15, 0.40):.3f}")
-            parts.append(gap)
-    sh("sox", *parts, dst)
-    for p in parts:
-        os.remove(p)
+    """Allison's recordings of `words` (digits/NAME.wav) joined: a short pause
+    inside a number (seventy-five), a natural one between numbers."""
+    def pause(i):
+        w = words[i]
+        inside = len(w) == 2 and w.endswith("0") and w != "10" and len(words[i + 1]) == 1
+        return rnd.uniform(0.05, 0.12) if inside else rnd.uniform(0.15, 0.40)
+    join_allison(words, dst, pause)
 
 
 def digit_impostors(d, others, rnd):

@@ -392,7 +392,7 @@ fn spec_for(row: &Row, o: &EvalOptions) -> crate::call::RecognitionSpec {
         early: None,
         // The evaluation runs the second model itself (both hints, timed).
         confirm: false,
-        digit_answer: digits.then(|| phrase::tokens(&row.enrolled).len()),
+        digit_answer: digits.then_some(answer.units),
     }
 }
 

@@ -601,7 +601,7 @@ impl WhisperEngine {
     }
 }
 
-/// The digits in a transcript or a digit phrase.
+/// The digits in a digits-mode transcript.
 fn digit_count(text: &str) -> usize {
     text.chars().filter(char::is_ascii_digit).count()
 }
