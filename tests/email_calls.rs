@@ -14,11 +14,10 @@
 mod common;
 mod twilio;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use common::smtp::SmtpSink;
 use common::*;
 use serde_json::Value;
 use twilio::FakeTwilio;
@@ -43,13 +42,6 @@ fn set_env() {
     });
 }
 
-/// The local SMTP server; killed when dropped.
-struct Smtp {
-    child: Child,
-    port: u16,
-    folder: PathBuf,
-}
-
 /// How the local relay runs: plain, or TLS with a certificate, and the
 /// password it requires.
 struct SinkOpts<'a> {
@@ -58,102 +50,30 @@ struct SinkOpts<'a> {
     password: &'a str,
 }
 
-impl Smtp {
-    fn start(name: &str) -> Smtp {
-        Smtp::start_with(
-            name,
-            SinkOpts {
-                tls: None,
-                password: PASSWORD,
-            },
-        )
-    }
-
-    fn start_with(name: &str, opts: SinkOpts<'_>) -> Smtp {
-        let folder = scratch(&format!("{name}-mail"));
-        let port = free_port();
-        // Debian's interpreter: python3-aiosmtpd is a system package.
-        let python = ["/usr/bin/python3", "python3"]
-            .into_iter()
-            .find(|p| !p.starts_with('/') || Path::new(p).exists())
-            .unwrap();
-        let mut cmd = Command::new(python);
-        if let Some((mode, cert, key)) = opts.tls {
-            cmd.env("SINK_TLS", mode)
-                .env("SINK_CERT", cert)
-                .env("SINK_KEY", key);
-        }
-        let mut child = cmd
-            .arg(root().join("tests/smtp/sink.py"))
-            .arg(port.to_string())
-            .arg(&folder)
-            .env("SINK_USER", USER)
-            .env("SINK_PASSWORD", opts.password)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 (with Debian's python3-aiosmtpd) runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "the SMTP sink did not start (python3-aiosmtpd installed?)"
-        );
-        Smtp {
-            child,
-            port,
-            folder,
-        }
-    }
-
-    /// The messages received, in order.
-    fn received(&self) -> Vec<String> {
-        let mut names: Vec<_> = std::fs::read_dir(&self.folder)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-            .collect();
-        names.sort();
-        names
-            .iter()
-            .map(|p| std::fs::read_to_string(p).unwrap())
-            .collect()
-    }
-
-    /// The code in the `nth` message to `to`, waiting for it.
-    fn wait_code(&self, to: &str, nth: usize) -> (String, String) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let mails: Vec<String> = self
-                .received()
-                .into_iter()
-                .filter(|m| m.starts_with(&format!("X-Rcpt-To: {to}\r\n")))
-                .collect();
-            if mails.len() >= nth {
-                let mail = mails[nth - 1].clone();
-                let body = mail.split("\r\n\r\n").nth(1).unwrap_or("");
-                let code = body
-                    .split(|c: char| !c.is_ascii_digit())
-                    .find(|w| w.len() == 6)
-                    .unwrap_or_else(|| panic!("no 6-digit code in {mail:?}"))
-                    .to_string();
-                return (code, mail);
-            }
-            assert!(Instant::now() < deadline, "no mail to {to} arrived");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+/// The local relay, plain SMTP with AUTH.
+fn smtp(name: &str) -> SmtpSink {
+    smtp_with(
+        name,
+        SinkOpts {
+            tls: None,
+            password: PASSWORD,
+        },
+    )
 }
 
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+fn smtp_with(name: &str, opts: SinkOpts<'_>) -> SmtpSink {
+    let (cert, key) = opts.tls.map_or((String::new(), String::new()), |t| {
+        (t.1.display().to_string(), t.2.display().to_string())
+    });
+    let mut env = vec![("SINK_USER", USER), ("SINK_PASSWORD", opts.password)];
+    if let Some((mode, _, _)) = opts.tls {
+        env.extend([
+            ("SINK_TLS", mode),
+            ("SINK_CERT", cert.as_str()),
+            ("SINK_KEY", key.as_str()),
+        ]);
     }
+    SmtpSink::start(name, &env)
 }
 
 struct State {
@@ -181,12 +101,18 @@ fn state(name: &str, accounts: &[(&str, &str, Option<LineType>, Option<&str>)]) 
 }
 
 /// `serve` on the code flows, the fake Twilio for SMS, `smtp` for e-mail.
-fn serve(name: &str, st: &State, fake: &FakeTwilio, smtp: &Smtp) -> Voxgate {
+fn serve(name: &str, st: &State, fake: &FakeTwilio, smtp: &SmtpSink) -> Voxgate {
     serve_with(name, st, fake, smtp, true)
 }
 
 /// [`serve`], a fallback sending the same code or (`same_code: false`) a new one.
-fn serve_with(name: &str, st: &State, fake: &FakeTwilio, smtp: &Smtp, same_code: bool) -> Voxgate {
+fn serve_with(
+    name: &str,
+    st: &State,
+    fake: &FakeTwilio,
+    smtp: &SmtpSink,
+    same_code: bool,
+) -> Voxgate {
     serve_smtp(name, st, fake, smtp, "tls: none", same_code)
 }
 
@@ -195,7 +121,7 @@ fn serve_smtp(
     name: &str,
     st: &State,
     fake: &FakeTwilio,
-    smtp: &Smtp,
+    smtp: &SmtpSink,
     tls: &str,
     same_code: bool,
 ) -> Voxgate {
@@ -295,7 +221,7 @@ fn a_landline_gets_its_code_by_email_and_keys_it_in() {
         &[("ACC-L", NUM, Some(LineType::Landline), Some(MAIL))],
     );
     let fake = FakeTwilio::start(TOKEN);
-    let smtp = Smtp::start("email-landline");
+    let smtp = smtp("email-landline");
     let vg = serve("email-landline", &st, &fake, &smtp);
 
     let mut code = String::new();
@@ -367,7 +293,7 @@ fn a_gateway_that_fails_falls_back_to_email_with_the_same_code() {
         ],
     );
     let fake = FakeTwilio::start(TOKEN);
-    let smtp = Smtp::start("email-fallback");
+    let smtp = smtp("email-fallback");
     let vg = serve("email-fallback", &st, &fake, &smtp);
 
     // A 4xx: not retried, the e-mail goes out.
@@ -423,7 +349,7 @@ fn a_refused_recipient_is_the_steps_error_with_the_reply_code() {
         &[("ACC-R", NUM, Some(LineType::Landline), Some(MAIL))],
     );
     let fake = FakeTwilio::start(TOKEN);
-    let smtp = Smtp::start("email-refused");
+    let smtp = smtp("email-refused");
     let vg = serve("email-refused", &st, &fake, &smtp);
 
     let sink = RtpSink::new();
@@ -465,7 +391,7 @@ fn with_same_code_false_the_fallback_sends_a_new_code() {
         &[("ACC-N", NUM, Some(LineType::Mobile), Some(MAIL))],
     );
     let fake = FakeTwilio::start(TOKEN);
-    let smtp = Smtp::start("email-new");
+    let smtp = smtp("email-new");
     let vg = serve_with("email-new", &st, &fake, &smtp, false);
     fake.reject_next(1, 400, 21610, "Attempt to send to unsubscribed recipient");
     let mut code = String::new();
@@ -605,7 +531,7 @@ fn code_over_tls(mode: &str, num: &str, mail_to: &str) {
     );
     let pki = pki(&name);
     let fake = FakeTwilio::start(TOKEN);
-    let smtp = Smtp::start_with(
+    let smtp = smtp_with(
         &name,
         SinkOpts {
             tls: Some((mode, &pki.cert, &pki.key)),
@@ -680,7 +606,7 @@ fn email_fallback_fails(
         &[("ACC-F", num, Some(LineType::Mobile), Some(mail_to))],
     );
     let fake = FakeTwilio::start(TOKEN);
-    let smtp = Smtp::start_with(name, opts);
+    let smtp = smtp_with(name, opts);
     let vg = serve_smtp(name, &st, &fake, &smtp, tls, true);
     fake.reject_next(
         1,

@@ -643,7 +643,7 @@ fn baresip_answers_as_the_agent_and_audio_is_relayed_both_ways() {
         "sip_listen\t127.0.0.1:{sip_port}\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\taufile.so\nmodule\tsndfile.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\naudio_player\taufile,/dev/null\naudio_source\taufile,{}\naudio_alert\taufile,/dev/null\nsnd_path\t{}\nrtp_ports\t{rtp}-{}\n",
         dir.join("in.wav").display(),
         dir.display(),
-        rtp + 20
+        rtp + 3
     );
     std::fs::write(dir.join("config"), config).unwrap();
     std::fs::write(

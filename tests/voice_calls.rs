@@ -20,12 +20,12 @@
 mod common;
 mod twilio;
 
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::smtp::SmtpSink;
 use common::*;
 use serde_json::Value;
 use twilio::{send_status_callback, FakeTwilio, Signing};
@@ -39,68 +39,6 @@ const TOKEN_ENV: &str = "VOXGATE_TEST_VOICE_CALLS_TWILIO_TOKEN";
 const TOKEN: &str = "voice-calls-auth-token-0123456789";
 /// The caller id of code calls (checked by the callee's scenario).
 const CALLER_ID: &str = "+16505550100";
-
-/// The local SMTP server (no AUTH); killed when dropped.
-struct Smtp {
-    child: Child,
-    port: u16,
-    folder: PathBuf,
-}
-
-impl Smtp {
-    fn start(name: &str) -> Smtp {
-        let folder = scratch(&format!("{name}-mail"));
-        let port = free_port();
-        let mut child = Command::new("/usr/bin/python3")
-            .arg(root().join("tests/smtp/sink.py"))
-            .arg(port.to_string())
-            .arg(&folder)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 (with Debian's python3-aiosmtpd) runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "the SMTP sink did not start");
-        Smtp {
-            child,
-            port,
-            folder,
-        }
-    }
-
-    /// The 6-digit code in the first mail to `to`, waiting for it.
-    fn wait_code(&self, to: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            for e in std::fs::read_dir(&self.folder)
-                .unwrap()
-                .filter_map(Result::ok)
-            {
-                let mail = std::fs::read_to_string(e.path()).unwrap_or_default();
-                if mail.starts_with(&format!("X-Rcpt-To: {to}\r\n")) {
-                    let body = mail.split("\r\n\r\n").nth(1).unwrap_or("");
-                    return body
-                        .split(|c: char| !c.is_ascii_digit())
-                        .find(|w| w.len() == 6)
-                        .unwrap_or_else(|| panic!("no code in {mail:?}"))
-                        .to_string();
-                }
-            }
-            assert!(Instant::now() < deadline, "no mail to {to} arrived");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct State {
     db: PathBuf,
@@ -132,7 +70,7 @@ fn serve(
     name: &str,
     st: &State,
     fake: &FakeTwilio,
-    smtp: &Smtp,
+    smtp: &SmtpSink,
     trunk: u16,
     http_port: u16,
 ) -> Voxgate {
@@ -407,7 +345,7 @@ fn a_landline_hears_its_code_on_a_call_and_keys_in_what_was_heard() {
         &[("ACC-V", NUM, LineType::Landline, MAIL)],
     );
     let fake = FakeTwilio::start(TOKEN);
-    let smtp = Smtp::start("voice-landline");
+    let smtp = SmtpSink::start("voice-landline", &[]);
     let trunk = free_port();
     let vg = serve("voice-landline", &st, &fake, &smtp, trunk, free_port());
     let recorder = Recorder::new();
@@ -482,13 +420,13 @@ fn a_code_call_nobody_answers_falls_back_to_email() {
         &[("ACC-N", NUM, LineType::Landline, MAIL)],
     );
     let fake = FakeTwilio::start(TOKEN);
-    let smtp = Smtp::start("voice-noanswer");
+    let smtp = SmtpSink::start("voice-noanswer", &[]);
     let trunk = free_port();
     let vg = serve("voice-noanswer", &st, &fake, &smtp, trunk, free_port());
     let (callee, callee_dir) = phone("voice-noanswer", "uas_code_no_answer.xml", trunk, &[]);
     let mut code = String::new();
     let evs = call_entering(&vg, "voice-noanswer", "code_voice", NUM, || {
-        code = smtp.wait_code(MAIL);
+        code = smtp.wait_code(MAIL, 1).0;
         code.clone()
     });
     phone_passed(callee, &callee_dir, "ringing until cancelled");
@@ -523,7 +461,7 @@ fn an_sms_the_carrier_did_not_deliver_falls_back_to_email() {
         ],
     );
     let fake = FakeTwilio::start(TOKEN);
-    let smtp = Smtp::start("voice-receipts");
+    let smtp = SmtpSink::start("voice-receipts", &[]);
     let http = free_port();
     let vg = serve("voice-receipts", &st, &fake, &smtp, free_port(), http);
 
@@ -551,7 +489,7 @@ fn an_sms_the_carrier_did_not_deliver_falls_back_to_email() {
             send_status_callback(&url, Signing::With(TOKEN), &params),
             204
         );
-        code = smtp.wait_code(MAIL);
+        code = smtp.wait_code(MAIL, 1).0;
         code.clone()
     });
     assert_eq!(outcome(&evs), "ok", "{}", pretty(&evs));
@@ -570,7 +508,7 @@ fn an_sms_the_carrier_did_not_deliver_falls_back_to_email() {
     // No receipt at all within codes.receipt_timeout (5 s).
     let mut code2 = String::new();
     let evs = call_entering(&vg, "voice-noreceipt", "code_fallback", NUM2, || {
-        code2 = smtp.wait_code(MAIL2);
+        code2 = smtp.wait_code(MAIL2, 1).0;
         code2.clone()
     });
     assert_eq!(outcome(&evs), "ok", "{}", pretty(&evs));
@@ -604,7 +542,7 @@ fn a_caller_who_hangs_up_while_the_code_call_rings_leaves_it_cancelled() {
     const MAIL: &str = "lea.leaves@example.com";
     let st = state("voice-leaves", &[("ACC-X", NUM, LineType::Landline, MAIL)]);
     let fake = FakeTwilio::start(TOKEN);
-    let smtp = Smtp::start("voice-leaves");
+    let smtp = SmtpSink::start("voice-leaves", &[]);
     let trunk = free_port();
     let vg = serve("voice-leaves", &st, &fake, &smtp, trunk, free_port());
     let (callee, callee_dir) = phone("voice-leaves", "uas_code_no_answer.xml", trunk, &[]);

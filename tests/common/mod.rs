@@ -5,6 +5,7 @@
 
 pub mod fields;
 pub mod http;
+pub mod smtp;
 #[allow(unused_imports)] // Not every test binary fetches a page.
 pub use http::http_get;
 
@@ -69,8 +70,31 @@ pub fn wait_udp_bound(port: u16) {
     }
 }
 
-/// A loopback port free for both UDP and TCP right now.
+/// A loopback port free for both UDP and TCP right now, even (sipp wants an
+/// even media port), below the kernel's ephemeral range where it can: a port
+/// from that range can be taken between this probe and the server's bind by
+/// any outgoing connection's local end (an SMTP sink once lost its port so,
+/// errno 98). Successive calls in one process walk the range four apart, so
+/// tests running alongside never draw the same port (or sipp's -mp + 1..3).
 pub fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Above every test's RTP range (rtp_range: 20000 up to ~29000).
+    const LOW: u16 = 29_200;
+    let high = ephemeral_low().unwrap_or(0);
+    if high >= LOW + 400 {
+        let slots = (high - LOW) / 4;
+        let start = (std::process::id() % u32::from(slots)) as u16;
+        for _ in 0..slots {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = LOW + (start.wrapping_add(n) % slots) * 4;
+            if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+                && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            {
+                return port;
+            }
+        }
+    }
+    // No room below the ephemeral range: probe in it.
     for _ in 0..200 {
         let u = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
         let port = u.local_addr().unwrap().port();
@@ -81,11 +105,23 @@ pub fn free_port() -> u16 {
     panic!("no free port");
 }
 
-/// Each test gets its own RTP range (tests in one binary run in parallel).
+/// The lowest port the kernel hands to outgoing connections.
+fn ephemeral_low() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Each test gets its own RTP range (tests in one binary run in parallel),
+/// within 20000..29040, below free_port()'s ports.
 fn rtp_range() -> (u16, u16) {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let base = 20000 + (std::process::id() as u16 % 40) * 200 + n * 40;
+    let n = u32::from(NEXT.fetch_add(1, Ordering::Relaxed));
+    let base = 20000 + ((std::process::id() % 40) * 200 + n * 40) % 9000;
+    let base = base as u16;
     (base, base + 39)
 }
 
