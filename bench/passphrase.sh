@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Passphrase evaluation: builds the recording set once (bench/passphrase/make_set.py:
-# Allison's recorded digits from Debian's asterisk-core-sounds-en-wav spliced
-# into digit passphrases, the piper voice of the prompts and espeak-ng voices
+# Allison's recorded digits and words from Debian's asterisk-core-sounds-en-wav
+# spliced into digit and word passphrases, the piper voice of the prompts and espeak-ng voices
 # saying word passphrases, near-miss impostors, silence, noise and hum), then
 # judges every recording as verify_passphrase would (`voxgate
 # evaluate-passphrases`) for each beam width in BEAMS: the real-voice digits
@@ -23,10 +23,11 @@ need_ctranslate2
 "$ROOT/scripts/fetch-whisper" >/dev/null
 "$ROOT/scripts/fetch-whisper" base >/dev/null   # the second model of --confirm
 SET="$ROOT/bench/out/passphrase-set"
-# Rebuilt when made by an older make_set.py (7 columns; the tonal non-speech
-# and the digits said as numbers came later).
+# Rebuilt when made by an older make_set.py (7 columns; the tonal non-speech,
+# the digits said as numbers and Allison's word phrases came later).
 if [ ! -s "$SET/manifest.tsv" ] || [ "$(head -1 "$SET/manifest.tsv" | awk -F'\t' '{print NF}')" != 7 ] \
-    || ! grep -q allison_numbers "$SET/manifest.tsv" || ! grep -q -- -dial_tone- "$SET/manifest.tsv"; then
+    || ! grep -q allison_numbers "$SET/manifest.tsv" || ! grep -q -- -dial_tone- "$SET/manifest.tsv" \
+    || ! grep -q allison_words "$SET/manifest.tsv"; then
     rm -rf "$SET"
     python3 bench/passphrase/make_set.py "$SET"
 fi
@@ -42,7 +43,7 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 for beam in ${BEAMS:-1 5}; do
     pids=()
-    for part in allison_digits,allison_numbers espeak_words,piper_words,nonspeech; do
+    for part in allison_digits,allison_numbers allison_words,espeak_words,piper_words,nonspeech; do
         nice "$BIN" evaluate-passphrases "$SET/manifest.tsv" --models models --beam "$beam" \
             --min-confidence "$GATE" --sets "$part" --confirm --dump "$OUT/beam$beam-${part%%,*}.tsv" \
             > "$OUT/beam$beam-${part%%,*}.md" &

@@ -12,6 +12,11 @@ recognize then does the G.711 round trip itself, as on a call):
                   (scripts/make-prompts installs it into .deps/venv)
   allison_numbers the same voice saying the digit passphrases as numbers
                   ("nineteen eighty six", "oh three seventy five")
+  allison_words   the same real voice saying word passphrases: her recorded
+                  words (the phonetic alphabet, days, months, a few more)
+                  joined with natural pauses; the similar-sounding impostor
+                  is a word she also recorded (tuesday / thursday, hotel /
+                  hello, million / billion, second / seconds)
   nonspeech       silence, noise and hum checked against every kind of phrase,
                   and tonal sounds that pass the endpointer (tones, fax, music)
 Conditions: clean, noise (pink noise at ~15 dB SNR), hum (50 Hz + harmonics).
@@ -33,6 +38,7 @@ import sys
 SOUNDS = next((d for d in ("/usr/share/asterisk/sounds/en/digits",
                            "/usr/share/asterisk/sounds/en_US_f_Allison/digits")
                if os.path.isdir(d)), "/usr/share/asterisk/sounds/en/digits")
+VOICE = os.path.dirname(SOUNDS)
 WORD_PHRASES = [
     "purple elephant dance", "white horse", "silver river morning",
     "green apple tree", "blue ocean wave", "quiet mountain lake",
@@ -51,6 +57,37 @@ SIMILAR = {
     "garden": "pardon", "red": "bed", "fox": "box", "running": "cunning",
     "gentle": "dental", "autumn": "bottom", "rain": "train",
 }
+# Allison's recordings of single words (checked with `voxgate recognize`:
+# each is heard as its word), by the word.
+ALLISON_WORDS = {
+    **{d: f"digits/day-{n}" for n, d in enumerate(
+        "sunday monday tuesday wednesday thursday friday saturday".split())},
+    **{m: f"digits/mon-{n}" for n, m in enumerate(
+        ("january february march april may june july august september october "
+         "november december").split())},
+    **{w: f"phonetic/{w[0]}_p" for w in (
+        "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike "
+        "oscar papa quebec romeo sierra tango uniform victor whiskey yankee zulu").split()},
+    "hello": "hello", "second": "second", "seconds": "seconds", "million": "digits/million",
+    "billion": "digits/billion", "tomorrow": "digits/tomorrow", "location": "location",
+    "number": "number", "disabled": "disabled",
+}
+# Her pairs of words that sound alike, for the similar-sounding impostor.
+ALLISON_SIMILAR = {
+    "second": "seconds", "seconds": "second", "million": "billion", "billion": "million",
+    "sunday": "monday", "monday": "sunday", "tuesday": "thursday", "thursday": "tuesday",
+    "june": "july", "july": "june", "alpha": "delta", "delta": "alpha",
+    "hotel": "hello", "hello": "hotel",
+}
+# Three words each, one of them with a similar-sounding partner.
+ALLISON_PHRASES = [
+    "alpha tango monday", "hotel victor june", "delta oscar friday",
+    "yankee million sunday", "echo tuesday seconds", "romeo july location",
+    "kilo second sierra", "papa thursday zulu", "india march billion",
+    "whiskey hello lima", "golf november monday", "quebec sunday uniform",
+    "juliet april delta", "foxtrot june bravo", "charlie seconds number",
+    "mike october hotel",
+]
 ESPEAK_VOICES = ["en-us", "en-gb", "en-us+f3", "en-us+m7", "en-gb-x-rp+f2"]
 CONDITIONS = ["clean", "noise", "hum"]
 DIGIT_NAMES = "zero one two three four five six seven eight nine".split()
@@ -86,17 +123,18 @@ def allison(digits, dst, rnd):
     """The digits, each cut to its voice (the recordings carry 0.2-0.6 s of
     silence around every digit, which would make 1 s pauses) with 30 ms kept
     either side, then joined with natural pauses of 120-450 ms."""
-    join_allison(list(digits), dst, lambda i: rnd.uniform(0.12, 0.45))
+    join_allison([f"digits/{d}" for d in digits], dst, lambda i: rnd.uniform(0.12, 0.45))
 
 
 def join_allison(names, dst, pause):
-    """Allison's recordings digits/NAME.wav of `names`, each cut to its voice
-    with 30 ms kept either side, `pause(i)` seconds of silence after the
-    i-th (drawn in order, so a seeded set stays the same)."""
+    """Allison's recordings NAME.wav of `names` (paths under her voice's
+    folder), each cut to its voice with 30 ms kept either side, `pause(i)`
+    seconds of silence after the i-th (drawn in order, so a seeded set stays
+    the same)."""
     parts = []
     for i, n in enumerate(names):
         cut = dst + f".d{i}.wav"
-        sh("sox", os.path.join(SOUNDS, f"{n}.wav"), cut,
+        sh("sox", os.path.join(VOICE, f"{n}.wav"), cut,
            "silence", "1", "0.01", "-45d", "reverse", "silence", "1", "0.01", "-45d",
            "reverse", "pad", "0.03", "0.03")
         parts.append(cut)
@@ -189,7 +227,7 @@ def allison_said(words, dst, rnd):
         w = words[i]
         inside = len(w) == 2 and w.endswith("0") and w != "10" and len(words[i + 1]) == 1
         return rnd.uniform(0.05, 0.12) if inside else rnd.uniform(0.15, 0.40)
-    join_allison(words, dst, pause)
+    join_allison([f"digits/{w}" for w in words], dst, pause)
 
 
 def digit_impostors(d, others, rnd):
@@ -207,19 +245,22 @@ def digit_impostors(d, others, rnd):
     return out
 
 
-def word_impostors(p, others, rnd):
+def word_impostors(p, others, rnd, similar=SIMILAR, words=None):
+    """Near misses of phrase `p`: one word changed to another of `words`
+    (default: the similar words), two swapped, one dropped, its first word
+    that has a partner in `similar` changed to that, another account's."""
     w = p.split()
     out = []
     i = rnd.randrange(len(w))
-    repl = rnd.choice([x for x in SIMILAR.values() if x != w[i]])
+    repl = rnd.choice([x for x in (words or list(similar.values())) if x != w[i]])
     out.append(("one_changed", " ".join(w[:i] + [repl] + w[i + 1:])))
     if len(w) > 1:
         j = rnd.randrange(len(w) - 1)
         out.append(("swapped", " ".join(w[:j] + [w[j + 1], w[j]] + w[j + 2:])))
         k = rnd.randrange(len(w))
         out.append(("dropped", " ".join(w[:k] + w[k + 1:])))
-    sim = [SIMILAR.get(x, x) for x in w]
-    i = next((n for n, x in enumerate(w) if x in SIMILAR), 0)
+    sim = [similar.get(x, x) for x in w]
+    i = next((n for n, x in enumerate(w) if x in similar), 0)
     out.append(("similar", " ".join(w[:i] + [sim[i]] + w[i + 1:])))
     out.append(("other_account", rnd.choice([o for o in others if o != p])))
     return out
@@ -306,6 +347,21 @@ def main():
             if kind in ("one_changed", "other_account"):
                 allison_said(as_numbers(said), tmp, nrnd)
                 add(tmp, d, "reject", "allison_numbers", kind, split_of(n))
+    # Word passphrases said by the same real voice, from her recorded words.
+    wrnd = random.Random(20261209)
+    vocabulary = sorted(ALLISON_WORDS)
+    for n, p in enumerate(ALLISON_PHRASES):
+        def say(text):
+            words = text.split()
+            join_allison([ALLISON_WORDS[x] for x in words], tmp,
+                         lambda i: wrnd.uniform(0.15, 0.40))
+        for _ in range(2):
+            say(p)
+            add(tmp, p, "accept", "allison_words", "genuine", split_of(n))
+        for kind, said in word_impostors(p, ALLISON_PHRASES, wrnd, ALLISON_SIMILAR,
+                                         vocabulary):
+            say(said)
+            add(tmp, p, "reject", "allison_words", kind, split_of(n))
     os.remove(tmp)
     with open(os.path.join(out, "manifest.tsv"), "w") as f:
         f.write("file\tenrolled\texpect\tset\tcondition\tkind\tsplit\n")
