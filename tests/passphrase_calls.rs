@@ -33,6 +33,7 @@ const NUM_OTHER: &str = "+16502530004";
 const NUM_HUMAN: &str = "+16502530005";
 const NUM_REPEATS: &str = "+16502530006";
 const NUM_NUMBERS: &str = "+16502530007";
+const NUM_HUMAN_WORDS: &str = "+16502530008";
 
 /// The real-voice digit passphrase (Allison Smith's recorded digits).
 const HUMAN_DIGITS: &str = "30742";
@@ -49,6 +50,11 @@ const NUMBERS_SAID: &[&str] = &["19", "14", "3"];
 
 const PHRASE: &str = "purple elephant dance";
 
+/// A word phrase in Allison's voice: her recordings of "alpha", "tango"
+/// (the phonetic alphabet) and "monday", paths under her digits folder.
+const HUMAN_WORDS: &str = "alpha tango monday";
+const HUMAN_WORDS_SAID: &[&str] = &["../phonetic/a_p", "../phonetic/t_p", "day-1"];
+
 /// Words of the enrolled phrases and of what the callers say: none may
 /// appear in an event or a log line (compared lower-case).
 const SECRET_WORDS: &[&str] = &[
@@ -60,6 +66,7 @@ const SECRET_WORDS: &[&str] = &[
     "four two seven one",
     "three zero seven four two",
     "eight six three nine eight nine",
+    "tango",
 ];
 
 fn models() -> PathBuf {
@@ -572,6 +579,7 @@ fn real_voices_and_near_misses_over_rtp() {
             ("acct_human", NUM_HUMAN, HUMAN_DIGITS),
             ("acct_repeats", NUM_REPEATS, REPEATS_DIGITS),
             ("acct_numbers", NUM_NUMBERS, NUMBERS_DIGITS),
+            ("acct_human_words", NUM_HUMAN_WORDS, HUMAN_WORDS),
             ("acct_phrase2", NUM_PHRASE, PHRASE),
         ],
     );
@@ -656,6 +664,22 @@ fn real_voices_and_near_misses_over_rtp() {
     let said = with_noise_floor(&said, &dir, "paused");
     let evs = call(&vg, NUM_HUMAN, Some(said.to_str().unwrap()));
     assert_passed(&evs, "real voice, a second's pause after two digits");
+
+    // A word phrase in her voice with a second's pause after two of its
+    // three words: "alpha tango" already spans the phrase's least length,
+    // so the audio alone would end the turn on the 800 ms timer; the
+    // speculative decode of the pause heard fewer syllables than the
+    // phrase has, so the turn waits `incomplete_timeout` and hears "monday".
+    let said = allison_words(
+        HUMAN_WORDS_SAID,
+        &dir,
+        "words-paused",
+        |i| if i == 1 { 1000 } else { 300 },
+        &["norm", "-6"],
+    );
+    let said = with_noise_floor(&said, &dir, "words-paused");
+    let evs = call(&vg, NUM_HUMAN_WORDS, Some(said.to_str().unwrap()));
+    assert_passed(&evs, "real voice, a second's pause after two words");
 
     // The same on a bad line, hum louder than her quieter digits: the
     // endpointer measures level above the telephone band's lower edge, so

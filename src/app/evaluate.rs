@@ -14,9 +14,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use std::sync::Mutex;
+use zeroize::Zeroizing;
 
 use crate::asr::answer::AnswerLength;
 use crate::asr::recording::{hear_file, Simulated};
+use crate::asr::speculate::{Complete, EarlyAnswer, DEFAULT_AFTER};
 use crate::asr::whisper::{Transcript, WhisperEngine};
 use crate::asr::{phrase, AsrError, Heard, Hints, IncompleteWait, SpeechEngine, SpeechResult};
 
@@ -389,7 +391,17 @@ fn spec_for(row: &Row, o: &EvalOptions) -> crate::call::RecognitionSpec {
             incomplete,
             ..crate::asr::Timers::RECORDING
         },
-        early: None,
+        // Speculating as verify_passphrase does: a pause heard short of the
+        // answer makes the turn wait for the rest, which can change what is
+        // decided on (decodes are taken as instant here; --latency times them).
+        early: Some(EarlyAnswer {
+            after: o.speculate_after.unwrap_or(DEFAULT_AFTER),
+            complete: if digits {
+                Complete::Digits(answer.units)
+            } else {
+                Complete::Phrase(Zeroizing::new(row.enrolled.clone()))
+            },
+        }),
         // The evaluation runs the second model itself (both hints, timed).
         confirm: false,
         digit_answer: digits.then_some(answer.units),

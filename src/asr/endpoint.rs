@@ -436,6 +436,10 @@ enum Phase {
         /// answer: the turn waits [`super::spec::IncompleteWait::timeout`] instead, until
         /// the caller speaks again.
         incomplete: bool,
+        /// A speculative decode of this silence's audio heard less than the
+        /// whole answer ([`Endpointer::heard_short`]): wait as when
+        /// `incomplete`, until the caller speaks again.
+        heard_short: bool,
     },
     Done,
 }
@@ -623,11 +627,38 @@ impl Endpointer {
     }
 
     /// The end-of-speech timer came due: whether the turn should wait
-    /// longer because its audio cannot yet hold the whole answer.
+    /// longer because its audio cannot yet hold the whole answer, or what
+    /// was heard in it is less than the answer.
     fn wait_for_the_rest(&self) -> bool {
+        let heard_short = matches!(
+            self.phase,
+            Phase::Speech {
+                heard_short: true,
+                ..
+            }
+        );
         self.cfg.incomplete.is_some_and(|w| {
-            w.timeout > self.cfg.end_of_speech_timeout && !w.answer.can_hold(&self.cut())
+            w.timeout > self.cfg.end_of_speech_timeout
+                && (heard_short || !w.answer.can_hold(&self.cut()))
         })
+    }
+
+    /// A speculative decode of the pause whose cut was `cut_len` samples
+    /// long heard fewer units than the answer (a caller pausing mid-phrase,
+    /// whose pause runs past the end-of-speech timer): if the caller is
+    /// still silent in that pause, the turn waits the incomplete wait
+    /// before it ends. Audio alone misses this when a slow caller's first
+    /// words already span the whole answer's least length. Only the count
+    /// heard decides, never what: the wait shows the caller nothing the
+    /// answer's length does not. A stale report (the caller has spoken
+    /// since: the cut is longer now) is ignored.
+    pub fn heard_short(&mut self, cut_len: usize) {
+        if self.cut_len() != Some(cut_len) {
+            return;
+        }
+        if let Phase::Speech { heard_short, .. } = &mut self.phase {
+            *heard_short = true;
+        }
     }
 
     /// When a pause is due to be reported (None: not speculating, already
@@ -760,6 +791,7 @@ impl Endpointer {
                 ref mut prev_active,
                 ref mut paused,
                 ref mut incomplete,
+                ref mut heard_short,
                 ..
             } => {
                 // A lone unvoiced blip (click, pop) in a pause does not
@@ -770,6 +802,7 @@ impl Endpointer {
                     *last_speech_time = now;
                     // Judged again at the next silence.
                     *incomplete = false;
+                    *heard_short = false;
                 }
                 *prev_active = fc.active;
                 if resumed && std::mem::take(paused) {
@@ -822,6 +855,7 @@ impl Endpointer {
                     prev_active: fc.active,
                     paused: false,
                     incomplete: false,
+                    heard_short: false,
                 };
                 self.queue(now, EndpointEvent::SpeechStarted);
                 return;
@@ -852,6 +886,22 @@ impl Endpointer {
                 }),
             );
         }
+    }
+
+    /// The length of [`Self::cut`] now (None outside speech).
+    fn cut_len(&self) -> Option<usize> {
+        let Phase::Speech {
+            start_idx,
+            last_speech_idx,
+            ..
+        } = self.phase
+        else {
+            return None;
+        };
+        let begin = start_idx.saturating_sub(PRE_ROLL).max(self.audio_start);
+        let end = (last_speech_idx + TAIL).min(self.received).max(begin);
+        let missing = PRE_ROLL.saturating_sub(start_idx.saturating_sub(begin));
+        usize::try_from(missing + (end - begin)).ok()
     }
 
     /// The utterance as it stands: pre-roll, speech, up to [`TAIL`] after
@@ -1943,6 +1993,53 @@ mod tests {
         assert_eq!(d, last + Duration::from_millis(1500));
         assert!(matches!(ep.poll(d), Some(EndpointEvent::Utterance(_))));
         assert!(ep.is_done());
+    }
+
+    #[test]
+    fn a_pause_heard_short_waits_for_the_rest_until_the_caller_speaks() {
+        // Six digits said (audio that can hold a six-digit answer), then
+        // silence; the speculative decode of the pause heard fewer.
+        let base = Instant::now();
+        let start = |short: bool| {
+            let mut ep = Endpointer::new(waiting_for(6, 1500), base);
+            ep.speculate_after(Duration::from_millis(200));
+            let mut t = base;
+            let mut pause = None;
+            for f in cat(&[&digits_said(6), &silence(300)]).chunks(FRAME) {
+                t += FRAME_DUR;
+                if let Some(EndpointEvent::Pause(u)) = ep.push(t, f) {
+                    pause = Some(u.pcm.len());
+                }
+            }
+            let len = pause.expect("a pause reported");
+            // A stale report (another cut) changes nothing.
+            ep.heard_short(len + 1);
+            if short {
+                ep.heard_short(len);
+            }
+            (ep, t)
+        };
+        let (mut ep, _) = start(false);
+        let last = ep.last_speech_at().unwrap();
+        let d = ep.next_deadline().unwrap();
+        assert_eq!(d, last + Duration::from_millis(800));
+        assert!(matches!(ep.poll(d), Some(EndpointEvent::Utterance(_))));
+
+        let (mut ep, _) = start(true);
+        let d = ep.next_deadline().unwrap();
+        assert_eq!(ep.poll(d), None, "waits on");
+        assert_eq!(ep.next_deadline(), Some(last + Duration::from_millis(1500)));
+
+        // The caller speaks again: judged afresh at the next silence.
+        let (mut ep, mut t) = start(true);
+        for f in cat(&[&voiced_burst(350, 65.0), &silence(300)]).chunks(FRAME) {
+            t += FRAME_DUR;
+            ep.push(t, f);
+        }
+        let last = ep.last_speech_at().unwrap();
+        let d = ep.next_deadline().unwrap();
+        assert_eq!(d, last + Duration::from_millis(800));
+        assert!(matches!(ep.poll(d), Some(EndpointEvent::Utterance(_))));
     }
 
     #[test]

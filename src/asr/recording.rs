@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::endpoint::{EndpointEvent, Endpointer};
+use super::speculate::{OnAnswer, OnFinal, Speculation};
 use super::{Heard, RecognitionSpec, SpeechEngine, Timers};
 use crate::media::g711::{self, Codec};
 use crate::media::prompt;
@@ -62,6 +63,11 @@ pub fn phone_audio(path: &Path) -> Result<Vec<i16>, String> {
 }
 
 /// Play `path` into a recognition with `spec` and decode what it cuts out.
+/// With `spec.early` the turn speculates as a call does ([`super::speculate`],
+/// pauses gated as in `serve`), each decode taken as instant: the verdict
+/// is the one a call with an idle decoder reaches (a pause heard short of
+/// the answer makes the turn wait for the rest, so the audio decided on can
+/// be longer than without speculation).
 pub fn hear_file(
     engine: &dyn SpeechEngine,
     path: &Path,
@@ -69,10 +75,19 @@ pub fn hear_file(
 ) -> Result<Simulated, String> {
     let pcm = phone_audio(path)?;
     let duration = Duration::from_millis(pcm.len() as u64 / 8);
+    let decode = |pcm: &[i16]| {
+        engine
+            .recognize(pcm, &spec.hints())
+            .map_err(|e| format!("audio `{}`: {e}", path.display()))
+    };
 
     let t0 = Instant::now();
     // The recording starts at once; the flow's own timer covers silence.
     let mut ep = Endpointer::new(spec.timers, t0);
+    let mut speculation = spec.early.as_ref().map(|e| {
+        ep.speculate_after(e.after);
+        Speculation::new(e.complete.clone())
+    });
     let mut started = None;
     let silence = [0i16; 160];
     let frames = pcm.chunks(160).chain(std::iter::repeat(&silence[..]));
@@ -87,21 +102,44 @@ pub fn hear_file(
         while let Some(ev) = ep.poll(t0 + at) {
             events.push(ev);
         }
+        let heard_at = |started: Option<Duration>, heard| Simulated::Heard {
+            started: started.unwrap_or(at),
+            ended: at + Duration::from_millis(20),
+            heard,
+        };
         for ev in events {
             match ev {
                 EndpointEvent::SpeechStarted => started = Some(at),
-                // Not speculating here.
-                EndpointEvent::Pause(_) | EndpointEvent::Resumed => {}
+                EndpointEvent::Pause(u) => {
+                    let Some(m) = speculation.as_mut() else {
+                        continue;
+                    };
+                    if !m.pause(&u.pcm) {
+                        continue;
+                    }
+                    match m.answer(decode(&u.pcm)?) {
+                        OnAnswer::Decide(heard) => return Ok(heard_at(started, heard)),
+                        OnAnswer::Keep => {
+                            if let Some(cut_len) = m.heard_short() {
+                                ep.heard_short(cut_len);
+                            }
+                        }
+                        OnAnswer::Drop => {}
+                    }
+                }
+                EndpointEvent::Resumed => {
+                    if let Some(m) = speculation.as_mut() {
+                        m.resumed();
+                    }
+                }
                 EndpointEvent::NoInput => return Ok(Simulated::Silent),
                 EndpointEvent::Utterance(u) => {
-                    let heard = engine
-                        .recognize(&u.pcm, &spec.hints())
-                        .map_err(|e| format!("audio `{}`: {e}", path.display()))?;
-                    return Ok(Simulated::Heard {
-                        started: started.unwrap_or(at),
-                        ended: at + Duration::from_millis(20),
-                        heard,
-                    });
+                    let heard = match speculation.as_mut().map(|m| m.finish(&u.pcm)) {
+                        Some(OnFinal::Use(heard)) => heard,
+                        // Decodes are instant here: none is under way.
+                        Some(OnFinal::Await | OnFinal::Decode) | None => decode(&u.pcm)?,
+                    };
+                    return Ok(heard_at(started, heard));
                 }
             }
         }

@@ -83,9 +83,17 @@ pub fn turn(
         if let (Some(m), Some((ready, _))) = (spec_machine.as_mut(), pending.as_ref()) {
             if *ready <= at {
                 let (ready, heard) = pending.take().expect("checked");
-                if let OnAnswer::Decide(h) = m.answer(heard) {
-                    let skipped = m.skipped();
-                    return Ok(done(h, ready, last_speech, decodes, true, skipped));
+                match m.answer(heard) {
+                    OnAnswer::Decide(h) => {
+                        let skipped = m.skipped();
+                        return Ok(done(h, ready, last_speech, decodes, true, skipped));
+                    }
+                    OnAnswer::Keep => {
+                        if let Some(cut_len) = m.heard_short() {
+                            ep.heard_short(cut_len);
+                        }
+                    }
+                    OnAnswer::Drop => {}
                 }
             }
         }

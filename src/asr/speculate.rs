@@ -291,6 +291,21 @@ impl Speculation {
         }
     }
 
+    /// The length of the pause's cut whose kept answer holds fewer units
+    /// than the whole answer (digits; syllables of a phrase; nothing heard
+    /// at all), for [`super::endpoint::Endpointer::heard_short`]: the
+    /// caller may have paused mid-answer. None otherwise.
+    pub fn heard_short(&self) -> Option<usize> {
+        match &self.state {
+            State::Heard { pcm, answer }
+                if self.complete.units(answer) < self.complete.length().units =>
+            {
+                Some(pcm.len())
+            }
+            _ => None,
+        }
+    }
+
     /// The turn ended (end-of-speech timer or maximum) with `pcm`.
     pub fn finish(&mut self, pcm: &[i16]) -> OnFinal {
         match std::mem::replace(&mut self.state, State::Over) {
@@ -395,6 +410,27 @@ mod tests {
         let mut s = digits(4);
         assert!(s.pause(&[1, 2]));
         assert_eq!(s.answer(said("1 2 3 4 5")), OnAnswer::Keep);
+    }
+
+    #[test]
+    fn a_kept_answer_shorter_than_the_answer_says_so_with_its_cut() {
+        let mut s = digits(4);
+        let pcm = spoken(&[300, 300, 300, 300]);
+        assert!(s.pause(&pcm));
+        assert_eq!(s.heard_short(), None); // nothing heard yet
+        assert_eq!(s.answer(said("5 7 2")), OnAnswer::Keep);
+        assert_eq!(s.heard_short(), Some(pcm.len()));
+        s.resumed();
+        assert_eq!(s.heard_short(), None);
+        // A wrong answer of the whole length is not short.
+        let mut s = phrase("purple elephant dance");
+        assert!(s.pause(&cut(900)));
+        assert_eq!(s.answer(said("purple elephants dance")), OnAnswer::Keep);
+        assert_eq!(s.heard_short(), None);
+        let mut s = phrase("purple elephant dance");
+        assert!(s.pause(&cut(900)));
+        assert_eq!(s.answer(said("purple elephant")), OnAnswer::Keep);
+        assert_eq!(s.heard_short(), Some(cut(900).len()));
     }
 
     #[test]

@@ -601,7 +601,14 @@ impl SipCall {
                 tracing::debug!("decided at a pause, before the end-of-speech timer");
                 Some(recognised(Ok(heard), Some(since)))
             }
-            OnAnswer::Keep | OnAnswer::Drop => None,
+            OnAnswer::Keep => {
+                if let Some(cut_len) = s.machine.heard_short() {
+                    let tag = self.listen_tag;
+                    let _ = self.media.send(MediaCommand::HeardShort(tag, cut_len));
+                }
+                None
+            }
+            OnAnswer::Drop => None,
         }
     }
 

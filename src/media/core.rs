@@ -117,6 +117,10 @@ pub enum MediaCommand {
     /// For the listening with this tag: report each pause of this much
     /// silence after speech ([`MediaEvent::Pause`]) for a speculative decode.
     Speculate(u64, Duration),
+    /// For the listening with this tag: the speculative decode of the pause
+    /// whose cut was this many samples heard less than the whole answer;
+    /// the turn waits for the rest ([`Endpointer::heard_short`]).
+    HeardShort(u64, usize),
     /// Stop listening; the turn's pending events are not reported.
     StopListening,
     /// The caller ACKed our answer: RTP may be sent from now on (none is
@@ -529,6 +533,11 @@ impl MediaCore {
                 if let Some(l) = self.listening.as_mut().filter(|l| l.tag == tag) {
                     l.endpointer.speculate_after(after);
                     l.speculate = Some(after);
+                }
+            }
+            MediaCommand::HeardShort(tag, cut_len) => {
+                if let Some(l) = self.listening.as_mut().filter(|l| l.tag == tag) {
+                    l.endpointer.heard_short(cut_len);
                 }
             }
             MediaCommand::StopListening => self.listening = None,

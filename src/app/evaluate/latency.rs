@@ -12,11 +12,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use zeroize::Zeroizing;
 
 use super::{percentile, EvalOptions, Row};
 use crate::asr::simulate::{turn, Timed};
-use crate::asr::speculate::{Complete, EarlyAnswer, Gating, DEFAULT_AFTER};
+use crate::asr::speculate::{EarlyAnswer, Gating, DEFAULT_AFTER};
 use crate::asr::{phrase, Heard, SpeechEngine};
 
 /// One way of running a turn, and what it gave.
@@ -76,14 +75,10 @@ pub(super) fn run(
         let digits = phrase::is_digits(&row.enrolled);
         let spec = super::spec_for(row, o);
         // As verify_passphrase asks for it.
-        let early = EarlyAnswer {
-            after: o.speculate_after.unwrap_or(DEFAULT_AFTER),
-            complete: if digits {
-                Complete::Digits(phrase::tokens(&row.enrolled).len())
-            } else {
-                Complete::Phrase(Zeroizing::new(row.enrolled.clone()))
-            },
-        };
+        let early = spec
+            .early
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the evaluation's spec speculates"))?;
         let gate = if digits {
             o.min_confidence_digits
         } else {
