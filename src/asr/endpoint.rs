@@ -436,10 +436,11 @@ enum Phase {
         /// answer: the turn waits [`super::spec::IncompleteWait::timeout`] instead, until
         /// the caller speaks again.
         incomplete: bool,
-        /// A speculative decode of this silence's audio heard less than the
-        /// whole answer ([`Endpointer::heard_short`]): wait as when
-        /// `incomplete`, until the caller speaks again.
-        heard_short: bool,
+        /// This silence's audio is being decoded speculatively, or its decode
+        /// heard less than the whole answer ([`Endpointer::pause_decoding`],
+        /// [`Endpointer::pause_heard`]): the turn waits as when `incomplete`
+        /// until released or the caller speaks again.
+        held: bool,
     },
     Done,
 }
@@ -578,7 +579,8 @@ impl Endpointer {
     /// When `poll` must next be called; None when done. An event still
     /// queued is due at once. The end-of-speech deadline of a turn that
     /// cannot yet hold its answer may, when polled, only re-arm the longer
-    /// incomplete wait (no event): the next deadline is then that wait's.
+    /// incomplete wait (no event): the next deadline is then that wait's;
+    /// a held turn's deadline is that wait's until it is released.
     pub fn next_deadline(&self) -> Option<Instant> {
         if !self.events.is_empty() {
             return self.queued_at;
@@ -591,10 +593,14 @@ impl Endpointer {
                 last_speech_idx,
                 paused,
                 incomplete,
+                held,
                 ..
             } => min_deadline(
                 min_deadline(
-                    add(last_speech_time, self.end_of_speech_wait(incomplete)),
+                    add(
+                        last_speech_time,
+                        self.end_of_speech_wait(incomplete || held),
+                    ),
                     add(start_time, self.cfg.max_duration),
                 ),
                 self.pause_deadline(last_speech_time, last_speech_idx, paused),
@@ -604,10 +610,11 @@ impl Endpointer {
     }
 
     /// Silence after speech that ends the turn: the incomplete wait once
-    /// the audio was found unable to hold the answer.
-    fn end_of_speech_wait(&self, incomplete: bool) -> Duration {
+    /// the audio was found unable to hold the answer, or while the turn is
+    /// held (never shorter than the usual timer).
+    fn end_of_speech_wait(&self, longer: bool) -> Duration {
         match self.cfg.incomplete {
-            Some(w) if incomplete => w.timeout,
+            Some(w) if longer => w.timeout.max(self.cfg.end_of_speech_timeout),
             _ => self.cfg.end_of_speech_timeout,
         }
     }
@@ -619,45 +626,52 @@ impl Endpointer {
         match self.phase {
             Phase::Speech {
                 last_speech_time,
-                incomplete: true,
+                incomplete,
+                held,
                 ..
-            } => add(last_speech_time, self.cfg.end_of_speech_timeout).is_some_and(|t| t > now),
+            } if incomplete || held => {
+                add(last_speech_time, self.cfg.end_of_speech_timeout).is_some_and(|t| t > now)
+            }
             _ => true,
         }
     }
 
     /// The end-of-speech timer came due: whether the turn should wait
-    /// longer because its audio cannot yet hold the whole answer, or what
-    /// was heard in it is less than the answer.
+    /// longer because its audio cannot yet hold the whole answer.
     fn wait_for_the_rest(&self) -> bool {
-        let heard_short = matches!(
-            self.phase,
-            Phase::Speech {
-                heard_short: true,
-                ..
-            }
-        );
         self.cfg.incomplete.is_some_and(|w| {
-            w.timeout > self.cfg.end_of_speech_timeout
-                && (heard_short || !w.answer.can_hold(&self.cut()))
+            w.timeout > self.cfg.end_of_speech_timeout && !w.answer.can_hold(&self.cut())
         })
     }
 
-    /// A speculative decode of the pause whose cut was `cut_len` samples
-    /// long heard fewer units than the answer (a caller pausing mid-phrase,
-    /// whose pause runs past the end-of-speech timer): if the caller is
-    /// still silent in that pause, the turn waits the incomplete wait
-    /// before it ends. Audio alone misses this when a slow caller's first
-    /// words already span the whole answer's least length. Only the count
-    /// heard decides, never what: the wait shows the caller nothing the
-    /// answer's length does not. A stale report (the caller has spoken
-    /// since: the cut is longer now) is ignored.
-    pub fn heard_short(&mut self, cut_len: usize) {
+    /// The pause whose cut was `cut_len` samples long is being decoded
+    /// speculatively: the turn does not end on `end_of_speech_timeout`
+    /// before [`Self::pause_heard`] (at most the incomplete wait), so what
+    /// the decode hears decides how long the turn waits however busy the
+    /// decoder is. A stale report (the caller has spoken since: the cut is
+    /// longer now) is ignored; without an incomplete wait it changes nothing.
+    pub fn pause_decoding(&mut self, cut_len: usize) {
+        self.hold(cut_len, true);
+    }
+
+    /// The speculative decode of that pause answered. `short`: it heard
+    /// fewer units than the answer (a caller pausing mid-phrase), and the
+    /// turn, while the caller stays silent, waits the incomplete wait for
+    /// the rest: audio alone misses this when a slow caller's first words
+    /// already span the answer's least length. Otherwise the turn is
+    /// released to its usual timer (ending at once if that has run out).
+    /// Only the count heard decides, never what: the wait shows the caller
+    /// nothing the answer's length does not.
+    pub fn pause_heard(&mut self, cut_len: usize, short: bool) {
+        self.hold(cut_len, short);
+    }
+
+    fn hold(&mut self, cut_len: usize, on: bool) {
         if self.cut_len() != Some(cut_len) {
             return;
         }
-        if let Phase::Speech { heard_short, .. } = &mut self.phase {
-            *heard_short = true;
+        if let Phase::Speech { held, .. } = &mut self.phase {
+            *held = on;
         }
     }
 
@@ -739,6 +753,7 @@ impl Endpointer {
                 last_speech_idx,
                 paused,
                 mut incomplete,
+                held,
                 ..
             } => {
                 if due(self.pause_deadline(last_speech_time, last_speech_idx, paused)) {
@@ -763,7 +778,10 @@ impl Endpointer {
                         *i = true;
                     }
                 }
-                let eos = add(last_speech_time, self.end_of_speech_wait(incomplete));
+                let eos = add(
+                    last_speech_time,
+                    self.end_of_speech_wait(incomplete || held),
+                );
                 let max = add(start_time, self.cfg.max_duration);
                 let max_first = match (max, eos) {
                     (Some(m), Some(e)) => m < e,
@@ -791,7 +809,7 @@ impl Endpointer {
                 ref mut prev_active,
                 ref mut paused,
                 ref mut incomplete,
-                ref mut heard_short,
+                ref mut held,
                 ..
             } => {
                 // A lone unvoiced blip (click, pop) in a pause does not
@@ -802,7 +820,7 @@ impl Endpointer {
                     *last_speech_time = now;
                     // Judged again at the next silence.
                     *incomplete = false;
-                    *heard_short = false;
+                    *held = false;
                 }
                 *prev_active = fc.active;
                 if resumed && std::mem::take(paused) {
@@ -855,7 +873,7 @@ impl Endpointer {
                     prev_active: fc.active,
                     paused: false,
                     incomplete: false,
-                    heard_short: false,
+                    held: false,
                 };
                 self.queue(now, EndpointEvent::SpeechStarted);
                 return;
@@ -1996,11 +2014,11 @@ mod tests {
     }
 
     #[test]
-    fn a_pause_heard_short_waits_for_the_rest_until_the_caller_speaks() {
+    fn a_pause_being_decoded_holds_the_turn_and_a_short_answer_keeps_it() {
         // Six digits said (audio that can hold a six-digit answer), then
-        // silence; the speculative decode of the pause heard fewer.
+        // silence; the pause is being decoded speculatively.
         let base = Instant::now();
-        let start = |short: bool| {
+        let start = || {
             let mut ep = Endpointer::new(waiting_for(6, 1500), base);
             ep.speculate_after(Duration::from_millis(200));
             let mut t = base;
@@ -2013,25 +2031,38 @@ mod tests {
             }
             let len = pause.expect("a pause reported");
             // A stale report (another cut) changes nothing.
-            ep.heard_short(len + 1);
-            if short {
-                ep.heard_short(len);
-            }
-            (ep, t)
+            ep.pause_decoding(len + 1);
+            (ep, t, len)
         };
-        let (mut ep, _) = start(false);
+        let (mut ep, _, _) = start();
         let last = ep.last_speech_at().unwrap();
-        let d = ep.next_deadline().unwrap();
-        assert_eq!(d, last + Duration::from_millis(800));
-        assert!(matches!(ep.poll(d), Some(EndpointEvent::Utterance(_))));
+        let eos = last + Duration::from_millis(800);
+        let wait = last + Duration::from_millis(1500);
+        assert_eq!(ep.next_deadline(), Some(eos));
+        assert!(matches!(ep.poll(eos), Some(EndpointEvent::Utterance(_))));
 
-        let (mut ep, _) = start(true);
-        let d = ep.next_deadline().unwrap();
-        assert_eq!(ep.poll(d), None, "waits on");
-        assert_eq!(ep.next_deadline(), Some(last + Duration::from_millis(1500)));
+        // Held past the usual timer while decoding; heard short: held on.
+        let (mut ep, _, len) = start();
+        ep.pause_decoding(len);
+        assert_eq!(ep.next_deadline(), Some(wait));
+        assert_eq!(ep.poll(eos), None, "held");
+        ep.pause_heard(len, true);
+        assert_eq!(ep.next_deadline(), Some(wait));
+        assert!(matches!(ep.poll(wait), Some(EndpointEvent::Utterance(_))));
+
+        // Heard the whole length after the usual timer: ends at once.
+        let (mut ep, _, len) = start();
+        ep.pause_decoding(len);
+        let later = eos + Duration::from_millis(300);
+        assert_eq!(ep.poll(later), None);
+        ep.pause_heard(len, false);
+        assert_eq!(ep.next_deadline(), Some(eos));
+        assert!(matches!(ep.poll(later), Some(EndpointEvent::Utterance(_))));
 
         // The caller speaks again: judged afresh at the next silence.
-        let (mut ep, mut t) = start(true);
+        let (mut ep, mut t, len) = start();
+        ep.pause_decoding(len);
+        ep.pause_heard(len, true);
         for f in cat(&[&voiced_burst(350, 65.0), &silence(300)]).chunks(FRAME) {
             t += FRAME_DUR;
             ep.push(t, f);

@@ -117,11 +117,16 @@ pub fn hear_file(
                     if !m.pause(&u.pcm) {
                         continue;
                     }
-                    match m.answer(decode(&u.pcm)?) {
+                    // A failed decode is no answer, as on a call.
+                    let Ok(heard) = decode(&u.pcm) else {
+                        m.resumed();
+                        continue;
+                    };
+                    match m.answer(heard) {
                         OnAnswer::Decide(heard) => return Ok(heard_at(started, heard)),
                         OnAnswer::Keep => {
-                            if let Some(cut_len) = m.heard_short() {
-                                ep.heard_short(cut_len);
+                            if let Some((cut_len, short)) = m.kept() {
+                                ep.pause_heard(cut_len, short);
                             }
                         }
                         OnAnswer::Drop => {}

@@ -89,8 +89,8 @@ pub fn turn(
                         return Ok(done(h, ready, last_speech, decodes, true, skipped));
                     }
                     OnAnswer::Keep => {
-                        if let Some(cut_len) = m.heard_short() {
-                            ep.heard_short(cut_len);
+                        if let Some((cut_len, short)) = m.kept() {
+                            ep.pause_heard(cut_len, short);
                         }
                     }
                     OnAnswer::Drop => {}
@@ -119,6 +119,7 @@ pub fn turn(
                 EndpointEvent::Pause(u) => {
                     if let Some(m) = spec_machine.as_mut() {
                         if m.pause(&u.pcm) {
+                            ep.pause_decoding(u.pcm.len());
                             decodes += 1;
                             let (heard, took) = timed_decode(engine, &u.pcm, spec, clock)?;
                             pending = Some((at + took, heard));

@@ -33,7 +33,9 @@ pub struct Timers {
 /// after two of six digits (bench/README.md, "Waiting for the rest of the
 /// answer"). Judged from the audio alone ([`AnswerLength::can_hold`]),
 /// before anything is decoded; once it can hold the answer, the usual
-/// `end_of_speech_timeout` applies.
+/// `end_of_speech_timeout` applies — unless a speculative decode of the
+/// pause heard fewer units than the answer
+/// ([`super::endpoint::Endpointer::pause_heard`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IncompleteWait {
     /// How long the whole answer is.

@@ -13,16 +13,21 @@
 //! - otherwise the turn ends on its timer as before, and the speculative
 //!   answer is reused when the final audio is the same, else decoded again.
 //!
-//! The decision is made on the same audio by the same match rule as without
-//! speculation; only its time changes. [`Speculation`] is that state
-//! machine, sans-IO: the caller submits decodes and feeds back answers.
+//! The decision is made by the same match rule as without speculation, and
+//! on the same audio but in one case: while a pause is being decoded the
+//! turn does not end on its usual timer, and an answer with fewer units
+//! than the whole one (a caller pausing mid-answer) makes it wait the
+//! incomplete wait for the rest ([`Speculation::kept`],
+//! [`super::endpoint::Endpointer::pause_heard`]): a caller who goes on is
+//! then decided on all they said. [`Speculation`] is that state machine,
+//! sans-IO: the caller submits decodes and feeds back answers.
 //!
 //! A decode costs as much as the turn's own, so a pause is decoded only when
 //! its audio can hold the whole answer ([`Gating::Plausible`]): callers pause
 //! between digits, and decoding each of those pauses multiplied the CPU of a
-//! check by ~4 (bench/README.md, "Speculative decoding"). Skipping a pause
-//! never changes a verdict: the turn then ends on its timer, as without
-//! speculation.
+//! check by ~4 (bench/README.md, "Speculative decoding"). A skipped pause
+//! ends on its timer, as without speculation (the audio's own incomplete
+//! wait aside).
 
 use std::time::Duration;
 
@@ -291,17 +296,25 @@ impl Speculation {
         }
     }
 
-    /// The length of the pause's cut whose kept answer holds fewer units
-    /// than the whole answer (digits; syllables of a phrase; nothing heard
-    /// at all), for [`super::endpoint::Endpointer::heard_short`]: the
-    /// caller may have paused mid-answer. None otherwise.
-    pub fn heard_short(&self) -> Option<usize> {
+    /// The length of the cut being decoded (None: no decode under way),
+    /// for [`super::endpoint::Endpointer::pause_decoding`].
+    pub fn decoding_cut(&self) -> Option<usize> {
         match &self.state {
-            State::Heard { pcm, answer }
-                if self.complete.units(answer) < self.complete.length().units =>
-            {
-                Some(pcm.len())
-            }
+            State::Decoding { pcm, .. } => Some(pcm.len()),
+            _ => None,
+        }
+    }
+
+    /// The kept answer's cut length, and whether it holds fewer units than
+    /// the whole answer (digits; syllables of a phrase; nothing heard at
+    /// all), for [`super::endpoint::Endpointer::pause_heard`]: the caller
+    /// may have paused mid-answer. None when no answer is kept.
+    pub fn kept(&self) -> Option<(usize, bool)> {
+        match &self.state {
+            State::Heard { pcm, answer } => Some((
+                pcm.len(),
+                self.complete.units(answer) < self.complete.length().units,
+            )),
             _ => None,
         }
     }
@@ -413,24 +426,27 @@ mod tests {
     }
 
     #[test]
-    fn a_kept_answer_shorter_than_the_answer_says_so_with_its_cut() {
+    fn a_kept_answer_says_its_cut_and_whether_it_is_short() {
         let mut s = digits(4);
         let pcm = spoken(&[300, 300, 300, 300]);
         assert!(s.pause(&pcm));
-        assert_eq!(s.heard_short(), None); // nothing heard yet
+        assert_eq!((s.decoding_cut(), s.kept()), (Some(pcm.len()), None));
         assert_eq!(s.answer(said("5 7 2")), OnAnswer::Keep);
-        assert_eq!(s.heard_short(), Some(pcm.len()));
+        assert_eq!(
+            (s.decoding_cut(), s.kept()),
+            (None, Some((pcm.len(), true)))
+        );
         s.resumed();
-        assert_eq!(s.heard_short(), None);
+        assert_eq!(s.kept(), None);
         // A wrong answer of the whole length is not short.
         let mut s = phrase("purple elephant dance");
         assert!(s.pause(&cut(900)));
         assert_eq!(s.answer(said("purple elephants dance")), OnAnswer::Keep);
-        assert_eq!(s.heard_short(), None);
+        assert_eq!(s.kept(), Some((cut(900).len(), false)));
         let mut s = phrase("purple elephant dance");
         assert!(s.pause(&cut(900)));
         assert_eq!(s.answer(said("purple elephant")), OnAnswer::Keep);
-        assert_eq!(s.heard_short(), Some(cut(900).len()));
+        assert_eq!(s.kept(), Some((cut(900).len(), true)));
     }
 
     #[test]

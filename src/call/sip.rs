@@ -588,8 +588,14 @@ impl SipCall {
         else {
             return None;
         };
+        let tag = self.listen_tag;
         let Ok(heard) = res else {
             // A failed guess costs nothing: the end of the turn decodes.
+            if let Some(cut_len) = s.machine.decoding_cut() {
+                let _ = self
+                    .media
+                    .send(MediaCommand::PauseHeard(tag, cut_len, false));
+            }
             s.machine.resumed();
             return None;
         };
@@ -602,9 +608,10 @@ impl SipCall {
                 Some(recognised(Ok(heard), Some(since)))
             }
             OnAnswer::Keep => {
-                if let Some(cut_len) = s.machine.heard_short() {
-                    let tag = self.listen_tag;
-                    let _ = self.media.send(MediaCommand::HeardShort(tag, cut_len));
+                if let Some((cut_len, short)) = s.machine.kept() {
+                    let _ = self
+                        .media
+                        .send(MediaCommand::PauseHeard(tag, cut_len, short));
                 }
                 None
             }
@@ -655,8 +662,14 @@ impl SipCall {
                     s.result = None;
                     return None;
                 }
+                let cut_len = pcm.len();
                 s.result = match pool.submit(pcm, hints.clone()) {
-                    Ok(rx) => Some((rx, Instant::now())),
+                    Ok(rx) => {
+                        // The turn waits for this answer (at most the
+                        // incomplete wait), however busy the decoders are.
+                        let _ = self.media.send(MediaCommand::PauseDecoding(tag, cut_len));
+                        Some((rx, Instant::now()))
+                    }
                     Err(e) => {
                         // Busy: the turn is decoded at its end, as without.
                         tracing::debug!(error = %e, "no speculative decode");
@@ -1313,7 +1326,12 @@ mod tests {
         ev.send(MediaEvent::Pause(tag, vec![0; 9600])).unwrap();
         let long = Some(Duration::from_secs(5));
         assert_eq!(c.next_input(long).await, Ok(said("9600 true")));
-        // The listening is over: the media stops it, its end is stale.
+        // The media held the turn for the decode; then the listening is
+        // over: the media stops it, its end is stale.
+        assert!(matches!(
+            media.recv().await,
+            Some(MediaCommand::PauseDecoding(t, 9600)) if t == tag
+        ));
         assert!(matches!(
             media.recv().await,
             Some(MediaCommand::StopListening)
@@ -1326,11 +1344,21 @@ mod tests {
 
     #[tokio::test]
     async fn an_incomplete_answer_waits_for_the_turn_and_is_reused() {
-        let (mut c, _media, ev, tag, engine) = speculating().await;
+        let (mut c, mut media, ev, tag, engine) = speculating().await;
         ev.send(MediaEvent::Pause(tag, vec![0; 8800])).unwrap();
         // "8800 true" is no whole answer: nothing yet.
         let soon = Some(Duration::from_millis(300));
         assert_eq!(c.next_input(soon).await, Ok(None));
+        // The media held the turn for the decode, then heard: as many
+        // syllables as "9600 true", so not short (released).
+        assert!(matches!(
+            media.recv().await,
+            Some(MediaCommand::PauseDecoding(t, 8800)) if t == tag
+        ));
+        assert!(matches!(
+            media.recv().await,
+            Some(MediaCommand::PauseHeard(t, 8800, false)) if t == tag
+        ));
         ev.send(MediaEvent::Utterance(tag, vec![0; 8800])).unwrap();
         let long = Some(Duration::from_secs(5));
         assert_eq!(c.next_input(long).await, Ok(said("8800 true")));

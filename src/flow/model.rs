@@ -404,7 +404,8 @@ pub struct VerifyPassphrase {
     /// Endpointing timers.
     pub timers: SpeechTimers,
     /// Silence that ends the turn while what was said cannot yet hold the
-    /// enrolled passphrase (200ms–5s, default 1.5s; no effect at or under
+    /// enrolled passphrase, or a speculative decode of it heard less
+    /// (200ms–5s, default 1.5s; no effect at or under
     /// `end_of_speech_timeout`): `asr::IncompleteWait`.
     pub incomplete_timeout: Spanned<Duration>,
     /// Tries before the step gives up (1–10).

@@ -117,10 +117,14 @@ pub enum MediaCommand {
     /// For the listening with this tag: report each pause of this much
     /// silence after speech ([`MediaEvent::Pause`]) for a speculative decode.
     Speculate(u64, Duration),
-    /// For the listening with this tag: the speculative decode of the pause
-    /// whose cut was this many samples heard less than the whole answer;
-    /// the turn waits for the rest ([`Endpointer::heard_short`]).
-    HeardShort(u64, usize),
+    /// For the listening with this tag: the pause whose cut was this many
+    /// samples long is being decoded speculatively; the turn waits for its
+    /// answer ([`Endpointer::pause_decoding`]).
+    PauseDecoding(u64, usize),
+    /// For the listening with this tag: that decode answered; `true`: it
+    /// heard less than the whole answer, so the turn waits for the rest
+    /// ([`Endpointer::pause_heard`]).
+    PauseHeard(u64, usize, bool),
     /// Stop listening; the turn's pending events are not reported.
     StopListening,
     /// The caller ACKed our answer: RTP may be sent from now on (none is
@@ -535,9 +539,14 @@ impl MediaCore {
                     l.speculate = Some(after);
                 }
             }
-            MediaCommand::HeardShort(tag, cut_len) => {
+            MediaCommand::PauseDecoding(tag, cut_len) => {
                 if let Some(l) = self.listening.as_mut().filter(|l| l.tag == tag) {
-                    l.endpointer.heard_short(cut_len);
+                    l.endpointer.pause_decoding(cut_len);
+                }
+            }
+            MediaCommand::PauseHeard(tag, cut_len, short) => {
+                if let Some(l) = self.listening.as_mut().filter(|l| l.tag == tag) {
+                    l.endpointer.pause_heard(cut_len, short);
                 }
             }
             MediaCommand::StopListening => self.listening = None,

@@ -78,12 +78,16 @@ pub fn wait_udp_bound(port: u16) {
 /// tests running alongside never draw the same port (or sipp's -mp + 1..3).
 pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    // Above every test's RTP range (rtp_range: 20000 up to ~29000).
-    const LOW: u16 = 29_200;
+    // Above serve's default rtp_ports (20000-29999, which a config without
+    // its own must not overlap with its SIP port) and so above every test's
+    // RTP range (rtp_range).
+    const LOW: u16 = 30_000;
     let high = ephemeral_low().unwrap_or(0);
     if high >= LOW + 400 {
         let slots = (high - LOW) / 4;
-        let start = (std::process::id() % u32::from(slots)) as u16;
+        // Scrambled, so processes started one after another do not walk
+        // the same ports.
+        let start = (std::process::id().wrapping_mul(0x9E37_79B1) % u32::from(slots)) as u16;
         for _ in 0..slots {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
             let port = LOW + (start.wrapping_add(n) % slots) * 4;

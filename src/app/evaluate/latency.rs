@@ -182,6 +182,9 @@ pub(super) fn run(
             }
         );
     }
+    println!(
+        "\nVerdicts differ where a pause's decode heard less than the answer and the turn waited the incomplete wait for the rest (speculation only), or a caller went on after the whole answer."
+    );
     // The callers who get in: how long they wait (a misheard caller is
     // not complete before the timer, and hears a re-prompt anyway).
     let passed: Vec<&Checked> = all

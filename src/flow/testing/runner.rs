@@ -438,7 +438,8 @@ fn run_case(
         webhook,
         handoff: crate::backends::handoff::Handoff::default(),
         default_country: crate::phone::Country::default(),
-        speculate_after: None,
+        // As `serve` by default (passphrase.speculate_after).
+        speculate_after: Some(crate::asr::speculate::DEFAULT_AFTER),
     };
 
     let mut sink = VecSink::new();
