@@ -143,7 +143,7 @@ fn a_third_party_can_neither_inject_digits_nor_take_the_audio() {
     let heard = collector.join().unwrap();
     assert!(heard.len() >= 50, "the caller heard the prompt");
     // The end-of-call line counts what was dropped.
-    let log = vg.log();
+    let log = vg.log_with("call ended");
     let dropped: u64 = log
         .lines()
         .filter(|l| l.contains("call ended"))

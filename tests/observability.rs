@@ -153,7 +153,7 @@ fn a_call_abandoned_mid_entry_is_visible_timestamped_and_counts_only_real_losses
     let raw = std::fs::read_to_string(&vg.events).unwrap();
     assert_eq!(fields::events_file_problems(&raw), Vec::<String>::new());
 
-    let log = vg.log();
+    let log = vg.log_with("call ended");
     let warned = log
         .lines()
         .filter(|l| l.contains("did not negotiate"))

@@ -546,7 +546,7 @@ fn records_and_metrics_match_the_calls_made() {
     );
     assert!(get("voxgate_rtp_jitter_seconds_sum") < 0.02, "{body}");
     // The call's end logs it too.
-    let logs = vg.log();
+    let logs = vg.log_with("call ended");
     assert!(
         logs.lines()
             .any(|l| l.contains("call ended") && l.contains("jitter_ms")),

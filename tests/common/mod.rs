@@ -407,6 +407,20 @@ impl Voxgate {
             .unwrap_or_else(|_| "(log not yet written)".into())
     }
 
+    /// The log once a line contains `needle` (up to 20 s): a line written
+    /// after the event a test waited for (the "call ended" summary) reaches
+    /// the file through a copying thread, a little later.
+    pub fn log_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = self.log();
+            if log.lines().any(|l| l.contains(needle)) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
