@@ -508,10 +508,11 @@ pub fn evaluate(manifest: &Path, o: &EvalOptions) -> anyhow::Result<ExitCode> {
     let all: Vec<&Checked> = checked.iter().collect();
 
     println!(
-        "beam {}, enrolled phrase as hint: {}, encoder window: {}, no-speech gate {ns}, {} checks ({} train, {} test)",
+        "beam {}, enrolled phrase as hint: {}, encoder window: {}, no-speech gate {ns}, speculating after {} ms as serve does (decodes instant), {} checks ({} train, {} test)",
         o.beam,
         o.hint,
         if o.short_window { "short, spliced" } else { "30 s" },
+        o.speculate_after.unwrap_or(DEFAULT_AFTER).as_millis(),
         checked.len(),
         train.len(),
         test.len()

@@ -906,8 +906,9 @@ impl Endpointer {
         }
     }
 
-    /// The length of [`Self::cut`] now (None outside speech).
-    fn cut_len(&self) -> Option<usize> {
+    /// Where [`Self::cut`] lies now: the silence owed for a missing
+    /// pre-roll, and the stream samples `begin..end` (None outside speech).
+    fn cut_bounds(&self) -> Option<(u64, u64, u64)> {
         let Phase::Speech {
             start_idx,
             last_speech_idx,
@@ -918,38 +919,33 @@ impl Endpointer {
         };
         let begin = start_idx.saturating_sub(PRE_ROLL).max(self.audio_start);
         let end = (last_speech_idx + TAIL).min(self.received).max(begin);
+        // Speech from the very first sample (barge-in at once, a clip cut
+        // at its onset) gets its missing pre-roll as silence: Whisper
+        // drops the first word of audio that starts at it (measured
+        // "72478" for "5 7 2 4 7 8"; right with the lead-in).
         let missing = PRE_ROLL.saturating_sub(start_idx.saturating_sub(begin));
+        Some((missing, begin, end))
+    }
+
+    /// The length of [`Self::cut`] now (None outside speech).
+    fn cut_len(&self) -> Option<usize> {
+        let (missing, begin, end) = self.cut_bounds()?;
         usize::try_from(missing + (end - begin)).ok()
     }
 
     /// The utterance as it stands: pre-roll, speech, up to [`TAIL`] after
     /// the last speech frame (empty outside speech).
     fn cut(&self) -> Vec<i16> {
-        if let Phase::Speech {
-            start_idx,
-            last_speech_idx,
-            ..
-        } = self.phase
-        {
-            let begin = start_idx.saturating_sub(PRE_ROLL).max(self.audio_start);
-            let end = (last_speech_idx + TAIL).min(self.received).max(begin);
-            // Speech from the very first sample (barge-in at once, a clip cut
-            // at its onset) gets its missing pre-roll as silence: Whisper
-            // drops the first word of audio that starts at it (measured
-            // "72478" for "5 7 2 4 7 8"; right with the lead-in).
-            let missing = PRE_ROLL.saturating_sub(start_idx.saturating_sub(begin)) as usize;
-            let pcm = std::iter::repeat_n(0, missing)
-                .chain(
-                    self.audio
-                        .range(
-                            (begin - self.audio_start) as usize..(end - self.audio_start) as usize,
-                        )
-                        .copied(),
-                )
-                .collect();
-            return pcm;
-        }
-        Vec::new()
+        let Some((missing, begin, end)) = self.cut_bounds() else {
+            return Vec::new();
+        };
+        std::iter::repeat_n(0, missing as usize)
+            .chain(
+                self.audio
+                    .range((begin - self.audio_start) as usize..(end - self.audio_start) as usize)
+                    .copied(),
+            )
+            .collect()
     }
 
     fn finish(&mut self, now: Instant, ev: EndpointEvent) {
