@@ -548,3 +548,86 @@ fn a_long_import_draws_a_bar_on_a_terminal() {
     assert!(text.contains('\u{1b}'), "{text:?}");
     assert!(!text.contains("rows done"), "{text:?}");
 }
+
+#[test]
+fn weak_passphrases_are_refused_at_enrolment_without_being_shown() {
+    let s = Store::new("acc-weak");
+    // add: too few digits, a run, the caller ID's own digits, one word.
+    for (weak, why) in [
+        (
+            "4242",
+            "a digit passphrase needs at least 6 digits (this one has 4)",
+        ),
+        ("one two three four five six", "a run of consecutive digits"),
+        ("6502530000", "part of the account's phone number"),
+        ("hello", "at least 2 different words"),
+    ] {
+        let args = [
+            "accounts",
+            "add",
+            "--phone",
+            "+16502530000",
+            "--passphrase-stdin",
+        ];
+        let (code, out, err) = s.run_with(&args, &format!("{weak}\n"), &[]);
+        assert_ne!(code, 0, "{weak}: {out}{err}");
+        assert!(
+            err.contains("passphrase refused: ") && err.contains(why),
+            "{weak}: {err}"
+        );
+        assert!(!err.contains(weak) && !out.contains(weak), "{err}{out}");
+    }
+    let (code, out, _) = s.run(&["accounts", "list", "--format", "csv"]);
+    assert_eq!((code, out.lines().count()), (0, 1), "nothing added: {out}");
+
+    // update: the new passphrase is judged against the account's number.
+    let id = added_id(&s.add_with_passphrase("+16502530000"));
+    let args = ["accounts", "update", &id, "--passphrase-stdin"];
+    let (code, _, err) = s.run_with(&args, "253000\n", &[]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("part of the account's phone number"), "{err}");
+    s.ok(&["accounts", "show", &id]);
+    let (code, out, err) = s.run_with(&args, "863989\n", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // import: a weak row is reported at its line; the others are kept.
+    let csv = s.dir.join("weak.csv");
+    std::fs::write(
+        &csv,
+        "phone,passphrase\n+16502530011,000000\n+16502530012,863989\n+16502530013,white horse\n",
+    )
+    .unwrap();
+    let (code, out, err) = s.run(&["accounts", "import", csv.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("imported 2 account(s); 1 bad row(s)"), "{out}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "{}:2: passphrase refused: the passphrase repeats one digit",
+            csv.display()
+        )
+    );
+
+    // A deployment that takes digit passphrases only.
+    std::fs::write(
+        s.dir.join("voxgate.yaml"),
+        "passphrase:\n  enrolment: { words: refuse, min_digits: 8 }\n",
+    )
+    .unwrap();
+    let args = [
+        "accounts",
+        "add",
+        "--phone",
+        "+16502530020",
+        "--passphrase-stdin",
+    ];
+    let (code, _, err) = s.run_with(&args, &format!("{PASSPHRASE}\n"), &[]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("word passphrases are refused here"), "{err}");
+    let (code, _, err) = s.run_with(&args, "863989\n", &[]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("at least 8 digits (this one has 6)"), "{err}");
+    let (code, out, err) = s.run_with(&args, "86398917\n", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_no_secret_on_disk(&s.dir, &[b"86398917", b"863989"]);
+}

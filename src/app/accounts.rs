@@ -12,8 +12,9 @@ use anyhow::{bail, Context};
 use zeroize::Zeroizing;
 
 use super::progress::Progress;
-use crate::config::{self, Config};
-use crate::phone::{self, Country, LineType};
+use crate::backends::passphrase::strength;
+use crate::config::{self, Config, EnrolmentRules};
+use crate::phone::{self, Country, LineType, E164};
 use crate::store::{
     sealed, AccountRecord, AccountUpdate, NewAccount, SecretKey, Store, TotpAlgorithm, TotpParams,
 };
@@ -309,6 +310,7 @@ fn new_account(
     id: Option<String>,
     f: &AccountFields,
     country: Country,
+    rules: &EnrolmentRules,
 ) -> anyhow::Result<(NewAccount, bool)> {
     let Some(raw) = &f.phone else {
         bail!("--phone is required");
@@ -325,6 +327,9 @@ fn new_account(
         bail!("--totp-generate and a given TOTP secret exclude each other");
     }
     let passphrase = f.passphrase.read("passphrase")?;
+    if let Some(p) = &passphrase {
+        strong_enough(p, &phone, rules)?;
+    }
     let totp_secret = match f.totp.read("TOTP secret")? {
         Some(t) => Some(parse_totp_secret(&t)?),
         None => None,
@@ -346,6 +351,13 @@ fn new_account(
         },
         needs_key,
     ))
+}
+
+/// The enrolment rules' verdict on a new passphrase for the account at
+/// `phone` (the reason names the rule, never the passphrase).
+fn strong_enough(p: &str, phone: &E164, rules: &EnrolmentRules) -> anyhow::Result<()> {
+    strength::check(p, Some(phone.as_str()), rules)
+        .map_err(|e| anyhow::anyhow!("passphrase refused: {e}"))
 }
 
 fn check_email(e: Option<&str>) -> anyhow::Result<Option<String>> {
@@ -372,7 +384,8 @@ pub fn accounts(args: &StoreArgs, cmd: AccountsCmd) -> anyhow::Result<ExitCode> 
     let mut out = std::io::stdout().lock();
     match cmd {
         AccountsCmd::Add { id, fields } => {
-            let (mut acc, needs_key) = new_account(id, &fields, country)?;
+            let (mut acc, needs_key) =
+                new_account(id, &fields, country, &cfg.passphrase.enrolment)?;
             let key = if needs_key {
                 Some(key_for(&store, &cfg, true)?)
             } else {
@@ -448,6 +461,8 @@ pub fn accounts(args: &StoreArgs, cmd: AccountsCmd) -> anyhow::Result<ExitCode> 
                 bail!("--totp-generate and a given TOTP secret exclude each other");
             }
             if let Some(p) = fields.passphrase.read("passphrase")? {
+                let phone = u.phone.as_ref().unwrap_or(&cur.phone);
+                strong_enough(&p, phone, &cfg.passphrase.enrolment)?;
                 u.passphrase = Some(Some(p));
             } else if clear_passphrase {
                 u.passphrase = Some(None);
@@ -748,7 +763,7 @@ fn import(
                     }
                 }
                 let line = record.position().map_or(line, |p| p.line());
-                match row_account(&headers, &record, country) {
+                match row_account(&headers, &record, country, &cfg.passphrase.enrolment) {
                     Ok(a) => {
                         rows.push(a);
                         lines.push(line);
@@ -830,6 +845,7 @@ fn row_account(
     headers: &[String],
     record: &csv::StringRecord,
     country: Country,
+    rules: &EnrolmentRules,
 ) -> Result<NewAccount, String> {
     let mut a = NewAccount::default();
     for (h, v) in headers.iter().zip(record.iter()) {
@@ -868,8 +884,11 @@ fn row_account(
             }
         }
     }
-    if a.phone.is_none() {
+    let Some(phone) = &a.phone else {
         return Err("no phone number".into());
+    };
+    if let Some(p) = &a.passphrase {
+        strong_enough(p, phone, rules).map_err(|e| e.to_string())?;
     }
     Ok(a)
 }

@@ -18,6 +18,8 @@ use crate::store::{AccountStore, SecretField, SecretKey, StoreError};
 
 pub use crate::config::PassphrasePolicy;
 
+pub mod strength;
+
 /// The store-backed verifier `serve` uses.
 pub struct StorePassphrases {
     store: Arc<dyn AccountStore>,
@@ -204,6 +206,7 @@ mod tests {
             speculate_after: None,
             confirm: false,
             encoder_window: crate::config::EncoderWindow::Full,
+            enrolment: crate::config::EnrolmentRules::default(),
         };
         Fixture {
             dir,

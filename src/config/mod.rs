@@ -251,6 +251,36 @@ pub struct PassphrasePolicy {
     /// second model of `confirm` always reads the whole window); short by
     /// default.
     pub encoder_window: EncoderWindow,
+    /// What `voxgate accounts` takes as a passphrase (`passphrase.enrolment:`).
+    pub enrolment: EnrolmentRules,
+}
+
+/// The rules a passphrase must meet to be enrolled (`passphrase.enrolment:`;
+/// `backends::passphrase::strength` applies them). A passphrase is a
+/// secret a caller says aloud, guessed against a lockout of
+/// `max_failures` a window: these keep out the ones a stranger would try
+/// first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnrolmentRules {
+    /// Fewest digits of a digit passphrase (default 6: with 5 failures a day
+    /// a guesser's chance is 5 in a million a day, against 1 in 2,000 for 4).
+    pub min_digits: u32,
+    /// Fewest different words of a word passphrase (default 2: "white horse").
+    pub min_words: u32,
+    /// Whether word passphrases are taken at all (default true). `refuse`:
+    /// digits only, the kind that meets the false-accept target on real voices
+    /// (similar-sounding words are accepted far more often: bench/README.md).
+    pub words: bool,
+}
+
+impl Default for EnrolmentRules {
+    fn default() -> Self {
+        EnrolmentRules {
+            min_digits: 6,
+            min_words: 2,
+            words: true,
+        }
+    }
 }
 
 /// Whisper's encoder window (`passphrase.encoder_window`).
@@ -280,6 +310,7 @@ impl Default for PassphrasePolicy {
             speculate_after: Some(SPECULATE_AFTER),
             confirm: false,
             encoder_window: EncoderWindow::Short,
+            enrolment: EnrolmentRules::default(),
         }
     }
 }
@@ -320,6 +351,49 @@ struct RawPassphrase {
     speculate_after: Option<String>,
     confirm: Option<String>,
     encoder_window: Option<String>,
+    enrolment: Option<RawEnrolment>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEnrolment {
+    min_digits: Option<u32>,
+    min_words: Option<u32>,
+    words: Option<String>,
+}
+
+impl RawEnrolment {
+    fn into_rules(self) -> Result<EnrolmentRules, String> {
+        let mut e = EnrolmentRules::default();
+        if let Some(n) = self.min_digits {
+            if !(4..=20).contains(&n) {
+                return Err(format!(
+                    "passphrase.enrolment.min_digits: {n} is outside 4..20"
+                ));
+            }
+            e.min_digits = n;
+        }
+        if let Some(n) = self.min_words {
+            if !(1..=10).contains(&n) {
+                return Err(format!(
+                    "passphrase.enrolment.min_words: {n} is outside 1..10"
+                ));
+            }
+            e.min_words = n;
+        }
+        if let Some(w) = self.words {
+            e.words = match w.trim() {
+                "allow" => true,
+                "refuse" => false,
+                o => {
+                    return Err(format!(
+                        "passphrase.enrolment.words: `{o}`: allow or refuse"
+                    ))
+                }
+            };
+        }
+        Ok(e)
+    }
 }
 
 /// A brand name: what `brand:` and `--brand` accept.
@@ -638,6 +712,9 @@ impl Config {
                         )))
                     }
                 };
+            }
+            if let Some(e) = p.enrolment {
+                c.passphrase.enrolment = e.into_rules().map_err(sem)?;
             }
         }
         if let Some(codes) = raw.codes {
@@ -1075,6 +1152,52 @@ routes:
             .to_string();
         assert!(e.contains("records.retention_days"), "{e}");
         assert!(Config::parse("c.yaml", "records: { keep: 3 }\n").is_err());
+    }
+
+    #[test]
+    fn enrolment_rules_have_defaults_and_ranges() {
+        let c = Config::parse("c.yaml", "").unwrap();
+        assert_eq!(c.passphrase.enrolment, EnrolmentRules::default());
+        assert_eq!(c.passphrase.enrolment.min_digits, 6);
+        let c = Config::parse(
+            "c.yaml",
+            "passphrase: { enrolment: { min_digits: 8, min_words: 3, words: refuse } }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.passphrase.enrolment,
+            EnrolmentRules {
+                min_digits: 8,
+                min_words: 3,
+                words: false
+            }
+        );
+        for (yaml, msg) in [
+            (
+                "min_digits: 3",
+                "passphrase.enrolment.min_digits: 3 is outside 4..20",
+            ),
+            (
+                "min_words: 0",
+                "passphrase.enrolment.min_words: 0 is outside 1..10",
+            ),
+            (
+                "words: maybe",
+                "passphrase.enrolment.words: `maybe`: allow or refuse",
+            ),
+        ] {
+            let e = Config::parse(
+                "c.yaml",
+                &format!("passphrase: {{ enrolment: {{ {yaml} }} }}\n"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(msg), "{yaml}: {e}");
+        }
+        let e = Config::parse("c.yaml", "passphrase: { enrolment: { min_letters: 3 } }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("min_letters"), "{e}");
     }
 
     #[test]
