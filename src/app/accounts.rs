@@ -356,8 +356,7 @@ fn new_account(
 /// The enrolment rules' verdict on a new passphrase for the account at
 /// `phone` (the reason names the rule, never the passphrase).
 fn strong_enough(p: &str, phone: &E164, rules: &EnrolmentRules) -> anyhow::Result<()> {
-    strength::check(p, Some(phone.as_str()), rules)
-        .map_err(|e| anyhow::anyhow!("passphrase refused: {e}"))
+    strength::check(p, Some(phone), rules).map_err(|e| anyhow::anyhow!("passphrase refused: {e}"))
 }
 
 fn check_email(e: Option<&str>) -> anyhow::Result<Option<String>> {

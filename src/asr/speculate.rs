@@ -103,11 +103,12 @@ impl Complete {
 /// whole at a pause: the turn's end decides it. Measured: the set's
 /// impostors that said the enrolled 189260 with its last digit changed,
 /// "... sixty one", were accepted at the pause before "one" (bench/README.md).
-/// Digits said one by one come out one a token ("6 0"), which is whole.
+/// Digits said one by one come out one a token ("6 0"), which is whole; so
+/// is a number ending in ten ("nineteen ten"), which cannot go on.
 fn ends_open(text: &str) -> bool {
     text.split(|c: char| !c.is_ascii_digit())
         .rfind(|t| !t.is_empty())
-        .is_some_and(|t| t.len() >= 2 && t.ends_with('0') && t != "10")
+        .is_some_and(|t| t.len() >= 2 && t.ends_with('0') && !t.ends_with("10"))
 }
 
 /// Once a pause was decoded to part of the answer, a later pause is decoded
@@ -427,7 +428,13 @@ mod tests {
         assert!(s.pause(&[1, 2]));
         assert_eq!(s.answer(said("1892 60.")), OnAnswer::Keep);
         // Digits one by one, a number that cannot go on, or no tens at the end: whole.
-        for whole in ["1 8 9 2 6 0", "18 92 61", "18 92 6 0", "1892 10"] {
+        for whole in [
+            "1 8 9 2 6 0",
+            "18 92 61",
+            "18 92 6 0",
+            "1892 10",
+            "18 19 10",
+        ] {
             let mut s = digits(6);
             assert!(s.pause(&[1, 2]));
             assert!(
