@@ -16,9 +16,13 @@ use crate::phone::E164;
 /// Why a passphrase is refused. No variant holds the passphrase or any part of it.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum Weak {
-    /// Nothing is left once spaces and punctuation are cut.
-    #[error("the passphrase has no words or digits")]
+    /// Nothing is left once spaces, punctuation and filler are cut.
+    #[error("the passphrase has no words or digits beyond filler")]
     Empty,
+    /// Filler before or after it ("uh", "please"): a caller's filler is
+    /// cut from what was heard, so an enrolled one would have to be said.
+    #[error("the passphrase begins or ends with filler (such as \"uh\" or \"please\"); enrol it without")]
+    Filler,
     /// A digit string shorter than the rules ask.
     #[error("a digit passphrase needs at least {min} digits (this one has {have})")]
     FewDigits {
@@ -30,7 +34,8 @@ pub enum Weak {
     /// Fewer than three different digits (000000, 101010).
     #[error("the passphrase has fewer than 3 different digits")]
     FewDifferent,
-    /// A block of two or three digits repeated (121212, 123123).
+    /// A block of three digits repeated (123123); a block of two has two
+    /// different digits, which [`Weak::FewDifferent`] refuses first.
     #[error("the passphrase repeats a block of digits")]
     Repeated,
     /// Each digit one more, or one less, than the one before (1234, 9876).
@@ -56,13 +61,17 @@ pub enum Weak {
 
 /// Whether `passphrase` may be enrolled for an account whose phone number is
 /// `phone` (E.164), under `rules`. Judged as a check reads it: number words
-/// are digits ("four two" is 42), filler before and after is cut ("123456
-/// please" is 123456, which a caller may say with or without the please), and
-/// a phrase with digits and words is judged by its words.
+/// are digits ("four two" is 42), a phrase with digits and words is judged
+/// by its words, and filler before or after it is refused (a caller's
+/// filler is cut from what was heard, so an enrolled one would have to be
+/// said; "123456 please" would also be stored as a word phrase).
 pub fn check(passphrase: &str, phone: Option<&E164>, rules: &EnrolmentRules) -> Result<(), Weak> {
     let core = phrase::words_without_fillers(passphrase);
     if core.is_empty() {
         return Err(Weak::Empty);
+    }
+    if core.len() != phrase::tokens(passphrase).len() {
+        return Err(Weak::Filler);
     }
     let is_digit = |w: &String| w.len() == 1 && w.as_bytes()[0].is_ascii_digit();
     let mut words: Vec<&str> = core
@@ -102,8 +111,8 @@ fn check_digits(digits: &str, phone: Option<&E164>, rules: &EnrolmentRules) -> R
     if different.len() < 3 {
         return Err(Weak::FewDifferent);
     }
-    // A block of up to three digits repeated: 121212, 123123.
-    if (2..=3).any(|p| d.len() >= 2 * p && d.iter().enumerate().all(|(i, &c)| c == d[i % p])) {
+    // A block of three digits repeated: 123123, 908908.
+    if d.len() >= 6 && d.iter().enumerate().all(|(i, &c)| c == d[i % 3]) {
         return Err(Weak::Repeated);
     }
     let step = |up: bool| {
@@ -169,7 +178,6 @@ mod tests {
             "4 8 1 3 2 7",
             "eight six three nine eight nine",
             "white horse",
-            "uh my passphrase is white horse",
             "white horse 42",
             "112233",
         ] {
@@ -194,14 +202,18 @@ mod tests {
         assert_eq!(c("121312"), Ok(()));
         assert_eq!(c("123123"), Err(Weak::Repeated));
         assert_eq!(c("12312312"), Err(Weak::Repeated));
+        assert_eq!(c("908908"), Err(Weak::Repeated));
+        assert_eq!(c("121212"), Err(Weak::FewDifferent));
         assert_eq!(c("123456"), Err(Weak::Run));
         assert_eq!(c("890123"), Err(Weak::Run));
         assert_eq!(c("654321"), Err(Weak::Run));
         assert_eq!(c("210987"), Err(Weak::Run));
         assert_eq!(c("123457"), Ok(()), "one step missing: not a run");
-        // Filler around the digits does not make them stronger.
-        assert_eq!(c("123456 please"), Err(Weak::Run));
-        assert_eq!(c("uh 4242"), Err(Weak::FewDigits { have: 4, min: 6 }));
+        // Filler around a passphrase is refused: a caller's is cut, so an
+        // enrolled one would have to be said (and would hide a weak core).
+        assert_eq!(c("123456 please"), Err(Weak::Filler));
+        assert_eq!(c("uh 863989"), Err(Weak::Filler));
+        assert_eq!(c("uh my passphrase is white horse"), Err(Weak::Filler));
         // The caller ID's digits: inside it, or six of them in a row.
         assert_eq!(c("2530001"), Err(Weak::PhoneNumber));
         assert_eq!(c("650253"), Err(Weak::PhoneNumber));
@@ -232,15 +244,8 @@ mod tests {
             check("Hello, hello!", None, &r),
             Err(Weak::FewWords { have: 1, min: 2 })
         );
-        // Fillers and digits are not words of the secret; plurals are one word.
-        assert_eq!(
-            check("hello please", None, &r),
-            Err(Weak::FewWords { have: 1, min: 2 })
-        );
-        assert_eq!(
-            check("my passphrase is hello", None, &r),
-            Err(Weak::FewWords { have: 1, min: 2 })
-        );
+        // Digits are not words of the secret; plurals are one word.
+        assert_eq!(check("hello please", None, &r), Err(Weak::Filler));
         assert_eq!(
             check("hello 42", None, &r),
             Err(Weak::FewWords { have: 1, min: 2 })
@@ -260,5 +265,9 @@ mod tests {
             Err(Weak::WordsRefused)
         );
         assert_eq!(check("863989", None, &digits_only), Ok(()));
+        assert_eq!(
+            check("863989 please", None, &digits_only),
+            Err(Weak::Filler)
+        );
     }
 }
