@@ -70,7 +70,7 @@ impl Store {
 
     /// `accounts add --phone NUMBER --passphrase-stdin` with [`PASSPHRASE`]; its output.
     fn add_with_passphrase(&self, number: &str) -> String {
-        let args = ["accounts", "add", "--phone", number, "--passphrase-stdin"];
+        let args = add_with_stdin_passphrase(number);
         let (code, out, err) = self.run_with(&args, &format!("{PASSPHRASE}\n"), &[]);
         assert_eq!(code, 0, "{out}{err}");
         out
@@ -85,6 +85,11 @@ impl Store {
         assert_eq!(code, 0, "{args:?}: {out}{err}");
         out
     }
+}
+
+/// The arguments of `accounts add --phone NUMBER --passphrase-stdin`.
+fn add_with_stdin_passphrase(number: &str) -> [&str; 5] {
+    ["accounts", "add", "--phone", number, "--passphrase-stdin"]
 }
 
 fn added_id(out: &str) -> String {
@@ -562,13 +567,7 @@ fn weak_passphrases_are_refused_at_enrolment_without_being_shown() {
         ("6502530000", "part of the account's phone number"),
         ("hello", "at least 2 different words"),
     ] {
-        let args = [
-            "accounts",
-            "add",
-            "--phone",
-            "+16502530000",
-            "--passphrase-stdin",
-        ];
+        let args = add_with_stdin_passphrase("+16502530000");
         let (code, out, err) = s.run_with(&args, &format!("{weak}\n"), &[]);
         assert_ne!(code, 0, "{weak}: {out}{err}");
         assert!(
@@ -613,13 +612,7 @@ fn weak_passphrases_are_refused_at_enrolment_without_being_shown() {
         "passphrase:\n  enrolment: { words: refuse, min_digits: 8 }\n",
     )
     .unwrap();
-    let args = [
-        "accounts",
-        "add",
-        "--phone",
-        "+16502530020",
-        "--passphrase-stdin",
-    ];
+    let args = add_with_stdin_passphrase("+16502530020");
     let (code, _, err) = s.run_with(&args, &format!("{PASSPHRASE}\n"), &[]);
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("word passphrases are refused here"), "{err}");
