@@ -64,6 +64,11 @@ enum Cmd {
         /// Expect digits only (as `recognize` with `digits_only: true`).
         #[arg(long)]
         digits: bool,
+        /// Expect a digit answer of exactly N digits, as a digit passphrase
+        /// of N digits is heard (implies --digits): a caller who says
+        /// numbers ("forty five") is decoded again reading numbers.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=64))]
+        digit_count: Option<u8>,
         /// Expected phrases, comma-separated (as `recognize` with `phrases:`).
         #[arg(long, value_delimiter = ',')]
         phrases: Vec<String>,
@@ -492,9 +497,16 @@ fn main() -> ExitCode {
         Cmd::Recognize {
             files,
             digits,
+            digit_count,
             phrases,
             models,
-        } => voxgate::app::recognize(&files, digits, &phrases, &models),
+        } => voxgate::app::recognize(
+            &files,
+            digits || digit_count.is_some(),
+            digit_count.map(usize::from),
+            &phrases,
+            &models,
+        ),
         Cmd::Accounts { store, cmd } => {
             use voxgate::app::accounts::{accounts, AccountsCmd};
             let cmd = match *cmd {

@@ -223,4 +223,20 @@ fn recognize_hears_recordings_as_a_call_would() {
     ]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("missing model.bin"), "{text}");
+
+    // A digit answer of a given length, as a digit passphrase is heard.
+    let digits = root().join("flows/callers/account_4271.wav");
+    let (code, text) = run(&[
+        "recognize",
+        "--models",
+        m,
+        "--digit-count",
+        "4",
+        digits.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("account_4271.wav: \"4 2 7 1\""), "{text}");
+    let (code, text) = run(&["recognize", "--digit-count", "0", digits.to_str().unwrap()]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("0 is not in 1..=64"), "{text}");
 }

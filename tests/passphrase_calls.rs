@@ -34,6 +34,7 @@ const NUM_HUMAN: &str = "+16502530005";
 const NUM_REPEATS: &str = "+16502530006";
 const NUM_NUMBERS: &str = "+16502530007";
 const NUM_HUMAN_WORDS: &str = "+16502530008";
+const NUM_TENS: &str = "+16502530009";
 
 /// The real-voice digit passphrase (Allison Smith's recorded digits).
 const HUMAN_DIGITS: &str = "30742";
@@ -47,6 +48,12 @@ const REPEATS_DIGITS: &str = "863989";
 /// (Five digits, so the leak check cannot meet it as a timing.)
 const NUMBERS_DIGITS: &str = "19143";
 const NUMBERS_SAID: &[&str] = &["19", "14", "3"];
+
+/// One said as numbers with a pause inside each ("sixty ... five, eighty
+/// ... three, ninety ... seven"): the decoder writes the parts apart, "60 5
+/// 80 3 90 7", which read as six digits only as the numbers they are.
+const TENS_DIGITS: &str = "658397";
+const TENS_SAID: &[&str] = &["60", "5", "80", "3", "90", "7"];
 
 const PHRASE: &str = "purple elephant dance";
 
@@ -360,6 +367,9 @@ fn assert_nothing_leaked(vg: &Voxgate) {
     assert_no_digit_run(vg, &digit_run(HUMAN_DIGITS));
     assert_no_digit_run(vg, &digit_run(REPEATS_DIGITS));
     assert_no_digit_run(vg, &digit_run(NUMBERS_DIGITS));
+    assert_no_digit_run(vg, &digit_run(TENS_DIGITS));
+    // ... and as the decoder wrote it, "60 5 80 3 90 7".
+    assert_no_digit_run(vg, &digit_run("605803907"));
     assert_no_digit_run(vg, &digit_run("30748"));
 
     let raw = std::fs::read_to_string(&vg.events).unwrap();
@@ -586,6 +596,7 @@ fn real_voices_and_near_misses_over_rtp() {
             ("acct_human", NUM_HUMAN, HUMAN_DIGITS),
             ("acct_repeats", NUM_REPEATS, REPEATS_DIGITS),
             ("acct_numbers", NUM_NUMBERS, NUMBERS_DIGITS),
+            ("acct_tens", NUM_TENS, TENS_DIGITS),
             ("acct_human_words", NUM_HUMAN_WORDS, HUMAN_WORDS),
             ("acct_phrase2", NUM_PHRASE, PHRASE),
         ],
@@ -656,6 +667,19 @@ fn real_voices_and_near_misses_over_rtp() {
     let said = with_noise_floor(&said, &dir, "numbers");
     let evs = call(&vg, NUM_NUMBERS, Some(said.to_str().unwrap()));
     assert_passed(&evs, "real voice, the digits said as numbers");
+
+    // The same with a short pause inside each number, "sixty ... five":
+    // the decoder writes "60 5", which is sixty-five, not 6 0 5.
+    let said = allison_words(
+        TENS_SAID,
+        &dir,
+        "tens",
+        |i| if i % 2 == 0 { 120 } else { 350 },
+        &["norm", "-6"],
+    );
+    let said = with_noise_floor(&said, &dir, "tens");
+    let evs = call(&vg, NUM_TENS, Some(said.to_str().unwrap()));
+    assert_passed(&evs, "real voice, numbers with a pause inside");
 
     // A caller who stops for a second after two of the five digits (reading
     // them off a card): two digits cannot hold the enrolled five, so the

@@ -869,7 +869,13 @@ pub fn test(paths: &[PathBuf], models_dir: &Path) -> ExitCode {
 
 /// `voxgate recognize`: each file through the endpointer and the engine, as
 /// an `audio:` line of a flow test would be. Exit 1 if any file fails.
-pub fn recognize(files: &[PathBuf], digits: bool, phrases: &[String], models: &Path) -> ExitCode {
+pub fn recognize(
+    files: &[PathBuf],
+    digits: bool,
+    digit_answer: Option<usize>,
+    phrases: &[String],
+    models: &Path,
+) -> ExitCode {
     use crate::asr::recording::{hear_file, Simulated};
     use crate::asr::Heard;
     let started = std::time::Instant::now();
@@ -892,7 +898,7 @@ pub fn recognize(files: &[PathBuf], digits: bool, phrases: &[String], models: &P
         timers: crate::asr::Timers::RECORDING,
         early: None,
         confirm: false,
-        digit_answer: None,
+        digit_answer,
     };
     let mut failed = false;
     for f in files {

@@ -2,7 +2,7 @@
 //!
 //! Both sides are normalised the same way: case and punctuation go, number
 //! words become digits ("four two" and "42" both read `4 2`, "oh" is zero,
-//! "double five" is `5 5`, "forty two" is `4 2`), digit runs split into
+//! "double five" is `5 5`, "forty two" and "40 2" are `4 2`), digit runs split into
 //! single digits, and filler before and after ("uh", "my passphrase is",
 //! "please") is cut from what was heard; a plural's `s` and a longer word's
 //! `-ee`/`-y` ending are one spelling when the two are compared ([`spelling`]).
@@ -184,7 +184,27 @@ pub fn words_without_fillers(s: &str) -> Vec<String> {
     k[start..end].to_vec()
 }
 
+/// A tens number written in digits ("40"), as a recogniser writes
+/// "forty": its tens digit.
+fn tens_written(w: &str) -> Option<u8> {
+    match w.as_bytes() {
+        [t @ b'2'..=b'9', b'0'] => Some(t - b'0'),
+        _ => None,
+    }
+}
+
+/// The unit that completes a tens number when said after it ("five" or
+/// "5" after "forty"): 1 to 9, never zero ("forty oh" is 4 0 0).
+fn unit_after_tens(w: &str) -> Option<u8> {
+    match w.as_bytes() {
+        [d @ b'1'..=b'9'] => Some(d - b'0'),
+        _ => unit(w).filter(|u| *u > 0),
+    }
+}
+
 /// Number words to digits, digit runs split: every digit its own token.
+/// A tens number and the unit after it are one number however they are
+/// written ("forty five", "40 5", "forty 5": `4 5`).
 fn digits_split(ws: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(ws.len());
     let mut i = 0;
@@ -196,7 +216,13 @@ fn digits_split(ws: Vec<String>) -> Vec<String> {
     while i < ws.len() {
         let w = ws[i].as_str();
         let next = ws.get(i + 1).map(String::as_str);
-        if w.chars().all(|c| c.is_ascii_digit()) {
+        if let (Some(t), Some(u)) = (tens_written(w), next.and_then(unit_after_tens)) {
+            // "40 5": a recogniser writes "forty ... five" so when the
+            // caller pauses inside the number; it reads as "forty five".
+            out.push(t.to_string());
+            out.push(u.to_string());
+            i += 1;
+        } else if w.chars().all(|c| c.is_ascii_digit()) {
             for c in w.chars() {
                 out.push(c.to_string());
             }
@@ -207,7 +233,7 @@ fn digits_split(ws: Vec<String>) -> Vec<String> {
             }
             i += 1;
         } else if let Some(t) = tens(w) {
-            match next.and_then(unit).filter(|u| *u > 0) {
+            match next.and_then(unit_after_tens) {
                 Some(u) => {
                     push_digits(&mut out, u32::from(t) * 10 + u32::from(u));
                     i += 1;
@@ -452,6 +478,16 @@ mod tests {
         assert_eq!(tokens("forty two seventy one"), ["4", "2", "7", "1"]);
         assert_eq!(tokens("twenty"), ["2", "0"]);
         assert_eq!(tokens("nineteen eighty"), ["1", "9", "8", "0"]);
+        // A pause inside a number: the recogniser writes its parts apart.
+        assert_eq!(tokens("40, 5, 80, 5"), ["4", "5", "8", "5"]);
+        assert_eq!(tokens("forty 5 80 five"), ["4", "5", "8", "5"]);
+        assert_eq!(tokens("30, 70, 4, 0, 7"), ["3", "0", "7", "4", "0", "7"]);
+        // Only a tens number and one digit 1-9 after it are one number.
+        assert_eq!(tokens("40 0"), ["4", "0", "0"]);
+        assert_eq!(tokens("40 58"), ["4", "0", "5", "8"]);
+        assert_eq!(tokens("10 5"), ["1", "0", "5"]);
+        assert_eq!(tokens("400 5"), ["4", "0", "0", "5"]);
+        assert_eq!(tokens("4 0 5"), ["4", "0", "5"]);
         assert!(is_digits("2 4 6 2") && is_digits("two four six two"));
         assert!(!is_digits("white horse") && !is_digits(""));
     }

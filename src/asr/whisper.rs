@@ -589,21 +589,18 @@ impl WhisperEngine {
         let Some(expected) = hints.digit_answer.filter(|_| hints.digits_only) else {
             return Ok(first);
         };
-        if digit_count(&first.text) == expected {
+        if super::phrase::is_digits_of_len(&first.text, expected) {
             return Ok(first);
         }
         let numbers = decode(true)?;
-        Ok(if digit_count(&numbers.text) == expected {
-            numbers
-        } else {
-            first
-        })
+        Ok(
+            if super::phrase::is_digits_of_len(&numbers.text, expected) {
+                numbers
+            } else {
+                first
+            },
+        )
     }
-}
-
-/// The digits in a digits-mode transcript.
-fn digit_count(text: &str) -> usize {
-    text.chars().filter(char::is_ascii_digit).count()
 }
 
 impl super::SpeechEngine for WhisperEngine {
