@@ -588,6 +588,38 @@ fn weak_passphrases_are_refused_at_enrolment_without_being_shown() {
     let (code, out, err) = s.run_with(&args, "863989\n", &[]);
     assert_eq!(code, 0, "{out}{err}");
 
+    // A new number is judged against the kept passphrase: 863989 is in
+    // +1 650 286 3989, so the account keeps its old number.
+    let moved = ["accounts", "update", &id, "--phone", "+16502863989"];
+    let (code, out, err) = s.run(&moved);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("part of the account's phone number") && err.contains("--clear-passphrase"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("863989") && !out.contains("863989"),
+        "{err}{out}"
+    );
+    let shown = s.ok(&["accounts", "show", &id]);
+    assert!(shown.contains("+16502530000"), "{shown}");
+    // Another number keeps it, and a new number with the passphrase cleared
+    // is taken (not that one: the store must not hold 863989 at the end).
+    s.ok(&["accounts", "update", &id, "--phone", "+16502530099"]);
+    s.ok(&[
+        "accounts",
+        "update",
+        &id,
+        "--phone",
+        "+16502530098",
+        "--clear-passphrase",
+    ]);
+    let shown = s.ok(&["accounts", "show", &id]);
+    assert!(
+        shown.contains("+16502530098") && shown.contains("not set"),
+        "{shown}"
+    );
+
     // import: a weak row is reported at its line; the others are kept.
     let csv = s.dir.join("weak.csv");
     std::fs::write(

@@ -359,6 +359,33 @@ fn strong_enough(p: &str, phone: &E164, rules: &EnrolmentRules) -> anyhow::Resul
     strength::check(p, Some(phone), rules).map_err(|e| anyhow::anyhow!("passphrase refused: {e}"))
 }
 
+/// A new number for an account keeps its passphrase only when the
+/// passphrase is not made of the new number's digits (enrolment's
+/// [`strength::Weak::PhoneNumber`] rule): the caller ID must never be the
+/// secret. The passphrase is opened in memory for the judgement only.
+fn refuse_passphrase_from_number(
+    store: &Store,
+    cfg: &Config,
+    id: &str,
+    new_phone: &E164,
+) -> anyhow::Result<()> {
+    use crate::store::{AccountStore, SecretField};
+    let key = key_for(store, cfg, false)
+        .context("the account's passphrase is judged against its new number")?;
+    let Some(bytes) = store.secret(id, SecretField::Passphrase, &key)? else {
+        return Ok(());
+    };
+    let text = Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
+    if strength::from_phone(&text, new_phone) {
+        bail!(
+            "passphrase refused: {} (with the new number); give a new one in the same \
+             update (--passphrase-stdin) or --clear-passphrase",
+            strength::Weak::PhoneNumber
+        );
+    }
+    Ok(())
+}
+
 fn check_email(e: Option<&str>) -> anyhow::Result<Option<String>> {
     match e.map(str::trim) {
         None | Some("") => Ok(None),
@@ -465,6 +492,8 @@ pub fn accounts(args: &StoreArgs, cmd: AccountsCmd) -> anyhow::Result<ExitCode> 
                 u.passphrase = Some(Some(p));
             } else if clear_passphrase {
                 u.passphrase = Some(None);
+            } else if let Some(new_phone) = u.phone.as_ref().filter(|_| cur.has_passphrase) {
+                refuse_passphrase_from_number(&store, &cfg, &cur.id, new_phone)?;
             }
             if let Some(t) = fields.totp.read("TOTP secret")? {
                 u.totp_secret = Some(Some(parse_totp_secret(&t)?));

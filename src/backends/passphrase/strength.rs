@@ -96,6 +96,18 @@ pub fn check(passphrase: &str, phone: Option<&E164>, rules: &EnrolmentRules) -> 
     Ok(())
 }
 
+/// Whether an enrolled `passphrase` is a digit string that comes from
+/// `phone` (the [`Weak::PhoneNumber`] rule alone): what changing an
+/// account's number re-judges, so that the number a caller rings from is
+/// never the secret that proves who they are.
+pub fn from_phone(passphrase: &str, phone: &E164) -> bool {
+    let core = phrase::words_without_fillers(passphrase);
+    let all_digits = core
+        .iter()
+        .all(|w| w.len() == 1 && w.as_bytes()[0].is_ascii_digit());
+    !core.is_empty() && all_digits && from_number(&core.concat(), phone)
+}
+
 fn check_digits(digits: &str, phone: Option<&E164>, rules: &EnrolmentRules) -> Result<(), Weak> {
     let d = digits.as_bytes();
     if d.len() < rules.min_digits as usize {
@@ -231,6 +243,16 @@ mod tests {
             check("863989", None, &longer),
             Err(Weak::FewDigits { have: 6, min: 8 })
         );
+    }
+
+    #[test]
+    fn a_number_change_meets_a_passphrase_from_the_new_number() {
+        let new = us();
+        assert!(from_phone("6502530001", &new));
+        assert!(from_phone("six five oh two five three", &new));
+        assert!(!from_phone("863989", &new));
+        assert!(!from_phone("purple elephant dance", &new));
+        assert!(!from_phone("", &new));
     }
 
     #[test]
