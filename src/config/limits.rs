@@ -453,15 +453,15 @@ mod tests {
         let err = |yaml: &str| Config::parse("v.yaml", yaml).unwrap_err().to_string();
         assert_eq!(
             err("limits:\n  datagram_rate: 20000000\n"),
-            "v.yaml: limits.datagram_rate: 20000000 is outside 0..10000000"
+            "v.yaml:2:18: limits.datagram_rate: 20000000 is outside 0..10000000"
         );
         assert_eq!(
             err("rtp_ports: 30000-30099\nlimits:\n  max_calls: 51\n"),
-            "v.yaml: limits.max_calls: 51 must be 1..50 (each call holds one of the 50 RTP ports of rtp_ports)"
+            "v.yaml:3:14: limits.max_calls: 51 must be 1..50 (each call holds one of the 50 RTP ports of rtp_ports)"
         );
         assert!(err("limits:\n  invite_rate: 0\n").contains("limits.invite_rate: 0 is outside"));
         assert!(err("limits:\n  tcp:\n    idle_timeout: soon\n")
-            .starts_with("v.yaml: limits.tcp.idle_timeout: `soon` is not a duration"));
+            .starts_with("v.yaml:3:19: limits.tcp.idle_timeout: `soon` is not a duration"));
         // Unknown keys are refused with their place in the file.
         let e = Config::parse("v.yaml", "limits:\n  tcp:\n    idle: 5s\n").unwrap_err();
         assert!(matches!(e, ConfigError::Invalid { line: 3, .. }), "{e}");

@@ -17,6 +17,7 @@ pub mod directory;
 pub mod email;
 pub mod http;
 pub mod limits;
+mod located;
 pub mod records;
 pub mod rtp_source;
 pub mod segments;
@@ -45,7 +46,8 @@ pub enum ConfigError {
         /// What the OS said.
         source: std::io::Error,
     },
-    /// Not valid YAML, or a field unknown or of the wrong type.
+    /// Not valid YAML, a field unknown or of the wrong type, or a value
+    /// refused (out of range, unparsable) whose place in the file is known.
     #[error("{path}:{line}:{col}: {message}")]
     Invalid {
         /// The file, as named to [`Config::load`] or [`Config::parse`].
@@ -58,7 +60,9 @@ pub enum ConfigError {
         message: String,
     },
     /// Well-formed YAML with a value out of range or unparsable (address,
-    /// port range, duration, priority); the message starts with the field.
+    /// port range, duration, priority) where the field is not in the file
+    /// (a default refused with another value); the message starts with the
+    /// field.
     #[error("{path}: {message}")]
     Semantic {
         /// The file, as named to [`Config::load`] or [`Config::parse`].
@@ -558,8 +562,26 @@ impl Config {
 
     /// Parse YAML `text`; `path` only labels errors. Empty text gives the
     /// defaults. Relative directories are kept as written (see
-    /// [`Config::resolve_relative_to`]).
+    /// [`Config::resolve_relative_to`]). A refused value is reported at its
+    /// line and column when the refusal's field is in the text.
     pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
+        Self::parse_fields(path, text).map_err(|e| match e {
+            ConfigError::Semantic { path, message } => {
+                match located::field_of(&message).and_then(|f| located::locate(text, f)) {
+                    Some((line, col)) => ConfigError::Invalid {
+                        path,
+                        line,
+                        col,
+                        message,
+                    },
+                    None => ConfigError::Semantic { path, message },
+                }
+            }
+            other => other,
+        })
+    }
+
+    fn parse_fields(path: &str, text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = if text.trim().is_empty() {
             RawConfig::default()
         } else {
@@ -1192,7 +1214,12 @@ routes:
             )
             .unwrap_err()
             .to_string();
-            assert!(e.contains(msg), "{yaml}: {e}");
+            // At the value's place: the flow mapping's value starts at column 28.
+            assert_eq!(
+                e,
+                format!("c.yaml:1:{}: {msg}", 28 + yaml.find(' ').unwrap() + 1),
+                "{yaml}"
+            );
         }
         let e = Config::parse("c.yaml", "passphrase: { enrolment: { min_letters: 3 } }\n")
             .unwrap_err()
