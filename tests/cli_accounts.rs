@@ -603,6 +603,12 @@ fn weak_passphrases_are_refused_at_enrolment_without_being_shown() {
     );
     let shown = s.ok(&["accounts", "show", &id]);
     assert!(shown.contains("+16502530000"), "{shown}");
+    // The number it has already is no change: no key is needed to keep it.
+    let hidden = s.dir.join("secret.key.away");
+    std::fs::rename(s.key(), &hidden).unwrap();
+    let (code, out, err) = s.run(&["accounts", "update", &id, "--phone", "+16502530000"]);
+    std::fs::rename(&hidden, s.key()).unwrap();
+    assert_eq!(code, 0, "{out}{err}");
     // Another number keeps it, and a new number with the passphrase cleared
     // is taken (not that one: the store must not hold 863989 at the end).
     s.ok(&["accounts", "update", &id, "--phone", "+16502530099"]);

@@ -492,7 +492,11 @@ pub fn accounts(args: &StoreArgs, cmd: AccountsCmd) -> anyhow::Result<ExitCode> 
                 u.passphrase = Some(Some(p));
             } else if clear_passphrase {
                 u.passphrase = Some(None);
-            } else if let Some(new_phone) = u.phone.as_ref().filter(|_| cur.has_passphrase) {
+            } else if let Some(new_phone) = u
+                .phone
+                .as_ref()
+                .filter(|p| cur.has_passphrase && **p != cur.phone)
+            {
                 refuse_passphrase_from_number(&store, &cfg, &cur.id, new_phone)?;
             }
             if let Some(t) = fields.totp.read("TOTP secret")? {

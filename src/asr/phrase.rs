@@ -2,7 +2,7 @@
 //!
 //! Both sides are normalised the same way: case and punctuation go, number
 //! words become digits ("four two" and "42" both read `4 2`, "oh" is zero,
-//! "double five" is `5 5`, "forty two" and "40 2" are `4 2`), digit runs split into
+//! "double five" is `5 5`, "forty two" is `4 2`), digit runs split into
 //! single digits, and filler before and after ("uh", "my passphrase is",
 //! "please") is cut from what was heard; a plural's `s` and a longer word's
 //! `-ee`/`-y` ending are one spelling when the two are compared ([`spelling`]).
@@ -184,27 +184,35 @@ pub fn words_without_fillers(s: &str) -> Vec<String> {
     k[start..end].to_vec()
 }
 
-/// A tens number written in digits ("40"), as a recogniser writes
-/// "forty": its tens digit.
-fn tens_written(w: &str) -> Option<u8> {
-    match w.as_bytes() {
-        [t @ b'2'..=b'9', b'0'] => Some(t - b'0'),
-        _ => None,
+/// A numbers-mode transcript ("40 5 80 5") read as the numbers a caller
+/// said: a tens number written apart from the unit after it (20-90, then
+/// one digit 1-9) is one number, "45 85". A short pause inside "forty five"
+/// makes the decoder write the parts apart, which would otherwise read as
+/// 4 0 5. Only for the decode that allows numbers (`whisper.rs`), never for
+/// an enrolled phrase or a decode one digit a token: there "40 5" is what
+/// was typed or said, 4 0 5. "40 0", "40 58", "10 5", "400 5" stay apart.
+pub fn numbers_read(text: &str) -> String {
+    let toks: Vec<&str> = text.split_whitespace().collect();
+    let tens = |w: &str| matches!(w.as_bytes(), [b'2'..=b'9', b'0']);
+    let unit = |w: &str| matches!(w.as_bytes(), [b'1'..=b'9']);
+    let mut out: Vec<String> = Vec::with_capacity(toks.len());
+    let mut i = 0;
+    while i < toks.len() {
+        match toks.get(i + 1) {
+            Some(next) if tens(toks[i]) && unit(next) => {
+                out.push(format!("{}{next}", &toks[i][..1]));
+                i += 2;
+            }
+            _ => {
+                out.push(toks[i].to_string());
+                i += 1;
+            }
+        }
     }
-}
-
-/// The unit that completes a tens number when said after it ("five" or
-/// "5" after "forty"): 1 to 9, never zero ("forty oh" is 4 0 0).
-fn unit_after_tens(w: &str) -> Option<u8> {
-    match w.as_bytes() {
-        [d @ b'1'..=b'9'] => Some(d - b'0'),
-        _ => unit(w).filter(|u| *u > 0),
-    }
+    out.join(" ")
 }
 
 /// Number words to digits, digit runs split: every digit its own token.
-/// A tens number and the unit after it are one number however they are
-/// written ("forty five", "40 5", "forty 5": `4 5`).
 fn digits_split(ws: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(ws.len());
     let mut i = 0;
@@ -216,13 +224,7 @@ fn digits_split(ws: Vec<String>) -> Vec<String> {
     while i < ws.len() {
         let w = ws[i].as_str();
         let next = ws.get(i + 1).map(String::as_str);
-        if let (Some(t), Some(u)) = (tens_written(w), next.and_then(unit_after_tens)) {
-            // "40 5": a recogniser writes "forty ... five" so when the
-            // caller pauses inside the number; it reads as "forty five".
-            out.push(t.to_string());
-            out.push(u.to_string());
-            i += 1;
-        } else if w.chars().all(|c| c.is_ascii_digit()) {
+        if w.chars().all(|c| c.is_ascii_digit()) {
             for c in w.chars() {
                 out.push(c.to_string());
             }
@@ -233,7 +235,7 @@ fn digits_split(ws: Vec<String>) -> Vec<String> {
             }
             i += 1;
         } else if let Some(t) = tens(w) {
-            match next.and_then(unit_after_tens) {
+            match next.and_then(unit).filter(|u| *u > 0) {
                 Some(u) => {
                     push_digits(&mut out, u32::from(t) * 10 + u32::from(u));
                     i += 1;
@@ -478,18 +480,25 @@ mod tests {
         assert_eq!(tokens("forty two seventy one"), ["4", "2", "7", "1"]);
         assert_eq!(tokens("twenty"), ["2", "0"]);
         assert_eq!(tokens("nineteen eighty"), ["1", "9", "8", "0"]);
-        // A pause inside a number: the recogniser writes its parts apart.
-        assert_eq!(tokens("40, 5, 80, 5"), ["4", "5", "8", "5"]);
-        assert_eq!(tokens("forty 5 80 five"), ["4", "5", "8", "5"]);
-        assert_eq!(tokens("30, 70, 4, 0, 7"), ["3", "0", "7", "4", "0", "7"]);
-        // Only a tens number and one digit 1-9 after it are one number.
-        assert_eq!(tokens("40 0"), ["4", "0", "0"]);
-        assert_eq!(tokens("40 58"), ["4", "0", "5", "8"]);
-        assert_eq!(tokens("10 5"), ["1", "0", "5"]);
-        assert_eq!(tokens("400 5"), ["4", "0", "0", "5"]);
-        assert_eq!(tokens("4 0 5"), ["4", "0", "5"]);
+        // What was typed or said one digit a token keeps its digits.
+        assert_eq!(tokens("40 5"), ["4", "0", "5"]);
         assert!(is_digits("2 4 6 2") && is_digits("two four six two"));
         assert!(!is_digits("white horse") && !is_digits(""));
+    }
+
+    #[test]
+    fn a_numbers_decode_reads_a_tens_number_and_its_unit_as_one() {
+        assert_eq!(numbers_read("40 5 80 5"), "45 85");
+        assert_eq!(numbers_read("30 70 4 0 7"), "30 74 0 7");
+        assert_eq!(numbers_read("60 5 80 3 90 7"), "65 83 97");
+        // Only a tens number and one digit 1-9 after it.
+        for apart in ["40 0", "40 58", "10 5", "400 5", "4 0 5", "45 85", "40"] {
+            assert_eq!(numbers_read(apart), apart);
+        }
+        // The enrolled 4585 is matched by the numbers read, not by "40 5 8 5"
+        // as such: the enrolled side and a decode one digit a token keep 4 0 5.
+        assert!(matches("4585", &numbers_read("40 5 80 5")));
+        assert!(!matches("4585", "40 5 8 5"));
     }
 
     #[test]

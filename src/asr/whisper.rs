@@ -592,7 +592,9 @@ impl WhisperEngine {
         if super::phrase::is_digits_of_len(&first.text, expected) {
             return Ok(first);
         }
-        let numbers = decode(true)?;
+        let mut numbers = decode(true)?;
+        // "40 5" is "forty five" said with a pause inside it.
+        numbers.text = super::phrase::numbers_read(&numbers.text);
         Ok(
             if super::phrase::is_digits_of_len(&numbers.text, expected) {
                 numbers

@@ -125,25 +125,17 @@ impl<'de> Deserialize<'de> for Node {
 
 /// The 1-based line and column of the value of `field` in the YAML `text`:
 /// a dotted path (`limits.tcp.idle_timeout`; `gateways[1].url` or
-/// `gateways.1.url` for a sequence's item). When only the start of the path
-/// is there (a default refused in combination), the deepest part found;
-/// `None` when the text does not parse or holds not even the first part.
+/// `gateways.1.url` for a sequence's item). `None` when the text does not
+/// parse or the whole path is not in it (a default refused together with
+/// another value, a name with a dot in it): a parent's place would point
+/// at the wrong line.
 pub(crate) fn locate(text: &str, field: &str) -> Option<(usize, usize)> {
     let root: Node = serde_saphyr::from_str(text).ok()?;
-    let parts = field
-        .split(['.', '[', ']'])
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>();
     let mut at = &root;
-    let mut found = None;
-    for part in parts {
-        let Some((_, kid)) = at.kids.iter().find(|(k, _)| k == part) else {
-            break;
-        };
-        at = kid;
-        found = Some((kid.line, kid.col));
+    for part in field.split(['.', '[', ']']).filter(|p| !p.is_empty()) {
+        at = &at.kids.iter().find(|(k, _)| k == part)?.1;
     }
-    found.filter(|(line, _)| *line > 0)
+    (!std::ptr::eq(at, &root) && at.line > 0).then_some((at.line, at.col))
 }
 
 /// The field a refusal names: its message up to the first `": "`, when
@@ -172,8 +164,8 @@ mod tests {
         );
         assert_eq!(locate(yaml, "sms.gateways[1].url"), Some((8, 14)));
         assert_eq!(locate(yaml, "sms.gateways.0.url"), Some((7, 12)));
-        // Only part of the path: the deepest part there.
-        assert_eq!(locate(yaml, "passphrase.enrolment.words"), Some((4, 5)));
+        // Only part of the path: not located.
+        assert_eq!(locate(yaml, "passphrase.enrolment.words"), None);
         assert_eq!(locate(yaml, "codes.max_failures"), None);
         assert_eq!(locate("a: [", "a"), None);
         assert_eq!(locate("", "a"), None);
