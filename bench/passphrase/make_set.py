@@ -21,7 +21,8 @@ recognize then does the G.711 round trip itself, as on a call):
                   and tonal sounds that pass the endpointer (tones, fax, music)
 Conditions: clean, noise (pink noise at ~15 dB SNR), hum (50 Hz + harmonics).
 Impostors for every genuine phrase: one digit/word changed, two swapped, one
-dropped, a similar-sounding word, another account's phrase.
+dropped, a similar-sounding word, another account's phrase; for the real-voice
+digits also one digit inserted (a zero after a tens digit where it can be).
 
 The manifest's last column splits the set by enrolled phrase into `train`
 (the confidence gate is fitted on it) and `test` (the rates reported).
@@ -245,6 +246,19 @@ def digit_impostors(d, others, rnd):
     return out
 
 
+def inserted(d, rnd):
+    """Allison's recordings saying `d` with one digit inserted: "oh" after a
+    digit 2-9 that comes before a digit 1-9 where there is such a place,
+    else a random digit at a random place."""
+    names = [f"digits/{c}" for c in d]
+    places = [i for i in range(len(d) - 1) if d[i] in "23456789" and d[i + 1] in "123456789"]
+    if places:
+        i = rnd.choice(places) + 1
+        return names[:i] + ["digits/oh"] + names[i:]
+    i = rnd.randrange(len(d) + 1)
+    return names[:i] + [f"digits/{rnd.randrange(10)}"] + names[i:]
+
+
 def word_impostors(p, others, rnd, similar=SIMILAR, words=None):
     """Near misses of phrase `p`: one word changed to another of `words`
     (default: the similar words), two swapped, one dropped, its first word
@@ -362,6 +376,16 @@ def main():
                                          vocabulary):
             say(said)
             add(tmp, p, "reject", "allison_words", kind, split_of(n))
+    # One digit inserted, the digits said one by one: the near miss that the
+    # numbers decode's reading could bring to the enrolled count ("four oh
+    # five eight five" for 4585, if written "40 5 8 5"), so a zero said "oh"
+    # after a digit 2-9 that comes before a digit 1-9; where a string has no
+    # such place, any digit anywhere. Last, on its own seed, so that every
+    # recording above stays as it was.
+    irnd = random.Random(20261210)
+    for n, d in enumerate(passes):
+        join_allison(inserted(d, irnd), tmp, lambda i: irnd.uniform(0.12, 0.45))
+        add(tmp, d, "reject", "allison_digits", "inserted", split_of(n))
     os.remove(tmp)
     with open(os.path.join(out, "manifest.tsv"), "w") as f:
         f.write("file\tenrolled\texpect\tset\tcondition\tkind\tsplit\n")
