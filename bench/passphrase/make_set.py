@@ -27,7 +27,9 @@ digits also one digit inserted (a zero after a tens digit where it can be).
 The manifest's last column splits the set by enrolled phrase into `train`
 (the confidence gate is fitted on it) and `test` (the rates reported).
 
-Deterministic (seeded). Usage: make_set.py OUTDIR
+The choices (phrases, impostors, pauses, conditions) are seeded; sox's dither
+and noise are not, so two builds differ in their samples and the rates by a
+check or two. Usage: make_set.py OUTDIR
 """
 import os
 import random
