@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use voxgate::asr::recording::{hear_file, Simulated};
-use voxgate::asr::whisper::{DecodeOptions, LoadOptions, WhisperError, WhisperModel};
+use voxgate::asr::whisper::{DecodeOptions, LoadOptions, Prepared, WhisperError, WhisperModel};
 use voxgate::asr::{Heard, Hints, RecognitionSpec, SpeechEngine, Timers};
 
 fn model_dir() -> Option<PathBuf> {
@@ -56,6 +56,30 @@ fn missing_file_error_names_dir_and_file() {
         msg.contains("no-such-whisper-model") && msg.contains("model.bin"),
         "{msg}"
     );
+}
+
+/// An utterance encoded once and decoded several ways (digits, then
+/// numbers, as a digit passphrase is heard) reads exactly as decoding it
+/// from its audio each time.
+#[test]
+fn one_encoding_decodes_as_the_audio_does() {
+    let Some(dir) = model_dir() else { return };
+    let m = WhisperModel::load(&dir).unwrap();
+    let pcm = wav8k("digits4271.wav");
+    let prepared = m.prepare_8k(&pcm).unwrap();
+    assert!(
+        matches!(prepared, Prepared::Encoded(_)),
+        "the short window is encoded before decoding"
+    );
+    let numbers = DecodeOptions {
+        numbers: true,
+        ..opts(true, None)
+    };
+    for o in [opts(true, None), numbers, opts(false, Some("4 2 7 1"))] {
+        let once = m.decode(&prepared, &o).unwrap();
+        assert_eq!(once, m.decode(&prepared, &o).unwrap(), "{o:?}");
+        assert_eq!(once, m.transcribe_8k(&pcm, &o).unwrap(), "{o:?}");
+    }
 }
 
 #[test]

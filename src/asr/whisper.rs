@@ -90,6 +90,18 @@ pub enum WhisperError {
     },
 }
 
+/// One utterance ready for the decoder: the short window's encoding
+/// spliced onto the silent window's ([`window`]), or the whole window's
+/// log-mel (which the decoder encodes itself). Decoding it twice (digits,
+/// then numbers) encodes the short window once.
+#[derive(Clone, Debug)]
+pub enum Prepared {
+    /// `[1, 1500, d]` encoder output, float32.
+    Encoded(Vec<f32>),
+    /// `[1, 80, 3000]` log-mel features.
+    Mel(Vec<f32>),
+}
+
 /// Per-call decoding choices.
 #[derive(Clone, Debug, Default)]
 pub struct DecodeOptions {
@@ -344,13 +356,7 @@ impl WhisperModel {
         pcm: &[i16],
         opts: &DecodeOptions,
     ) -> Result<Transcript, WhisperError> {
-        let n = pcm.len().min(N_SAMPLES / 2);
-        let x: Vec<f64> = pcm[..n].iter().map(|&s| f64::from(s) / 32768.0).collect();
-        let up: Vec<f32> = resample(&x, 8000, 16_000)
-            .into_iter()
-            .map(|v| v as f32)
-            .collect();
-        self.transcribe_16k(&up, opts)
+        self.decode(&self.prepare_8k(pcm)?, opts)
     }
 
     /// 16 kHz mono, nominal range ±1. Anything past 30 s is ignored.
@@ -359,27 +365,52 @@ impl WhisperModel {
         pcm: &[f32],
         opts: &DecodeOptions,
     ) -> Result<Transcript, WhisperError> {
+        self.decode(&self.prepare_16k(pcm)?, opts)
+    }
+
+    /// What the decoder reads for 8 kHz telephone audio ([`Prepared`]): for
+    /// decoding one utterance more than once with other options.
+    pub fn prepare_8k(&self, pcm: &[i16]) -> Result<Prepared, WhisperError> {
+        let n = pcm.len().min(N_SAMPLES / 2);
+        let x: Vec<f64> = pcm[..n].iter().map(|&s| f64::from(s) / 32768.0).collect();
+        let up: Vec<f32> = resample(&x, 8000, 16_000)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        self.prepare_16k(&up)
+    }
+
+    /// [`WhisperModel::prepare_8k`] for 16 kHz audio.
+    pub fn prepare_16k(&self, pcm: &[f32]) -> Result<Prepared, WhisperError> {
         let pcm = &pcm[..pcm.len().min(N_SAMPLES)];
-        let mut mel = MelFrontEnd::shared().log_mel(pcm);
-        let mut spliced = match &self.short {
-            Some(short) => {
-                let frames = window::frames_for(pcm.len());
-                if frames < N_FRAMES {
-                    Some(self.encode_short(&mel, frames, short)?)
-                } else {
-                    None
-                }
+        let mel = MelFrontEnd::shared().log_mel(pcm);
+        if let Some(short) = &self.short {
+            let frames = window::frames_for(pcm.len());
+            if frames < N_FRAMES {
+                return Ok(Prepared::Encoded(self.encode_short(&mel, frames, short)?));
             }
-            None => None,
-        };
-        let features = match &mut spliced {
-            Some(enc) => {
-                let d = enc.len() / window::POSITIONS;
-                StorageView::new(&[1, window::POSITIONS, d], enc, Device::CPU)
-            }
-            None => StorageView::new(&[1, N_MELS, N_FRAMES], &mut mel, Device::CPU),
         }
-        .map_err(|e| WhisperError::Decode { source: e.into() })?;
+        Ok(Prepared::Mel(mel))
+    }
+
+    /// Decode what [`WhisperModel::prepare_8k`] prepared.
+    pub fn decode(
+        &self,
+        prepared: &Prepared,
+        opts: &DecodeOptions,
+    ) -> Result<Transcript, WhisperError> {
+        // CTranslate2's view borrows the buffer mutably: each decode gets its
+        // own copy (a short window's encoding is 2.3 MB, copied in well under
+        // a millisecond; encoding it again took ~50 ms).
+        let (mut buffer, shape) = match prepared {
+            Prepared::Encoded(enc) => (
+                enc.clone(),
+                [1, window::POSITIONS, enc.len() / window::POSITIONS],
+            ),
+            Prepared::Mel(mel) => (mel.clone(), [1, N_MELS, N_FRAMES]),
+        };
+        let features = StorageView::new(&shape, &mut buffer, Device::CPU)
+            .map_err(|e| WhisperError::Decode { source: e.into() })?;
 
         let prompt = self.prompt_tokens(opts.prompt.as_deref())?;
         let mut suppress = vec![-1]; // keep the model's default suppress list
@@ -568,10 +599,15 @@ impl WhisperEngine {
         // (a dropped digit was measured), so not with digits_only.
         let prompt =
             (!hints.digits_only && !hints.phrases.is_empty()).then(|| hints.phrases.join(", "));
+        // Encoded once: a second decode reading numbers reuses it.
+        let prepared = self
+            .model
+            .prepare_8k(pcm_8k)
+            .map_err(|e| super::AsrError::Decode(e.to_string()))?;
         let decode = |numbers: bool| {
             self.model
-                .transcribe_8k(
-                    pcm_8k,
+                .decode(
+                    &prepared,
                     &DecodeOptions {
                         digits_only: hints.digits_only,
                         numbers,
