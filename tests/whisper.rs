@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use voxgate::asr::recording::{hear_file, Simulated};
-use voxgate::asr::whisper::{DecodeOptions, LoadOptions, Prepared, WhisperError, WhisperModel};
+use voxgate::asr::whisper::{DecodeOptions, LoadOptions, WhisperError, WhisperModel};
 use voxgate::asr::{Heard, Hints, RecognitionSpec, SpeechEngine, Timers};
 
 fn model_dir() -> Option<PathBuf> {
@@ -68,7 +68,7 @@ fn one_encoding_decodes_as_the_audio_does() {
     let pcm = wav8k("digits4271.wav");
     let prepared = m.prepare_8k(&pcm).unwrap();
     assert!(
-        matches!(prepared, Prepared::Encoded(_)),
+        prepared.is_encoded(),
         "the short window is encoded before decoding"
     );
     let numbers = DecodeOptions {
@@ -79,7 +79,22 @@ fn one_encoding_decodes_as_the_audio_does() {
         let once = m.decode(&prepared, &o).unwrap();
         assert_eq!(once, m.decode(&prepared, &o).unwrap(), "{o:?}");
         assert_eq!(once, m.transcribe_8k(&pcm, &o).unwrap(), "{o:?}");
+        assert_eq!(
+            once.text
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>(),
+            "4271",
+            "{o:?}: {once:?}"
+        );
     }
+    // Another utterance's preparation reads as that utterance.
+    let other = m.prepare_8k(&wav8k("purple.wav")).unwrap();
+    let phrase = m.decode(&other, &opts(false, None)).unwrap();
+    assert!(
+        phrase.text.to_lowercase().contains("elephant"),
+        "{phrase:?}"
+    );
 }
 
 #[test]

@@ -94,12 +94,26 @@ pub enum WhisperError {
 /// spliced onto the silent window's ([`window`]), or the whole window's
 /// log-mel (which the decoder encodes itself). Decoding it twice (digits,
 /// then numbers) encodes the short window once.
+///
+/// Opaque: CTranslate2 reads as many values as the shape says, so only
+/// [`WhisperModel::prepare_8k`] makes one, always of the right size.
 #[derive(Clone, Debug)]
-pub enum Prepared {
+pub struct Prepared(Input);
+
+#[derive(Clone, Debug)]
+enum Input {
     /// `[1, 1500, d]` encoder output, float32.
     Encoded(Vec<f32>),
     /// `[1, 80, 3000]` log-mel features.
     Mel(Vec<f32>),
+}
+
+impl Prepared {
+    /// Whether the short window was encoded ahead of decoding (else the
+    /// decoder encodes the whole window's log-mel itself).
+    pub fn is_encoded(&self) -> bool {
+        matches!(self.0, Input::Encoded(_))
+    }
 }
 
 /// Per-call decoding choices.
@@ -387,10 +401,12 @@ impl WhisperModel {
         if let Some(short) = &self.short {
             let frames = window::frames_for(pcm.len());
             if frames < N_FRAMES {
-                return Ok(Prepared::Encoded(self.encode_short(&mel, frames, short)?));
+                return Ok(Prepared(Input::Encoded(
+                    self.encode_short(&mel, frames, short)?,
+                )));
             }
         }
-        Ok(Prepared::Mel(mel))
+        Ok(Prepared(Input::Mel(mel)))
     }
 
     /// Decode what [`WhisperModel::prepare_8k`] prepared.
@@ -402,12 +418,12 @@ impl WhisperModel {
         // CTranslate2's view borrows the buffer mutably: each decode gets its
         // own copy (a short window's encoding is 2.3 MB, copied in well under
         // a millisecond; encoding it again took ~50 ms).
-        let (mut buffer, shape) = match prepared {
-            Prepared::Encoded(enc) => (
+        let (mut buffer, shape) = match &prepared.0 {
+            Input::Encoded(enc) => (
                 enc.clone(),
                 [1, window::POSITIONS, enc.len() / window::POSITIONS],
             ),
-            Prepared::Mel(mel) => (mel.clone(), [1, N_MELS, N_FRAMES]),
+            Input::Mel(mel) => (mel.clone(), [1, N_MELS, N_FRAMES]),
         };
         let features = StorageView::new(&shape, &mut buffer, Device::CPU)
             .map_err(|e| WhisperError::Decode { source: e.into() })?;
