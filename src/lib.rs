@@ -37,3 +37,4 @@ pub mod sip;
 pub mod store;
 pub mod telemetry;
 pub mod web;
+pub mod yaml;

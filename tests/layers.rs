@@ -20,14 +20,19 @@ use std::path::{Path, PathBuf};
 /// just the bottom. `call` assembles a call from sip, media and asr and runs
 /// a flow on it; `flow` sees the call only through `call`'s `CallChannel`
 /// trait and its types, so it may import `call` but never `sip` or `media`.
-/// `phone` (E.164 numbers) sits at the bottom with `duration`.
+/// `phone` (E.164 numbers) sits at the bottom with `duration`, and `yaml`
+/// (a YAML tree that knows where each node was written) under config and flow.
 const LAYERS: &[(&str, &[&str])] = &[
     // The bottom: the event vocabulary and the plumbing everyone shares.
     ("events", &["linewriter", "config", "duration"]),
     ("linewriter", &["events", "config", "duration"]),
-    ("config", &["events", "linewriter", "duration", "phone"]),
+    (
+        "config",
+        &["events", "linewriter", "duration", "phone", "yaml"],
+    ),
     ("duration", &[]),
     ("phone", &[]),
+    ("yaml", &[]),
     (
         "store",
         &["events", "linewriter", "config", "duration", "phone"],
@@ -67,6 +72,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "flow",
         &[
+            "yaml",
             "events",
             "linewriter",
             "config",

@@ -8,15 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// 1-based position in the source file; the default `0:0` means "unknown"
-/// (diagnostics print it as `1:1`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Span {
-    /// 1-based line.
-    pub line: u32,
-    /// 1-based column.
-    pub col: u32,
-}
+pub use crate::yaml::Span;
 
 /// A value with the place it was written.
 #[derive(Clone, Debug, PartialEq)]
