@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -228,16 +227,7 @@ fn recognize_hears_recordings_as_a_call_would() {
     // A digit answer of a given length, as a digit passphrase is heard:
     // Allison's "nineteen", one digit a token, comes out short ("9"); told
     // that two digits are expected, it is decoded again reading numbers.
-    let sounds = ["en", "en_US_f_Allison"]
-        .map(|d| {
-            Path::new("/usr/share/asterisk/sounds")
-                .join(d)
-                .join("digits")
-        })
-        .into_iter()
-        .find(|d| d.join("19.wav").exists())
-        .expect("asterisk-core-sounds-en-wav is missing (scripts/test.sh installs it)");
-    let nineteen = sounds.join("19.wav");
+    let nineteen = allison_digits().join("19.wav");
     let heard = |extra: &[&str]| {
         let mut args = vec!["recognize", "--models", m];
         args.extend_from_slice(extra);

@@ -276,21 +276,7 @@ fn allison_words(
     pause_ms: impl Fn(usize) -> usize,
     level: &[&str],
 ) -> PathBuf {
-    // The package installs Allison's voice under en_US_f_Allison; the `en`
-    // link to it comes from asterisk's own packages, which need not be here.
-    let sounds = ["en", "en_US_f_Allison"]
-        .map(|d| {
-            Path::new("/usr/share/asterisk/sounds")
-                .join(d)
-                .join("digits")
-        })
-        .into_iter()
-        .find(|d| d.join("0.wav").exists())
-        .unwrap_or_else(|| PathBuf::from("/usr/share/asterisk/sounds/en/digits"));
-    assert!(
-        sounds.join("0.wav").exists(),
-        "asterisk-core-sounds-en-wav is missing (scripts/test.sh installs it)"
-    );
+    let sounds = allison_digits();
     let mut parts = Vec::new();
     for (i, d) in words.iter().enumerate() {
         let cut = dir.join(format!("{name}-d{i}.wav"));

@@ -28,6 +28,22 @@ pub fn bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_voxgate")))
 }
 
+/// Allison's recorded digits and numbers (`digits/NAME.wav`) from Debian's
+/// `asterisk-core-sounds-en-wav`, which scripts/test.sh installs. The
+/// package puts her voice under en_US_f_Allison; the `en` link to it comes
+/// from asterisk's own packages, which need not be here.
+pub fn allison_digits() -> PathBuf {
+    ["en", "en_US_f_Allison"]
+        .map(|d| {
+            Path::new("/usr/share/asterisk/sounds")
+                .join(d)
+                .join("digits")
+        })
+        .into_iter()
+        .find(|d| d.join("0.wav").exists())
+        .expect("asterisk-core-sounds-en-wav is missing (scripts/test.sh installs it)")
+}
+
 /// A fresh scratch directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
     static N: AtomicU16 = AtomicU16::new(0);
