@@ -19,7 +19,9 @@
 //!
 //! A frame is active at floor + 10 dB, or floor + 6 dB when voiced. Speech
 //! starts when, within 500 ms and without a 200 ms gap, at least 7 frames
-//! (140 ms) are active and at least 3 of them voiced. In speech, the
+//! (140 ms) are active and at least 3 of them voiced; the utterance then
+//! begins at a candidate voiced enough but too short that ended less than
+//! 600 ms before, if any (a soft first word in noise). In speech, the
 //! end-of-speech timer restarts on voiced frames or runs of two active ones,
 //! so a lone click in a pause does not prolong the turn.
 
@@ -70,6 +72,16 @@ const MIN_VOICED_FRAMES: u32 = 3;
 const CAND_GAP_FRAMES: u32 = 10;
 /// A candidate that has not confirmed within this many frames is dropped.
 const CAND_MAX_FRAMES: u64 = 25;
+/// A candidate voiced enough but too short, ended by a gap, is where speech
+/// confirmed within this long after its last active frame starts: in noise
+/// a soft first word ("sixty" at 15 dB over the floor) is too short to
+/// confirm on its own, and its audio was lost ("5 80" heard for "sixty five
+/// eighty"). 600 ms is longer than a pause between words, and counts carry
+/// nothing over, so what is not speech stays not speech.
+const ONSET_BRIDGE: u64 = 4800;
+/// An utterance reaches back at most this far before its confirming
+/// candidate (bounds the audio kept while waiting).
+const ONSET_LOOKBACK: u64 = 16_000;
 
 /// Pitch lags 20..=133 samples = 400..60 Hz.
 const LAG_MIN: usize = 20;
@@ -419,6 +431,16 @@ struct Candidate {
     span: u64,
     gap: u32,
     last_active_time: Instant,
+    last_active_idx: u64,
+}
+
+/// Where a dropped voiced candidate began (or the earlier onset it
+/// continued): speech confirmed soon after starts there ([`ONSET_BRIDGE`]).
+#[derive(Debug, Clone, Copy)]
+struct Onset {
+    start_idx: u64,
+    start_time: Instant,
+    last_active_idx: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -452,6 +474,10 @@ pub struct Endpointer {
     no_input_deadline: Option<Instant>,
     max_samples: u64,
     cand_max_frames: u64,
+    /// [`ONSET_LOOKBACK`] within the `max_duration` memory bound.
+    onset_lookback: u64,
+    /// Only while waiting: the last dropped voiced candidate, if recent.
+    onset: Option<Onset>,
     analyzer: Analyzer,
     acc: [i16; FRAME],
     acc_len: usize,
@@ -499,6 +525,11 @@ impl Endpointer {
             max_samples,
             // Keeps candidate audio within the max_duration memory bound.
             cand_max_frames: CAND_MAX_FRAMES.min(max_samples / FRAME as u64),
+            // Less a candidate's frames: a candidate that continues an onset
+            // keeps its audio too.
+            onset_lookback: ONSET_LOOKBACK
+                .min(max_samples.saturating_sub(CAND_MAX_FRAMES * FRAME as u64)),
+            onset: None,
             analyzer: Analyzer::new(),
             acc: [0; FRAME],
             acc_len: 0,
@@ -842,23 +873,36 @@ impl Endpointer {
             // Partial-tone frames around a key press look like voiced
             // audio; forget them with the tone.
             cand = None;
+            self.onset = None;
         } else if fc.active {
-            let c = cand.get_or_insert(Candidate {
-                start_idx: frame_end - FRAME as u64,
-                start_time: now.checked_sub(FRAME_DUR).unwrap_or(now),
-                active: 0,
-                voiced: 0,
-                span: 0,
-                gap: 0,
-                last_active_time: now,
+            let c = cand.get_or_insert_with(|| {
+                let idx = frame_end - FRAME as u64;
+                let time = now.checked_sub(FRAME_DUR).unwrap_or(now);
+                // Continues a recent soft start: begins where it began.
+                let (start_idx, start_time) = self
+                    .onset
+                    .take()
+                    .map_or((idx, time), |o| (o.start_idx, o.start_time));
+                Candidate {
+                    start_idx,
+                    start_time,
+                    active: 0,
+                    voiced: 0,
+                    span: 0,
+                    gap: 0,
+                    last_active_time: now,
+                    last_active_idx: frame_end,
+                }
             });
             c.active += 1;
             c.voiced += u32::from(fc.voiced);
             c.gap = 0;
             c.last_active_time = now;
+            c.last_active_idx = frame_end;
         } else if let Some(c) = &mut cand {
             c.gap += 1;
             if c.gap > CAND_GAP_FRAMES {
+                self.drop_candidate(c);
                 cand = None;
             }
         }
@@ -875,22 +919,49 @@ impl Endpointer {
                     incomplete: false,
                     held: false,
                 };
+                self.onset = None;
                 self.queue(now, EndpointEvent::SpeechStarted);
                 return;
             }
             if c.span >= self.cand_max_frames {
+                // Too long to be a word that was too short: noise, or the
+                // floor catching up with a noisy line.
                 cand = None;
             }
         }
+        // A soft start too long ago to belong to what comes next is forgotten.
+        if let Some(o) = self.onset {
+            if frame_end.saturating_sub(o.last_active_idx) > ONSET_BRIDGE
+                || frame_end.saturating_sub(o.start_idx) > self.onset_lookback
+            {
+                self.onset = None;
+            }
+        }
         if cand.is_none() {
-            // Only the pre-roll is needed while nothing is going on.
-            let keep_from = frame_end.saturating_sub(PRE_ROLL);
+            // Only the pre-roll is needed while nothing is going on (and
+            // the audio of a soft start that speech may yet follow).
+            let keep_from = frame_end
+                .min(self.onset.map_or(u64::MAX, |o| o.start_idx))
+                .saturating_sub(PRE_ROLL);
             if keep_from > self.audio_start {
                 self.audio.drain(..(keep_from - self.audio_start) as usize);
                 self.audio_start = keep_from;
             }
         }
         self.phase = Phase::Waiting(cand);
+    }
+
+    /// A candidate ended by a gap before it confirmed: if it was voiced as
+    /// speech is, only too short, remember where it began, for speech that
+    /// may follow at once.
+    fn drop_candidate(&mut self, c: &Candidate) {
+        if c.voiced >= MIN_VOICED_FRAMES {
+            self.onset = Some(Onset {
+                start_idx: c.start_idx,
+                start_time: c.start_time,
+                last_active_idx: c.last_active_idx,
+            });
+        }
     }
 
     fn finish_utterance(&mut self, now: Instant, cut_by_max_duration: bool) {
@@ -1561,6 +1632,67 @@ mod tests {
         let out = drive(std_cfg(), &sig);
         assert!(out.utterance.is_some(), "{out:?}");
         assert_eq!(ms(out.started_at.unwrap()), 1140);
+    }
+
+    /// Where the utterance of `out` begins in `sig`, in ms (pre-roll off).
+    fn begins_at(sig: &[i16], out: &Outcome) -> i64 {
+        samples_ms(find_slice(sig, out.pcm()) + PRE_ROLL as usize)
+    }
+
+    #[test]
+    fn a_soft_first_word_just_before_speech_is_kept() {
+        // Too short to confirm on its own (as "sixty" in noise was), then a
+        // word that confirms: the utterance starts at the soft one.
+        for gap_ms in [300, 500] {
+            let sig = cat(&[
+                &silence(1000),
+                &voiced_burst(100, 70.0),
+                &silence(gap_ms),
+                &speech_like(1000, 70.0, 3),
+                &silence(2000),
+            ]);
+            let out = drive(std_cfg(), &sig);
+            assert_eq!(begins_at(&sig, &out), 1000, "gap {gap_ms}: {out:?}");
+            // Speech is still confirmed by the second word alone.
+            assert!(ms(out.started_at.unwrap()) > 1100 + gap_ms as i64);
+        }
+        // A sound a second before is not part of what the caller says.
+        let sig = cat(&[
+            &silence(1000),
+            &voiced_burst(100, 70.0),
+            &silence(1000),
+            &speech_like(1000, 70.0, 3),
+            &silence(2000),
+        ]);
+        let out = drive(std_cfg(), &sig);
+        let (on, _) = sound_span(&sig[n_of(2000)..]);
+        assert!((begins_at(&sig, &out) - samples_ms(on + n_of(2000))).abs() <= 100);
+        // Nor is an unvoiced one (a click, a breath of noise).
+        let sig = cat(&[
+            &silence(1000),
+            &white(100, 3000.0, 4),
+            &silence(200),
+            &speech_like(1000, 70.0, 3),
+            &silence(2000),
+        ]);
+        let out = drive(std_cfg(), &sig);
+        let (on, _) = sound_span(&sig[n_of(1300)..]);
+        assert!((begins_at(&sig, &out) - samples_ms(on + n_of(1300))).abs() <= 100);
+    }
+
+    #[test]
+    fn soft_sounds_in_a_row_never_add_up_to_speech() {
+        // Voiced blips every 400 ms for 4 s, each a candidate of its own
+        // (300 ms apart): each continues the one before, none confirms, and
+        // the audio kept stays bounded (`drive` checks).
+        let blip = cat(&[&voiced_burst(100, 70.0), &silence(300)]);
+        let mut sig = silence(500);
+        for _ in 0..10 {
+            sig.extend_from_slice(&blip);
+        }
+        sig.extend(silence(5000));
+        let out = drive(cfg(5000, 800, 1500), &sig);
+        assert!(out.no_input, "started at {:?}", out.started_at);
     }
 
     #[test]
