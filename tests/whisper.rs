@@ -39,6 +39,7 @@ fn opts(digits_only: bool, prompt: Option<&str>) -> DecodeOptions {
         digits_only,
         numbers: false,
         prompt: prompt.map(str::to_string),
+        max_tokens: None,
     }
 }
 
@@ -90,6 +91,17 @@ fn one_encoding_decodes_as_the_audio_does() {
             "{o:?}: {once:?}"
         );
     }
+    // A decode stopped early has the first digits, not all of them.
+    let short = DecodeOptions {
+        max_tokens: Some(4),
+        ..opts(true, None)
+    };
+    let t = m.decode(&prepared, &short).unwrap();
+    let d: String = t.text.chars().filter(char::is_ascii_digit).collect();
+    assert!(
+        !d.is_empty() && d.len() < 4 && "4271".starts_with(&d),
+        "{t:?}"
+    );
     // Another utterance's preparation reads as that utterance.
     let other = m.prepare_8k(&wav8k("purple.wav")).unwrap();
     let phrase = m.decode(&other, &opts(false, None)).unwrap();

@@ -184,15 +184,20 @@ pub fn words_without_fillers(s: &str) -> Vec<String> {
     k[start..end].to_vec()
 }
 
-/// A numbers-mode transcript ("40 5 80 5") read as the numbers a caller
-/// said: a tens number written apart from the unit after it (20-90, then
-/// one digit 1-9) is one number, "45 85". A short pause inside "forty five"
-/// makes the decoder write the parts apart, which would otherwise read as
-/// 4 0 5. Only for the decode that allows numbers (`whisper.rs`), never for
-/// an enrolled phrase or a decode one digit a token: there "40 5" is what
-/// was typed or said, 4 0 5. "40 0", "40 58", "10 5", "400 5" stay apart.
+/// A numbers-mode transcript ("40 5 80 5", "40, 5, 80, 5.") read as the
+/// numbers a caller said, written apart by spaces: a tens number written
+/// apart from the unit after it (20-90, then one digit 1-9) is one number,
+/// "45 85". A short pause inside "forty five" makes the decoder write the
+/// parts apart, which would otherwise read as 4 0 5. Punctuation only
+/// separates. Only for the decode that allows numbers (`whisper.rs`), never
+/// for an enrolled phrase or a decode one digit a token: there "40 5" is
+/// what was typed or said, 4 0 5. "40 0", "40 58", "10 5", "400 5" stay
+/// apart.
 pub fn numbers_read(text: &str) -> String {
-    let toks: Vec<&str> = text.split_whitespace().collect();
+    let toks: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|t| !t.is_empty())
+        .collect();
     let tens = |w: &str| matches!(w.as_bytes(), [b'2'..=b'9', b'0']);
     let unit = |w: &str| matches!(w.as_bytes(), [b'1'..=b'9']);
     let mut out: Vec<String> = Vec::with_capacity(toks.len());
@@ -491,6 +496,10 @@ mod tests {
         assert_eq!(numbers_read("40 5 80 5"), "45 85");
         assert_eq!(numbers_read("30 70 4 0 7"), "30 74 0 7");
         assert_eq!(numbers_read("60 5 80 3 90 7"), "65 83 97");
+        // As the decoder punctuates numbers said apart.
+        assert_eq!(numbers_read("40, 5, 80, 5."), "45 85");
+        assert_eq!(numbers_read("0, 2, 90."), "0 2 90");
+        assert_eq!(numbers_read("876-5-0"), "876 5 0");
         // Only a tens number and one digit 1-9 after it.
         for apart in ["40 0", "40 58", "10 5", "400 5", "4 0 5", "45 85", "40"] {
             assert_eq!(numbers_read(apart), apart);

@@ -129,6 +129,10 @@ pub struct DecodeOptions {
     /// Initial prompt text (e.g. the expected phrase); biases the decoder.
     /// Whisper may echo it on noise: accept only exact whole-utterance matches.
     pub prompt: Option<String>,
+    /// Stop after this many decoding steps (None: the model's limit, 448;
+    /// the prefix takes one, a digit and its space two): a decoder caught
+    /// in a loop ("5, 5, 5, …") costs ~2 ms a step.
+    pub max_tokens: Option<usize>,
 }
 
 /// What Whisper decoded from one utterance, before the no-speech gate of
@@ -444,6 +448,12 @@ impl WhisperModel {
             suppress_tokens: suppress,
             ..WhisperOptions::default()
         };
+        let options = WhisperOptions {
+            max_length: opts
+                .max_tokens
+                .map_or(options.max_length, |n| n.min(options.max_length)),
+            ..options
+        };
         let result = self
             .model
             .generate(&features, &[prompt], &options)
@@ -539,9 +549,15 @@ fn digits_mode_allows(token: &str) -> bool {
 }
 
 /// Whether digits mode allows a vocabulary entry when the caller may say
-/// numbers: spaces and digits only, of any count.
+/// numbers: digits of any count, spaces, and the punctuation the decoder
+/// writes between numbers said apart ("0, 2, 90.", "876-5-0"). Kept to
+/// digits and spaces, a decoder that wanted a comma after "0" could only
+/// end there: Allison's "oh two ninety" in noise was heard "0"
+/// (bench/README.md, "Punctuation between numbers").
 fn numbers_mode_allows(token: &str) -> bool {
-    token.chars().all(|c| c.is_ascii_digit() || c == 'Ġ')
+    token
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, 'Ġ' | ',' | '.' | '-'))
 }
 
 /// The encoder output of a silent 30 s window whose every log-mel value is
@@ -620,6 +636,13 @@ impl WhisperEngine {
             .model
             .prepare_8k(pcm_8k)
             .map_err(|e| super::AsrError::Decode(e.to_string()))?;
+        // An answer of n digits takes 2n + 1 steps one digit a token, and
+        // at most 3n + 2 written "4, 5, 8, 5."; past 4n + 8 a decode is
+        // looping, not answering.
+        let max_tokens = hints
+            .digit_answer
+            .filter(|_| hints.digits_only)
+            .map(|n| 4 * n + 8);
         let decode = |numbers: bool| {
             self.model
                 .decode(
@@ -628,6 +651,7 @@ impl WhisperEngine {
                         digits_only: hints.digits_only,
                         numbers,
                         prompt: prompt.clone(),
+                        max_tokens,
                     },
                 )
                 .map_err(|e| super::AsrError::Decode(e.to_string()))
@@ -690,11 +714,11 @@ mod tests {
     use super::{digits_mode_allows, numbers_mode_allows};
 
     #[test]
-    fn numbers_mode_allows_digits_of_any_count() {
-        for t in ["7", "Ġ7", "77", "Ġ1986", "899", "Ġ"] {
+    fn numbers_mode_allows_digits_of_any_count_and_their_punctuation() {
+        for t in ["7", "Ġ7", "77", "Ġ1986", "899", "Ġ", ",", "7.", "-", "Ġ45,"] {
             assert!(numbers_mode_allows(t), "{t}");
         }
-        for t in ["seven", "Ġoh", "7.", "-", "1st", "Ġ7a"] {
+        for t in ["seven", "Ġoh", "1st", "Ġ7a", "%", "$", "?", "Ġand"] {
             assert!(!numbers_mode_allows(t), "{t}");
         }
     }
