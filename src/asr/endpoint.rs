@@ -19,9 +19,12 @@
 //!
 //! A frame is active at floor + 10 dB, or floor + 6 dB when voiced. Speech
 //! starts when, within 500 ms and without a 200 ms gap, at least 7 frames
-//! (140 ms) are active and at least 3 of them voiced; the utterance then
-//! begins at a candidate voiced enough but too short that ended less than
-//! 600 ms before, if any (a soft first word in noise). In speech, the
+//! (140 ms) are active and at least 3 of them voiced. A candidate voiced
+//! enough but too short (a soft first word in noise) is remembered: a
+//! candidate whose first active frame comes within 600 ms of its last one
+//! begins where it began, and so on along a chain at most 2 s (and a quarter
+//! of the maximum duration) long; confirmation still counts only its own
+//! frames. In speech, the
 //! end-of-speech timer restarts on voiced frames or runs of two active ones,
 //! so a lone click in a pause does not prolong the turn.
 
@@ -72,15 +75,16 @@ const MIN_VOICED_FRAMES: u32 = 3;
 const CAND_GAP_FRAMES: u32 = 10;
 /// A candidate that has not confirmed within this many frames is dropped.
 const CAND_MAX_FRAMES: u64 = 25;
-/// A candidate voiced enough but too short, ended by a gap, is where speech
-/// confirmed within this long after its last active frame starts: in noise
-/// a soft first word ("sixty" at 15 dB over the floor) is too short to
-/// confirm on its own, and its audio was lost ("5 80" heard for "sixty five
-/// eighty"). 600 ms is longer than a pause between words, and counts carry
-/// nothing over, so what is not speech stays not speech.
+/// A candidate voiced enough but too short, ended by a gap, is where the
+/// next candidate begins if that one's first active frame comes within this
+/// long after its last: in noise a soft first word ("sixty" at 15 dB over
+/// the floor) is too short to confirm on its own, and its audio was lost
+/// ("5 80" heard for "sixty five eighty"). 600 ms is longer than a pause
+/// between words, and counts carry nothing over, so what is not speech
+/// stays not speech.
 const ONSET_BRIDGE: u64 = 4800;
-/// An utterance reaches back at most this far before its confirming
-/// candidate (bounds the audio kept while waiting).
+/// A chain of such onsets reaches back at most this far (and a quarter of
+/// `max_duration`, which counts from the chain's start).
 const ONSET_LOOKBACK: u64 = 16_000;
 
 /// Pitch lags 20..=133 samples = 400..60 Hz.
@@ -121,8 +125,9 @@ pub enum EndpointEvent {
 /// The audio of one spoken turn, ready for a decoder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Utterance {
-    /// 8 kHz PCM: up to 300 ms before the detected start, up to 200 ms of
-    /// silence after the last speech frame.
+    /// 8 kHz PCM: up to 300 ms before the detected start (that of a soft
+    /// first word that did not confirm speech on its own, if one came just
+    /// before), up to 200 ms of silence after the last speech frame.
     pub pcm: Vec<i16>,
     /// The caller was still talking when `max_duration` ran out: the end of
     /// what they said may be missing.
@@ -432,14 +437,20 @@ struct Candidate {
     gap: u32,
     last_active_time: Instant,
     last_active_idx: u64,
+    /// Its own first active frame (`start_*` may be an onset's).
+    own_start_idx: u64,
+    own_start_time: Instant,
 }
 
-/// Where a dropped voiced candidate began (or the earlier onset it
-/// continued): speech confirmed soon after starts there ([`ONSET_BRIDGE`]).
+/// A soft start that speech may yet follow ([`ONSET_BRIDGE`]): where its
+/// chain began, where the latest voiced candidate in it began, and that
+/// one's last active frame.
 #[derive(Debug, Clone, Copy)]
 struct Onset {
     start_idx: u64,
     start_time: Instant,
+    latest_idx: u64,
+    latest_time: Instant,
     last_active_idx: u64,
 }
 
@@ -525,9 +536,11 @@ impl Endpointer {
             max_samples,
             // Keeps candidate audio within the max_duration memory bound.
             cand_max_frames: CAND_MAX_FRAMES.min(max_samples / FRAME as u64),
-            // Less a candidate's frames: a candidate that continues an onset
-            // keeps its audio too.
+            // Speech that starts at an onset has most of max_duration left,
+            // and the audio kept while a candidate runs on an onset stays
+            // within the memory bound.
             onset_lookback: ONSET_LOOKBACK
+                .min(max_samples / 4)
                 .min(max_samples.saturating_sub(CAND_MAX_FRAMES * FRAME as u64)),
             onset: None,
             analyzer: Analyzer::new(),
@@ -875,14 +888,13 @@ impl Endpointer {
             cand = None;
             self.onset = None;
         } else if fc.active {
+            let onset = self.onset;
             let c = cand.get_or_insert_with(|| {
                 let idx = frame_end - FRAME as u64;
                 let time = now.checked_sub(FRAME_DUR).unwrap_or(now);
                 // Continues a recent soft start: begins where it began.
-                let (start_idx, start_time) = self
-                    .onset
-                    .take()
-                    .map_or((idx, time), |o| (o.start_idx, o.start_time));
+                let (start_idx, start_time) =
+                    onset.map_or((idx, time), |o| (o.start_idx, o.start_time));
                 Candidate {
                     start_idx,
                     start_time,
@@ -892,6 +904,8 @@ impl Endpointer {
                     gap: 0,
                     last_active_time: now,
                     last_active_idx: frame_end,
+                    own_start_idx: idx,
+                    own_start_time: time,
                 }
             });
             c.active += 1;
@@ -902,7 +916,7 @@ impl Endpointer {
         } else if let Some(c) = &mut cand {
             c.gap += 1;
             if c.gap > CAND_GAP_FRAMES {
-                self.drop_candidate(c);
+                self.remember_onset(c);
                 cand = None;
             }
         }
@@ -929,8 +943,13 @@ impl Endpointer {
                 cand = None;
             }
         }
-        // A soft start too long ago to belong to what comes next is forgotten.
-        if let Some(o) = self.onset {
+        // A soft start too long ago to belong to what comes next is
+        // forgotten; a chain too long starts again at its latest link.
+        if let Some(o) = &mut self.onset {
+            if frame_end.saturating_sub(o.start_idx) > self.onset_lookback {
+                o.start_idx = o.latest_idx;
+                o.start_time = o.latest_time;
+            }
             if frame_end.saturating_sub(o.last_active_idx) > ONSET_BRIDGE
                 || frame_end.saturating_sub(o.start_idx) > self.onset_lookback
             {
@@ -952,13 +971,16 @@ impl Endpointer {
     }
 
     /// A candidate ended by a gap before it confirmed: if it was voiced as
-    /// speech is, only too short, remember where it began, for speech that
-    /// may follow at once.
-    fn drop_candidate(&mut self, c: &Candidate) {
+    /// speech is, only too short, remember where it (or the chain it
+    /// continued) began, for speech that may follow at once. One that was
+    /// not (a click, a breath) leaves an earlier onset as it was.
+    fn remember_onset(&mut self, c: &Candidate) {
         if c.voiced >= MIN_VOICED_FRAMES {
             self.onset = Some(Onset {
                 start_idx: c.start_idx,
                 start_time: c.start_time,
+                latest_idx: c.own_start_idx,
+                latest_time: c.own_start_time,
                 last_active_idx: c.last_active_idx,
             });
         }
@@ -1671,13 +1693,74 @@ mod tests {
         let sig = cat(&[
             &silence(1000),
             &white(100, 3000.0, 4),
-            &silence(200),
+            &silence(300),
             &speech_like(1000, 70.0, 3),
             &silence(2000),
         ]);
         let out = drive(std_cfg(), &sig);
-        let (on, _) = sound_span(&sig[n_of(1300)..]);
-        assert!((begins_at(&sig, &out) - samples_ms(on + n_of(1300))).abs() <= 100);
+        let (on, _) = sound_span(&sig[n_of(1400)..]);
+        assert!((begins_at(&sig, &out) - samples_ms(on + n_of(1400))).abs() <= 100);
+        // A click between the soft word and the speech does not lose it...
+        let sig = cat(&[
+            &silence(1000),
+            &voiced_burst(100, 70.0),
+            &silence(250),
+            &white(60, 3000.0, 5),
+            &silence(250),
+            &speech_like(1000, 70.0, 3),
+            &silence(2000),
+        ]);
+        assert_eq!(begins_at(&sig, &drive(std_cfg(), &sig)), 1000);
+        // ...a key press does.
+        let sig = cat(&[
+            &silence(1000),
+            &voiced_burst(100, 70.0),
+            &silence(100),
+            &tones(100, 770.0, 1336.0, 6000.0),
+            &silence(300),
+            &speech_like(1000, 70.0, 3),
+            &silence(2000),
+        ]);
+        let out = drive(std_cfg(), &sig);
+        let (on, _) = sound_span(&sig[n_of(1600)..]);
+        assert!((begins_at(&sig, &out) - samples_ms(on + n_of(1600))).abs() <= 100);
+    }
+
+    #[test]
+    fn a_soft_start_leaves_the_turn_most_of_its_max_duration() {
+        // max_duration 2 s, counted from the soft word (the onset may reach
+        // back at most 500 ms): the turn ends at its own silence.
+        let sig = cat(&[
+            &silence(1000),
+            &voiced_burst(100, 70.0),
+            &silence(300),
+            &speech_like(600, 70.0, 3),
+            &silence(2000),
+        ]);
+        let out = drive(cfg(5000, 800, 2000), &sig);
+        let u = out.utterance.as_ref().expect("an utterance");
+        assert!(!u.cut_by_max_duration, "{:?}", out.final_at);
+        assert_eq!(begins_at(&sig, &out), 1000);
+    }
+
+    #[test]
+    fn a_long_chain_of_soft_sounds_starts_again_at_its_latest() {
+        // Voiced blips every 400 ms for 3.2 s, then speech: the utterance
+        // keeps the last of them, not all 3.2 s (at most 2 s back).
+        let blip = cat(&[&voiced_burst(100, 70.0), &silence(300)]);
+        let mut sig = silence(500);
+        for _ in 0..8 {
+            sig.extend_from_slice(&blip);
+        }
+        let speech_at = samples_ms(sig.len());
+        sig.extend(speech_like(1000, 70.0, 3));
+        sig.extend(silence(2000));
+        let b = begins_at(&sig, &drive(std_cfg(), &sig));
+        assert!(b <= speech_at - 400, "begins at {b}, speech at {speech_at}");
+        assert!(
+            b >= speech_at - 2400,
+            "begins at {b}, speech at {speech_at}"
+        );
     }
 
     #[test]

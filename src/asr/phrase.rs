@@ -188,28 +188,32 @@ pub fn words_without_fillers(s: &str) -> Vec<String> {
 /// numbers a caller said, written apart by spaces: a tens number written
 /// apart from the unit after it (20-90, then one digit 1-9) is one number,
 /// "45 85". A short pause inside "forty five" makes the decoder write the
-/// parts apart, which would otherwise read as 4 0 5. Punctuation only
-/// separates. Only for the decode that allows numbers (`whisper.rs`), never
-/// for an enrolled phrase or a decode one digit a token: there "40 5" is
-/// what was typed or said, 4 0 5. "40 0", "40 58", "10 5", "400 5" stay
-/// apart.
+/// parts apart (a space or a comma), which would otherwise read as 4 0 5.
+/// Full stops and dashes only separate ("40.5", "40-5" stay 40 5). Only for
+/// the decode that allows numbers (`whisper.rs`), never for an enrolled
+/// phrase or a decode one digit a token: there "40 5" is what was typed or
+/// said, 4 0 5. "40 0", "40 58", "10 5", "400 5" stay apart.
 pub fn numbers_read(text: &str) -> String {
-    let toks: Vec<&str> = text
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|t| !t.is_empty())
-        .collect();
+    // Each number, and whether a pause (space, comma) comes before it.
+    let mut nums: Vec<(&str, bool)> = Vec::new();
+    for word in text.split(|c: char| c.is_whitespace() || c == ',') {
+        let parts = word.split(|c: char| !c.is_ascii_digit());
+        for (k, n) in parts.filter(|n| !n.is_empty()).enumerate() {
+            nums.push((n, k == 0));
+        }
+    }
     let tens = |w: &str| matches!(w.as_bytes(), [b'2'..=b'9', b'0']);
     let unit = |w: &str| matches!(w.as_bytes(), [b'1'..=b'9']);
-    let mut out: Vec<String> = Vec::with_capacity(toks.len());
+    let mut out: Vec<String> = Vec::with_capacity(nums.len());
     let mut i = 0;
-    while i < toks.len() {
-        match toks.get(i + 1) {
-            Some(next) if tens(toks[i]) && unit(next) => {
-                out.push(format!("{}{next}", &toks[i][..1]));
+    while i < nums.len() {
+        match nums.get(i + 1) {
+            Some(&(next, true)) if tens(nums[i].0) && unit(next) => {
+                out.push(format!("{}{next}", &nums[i].0[..1]));
                 i += 2;
             }
             _ => {
-                out.push(toks[i].to_string());
+                out.push(nums[i].0.to_string());
                 i += 1;
             }
         }
@@ -500,6 +504,9 @@ mod tests {
         assert_eq!(numbers_read("40, 5, 80, 5."), "45 85");
         assert_eq!(numbers_read("0, 2, 90."), "0 2 90");
         assert_eq!(numbers_read("876-5-0"), "876 5 0");
+        // A full stop or a dash inside is not a pause: "forty point five".
+        assert_eq!(numbers_read("40.5 80-5"), "40 5 80 5");
+        assert_eq!(numbers_read("-40 5"), "45");
         // Only a tens number and one digit 1-9 after it.
         for apart in ["40 0", "40 58", "10 5", "400 5", "4 0 5", "45 85", "40"] {
             assert_eq!(numbers_read(apart), apart);

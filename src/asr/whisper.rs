@@ -124,15 +124,17 @@ pub struct DecodeOptions {
     pub digits_only: bool,
     /// With `digits_only`: allow tokens of several digits too, for a caller
     /// who says numbers ("nineteen eighty six"), which the model writes
-    /// only with them.
+    /// only with them, and the punctuation it writes between numbers said
+    /// apart.
     pub numbers: bool,
     /// Initial prompt text (e.g. the expected phrase); biases the decoder.
     /// Whisper may echo it on noise: accept only exact whole-utterance matches.
     pub prompt: Option<String>,
-    /// Stop after this many decoding steps (None: the model's limit, 448;
-    /// the prefix takes one, a digit and its space two): a decoder caught
-    /// in a loop ("5, 5, 5, …") costs ~2 ms a step.
-    pub max_tokens: Option<usize>,
+    /// Without a `prompt`: decode at most this many tokens (None:
+    /// CTranslate2's default, 224), as a decoder caught in a loop ("5, 5,
+    /// 5, …") costs ~2 ms a token. A decode that reaches it did not end its
+    /// transcript, so it is not an answer: its confidence is 0.
+    pub max_steps: Option<usize>,
 }
 
 /// What Whisper decoded from one utterance, before the no-speech gate of
@@ -198,8 +200,9 @@ pub struct WhisperModel {
     /// Every non-special token id digits mode suppresses (see
     /// [`digits_mode_allows`]).
     not_one_digit_ids: Vec<i32>,
-    /// Every non-special token id that is not digits and spaces alone (what
-    /// digits mode suppresses when it allows numbers).
+    /// Every non-special token id that is not digits, spaces and the
+    /// punctuation between numbers (what digits mode suppresses when it
+    /// allows numbers, [`numbers_mode_allows`]).
     not_digits_ids: Vec<i32>,
     beam_size: usize,
     /// The short encoder window's set-up (with `short_window`).
@@ -448,10 +451,14 @@ impl WhisperModel {
             suppress_tokens: suppress,
             ..WhisperOptions::default()
         };
+        // CTranslate2 decodes min(max_length / 2, max_length - start) tokens
+        // (models/whisper.cc), `start` being 1 without a text prompt.
+        let max_steps = opts
+            .max_steps
+            .filter(|_| opts.prompt.is_none())
+            .map(|n| n.clamp(1, options.max_length / 2));
         let options = WhisperOptions {
-            max_length: opts
-                .max_tokens
-                .map_or(options.max_length, |n| n.min(options.max_length)),
+            max_length: max_steps.map_or(options.max_length, |n| 2 * n),
             ..options
         };
         let result = self
@@ -476,8 +483,9 @@ impl WhisperModel {
             .trim()
             .to_string();
         let n = ids.len() as f32;
+        let cut_short = max_steps.is_some_and(|max| ids.len() >= max);
         let confidence = match result.scores.first() {
-            Some(&s) if s.is_finite() && !ids.is_empty() => (s * n / (n + 1.0)).exp(),
+            Some(&s) if s.is_finite() && !ids.is_empty() && !cut_short => (s * n / (n + 1.0)).exp(),
             _ => 0.0,
         };
         Ok(Transcript {
@@ -636,13 +644,13 @@ impl WhisperEngine {
             .model
             .prepare_8k(pcm_8k)
             .map_err(|e| super::AsrError::Decode(e.to_string()))?;
-        // An answer of n digits takes 2n + 1 steps one digit a token, and
-        // at most 3n + 2 written "4, 5, 8, 5."; past 4n + 8 a decode is
+        // An answer of n digits takes n tokens one digit a token (" 4"), and
+        // 2n written "4, 5, 8, 5." (" 5" then ","); past 3n + 4 a decode is
         // looping, not answering.
-        let max_tokens = hints
+        let max_steps = hints
             .digit_answer
             .filter(|_| hints.digits_only)
-            .map(|n| 4 * n + 8);
+            .map(|n| 3 * n + 4);
         let decode = |numbers: bool| {
             self.model
                 .decode(
@@ -651,7 +659,7 @@ impl WhisperEngine {
                         digits_only: hints.digits_only,
                         numbers,
                         prompt: prompt.clone(),
-                        max_tokens,
+                        max_steps,
                     },
                 )
                 .map_err(|e| super::AsrError::Decode(e.to_string()))
