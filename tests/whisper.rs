@@ -25,13 +25,19 @@ fn model_dir() -> Option<PathBuf> {
     Some(dir)
 }
 
-fn wav8k(name: &str) -> Vec<i16> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/asr")
-        .join(name);
-    let mut r = hound::WavReader::open(p).unwrap();
-    assert_eq!(r.spec().sample_rate, 8000);
+/// The samples of an 8 kHz WAV file.
+fn read8k(path: &Path) -> Vec<i16> {
+    let mut r = hound::WavReader::open(path).unwrap();
+    assert_eq!(r.spec().sample_rate, 8000, "{}", path.display());
     r.samples::<i16>().map(Result::unwrap).collect()
+}
+
+fn wav8k(name: &str) -> Vec<i16> {
+    read8k(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/asr")
+            .join(name),
+    )
 }
 
 fn opts(digits_only: bool, prompt: Option<&str>) -> DecodeOptions {
@@ -282,12 +288,11 @@ fn short_window_splice_transcribes_like_the_full_window() {
 }
 
 fn prompt8k(name: &str) -> Vec<i16> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("prompts")
-        .join(format!("{name}.wav"));
-    let mut r = hound::WavReader::open(p).unwrap();
-    assert_eq!(r.spec().sample_rate, 8000);
-    r.samples::<i16>().map(Result::unwrap).collect()
+    read8k(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("prompts")
+            .join(format!("{name}.wav")),
+    )
 }
 
 /// Audio that starts right at its first word (a clip cut at its speech, an
@@ -341,12 +346,7 @@ fn a_clip_starting_at_its_first_digit_keeps_that_digit() {
 
 /// One of Allison's recordings, cut to its sound (|sample| > 160).
 fn allison(name: &str) -> Vec<i16> {
-    let p = common::allison_digits().join(format!("{name}.wav"));
-    let pcm: Vec<i16> = hound::WavReader::open(p)
-        .unwrap()
-        .samples::<i16>()
-        .map(Result::unwrap)
-        .collect();
+    let pcm = read8k(&common::allison_digits().join(format!("{name}.wav")));
     let a = pcm.iter().position(|s| s.unsigned_abs() > 160).unwrap();
     let b = pcm.iter().rposition(|s| s.unsigned_abs() > 160).unwrap();
     pcm[a..=b].to_vec()

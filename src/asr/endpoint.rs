@@ -1661,34 +1661,53 @@ mod tests {
         samples_ms(find_slice(sig, out.pcm()) + PRE_ROLL as usize)
     }
 
+    /// A soft word (100 ms, voiced) at 1 s, `between`, then `speech_ms` of
+    /// speech and 2 s of silence.
+    fn soft_word_then_speech(between: &[&[i16]], speech_ms: u64) -> Vec<i16> {
+        let mut sig = cat(&[&silence(1000), &voiced_burst(100, 70.0)]);
+        for part in between {
+            sig.extend_from_slice(part);
+        }
+        sig.extend(speech_like(speech_ms, 70.0, 3));
+        sig.extend(silence(2000));
+        sig
+    }
+
+    /// The utterance of `sig` begins within 100 ms of the first sound after
+    /// `from_ms`: nothing before it was kept.
+    fn begins_at_sound_after(sig: &[i16], from_ms: u64) {
+        let out = drive(std_cfg(), sig);
+        let (on, _) = sound_span(&sig[n_of(from_ms)..]);
+        let b = begins_at(sig, &out);
+        assert!(
+            (b - samples_ms(on + n_of(from_ms))).abs() <= 100,
+            "begins at {b}"
+        );
+    }
+
+    /// `n` voiced blips of 100 ms, 400 ms apart, after 500 ms of silence.
+    fn blips(n: usize) -> Vec<i16> {
+        let blip = cat(&[&voiced_burst(100, 70.0), &silence(300)]);
+        let mut sig = silence(500);
+        for _ in 0..n {
+            sig.extend_from_slice(&blip);
+        }
+        sig
+    }
+
     #[test]
     fn a_soft_first_word_just_before_speech_is_kept() {
         // Too short to confirm on its own (as "sixty" in noise was), then a
         // word that confirms: the utterance starts at the soft one.
         for gap_ms in [300, 500] {
-            let sig = cat(&[
-                &silence(1000),
-                &voiced_burst(100, 70.0),
-                &silence(gap_ms),
-                &speech_like(1000, 70.0, 3),
-                &silence(2000),
-            ]);
+            let sig = soft_word_then_speech(&[&silence(gap_ms)], 1000);
             let out = drive(std_cfg(), &sig);
             assert_eq!(begins_at(&sig, &out), 1000, "gap {gap_ms}: {out:?}");
             // Speech is still confirmed by the second word alone.
             assert!(ms(out.started_at.unwrap()) > 1100 + gap_ms as i64);
         }
         // A sound a second before is not part of what the caller says.
-        let sig = cat(&[
-            &silence(1000),
-            &voiced_burst(100, 70.0),
-            &silence(1000),
-            &speech_like(1000, 70.0, 3),
-            &silence(2000),
-        ]);
-        let out = drive(std_cfg(), &sig);
-        let (on, _) = sound_span(&sig[n_of(2000)..]);
-        assert!((begins_at(&sig, &out) - samples_ms(on + n_of(2000))).abs() <= 100);
+        begins_at_sound_after(&soft_word_then_speech(&[&silence(1000)], 1000), 2000);
         // Nor is an unvoiced one (a click, a breath of noise).
         let sig = cat(&[
             &silence(1000),
@@ -1697,46 +1716,28 @@ mod tests {
             &speech_like(1000, 70.0, 3),
             &silence(2000),
         ]);
-        let out = drive(std_cfg(), &sig);
-        let (on, _) = sound_span(&sig[n_of(1400)..]);
-        assert!((begins_at(&sig, &out) - samples_ms(on + n_of(1400))).abs() <= 100);
+        begins_at_sound_after(&sig, 1400);
         // A click between the soft word and the speech does not lose it...
-        let sig = cat(&[
-            &silence(1000),
-            &voiced_burst(100, 70.0),
-            &silence(250),
-            &white(60, 3000.0, 5),
-            &silence(250),
-            &speech_like(1000, 70.0, 3),
-            &silence(2000),
-        ]);
+        let sig =
+            soft_word_then_speech(&[&silence(250), &white(60, 3000.0, 5), &silence(250)], 1000);
         assert_eq!(begins_at(&sig, &drive(std_cfg(), &sig)), 1000);
         // ...a key press does.
-        let sig = cat(&[
-            &silence(1000),
-            &voiced_burst(100, 70.0),
-            &silence(100),
-            &tones(100, 770.0, 1336.0, 6000.0),
-            &silence(300),
-            &speech_like(1000, 70.0, 3),
-            &silence(2000),
-        ]);
-        let out = drive(std_cfg(), &sig);
-        let (on, _) = sound_span(&sig[n_of(1600)..]);
-        assert!((begins_at(&sig, &out) - samples_ms(on + n_of(1600))).abs() <= 100);
+        let sig = soft_word_then_speech(
+            &[
+                &silence(100),
+                &tones(100, 770.0, 1336.0, 6000.0),
+                &silence(300),
+            ],
+            1000,
+        );
+        begins_at_sound_after(&sig, 1600);
     }
 
     #[test]
     fn a_soft_start_leaves_the_turn_most_of_its_max_duration() {
         // max_duration 2 s, counted from the soft word (the onset may reach
         // back at most 500 ms): the turn ends at its own silence.
-        let sig = cat(&[
-            &silence(1000),
-            &voiced_burst(100, 70.0),
-            &silence(300),
-            &speech_like(600, 70.0, 3),
-            &silence(2000),
-        ]);
+        let sig = soft_word_then_speech(&[&silence(300)], 600);
         let out = drive(cfg(5000, 800, 2000), &sig);
         let u = out.utterance.as_ref().expect("an utterance");
         assert!(!u.cut_by_max_duration, "{:?}", out.final_at);
@@ -1747,11 +1748,7 @@ mod tests {
     fn a_long_chain_of_soft_sounds_starts_again_at_its_latest() {
         // Voiced blips every 400 ms for 3.2 s, then speech: the utterance
         // keeps the last of them, not all 3.2 s (at most 2 s back).
-        let blip = cat(&[&voiced_burst(100, 70.0), &silence(300)]);
-        let mut sig = silence(500);
-        for _ in 0..8 {
-            sig.extend_from_slice(&blip);
-        }
+        let mut sig = blips(8);
         let speech_at = samples_ms(sig.len());
         sig.extend(speech_like(1000, 70.0, 3));
         sig.extend(silence(2000));
@@ -1768,11 +1765,7 @@ mod tests {
         // Voiced blips every 400 ms for 4 s, each a candidate of its own
         // (300 ms apart): each continues the one before, none confirms, and
         // the audio kept stays bounded (`drive` checks).
-        let blip = cat(&[&voiced_burst(100, 70.0), &silence(300)]);
-        let mut sig = silence(500);
-        for _ in 0..10 {
-            sig.extend_from_slice(&blip);
-        }
+        let mut sig = blips(10);
         sig.extend(silence(5000));
         let out = drive(cfg(5000, 800, 1500), &sig);
         assert!(out.no_input, "started at {:?}", out.started_at);
